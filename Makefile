@@ -1,0 +1,42 @@
+# photofeh: the two entry points are `make demo` and `make test`.
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+STAMP  := $(VENV)/.installed
+DEMO   := demo_output
+
+.PHONY: setup demo test lint bench docs clean
+
+setup: $(STAMP)
+
+# torch==2.13.0 first: it is the CPU wheel on disk; asking for it explicitly
+# keeps pip from pulling a multi-GB CUDA build as a dependency.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	mkdir -p $(DEMO)
+	@echo "== stage 1: simulate a mock survey (200,000 stars) =="
+	$(VENV)/bin/photofeh simulate --n-stars 200000 --seed 1 --out $(DEMO)/mock_survey.parquet --workers 2
+	@echo "== stage 1b: a spectroscopic training set (20,000 labelled stars) =="
+	$(VENV)/bin/photofeh simulate --n-stars 20000 --seed 2 --spec-only --out $(DEMO)/mock_spec.parquet --workers 2
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+docs: setup
+	$(PY) -m photofeh.schema > docs/schema.md
+
+clean:
+	rm -rf $(DEMO) .pytest_cache

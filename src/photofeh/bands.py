@@ -1,0 +1,163 @@
+"""Survey bands: column names, depths, error models and extinction coefficients.
+
+One registry for every band the package knows, so that the simulator, the
+catalogue readers and the feature builder agree on names and constants.
+Column names follow the project schema ``{survey}_{band}`` and
+``{survey}_{band}_err``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Band",
+    "BANDS",
+    "SURVEYS",
+    "band",
+    "bands_of",
+    "extinction_coefficient",
+    "lsst_error_model",
+]
+
+
+@dataclass(frozen=True)
+class Band:
+    """One photometric band of one survey.
+
+    Attributes
+    ----------
+    name
+        Column name in the project schema, e.g. ``"sdss_g"``.
+    survey, filt
+        Survey key and filter letter.
+    wavelength_nm
+        Effective wavelength, for plots and ordering.
+    r_ebv
+        A_band / E(B-V) on the SFD scale; NaN where the coefficient depends on
+        colour (Gaia: see :func:`extinction_coefficient`).
+    m5
+        5-sigma depth (mag); stars fainter than this in the noisy magnitude
+        are not detected.
+    bright
+        Saturation limit (mag); brighter stars are not reported.
+    gamma, sigma_sys
+        Parameters of the error model of Ivezic et al. 2019 (eq. 5).
+    zp_scatter
+        RMS of the calibration zero point from one sky patch to another.
+    system
+        ``"AB"`` or ``"Vega"``.
+    """
+
+    name: str
+    survey: str
+    filt: str
+    wavelength_nm: float
+    r_ebv: float
+    m5: float
+    bright: float
+    gamma: float
+    sigma_sys: float
+    zp_scatter: float
+    system: str
+
+    @property
+    def err(self) -> str:
+        """Name of the uncertainty column."""
+        return f"{self.name}_err"
+
+
+# Extinction: Schlafly & Finkbeiner 2011 (ApJ 737, 103), table 6, R_V = 3.1,
+# per unit SFD E(B-V). Their 0.86 recalibration of SFD is already inside these
+# numbers: multiply them by E(B-V) as read from the SFD map, never by 0.86 SFD.
+#
+# Depths: SDSS single epoch m5 fitted to published error tables and PS1 3pi
+# stack 5-sigma depths (Chambers et al. 2016, table 11); CFIS u 23.6 at
+# S/N = 10 (Ibata et al. 2017, ApJ 848, 128) i.e. ~24.35 at 5 sigma.
+# gamma: Ivezic et al. 2019 (ApJ 873, 111), table 2 (0.038 for u, 0.039 else).
+# Zero-point scatter: SDSS ubercalibration 1% in griz, 2% in u (Padmanabhan
+# et al. 2008, ApJ 674, 1217); PS1 < 1% (Schlafly et al. 2012, ApJ 756, 158);
+# Gaia mmag-level (Riello et al. 2021, A&A 649, A3).
+# Bright limits are typical saturation magnitudes of each survey.
+# CFIS/MegaCam u extinction: no published table. The MegaPipe colour term
+# u_Mega = u_SDSS - 0.241 (u - g)_SDSS (see simulate.photometry) is linear,
+# so the same combination of the SF11 coefficients applies:
+# 4.239 - 0.241 (4.239 - 3.303) = 4.013.
+_TABLE = [
+    # name,      survey, f,   nm,    R,     m5,    bright, gamma, sys,   zp
+    ("sdss_u", "sdss", "u", 355.1, 4.239, 21.5, 14.0, 0.038, 0.02, 0.02),
+    ("sdss_g", "sdss", "g", 468.6, 3.303, 23.0, 14.0, 0.039, 0.02, 0.01),
+    ("sdss_r", "sdss", "r", 616.6, 2.285, 22.8, 14.0, 0.039, 0.02, 0.01),
+    ("sdss_i", "sdss", "i", 748.0, 1.698, 22.2, 14.0, 0.039, 0.02, 0.01),
+    ("sdss_z", "sdss", "z", 893.2, 1.263, 20.5, 12.5, 0.039, 0.02, 0.01),
+    ("ps1_g", "ps1", "g", 481.1, 3.172, 23.3, 14.0, 0.039, 0.01, 0.01),
+    ("ps1_r", "ps1", "r", 615.6, 2.271, 23.2, 14.0, 0.039, 0.01, 0.01),
+    ("ps1_i", "ps1", "i", 750.3, 1.682, 23.1, 14.0, 0.039, 0.01, 0.01),
+    ("ps1_z", "ps1", "z", 866.9, 1.322, 22.3, 13.0, 0.039, 0.01, 0.01),
+    ("ps1_y", "ps1", "y", 961.3, 1.087, 21.4, 12.0, 0.039, 0.01, 0.01),
+    ("cfis_u", "cfis", "u", 371.0, 4.013, 24.35, 15.0, 0.038, 0.01, 0.02),
+    # Gaia: errors from the mission's spline (simulate.photometry), so gamma,
+    # sigma_sys and m5 only set the detection limit (G ~ 21).
+    ("gaia_g", "gaia", "g", 621.0, np.nan, 21.0, 3.0, 0.0, 0.0, 0.002),
+    ("gaia_bp", "gaia", "bp", 511.0, np.nan, 21.0, 3.0, 0.0, 0.0, 0.002),
+    ("gaia_rp", "gaia", "rp", 777.0, np.nan, 21.0, 3.0, 0.0, 0.0, 0.002),
+]
+
+BANDS: dict[str, Band] = {
+    row[0]: Band(*row[:9], zp_scatter=row[9], system="Vega" if row[1] == "gaia" else "AB")
+    for row in _TABLE
+}
+SURVEYS: tuple[str, ...] = ("sdss", "ps1", "gaia", "cfis")
+
+
+def band(name: str) -> Band:
+    """Return the band called ``name`` or raise a ``KeyError`` listing the known ones."""
+    try:
+        return BANDS[name]
+    except KeyError:
+        raise KeyError(f"unknown band {name!r}; known bands: {', '.join(BANDS)}") from None
+
+
+def bands_of(survey: str) -> list[Band]:
+    """All bands of one survey, blue to red."""
+    out = [b for b in BANDS.values() if b.survey == survey]
+    if not out:
+        raise KeyError(f"unknown survey {survey!r}; known surveys: {', '.join(SURVEYS)}")
+    return out
+
+
+# Gaia EDR3 colour-dependent coefficients, Casagrande et al. 2021 (MNRAS 507,
+# 2684), their eq. 2 / table 2, with x = (BP - RP)_0. We apply them to the
+# same SFD-scale E(B-V) as the SF11 coefficients; the conventions of the two
+# papers differ at the ~6% level, which only matters when comparing with data
+# dereddened by another recipe. Outside 0 < x < 3 the polynomials are
+# extrapolated far from their calibrators, so x is clipped to that range.
+_GAIA_POLY = {
+    "gaia_g": (2.609, -0.475, 0.053),
+    "gaia_bp": (2.998, -0.140, -0.175, 0.062),
+    "gaia_rp": (1.689, -0.059),
+}
+GAIA_COLOUR_RANGE = (0.0, 3.0)
+
+
+def extinction_coefficient(name: str, bp_rp0: np.ndarray | float | None = None) -> np.ndarray | float:
+    """A_band / E(B-V)_SFD for ``name``; Gaia bands need the intrinsic BP-RP."""
+    b = band(name)
+    if b.survey != "gaia":
+        return b.r_ebv
+    if bp_rp0 is None:
+        raise ValueError(f"{name}: the Gaia coefficient depends on (BP-RP)_0; pass bp_rp0")
+    x = np.clip(bp_rp0, *GAIA_COLOUR_RANGE)
+    return np.polynomial.polynomial.polyval(x, _GAIA_POLY[name])
+
+
+def lsst_error_model(mag: np.ndarray, b: Band) -> np.ndarray:
+    """Photometric error (mag) from Ivezic et al. 2019, ApJ 873, 111, eq. 5.
+
+    sigma^2 = sigma_sys^2 + (0.04 - gamma) X + gamma X^2, X = 10^(0.4 (m - m5)),
+    so that sigma = 0.2 (S/N = 5) at m = m5 for gamma near 0.04.
+    """
+    x = 10.0 ** (0.4 * (np.asarray(mag) - b.m5))
+    return np.sqrt(b.sigma_sys**2 + (0.04 - b.gamma) * x + b.gamma * x**2)

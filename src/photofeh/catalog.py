@@ -1,0 +1,154 @@
+"""Writing (and, later, reading) catalogues in chunks, atomically.
+
+An output appears under its final name only when it is complete: chunks go
+to a temporary file in the same folder, renamed at the end; on any error the
+temporary file is removed, so no half-written catalogue is ever left behind.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from photofeh.schema import Column
+
+__all__ = ["CatalogWriter", "format_for", "check_writable"]
+
+FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
+
+
+def format_for(path: Path, fmt: str | None = None) -> str:
+    """Output format from an explicit name or the file extension."""
+    if fmt:
+        if fmt not in ("parquet", "fits"):
+            raise ValueError(f"unknown output format {fmt!r}; use 'parquet' or 'fits'")
+        return fmt
+    name = path.name.lower()
+    for ext, kind in sorted(FORMATS.items(), key=lambda kv: -len(kv[0])):
+        if name.endswith(ext):
+            return kind
+    raise ValueError(f"cannot tell the format of {path} from its extension; "
+                     f"use one of {', '.join(FORMATS)} or pass a format")
+
+
+def check_writable(path: Path) -> None:
+    """Fail early, with the path in the message, if ``path`` cannot be created."""
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OSError(f"cannot write {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise OSError(f"cannot write {path}: folder {parent} is not writable")
+    if path.is_dir():
+        raise OSError(f"cannot write {path}: it is a folder")
+
+
+def _fits_unit(unit: str) -> str | None:
+    """FITS unit string; 'dex' is not a FITS unit (Pence et al. 2010, table 3), so it is left blank."""
+    return None if unit in ("", "dex") else unit
+
+
+class CatalogWriter:
+    """Context manager streaming column chunks to Parquet or FITS.
+
+    FITS needs the row count up front (``n_rows``): the binary-table header
+    is written first and rows are streamed after it (astropy StreamingHDU).
+    """
+
+    def __init__(self, path: str | os.PathLike, columns: Sequence[Column], n_rows: int | None = None,
+                 fmt: str | None = None, metadata: dict[str, str] | None = None):
+        self.path = Path(path)
+        self.fmt = format_for(self.path, fmt)
+        check_writable(self.path)
+        self.columns = list(columns)
+        self.n_rows = n_rows
+        self.metadata = metadata or {}
+        self.rows_written = 0
+        self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        self._writer = None
+
+    # -- parquet
+    def _arrow_schema(self):
+        import pyarrow as pa
+
+        types = {"float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(),
+                 "bool": pa.bool_(), "string": pa.string()}
+        fields = [pa.field(c.name, types[c.dtype], metadata={"unit": c.unit, "description": c.description})
+                  for c in self.columns]
+        return pa.schema(fields, metadata={k: str(v) for k, v in self.metadata.items()})
+
+    # -- fits
+    def _fits_header(self):
+        from astropy.io import fits
+
+        if self.n_rows is None:
+            raise ValueError("writing FITS needs the number of rows in advance")
+        width = {c.name: max(1, len("horizontal branch")) for c in self.columns if c.dtype == "string"}
+        codes = {"float32": "E", "float64": "D", "int64": "K", "bool": "L"}
+        cols = [fits.Column(name=c.name, format=codes.get(c.dtype, f"{width.get(c.name, 1)}A"),
+                            unit=_fits_unit(c.unit), array=np.zeros(0)) for c in self.columns]
+        hdu = fits.BinTableHDU.from_columns(cols, nrows=0)
+        hdr = hdu.header
+        hdr["NAXIS2"] = self.n_rows
+        for key, val in self.metadata.items():
+            hdr.add_comment(f"{key}: {val}"[:2000])
+        return hdr
+
+    def __enter__(self) -> CatalogWriter:
+        try:
+            self._open()
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
+        return self
+
+    def _open(self) -> None:
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self._schema = self._arrow_schema()
+            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+        else:
+            from astropy.io import fits
+
+            self._writer = fits.StreamingHDU(self._tmp, self._fits_header())
+            self._dtype = self._fits_record_dtype()
+
+    def _fits_record_dtype(self) -> np.dtype:
+        fmt = {"float32": ">f4", "float64": ">f8", "int64": ">i8", "bool": "S1", "string": "S17"}
+        return np.dtype([(c.name, fmt[c.dtype]) for c in self.columns])
+
+    def write(self, chunk: dict[str, np.ndarray]) -> None:
+        n = len(next(iter(chunk.values())))
+        if self.fmt == "parquet":
+            import pyarrow as pa
+
+            table = pa.Table.from_arrays([pa.array(chunk[c.name]) for c in self.columns], schema=self._schema)
+            self._writer.write_table(table)
+        else:
+            rec = np.empty(n, dtype=self._dtype)
+            for c in self.columns:
+                v = chunk[c.name]
+                if c.dtype == "bool":
+                    rec[c.name] = np.where(v, b"T", b"F")
+                elif c.dtype == "string":
+                    rec[c.name] = np.asarray(v, dtype="S17")
+                else:
+                    rec[c.name] = v
+            self._writer.write(rec.view(np.uint8))  # a bintable streams as BITPIX=8 bytes
+        self.rows_written += n
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if self._writer is not None:
+                self._writer.close()
+        finally:
+            if exc_type is None and self.n_rows is not None and self.rows_written != self.n_rows:
+                self._tmp.unlink(missing_ok=True)
+                raise RuntimeError(f"{self.path}: wrote {self.rows_written} rows, expected {self.n_rows}")
+            if exc_type is None:
+                os.replace(self._tmp, self.path)
+            else:
+                self._tmp.unlink(missing_ok=True)

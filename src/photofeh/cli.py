@@ -1,0 +1,211 @@
+"""The ``photofeh`` command line.
+
+Each subcommand is a thin layer over the Python API: it parses arguments,
+turns user mistakes into one clear line on stderr with a non-zero exit code
+(2 for bad arguments, 1 for bad input files or failed runs), and reports
+progress on stderr so that stdout carries only results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from photofeh import __version__
+
+__all__ = ["main"]
+
+
+class UserError(Exception):
+    """A mistake in the user's arguments or files: reported without a traceback."""
+
+
+# ------------------------------------------------------------------ helpers
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _band_name(text: str) -> str:
+    from photofeh.bands import BANDS
+
+    if text not in BANDS:
+        raise argparse.ArgumentTypeError(f"unknown band {text!r}; choose from {', '.join(BANDS)}")
+    return text
+
+
+def _footprint(text: str) -> tuple[str, str]:
+    from photofeh.simulate.observe import DEFAULT_FOOTPRINTS, Footprint
+
+    survey, sep, terms = text.partition("=")
+    if not sep or survey not in DEFAULT_FOOTPRINTS:
+        raise argparse.ArgumentTypeError(
+            f"bad footprint {text!r}: use SURVEY=TERMS, e.g. 'sdss=min_b:30,min_dec:-5', "
+            f"SURVEY one of {', '.join(DEFAULT_FOOTPRINTS)}")
+    terms = terms.replace(":", "=")
+    try:
+        Footprint.parse(terms)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return survey, terms
+
+
+class _Progress:
+    """One line on stderr, rewritten: stars done, rate and time left."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.total, self.quiet, self.t0 = total, quiet, time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        if self.quiet:
+            return
+        dt = time.perf_counter() - self.t0
+        rate = done / dt if dt > 0 else 0.0
+        left = (self.total - done) / rate if rate > 0 else float("nan")
+        sys.stderr.write(f"\r  {done:>12,d} / {self.total:,d} stars  {rate:10,.0f} stars/s  "
+                         f"{left:6.0f} s left ")
+        sys.stderr.flush()
+        if done >= self.total:
+            sys.stderr.write("\n")
+
+
+class _Summary:
+    """Counts accumulated chunk by chunk, so a 10^8-row run needs no second pass."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.pop: Counter = Counter()
+        self.phase: Counter = Counter()
+        self.detected: Counter = Counter()
+        self.spec = 0
+        self.giants = 0
+
+    def add(self, chunk: dict[str, np.ndarray]) -> None:
+        from photofeh.bands import BANDS
+
+        self.rows += chunk["source_id"].size
+        self.pop.update(chunk["pop"].tolist())
+        self.phase.update(chunk["phase"].tolist())
+        for name in BANDS:
+            self.detected[name] += int(np.isfinite(chunk[name]).sum())
+        self.spec += int(chunk["in_spec"].sum())
+        self.giants += int(chunk["is_giant_true"].sum())
+
+    def text(self) -> str:
+        n = max(self.rows, 1)
+        lines = [f"stars: {self.rows:,d}   spectroscopic: {self.spec:,d} ({100 * self.spec / n:.2f}%)   "
+                 f"giants (log g < 3.5): {self.giants:,d} ({100 * self.giants / n:.1f}%)"]
+        lines.append("populations: " + ", ".join(f"{k} {100 * v / n:.1f}%" for k, v in sorted(self.pop.items())))
+        lines.append("phases: " + ", ".join(f"{k} {v:,d}" for k, v in self.phase.most_common()))
+        lines.append("detected per band: " + ", ".join(f"{k} {100 * v / n:.0f}%" for k, v in self.detected.items()))
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- commands
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from photofeh.catalog import check_writable, format_for
+    from photofeh.simulate.observe import DEFAULT_FOOTPRINTS
+    from photofeh.simulate.survey import MockSurvey, MockSurveyConfig, simulate
+
+    out = Path(args.out)
+    try:
+        fmt = format_for(out, args.format)
+        check_writable(out)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    footprints = {k: ",".join(f"{f}={getattr(v, f)}" for f in ("min_b", "max_b", "min_dec", "max_dec"))
+                  for k, v in DEFAULT_FOOTPRINTS.items()}
+    footprints.update(dict(args.footprint or []))
+    config = MockSurveyConfig(
+        n_stars=args.n_stars, seed=args.seed, select_band=args.select_band,
+        mag_range=tuple(args.mag_range), min_abs_b=args.min_abs_b, footprints=footprints,
+        disk_feh_law=args.disk_feh_law, binaries=not args.no_binaries, spec_only=args.spec_only,
+        isochrones=args.isochrones,
+    )
+    try:
+        config.validate()
+        survey = MockSurvey(config)
+    except (ValueError, KeyError, FileNotFoundError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    summary, progress = _Summary(), _Progress(config.n_stars, args.quiet)
+
+    def on_chunk(chunk: dict[str, np.ndarray], done: int) -> None:
+        summary.add(chunk)
+        progress(done)
+
+    t0 = time.perf_counter()
+    simulate(config, out, fmt, args.chunk_size, args.workers, survey, on_chunk)
+    dt = time.perf_counter() - t0
+    print(f"wrote {out} ({fmt}) in {dt:.1f} s, {config.n_stars / dt:,.0f} stars/s")
+    print(summary.text())
+    return 0
+
+
+# ------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="photofeh",
+        description="Stellar parameters ([Fe/H], log g, Teff, giant/dwarf) from multi-band photometry.",
+        epilog="Run 'photofeh COMMAND --help' for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"photofeh {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sim = sub.add_parser(
+        "simulate", help="write a mock Milky Way survey with known truth",
+        description="Draw a magnitude-limited mock survey from the Juric et al. 2008 Galaxy with PARSEC "
+                    "stellar models, SDSS/PS1/Gaia/CFIS photometry, dust, noise and a SEGUE-like "
+                    "spectroscopic subsample. Columns are documented in docs/schema.md.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sim.add_argument("--n-stars", type=_positive_int, required=True, help="number of rows to write")
+    sim.add_argument("--seed", type=int, default=42, help="random seed; same seed, same catalogue")
+    sim.add_argument("--out", required=True, help="output file (.parquet or .fits)")
+    sim.add_argument("--format", choices=("parquet", "fits"), help="output format (default: from the extension)")
+    sim.add_argument("--spec-only", action="store_true",
+                     help="write only stars with spectroscopic labels (a training set of N stars)")
+    sim.add_argument("--select-band", type=_band_name, default="sdss_r",
+                     help="band whose (extinguished, noiseless) magnitude defines the catalogue")
+    sim.add_argument("--mag-range", type=float, nargs=2, default=(14.0, 22.5), metavar=("BRIGHT", "FAINT"),
+                     help="magnitude range in the selection band")
+    sim.add_argument("--min-abs-b", type=float, default=20.0, help="simulate only |b| >= this (deg)")
+    sim.add_argument("--footprint", type=_footprint, action="append", metavar="SURVEY=TERMS",
+                     help="override a survey footprint, e.g. 'sdss=min_b:30,min_dec:-5' "
+                          "(terms: min_b, max_b, min_dec, max_dec); repeatable")
+    sim.add_argument("--disk-feh-law", choices=("ivezic2008", "bond2010"), default="ivezic2008",
+                     help="disk metallicity gradient parameters")
+    sim.add_argument("--no-binaries", action="store_true", help="no unresolved binaries")
+    sim.add_argument("--isochrones", help="another isochrone grid file with PARSEC-like columns")
+    sim.add_argument("--chunk-size", type=_positive_int, default=200_000, help="rows per write")
+    sim.add_argument("--workers", type=_positive_int, default=1,
+                     help="worker processes (results do not depend on it)")
+    sim.add_argument("--quiet", action="store_true", help="no progress line")
+    sim.set_defaults(func=cmd_simulate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"photofeh {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"photofeh {args.command}: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""The Milky Way model behind the mock survey: where stars are and what they are made of.
+
+Geometry and number densities: Juric et al. 2008 (ApJ 673, 864), table 10,
+bias-corrected values. Metallicities: Ivezic et al. 2008 (ApJ 684, 287),
+with the disk parametrisation of Bond et al. 2010 (ApJ 716, 1), eq. A2.
+Ages: Robin et al. 2003 (A&A 409, 523), with spreads. IMF: Kroupa 2001.
+
+Frame: Juric's. R0 = 8.0 kpc, the Sun 25 pc above the midplane, Z measured
+from the midplane (Z = d sin b + Z_sun). Heliocentric x points to the Galactic
+centre.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "FRAME",
+    "POPULATIONS",
+    "GalaxyModel",
+    "density",
+    "disk_feh_median",
+    "sample_feh",
+    "sample_age_gyr",
+    "sample_kroupa_mass",
+    "imf_fraction",
+]
+
+# Juric et al. 2008, table 10 (and section 4.2.3 for the Sun's position).
+FRAME = {"R0_kpc": 8.0, "Zsun_kpc": 0.025, "frame": "Juric et al. 2008: R0 = 8.0 kpc, "
+         "Z_sun = +25 pc, Z measured from the Galactic midplane"}
+THIN = {"L": 2.6, "H": 0.300}
+THICK = {"L": 3.6, "H": 0.900, "f": 0.12}
+HALO = {"f": 0.0051, "q": 0.64, "n": 2.77}
+# Beyond ~100 kpc the single power law is an extrapolation (Deason et al. 2011,
+# MNRAS 416, 2903, find a break near 27 kpc); the mock stops there.
+HALO_RMAX_KPC = 100.0
+
+POPULATIONS: tuple[str, ...] = ("thin", "thick", "halo")
+
+
+def galactocentric(l_deg, b_deg, d_kpc):
+    """Cylindrical (R, Z, phi) in Juric's frame from Galactic (l, b, distance).
+
+    phi is measured from the Sun-centre line, positive toward l = 90 deg.
+    """
+    l, b = np.radians(l_deg), np.radians(b_deg)
+    x = FRAME["R0_kpc"] - d_kpc * np.cos(b) * np.cos(l)
+    y = d_kpc * np.cos(b) * np.sin(l)
+    z = d_kpc * np.sin(b) + FRAME["Zsun_kpc"]
+    return np.hypot(x, y), z, np.degrees(np.arctan2(y, x))
+
+
+def density(pop: str, R: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """Number density relative to the thin disk at the Sun (Juric 2008, eqs. 22-24).
+
+    ``Z`` is the height above the midplane, so the Sun sits at Z = Z_sun and
+    the disk terms equal 1 (thin) and f (thick) there.
+    """
+    R0, zs = FRAME["R0_kpc"], FRAME["Zsun_kpc"]
+    if pop == "thin":
+        return np.exp((R0 - R) / THIN["L"] - (np.abs(Z) - zs) / THIN["H"])
+    if pop == "thick":
+        return THICK["f"] * np.exp((R0 - R) / THICK["L"] - (np.abs(Z) - zs) / THICK["H"])
+    if pop == "halo":
+        r = np.sqrt(R**2 + (Z / HALO["q"]) ** 2)
+        rho = HALO["f"] * (R0 / np.maximum(r, 0.1)) ** HALO["n"]
+        return np.where(r <= HALO_RMAX_KPC, rho, 0.0)
+    raise KeyError(f"unknown population {pop!r}")
+
+
+# ----------------------------------------------------------------- chemistry
+# Ivezic et al. 2008, section 4.3 / eq. 16-18 (coefficients as listed by
+# Bond et al. 2010, eq. A2): disk [Fe/H] = 0.63 N(a, 0.2) + 0.37 N(a + 0.14, 0.2),
+# a = mu(Z) - 0.067, mu(Z) = mu_inf + dmu exp(-|Z| / H_mu). One law for both
+# disks: Ivezic 2008 found no separate chemical thick disk.
+DISK_FEH_IVEZIC2008 = {"mu_inf": -0.78, "dmu": 0.35, "H_mu": 1.0}
+DISK_FEH_BOND2010 = {"mu_inf": -0.82, "dmu": 0.55, "H_mu": 0.5}
+HALO_FEH = {"mean": -1.46, "sigma": 0.30}  # Ivezic 2008, independent of position
+
+
+def disk_feh_mu(absZ: np.ndarray, law: dict = DISK_FEH_IVEZIC2008) -> np.ndarray:
+    """mu(|Z|) of the disk metallicity law."""
+    return law["mu_inf"] + law["dmu"] * np.exp(-np.abs(absZ) / law["H_mu"])
+
+
+def disk_feh_median(absZ: np.ndarray, law: dict = DISK_FEH_IVEZIC2008) -> np.ndarray:
+    """Median [Fe/H] of the disk mixture at height |Z| (computed numerically).
+
+    The mixture's median sits 0.067 - 0.0508 below mu(Z) plus a small skew
+    term; we solve for it on a fine grid because tests compare with it.
+    """
+    x = np.linspace(-0.8, 0.8, 3201)
+    from scipy.stats import norm
+
+    cdf = 0.63 * norm.cdf(x, -0.067, 0.2) + 0.37 * norm.cdf(x, -0.067 + 0.14, 0.2)
+    offset = np.interp(0.5, cdf, x)
+    return disk_feh_mu(absZ, law) + offset
+
+
+def sample_feh(rng: np.random.Generator, pop: np.ndarray, absZ: np.ndarray,
+               law: dict = DISK_FEH_IVEZIC2008) -> np.ndarray:
+    """[Fe/H] per star from its population and height above the plane."""
+    a = disk_feh_mu(absZ, law) - 0.067
+    second = rng.random(pop.size) < 0.37
+    disk = rng.normal(a + 0.14 * second, 0.20)
+    halo = rng.normal(HALO_FEH["mean"], HALO_FEH["sigma"], pop.size)
+    return np.where(pop == POPULATIONS.index("halo"), halo, disk)
+
+
+# ---------------------------------------------------------------------- ages
+# Robin et al. 2003 (A&A 409, 523), table 1: thin disk formed stars at a
+# constant rate over 0-10 Gyr; thick disk 11 Gyr; halo 14 Gyr (before the
+# WMAP/Planck age of the Universe, so we centre it at 12 Gyr). Spreads of
+# 1 Gyr stand in for the real age spreads, clipped to 13.5 Gyr.
+AGES_GYR = {"thin": (0.11, 10.0), "thick": (11.0, 1.0), "halo": (12.0, 1.0)}
+MAX_AGE_GYR = 13.5
+AGE_RANGE_GYR = {"thin": AGES_GYR["thin"], "thick": (8.0, MAX_AGE_GYR), "halo": (8.0, MAX_AGE_GYR)}
+
+
+def sample_age_gyr(rng: np.random.Generator, pop: np.ndarray) -> np.ndarray:
+    """Age per star: uniform for the thin disk, Gaussian for thick disk and halo."""
+    thin = rng.uniform(*AGES_GYR["thin"], pop.size)
+    old = np.where(pop == 1, AGES_GYR["thick"][0], AGES_GYR["halo"][0]) + rng.normal(0.0, 1.0, pop.size)
+    age = np.where(pop == 0, thin, np.clip(old, 8.0, MAX_AGE_GYR))
+    return age
+
+
+# ----------------------------------------------------------------------- IMF
+# Kroupa 2001 (MNRAS 322, 231), eq. 2: dN/dm ~ m^-1.3 (0.08-0.5 Msun),
+# m^-2.3 (> 0.5 Msun). Sampled from 0.1 Msun (the grid's lowest mass) to
+# 8 Msun (no star above that is alive at ages > 0.1 Gyr).
+IMF_BREAK, IMF_ALPHA = 0.5, (1.3, 2.3)
+IMF_RANGE = (0.1, 8.0)
+
+
+_N1 = ((IMF_BREAK ** (1 - IMF_ALPHA[0])) - IMF_RANGE[0] ** (1 - IMF_ALPHA[0])) / (1 - IMF_ALPHA[0])
+_K2 = IMF_BREAK ** (IMF_ALPHA[1] - IMF_ALPHA[0])  # continuity of dN/dm at the break
+
+
+def kroupa_cumulative(m: np.ndarray) -> np.ndarray:
+    """Number of stars from 0.1 Msun up to ``m`` (unnormalised Kroupa 2001)."""
+    m = np.clip(m, *IMF_RANGE)
+    a1, a2 = IMF_ALPHA
+    low = (np.minimum(m, IMF_BREAK) ** (1 - a1) - IMF_RANGE[0] ** (1 - a1)) / (1 - a1)
+    high = _K2 * (np.maximum(m, IMF_BREAK) ** (1 - a2) - IMF_BREAK ** (1 - a2)) / (1 - a2)
+    return low + high
+
+
+def kroupa_inverse(c: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`kroupa_cumulative`."""
+    a1, a2 = IMF_ALPHA
+    m_low = (IMF_RANGE[0] ** (1 - a1) + np.minimum(c, _N1) * (1 - a1)) ** (1 / (1 - a1))
+    m_high = (IMF_BREAK ** (1 - a2) + np.maximum(c - _N1, 0.0) / _K2 * (1 - a2)) ** (1 / (1 - a2))
+    return np.where(c < _N1, m_low, m_high)
+
+
+IMF_TOTAL = float(kroupa_cumulative(np.array(IMF_RANGE[1])))
+
+
+def sample_kroupa_mass(rng: np.random.Generator, n: int, lo=IMF_RANGE[0], hi=IMF_RANGE[1]) -> np.ndarray:
+    """Initial masses from the Kroupa 2001 IMF truncated to [lo, hi], by inverse CDF."""
+    c_lo, c_hi = kroupa_cumulative(np.asarray(lo, float)), kroupa_cumulative(np.asarray(hi, float))
+    return kroupa_inverse(c_lo + rng.random(n) * (c_hi - c_lo))
+
+
+def imf_fraction(lo, hi) -> np.ndarray:
+    """Fraction of all stars (0.1-8 Msun) with initial mass in [lo, hi]."""
+    return np.clip(kroupa_cumulative(np.asarray(hi, float)) - kroupa_cumulative(np.asarray(lo, float)),
+                   0.0, None) / IMF_TOTAL
+
+
+# ---------------------------------------------------------------- positions
+@dataclass
+class GalaxyModel:
+    """Draws (population, l, b, distance) from the Juric density in a sky region.
+
+    The sky is cut into equal-area cells (``n_l`` in longitude by ``n_sinb`` in
+    sin b); for each cell and population the line-of-sight integral of
+    rho d^2 is tabulated on a log-distance grid. A star picks a cell and a
+    population in proportion to that integral, a direction uniformly inside
+    the cell, and a distance from the cell's cumulative distribution.
+    """
+
+    min_abs_b: float = 20.0
+    north_only: bool = False
+    d_min_kpc: float = 0.01
+    d_max_kpc: float = 120.0
+    n_l: int = 120
+    n_sinb: int = 60
+    n_d: int = 400
+    visibility: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def __post_init__(self) -> None:
+        edges_l = np.linspace(0.0, 360.0, self.n_l + 1)
+        edges_s = np.linspace(-1.0, 1.0, self.n_sinb + 1)
+        lc = 0.5 * (edges_l[1:] + edges_l[:-1])
+        sc = 0.5 * (edges_s[1:] + edges_s[:-1])
+        L, S = np.meshgrid(lc, sc, indexing="ij")
+        hi_b = np.degrees(np.arcsin(np.maximum(np.abs(edges_s[:-1]), np.abs(edges_s[1:]))))
+        # keep cells that reach into the region; exact cut is applied per star
+        keep_s = hi_b >= self.min_abs_b
+        if self.north_only:
+            keep_s &= edges_s[1:] > 0
+        self._edges_l, self._edges_s = edges_l, edges_s
+        self.log_d = np.linspace(np.log(self.d_min_kpc), np.log(self.d_max_kpc), self.n_d)
+        d = np.exp(self.log_d)
+        # envelope of the fraction of each population bright enough to be
+        # seen at distance d: proposals follow rho d^2 times it (see survey.py)
+        self.vis = np.ones((len(POPULATIONS), self.n_d)) if self.visibility is None else self.visibility(d)
+        cells = np.argwhere(np.broadcast_to(keep_s[None, :], L.shape))
+        self.cells = cells
+        l_c = L[cells[:, 0], cells[:, 1]]
+        b_c = np.degrees(np.arcsin(S[cells[:, 0], cells[:, 1]]))
+        R, Z, _ = galactocentric(l_c[:, None], b_c[:, None], d[None, :])
+        cdfs, cols = [], []
+        for p, pop in enumerate(POPULATIONS):
+            integrand = density(pop, R, Z) * d[None, :] ** 3 * self.vis[p]  # rho d^2 dd = rho d^3 dln d
+            cum = np.concatenate([np.zeros((len(cells), 1)),
+                                  np.cumsum(0.5 * (integrand[:, 1:] + integrand[:, :-1]) * np.diff(self.log_d), axis=1)],
+                                 axis=1)
+            cols.append(cum[:, -1])
+            cdfs.append(cum / np.where(cum[:, -1:] > 0, cum[:, -1:], 1.0))
+        self.column = np.stack(cols)  # (pop, cell): expected number per steradian-ish
+        self.cdf = np.stack(cdfs)  # (pop, cell, n_d)
+        w = self.column.ravel()
+        self._choice_cdf = np.cumsum(w) / w.sum()
+
+    def population_fractions(self) -> dict[str, float]:
+        """Share of each population in the proposal (before any magnitude cut)."""
+        tot = self.column.sum(axis=1)
+        return {p: float(t / tot.sum()) for p, t in zip(POPULATIONS, tot)}
+
+    def sample(self, rng: np.random.Generator, n: int):
+        """Draw ``n`` proposals; returns pop index, l, b (deg), d (kpc), in-region mask."""
+        pick = np.searchsorted(self._choice_cdf, rng.random(n), side="right")
+        pick = np.minimum(pick, self._choice_cdf.size - 1)
+        pop, cell = np.divmod(pick, len(self.cells))
+        il, isb = self.cells[cell, 0], self.cells[cell, 1]
+        l = rng.uniform(self._edges_l[il], self._edges_l[il + 1])
+        b = np.degrees(np.arcsin(rng.uniform(self._edges_s[isb], self._edges_s[isb + 1])))
+        u = rng.random(n)
+        # vectorised binary search for the first grid distance with CDF >= u
+        lo, hi = np.zeros(n, dtype=np.int64), np.full(n, self.n_d - 1)
+        while np.any(lo < hi):
+            mid = (lo + hi) // 2
+            below = self.cdf[pop, cell, mid] < u
+            lo = np.where(below, mid + 1, lo)
+            hi = np.where(below, hi, mid)
+        k = np.clip(lo, 1, self.n_d - 1)
+        c0 = self.cdf[pop, cell, k - 1]
+        c1 = self.cdf[pop, cell, k]
+        t = np.where(c1 > c0, (u - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.5)
+        d = np.exp(self.log_d[k - 1] + t * (self.log_d[k] - self.log_d[k - 1]))
+        in_region = (np.abs(b) >= self.min_abs_b) & ((b > 0) | (not self.north_only))
+        return pop, l, b, d, in_region
+
+    def visibility_at(self, pop: np.ndarray, d_kpc: np.ndarray) -> np.ndarray:
+        """The visibility envelope used for the proposals, at given distances."""
+        x = (np.log(d_kpc) - self.log_d[0]) / (self.log_d[1] - self.log_d[0])
+        k = np.clip(x.astype(np.int64), 0, self.n_d - 2)
+        t = np.clip(x - k, 0.0, 1.0)
+        return (1 - t) * self.vis[pop, k] + t * self.vis[pop, k + 1]

