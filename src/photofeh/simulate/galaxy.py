@@ -219,9 +219,8 @@ class GalaxyModel:
         cdfs, cols = [], []
         for p, pop in enumerate(POPULATIONS):
             integrand = density(pop, R, Z) * d[None, :] ** 3 * self.vis[p]  # rho d^2 dd = rho d^3 dln d
-            cum = np.concatenate([np.zeros((len(cells), 1)),
-                                  np.cumsum(0.5 * (integrand[:, 1:] + integrand[:, :-1]) * np.diff(self.log_d), axis=1)],
-                                 axis=1)
+            steps = 0.5 * (integrand[:, 1:] + integrand[:, :-1]) * np.diff(self.log_d)
+            cum = np.concatenate([np.zeros((len(cells), 1)), np.cumsum(steps, axis=1)], axis=1)
             cols.append(cum[:, -1])
             cdfs.append(cum / np.where(cum[:, -1:] > 0, cum[:, -1:], 1.0))
         self.column = np.stack(cols)  # (pop, cell): expected number per steradian-ish
@@ -232,7 +231,7 @@ class GalaxyModel:
     def population_fractions(self) -> dict[str, float]:
         """Share of each population in the proposal (before any magnitude cut)."""
         tot = self.column.sum(axis=1)
-        return {p: float(t / tot.sum()) for p, t in zip(POPULATIONS, tot)}
+        return {p: float(t / tot.sum()) for p, t in zip(POPULATIONS, tot, strict=True)}
 
     def sample(self, rng: np.random.Generator, n: int):
         """Draw ``n`` proposals; returns pop index, l, b (deg), d (kpc), in-region mask."""

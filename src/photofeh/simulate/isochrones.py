@@ -254,7 +254,7 @@ class IsochroneGrid:
 
     def _blend(self, q: str, idx, w, eep: np.ndarray) -> np.ndarray:
         arr = self.values[q]
-        return sum(wk * arr[ik, jk, eep] for (ik, jk), wk in zip(idx, w))
+        return sum(wk * arr[ik, jk, eep] for (ik, jk), wk in zip(idx, w, strict=True))
 
     def locate(self, feh: np.ndarray, logage: np.ndarray, mini: np.ndarray, corners=None):
         """Place stars of given initial mass on the blended isochrone.

@@ -208,8 +208,8 @@ class MockSurvey:
 
         mabs = self._system_mags(w1, w2, is_bin, list(BANDS))
         bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"]
-        from astropy.coordinates import SkyCoord
         import astropy.units as u
+        from astropy.coordinates import SkyCoord
 
         icrs = SkyCoord(l=l * u.deg, b=b * u.deg, frame="galactic").icrs
         ra, dec = icrs.ra.deg, icrs.dec.deg

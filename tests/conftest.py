@@ -1,0 +1,32 @@
+"""Shared mock catalogues: built once per test session, seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from photofeh.simulate import MockSurvey, MockSurveyConfig, iter_chunks
+
+
+def catalog_frame(config: MockSurveyConfig, survey: MockSurvey | None = None, chunk_size: int = 10**9,
+                  workers: int = 1) -> pd.DataFrame:
+    chunks = list(iter_chunks(config, chunk_size, workers, survey))
+    return pd.DataFrame({c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]})
+
+
+@pytest.fixture(scope="session")
+def mock_survey() -> MockSurvey:
+    return MockSurvey(MockSurveyConfig(n_stars=300_000, seed=7))
+
+
+@pytest.fixture(scope="session")
+def catalog(mock_survey: MockSurvey) -> pd.DataFrame:
+    """300,000 stars of the default survey (|b| > 20, 14 < r < 22.5)."""
+    return catalog_frame(mock_survey.config, mock_survey)
+
+
+@pytest.fixture(scope="session")
+def spec_catalog() -> pd.DataFrame:
+    """A spectroscopic training set of 15,000 labelled stars."""
+    return catalog_frame(MockSurveyConfig(n_stars=15_000, seed=11, spec_only=True))

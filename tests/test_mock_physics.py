@@ -1,0 +1,212 @@
+"""The mock survey reproduces the published relations it is built on.
+
+Expected values are computed here from the papers' numbers, independently of
+the simulator's own code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+# Schlafly & Finkbeiner 2011, table 6 (R_V = 3.1), SDSS u g r i z
+SF11 = {"u": 4.239, "g": 3.303, "r": 2.285, "i": 1.698, "z": 1.263}
+
+
+def test_disk_median_feh_falls_with_height_as_ivezic2008(catalog: pd.DataFrame):
+    """Ivezic et al. 2008: mu(Z) = -0.78 + 0.35 exp(-|Z| / 1 kpc), mixture median ~ mu - 0.015."""
+    disk = catalog[catalog["pop"].isin(["thin", "thick"])]
+    absz = disk["Z_kpc_true"].abs()
+    # median of 0.63 N(a, 0.2) + 0.37 N(a + 0.14, 0.2), a = mu - 0.067, found by sampling
+    rng = np.random.default_rng(0)
+    mix = np.where(rng.random(400_000) < 0.37, 0.14, 0.0) + rng.normal(-0.067, 0.2, 400_000)
+    offset = np.median(mix)
+    medians = []
+    for lo, hi in [(0.2, 0.5), (0.8, 1.2), (1.8, 2.5), (3.0, 4.5)]:
+        sel = (absz > lo) & (absz < hi)
+        assert sel.sum() > 500
+        z_mid = np.median(absz[sel])
+        expected = -0.78 + 0.35 * np.exp(-z_mid / 1.0) + offset
+        got = np.median(disk.loc[sel, "feh_true"])
+        assert got == pytest.approx(expected, abs=0.04), (lo, hi)
+        medians.append(got)
+    assert np.all(np.diff(medians) < 0)
+
+
+def test_halo_metallicity_is_ivezic2008_gaussian(catalog: pd.DataFrame):
+    halo = catalog.loc[catalog["pop"] == "halo", "feh_true"]
+    assert halo.size > 20_000
+    assert halo.mean() == pytest.approx(-1.46, abs=0.02)
+    assert halo.std() == pytest.approx(0.30, abs=0.02)
+
+
+def test_stars_below_the_grid_are_flagged(catalog: pd.DataFrame):
+    beyond = catalog["feh_beyond_grid"]
+    assert beyond.sum() > 0
+    assert np.all((catalog.loc[beyond, "feh_true"] < -2.19) | (catalog.loc[beyond, "feh_true"] > 0.30))
+    assert not np.any(catalog.loc[~beyond, "feh_true"] < -2.2)
+
+
+def test_dwarf_u_minus_g_grows_with_feh_like_real_stars(catalog: pd.DataFrame):
+    """At fixed g-r, d(u-g)/d[Fe/H] from the inverse of the Bond et al. 2010 polynomial.
+
+    With x = u-g = 1.0 and y = g-r = 0.35, d[Fe/H]/dx = B + Dy + 2Ex + 2Gxy + Hy^2 + 3Ix^2
+    = 4.24 dex/mag, i.e. 0.24 mag per dex. Model colours need not match the
+    empirical locus exactly, so we ask for the slope within a factor of two.
+    """
+    B, D, E, G, H, I = 14.09, -5.51, -5.90, 9.14, -20.61, 0.0
+    x, y = 1.0, 0.35
+    expected = 1.0 / (B + D * y + 2 * E * x + 2 * G * x * y + H * y**2 + 3 * I * x**2)
+    ms = catalog[(catalog["phase"] == "main sequence") & ~catalog["is_binary_true"] & ~catalog["feh_beyond_grid"]]
+    gr = ms["mabs_sdss_g_true"] - ms["mabs_sdss_r_true"]
+    sel = (gr > 0.33) & (gr < 0.37) & (ms["feh_true"] > -2.0) & (ms["feh_true"] < 0.0)
+    ug = (ms["mabs_sdss_u_true"] - ms["mabs_sdss_g_true"])[sel]
+    slope = np.polyfit(ms.loc[sel, "feh_true"], ug, 1)[0]
+    assert expected / 2 < slope < 2 * expected
+
+
+def test_giants_and_dwarfs_of_one_colour_differ(catalog: pd.DataFrame):
+    gr = catalog["mabs_sdss_g_true"] - catalog["mabs_sdss_r_true"]
+    band = catalog[(gr > 0.55) & (gr < 0.75)]
+    giants = band[band["phase"] == "red giant"]
+    dwarfs = band[band["phase"] == "main sequence"]
+    assert len(giants) > 100 and len(dwarfs) > 1000
+    assert giants["logg_true"].median() < 3.0 and dwarfs["logg_true"].median() > 4.4
+    assert dwarfs["mabs_sdss_r_true"].median() - giants["mabs_sdss_r_true"].median() > 3.0
+    assert (band["is_giant_true"] == (band["logg_true"] < 3.5)).all()
+
+
+def test_sun_like_star_matches_the_sun(mock_survey):
+    """A 1 Msun, 4.57 Gyr, [Fe/H] = 0 model: Teff = 5772 K, log g = 4.44 (IAU 2015 B3)."""
+    grid = mock_survey.grid
+    where = grid.locate(np.array([0.0]), np.array([np.log10(4.57e9)]), np.array([1.0]))
+    assert 10 ** grid.evaluate("logte", where)[0] == pytest.approx(5772, abs=150)
+    assert grid.evaluate("logg", where)[0] == pytest.approx(4.44, abs=0.06)
+    assert grid.evaluate("sdss_g", where)[0] - grid.evaluate("sdss_r", where)[0] == pytest.approx(0.44, abs=0.06)
+
+
+def test_interpolation_reproduces_a_grid_isochrone_and_is_continuous(mock_survey):
+    """On a grid node, stars follow the raw PARSEC rows; between nodes values vary smoothly."""
+    from photofeh.simulate.isochrones import load_grid
+
+    raw = load_grid()
+    iso = raw[(np.abs(raw["MH"] + 0.95) < 1e-3) & (np.abs(raw["LOGAGE"] - 9.96) < 1e-3) & (raw["LABEL"] == 1)]
+    masses = np.linspace(0.3, 0.85, 12)
+    expected = np.interp(masses, iso["MINI"], iso["LOGTE"])
+    grid = mock_survey.grid
+    where = grid.locate(np.full(12, -0.95), np.full(12, 9.96), masses)
+    assert np.allclose(grid.evaluate("logte", where), expected, atol=0.003)
+    # continuity in metallicity: a fine scan changes Teff in small steps only
+    feh = np.linspace(-2.0, 0.2, 221)
+    w = grid.locate(feh, np.full(221, 10.0), np.full(221, 0.75))
+    teff = 10 ** grid.evaluate("logte", w)
+    assert np.max(np.abs(np.diff(teff))) < 25.0
+    assert np.unique(np.round(teff, 3)).size == 221
+
+
+def test_photometric_errors_grow_toward_the_depth(catalog: pd.DataFrame):
+    """SDSS r: sigma from Ivezic et al. 2019 eq. 5 with m5 = 22.8, gamma = 0.039, sys 0.02."""
+    r, err = catalog["sdss_r"], catalog["sdss_r_err"]
+    medians = []
+    for lo in (16.0, 18.0, 20.0, 21.0, 22.0):
+        sel = (r > lo) & (r < lo + 0.3)
+        medians.append(err[sel].median())
+        x = 10 ** (0.4 * (lo + 0.15 - 22.8))
+        expected = np.sqrt(0.02**2 + 0.001 * x + 0.039 * x**2)
+        assert err[sel].median() == pytest.approx(expected, rel=0.2)
+    assert np.all(np.diff(medians) > 0)
+    # S/N >= 5 detections only
+    assert err.max() <= 0.2172 + 1e-4
+
+
+def test_gaia_errors_follow_the_mission_curve(catalog: pd.DataFrame):
+    """sigma_G ~ 1 mmag at G = 17 and ~5 mmag at G = 20 (Riello et al. 2021, fig. 15)."""
+    g, e = catalog["gaia_g"], catalog["gaia_g_err"]
+    assert e[(g > 16.9) & (g < 17.1)].median() == pytest.approx(0.0008, rel=0.5)
+    assert e[(g > 19.9) & (g < 20.1)].median() == pytest.approx(0.005, rel=0.5)
+    assert g.max() <= 21.0
+    assert np.isfinite(catalog["parallax"]).sum() == np.isfinite(g).sum()
+
+
+def test_dereddened_colours_match_intrinsic_ones(catalog: pd.DataFrame):
+    """(g-r) - (R_g - R_r) E(B-V) equals the intrinsic colour, with SF11 coefficients."""
+    bright = catalog[(catalog["sdss_r"] < 19.0) & catalog["sdss_g"].notna()]
+    intrinsic = bright["mabs_sdss_g_true"] - bright["mabs_sdss_r_true"]
+    dered_true = bright["sdss_g"] - bright["sdss_r"] - (SF11["g"] - SF11["r"]) * bright["ebv_true"]
+    assert np.median(dered_true - intrinsic) == pytest.approx(0.0, abs=0.004)
+    # with the map value a user has, the residual scatter reflects the 10% E(B-V) error
+    dered_map = bright["sdss_g"] - bright["sdss_r"] - (SF11["g"] - SF11["r"]) * bright["ebv"]
+    far = bright["dist_kpc_true"] * np.abs(np.sin(np.radians(bright["b"]))) > 1.0
+    assert np.median((dered_map - intrinsic)[far]) == pytest.approx(0.0, abs=0.006)
+    assert np.std(dered_true - intrinsic) < np.std(bright["sdss_g"] - bright["sdss_r"] - intrinsic)
+
+
+def test_disk_counts_fall_with_height_as_juric2008(catalog: pd.DataFrame):
+    """Counts of disk stars in a high-latitude cone versus height Z.
+
+    Expected: Juric et al. 2008 table 10, thin (H = 300 pc, L = 2600 pc) plus
+    thick disk (f = 0.12, H = 900 pc, L = 3600 pc), R0 = 8 kpc, Z_sun = 25 pc,
+    integrated over the same cone by Monte Carlo. Stars with 4.5 < M_r < 7
+    are all inside 14 < r < 22.5 for 0.9 < Z < 3.6 kpc and b > 45 deg.
+    """
+    sel = (catalog["pop"].isin(["thin", "thick"]) & (catalog["b"] > 45)
+           & catalog["mabs_sdss_r_true"].between(4.5, 7.0) & catalog["Z_kpc_true"].between(0.9, 3.6))
+    edges = np.linspace(0.9, 3.6, 10)
+    got, _ = np.histogram(catalog.loc[sel, "Z_kpc_true"], edges)
+    assert got.sum() > 1000
+    rng = np.random.default_rng(3)
+    n = 3_000_000
+    l = rng.uniform(0, 2 * np.pi, n)
+    sinb = rng.uniform(np.sin(np.radians(45)), 1.0, n)
+    d = 5.2 * rng.random(n) ** (1 / 3)  # uniform in volume
+    cosb = np.sqrt(1 - sinb**2)
+    x, y, z = 8.0 - d * cosb * np.cos(l), d * cosb * np.sin(l), d * sinb + 0.025
+    R = np.hypot(x, y)
+    rho = (np.exp((8.0 - R) / 2.6 - (np.abs(z) - 0.025) / 0.3)
+           + 0.12 * np.exp((8.0 - R) / 3.6 - (np.abs(z) - 0.025) / 0.9))
+    expected, _ = np.histogram(z, edges, weights=rho)
+    expected = expected / expected.sum() * got.sum()
+    # counts fall by ~3 over the range despite the Z^2 volume growth; allow 15% + 3 sigma Poisson
+    assert np.all(np.abs(got - expected) < 0.15 * expected + 3 * np.sqrt(expected)), (got, expected.round())
+    assert got[0] > 2 * got[-1]
+
+
+def test_population_mix_at_the_faint_end_is_halo_dominated(catalog: pd.DataFrame):
+    """Juric et al. 2008, fig. 21: at high latitude, r > 20 counts are mostly halo, r < 17 mostly disk."""
+    hi = catalog[catalog["b"] > 50]
+    faint = hi[hi["sdss_r"] > 21.0]
+    bright = hi[hi["sdss_r"] < 17.0]
+    assert (faint["pop"] == "halo").mean() > 0.5
+    assert (bright["pop"] == "halo").mean() < 0.25
+
+
+def test_unresolved_binaries_are_brighter_than_their_primary(catalog: pd.DataFrame, mock_survey):
+    bins = catalog[catalog["is_binary_true"]]
+    assert 0.2 < catalog["is_binary_true"].mean() < 0.5
+    assert bins["mass_ratio_true"].between(0.1, 1.0).all()
+    assert catalog.loc[~catalog["is_binary_true"], "mass_ratio_true"].isna().all()
+
+
+def test_ps1_agrees_with_tonry2012_in_its_validity_range(catalog: pd.DataFrame):
+    """g_PS1 - g_SDSS and r_PS1 - r_SDSS against Tonry et al. 2012 (table 6), 0.4 < (g-i)_P1 < 2.7.
+
+    The synthetic (C3K) differences and Tonry's empirical fit differ by ~0.03
+    mag in zero point (SDSS is not exactly AB); we ask for 0.05 mag.
+    """
+    tonry = {"g": (-0.01808, -0.13595, 0.01941, -0.00183), "r": (-0.01836, -0.03577, 0.02612, -0.00558)}
+    x = catalog["mabs_ps1_g_true"] - catalog["mabs_ps1_i_true"]
+    sel = (x > 0.5) & (x < 2.5)
+    for f, coef in tonry.items():
+        diff = (catalog[f"mabs_ps1_{f}_true"] - catalog[f"mabs_sdss_{f}_true"])[sel]
+        expected = np.polynomial.polynomial.polyval(x[sel], coef)
+        assert np.median(diff - expected) == pytest.approx(0.0, abs=0.05), f
+
+
+def test_footprints_make_bands_go_missing(catalog: pd.DataFrame):
+    south = catalog["b"] < 0
+    assert catalog.loc[south, "sdss_r"].isna().all()  # SDSS: northern Galactic cap
+    assert catalog.loc[catalog["dec"] < -30.5, "ps1_r"].isna().all()
+    assert catalog.loc[catalog["dec"] < 29.5, "cfis_u"].isna().all()
+    inside = (catalog["b"] > 35) & (catalog["dec"] > 0)
+    assert catalog.loc[inside & (catalog["sdss_r"] < 21), "sdss_g"].notna().mean() > 0.99

@@ -1,0 +1,100 @@
+"""The mock catalogue as a product: spectroscopic labels, reproducibility, files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from astropy.table import Table
+from conftest import catalog_frame
+
+from photofeh.schema import MOCK_COLUMNS, schema_markdown
+from photofeh.simulate import MockSurveyConfig, simulate
+
+
+def test_spectroscopic_labels_have_sspp_like_errors(spec_catalog: pd.DataFrame):
+    """Lee et al. 2008 / Smolinski et al. 2011: ~0.1-0.2 dex [Fe/H], 0.2-0.3 log g, 100-150 K."""
+    s = spec_catalog
+    assert len(s) == 15_000 and s["in_spec"].all()
+    assert np.std(s["feh_spec"] - s["feh_true"]) == pytest.approx(0.15, abs=0.05)
+    assert np.std(s["logg_spec"] - s["logg_true"]) == pytest.approx(0.25, abs=0.06)
+    assert np.std(s["teff_spec"] - s["teff_true"]) == pytest.approx(125, abs=30)
+    pull = (s["feh_spec"] - s["feh_true"]) / s["feh_spec_err"]
+    assert np.std(pull) == pytest.approx(1.0, abs=0.05)
+    assert s["teff_true"].between(4000, 10000).all()
+    assert (s["sdss_g"] < 20.6).all()
+
+
+def test_spectroscopic_sample_is_segue_like(spec_catalog: pd.DataFrame, catalog: pd.DataFrame):
+    """A few percent of g < 20 stars in the SDSS footprint; giants and halo stars over-represented."""
+    foot = catalog["sdss_g"].notna() & (catalog["sdss_g"] < 20.0)
+    frac = catalog.loc[foot, "in_spec"].mean()
+    assert 0.01 < frac < 0.08
+    assert spec_catalog["is_giant_true"].mean() > 2 * catalog.loc[foot, "is_giant_true"].mean()
+    assert spec_catalog["phase"].isin(["red giant", "horizontal branch", "subgiant"]).sum() > 1000
+    assert (spec_catalog["feh_true"] < -1.2).sum() > 3000
+
+
+def test_same_seed_same_catalogue_whatever_chunks_and_workers():
+    cfg = MockSurveyConfig(n_stars=30_000, seed=3)
+    a = catalog_frame(cfg, chunk_size=30_000)
+    b = catalog_frame(cfg, chunk_size=4_321, workers=2)
+    pd.testing.assert_frame_equal(a, b)
+    c = catalog_frame(MockSurveyConfig(n_stars=30_000, seed=4))
+    assert not np.allclose(a["feh_true"], c["feh_true"])
+    assert a["source_id"].is_unique
+
+
+def test_parquet_and_fits_hold_the_same_stars(tmp_path: Path):
+    cfg = MockSurveyConfig(n_stars=3_000, seed=5, spec_only=True)
+    simulate(cfg, tmp_path / "m.parquet", chunk_size=1_000)
+    simulate(cfg, tmp_path / "m.fits", chunk_size=700)
+    p = pq.read_table(tmp_path / "m.parquet").to_pandas()
+    f = Table.read(tmp_path / "m.fits")
+    assert len(p) == len(f) == 3_000
+    for c in MOCK_COLUMNS:
+        a, b = np.asarray(p[c.name]), np.asarray(f[c.name])
+        if c.dtype == "string":
+            assert list(a) == [x.strip() for x in b.astype(str)], c.name
+        elif c.dtype == "bool":
+            assert np.array_equal(a, b), c.name
+        else:
+            assert np.array_equal(a, b, equal_nan=True), c.name
+
+
+def test_metadata_records_the_galactic_frame_and_config(tmp_path: Path):
+    cfg = MockSurveyConfig(n_stars=500, seed=5)
+    simulate(cfg, tmp_path / "m.parquet")
+    meta = pq.read_schema(tmp_path / "m.parquet").metadata
+    frame = json.loads(meta[b"galactic_frame"])
+    assert frame["R0_kpc"] == 8.0 and frame["Zsun_kpc"] == 0.025
+    assert json.loads(meta[b"config"])["seed"] == 5
+    assert pq.read_schema(tmp_path / "m.parquet").field("sdss_g").metadata[b"unit"] == b"mag"
+
+
+def test_failed_run_leaves_no_file(tmp_path: Path, monkeypatch):
+    from photofeh.simulate import survey
+
+    calls = {"n": 0}
+    real = survey.MockSurvey.block
+
+    def flaky(self, k):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("disk full")
+        return real(self, k)
+
+    monkeypatch.setattr(survey.MockSurvey, "block", flaky)
+    out = tmp_path / "m.parquet"
+    with pytest.raises(RuntimeError, match="disk full"):
+        simulate(MockSurveyConfig(n_stars=200_000, seed=1), out, chunk_size=1_000)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_schema_documentation_is_current():
+    doc = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
+    assert schema_markdown() in doc.read_text()
