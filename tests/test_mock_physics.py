@@ -106,14 +106,14 @@ def test_interpolation_reproduces_a_grid_isochrone_and_is_continuous(mock_survey
 
 
 def test_photometric_errors_grow_toward_the_depth(catalog: pd.DataFrame):
-    """SDSS r: sigma from Ivezic et al. 2019 eq. 5 with m5 = 22.8, gamma = 0.039, sys 0.02."""
+    """SDSS r: sigma from Ivezic et al. 2019 eq. 5 with m5 = 22.8, gamma = 0.039, floor 0.01."""
     r, err = catalog["sdss_r"], catalog["sdss_r_err"]
     medians = []
     for lo in (16.0, 18.0, 20.0, 21.0, 22.0):
         sel = (r > lo) & (r < lo + 0.3)
         medians.append(err[sel].median())
         x = 10 ** (0.4 * (lo + 0.15 - 22.8))
-        expected = np.sqrt(0.02**2 + 0.001 * x + 0.039 * x**2)
+        expected = np.sqrt(0.01**2 + 0.001 * x + 0.039 * x**2)
         assert err[sel].median() == pytest.approx(expected, rel=0.2)
     assert np.all(np.diff(medians) > 0)
     # S/N >= 5 detections only

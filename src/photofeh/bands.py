@@ -77,6 +77,10 @@ class Band:
 # stack 5-sigma depths (Chambers et al. 2016, table 11); CFIS u 23.6 at
 # S/N = 10 (Ibata et al. 2017, ApJ 848, 128) i.e. ~24.35 at 5 sigma.
 # gamma: Ivezic et al. 2019 (ApJ 873, 111), table 2 (0.038 for u, 0.039 else).
+# sigma_sys: the random error floor of bright stars (SDSS repeat scans:
+# ~1% in griz, 1.5% in u; Ivezic et al. 2007, AJ 134, 973). Calibration
+# errors are drawn separately as zero-point scatter, so they are not
+# counted twice.
 # Zero-point scatter: SDSS ubercalibration 1% in griz, 2% in u (Padmanabhan
 # et al. 2008, ApJ 674, 1217); PS1 < 1% (Schlafly et al. 2012, ApJ 756, 158);
 # Gaia mmag-level (Riello et al. 2021, A&A 649, A3).
@@ -87,11 +91,11 @@ class Band:
 # 4.239 - 0.241 (4.239 - 3.303) = 4.013.
 _TABLE = [
     # name,      survey, f,   nm,    R,     m5,    bright, gamma, sys,   zp
-    ("sdss_u", "sdss", "u", 355.1, 4.239, 21.5, 14.0, 0.038, 0.02, 0.02),
-    ("sdss_g", "sdss", "g", 468.6, 3.303, 23.0, 14.0, 0.039, 0.02, 0.01),
-    ("sdss_r", "sdss", "r", 616.6, 2.285, 22.8, 14.0, 0.039, 0.02, 0.01),
-    ("sdss_i", "sdss", "i", 748.0, 1.698, 22.2, 14.0, 0.039, 0.02, 0.01),
-    ("sdss_z", "sdss", "z", 893.2, 1.263, 20.5, 12.5, 0.039, 0.02, 0.01),
+    ("sdss_u", "sdss", "u", 355.1, 4.239, 21.5, 14.0, 0.038, 0.015, 0.02),
+    ("sdss_g", "sdss", "g", 468.6, 3.303, 23.0, 14.0, 0.039, 0.01, 0.01),
+    ("sdss_r", "sdss", "r", 616.6, 2.285, 22.8, 14.0, 0.039, 0.01, 0.01),
+    ("sdss_i", "sdss", "i", 748.0, 1.698, 22.2, 14.0, 0.039, 0.01, 0.01),
+    ("sdss_z", "sdss", "z", 893.2, 1.263, 20.5, 12.5, 0.039, 0.01, 0.01),
     ("ps1_g", "ps1", "g", 481.1, 3.172, 23.3, 14.0, 0.039, 0.01, 0.01),
     ("ps1_r", "ps1", "r", 615.6, 2.271, 23.2, 14.0, 0.039, 0.01, 0.01),
     ("ps1_i", "ps1", "i", 750.3, 1.682, 23.1, 14.0, 0.039, 0.01, 0.01),

@@ -1,0 +1,90 @@
+"""Shared helpers for benchmark scripts: machine facts, peak memory, result files.
+
+Every benchmark writes ``benchmarks/results/<name>.json``; ``render.py``
+turns those files into ``BENCHMARKS.md``. No figure is typed by hand.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from importlib import metadata
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def machine() -> dict:
+    """Where and with what the figures were measured."""
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = {p: metadata.version(p) for p in ("photofeh", "numpy", "scipy", "astropy", "pyarrow", "torch",
+                                                 "lightgbm")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_gib, 1),
+            "python": platform.python_version(), "platform": platform.platform(), "versions": versions,
+            "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+
+
+def write_result(name: str, title: str, figures: dict, notes: str = "") -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"name": name, "title": title, "figures": figures, "notes": notes, "machine": machine()}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    tmp.replace(path)
+    print(f"wrote {path}")
+    return path
+
+
+def _tree_rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants (Linux /proc)."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                kids = (task / "children").read_text().split()
+                stack.extend(int(k) for k in kids)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProcess]:
+    """Run ``cmd``; return wall seconds, peak summed RSS of its process tree, and the result."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_bytes(proc.pid))
+            time.sleep(0.2)
+
+    th = threading.Thread(target=sample, daemon=True)
+    th.start()
+    out, err = proc.communicate()
+    th.join()
+    wall = time.perf_counter() - t0
+    result = subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    if proc.returncode != 0:
+        sys.stderr.write(err)
+        raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
+    return wall, peak[0], result
