@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"photofeh {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"photofeh {args.command}: interrupted; no partial output was kept", file=sys.stderr)
         return 130

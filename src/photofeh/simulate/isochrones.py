@@ -132,7 +132,7 @@ def load_grid(path: str | Path | None = None) -> Table:
     return table
 
 
-def _segment_coordinate(rows: Table, labels: tuple[int, ...], first: bool) -> np.ndarray:
+def _segment_coordinate(rows: dict[str, np.ndarray], first: bool) -> np.ndarray:
     """Position 0..1 of each point along its evolutionary segment."""
     if first:
         x = np.log10(rows["MINI"])
@@ -169,23 +169,25 @@ class IsochroneGrid:
         names = (*QUANTITIES, *GRID_BANDS)
         values = {q: np.full((mh.size, logage.size, n_eep), np.nan) for q in names}
         segment = np.concatenate([np.full(s[2], k) for k, s in enumerate(SEGMENTS)])
+        src = {"mini": "MINI", "mass": "MASS", "logte": "LOGTE", "logg": "LOGG", "logl": "LOGL", **GRID_BANDS}
+        cols = {c: np.asarray(table[c], float) for c in {*src.values(), "MINI", "LOGTE", "LOGL", "LABEL"}}
         mh_col = np.round(np.asarray(table["MH"], float), 5)
         age_col = np.round(np.asarray(table["LOGAGE"], float), 5)
         for i, m in enumerate(mh):
             for j, a in enumerate(logage):
-                iso = table[(mh_col == m) & (age_col == a)]
-                iso = iso[np.argsort(iso["MINI"], kind="stable")]
+                rows_ij = np.flatnonzero((mh_col == m) & (age_col == a))
+                rows_ij = rows_ij[np.argsort(cols["MINI"][rows_ij], kind="stable")]
+                iso = {c: v[rows_ij] for c, v in cols.items()}
                 start = 0
                 for k, (_, labels, npts) in enumerate(SEGMENTS):
-                    rows = iso[np.isin(iso["LABEL"], labels)]
-                    if len(rows) < 2:
+                    in_seg = np.isin(iso["LABEL"], labels)
+                    if in_seg.sum() < 2:
                         break  # later segments are not reached by this isochrone
-                    s = _segment_coordinate(rows, labels, first=(k == 0))
+                    rows = {c: v[in_seg] for c, v in iso.items()}
+                    s = _segment_coordinate(rows, first=(k == 0))
                     grid_s = np.linspace(0.0, 1.0, npts)
-                    src = {"mini": "MINI", "mass": "MASS", "logte": "LOGTE",
-                           "logg": "LOGG", "logl": "LOGL", **GRID_BANDS}
                     for q in names:
-                        values[q][i, j, start:start + npts] = np.interp(grid_s, s, np.asarray(rows[src[q]], float))
+                        values[q][i, j, start:start + npts] = np.interp(grid_s, s, rows[src[q]])
                     start += npts
         # Initial mass must rise along the EEP axis for the mass inversion;
         # segments meet at (almost) the same mass, so enforce it gently.
@@ -216,7 +218,9 @@ class IsochroneGrid:
         j = np.clip(np.searchsorted(self.logage, a) - 1, 0, self.logage.size - 2)
         u = (f - self.mh[i]) / (self.mh[i + 1] - self.mh[i])
         t = (a - self.logage[j]) / (self.logage[j + 1] - self.logage[j])
-        idx = [(i, j), (i + 1, j), (i, j + 1), (i + 1, j + 1)]
+        na = self.logage.size
+        # each corner as a flat isochrone number, i * n_age + j, for fast gathers
+        idx = [i * na + j, (i + 1) * na + j, i * na + j + 1, (i + 1) * na + j + 1]
         w = [(1 - u) * (1 - t), u * (1 - t), (1 - u) * t, u * t]
         return idx, w
 
@@ -233,12 +237,13 @@ class IsochroneGrid:
         limit; this bounds from below the mass a visible star can have.
         """
         n_eep = running_min.shape[-1]
+        flat = running_min.reshape(-1)
         best = np.full(limit.shape, n_eep, dtype=np.int64)
-        for ik, jk in idx:
+        for iso in idx:
             lo, hi = np.zeros(limit.shape, dtype=np.int64), np.full(limit.shape, n_eep, dtype=np.int64)
             while np.any(lo < hi):  # first index with running_min < limit (non-increasing array)
                 mid = (lo + hi) // 2
-                fainter = running_min[ik, jk, np.minimum(mid, n_eep - 1)] >= limit
+                fainter = flat[iso * n_eep + np.minimum(mid, n_eep - 1)] >= limit
                 lo = np.where(fainter & (lo < hi), mid + 1, lo)
                 hi = np.where(~fainter & (lo < hi), mid, hi)
             best = np.minimum(best, lo)
@@ -246,7 +251,8 @@ class IsochroneGrid:
 
     def last_valid(self, idx) -> np.ndarray:
         """Last EEP that all four corner isochrones reach."""
-        return np.min(np.stack([self.n_valid[ik, jk] for ik, jk in idx]), axis=0) - 1
+        n_valid = self.n_valid.reshape(-1)
+        return np.min(np.stack([n_valid[iso] for iso in idx]), axis=0) - 1
 
     def blend(self, q: str, idx, w, eep: np.ndarray) -> np.ndarray:
         """Quantity ``q`` of the blended isochrone at integer EEP ``eep``."""
@@ -254,7 +260,8 @@ class IsochroneGrid:
 
     def _blend(self, q: str, idx, w, eep: np.ndarray) -> np.ndarray:
         arr = self.values[q]
-        return sum(wk * arr[ik, jk, eep] for (ik, jk), wk in zip(idx, w, strict=True))
+        flat, n_eep = arr.reshape(-1), arr.shape[-1]
+        return sum(wk * flat[iso * n_eep + eep] for iso, wk in zip(idx, w, strict=True))
 
     def locate(self, feh: np.ndarray, logage: np.ndarray, mini: np.ndarray, corners=None):
         """Place stars of given initial mass on the blended isochrone.

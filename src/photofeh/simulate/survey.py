@@ -198,7 +198,7 @@ class MockSurvey:
 
         def sub(where):
             i_, w_, k_, f_, a_ = where
-            return [(a[idx], c[idx]) for a, c in i_], [x[idx] for x in w_], k_[idx], f_[idx], a_[idx]
+            return [a[idx] for a in i_], [x[idx] for x in w_], k_[idx], f_[idx], a_[idx]
 
         w1, w2 = sub(w1), sub(w2)
         pop, l, b, d, R, Z, phi = (x[idx] for x in (pop, l, b, d, R, Z, phi))
