@@ -56,3 +56,9 @@ def test_simulate_writes_and_summarises(tmp_path: Path, capsys):
     t = pq.read_table(out).to_pandas()
     assert len(t) == 2000
     assert t.loc[t["b"] < 40, "sdss_r"].isna().all()
+
+
+def test_missing_isochrone_grid_is_reported(tmp_path: Path):
+    r = run("simulate", "--n-stars", "5", "--isochrones", str(tmp_path / "none.fits"),
+            "--out", str(tmp_path / "x.parquet"))
+    assert r.returncode == 1 and "none.fits does not exist" in r.stderr and "Traceback" not in r.stderr

@@ -98,3 +98,19 @@ def test_failed_run_leaves_no_file(tmp_path: Path, monkeypatch):
 def test_schema_documentation_is_current():
     doc = Path(__file__).resolve().parents[1] / "docs" / "schema.md"
     assert schema_markdown() in doc.read_text()
+
+
+def test_proposal_envelope_bounds_the_visible_share(mock_survey):
+    """Exact rejection sampling needs share <= envelope for every proposal."""
+    from photofeh.simulate import galaxy as gal
+
+    rng = np.random.default_rng(1)
+    pop, l, b, d, _ = mock_survey.galaxy.sample(rng, 50_000)
+    _, Z, _ = gal.galactocentric(l, b, d)
+    feh = np.clip(gal.sample_feh(rng, pop, np.abs(Z)), *mock_survey.grid.mh_range)
+    logage = np.log10(gal.sample_age_gyr(rng, pop) * 1e9)
+    corners = mock_survey.grid.corners(feh, logage)
+    _, _, share = mock_survey._visible_mass_range(corners, d)
+    envelope = mock_survey.galaxy.visibility_at(pop, d)
+    assert np.mean(share > envelope) < 1e-4
+    assert share.max() > 0.05  # nearby proposals can see most of the IMF

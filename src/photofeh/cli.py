@@ -123,8 +123,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         check_writable(out)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
-    footprints = {k: ",".join(f"{f}={getattr(v, f)}" for f in ("min_b", "max_b", "min_dec", "max_dec"))
-                  for k, v in DEFAULT_FOOTPRINTS.items()}
+    footprints = {k: v.to_text() for k, v in DEFAULT_FOOTPRINTS.items()}
     footprints.update(dict(args.footprint or []))
     config = MockSurveyConfig(
         n_stars=args.n_stars, seed=args.seed, select_band=args.select_band,

@@ -65,6 +65,10 @@ class Footprint:
     def contains(self, b_deg, dec_deg):
         return (b_deg >= self.min_b) & (b_deg <= self.max_b) & (dec_deg >= self.min_dec) & (dec_deg <= self.max_dec)
 
+    def to_text(self) -> str:
+        """The inverse of :meth:`parse`."""
+        return ",".join(f"{f}={getattr(self, f)}" for f in self.__dataclass_fields__)
+
     @classmethod
     def parse(cls, text: str) -> Footprint:
         """Parse ``"min_b=30,min_dec=-5"`` (keys: min_b, max_b, min_dec, max_dec)."""

@@ -52,8 +52,7 @@ class MockSurveyConfig:
     mag_range: tuple[float, float] = (14.0, 22.5)
     min_abs_b: float = 20.0
     footprints: dict[str, str] = field(default_factory=lambda: {
-        k: ",".join(f"{f}={getattr(v, f)}" for f in ("min_b", "max_b", "min_dec", "max_dec"))
-        for k, v in obs.DEFAULT_FOOTPRINTS.items()})
+        k: v.to_text() for k, v in obs.DEFAULT_FOOTPRINTS.items()})
     disk_feh_law: str = "ivezic2008"
     binaries: bool = True
     spec_only: bool = False
@@ -173,7 +172,6 @@ class MockSurvey:
         corners = self.grid.corners(feh_grid, logage)
         m_lo, m_hi, share = self._visible_mass_range(corners, d)
         envelope = self.galaxy.visibility_at(pop, d)
-        self.envelope_violations = int(np.sum(share > envelope))
         accept = in_region & (rng.random(n) * envelope < share)
         m1 = gal.sample_kroupa_mass(rng, n, m_lo, np.maximum(m_hi, m_lo))
         f_bin = np.where(m1 < BINARY_FRACTION["boundary_msun"], BINARY_FRACTION["low_mass"], BINARY_FRACTION["solar"])
