@@ -1,0 +1,117 @@
+"""From catalogue columns to network inputs: dereddening, colours, masks, normalisation.
+
+A feature set is a list of names: ``"sdss_u-sdss_g"`` is a dereddened colour,
+``"sdss_r"`` a dereddened magnitude, anything else a raw column (e.g.
+``"parallax"``). Rows lacking any feature are flagged, never given a fake
+value: missing photometry is data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from photofeh.bands import BANDS, extinction_coefficient
+
+__all__ = ["DEFAULT_FEATURES", "Standardizer", "deredden", "feature_matrix", "required_columns"]
+
+DEFAULT_FEATURES: tuple[str, ...] = (
+    "sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z",
+    "ps1_g-ps1_r", "ps1_r-ps1_i", "ps1_i-ps1_z", "ps1_z-ps1_y",
+    "gaia_bp-gaia_rp", "gaia_g-gaia_rp",
+    # Gaia parallax with its error, and one apparent magnitude: together they
+    # carry the luminosity information that separates giants from dwarfs of
+    # the same colour (colours alone barely do; see BENCHMARKS.md).
+    "parallax", "parallax_error", "sdss_g",
+)
+
+
+def _bands_in(feature: str) -> list[str]:
+    return [p for p in feature.split("-") if p in BANDS]
+
+
+def required_columns(features: Sequence[str], ebv_column: str = "ebv") -> list[str]:
+    """Catalogue columns needed to compute ``features``."""
+    cols: list[str] = []
+    for f in features:
+        parts = f.split("-")
+        if all(p in BANDS for p in parts):
+            cols += parts
+        else:
+            cols.append(f)
+    if any(_bands_in(f) for f in features):
+        cols.append(ebv_column)
+    return list(dict.fromkeys(cols))
+
+
+def deredden(table: Mapping[str, np.ndarray], bands: Sequence[str], ebv_column: str = "ebv",
+             gaia_iterations: int = 3) -> dict[str, np.ndarray]:
+    """Dereddened magnitudes m0 = m - R E(B-V) for ``bands``.
+
+    R from :mod:`photofeh.bands` (Schlafly & Finkbeiner 2011 table 6 on the
+    SFD scale; Casagrande et al. 2021 for Gaia, whose coefficient depends on
+    the intrinsic BP-RP, found by fixed-point iteration from the observed one).
+    """
+    ebv = np.asarray(table[ebv_column], dtype=np.float64)
+    out = {b: np.asarray(table[b], dtype=np.float64) - BANDS[b].r_ebv * ebv
+           for b in bands if BANDS[b].survey != "gaia"}
+    gaia = [b for b in bands if BANDS[b].survey == "gaia"]
+    if gaia:
+        bp = np.asarray(table["gaia_bp"], dtype=np.float64)
+        rp = np.asarray(table["gaia_rp"], dtype=np.float64)
+        x = bp - rp
+        for _ in range(gaia_iterations):
+            x = (bp - rp) - (extinction_coefficient("gaia_bp", x) - extinction_coefficient("gaia_rp", x)) * ebv
+        for b in gaia:
+            out[b] = np.asarray(table[b], dtype=np.float64) - extinction_coefficient(b, x) * ebv
+    return out
+
+
+def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str],
+                   ebv_column: str = "ebv") -> tuple[np.ndarray, np.ndarray]:
+    """Features as a float32 matrix and the mask of rows where all are finite."""
+    bands = list(dict.fromkeys(b for f in features for b in _bands_in(f)))
+    missing = [c for c in required_columns(features, ebv_column) if c not in table]
+    if missing:
+        raise KeyError(f"the catalogue lacks columns {missing} needed for features {list(features)}")
+    mag0 = deredden(table, bands, ebv_column) if bands else {}
+    cols = []
+    for f in features:
+        parts = f.split("-")
+        if len(parts) == 2 and all(p in BANDS for p in parts):
+            cols.append(mag0[parts[0]] - mag0[parts[1]])
+        elif f in BANDS:
+            cols.append(mag0[f])
+        else:
+            cols.append(np.asarray(table[f], dtype=np.float64))
+    X = np.column_stack(cols).astype(np.float32) if cols else np.zeros((0, 0), np.float32)
+    return X, np.all(np.isfinite(X), axis=1)
+
+
+@dataclass
+class Standardizer:
+    """Zero-mean, unit-variance scaling, stored with the model."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, x: np.ndarray) -> Standardizer:
+        mean = np.nanmean(x, axis=0)
+        std = np.nanstd(x, axis=0)
+        return cls(mean.astype(np.float64), np.where(std > 0, std, 1.0).astype(np.float64))
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(np.float32)
+
+    def inverse(self, z: np.ndarray) -> np.ndarray:
+        return z * self.std + self.mean
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Standardizer:
+        return cls(np.asarray(d["mean"], float), np.asarray(d["std"], float))

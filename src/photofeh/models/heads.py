@@ -1,0 +1,70 @@
+"""Multi-task heads: a mean and a log-variance per regression label, a giant/dwarf logit.
+
+Independent heads read the backbone only. Causal heads follow the physics of
+how a spectrum constrains a star: Teff first, [Fe/H] given Teff, log g given
+Teff and [Fe/H], and the giant/dwarf class given all of them; any other
+regression label (e.g. an absolute magnitude) reads the backbone and all of
+the causal estimates.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+CAUSAL_ORDER = ("teff", "feh", "logg")
+
+
+class PhotometricNetwork(nn.Module):
+    def __init__(self, backbone: nn.Module, labels: list[str], heads: str = "independent",
+                 classify: bool = True):
+        super().__init__()
+        if heads not in ("independent", "causal"):
+            raise ValueError(f"heads must be 'independent' or 'causal', got {heads!r}")
+        self.backbone, self.labels, self.mode, self.classify = backbone, list(labels), heads, classify
+        n = backbone.n_outputs
+        if heads == "causal":
+            self.order = [lab for lab in CAUSAL_ORDER if lab in labels] + [lab for lab in labels
+                                                                        if lab not in CAUSAL_ORDER]
+            n_causal = sum(lab in CAUSAL_ORDER for lab in labels)
+            widths = [n + min(i, n_causal) for i in range(len(self.order))]
+        else:
+            self.order = list(labels)
+            widths = [n] * len(labels)
+        self.reg = nn.ModuleDict({lab: nn.Linear(w, 2) for lab, w in zip(self.order, widths, strict=True)})
+        n_cls = n + (len(self.order) if heads == "causal" else 0)
+        self.cls = nn.Linear(n_cls, 1) if classify else None
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.backbone(x)
+        means: dict[str, torch.Tensor] = {}
+        logvars: dict[str, torch.Tensor] = {}
+        previous: list[torch.Tensor] = []
+        for lab in self.order:
+            inp = torch.cat([h, *previous], dim=1) if (self.mode == "causal" and previous) else h
+            out = self.reg[lab](inp)
+            means[lab], logvars[lab] = out[:, 0], out[:, 1].clamp(-12.0, 8.0)
+            if self.mode == "causal" and lab in CAUSAL_ORDER:
+                previous.append(out[:, :1])
+        result = {"mean": torch.stack([means[lab] for lab in self.labels], 1),
+                  "logvar": torch.stack([logvars[lab] for lab in self.labels], 1)}
+        if self.cls is not None:
+            inp = torch.cat([h] + [means[lab][:, None] for lab in self.order], 1) if self.mode == "causal" else h
+            result["logit"] = self.cls(inp)[:, 0]
+        return result
+
+
+def build_network(arch: dict, n_inputs: int, labels: list[str], heads: str = "independent",
+                  classify: bool = True) -> PhotometricNetwork:
+    """Build a network from an architecture dict ``{"name": "mlp" | "resdense", ...}``."""
+    from photofeh.models import BACKBONES
+
+    arch = dict(arch)
+    name = arch.pop("name", None)
+    if name not in BACKBONES:
+        raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(BACKBONES)}")
+    try:
+        backbone = BACKBONES[name](n_inputs, **arch)
+    except TypeError as exc:
+        raise ValueError(f"bad options for architecture {name!r}: {exc}") from None
+    return PhotometricNetwork(backbone, labels, heads, classify)

@@ -1,0 +1,113 @@
+"""Using a trained model: load a folder in one call, predict with uncertainties.
+
+>>> model = photofeh.load_model("run/model")
+>>> out = model.predict(df)          # pandas DataFrame, astropy Table, dict of arrays
+>>> out["feh"], out["feh_err"], out["p_giant"]
+
+Like astroNN's ``predict``, every label comes with its error. Rows lacking a
+feature get NaN predictions and ``usable = False``, never a crash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from photofeh.artifact import load_model_folder
+from photofeh.features import Standardizer, feature_matrix, required_columns
+from photofeh.models import build_network
+
+__all__ = ["PhotometricModel", "load_model"]
+
+
+def _as_columns(data) -> Mapping[str, np.ndarray]:
+    """Accept a pandas DataFrame, an astropy Table or a mapping of arrays."""
+    if hasattr(data, "colnames"):  # astropy Table
+        return {c: np.ma.filled(np.ma.asarray(data[c]).astype(float), np.nan)
+                if data[c].dtype.kind in "fiu" else np.asarray(data[c]) for c in data.colnames}
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas
+        return {c: data[c].to_numpy() for c in data.columns}
+    if isinstance(data, Mapping):
+        return data
+    raise TypeError(f"cannot predict on {type(data).__name__}; pass a DataFrame, an astropy Table or a dict "
+                    "of columns (a bare numpy array: use predict_features)")
+
+
+class PhotometricModel:
+    """A trained (ensemble of) network(s) with its normalisation and calibration."""
+
+    def __init__(self, meta: dict, state_dicts: list[dict[str, torch.Tensor]], device: str = "cpu"):
+        self.meta = meta
+        self.features: list[str] = meta["features"]
+        self.labels: list[str] = meta["labels"]
+        self.ebv_column: str = meta.get("ebv_column", "ebv")
+        self.x_scale = Standardizer.from_dict(meta["input_standardizer"])
+        self.y_scale = Standardizer.from_dict(meta["label_standardizer"])
+        self.sigma_scale = np.asarray(meta.get("sigma_scale", [1.0] * len(self.labels)), float)
+        self.temperature = float(meta.get("class_temperature", 1.0))
+        self.device = torch.device(device)
+        self.members = []
+        for sd in state_dicts:
+            net = build_network(meta["architecture"], len(self.features), self.labels, meta["heads"],
+                                classify=meta.get("classify", True))
+            net.load_state_dict(sd)
+            net.eval().to(self.device)
+            self.members.append(net)
+
+    @property
+    def required_columns(self) -> list[str]:
+        return required_columns(self.features, self.ebv_column)
+
+    @torch.inference_mode()
+    def predict_features(self, X: np.ndarray, batch_size: int = 65536) -> dict[str, np.ndarray]:
+        """Predict from a raw (un-standardised) feature matrix in the model's feature order."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or X.shape[1] != len(self.features):
+            raise ValueError(f"expected an array of shape (n, {len(self.features)}) with features {self.features}")
+        ok = np.all(np.isfinite(X), axis=1)
+        Z = self.x_scale.transform(np.where(ok[:, None], X, 0.0))
+        n, L = len(X), len(self.labels)
+        means = np.empty((len(self.members), n, L))
+        variances = np.empty((len(self.members), n, L))
+        probs = np.empty((len(self.members), n))
+        for k, net in enumerate(self.members):
+            for s in range(0, n, batch_size):
+                out = net(torch.from_numpy(Z[s:s + batch_size]).to(self.device))
+                means[k, s:s + batch_size] = out["mean"].double().cpu().numpy()
+                variances[k, s:s + batch_size] = out["logvar"].double().exp().cpu().numpy()
+                if "logit" in out:
+                    probs[k, s:s + batch_size] = torch.sigmoid(out["logit"].double() / self.temperature).cpu().numpy()
+        # deep ensemble (Lakshminarayanan et al. 2017): mixture mean and variance
+        mean = means.mean(0)
+        var = (variances * self.sigma_scale**2).mean(0) + means.var(0)
+        value = self.y_scale.inverse(mean)
+        err = np.sqrt(var) * self.y_scale.std
+        result: dict[str, np.ndarray] = {}
+        for j, lab in enumerate(self.labels):
+            result[lab] = np.where(ok, value[:, j], np.nan)
+            result[f"{lab}_err"] = np.where(ok, err[:, j], np.nan)
+        if self.meta.get("classify", True):
+            result["p_giant"] = np.where(ok, probs.mean(0), np.nan)
+            result["is_giant"] = ok & (result["p_giant"] >= self.meta.get("class_threshold", 0.5))
+        result["usable"] = ok
+        return result
+
+    def predict(self, data, batch_size: int = 65536) -> dict[str, np.ndarray]:
+        """Predict every label with its error for a table of stars (see module docstring)."""
+        cols = _as_columns(data)
+        missing = [c for c in self.required_columns if c not in cols]
+        if missing:
+            raise KeyError(f"the catalogue lacks columns {missing} that this model needs "
+                           f"(features: {', '.join(self.features)})")
+        X, _ = feature_matrix(cols, self.features, self.ebv_column)
+        return self.predict_features(X, batch_size)
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> PhotometricModel:
+    """Load a model folder written by ``photofeh train``."""
+    meta, states = load_model_folder(Path(path))
+    return PhotometricModel(meta, states, device)

@@ -1,0 +1,377 @@
+"""Training: data split, heteroscedastic multi-task loss, one-cycle AdamW, best checkpoint.
+
+A run directory holds ``model/`` (the model folder), ``history.csv`` and
+``history.png`` (training curves), ``split.parquet`` (the train/validation/
+test assignment of every star) and ``config.toml`` (what was asked for).
+``photofeh evaluate`` adds the test metrics.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import os
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+
+from photofeh import __version__
+from photofeh.artifact import save_model_folder
+from photofeh.features import DEFAULT_FEATURES, Standardizer, feature_matrix
+from photofeh.models import PRESETS, build_network
+
+__all__ = ["TrainConfig", "train", "load_config", "prepare", "lr_find", "GIANT_LOGG"]
+
+GIANT_LOGG = 3.5  # giant: log g < 3.5 (this project's boundary; see docs)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (a TOML file maps onto it section by section)."""
+
+    features: list[str] = field(default_factory=lambda: list(DEFAULT_FEATURES))
+    labels: list[str] = field(default_factory=lambda: ["feh", "logg", "teff", "mabs_sdss_r"])
+    label_columns: dict[str, str] = field(default_factory=lambda: {
+        "feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec", "mabs_sdss_r": "mabs_sdss_r_true"})
+    ebv_column: str = "ebv"
+    classify: bool = True
+    split: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    architecture: dict = field(default_factory=lambda: dict(PRESETS["fast-mlp"]))
+    heads: str = "causal"
+    ensemble: int = 1
+    epochs: int = 80
+    batch_size: int = 512
+    max_lr: float = 3e-3
+    weight_decay: float = 1e-4
+    patience: int = 15
+    seed: int = 0
+    threads: int = 0  # 0: all cores
+
+    def validate(self) -> None:
+        if any(lab not in self.label_columns for lab in self.labels):
+            raise ValueError(f"every label needs a column in label_columns; labels {self.labels}, "
+                             f"columns {self.label_columns}")
+        if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
+            raise ValueError(f"split must be three positive fractions summing to 1, got {self.split}")
+        if self.ensemble < 1 or self.epochs < 1 or self.batch_size < 2:
+            raise ValueError("ensemble, epochs must be >= 1 and batch_size >= 2")
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Read a TOML config: sections [data], [model], [train]; a model 'preset' names an architecture."""
+    raw = tomllib.loads(Path(path).read_text())
+    flat: dict = {}
+    for section in ("data", "model", "train"):
+        flat.update(raw.get(section, {}))
+    preset = flat.pop("preset", None)
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"{path}: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        flat["architecture"] = {**PRESETS[preset], **flat.get("architecture", {})}
+    known = TrainConfig.__dataclass_fields__
+    unknown = [k for k in flat if k not in known]
+    if unknown:
+        raise ValueError(f"{path}: unknown settings {unknown}; known: {', '.join(known)}")
+    if "split" in flat:
+        flat["split"] = tuple(flat["split"])
+    cfg = TrainConfig(**flat)
+    cfg.validate()
+    return cfg
+
+
+# ---------------------------------------------------------------- data
+@dataclass
+class Prepared:
+    X: np.ndarray  # raw features (n, F)
+    y: np.ndarray  # labels (n, L), NaN where missing
+    e: np.ndarray  # label errors (n, L), 0 where unknown
+    giant: np.ndarray  # 1/0, NaN where unknown
+    usable: np.ndarray  # all features finite
+    ids: np.ndarray
+
+
+def prepare(table, cfg: TrainConfig) -> Prepared:
+    """Features, labels, label errors and the giant flag from a labelled catalogue."""
+    from photofeh.predict import _as_columns
+
+    cols = _as_columns(table)
+    X, usable = feature_matrix(cols, cfg.features, cfg.ebv_column)
+    n = len(X)
+    y = np.full((n, len(cfg.labels)), np.nan)
+    e = np.zeros((n, len(cfg.labels)))
+    for j, lab in enumerate(cfg.labels):
+        c = cfg.label_columns[lab]
+        if c not in cols:
+            raise KeyError(f"label column {c!r} (for {lab}) is not in the catalogue")
+        y[:, j] = np.asarray(cols[c], float)
+        if f"{c}_err" in cols:
+            e[:, j] = np.nan_to_num(np.asarray(cols[f"{c}_err"], float), nan=0.0)
+    giant = np.full(n, np.nan)
+    if "logg" in cfg.labels:
+        g = y[:, cfg.labels.index("logg")]
+        giant = np.where(np.isfinite(g), (g < GIANT_LOGG).astype(float), np.nan)
+    ids = np.asarray(cols["source_id"]) if "source_id" in cols else np.arange(n)
+    return Prepared(X, y, e, giant, usable, ids)
+
+
+def split_indices(n: int, fractions, seed: int) -> np.ndarray:
+    """0 = train, 1 = validation, 2 = test, from a seeded permutation."""
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5917])).permutation(n)
+    n_train, n_val = int(fractions[0] * n), int(fractions[1] * n)
+    out = np.empty(n, dtype=np.int8)
+    out[perm[:n_train]], out[perm[n_train:n_train + n_val]], out[perm[n_train + n_val:]] = 0, 1, 2
+    return out
+
+
+# ---------------------------------------------------------------- loss
+def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tensor, giant: torch.Tensor,
+                   per_label: bool = False):
+    """Gaussian negative log-likelihood per label, label errors added to the variance,
+    plus binary cross-entropy for the class; NaN labels are masked out."""
+    valid = torch.isfinite(y)
+    var = out["logvar"].exp() + e**2
+    resid = torch.where(valid, y - out["mean"], torch.zeros_like(y))
+    nll = 0.5 * (torch.log(var) + resid**2 / var)
+    nll = torch.where(valid, nll, torch.zeros_like(nll))
+    per = nll.sum(0) / valid.sum(0).clamp(min=1)
+    loss = per.sum()
+    if "logit" in out:
+        ok = torch.isfinite(giant)
+        if ok.any():
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(out["logit"][ok], giant[ok])
+            loss = loss + bce
+    return (loss, per) if per_label else loss
+
+
+# ---------------------------------------------------------------- training
+def _set_threads(cfg: TrainConfig) -> None:
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+
+
+def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer):
+    X = torch.from_numpy(xs.transform(p.X[rows]))
+    y = torch.from_numpy(((p.y[rows] - ys.mean) / ys.std).astype(np.float32))
+    e = torch.from_numpy((p.e[rows] / ys.std).astype(np.float32))
+    g = torch.from_numpy(p.giant[rows].astype(np.float32))
+    return X, y, e, g
+
+
+def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log) -> tuple:
+    torch.manual_seed(cfg.seed * 1000 + member)
+    net = build_network(cfg.architecture, n_inputs, cfg.labels, cfg.heads, cfg.classify)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
+    n = len(train_t[0])
+    steps = max(1, n // cfg.batch_size)
+    # one-cycle schedule (Smith & Topin 2019) over the full budget; early stopping may end it sooner
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=cfg.epochs * steps)
+    gen = torch.Generator().manual_seed(cfg.seed * 1000 + member)
+    best, best_state, bad, history = float("inf"), None, 0, []
+    for epoch in range(cfg.epochs):
+        t0 = time.perf_counter()
+        net.train()
+        perm = torch.randperm(n, generator=gen)
+        total = 0.0
+        for s in range(steps):
+            idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
+            loss = multitask_loss(net(train_t[0][idx]), train_t[1][idx], train_t[2][idx], train_t[3][idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += float(loss.detach())
+        net.eval()
+        with torch.inference_mode():
+            val = float(multitask_loss(net(val_t[0]), *val_t[1:]))
+        history.append({"member": member, "epoch": epoch + 1, "train_loss": total / steps, "val_loss": val,
+                        "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0})
+        log(f"member {member} epoch {epoch + 1:3d}  train {total / steps:8.4f}  val {val:8.4f}")
+        if val < best - 1e-4:
+            best, best_state, bad = val, copy.deepcopy(net.state_dict()), 0
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                break
+    net.load_state_dict(best_state)
+    net.eval()
+    return net, history
+
+
+def _calibrate(nets, val_t, cfg: TrainConfig) -> tuple[list[float], float, float]:
+    """Per-label sigma scale and class temperature minimising the validation NLL (Guo et al. 2017),
+    and the probability threshold that maximises the giant F1 score on the validation stars."""
+    with torch.inference_mode():
+        outs = [net(val_t[0]) for net in nets]
+    mean = torch.stack([o["mean"] for o in outs]).double()
+    var = torch.stack([o["logvar"] for o in outs]).double().exp()
+    mu, v_model, v_ens = mean.mean(0).numpy(), var.mean(0).numpy(), mean.var(0, unbiased=False).numpy()
+    y, e = val_t[1].double().numpy(), val_t[2].double().numpy()
+    scales = []
+    for j in range(y.shape[1]):
+        ok = np.isfinite(y[:, j])
+
+        def nll(log_s, j=j, ok=ok):
+            v = np.exp(2 * log_s) * v_model[ok, j] + v_ens[ok, j] + e[ok, j] ** 2
+            return np.mean(np.log(v) + (y[ok, j] - mu[ok, j]) ** 2 / v)
+
+        scales.append(float(np.exp(minimize_scalar(nll, bounds=(-2, 2), method="bounded").x)) if ok.any() else 1.0)
+    temperature = 1.0
+    if cfg.classify:
+        logit = torch.stack([o["logit"] for o in outs]).double().numpy()
+        g = val_t[3].double().numpy()
+        ok = np.isfinite(g)
+
+        def bce(log_t):
+            p = np.clip((1 / (1 + np.exp(-logit[:, ok] / np.exp(log_t)))).mean(0), 1e-9, 1 - 1e-9)
+            return -np.mean(g[ok] * np.log(p) + (1 - g[ok]) * np.log(1 - p))
+
+        temperature = float(np.exp(minimize_scalar(bce, bounds=(-3, 3), method="bounded").x))
+        p = (1 / (1 + np.exp(-logit[:, ok] / temperature))).mean(0)
+        grid = np.linspace(0.05, 0.95, 91)
+        f1 = [2 * np.sum((p >= t) & (g[ok] == 1)) / max(np.sum(p >= t) + np.sum(g[ok] == 1), 1) for t in grid]
+        threshold = float(grid[int(np.argmax(f1))])
+    else:
+        threshold = 0.5
+    return scales, temperature, threshold
+
+
+def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Path:
+    """Train on a labelled catalogue; write the run directory; return the model folder."""
+    import pandas as pd
+
+    cfg.validate()
+    _set_threads(cfg)
+    run = Path(run_dir)
+    run.mkdir(parents=True, exist_ok=True)
+    t_start = time.perf_counter()
+    p = prepare(table, cfg)
+    split = split_indices(len(p.X), cfg.split, cfg.seed)
+    has_label = np.isfinite(p.y).any(axis=1)
+    use = p.usable & has_label
+    train_rows, val_rows = np.flatnonzero(use & (split == 0)), np.flatnonzero(use & (split == 1))
+    if len(train_rows) < cfg.batch_size or len(val_rows) < 10:
+        raise ValueError(f"too few usable labelled stars: {len(train_rows)} for training, {len(val_rows)} for "
+                         f"validation ({int((~p.usable).sum())} lack a feature, "
+                         f"{int((~has_label).sum())} have no label)")
+    xs = Standardizer.fit(p.X[train_rows])
+    ys = Standardizer.fit(p.y[train_rows])
+    train_t, val_t = _tensors(p, train_rows, xs, ys), _tensors(p, val_rows, xs, ys)
+    nets, history = [], []
+    for member in range(cfg.ensemble):
+        net, hist = _fit_member(cfg, member, train_t, val_t, len(cfg.features), log)
+        nets.append(net)
+        history += hist
+    scales, temperature, threshold = _calibrate(nets, val_t, cfg)
+    train_seconds = time.perf_counter() - t_start
+    meta = {
+        "photofeh_version": __version__,
+        "architecture": cfg.architecture, "heads": cfg.heads, "classify": cfg.classify,
+        "features": cfg.features, "ebv_column": cfg.ebv_column,
+        "labels": cfg.labels, "label_columns": cfg.label_columns,
+        "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
+        "sigma_scale": scales, "class_temperature": temperature,
+        "class_threshold": threshold, "giant_logg": GIANT_LOGG,
+        "training": {"config": asdict(cfg), "n_train": len(train_rows), "n_validation": len(val_rows),
+                     "seconds": round(train_seconds, 1), "epochs_run": [max(h["epoch"] for h in history
+                                                                            if h["member"] == m)
+                                                                        for m in range(cfg.ensemble)]},
+        "versions": {"torch": torch.__version__, "numpy": np.__version__},
+    }
+    model_dir = save_model_folder(run / "model", nets, meta)
+    pd.DataFrame({"source_id": p.ids, "split": np.array(["train", "validation", "test"])[split],
+                  "usable": p.usable}).to_parquet(run / "split.parquet")
+    with open(run / "history.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    _plot_history(history, run / "history.png")
+    (run / "config.toml").write_text(_to_toml(cfg))
+    log(f"trained {cfg.ensemble} member(s) in {train_seconds:.1f} s; model in {model_dir}")
+    return model_dir
+
+
+def _plot_history(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for m in sorted({h["member"] for h in history}):
+        hs = [h for h in history if h["member"] == m]
+        ax.plot([h["epoch"] for h in hs], [h["train_loss"] for h in hs], "-", label=f"train {m}")
+        ax.plot([h["epoch"] for h in hs], [h["val_loss"] for h in hs], "--", label=f"validation {m}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss (Gaussian NLL + BCE)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _to_toml(cfg: TrainConfig) -> str:
+    def fmt(v):
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(fmt(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {fmt(x)}" for k, x in v.items()) + "}"
+        return repr(v)
+
+    return "[train]\n" + "\n".join(f"{k} = {fmt(v)}" for k, v in asdict(cfg).items()) + "\n"
+
+
+def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float = 1e-6, lr_max: float = 1.0,
+            steps: int = 120) -> float:
+    """Learning-rate range test (Smith 2017): raise the rate exponentially, record the loss, save the plot.
+
+    Returns the suggested maximum rate: a tenth of the rate at the smoothed loss minimum.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _set_threads(cfg)
+    p = prepare(table, cfg)
+    rows = np.flatnonzero(p.usable & np.isfinite(p.y).any(axis=1))
+    xs, ys = Standardizer.fit(p.X[rows]), Standardizer.fit(p.y[rows])
+    X, y, e, g = _tensors(p, rows, xs, ys)
+    torch.manual_seed(cfg.seed)
+    net = build_network(cfg.architecture, len(cfg.features), cfg.labels, cfg.heads, cfg.classify)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr_min, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    lrs = np.geomspace(lr_min, lr_max, steps)
+    losses, smooth = [], None
+    net.train()
+    for lr in lrs:
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, len(X), (cfg.batch_size,), generator=gen)
+        loss = multitask_loss(net(X[idx]), y[idx], e[idx], g[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        smooth = float(loss) if smooth is None else 0.9 * smooth + 0.1 * float(loss)
+        losses.append(smooth)
+        if not np.isfinite(smooth) or smooth > 4 * min(losses) + 10:
+            break
+    lrs = lrs[:len(losses)]
+    suggestion = float(lrs[int(np.nanargmin(losses))] / 10)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogx(lrs, losses)
+    ax.axvline(suggestion, color="k", ls="--", label=f"suggested max_lr = {suggestion:.2g}")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("smoothed training loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return suggestion
