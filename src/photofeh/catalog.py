@@ -15,7 +15,7 @@ import numpy as np
 
 from photofeh.schema import Column
 
-__all__ = ["CatalogWriter", "format_for", "check_writable"]
+__all__ = ["CatalogWriter", "format_for", "check_writable", "read_table"]
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
 
@@ -152,3 +152,30 @@ class CatalogWriter:
                 os.replace(self._tmp, self.path)
             else:
                 self._tmp.unlink(missing_ok=True)
+
+
+def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None):
+    """Read a whole Parquet or FITS catalogue into a pandas DataFrame (small tables only).
+
+    Errors name the file; chunked reading of large catalogues comes with the
+    catalogue layer.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    fmt = format_for(path)
+    try:
+        if fmt == "parquet":
+            return pd.read_parquet(path, columns=list(columns) if columns else None)
+        from astropy.table import Table
+
+        t = Table.read(path)
+        df = t.to_pandas()
+        for c in df.columns:
+            if df[c].dtype == object and len(df) and isinstance(df[c].iloc[0], bytes):
+                df[c] = df[c].str.decode("ascii").str.strip()
+        return df[list(columns)] if columns else df
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None

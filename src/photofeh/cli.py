@@ -150,6 +150,90 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_table(path: str):
+    from photofeh.catalog import read_table
+
+    try:
+        return read_table(path)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+
+
+def _train_config(args: argparse.Namespace):
+    from photofeh.train import TrainConfig, load_config
+
+    try:
+        cfg = load_config(args.config) if args.config else TrainConfig()
+    except (OSError, ValueError) as exc:
+        raise UserError(f"config {args.config}: {exc}") from None
+    for key in ("epochs", "seed", "ensemble"):
+        if getattr(args, key, None) is not None:
+            setattr(cfg, key, getattr(args, key))
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from photofeh.train import train
+
+    cfg = _train_config(args)
+    table = _load_table(args.table)
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    try:
+        model_dir = train(table, cfg, args.out, log=log)
+    except (KeyError, ValueError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    print(f"model written to {model_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    import pandas as pd
+
+    from photofeh.artifact import ModelFormatError
+    from photofeh.evaluate import evaluate_model
+    from photofeh.predict import load_model
+
+    run = Path(args.model)
+    model_dir = run / "model" if (run / "model" / "model.json").exists() else run
+    try:
+        model = load_model(model_dir)
+    except ModelFormatError as exc:
+        raise UserError(str(exc)) from None
+    table = _load_table(args.table)
+    rows = None
+    split_file = run / "split.parquet"
+    if args.split != "all" and split_file.exists():
+        split = pd.read_parquet(split_file)
+        chosen = set(split.loc[split["split"] == args.split, "source_id"].to_numpy().tolist())
+        rows = np.flatnonzero(table["source_id"].isin(chosen).to_numpy())
+        if rows.size == 0:
+            raise UserError(f"no star of {args.table} is in the {args.split} split of {run}")
+    out_dir = Path(args.out) if args.out else (run if split_file.exists() else model_dir)
+    try:
+        report = evaluate_model(model, table, rows, out_dir)
+    except KeyError as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    summary = {lab: {k: round(v, 4) for k, v in e["vs_labels"].items() if k in ("sigma_gauss", "robust_sigma",
+                                                                                 "bias_median", "pull_std")}
+               for lab, e in report["labels"].items()}
+    print(json.dumps({"n_usable": report["n_usable"], "vs_labels": summary,
+                      "class": {k: {m: round(v, 3) for m, v in c.items() if m != "confusion"}
+                                for k, c in report.get("class", {}).items()}}, indent=2))
+    print(f"metrics and figures in {out_dir}")
+    return 0
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    from photofeh.train import lr_find
+
+    cfg = _train_config(args)
+    suggestion = lr_find(_load_table(args.table), cfg, args.out)
+    print(f"suggested max_lr = {suggestion:.3g} (plot: {args.out})")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -190,6 +274,36 @@ def build_parser() -> argparse.ArgumentParser:
                      help="worker processes (results do not depend on it)")
     sim.add_argument("--quiet", action="store_true", help="no progress line")
     sim.set_defaults(func=cmd_simulate)
+
+    tr = sub.add_parser("train", help="train a network on a labelled catalogue",
+                        description="Train the model described by a TOML config (default: configs/default.toml "
+                                    "settings) on a labelled catalogue; write a run directory.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    tr.add_argument("table", help="labelled catalogue (.parquet or .fits), e.g. from 'simulate --spec-only'")
+    tr.add_argument("--config", help="TOML configuration ([data], [model], [train] sections)")
+    tr.add_argument("--out", required=True, help="run directory to create")
+    tr.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
+    tr.add_argument("--ensemble", type=_positive_int, help="override the number of ensemble members")
+    tr.add_argument("--seed", type=int, help="override the seed")
+    tr.add_argument("--quiet", action="store_true", help="no per-epoch log")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="metrics and figures for a trained model",
+                        description="Evaluate a run (its test split by default) or a model folder on a labelled "
+                                    "catalogue; writes test_metrics.json, residuals.png and confusion.png.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ev.add_argument("model", help="run directory (from 'photofeh train') or model folder")
+    ev.add_argument("table", help="labelled catalogue")
+    ev.add_argument("--split", choices=("test", "validation", "train", "all"), default="test")
+    ev.add_argument("--out", help="where to write metrics and figures (default: the run directory)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    lf = sub.add_parser("lr-find", help="learning-rate range test; saves its plot",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    lf.add_argument("table", help="labelled catalogue")
+    lf.add_argument("--config", help="TOML configuration")
+    lf.add_argument("--out", default="lr_finder.png", help="plot file")
+    lf.set_defaults(func=cmd_lr_find)
     return parser
 
 

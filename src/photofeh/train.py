@@ -359,7 +359,8 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
         opt.zero_grad()
         loss.backward()
         opt.step()
-        smooth = float(loss) if smooth is None else 0.9 * smooth + 0.1 * float(loss)
+        value = float(loss.detach())
+        smooth = value if smooth is None else 0.9 * smooth + 0.1 * value
         losses.append(smooth)
         if not np.isfinite(smooth) or smooth > 4 * min(losses) + 10:
             break
