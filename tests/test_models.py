@@ -1,0 +1,126 @@
+"""Networks learn, save and load exactly, and cope with missing labels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from astropy.table import Table
+
+from photofeh.artifact import ModelFormatError
+from photofeh.evaluate import class_metrics, gaussian_fit_sigma, regression_metrics
+from photofeh.models import PRESETS, build_network
+from photofeh.predict import load_model
+from photofeh.train import TrainConfig, multitask_loss, train
+
+
+@pytest.fixture(scope="module")
+def trained(spec_catalog: pd.DataFrame, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    run = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(epochs=12, seed=1, batch_size=256)
+    train(spec_catalog, cfg, run, log=lambda s: None)
+    return run, spec_catalog
+
+
+def test_tiny_model_learns(trained):
+    run, cat = trained
+    hist = pd.read_csv(run / "history.csv")
+    assert hist["train_loss"].iloc[-1] < hist["train_loss"].iloc[0] - 1.0
+    split = pd.read_parquet(run / "split.parquet")
+    test = (split["split"] == "test").to_numpy()
+    out = load_model(run / "model").predict(cat[test])
+    for lab, col in (("feh", "feh_spec"), ("logg", "logg_spec"), ("teff", "teff_spec")):
+        resid = out[lab] - cat.loc[test, col].to_numpy()
+        # predicting the mean would give the label's own spread
+        assert np.nanstd(resid) < 0.6 * cat.loc[test, col].std(), lab
+    # label errors are included, so the pulls are close to unit width
+    pull = (out["feh"] - cat.loc[test, "feh_spec"]) / np.hypot(out["feh_err"], cat.loc[test, "feh_spec_err"])
+    assert 0.8 < np.nanstd(pull) < 1.2
+    assert set(out) >= {"feh", "feh_err", "logg_err", "teff_err", "p_giant", "is_giant", "usable"}
+
+
+def test_save_load_gives_identical_predictions(trained):
+    run, cat = trained
+    a = load_model(run / "model").predict(cat.iloc[:500])
+    b = load_model(run / "model").predict(Table.from_pandas(cat.iloc[:500]))
+    c = load_model(run / "model").predict({k: cat[k].to_numpy()[:500] for k in cat.columns})
+    for k in a:
+        assert np.array_equal(a[k], b[k], equal_nan=True) and np.array_equal(a[k], c[k], equal_nan=True), k
+
+
+def test_model_folder_is_plain_data(trained):
+    run, _ = trained
+    meta = json.loads((run / "model" / "model.json").read_text())
+    assert meta["schema_version"] == 1 and meta["features"][0] == "sdss_u-sdss_g"
+    assert (run / "model" / "model.safetensors").read_bytes()[8:9] == b"{"  # safetensors JSON header
+    for name in ("history.png", "history.csv", "split.parquet", "config.toml"):
+        assert (run / name).exists()
+
+
+def test_incompatible_schema_and_missing_bands_are_clear(trained, tmp_path: Path):
+    run, cat = trained
+    bad = tmp_path / "model"
+    bad.mkdir()
+    meta = json.loads((run / "model" / "model.json").read_text())
+    meta["schema_version"] = 99
+    (bad / "model.json").write_text(json.dumps(meta))
+    (bad / "model.safetensors").write_bytes((run / "model" / "model.safetensors").read_bytes())
+    with pytest.raises(ModelFormatError, match="schema version 99"):
+        load_model(bad)
+    with pytest.raises(KeyError, match="ps1_y"):
+        load_model(run / "model").predict(cat.drop(columns=["ps1_y"]))
+
+
+def test_rows_without_photometry_get_nan_not_a_crash(trained):
+    run, cat = trained
+    rows = cat.iloc[:10].copy()
+    rows.loc[rows.index[:3], "sdss_u"] = np.nan
+    out = load_model(run / "model").predict(rows)
+    assert not out["usable"][:3].any() and out["usable"][3:].all()
+    assert np.isnan(out["feh"][:3]).all() and np.isfinite(out["feh"][3:]).all()
+
+
+def test_nan_labels_do_not_give_nan_loss():
+    torch.manual_seed(0)
+    for preset in ("fast-mlp", "reference-resdense"):
+        arch = dict(PRESETS[preset])
+        if preset == "reference-resdense":
+            arch.update(nfeatures_init=8, nfeatures_max=32, depth=6)
+        for heads in ("independent", "causal"):
+            net = build_network(arch, 5, ["feh", "logg", "teff"], heads)
+            out = net(torch.randn(16, 5))
+            y = torch.randn(16, 3)
+            y[::2, 0] = float("nan")
+            y[:, 2] = float("nan")  # a label missing for every star
+            giant = torch.full((16,), float("nan"))
+            loss = multitask_loss(out, y, torch.zeros_like(y), giant)
+            assert torch.isfinite(loss)
+            loss.backward()
+            assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_resdense_has_the_reference_shape():
+    net = build_network(PRESETS["reference-resdense"], 10, ["feh"])
+    assert net.backbone.enc_widths == [64, 128, 256, 512, 1024, 2048]
+    assert net.backbone.dec_widths == [1024, 512, 256, 128, 64]
+
+
+def test_gaussian_fit_sigma_recovers_a_known_width():
+    rng = np.random.default_rng(0)
+    r = np.concatenate([rng.normal(0.1, 0.2, 50_000), rng.uniform(-3, 3, 1_000)])  # with outliers
+    mu, sigma = gaussian_fit_sigma(r)
+    assert sigma == pytest.approx(0.2, rel=0.03) and mu == pytest.approx(0.1, abs=0.01)
+    m = regression_metrics(r, np.zeros_like(r), err=np.full_like(r, 0.2))
+    # beyond 3 sigma (0.6) of the median 0.1: 4.8/6 of the uniform outliers + 0.27% of the Gaussian
+    assert m["outlier_frac_3sigma"] == pytest.approx((1000 * 4.8 / 6 + 50_000 * 0.0027) / 51_000, abs=0.002)
+
+
+def test_class_metrics_on_a_known_confusion():
+    pred = np.array([1, 1, 1, 0, 0, 0, 0, 1], bool)
+    true = np.array([1, 1, 0, 1, 0, 0, 0, 1], float)
+    m = class_metrics(pred, true)
+    assert m["giant_completeness"] == pytest.approx(3 / 4) and m["giant_contamination"] == pytest.approx(1 / 4)
