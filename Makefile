@@ -25,6 +25,9 @@ demo: setup
 	$(VENV)/bin/photofeh simulate --n-stars 200000 --seed 1 --out $(DEMO)/mock_survey.parquet --workers 2
 	@echo "== stage 1b: a spectroscopic training set (20,000 labelled stars) =="
 	$(VENV)/bin/photofeh simulate --n-stars 20000 --seed 2 --spec-only --out $(DEMO)/mock_spec.parquet --workers 2
+	@echo "== stage 2: train the default network, evaluate it on its test split =="
+	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet
+	$(VENV)/bin/photofeh evaluate $(DEMO)/run $(DEMO)/mock_spec.parquet
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -13,27 +13,17 @@ from __future__ import annotations
 import argparse
 import time
 
-import lightgbm as lgb
 import numpy as np
 from _common import write_result
-from scipy.optimize import curve_fit
 
 from photofeh.bands import BANDS
+from photofeh.baselines import GradientBoostedBaseline
+from photofeh.evaluate import gaussian_fit_sigma
 from photofeh.simulate import MockSurveyConfig, iter_chunks
 
 
 def gaussian_sigma(residual: np.ndarray) -> float:
-    """Sigma of a Gaussian least-squares fitted to the residual histogram (+-5 robust sigma, 100 bins)."""
-    r = residual[np.isfinite(residual)]
-    rs = 1.4826 * np.median(np.abs(r - np.median(r)))
-    h, edges = np.histogram(r, bins=100, range=(np.median(r) - 5 * rs, np.median(r) + 5 * rs))
-    x = 0.5 * (edges[1:] + edges[:-1])
-
-    def g(x, a, mu, s):
-        return a * np.exp(-0.5 * ((x - mu) / s) ** 2)
-
-    p, _ = curve_fit(g, x, h, p0=(h.max(), np.median(r), rs))
-    return float(abs(p[2]))
+    return gaussian_fit_sigma(residual)[1]
 
 
 def main() -> None:
@@ -54,10 +44,8 @@ def main() -> None:
     dwarf = ~cat["is_giant_true"][ok]
     rng = np.random.default_rng(args.seed)
     test = rng.random(y.size) < 0.2
-    params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 40,
-              "bagging_fraction": 0.8, "bagging_freq": 1, "seed": args.seed, "verbose": -1, "num_threads": 2}
-    model = lgb.train(params, lgb.Dataset(X[~test], y[~test]), num_boost_round=600)
-    pred = model.predict(X[test])
+    model = GradientBoostedBaseline(seed=args.seed).fit(X[~test], y[~test, None])
+    pred = model.predict(X[test])[:, 0]
     res_spec, res_true = pred - y[test], pred - truth[test]
     figures = {
         "labelled stars used": int(ok.sum()),

@@ -8,9 +8,9 @@ from _common import RESULTS, ROOT
 
 
 def _table(figures: dict) -> list[str]:
+    """A flat dict becomes a two-column table; a dict of dicts a table with one row per key."""
     rows = []
-    nested = all(isinstance(v, dict) for v in figures.values())
-    if nested:
+    if all(isinstance(v, dict) for v in figures.values()):
         keys = list(dict.fromkeys(k for v in figures.values() for k in v))
         rows.append("| case | " + " | ".join(keys) + " |")
         rows.append("|---" * (len(keys) + 1) + "|")
@@ -20,6 +20,19 @@ def _table(figures: dict) -> list[str]:
         rows += ["| figure | value |", "|---|---|"]
         rows += [f"| {k} | {v} |" for k, v in figures.items()]
     return rows
+
+
+def _sections(figures: dict) -> list[str]:
+    """Figures whose values are tables of tables get one sub-table each."""
+    nested = {k: v for k, v in figures.items()
+              if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values())}
+    if len(nested) != len(figures) or not all(
+            all(not isinstance(y, dict) for x in v.values() for y in x.values()) for v in nested.values()):
+        return _table(figures)
+    out = []
+    for title, table in nested.items():
+        out += [f"**{title}**", ""] + _table(table) + [""]
+    return out
 
 
 def render() -> str:
@@ -32,7 +45,7 @@ def render() -> str:
         out += [f"## {r['title']}", "", f"Script: `benchmarks/bench_{r['name']}.py`. "
                 f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
                 f"Python {m['python']}, photofeh {m['versions'].get('photofeh')}.", ""]
-        out += _table(r["figures"])
+        out += _sections(r["figures"])
         if r.get("notes"):
             out += ["", r["notes"]]
         out.append("")

@@ -124,3 +124,37 @@ def test_class_metrics_on_a_known_confusion():
     true = np.array([1, 1, 0, 1, 0, 0, 0, 1], float)
     m = class_metrics(pred, true)
     assert m["giant_completeness"] == pytest.approx(3 / 4) and m["giant_contamination"] == pytest.approx(1 / 4)
+
+
+def test_ensemble_spread_adds_to_the_variance(spec_catalog: pd.DataFrame, tmp_path: Path):
+    cfg = TrainConfig(epochs=2, ensemble=2, seed=3, batch_size=256)
+    train(spec_catalog.iloc[:6000], cfg, tmp_path, log=lambda s: None)
+    model = load_model(tmp_path / "model")
+    assert len(model.members) == 2
+    rows = spec_catalog.iloc[6000:6500]
+    both = model.predict(rows)
+    model.members = model.members[:1]
+    one = model.predict(rows)
+    # same first member, plus a second member: the mixture's spread only adds variance on average
+    assert np.nanmean(both["feh_err"] ** 2) > 0.9 * np.nanmean(one["feh_err"] ** 2)
+    assert not np.allclose(both["feh"], one["feh"])
+
+
+def test_cli_train_evaluate_and_lr_find(spec_catalog: pd.DataFrame, tmp_path: Path, capsys):
+    from photofeh.cli import main
+
+    table = tmp_path / "spec.parquet"
+    spec_catalog.iloc[:5000].to_parquet(table)
+    run = tmp_path / "run"
+    assert main(["train", str(table), "--config", str(Path(__file__).parents[1] / "configs" / "default.toml"),
+                 "--out", str(run), "--epochs", "3", "--quiet"]) == 0
+    assert main(["evaluate", str(run), str(table)]) == 0
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    n_test = int((pd.read_parquet(run / "split.parquet")["split"] == "test").sum())
+    assert metrics["n_stars"] == n_test
+    assert {"vs_labels", "vs_truth", "binned"} <= set(metrics["labels"]["feh"])
+    assert (run / "residuals.png").exists() and (run / "confusion.png").exists()
+    assert main(["lr-find", str(table), "--out", str(tmp_path / "lr.png")]) == 0
+    assert (tmp_path / "lr.png").stat().st_size > 1000
+    assert main(["evaluate", str(tmp_path / "nothing"), str(table)]) == 1
+    assert "not a photofeh model folder" in capsys.readouterr().err

@@ -49,6 +49,11 @@ class TrainConfig:
     max_lr: float = 3e-3
     weight_decay: float = 1e-4
     patience: int = 15
+    class_weight: float = 1.0  # weight of the giant cross-entropy against the label NLLs
+    class_operating_point: str = "break-even"
+    # choose the operating point on the metal-poor validation stars, the halo
+    # giants the class is for (None: all validation stars)
+    class_operating_feh_max: float | None = -1.2
     seed: int = 0
     threads: int = 0  # 0: all cores
 
@@ -130,7 +135,7 @@ def split_indices(n: int, fractions, seed: int) -> np.ndarray:
 
 # ---------------------------------------------------------------- loss
 def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tensor, giant: torch.Tensor,
-                   per_label: bool = False):
+                   per_label: bool = False, class_weight: float = 1.0):
     """Gaussian negative log-likelihood per label, label errors added to the variance,
     plus binary cross-entropy for the class; NaN labels are masked out."""
     valid = torch.isfinite(y)
@@ -144,7 +149,7 @@ def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tenso
         ok = torch.isfinite(giant)
         if ok.any():
             bce = torch.nn.functional.binary_cross_entropy_with_logits(out["logit"][ok], giant[ok])
-            loss = loss + bce
+            loss = loss + class_weight * bce
     return (loss, per) if per_label else loss
 
 
@@ -178,7 +183,8 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
         total = 0.0
         for s in range(steps):
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            loss = multitask_loss(net(train_t[0][idx]), train_t[1][idx], train_t[2][idx], train_t[3][idx])
+            loss = multitask_loss(net(train_t[0][idx]), train_t[1][idx], train_t[2][idx], train_t[3][idx],
+                                  class_weight=cfg.class_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -186,7 +192,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
             total += float(loss.detach())
         net.eval()
         with torch.inference_mode():
-            val = float(multitask_loss(net(val_t[0]), *val_t[1:]))
+            val = float(multitask_loss(net(val_t[0]), *val_t[1:], class_weight=cfg.class_weight))
         history.append({"member": member, "epoch": epoch + 1, "train_loss": total / steps, "val_loss": val,
                         "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0})
         log(f"member {member} epoch {epoch + 1:3d}  train {total / steps:8.4f}  val {val:8.4f}")
@@ -201,9 +207,9 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
     return net, history
 
 
-def _calibrate(nets, val_t, cfg: TrainConfig) -> tuple[list[float], float, float]:
+def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray) -> tuple[list[float], float, float]:
     """Per-label sigma scale and class temperature minimising the validation NLL (Guo et al. 2017),
-    and the probability threshold that maximises the giant F1 score on the validation stars."""
+    and the probability threshold of the giant class (see :func:`_class_threshold`)."""
     with torch.inference_mode():
         outs = [net(val_t[0]) for net in nets]
     mean = torch.stack([o["mean"] for o in outs]).double()
@@ -231,12 +237,37 @@ def _calibrate(nets, val_t, cfg: TrainConfig) -> tuple[list[float], float, float
 
         temperature = float(np.exp(minimize_scalar(bce, bounds=(-3, 3), method="bounded").x))
         p = (1 / (1 + np.exp(-logit[:, ok] / temperature))).mean(0)
-        grid = np.linspace(0.05, 0.95, 91)
-        f1 = [2 * np.sum((p >= t) & (g[ok] == 1)) / max(np.sum(p >= t) + np.sum(g[ok] == 1), 1) for t in grid]
-        threshold = float(grid[int(np.argmax(f1))])
+        subset = np.ones(ok.sum(), bool)
+        if cfg.class_operating_feh_max is not None and "feh" in cfg.labels:
+            feh = val_feh[ok]
+            if np.sum((feh < cfg.class_operating_feh_max) & (g[ok] == 1)) >= 20:
+                subset = feh < cfg.class_operating_feh_max
+        threshold = _class_threshold(p[subset], g[ok][subset] == 1, cfg.class_operating_point)
     else:
         threshold = 0.5
     return scales, temperature, threshold
+
+
+def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str) -> float:
+    """Probability threshold for calling a star a giant, chosen on validation stars.
+
+    'break-even': completeness equals purity (1 - contamination), the usual
+    way to quote one operating point when both matter equally (as in the
+    giant completeness/contamination targets); 'f1': maximal F1 score;
+    'half': 0.5 on the calibrated probability.
+    """
+    if rule == "half":
+        return 0.5
+    grid = np.linspace(0.02, 0.98, 97)
+    tp = np.array([np.sum((p >= t) & giant) for t in grid])
+    called = np.array([np.sum(p >= t) for t in grid])
+    completeness = tp / max(giant.sum(), 1)
+    purity = tp / np.maximum(called, 1)
+    if rule == "f1":
+        return float(grid[int(np.argmax(2 * tp / np.maximum(called + giant.sum(), 1)))])
+    if rule == "break-even":
+        return float(grid[int(np.argmin(np.abs(completeness - purity)))])
+    raise ValueError(f"class_operating_point must be 'break-even', 'f1' or 'half', got {rule!r}")
 
 
 def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Path:
@@ -265,7 +296,8 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Pat
         net, hist = _fit_member(cfg, member, train_t, val_t, len(cfg.features), log)
         nets.append(net)
         history += hist
-    scales, temperature, threshold = _calibrate(nets, val_t, cfg)
+    val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
+    scales, temperature, threshold = _calibrate(nets, val_t, cfg, val_feh)
     train_seconds = time.perf_counter() - t_start
     meta = {
         "photofeh_version": __version__,
