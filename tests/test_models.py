@@ -158,3 +158,14 @@ def test_cli_train_evaluate_and_lr_find(spec_catalog: pd.DataFrame, tmp_path: Pa
     assert (tmp_path / "lr.png").stat().st_size > 1000
     assert main(["evaluate", str(tmp_path / "nothing"), str(table)]) == 1
     assert "not a photofeh model folder" in capsys.readouterr().err
+
+
+def test_same_seed_same_model(spec_catalog: pd.DataFrame, tmp_path: Path):
+    cfg = TrainConfig(epochs=2, seed=5, batch_size=256)
+    for name in ("a", "b"):
+        train(spec_catalog.iloc[:4000], cfg, tmp_path / name, log=lambda s: None)
+    wa = (tmp_path / "a" / "model" / "model.safetensors").read_bytes()
+    wb = (tmp_path / "b" / "model" / "model.safetensors").read_bytes()
+    assert wa == wb
+    sa = pd.read_parquet(tmp_path / "a" / "split.parquet")
+    assert sa.equals(pd.read_parquet(tmp_path / "b" / "split.parquet"))

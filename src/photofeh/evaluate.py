@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import curve_fit
 
+from photofeh.features import as_columns
+
 __all__ = ["gaussian_fit_sigma", "regression_metrics", "binned_metrics", "class_metrics", "evaluate_model"]
 
 
@@ -90,9 +92,7 @@ def class_metrics(is_pred: np.ndarray, is_true: np.ndarray) -> dict:
 
 def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | os.PathLike | None = None) -> dict:
     """Evaluate a loaded model on a labelled table: against spectroscopic labels and, on a mock, the truth."""
-    from photofeh.predict import _as_columns
-
-    cols = _as_columns(table)
+    cols = as_columns(table)
     if rows is not None:
         cols = {k: np.asarray(v)[rows] for k, v in cols.items()}
     pred = model.predict(cols)

@@ -11,30 +11,16 @@ feature get NaN predictions and ``usable = False``, never a crash.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from photofeh.artifact import load_model_folder
-from photofeh.features import Standardizer, feature_matrix, required_columns
+from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
 from photofeh.models import build_network
 
 __all__ = ["PhotometricModel", "load_model"]
-
-
-def _as_columns(data) -> Mapping[str, np.ndarray]:
-    """Accept a pandas DataFrame, an astropy Table or a mapping of arrays."""
-    if hasattr(data, "colnames"):  # astropy Table
-        return {c: np.ma.filled(np.ma.asarray(data[c]).astype(float), np.nan)
-                if data[c].dtype.kind in "fiu" else np.asarray(data[c]) for c in data.colnames}
-    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas
-        return {c: data[c].to_numpy() for c in data.columns}
-    if isinstance(data, Mapping):
-        return data
-    raise TypeError(f"cannot predict on {type(data).__name__}; pass a DataFrame, an astropy Table or a dict "
-                    "of columns (a bare numpy array: use predict_features)")
 
 
 class PhotometricModel:
@@ -63,8 +49,12 @@ class PhotometricModel:
         return required_columns(self.features, self.ebv_column)
 
     @torch.inference_mode()
-    def predict_features(self, X: np.ndarray, batch_size: int = 65536) -> dict[str, np.ndarray]:
-        """Predict from a raw (un-standardised) feature matrix in the model's feature order."""
+    def predict_features(self, X: np.ndarray, batch_size: int = 16384) -> dict[str, np.ndarray]:
+        """Predict from a raw (un-standardised) feature matrix in the model's feature order.
+
+        Batches of ~16k rows keep the activations in cache: on 2 CPU cores
+        they ran twice as fast as 64k-row batches for the default network.
+        """
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.features):
             raise ValueError(f"expected an array of shape (n, {len(self.features)}) with features {self.features}")
@@ -96,9 +86,9 @@ class PhotometricModel:
         result["usable"] = ok
         return result
 
-    def predict(self, data, batch_size: int = 65536) -> dict[str, np.ndarray]:
+    def predict(self, data, batch_size: int = 16384) -> dict[str, np.ndarray]:
         """Predict every label with its error for a table of stars (see module docstring)."""
-        cols = _as_columns(data)
+        cols = as_columns(data)
         missing = [c for c in self.required_columns if c not in cols]
         if missing:
             raise KeyError(f"the catalogue lacks columns {missing} that this model needs "

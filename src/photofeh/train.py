@@ -22,7 +22,7 @@ from scipy.optimize import minimize_scalar
 
 from photofeh import __version__
 from photofeh.artifact import save_model_folder
-from photofeh.features import DEFAULT_FEATURES, Standardizer, feature_matrix
+from photofeh.features import DEFAULT_FEATURES, Standardizer, as_columns, feature_matrix
 from photofeh.models import PRESETS, build_network
 
 __all__ = ["TrainConfig", "train", "load_config", "prepare", "lr_find", "GIANT_LOGG"]
@@ -102,9 +102,7 @@ class Prepared:
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
     """Features, labels, label errors and the giant flag from a labelled catalogue."""
-    from photofeh.predict import _as_columns
-
-    cols = _as_columns(table)
+    cols = as_columns(table)
     X, usable = feature_matrix(cols, cfg.features, cfg.ebv_column)
     n = len(X)
     y = np.full((n, len(cfg.labels)), np.nan)
