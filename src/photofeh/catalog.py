@@ -17,6 +17,7 @@ from photofeh.schema import Column
 
 __all__ = ["CatalogWriter", "format_for", "check_writable", "read_table"]
 
+FITS_STRING_WIDTH = 24  # fixed-width text columns in FITS ('horizontal branch' is 17)
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
 
 
@@ -85,9 +86,8 @@ class CatalogWriter:
 
         if self.n_rows is None:
             raise ValueError("writing FITS needs the number of rows in advance")
-        width = {c.name: max(1, len("horizontal branch")) for c in self.columns if c.dtype == "string"}
-        codes = {"float32": "E", "float64": "D", "int64": "K", "bool": "L"}
-        cols = [fits.Column(name=c.name, format=codes.get(c.dtype, f"{width.get(c.name, 1)}A"),
+        codes = {"float32": "E", "float64": "D", "int64": "K", "bool": "L", "string": f"{FITS_STRING_WIDTH}A"}
+        cols = [fits.Column(name=c.name, format=codes[c.dtype],
                             unit=_fits_unit(c.unit), array=np.zeros(0)) for c in self.columns]
         hdu = fits.BinTableHDU.from_columns(cols, nrows=0)
         hdr = hdu.header
@@ -117,7 +117,7 @@ class CatalogWriter:
             self._dtype = self._fits_record_dtype()
 
     def _fits_record_dtype(self) -> np.dtype:
-        fmt = {"float32": ">f4", "float64": ">f8", "int64": ">i8", "bool": "S1", "string": "S17"}
+        fmt = {"float32": ">f4", "float64": ">f8", "int64": ">i8", "bool": "S1", "string": f"S{FITS_STRING_WIDTH}"}
         return np.dtype([(c.name, fmt[c.dtype]) for c in self.columns])
 
     def write(self, chunk: dict[str, np.ndarray]) -> None:
@@ -134,7 +134,7 @@ class CatalogWriter:
                 if c.dtype == "bool":
                     rec[c.name] = np.where(v, b"T", b"F")
                 elif c.dtype == "string":
-                    rec[c.name] = np.asarray(v, dtype="S17")
+                    rec[c.name] = np.asarray(v, dtype=f"S{FITS_STRING_WIDTH}")
                 else:
                     rec[c.name] = v
             self._writer.write(rec.view(np.uint8))  # a bintable streams as BITPIX=8 bytes
