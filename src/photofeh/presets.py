@@ -1,0 +1,183 @@
+"""Survey column presets: archive column names onto the project schema, sentinels onto NaN.
+
+A preset maps schema names (``gaia_g``, ``sdss_r_err``, ``feh_spec`` ...) to
+the columns of an archive table, lists which of them are magnitudes (whose
+sentinels 99/999 mean "no measurement") and may derive columns (magnitudes
+from fluxes, errors from flux_over_error, SSPP magnitudes from colours).
+Every replaced sentinel is counted, so nothing disappears silently.
+A user TOML file can extend a preset:
+
+    base = "gaia_dr3"
+    [columns]
+    gaia_g = "my_g_column"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "GENERIC_SENTINELS", "MAGNITUDE_SENTINELS"]
+
+GENERIC_SENTINELS = (-9999.0, -999.0)
+MAGNITUDE_SENTINELS = (99.0, 999.0, -99.0, -9999.0, -999.0)
+
+# Gaia EDR3 photometric zero points (Vega) and their uncertainties, Riello et
+# al. 2021 (A&A 649, A3), section 5.4 / Gaia EDR3 documentation 5.5.1.
+GAIA_ZP = {"g": (25.6874, 0.0027553202), "bp": (25.3385, 0.0027901700), "rp": (24.7479, 0.0037793818)}
+MAG_PER_FLUX_ERR = 2.5 / np.log(10.0)
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    columns: dict[str, str]
+    magnitudes: tuple[str, ...] = ()
+    derive: Callable[[Mapping[str, np.ndarray], dict[str, np.ndarray]], None] | None = None
+    optional: tuple[str, ...] = field(default=())
+
+
+def _gaia_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """Magnitudes from fluxes where only fluxes are given, m = -2.5 log10(flux) + ZP; errors from
+    flux_over_error plus the zero-point uncertainty in quadrature (Riello et al. 2021, section 5.4)."""
+    for band in ("g", "bp", "rp"):
+        name = f"gaia_{band}"
+        zp, zp_err = GAIA_ZP[band]
+        flux = _get(raw, f"phot_{band}_mean_flux")
+        if name not in out and flux is not None:
+            f = np.asarray(flux, float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[name] = np.where(f > 0, -2.5 * np.log10(f) + zp, np.nan)
+        foe = _get(raw, f"phot_{band}_mean_flux_over_error")
+        if foe is not None:
+            foe = np.asarray(foe, float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                out[f"{name}_err"] = np.where(foe > 0, np.sqrt((MAG_PER_FLUX_ERR / foe) ** 2 + zp_err**2), np.nan)
+
+
+def _sspp_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """SSPP tables give g and the colours u-g, g-r, r-i, i-z (not dereddened)."""
+    g = out["sdss_g"]
+    out["sdss_u"] = g + _clean(raw, "UG")
+    out["sdss_r"] = g - _clean(raw, "GR")
+    out["sdss_i"] = out["sdss_r"] - _clean(raw, "RI")
+    out["sdss_z"] = out["sdss_i"] - _clean(raw, "IZ")
+
+
+def _get(raw: Mapping[str, np.ndarray], name: str):
+    if name in raw:
+        return raw[name]
+    lower = {k.lower(): k for k in raw}
+    return raw[lower[name.lower()]] if name.lower() in lower else None
+
+
+def _clean(raw, name) -> np.ndarray:
+    a = np.asarray(_get(raw, name), float)
+    return np.where(np.isin(a, MAGNITUDE_SENTINELS), np.nan, a)
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("gaia_dr3", "Gaia DR3 gaia_source",
+           {"source_id": "source_id", "ra": "ra", "dec": "dec", "gaia_g": "phot_g_mean_mag",
+            "gaia_bp": "phot_bp_mean_mag", "gaia_rp": "phot_rp_mean_mag", "parallax": "parallax",
+            "parallax_error": "parallax_error", "ruwe": "ruwe"},
+           magnitudes=("gaia_g", "gaia_bp", "gaia_rp"), derive=_gaia_derive,
+           optional=("gaia_g", "gaia_bp", "gaia_rp", "ruwe")),
+    Preset("sdss_photoobj", "SDSS PhotoObj / Star (PSF magnitudes; extinction_* use SFD98 coefficients and are "
+           "kept apart, never mixed with SF11)",
+           {"source_id": "objID", "ra": "ra", "dec": "dec",
+            **{f"sdss_{b}": f"psfMag_{b}" for b in "ugriz"}, **{f"sdss_{b}_err": f"psfMagErr_{b}" for b in "ugriz"},
+            **{f"sdss_extinction_sfd98_{b}": f"extinction_{b}" for b in "ugriz"}},
+           magnitudes=tuple(f"sdss_{b}{s}" for b in "ugriz" for s in ("", "_err")),
+           optional=tuple(f"sdss_extinction_sfd98_{b}" for b in "ugriz")),
+    Preset("ps1_meanobject", "Pan-STARRS1 DR2 MeanObject (PSF magnitudes)",
+           {"source_id": "objID", "ra": "raMean", "dec": "decMean",
+            **{f"ps1_{b}": f"{b}MeanPSFMag" for b in "grizy"},
+            **{f"ps1_{b}_err": f"{b}MeanPSFMagErr" for b in "grizy"}},
+           magnitudes=tuple(f"ps1_{b}{s}" for b in "grizy" for s in ("", "_err"))),
+    Preset("sspp", "SDSS SEGUE Stellar Parameter Pipeline (sppParams)",
+           {"source_id": "SPECOBJID", "ra": "RA", "dec": "DEC", "feh_spec": "FEH_ADOP", "feh_spec_err": "FEH_ADOP_UNC",
+            "logg_spec": "LOGG_ADOP", "logg_spec_err": "LOGG_ADOP_UNC", "teff_spec": "TEFF_ADOP",
+            "teff_spec_err": "TEFF_ADOP_UNC", "snr_spec": "SNR", "flag_spec": "FLAG", "ebv": "EBV",
+            "sdss_g": "G_MAG", **{f"sdss_{b}_err": f"{b.upper()}_MAG_UNC" for b in "ugriz"}},
+           magnitudes=("sdss_g", *(f"sdss_{b}_err" for b in "ugriz")), derive=_sspp_derive),
+    Preset("apogee_allstar", "SDSS APOGEE allStar (ASPCAP)",
+           {"source_id": "APOGEE_ID", "ra": "RA", "dec": "DEC", "feh_spec": "FE_H", "feh_spec_err": "FE_H_ERR",
+            "logg_spec": "LOGG", "logg_spec_err": "LOGG_ERR", "teff_spec": "TEFF", "teff_spec_err": "TEFF_ERR",
+            "snr_spec": "SNR", "flag_spec": "ASPCAPFLAG"}),
+    Preset("lamost_lrs", "LAMOST LRS stellar parameter catalogue",
+           {"source_id": "obsid", "ra": "ra", "dec": "dec", "feh_spec": "feh", "feh_spec_err": "feh_err",
+            "logg_spec": "logg", "logg_spec_err": "logg_err", "teff_spec": "teff", "teff_spec_err": "teff_err",
+            "snr_spec": "snrg"}),
+    Preset("kepler_huber17", "Kepler-field stars with spectroscopic labels and TGAS parallaxes (Huber et al. 2017)",
+           {"source_id": "KIC", "ra": "ra", "dec": "dec", "teff_spec": "teff", "teff_spec_err": "sig_teff",
+            "logg_spec": "logg", "logg_spec_err": "sig_logg", "feh_spec": "feh", "feh_spec_err": "sig_feh",
+            "parallax": "plx", "parallax_error": "sig_plx",
+            # KIC griz are close to, not identical with, SDSS: kept under their own names
+            **{f"kic_{b}": f"{b}mag" for b in "griz"}, **{f"kic_{b}_err": f"sig_{b}mag" for b in "griz"}},
+           magnitudes=tuple(f"kic_{b}{s}" for b in "griz" for s in ("", "_err"))),
+)}
+
+
+def load_mapping(path: str | Path) -> Preset:
+    """A user mapping file: ``base = "<preset>"`` (optional) and a ``[columns]`` table."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"mapping file {path}: {exc}") from None
+    base = raw.get("base")
+    if base is not None and base not in PRESETS:
+        raise ValueError(f"mapping file {path}: unknown base preset {base!r}; known: {', '.join(PRESETS)}")
+    cols = raw.get("columns", {})
+    if not isinstance(cols, dict) or not all(isinstance(v, str) for v in cols.values()):
+        raise ValueError(f"mapping file {path}: [columns] must map schema names to archive column names")
+    parent = PRESETS[base] if base else Preset("user", "", {})
+    mags = tuple(set(parent.magnitudes) | {k for k in cols if "_err" in k or k.split("_")[0] in
+                                           ("sdss", "ps1", "gaia", "cfis")})
+    return Preset(f"{parent.name}+{path.name}", parent.description, {**parent.columns, **cols}, mags, parent.derive,
+                  parent.optional)
+
+
+def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str, source: str = "table"
+                 ) -> tuple[dict[str, np.ndarray], Counter]:
+    """Rename a chunk's columns onto the schema and turn sentinels into NaN.
+
+    Returns the new columns and a Counter of replaced values per column.
+    Raises ``KeyError`` naming the source and the missing archive columns.
+    """
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise KeyError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    missing = [arch for name, arch in preset.columns.items()
+               if _get(raw, arch) is None and name not in preset.optional]
+    if missing:
+        raise KeyError(f"{source}: preset {preset.name!r} needs column(s) {missing}, not found "
+                       f"(the table has e.g. {list(raw)[:10]})")
+    out: dict[str, np.ndarray] = {}
+    report: Counter = Counter()
+    for name, arch in preset.columns.items():
+        col = _get(raw, arch)
+        if col is None:
+            continue
+        a = np.asarray(col)
+        if a.dtype.kind == "f" or name in preset.magnitudes:
+            try:
+                a = a.astype(np.float64)
+            except ValueError:
+                raise ValueError(f"{source}: column {arch!r} ({name}) is not numeric") from None
+            bad = np.isin(a, MAGNITUDE_SENTINELS if name in preset.magnitudes else GENERIC_SENTINELS) | ~np.isfinite(a)
+            was_nan = np.isnan(a)
+            report[name] += int((bad & ~was_nan).sum())
+            a = np.where(bad, np.nan, a)
+        out[name] = a
+    if preset.derive is not None:
+        preset.derive(raw, out)
+    return out, report

@@ -1,0 +1,146 @@
+"""Reading catalogues in every format and mapping survey columns onto the schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pytest
+from astropy.table import Table
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from photofeh.presets import MAGNITUDE_SENTINELS, apply_preset, load_mapping
+from photofeh.readers import CatalogReadError, iter_table, read_columns
+from photofeh.simulate import MockSurveyConfig, simulate
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real survey samples not found at {REAL}")
+NUMERIC = ["source_id", "ra", "dec", "ebv", "sdss_u", "sdss_g_err", "gaia_g", "parallax", "feh_true", "feh_spec"]
+
+
+@pytest.fixture(scope="module")
+def formats(tmp_path_factory) -> dict[str, Path]:
+    """The same 2,000 mock stars written as Parquet, FITS, CSV, ECSV, VOTable and HDF5."""
+    d = tmp_path_factory.mktemp("formats")
+    simulate(MockSurveyConfig(n_stars=2_000, seed=8), d / "m.parquet")
+    simulate(MockSurveyConfig(n_stars=2_000, seed=8), d / "m.fits")
+    t = Table.read(d / "m.parquet")[NUMERIC]
+    pcsv.write_csv(pa.table({c: np.asarray(t[c]) for c in NUMERIC}), d / "m.csv")
+    t.write(d / "m.ecsv")
+    t.write(d / "m.vot", format="votable")
+    t.write(d / "m.h5", path="stars", serialize_meta=False)
+    return {p.suffix: p for p in d.iterdir()}
+
+
+def test_every_format_gives_identical_arrays(formats):
+    ref = read_columns(formats[".parquet"], NUMERIC)
+    for ext, path in formats.items():
+        got = read_columns(path, NUMERIC)
+        for c in NUMERIC:
+            # text formats read float32 columns back as float64: compare at the stored precision
+            same = np.asarray(got[c]).astype(ref[c].dtype)
+            assert np.array_equal(same, ref[c], equal_nan=True), (ext, c)
+
+
+def test_chunks_reassemble_the_table(formats):
+    for ext in (".fits", ".parquet", ".csv", ".h5"):
+        chunks = list(iter_table(formats[ext], ["source_id", "gaia_g"], chunk_size=300))
+        assert all(len(ch["source_id"]) <= 300 for ch in chunks)
+        ids = np.concatenate([ch["source_id"] for ch in chunks])
+        assert np.array_equal(ids, read_columns(formats[".parquet"], ["source_id"])["source_id"])
+
+
+def test_partitioned_parquet_dataset(formats, tmp_path: Path):
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(formats[".parquet"], columns=["source_id", "b"])
+    table = table.append_column("north", pa.array(np.asarray(table["b"]) > 0))
+    pq.write_to_dataset(table, tmp_path / "ds", partition_cols=["north"])
+    got = read_columns(tmp_path / "ds", ["source_id"])
+    assert sorted(got["source_id"]) == sorted(table["source_id"].to_pylist())
+
+
+def test_bad_files_give_clear_errors(tmp_path: Path, formats):
+    with pytest.raises(CatalogReadError, match="does not exist"):
+        read_columns(tmp_path / "nope.fits")
+    (tmp_path / "empty.parquet").write_bytes(b"")
+    with pytest.raises(CatalogReadError, match="empty.parquet is empty"):
+        read_columns(tmp_path / "empty.parquet")
+    (tmp_path / "junk.fits").write_bytes(np.random.default_rng(0).bytes(5000))
+    with pytest.raises(CatalogReadError, match="junk.fits"):
+        read_columns(tmp_path / "junk.fits")
+    with pytest.raises(CatalogReadError, match=r"missing column\(s\) \['psfMag_q'\]"):
+        read_columns(formats[".fits"], ["psfMag_q"])
+    truncated = tmp_path / "cut.parquet"
+    truncated.write_bytes(formats[".parquet"].read_bytes()[:3000])
+    with pytest.raises(CatalogReadError, match="cut.parquet"):
+        read_columns(truncated)
+
+
+@needs_real
+def test_real_sspp_table_through_its_preset():
+    raw = read_columns(REAL / "sspp_dr9_sample.fits")
+    out, report = apply_preset(raw, "sspp", "sspp_dr9_sample.fits")
+    assert len(out["feh_spec"]) == 100  # no row dropped
+    assert report["feh_spec"] == int(np.sum(raw["FEH_ADOP"] == -9999)) == 92
+    ok = np.isfinite(out["feh_spec"])
+    assert np.all((out["feh_spec"][ok] > -4.5) & (out["feh_spec"][ok] < 1.0))
+    # magnitudes from g and the colours: u = g + (u-g), z = g - (g-r) - (r-i) - (i-z)
+    i = int(np.flatnonzero(raw["UG"] > -100)[0])
+    assert out["sdss_u"][i] == pytest.approx(raw["G_MAG"][i] + raw["UG"][i], abs=1e-5)
+    assert out["sdss_z"][i] == pytest.approx(raw["G_MAG"][i] - raw["GR"][i] - raw["RI"][i] - raw["IZ"][i],
+                                             abs=1e-5)
+
+
+@needs_real
+def test_real_kepler_giants_through_their_preset():
+    raw = read_columns(REAL / "kepler_giants_labels_photometry.txt")
+    out, report = apply_preset(raw, "kepler_huber17")
+    assert len(out["logg_spec"]) == 2236
+    assert 2.2 < np.nanmedian(out["logg_spec"]) < 3.0  # mostly red giants
+    assert np.nanmedian(out["parallax"]) > 0
+    assert report["kic_g"] == int(np.sum(np.isin(np.asarray(raw["gmag"], float), MAGNITUDE_SENTINELS)))
+
+
+def test_gaia_preset_fluxes_and_flux_over_error():
+    """G = -2.5 log10(1e5) + 25.6874 = 13.1874; sigma = sqrt((1.0857/100)^2 + 0.0027553^2) = 0.011202."""
+    raw = {"source_id": np.array([1, 2, 3]), "ra": np.zeros(3), "dec": np.zeros(3),
+           "phot_g_mean_flux": np.array([1e5, 0.0, -5.0]), "phot_g_mean_flux_over_error": np.array([100.0, 0, 5]),
+           "phot_bp_mean_mag": np.array([13.5, np.nan, 20.0]), "phot_rp_mean_mag": np.array([12.8, 99.0, 19.0]),
+           "parallax": np.array([1.0, np.nan, 0.1]), "parallax_error": np.array([0.02, np.nan, 0.5])}
+    out, report = apply_preset(raw, "gaia_dr3")
+    assert out["gaia_g"][0] == pytest.approx(13.1874, abs=1e-4)
+    assert np.isnan(out["gaia_g"][1:]).all()
+    assert out["gaia_g_err"][0] == pytest.approx(0.011202, abs=2e-6)
+    assert np.isnan(out["gaia_rp"][1]) and report["gaia_rp"] == 1
+
+
+def test_user_mapping_file(tmp_path: Path):
+    f = tmp_path / "map.toml"
+    f.write_text('base = "ps1_meanobject"\n[columns]\nps1_g = "g_psf"\n')
+    preset = load_mapping(f)
+    raw = {"objID": np.arange(3), "raMean": np.zeros(3), "decMean": np.zeros(3), "g_psf": np.array([18.0, -999, 20]),
+           **{f"{b}MeanPSFMag": np.full(3, 19.0) for b in "rizy"},
+           **{f"{b}MeanPSFMagErr": np.full(3, 0.01) for b in "grizy"}}
+    out, report = apply_preset(raw, preset)
+    assert np.isnan(out["ps1_g"][1]) and report["ps1_g"] == 1
+    with pytest.raises(KeyError, match="yMeanPSFMag"):
+        apply_preset({k: v for k, v in raw.items() if k != "yMeanPSFMag"}, preset, "my.fits")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32),
+                          st.sampled_from([99.0, 999.0, -9999.0, -999.0])), min_size=1, max_size=40))
+def test_sentinels_become_nan_and_no_row_is_lost(values):
+    a = np.asarray(values, dtype=np.float64)
+    raw = {"objID": np.arange(a.size), "ra": np.zeros(a.size), "dec": np.zeros(a.size),
+           **{f"psfMag_{b}": a for b in "ugriz"}, **{f"psfMagErr_{b}": np.abs(a) for b in "ugriz"}}
+    out, report = apply_preset(raw, "sdss_photoobj")
+    assert out["sdss_g"].size == a.size
+    bad = np.isin(a, MAGNITUDE_SENTINELS) | ~np.isfinite(a)
+    assert np.array_equal(np.isnan(out["sdss_g"]), bad)
+    assert report["sdss_g"] == int((bad & ~np.isnan(a)).sum())
+    assert np.array_equal(out["sdss_g"][~bad], a[~bad])
