@@ -1,0 +1,158 @@
+"""Joining catalogues on the sky: nearest neighbour within a radius, in chunks.
+
+The reference catalogue (the smaller one, e.g. spectroscopic labels) is put
+in a KD-tree of unit vectors; the other catalogue streams through it chunk by
+chunk, so catalogues of tens of millions of rows need memory only for the
+reference and one chunk. Chord length c and angle theta are related by
+c = 2 sin(theta / 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+__all__ = ["SkyMatcher", "MatchResult", "crossmatch_files", "radec", "unit_vectors"]
+
+ARCSEC = np.pi / (180.0 * 3600.0)
+
+
+def radec(cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The ra and dec columns of a table, whatever their case."""
+    lower = {k.lower(): k for k in cols}
+    if "ra" not in lower or "dec" not in lower:
+        raise KeyError(f"no ra/dec columns among {list(cols)[:12]}")
+    return np.asarray(cols[lower["ra"]], float), np.asarray(cols[lower["dec"]], float)
+
+
+def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:
+    ra, dec = np.radians(np.asarray(ra_deg, float)), np.radians(np.asarray(dec_deg, float))
+    cd = np.cos(dec)
+    return np.column_stack([cd * np.cos(ra), cd * np.sin(ra), np.sin(dec)])
+
+
+@dataclass
+class MatchResult:
+    """For each reference row: index of its nearest match in the streamed catalogue (-1: none) and separation."""
+
+    index: np.ndarray
+    sep_arcsec: np.ndarray
+    n_candidates: np.ndarray  # how many streamed rows fell within the radius (>1: ambiguous)
+
+    @property
+    def matched(self) -> np.ndarray:
+        return self.index >= 0
+
+    def report(self) -> dict:
+        m = self.matched
+        sep = self.sep_arcsec[m]
+        return {"reference_rows": int(m.size), "matched": int(m.sum()),
+                "unmatched": int((~m).sum()), "ambiguous (>1 within radius)": int((self.n_candidates > 1).sum()),
+                "median_sep_arcsec": float(np.median(sep)) if sep.size else float("nan"),
+                "p95_sep_arcsec": float(np.percentile(sep, 95)) if sep.size else float("nan")}
+
+
+class SkyMatcher:
+    """Nearest-neighbour matching of a streamed catalogue onto a reference catalogue."""
+
+    def __init__(self, ra_deg: np.ndarray, dec_deg: np.ndarray, radius_arcsec: float = 1.0):
+        if radius_arcsec <= 0:
+            raise ValueError(f"match radius must be positive, got {radius_arcsec}")
+        ok = np.isfinite(ra_deg) & np.isfinite(dec_deg)
+        self.n = len(ra_deg)
+        self.valid_rows = np.flatnonzero(ok)
+        self.tree = cKDTree(unit_vectors(np.asarray(ra_deg)[ok], np.asarray(dec_deg)[ok]))
+        self.radius = radius_arcsec
+        self.chord = 2.0 * np.sin(radius_arcsec * ARCSEC / 2.0)
+
+    def match(self, chunks: Iterable[Mapping[str, np.ndarray]]) -> MatchResult:
+        """Stream ``chunks`` (dicts with ra/dec columns, any case); rows are numbered across chunks."""
+        best_sep = np.full(self.n, np.inf)
+        best_idx = np.full(self.n, -1, dtype=np.int64)
+        count = np.zeros(self.n, dtype=np.int64)
+        offset = 0
+        for chunk in chunks:
+            v = unit_vectors(*radec(chunk))
+            good = np.all(np.isfinite(v), axis=1)
+            rows = np.flatnonzero(good)
+            dist, j = self.tree.query(v[good], k=1, distance_upper_bound=self.chord)
+            hit = np.isfinite(dist)
+            ref = self.valid_rows[j[hit]]
+            sep = 2.0 * np.arcsin(np.clip(dist[hit] / 2.0, 0, 1)) / ARCSEC
+            src = rows[hit] + offset
+            np.add.at(count, ref, 1)
+            # keep the closest streamed row per reference row
+            order = np.lexsort((sep, ref))
+            ref, sep, src = ref[order], sep[order], src[order]
+            first = np.ones(ref.size, bool)
+            first[1:] = ref[1:] != ref[:-1]
+            ref, sep, src = ref[first], sep[first], src[first]
+            better = sep < best_sep[ref]
+            best_sep[ref[better]] = sep[better]
+            best_idx[ref[better]] = src[better]
+            offset += len(good)
+        return MatchResult(best_idx, np.where(best_idx >= 0, best_sep, np.nan), count)
+
+
+def _mapped_chunks(path, preset, chunk_size: int, columns=None):
+    from photofeh.presets import PRESETS, apply_preset
+    from photofeh.readers import iter_table
+
+    if preset is None:
+        yield from iter_table(path, columns, chunk_size)
+        return
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    for chunk in iter_table(path, None, chunk_size):
+        out, _ = apply_preset(chunk, p, str(path))
+        yield out if columns is None else {c: out[c] for c in columns}
+
+
+def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, reference_preset=None, other_preset=None,
+                     chunk_size: int = 1_000_000, suffix: str = "_2") -> dict:
+    """Join ``other`` onto ``reference`` (nearest within the radius); write Parquet; return the match report.
+
+    Every reference row is kept (unmatched rows get NaN/empty values), so no
+    star disappears; ``match_sep_arcsec`` and ``match_n_candidates`` say how
+    each match went.
+    """
+    import os
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from photofeh.catalog import check_writable
+
+    out = Path(out)
+    check_writable(out)
+    ref_chunks = list(_mapped_chunks(reference, reference_preset, chunk_size))
+    ref = {c: np.concatenate([ch[c] for ch in ref_chunks]) for c in ref_chunks[0]}
+    matcher = SkyMatcher(*radec(ref), radius_arcsec)
+    result = matcher.match(_mapped_chunks(other, other_preset, chunk_size))
+    wanted = np.flatnonzero(result.matched)
+    order = np.argsort(result.index[wanted])
+    src_sorted, ref_rows = result.index[wanted][order], wanted[order]
+    gathered: dict[str, np.ndarray] = {}
+    offset = 0
+    for chunk in _mapped_chunks(other, other_preset, chunk_size):
+        n = len(next(iter(chunk.values())))
+        lo, hi = np.searchsorted(src_sorted, [offset, offset + n])
+        for c, v in chunk.items():
+            name = c + suffix if c in ref else c
+            if name not in gathered:
+                fill = np.nan if np.asarray(v).dtype.kind == "f" else (-1 if np.asarray(v).dtype.kind in "iu" else "")
+                kind = np.asarray(v).dtype if np.asarray(v).dtype.kind in "fiub" else object
+                gathered[name] = np.full(matcher.n, fill, dtype=kind if kind is not bool else object)
+            gathered[name][ref_rows[lo:hi]] = np.asarray(v)[src_sorted[lo:hi] - offset]
+        offset += n
+    table = {**ref, **gathered, "match_sep_arcsec": result.sep_arcsec, "match_n_candidates": result.n_candidates}
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        pq.write_table(pa.table({k: pa.array(v) for k, v in table.items()}), tmp)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return result.report()

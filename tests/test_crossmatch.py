@@ -1,0 +1,66 @@
+"""Sky cross-matching: nearest neighbour within a radius, checked against astropy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy import units as u
+from astropy.coordinates import SkyCoord, match_coordinates_sky
+
+from photofeh.crossmatch import SkyMatcher, crossmatch_files
+
+
+def _sky(rng, n):
+    ra = rng.uniform(0, 360, n)
+    dec = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    return ra, dec
+
+
+def _offset(rng, ra, dec, arcsec):
+    c = SkyCoord(ra * u.deg, dec * u.deg)
+    moved = c.directional_offset_by(rng.uniform(0, 360, ra.size) * u.deg, arcsec * u.arcsec)
+    return moved.ra.deg, moved.dec.deg
+
+
+def test_matches_agree_with_astropy():
+    rng = np.random.default_rng(0)
+    ra, dec = _sky(rng, 2000)
+    ra2, dec2 = _offset(rng, ra[:1500], dec[:1500], rng.uniform(0, 0.9, 1500))
+    ra_o, dec_o = _sky(rng, 20_000)
+    ra_s, dec_s = np.r_[ra2, ra_o], np.r_[dec2, dec_o]
+    res = SkyMatcher(ra, dec, radius_arcsec=1.0).match(
+        [{"ra": ra_s[:7000], "dec": dec_s[:7000]}, {"ra": ra_s[7000:], "dec": dec_s[7000:]}])
+    idx, sep, _ = match_coordinates_sky(SkyCoord(ra * u.deg, dec * u.deg), SkyCoord(ra_s * u.deg, dec_s * u.deg))
+    expected = np.where(sep.arcsec <= 1.0, idx, -1)
+    assert np.array_equal(res.index, expected)
+    assert np.allclose(res.sep_arcsec[res.matched], sep.arcsec[expected >= 0], atol=1e-6)
+    assert res.matched.sum() == 1500
+
+
+def test_duplicates_are_reported_and_the_nearest_kept():
+    rng = np.random.default_rng(1)
+    ra, dec = _sky(rng, 100)
+    near_ra, near_dec = _offset(rng, ra, dec, 0.2)
+    far_ra, far_dec = _offset(rng, ra[:30], dec[:30], 0.7)
+    res = SkyMatcher(ra, dec, 1.0).match([{"ra": np.r_[far_ra, near_ra], "dec": np.r_[far_dec, near_dec]}])
+    assert np.array_equal(res.index, np.arange(100) + 30)  # the 0.2" neighbour wins over the 0.7" one
+    assert res.report()["ambiguous (>1 within radius)"] == 30
+    assert res.sep_arcsec == pytest.approx(np.full(100, 0.2), abs=1e-6)
+
+
+def test_crossmatch_files_keeps_every_reference_row(tmp_path: Path):
+    rng = np.random.default_rng(2)
+    ra, dec = _sky(rng, 300)
+    pd.DataFrame({"RA": ra, "DEC": dec, "FEH_ADOP": rng.normal(-1, 0.5, 300)}).to_parquet(tmp_path / "labels.parquet")
+    mra, mdec = _offset(rng, ra[:200], dec[:200], 0.3)
+    pd.DataFrame({"ra": mra, "dec": mdec, "gaia_g": rng.uniform(14, 20, 200)}).to_csv(tmp_path / "phot.csv",
+                                                                                     index=False)
+    report = crossmatch_files(tmp_path / "labels.parquet", tmp_path / "phot.csv", tmp_path / "joined.parquet",
+                              radius_arcsec=1.0)
+    assert report["matched"] == 200 and report["unmatched"] == 100
+    out = pd.read_parquet(tmp_path / "joined.parquet")
+    assert len(out) == 300 and out["gaia_g"].notna().sum() == 200
+    assert np.allclose(out["match_sep_arcsec"].dropna(), 0.3, atol=1e-6)
