@@ -234,6 +234,58 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preset_name(text: str) -> str:
+    from photofeh.presets import PRESETS
+
+    if text not in PRESETS:
+        raise argparse.ArgumentTypeError(f"unknown preset {text!r}; choose from {', '.join(PRESETS)}")
+    return text
+
+
+def _catalogue_arg(text: str) -> tuple[str, str | None]:
+    """'FILE' or 'FILE:PRESET'."""
+    path, sep, preset = text.rpartition(":")
+    if sep and preset and not Path(text).exists():
+        return path, _preset_name(preset)
+    return text, None
+
+
+def cmd_crossmatch(args: argparse.Namespace) -> int:
+    import json
+
+    from photofeh.crossmatch import crossmatch_files
+    from photofeh.readers import CatalogReadError
+
+    ref, ref_preset = args.reference
+    other, other_preset = args.other
+    try:
+        report = crossmatch_files(ref, other, args.out, args.radius, ref_preset, other_preset, args.chunk_size)
+    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    print(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_build_training_set(args: argparse.Namespace) -> int:
+    import json
+
+    from photofeh.cuts import Cuts, load_cuts
+    from photofeh.readers import CatalogReadError
+    from photofeh.training_set import build_training_set
+
+    labels, labels_preset = args.labels
+    try:
+        cuts = load_cuts(args.cuts) if args.cuts else Cuts()
+        report = build_training_set(labels, args.photometry, args.out, labels_preset, args.radius, cuts,
+                                    args.chunk_size)
+    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    print(json.dumps(report, indent=2, default=float))
+    print(f"wrote {args.out} and {args.out}.report.json")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -304,6 +356,30 @@ def build_parser() -> argparse.ArgumentParser:
     lf.add_argument("--config", help="TOML configuration")
     lf.add_argument("--out", default="lr_finder.png", help="plot file")
     lf.set_defaults(func=cmd_lr_find)
+
+    cm = sub.add_parser("crossmatch", help="join two catalogues on the sky (nearest within a radius)",
+                        description="Keep every row of REFERENCE and attach its nearest OTHER row within the "
+                                    "radius. A catalogue is FILE or FILE:PRESET (presets: gaia_dr3, "
+                                    "sdss_photoobj, ps1_meanobject, sspp, apogee_allstar, lamost_lrs, "
+                                    "kepler_huber17).",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    cm.add_argument("reference", type=_catalogue_arg, help="catalogue whose rows are all kept (the smaller one)")
+    cm.add_argument("other", type=_catalogue_arg, help="catalogue streamed through the match")
+    cm.add_argument("--radius", type=float, default=1.0, help="match radius (arcsec)")
+    cm.add_argument("--out", required=True, help="output Parquet file")
+    cm.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
+    cm.set_defaults(func=cmd_crossmatch)
+
+    bt = sub.add_parser("build-training-set", help="labels x photometry, quality cuts, one Parquet file",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    bt.add_argument("--labels", type=_catalogue_arg, required=True, help="label catalogue, FILE[:PRESET]")
+    bt.add_argument("--photometry", type=_catalogue_arg, action="append", required=True,
+                    help="photometric catalogue FILE[:PRESET]; repeatable (matched in order)")
+    bt.add_argument("--cuts", help="TOML file of quality cuts (see photofeh.cuts)")
+    bt.add_argument("--radius", type=float, default=1.0, help="match radius (arcsec)")
+    bt.add_argument("--out", required=True, help="output Parquet file (a .report.json is written beside it)")
+    bt.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
+    bt.set_defaults(func=cmd_build_training_set)
     return parser
 
 

@@ -1,0 +1,99 @@
+"""Quality cuts, each one counted: the user sees how many stars every cut removed.
+
+Cuts apply in the order given; the report gives, for each, the number of
+stars it removed among those that survived the earlier ones, so the numbers
+add up to the total removed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["Cuts", "apply_cuts", "load_cuts"]
+
+
+@dataclass
+class Cuts:
+    """Options; ``None`` or empty means the cut is not applied."""
+
+    mag_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_err: dict[str, float] = field(default_factory=dict)
+    max_ebv: float | None = None
+    max_ruwe: float | None = None
+    min_snr_spec: float | None = None
+    spec_flag_normal: bool = False
+    require_labels: tuple[str, ...] = ()
+
+    def steps(self):
+        """(name, function of the columns returning the rows to keep) in application order."""
+        for band, (lo, hi) in self.mag_range.items():
+            yield f"{lo} <= {band} <= {hi}", lambda t, b=band, lo=lo, hi=hi: _between(t, b, lo, hi)
+        for band, mx in self.max_err.items():
+            yield f"{band}_err <= {mx}", lambda t, b=band, mx=mx: _num(t, f"{b}_err") <= mx
+        if self.max_ebv is not None:
+            yield f"ebv <= {self.max_ebv}", lambda t: _num(t, "ebv") <= self.max_ebv
+        if self.max_ruwe is not None:
+            yield f"ruwe <= {self.max_ruwe}", lambda t: _num(t, "ruwe") <= self.max_ruwe
+        if self.min_snr_spec is not None:
+            yield f"snr_spec >= {self.min_snr_spec}", lambda t: _num(t, "snr_spec") >= self.min_snr_spec
+        if self.spec_flag_normal:
+            yield "spectroscopic flag normal", _flag_normal
+        for lab in self.require_labels:
+            yield f"{lab} present", lambda t, lab=lab: np.isfinite(_num(t, lab))
+
+
+def _num(t: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    if name not in t:
+        raise KeyError(f"cut needs column {name!r}, which the table lacks")
+    return np.asarray(t[name], float)
+
+
+def _between(t, band, lo, hi):
+    m = _num(t, band)
+    return (m >= lo) & (m <= hi)
+
+
+def _flag_normal(t) -> np.ndarray:
+    """SSPP FLAG: five characters, 'n' for normal (Lee et al. 2008, AJ 136, 2022, table 2);
+    integer flags (APOGEE ASPCAPFLAG, a bitmask): 0 is normal."""
+    f = np.asarray(t["flag_spec"])
+    if f.dtype.kind in "iu":
+        return f == 0
+    chars = np.char.lower(np.char.strip(f.astype(str)))
+    return np.array([len(s) > 0 and set(s) <= {"n"} for s in chars])
+
+
+def apply_cuts(table: Mapping[str, np.ndarray], cuts: Cuts) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows kept, and the number removed by each cut (in order) plus the totals."""
+    n = len(next(iter(table.values())))
+    keep = np.ones(n, bool)
+    report: dict[str, int] = {"input rows": n}
+    for name, fn in cuts.steps():
+        with np.errstate(invalid="ignore"):
+            ok = np.asarray(fn(table), bool)
+        report[name] = int(np.sum(keep & ~ok))
+        keep &= ok
+    report["kept rows"] = int(keep.sum())
+    return keep, report
+
+
+def load_cuts(path: str | Path) -> Cuts:
+    """Cuts from a TOML file, e.g. ``max_ebv = 0.3`` and ``[mag_range] sdss_g = [14, 20]``."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cuts file {path}: {exc}") from None
+    unknown = [k for k in raw if k not in Cuts.__dataclass_fields__]
+    if unknown:
+        raise ValueError(f"cuts file {path}: unknown settings {unknown}; known: {', '.join(Cuts.__dataclass_fields__)}")
+    if "mag_range" in raw:
+        raw["mag_range"] = {k: tuple(v) for k, v in raw["mag_range"].items()}
+    if "require_labels" in raw:
+        raw["require_labels"] = tuple(raw["require_labels"])
+    return Cuts(**raw)

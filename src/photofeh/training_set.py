@@ -1,0 +1,55 @@
+"""Assembling a labelled training set: labels x photometry on the sky, then counted quality cuts."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from photofeh.crossmatch import crossmatch_files
+from photofeh.cuts import Cuts, apply_cuts
+
+__all__ = ["build_training_set"]
+
+
+def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str | os.PathLike, str | None]],
+                       out: str | os.PathLike, labels_preset: str | None = None, radius_arcsec: float = 1.0,
+                       cuts: Cuts | None = None, chunk_size: int = 1_000_000) -> dict:
+    """Join each photometric catalogue onto the label table, apply cuts, write Parquet + a JSON report.
+
+    ``photometry`` is a list of (path, preset or None). The report (also
+    written next to the output as ``<out>.report.json``) holds each match's
+    statistics and the number of stars each cut removed.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    report: dict = {"labels": str(labels), "matches": []}
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as tmp:
+        current, current_preset = Path(labels), labels_preset
+        for k, (path, preset) in enumerate(photometry):
+            step = Path(tmp) / f"join{k}.parquet"
+            match = crossmatch_files(current, path, step, radius_arcsec, current_preset, preset, chunk_size,
+                                     suffix=f"_{preset or f'cat{k + 1}'}")
+            report["matches"].append({"catalogue": str(path), "preset": preset, **match})
+            current, current_preset = step, None
+        table = pq.read_table(current) if photometry else None
+        if table is None:
+            raise ValueError("give at least one photometric catalogue to match")
+        cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+        keep, cut_report = apply_cuts(cols, cuts or Cuts())
+        report["cuts"] = cut_report
+        tmp_out = out.with_name(f".{out.name}.partial-{os.getpid()}")
+        try:
+            pq.write_table(table.filter(pa.array(keep)), tmp_out)
+            os.replace(tmp_out, out)
+        finally:
+            tmp_out.unlink(missing_ok=True)
+    Path(f"{out}.report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    report["kept rows"] = int(np.sum(keep))
+    return report

@@ -1,0 +1,75 @@
+"""Quality cuts and training-set assembly (labels x photometry on the sky)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from photofeh.cli import main
+from photofeh.cuts import Cuts, apply_cuts, load_cuts
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+def test_cuts_are_counted_in_order(tmp_path: Path):
+    t = {"sdss_g": np.array([13.0, 15.0, 16.0, 21.0, 17.0, np.nan]),
+         "sdss_g_err": np.array([0.01, 0.02, 0.3, 0.01, 0.02, 0.02]),
+         "ebv": np.array([0.01, 0.01, 0.01, 0.01, 0.5, 0.01]),
+         "flag_spec": np.array(["nnnnn", "nnnnn", "nnnnn", "nnnnn", "nnnnn", "nnnnn"])}
+    keep, report = apply_cuts(t, Cuts(mag_range={"sdss_g": (14, 20)}, max_err={"sdss_g": 0.1}, max_ebv=0.3,
+                                      spec_flag_normal=True))
+    assert keep.tolist() == [False, True, False, False, False, False]
+    assert report["14 <= sdss_g <= 20"] == 3  # 13, 21 and NaN
+    assert report["sdss_g_err <= 0.1"] == 1 and report["ebv <= 0.3"] == 1
+    assert report["input rows"] - sum(v for k, v in report.items() if k not in ("input rows", "kept rows")) == 1
+    f = tmp_path / "cuts.toml"
+    f.write_text("max_ebv = 0.3\n[mag_range]\nsdss_g = [14, 20]\n")
+    assert load_cuts(f).mag_range == {"sdss_g": (14, 20)}
+    f.write_text("max_evb = 0.3\n")
+    with pytest.raises(ValueError, match="unknown settings \\['max_evb'\\]"):
+        load_cuts(f)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real survey samples not found at {REAL}")
+def test_build_training_set_from_real_sspp_labels(tmp_path: Path, capsys):
+    from astropy.table import Table
+
+    sspp = Table.read(REAL / "sspp_dr9_sample.fits")
+    rng = np.random.default_rng(0)
+    n = len(sspp)
+    # an SDSS PhotoObj-like table with the real column names, 0.1" from 90 of the SSPP stars, with a sentinel
+    phot = pd.DataFrame({"objID": np.arange(n) + 10**17, "ra": np.asarray(sspp["RA"], dtype=float) + 0.1 / 3600,
+                         "dec": np.asarray(sspp["DEC"], dtype=float),
+                         **{f"psfMag_{b}": rng.uniform(15, 20, n) for b in "ugriz"},
+                         **{f"psfMagErr_{b}": np.full(n, 0.02) for b in "ugriz"},
+                         **{f"extinction_{b}": np.full(n, 0.1) for b in "ugriz"}}).iloc[:90]
+    phot.loc[3, "psfMag_u"] = -9999.0
+    phot.to_parquet(tmp_path / "photoobj.parquet")
+    (tmp_path / "cuts.toml").write_text('require_labels = ["feh_spec"]\n')
+    out = tmp_path / "train.parquet"
+    assert main(["build-training-set", "--labels", f"{REAL / 'sspp_dr9_sample.fits'}:sspp",
+                 "--photometry", f"{tmp_path / 'photoobj.parquet'}:sdss_photoobj",
+                 "--cuts", str(tmp_path / "cuts.toml"), "--out", str(out)]) == 0
+    report = json.loads(Path(f"{out}.report.json").read_text())
+    assert report["matches"][0]["matched"] == 90 and report["matches"][0]["unmatched"] == 10
+    n_labels = int(np.sum(np.asarray(sspp["FEH_ADOP"]) != -9999))
+    assert report["cuts"]["feh_spec present"] == n - n_labels
+    got = pd.read_parquet(out)
+    assert len(got) == n_labels == report["cuts"]["kept rows"]
+    assert "sdss_g_sdss_photoobj" in got.columns  # the SSPP's own g stays as sdss_g
+    assert got["match_sep_arcsec"].dropna().between(0.05, 0.1).all()
+
+
+def test_crossmatch_command_errors_are_clean(tmp_path: Path, capsys):
+    pd.DataFrame({"ra": [1.0], "dec": [2.0]}).to_parquet(tmp_path / "a.parquet")
+    assert main(["crossmatch", str(tmp_path / "a.parquet"), str(tmp_path / "missing.fits"),
+                 "--out", str(tmp_path / "o.parquet")]) == 1
+    assert "missing.fits does not exist" in capsys.readouterr().err
+    assert main(["crossmatch", str(tmp_path / "a.parquet"), f"{tmp_path / 'a.parquet'}:gaia_dr3",
+                 "--out", str(tmp_path / "o.parquet")]) == 1
+    assert "needs column(s)" in capsys.readouterr().err
+    assert not (tmp_path / "o.parquet").exists()
