@@ -138,9 +138,26 @@ def test_sentinels_become_nan_and_no_row_is_lost(values):
     a = np.asarray(values, dtype=np.float64)
     raw = {"objID": np.arange(a.size), "ra": np.zeros(a.size), "dec": np.zeros(a.size),
            **{f"psfMag_{b}": a for b in "ugriz"}, **{f"psfMagErr_{b}": np.abs(a) for b in "ugriz"}}
-    out, report = apply_preset(raw, "sdss_photoobj")
-    assert out["sdss_g"].size == a.size
     bad = np.isin(a, MAGNITUDE_SENTINELS) | ~np.isfinite(a)
+    try:
+        out, report = apply_preset(raw, "sdss_photoobj")
+    except ValueError as exc:  # a clean refusal is fine when the values cannot be magnitudes
+        assert "not a magnitude" in str(exc)
+        assert not -5.0 < np.median(a[~bad]) < 40.0
+        return
+    assert out["sdss_g"].size == a.size
     assert np.array_equal(np.isnan(out["sdss_g"]), bad)
     assert report["sdss_g"] == int((bad & ~np.isnan(a)).sum())
     assert np.array_equal(out["sdss_g"][~bad], a[~bad])
+
+
+def test_wrong_units_and_duplicate_ids_are_reported():
+    base = {"objID": np.array([1, 2, 2]), "ra": np.array([10.0, 20.0, 30.0]), "dec": np.array([0.0, 1.0, 2.0]),
+            **{f"psfMag_{b}": np.array([18.0, 19.0, 20.0]) for b in "ugriz"},
+            **{f"psfMagErr_{b}": np.full(3, 0.02) for b in "ugriz"}}
+    out, report = apply_preset(base, "sdss_photoobj")
+    assert report["duplicate source_id"] == 1 and out["source_id"].size == 3
+    with pytest.raises(ValueError, match="wrong units"):
+        apply_preset({**base, "ra": np.radians(base["ra"]) - 1.0}, "sdss_photoobj", "radians.fits")
+    with pytest.raises(ValueError, match="not a magnitude"):
+        apply_preset({**base, "psfMag_g": np.array([1e4, 2e4, 3e4])}, "sdss_photoobj", "fluxes.fits")

@@ -278,7 +278,7 @@ def cmd_build_training_set(args: argparse.Namespace) -> int:
     try:
         cuts = load_cuts(args.cuts) if args.cuts else Cuts()
         report = build_training_set(labels, args.photometry, args.out, labels_preset, args.radius, cuts,
-                                    args.chunk_size)
+                                    args.chunk_size, args.sfd_dir)
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     print(json.dumps(report, indent=2, default=float))
@@ -377,6 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="photometric catalogue FILE[:PRESET]; repeatable (matched in order)")
     bt.add_argument("--cuts", help="TOML file of quality cuts (see photofeh.cuts)")
     bt.add_argument("--radius", type=float, default=1.0, help="match radius (arcsec)")
+    bt.add_argument("--sfd-dir", help="folder with the SFD map files (SFD_dust_4096_ngp/sgp.fits) to read E(B-V) "
+                                      "from; never downloaded")
     bt.add_argument("--out", required=True, help="output Parquet file (a .report.json is written beside it)")
     bt.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
     bt.set_defaults(func=cmd_build_training_set)

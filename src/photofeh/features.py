@@ -55,7 +55,7 @@ def required_columns(features: Sequence[str], ebv_column: str = "ebv") -> list[s
         else:
             cols.append(f)
     if any(_bands_in(f) for f in features):
-        cols.append(ebv_column)
+        cols.append(ebv_column)  # unless every band has an A_<band> column (see deredden)
     return list(dict.fromkeys(cols))
 
 
@@ -66,19 +66,31 @@ def deredden(table: Mapping[str, np.ndarray], bands: Sequence[str], ebv_column: 
     R from :mod:`photofeh.bands` (Schlafly & Finkbeiner 2011 table 6 on the
     SFD scale; Casagrande et al. 2021 for Gaia, whose coefficient depends on
     the intrinsic BP-RP, found by fixed-point iteration from the observed one).
+    A column ``A_<band>`` (extinction in magnitudes) takes precedence for its
+    band: map archive extinction columns onto it deliberately, since e.g. the
+    SDSS ``extinction_*`` use SFD98 coefficients 15-23% larger than SF11.
     """
-    ebv = np.asarray(table[ebv_column], dtype=np.float64)
-    out = {b: np.asarray(table[b], dtype=np.float64) - BANDS[b].r_ebv * ebv
-           for b in bands if BANDS[b].survey != "gaia"}
+    ebv = np.asarray(table[ebv_column], dtype=np.float64) if ebv_column in table else None
+
+    def extinguished(b: str, coefficient) -> np.ndarray:
+        m = np.asarray(table[b], dtype=np.float64)
+        if f"A_{b}" in table:
+            return m - np.asarray(table[f"A_{b}"], dtype=np.float64)
+        if ebv is None:
+            raise KeyError(f"no {ebv_column!r} column and no A_{b} column to deredden {b}")
+        return m - coefficient * ebv
+
+    out = {b: extinguished(b, BANDS[b].r_ebv) for b in bands if BANDS[b].survey != "gaia"}
     gaia = [b for b in bands if BANDS[b].survey == "gaia"]
     if gaia:
         bp = np.asarray(table["gaia_bp"], dtype=np.float64)
         rp = np.asarray(table["gaia_rp"], dtype=np.float64)
         x = bp - rp
-        for _ in range(gaia_iterations):
-            x = (bp - rp) - (extinction_coefficient("gaia_bp", x) - extinction_coefficient("gaia_rp", x)) * ebv
+        if ebv is not None:
+            for _ in range(gaia_iterations):
+                x = (bp - rp) - (extinction_coefficient("gaia_bp", x) - extinction_coefficient("gaia_rp", x)) * ebv
         for b in gaia:
-            out[b] = np.asarray(table[b], dtype=np.float64) - extinction_coefficient(b, x) * ebv
+            out[b] = extinguished(b, extinction_coefficient(b, x))
     return out
 
 
@@ -86,7 +98,8 @@ def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str],
                    ebv_column: str = "ebv") -> tuple[np.ndarray, np.ndarray]:
     """Features as a float32 matrix and the mask of rows where all are finite."""
     bands = list(dict.fromkeys(b for f in features for b in _bands_in(f)))
-    missing = [c for c in required_columns(features, ebv_column) if c not in table]
+    missing = [c for c in required_columns(features, ebv_column) if c not in table
+               and not (c == ebv_column and all(f"A_{b}" in table for b in bands))]
     if missing:
         raise KeyError(f"the catalogue lacks columns {missing} needed for features {list(features)}")
     mag0 = deredden(table, bands, ebv_column) if bands else {}

@@ -180,4 +180,26 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str, source: st
         out[name] = a
     if preset.derive is not None:
         preset.derive(raw, out)
+    _check_units(out, preset, source)
+    if "source_id" in out:
+        ids = out["source_id"]
+        report["duplicate source_id"] = int(ids.size - np.unique(ids).size)
     return out, report
+
+
+def _check_units(out: dict[str, np.ndarray], preset: Preset, source: str) -> None:
+    """Refuse columns whose values cannot be what the schema says (radians for degrees, fluxes for mags)."""
+    for name, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
+        if name in out:
+            v = np.asarray(out[name], float)
+            v = v[np.isfinite(v)]
+            if v.size and (v.min() < lo or v.max() > hi):
+                raise ValueError(f"{source}: column {preset.columns.get(name, name)!r} ({name}) has values outside "
+                                 f"[{lo}, {hi}]: wrong units (degrees expected)?")
+    for name in preset.magnitudes:
+        if name in out and not name.endswith("_err"):
+            v = np.asarray(out[name], float)
+            v = v[np.isfinite(v)]
+            if v.size and not -5.0 < np.median(v) < 40.0:
+                raise ValueError(f"{source}: column {preset.columns.get(name, name)!r} ({name}) has median "
+                                 f"{np.median(v):.3g}, not a magnitude: fluxes or wrong units?")

@@ -18,12 +18,15 @@ __all__ = ["build_training_set"]
 
 def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str | os.PathLike, str | None]],
                        out: str | os.PathLike, labels_preset: str | None = None, radius_arcsec: float = 1.0,
-                       cuts: Cuts | None = None, chunk_size: int = 1_000_000) -> dict:
+                       cuts: Cuts | None = None, chunk_size: int = 1_000_000,
+                       sfd_dir: str | os.PathLike | None = None) -> dict:
     """Join each photometric catalogue onto the label table, apply cuts, write Parquet + a JSON report.
 
     ``photometry`` is a list of (path, preset or None). The report (also
     written next to the output as ``<out>.report.json``) holds each match's
-    statistics and the number of stars each cut removed.
+    statistics and the number of stars each cut removed. With ``sfd_dir``
+    (a folder holding the SFD map files), ``ebv_sfd`` is read from the map and
+    fills ``ebv`` where the catalogues gave none.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -41,6 +44,18 @@ def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str
         table = pq.read_table(current) if photometry else None
         if table is None:
             raise ValueError("give at least one photometric catalogue to match")
+        if sfd_dir is not None:
+            from photofeh.crossmatch import radec
+            from photofeh.dust import sfd_ebv
+
+            ebv_map = sfd_ebv(*radec({c: table.column(c).to_numpy() for c in ("ra", "dec")}), sfd_dir)
+            table = table.append_column("ebv_sfd", pa.array(ebv_map))
+            if "ebv" not in table.column_names:
+                table = table.append_column("ebv", pa.array(ebv_map))
+            else:
+                filled = np.where(np.isnan(table.column("ebv").to_numpy(zero_copy_only=False)), ebv_map,
+                                  table.column("ebv").to_numpy(zero_copy_only=False))
+                table = table.set_column(table.column_names.index("ebv"), "ebv", pa.array(filled))
         cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
         keep, cut_report = apply_cuts(cols, cuts or Cuts())
         report["cuts"] = cut_report

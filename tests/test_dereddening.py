@@ -1,0 +1,79 @@
+"""Dereddening from an E(B-V) column, from per-band extinction columns, and from a local SFD map."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from photofeh.dust import DustMapMissing, sfd_ebv
+from photofeh.features import deredden, feature_matrix
+
+
+def test_sf11_coefficients_on_an_ebv_column():
+    """Schlafly & Finkbeiner 2011 table 6: A_g / E(B-V) = 3.303, A_r = 2.285 (SFD scale, no 0.86 again)."""
+    t = {"sdss_g": np.array([18.0]), "sdss_r": np.array([17.5]), "ebv": np.array([0.1])}
+    m0 = deredden(t, ["sdss_g", "sdss_r"])
+    assert m0["sdss_g"][0] == pytest.approx(18.0 - 0.3303)
+    assert m0["sdss_r"][0] == pytest.approx(17.5 - 0.2285)
+
+
+def test_gaia_coefficients_use_the_intrinsic_colour():
+    """Casagrande et al. 2021: R_G = 2.609 - 0.475 x + 0.053 x^2 at x = (BP-RP)_0."""
+    x0 = 1.0
+    ebv = 0.2
+    r_bp = 2.998 - 0.140 * x0 - 0.175 * x0**2 + 0.062 * x0**3
+    r_rp = 1.689 - 0.059 * x0
+    r_g = 2.609 - 0.475 * x0 + 0.053 * x0**2
+    t = {"gaia_g": np.array([15.0 + r_g * ebv]), "gaia_bp": np.array([15.4 + r_bp * ebv]),
+         "gaia_rp": np.array([14.4 + r_rp * ebv]), "ebv": np.array([ebv])}
+    m0 = deredden(t, ["gaia_g", "gaia_bp", "gaia_rp"], gaia_iterations=10)
+    assert m0["gaia_g"][0] == pytest.approx(15.0, abs=1e-4)
+    assert m0["gaia_bp"][0] - m0["gaia_rp"][0] == pytest.approx(x0, abs=1e-4)
+
+
+def test_per_band_extinction_columns_take_precedence():
+    t = {"sdss_g": np.array([18.0, 18.0]), "sdss_r": np.array([17.0, 17.0]), "A_sdss_g": np.array([0.5, np.nan]),
+         "A_sdss_r": np.array([0.3, 0.3])}
+    X, ok = feature_matrix(t, ["sdss_g-sdss_r"])
+    assert X[0, 0] == pytest.approx(0.8) and ok.tolist() == [True, False]
+
+
+def _tiny_sfd_map(folder: Path, value_ngp: float, value_sgp: float) -> None:
+    """Two 64x64 Lambert zenithal equal-area images with the SFD header layout, constant values."""
+    for pole, value, sign in (("ngp", value_ngp, 1), ("sgp", value_sgp, -1)):
+        hdr = fits.Header()
+        hdr.update({"CTYPE1": "GLON-ZEA", "CTYPE2": "GLAT-ZEA", "CRPIX1": 32.5, "CRPIX2": 32.5,
+                    "CRVAL1": 0.0, "CRVAL2": 90.0 * sign, "CD1_1": -3.0 * sign, "CD1_2": 0.0, "CD2_1": 0.0,
+                    "CD2_2": 3.0 * sign, "LONPOLE": 180.0 if sign > 0 else 0.0, "LAM_NSGP": sign, "LAM_SCAL": 16})
+        fits.PrimaryHDU(np.full((64, 64), value, np.float32), header=hdr).writeto(folder / f"SFD_dust_4096_{pole}.fits")
+
+
+def test_local_sfd_map_is_read_never_downloaded(tmp_path: Path):
+    with pytest.raises(DustMapMissing, match="never downloads"):
+        sfd_ebv(np.array([10.0]), np.array([20.0]), tmp_path)
+    _tiny_sfd_map(tmp_path, 0.03, 0.07)
+    # Galactic north and south: (l, b) = (0, 60) and (0, -60) in ICRS
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    c = SkyCoord(l=[0.0, 0.0] * u.deg, b=[60.0, -60.0] * u.deg, frame="galactic").icrs
+    assert sfd_ebv(c.ra.deg, c.dec.deg, tmp_path) == pytest.approx([0.03, 0.07], abs=1e-6)
+
+
+def test_training_set_takes_ebv_from_a_local_map(tmp_path: Path):
+    import pandas as pd
+
+    from photofeh.training_set import build_training_set
+
+    _tiny_sfd_map(tmp_path, 0.03, 0.07)
+    pos = {"ra": [150.0, 30.0], "dec": [40.0, -40.0]}
+    pd.DataFrame({**pos, "feh_spec": [-1.0, -0.5]}).to_parquet(tmp_path / "l.parquet")
+    pd.DataFrame({**pos, "sdss_g": [17.0, 18.0]}).to_parquet(tmp_path / "p.parquet")
+    build_training_set(tmp_path / "l.parquet", [(tmp_path / "p.parquet", None)], tmp_path / "t.parquet",
+                       sfd_dir=tmp_path)
+    out = pd.read_parquet(tmp_path / "t.parquet")
+    # (150, 40) is in the northern Galactic cap, (30, -40) in the southern
+    assert out["ebv"].to_numpy() == pytest.approx([0.03, 0.07], abs=1e-6)
