@@ -161,3 +161,22 @@ def test_wrong_units_and_duplicate_ids_are_reported():
         apply_preset({**base, "ra": np.radians(base["ra"]) - 1.0}, "sdss_photoobj", "radians.fits")
     with pytest.raises(ValueError, match="not a magnitude"):
         apply_preset({**base, "psfMag_g": np.array([1e4, 2e4, 3e4])}, "sdss_photoobj", "fluxes.fits")
+
+
+@settings(max_examples=25, deadline=None)
+@given(cut=st.floats(min_value=0.0, max_value=0.98), ext=st.sampled_from([".parquet", ".fits", ".csv", ".h5"]))
+def test_truncated_files_fail_cleanly_or_read_whole_rows(formats, tmp_path_factory, cut, ext):
+    """A file cut anywhere gives a CatalogReadError naming it, or (text formats) only complete rows."""
+    data = formats[ext].read_bytes()
+    path = tmp_path_factory.mktemp("cut") / f"cut{ext}"
+    path.write_bytes(data[: int(cut * len(data))])
+    try:
+        got = read_columns(path, ["source_id", "ra"])
+    except CatalogReadError as exc:
+        assert path.name in str(exc)
+        return
+    ref = read_columns(formats[".parquet"], ["source_id", "ra"])
+    n = got["source_id"].size
+    assert n <= ref["source_id"].size
+    # whatever was read is a prefix of the real table (a partial last CSV line may fail to parse above)
+    assert np.array_equal(np.asarray(got["source_id"][: n - 1], np.int64), ref["source_id"][: n - 1])

@@ -72,10 +72,15 @@ def _chunks_of_table(table, columns, chunk_size: int, path: Path) -> Iterator[di
 
 
 def _iter_fits(path: Path, columns, chunk_size: int):
+    import warnings
+
     from astropy.io import fits
 
-    with fits.open(path, memmap=True) as hdul:
+    with warnings.catch_warnings(record=True) as caught, fits.open(path, memmap=True) as hdul:
+        warnings.simplefilter("always")
         hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+        if any("truncated" in str(w.message) for w in caught):
+            raise CatalogReadError(f"{path}: the file is truncated (shorter than its header says)")
         if hdu is None:
             raise CatalogReadError(f"{path}: no table extension in this FITS file")
         names = hdu.columns.names
