@@ -42,11 +42,27 @@ def main() -> None:
     correct = np.mean(res.index[~lonely & res.matched] == pick[~lonely & res.matched])
     figures = {"streamed rows": args.n_big, "reference rows": args.n_ref, "wall_s": round(wall, 2),
                "tree build s": round(t_tree, 2), "rows per s": round(args.n_big / wall),
-               "matched": int(res.matched.sum()), "correct among matched counterparts": round(float(correct), 5),
-               "peak memory GiB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)}
+               "matched": int(res.matched.sum()), "correct among matched counterparts": round(float(correct), 5)}
+    # the same match through files, as `photofeh crossmatch` runs it (Parquet in, Parquet out)
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from photofeh.crossmatch import crossmatch_files
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "big.parquet"
+        pd.DataFrame({"ra": ra, "dec": dec, "gaia_g": rng.uniform(12, 21, args.n_big)}).to_parquet(big)
+        pd.DataFrame({"ra": ref_ra, "dec": ref_dec}).to_parquet(Path(tmp) / "ref.parquet")
+        t0 = time.perf_counter()
+        crossmatch_files(Path(tmp) / "ref.parquet", big, Path(tmp) / "out.parquet", 1.0, chunk_size=args.chunk)
+        figures["file to file wall_s (crossmatch_files)"] = round(time.perf_counter() - t0, 2)
+    figures["peak memory GiB"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     print(figures)
     write_result("crossmatch", "Sky cross-match (`photofeh.crossmatch.SkyMatcher`)", figures,
-                 notes="In-memory positions streamed in chunks of 200,000 rows; excludes file reading. "
+                 notes="wall_s: in-memory positions streamed in chunks of 200,000 rows; the file-to-file figure "
+                       "reads both Parquet files (twice for the streamed one) and writes the joined table. "
                        "Target (issue 4): under 60 s.")
 
 
