@@ -7,12 +7,13 @@ add up to the total removed.
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from photofeh.tomlfile import read_toml
 
 __all__ = ["Cuts", "apply_cuts", "load_cuts"]
 
@@ -84,11 +85,7 @@ def apply_cuts(table: Mapping[str, np.ndarray], cuts: Cuts) -> tuple[np.ndarray,
 
 def load_cuts(path: str | Path) -> Cuts:
     """Cuts from a TOML file, e.g. ``max_ebv = 0.3`` and ``[mag_range] sdss_g = [14, 20]``."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"cuts file {path}: {exc}") from None
+    raw = read_toml(path, "cuts")
     unknown = [k for k in raw if k not in Cuts.__dataclass_fields__]
     if unknown:
         raise ValueError(f"cuts file {path}: unknown settings {unknown}; known: {', '.join(Cuts.__dataclass_fields__)}")

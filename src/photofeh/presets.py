@@ -14,13 +14,14 @@ A user TOML file can extend a preset:
 
 from __future__ import annotations
 
-import tomllib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from photofeh.tomlfile import read_toml
 
 __all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "GENERIC_SENTINELS", "MAGNITUDE_SENTINELS"]
 
@@ -128,10 +129,7 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 def load_mapping(path: str | Path) -> Preset:
     """A user mapping file: ``base = "<preset>"`` (optional) and a ``[columns]`` table."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"mapping file {path}: {exc}") from None
+    raw = read_toml(path, "mapping")
     base = raw.get("base")
     if base is not None and base not in PRESETS:
         raise ValueError(f"mapping file {path}: unknown base preset {base!r}; known: {', '.join(PRESETS)}")

@@ -12,7 +12,6 @@ import copy
 import csv
 import os
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from photofeh import __version__
 from photofeh.artifact import save_model_folder
 from photofeh.features import DEFAULT_FEATURES, Standardizer, as_columns, feature_matrix
 from photofeh.models import PRESETS, build_network
+from photofeh.tomlfile import read_toml
 
 __all__ = ["TrainConfig", "train", "load_config", "prepare", "lr_find", "GIANT_LOGG"]
 
@@ -69,7 +69,7 @@ class TrainConfig:
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
     """Read a TOML config: sections [data], [model], [train]; a model 'preset' names an architecture."""
-    raw = tomllib.loads(Path(path).read_text())
+    raw = read_toml(path, "config")
     flat: dict = {}
     for section in ("data", "model", "train"):
         flat.update(raw.get(section, {}))
