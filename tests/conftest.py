@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -30,3 +33,15 @@ def catalog(mock_survey: MockSurvey) -> pd.DataFrame:
 def spec_catalog() -> pd.DataFrame:
     """A spectroscopic training set of 15,000 labelled stars."""
     return catalog_frame(MockSurveyConfig(n_stars=15_000, seed=11, spec_only=True))
+
+
+def real_data_dir() -> Path:
+    """The shared real survey samples: $PHOTOFEH_REAL_DATA, ../shared/data/real beside the checkout,
+    or the workplace's /work/shared/data/real (a fresh clone elsewhere still finds them)."""
+    candidates = [os.environ.get("PHOTOFEH_REAL_DATA"),
+                  Path(__file__).resolve().parents[2] / "shared" / "data" / "real",
+                  Path("/work/shared/data/real")]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return Path(__file__).resolve().parents[2] / "shared" / "data" / "real"

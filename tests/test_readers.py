@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 from astropy.table import Table
+from conftest import real_data_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,7 +17,7 @@ from photofeh.presets import MAGNITUDE_SENTINELS, apply_preset, load_mapping
 from photofeh.readers import CatalogReadError, iter_table, read_columns
 from photofeh.simulate import MockSurveyConfig, simulate
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = real_data_dir()
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real survey samples not found at {REAL}")
 NUMERIC = ["source_id", "ra", "dec", "ebv", "sdss_u", "sdss_g_err", "gaia_g", "parallax", "feh_true", "feh_spec"]
 

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import real_data_dir
 
 from photofeh.cli import main
 from photofeh.cuts import Cuts, apply_cuts, load_cuts
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+REAL = real_data_dir()
 
 
 def test_cuts_are_counted_in_order(tmp_path: Path):
