@@ -181,3 +181,24 @@ def test_truncated_files_fail_cleanly_or_read_whole_rows(formats, tmp_path_facto
     assert n <= ref["source_id"].size
     # whatever was read is a prefix of the real table (a partial last CSV line may fail to parse above)
     assert np.array_equal(np.asarray(got["source_id"][: n - 1], np.int64), ref["source_id"][: n - 1])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.one_of(st.text(min_size=1, max_size=6), st.floats(allow_nan=False, width=32)), min_size=1,
+                max_size=20))
+def test_wrong_types_give_a_named_error_or_numbers(tmp_path_factory, values):
+    """A magnitude column holding text: either every entry parses as a number, or a ValueError names it."""
+    n = len(values)
+    path = tmp_path_factory.mktemp("types") / "photoobj.csv"
+    import pandas as pd
+
+    pd.DataFrame({"objID": np.arange(n), "ra": np.ones(n), "dec": np.ones(n),
+                  **{f"psfMag_{b}": np.full(n, 18.0) for b in "uriz"}, "psfMag_g": [str(v) for v in values],
+                  **{f"psfMagErr_{b}": np.full(n, 0.02) for b in "ugriz"}}).to_csv(path, index=False)
+    raw = read_columns(path)
+    try:
+        out, _ = apply_preset(raw, "sdss_photoobj", str(path))
+    except ValueError as exc:
+        assert "psfMag_g" in str(exc) and path.name in str(exc)
+        return
+    assert out["sdss_g"].size == n and out["sdss_g"].dtype == np.float64
