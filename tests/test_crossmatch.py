@@ -64,3 +64,29 @@ def test_crossmatch_files_keeps_every_reference_row(tmp_path: Path):
     out = pd.read_parquet(tmp_path / "joined.parquet")
     assert len(out) == 300 and out["gaia_g"].notna().sum() == 200
     assert np.allclose(out["match_sep_arcsec"].dropna(), 0.3, atol=1e-6)
+
+
+def test_merge_photometry_streams_the_base_and_keeps_every_row(tmp_path: Path, capsys):
+    from photofeh.cli import main
+
+    rng = np.random.default_rng(3)
+    ra, dec = _sky(rng, 5000)
+    pd.DataFrame({"source_id": np.arange(5000), "ra": ra, "dec": dec,
+                  "phot_g_mean_mag": rng.uniform(12, 20, 5000), "phot_bp_mean_mag": rng.uniform(12, 20, 5000),
+                  "phot_rp_mean_mag": rng.uniform(12, 20, 5000), "parallax": np.ones(5000),
+                  "parallax_error": np.ones(5000)}).to_parquet(tmp_path / "gaia.parquet")
+    sra, sdec = _offset(rng, ra[:3000], dec[:3000], 0.25)
+    sdss = pd.DataFrame({"objID": np.arange(3000) + 10**17, "ra": sra, "dec": sdec,
+                         **{f"psfMag_{b}": rng.uniform(15, 21, 3000) for b in "ugriz"},
+                         **{f"psfMagErr_{b}": np.full(3000, 0.02) for b in "ugriz"}})
+    sdss.loc[7, "psfMag_u"] = -9999.0
+    sdss.to_csv(tmp_path / "sdss.csv", index=False)
+    out = tmp_path / "input.parquet"
+    assert main(["merge-photometry", f"{tmp_path / 'gaia.parquet'}:gaia_dr3", "--other",
+                 f"{tmp_path / 'sdss.csv'}:sdss_photoobj", "--out", str(out), "--chunk-size", "1500"]) == 0
+    got = pd.read_parquet(out)
+    assert len(got) == 5000 and got["source_id"].tolist() == list(range(5000))
+    assert got["sdss_g"].notna().sum() == 3000
+    assert np.allclose(got["sdss_g"][:3000], sdss["psfMag_g"])
+    assert np.isnan(got["sdss_u"][7])  # the sentinel became missing, the row stayed
+    assert got["match_sep_arcsec_sdss_photoobj"].dropna().to_numpy() == pytest.approx(0.25, abs=1e-6)

@@ -267,6 +267,22 @@ def cmd_crossmatch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge_photometry(args: argparse.Namespace) -> int:
+    import json
+
+    from photofeh.crossmatch import merge_onto
+    from photofeh.readers import CatalogReadError
+
+    base, base_preset = args.base
+    try:
+        report = merge_onto(base, args.other, args.out, args.radius, base_preset, args.chunk_size)
+    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    print(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_build_training_set(args: argparse.Namespace) -> int:
     import json
 
@@ -369,6 +385,19 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--out", required=True, help="output Parquet file")
     cm.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
     cm.set_defaults(func=cmd_crossmatch)
+
+    mp = sub.add_parser("merge-photometry", help="a prediction input: stream a big catalogue, attach others",
+                        description="Stream BASE (any size) and attach to each row the nearest row of every "
+                                    "--other catalogue (held in memory) within the radius; every BASE row is "
+                                    "kept. Catalogues are FILE or FILE:PRESET.",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    mp.add_argument("base", type=_catalogue_arg, help="the catalogue to predict for, streamed in chunks")
+    mp.add_argument("--other", type=_catalogue_arg, action="append", required=True,
+                    help="catalogue to attach, FILE[:PRESET]; repeatable")
+    mp.add_argument("--radius", type=float, default=1.0, help="match radius (arcsec)")
+    mp.add_argument("--out", required=True, help="output Parquet file")
+    mp.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
+    mp.set_defaults(func=cmd_merge_photometry)
 
     bt = sub.add_parser("build-training-set", help="labels x photometry, quality cuts, one Parquet file",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

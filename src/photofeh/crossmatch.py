@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-__all__ = ["SkyMatcher", "MatchResult", "crossmatch_files", "radec", "unit_vectors"]
+__all__ = ["SkyMatcher", "MatchResult", "crossmatch_files", "merge_onto", "radec", "unit_vectors"]
 
 ARCSEC = np.pi / (180.0 * 3600.0)
 
@@ -156,3 +156,77 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
     finally:
         tmp.unlink(missing_ok=True)
     return result.report()
+
+
+def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, chunk_size: int = 1_000_000) -> dict:
+    """Stream ``base`` (any size) and attach, row by row, the nearest row of each catalogue in ``others``.
+
+    The prediction-input counterpart of :func:`crossmatch_files`: here the
+    big catalogue streams and every base row is kept, while each of
+    ``others`` (a list of (path, preset)) is held in memory as a KD-tree, so
+    they must fit in memory. Output is Parquet written chunk by chunk to a
+    temporary file and renamed at the end. Returns per-catalogue match counts.
+    """
+    import os
+    from pathlib import Path
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from photofeh.catalog import check_writable
+
+    out = Path(out)
+    check_writable(out)
+    trees = []
+    for k, (path, preset) in enumerate(others):
+        chunks = list(_mapped_chunks(path, preset, chunk_size))
+        cols = {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+        ra, dec = radec(cols)
+        ok = np.isfinite(ra) & np.isfinite(dec)
+        trees.append((f"_{preset or f'cat{k + 1}'}", str(path), cols, np.flatnonzero(ok),
+                      cKDTree(unit_vectors(ra[ok], dec[ok]))))
+    chord = 2.0 * np.sin(radius_arcsec * ARCSEC / 2.0)
+    counts = {name: {"matched": 0} for _, name, *_ in trees}
+    rows_in = 0
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    writer = None
+    try:
+        for chunk in _mapped_chunks(base, base_preset, chunk_size):
+            v = unit_vectors(*radec(chunk))
+            good = np.all(np.isfinite(v), axis=1)
+            n = len(v)
+            table = dict(chunk)
+            for suffix, name, cols, valid, tree in trees:
+                dist = np.full(n, np.inf)
+                j = np.zeros(n, dtype=np.int64)
+                dist[good], j[good] = tree.query(v[good], k=1, distance_upper_bound=chord)
+                hit = np.isfinite(dist)
+                src = valid[np.where(hit, j, 0)]
+                for c, col in cols.items():
+                    col = np.asarray(col)
+                    vals = col[src]
+                    if col.dtype.kind == "f":
+                        vals = np.where(hit, vals, np.nan)
+                    elif col.dtype.kind in "iu":
+                        vals = np.where(hit, vals, -1)
+                    else:
+                        vals = np.where(hit, vals.astype(object), None)
+                    table[c + suffix if c in chunk or c in ("ra", "dec") else c] = vals
+                table[f"match_sep_arcsec{suffix}"] = np.where(
+                    hit, 2.0 * np.arcsin(np.clip(np.where(hit, dist, 0) / 2.0, 0, 1)) / ARCSEC, np.nan)
+                counts[name]["matched"] += int(hit.sum())
+            arrow = pa.table({k: pa.array(val) for k, val in table.items()})
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, arrow.schema)
+            writer.write_table(arrow.cast(writer.schema))
+            rows_in += n
+        if writer is None:
+            raise ValueError(f"{base} has no rows")
+        writer.close()
+        writer = None
+        os.replace(tmp, out)
+    finally:
+        if writer is not None:
+            writer.close()
+        tmp.unlink(missing_ok=True)
+    return {"base rows": rows_in, **{name: {**c, "unmatched": rows_in - c["matched"]} for name, c in counts.items()}}
