@@ -8,14 +8,15 @@ temporary file is removed, so no half-written catalogue is ever left behind.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from photofeh.schema import Column
 
-__all__ = ["CatalogWriter", "format_for", "check_writable", "read_table"]
+__all__ = ["CatalogWriter", "atomic_output", "format_for", "check_writable", "read_table"]
 
 FITS_STRING_WIDTH = 24  # fixed-width text columns in FITS ('horizontal branch' is 17)
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
@@ -46,6 +47,22 @@ def check_writable(path: Path) -> None:
         raise OSError(f"cannot write {path}: it is a folder")
 
 
+def partial_path(path: Path) -> Path:
+    """Where an output is written before it is complete: a hidden file in the same folder."""
+    return path.with_name(f".{path.name}.partial-{os.getpid()}")
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block completes."""
+    tmp = partial_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _fits_unit(unit: str) -> str | None:
     """FITS unit string; 'dex' is not a FITS unit (Pence et al. 2010, table 3), so it is left blank."""
     return None if unit in ("", "dex") else unit
@@ -67,7 +84,7 @@ class CatalogWriter:
         self.n_rows = n_rows
         self.metadata = metadata or {}
         self.rows_written = 0
-        self._tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        self._tmp = partial_path(self.path)
         self._writer = None
 
     # -- parquet

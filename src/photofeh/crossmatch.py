@@ -118,13 +118,12 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
     star disappears; ``match_sep_arcsec`` and ``match_n_candidates`` say how
     each match went.
     """
-    import os
     from pathlib import Path
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from photofeh.catalog import check_writable
+    from photofeh.catalog import atomic_output, check_writable
 
     out = Path(out)
     check_writable(out)
@@ -149,13 +148,37 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
             gathered[name][ref_rows[lo:hi]] = np.asarray(v)[src_sorted[lo:hi] - offset]
         offset += n
     table = {**ref, **gathered, "match_sep_arcsec": result.sep_arcsec, "match_n_candidates": result.n_candidates}
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    try:
+    with atomic_output(out) as tmp:
         pq.write_table(pa.table({k: pa.array(v) for k, v in table.items()}), tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return result.report()
+
+
+def _attach(chunk: Mapping[str, np.ndarray], trees, chord: float, counts: dict) -> dict[str, np.ndarray]:
+    """One base chunk with the nearest row of each in-memory catalogue attached (NaN/-1/None where none)."""
+    v = unit_vectors(*radec(chunk))
+    good = np.all(np.isfinite(v), axis=1)
+    n = len(v)
+    table = dict(chunk)
+    for suffix, name, cols, valid, tree in trees:
+        dist = np.full(n, np.inf)
+        j = np.zeros(n, dtype=np.int64)
+        dist[good], j[good] = tree.query(v[good], k=1, distance_upper_bound=chord)
+        hit = np.isfinite(dist)
+        src = valid[np.where(hit, j, 0)]
+        for c, col in cols.items():
+            col = np.asarray(col)
+            vals = col[src]
+            if col.dtype.kind == "f":
+                vals = np.where(hit, vals, np.nan)
+            elif col.dtype.kind in "iu":
+                vals = np.where(hit, vals, -1)
+            else:
+                vals = np.where(hit, vals.astype(object), None)
+            table[c + suffix if c in chunk or c in ("ra", "dec") else c] = vals
+        table[f"match_sep_arcsec{suffix}"] = np.where(
+            hit, 2.0 * np.arcsin(np.clip(np.where(hit, dist, 0) / 2.0, 0, 1)) / ARCSEC, np.nan)
+        counts[name]["matched"] += int(hit.sum())
+    return table
 
 
 def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, chunk_size: int = 1_000_000) -> dict:
@@ -167,13 +190,12 @@ def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, 
     they must fit in memory. Output is Parquet written chunk by chunk to a
     temporary file and renamed at the end. Returns per-catalogue match counts.
     """
-    import os
     from pathlib import Path
 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from photofeh.catalog import check_writable
+    from photofeh.catalog import atomic_output, check_writable
 
     out = Path(out)
     check_writable(out)
@@ -188,45 +210,18 @@ def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, 
     chord = 2.0 * np.sin(radius_arcsec * ARCSEC / 2.0)
     counts = {name: {"matched": 0} for _, name, *_ in trees}
     rows_in = 0
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    writer = None
-    try:
-        for chunk in _mapped_chunks(base, base_preset, chunk_size):
-            v = unit_vectors(*radec(chunk))
-            good = np.all(np.isfinite(v), axis=1)
-            n = len(v)
-            table = dict(chunk)
-            for suffix, name, cols, valid, tree in trees:
-                dist = np.full(n, np.inf)
-                j = np.zeros(n, dtype=np.int64)
-                dist[good], j[good] = tree.query(v[good], k=1, distance_upper_bound=chord)
-                hit = np.isfinite(dist)
-                src = valid[np.where(hit, j, 0)]
-                for c, col in cols.items():
-                    col = np.asarray(col)
-                    vals = col[src]
-                    if col.dtype.kind == "f":
-                        vals = np.where(hit, vals, np.nan)
-                    elif col.dtype.kind in "iu":
-                        vals = np.where(hit, vals, -1)
-                    else:
-                        vals = np.where(hit, vals.astype(object), None)
-                    table[c + suffix if c in chunk or c in ("ra", "dec") else c] = vals
-                table[f"match_sep_arcsec{suffix}"] = np.where(
-                    hit, 2.0 * np.arcsin(np.clip(np.where(hit, dist, 0) / 2.0, 0, 1)) / ARCSEC, np.nan)
-                counts[name]["matched"] += int(hit.sum())
-            arrow = pa.table({k: pa.array(val) for k, val in table.items()})
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, arrow.schema)
-            writer.write_table(arrow.cast(writer.schema))
-            rows_in += n
-        if writer is None:
-            raise ValueError(f"{base} has no rows")
-        writer.close()
+    with atomic_output(out) as tmp:
         writer = None
-        os.replace(tmp, out)
-    finally:
-        if writer is not None:
-            writer.close()
-        tmp.unlink(missing_ok=True)
+        try:
+            for chunk in _mapped_chunks(base, base_preset, chunk_size):
+                arrow = pa.table({k: pa.array(v) for k, v in _attach(chunk, trees, chord, counts).items()})
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, arrow.schema)
+                writer.write_table(arrow.cast(writer.schema))
+                rows_in += arrow.num_rows
+            if writer is None:
+                raise ValueError(f"{base} has no rows")
+        finally:
+            if writer is not None:
+                writer.close()
     return {"base rows": rows_in, **{name: {**c, "unmatched": rows_in - c["matched"]} for name, c in counts.items()}}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from photofeh.catalog import atomic_output
 from photofeh.crossmatch import crossmatch_files
 from photofeh.cuts import Cuts, apply_cuts
 
@@ -59,12 +60,8 @@ def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str
         cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
         keep, cut_report = apply_cuts(cols, cuts or Cuts())
         report["cuts"] = cut_report
-        tmp_out = out.with_name(f".{out.name}.partial-{os.getpid()}")
-        try:
+        with atomic_output(out) as tmp_out:
             pq.write_table(table.filter(pa.array(keep)), tmp_out)
-            os.replace(tmp_out, out)
-        finally:
-            tmp_out.unlink(missing_ok=True)
     Path(f"{out}.report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
     report["kept rows"] = int(np.sum(keep))
     return report
