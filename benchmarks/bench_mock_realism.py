@@ -22,8 +22,9 @@ from photofeh.evaluate import gaussian_fit_sigma
 from photofeh.simulate import MockSurveyConfig, iter_chunks
 
 
-def gaussian_sigma(residual: np.ndarray) -> float:
-    return gaussian_fit_sigma(residual)[1]
+def sigma(residual: np.ndarray) -> float:
+    """The Gaussian-fit sigma (photofeh.evaluate), rounded for the table."""
+    return round(gaussian_fit_sigma(residual)[1], 3)
 
 
 def main() -> None:
@@ -50,12 +51,12 @@ def main() -> None:
     figures = {
         "labelled stars used": int(ok.sum()),
         "test stars": int(test.sum()),
-        "[Fe/H] sigma vs spectroscopic labels (Gaussian fit), dex": round(gaussian_sigma(res_spec), 3),
-        "[Fe/H] sigma vs truth (Gaussian fit), dex": round(gaussian_sigma(res_true), 3),
+        "[Fe/H] sigma vs spectroscopic labels (Gaussian fit), dex": sigma(res_spec),
+        "[Fe/H] sigma vs truth (Gaussian fit), dex": sigma(res_true),
         "[Fe/H] robust sigma vs spectroscopic labels, dex": round(1.4826 * np.median(np.abs(res_spec)), 3),
-        "[Fe/H] sigma vs spectroscopic labels, dwarfs only, dex": round(gaussian_sigma(res_spec[dwarf[test]]), 3),
-        "[Fe/H] sigma vs spectroscopic labels, g < 19, dex": round(gaussian_sigma(res_spec[g[test] < 19]), 3),
-        "[Fe/H] sigma vs spectroscopic labels, g > 19, dex": round(gaussian_sigma(res_spec[g[test] > 19]), 3),
+        "[Fe/H] sigma vs spectroscopic labels, dwarfs only, dex": sigma(res_spec[dwarf[test]]),
+        "[Fe/H] sigma vs spectroscopic labels, g < 19, dex": sigma(res_spec[g[test] < 19]),
+        "[Fe/H] sigma vs spectroscopic labels, g > 19, dex": sigma(res_spec[g[test] > 19]),
         "simulation time, s": round(t_sim, 1),
     }
     for k, v in figures.items():

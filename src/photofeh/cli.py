@@ -250,54 +250,49 @@ def _catalogue_arg(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def cmd_crossmatch(args: argparse.Namespace) -> int:
+def _catalogue_job(job, *job_args, **json_kw) -> int:
+    """Run a catalogue command: bad files and columns become one-line errors, the report goes to stdout."""
     import json
 
-    from photofeh.crossmatch import crossmatch_files
     from photofeh.readers import CatalogReadError
 
-    ref, ref_preset = args.reference
-    other, other_preset = args.other
     try:
-        report = crossmatch_files(ref, other, args.out, args.radius, ref_preset, other_preset, args.chunk_size)
+        report = job(*job_args)
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2, **json_kw))
+    return 0
+
+
+def cmd_crossmatch(args: argparse.Namespace) -> int:
+    from photofeh.crossmatch import crossmatch_files
+
+    (ref, ref_preset), (other, other_preset) = args.reference, args.other
+    _catalogue_job(crossmatch_files, ref, other, args.out, args.radius, ref_preset, other_preset, args.chunk_size)
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_merge_photometry(args: argparse.Namespace) -> int:
-    import json
-
     from photofeh.crossmatch import merge_onto
-    from photofeh.readers import CatalogReadError
 
     base, base_preset = args.base
-    try:
-        report = merge_onto(base, args.other, args.out, args.radius, base_preset, args.chunk_size)
-    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
-    print(json.dumps(report, indent=2))
+    _catalogue_job(merge_onto, base, args.other, args.out, args.radius, base_preset, args.chunk_size)
     print(f"wrote {args.out}")
     return 0
 
 
 def cmd_build_training_set(args: argparse.Namespace) -> int:
-    import json
-
     from photofeh.cuts import Cuts, load_cuts
-    from photofeh.readers import CatalogReadError
     from photofeh.training_set import build_training_set
 
-    labels, labels_preset = args.labels
-    try:
+    def job():
         cuts = load_cuts(args.cuts) if args.cuts else Cuts()
-        report = build_training_set(labels, args.photometry, args.out, labels_preset, args.radius, cuts,
-                                    args.chunk_size, args.sfd_dir)
-    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
-    print(json.dumps(report, indent=2, default=float))
+        labels, labels_preset = args.labels
+        return build_training_set(labels, args.photometry, args.out, labels_preset, args.radius, cuts,
+                                  args.chunk_size, args.sfd_dir)
+
+    _catalogue_job(job, default=float)
     print(f"wrote {args.out} and {args.out}.report.json")
     return 0
 

@@ -210,7 +210,7 @@ class IsochroneGrid:
         v["cfis_u"] = cfis_u_from_sdss(v["sdss_u"], v["sdss_g"])
 
     # ------------------------------------------------------------------ lookup
-    def _corners(self, feh: np.ndarray, logage: np.ndarray):
+    def corners(self, feh: np.ndarray, logage: np.ndarray):
         """Bilinear corners and weights in ([M/H], log age), clipped to the grid."""
         f = np.clip(feh, self.mh[0], self.mh[-1])
         a = np.clip(logage, self.logage[0], self.logage[-1])
@@ -223,8 +223,6 @@ class IsochroneGrid:
         idx = [i * na + j, (i + 1) * na + j, i * na + j + 1, (i + 1) * na + j + 1]
         w = [(1 - u) * (1 - t), u * (1 - t), (1 - u) * t, u * t]
         return idx, w
-
-    corners = _corners
 
     def running_min(self, q: str) -> np.ndarray:
         """Brightest value of magnitude ``q`` reached up to each EEP (NaN counted as +inf)."""
@@ -256,9 +254,6 @@ class IsochroneGrid:
 
     def blend(self, q: str, idx, w, eep: np.ndarray) -> np.ndarray:
         """Quantity ``q`` of the blended isochrone at integer EEP ``eep``."""
-        return self._blend(q, idx, w, eep)
-
-    def _blend(self, q: str, idx, w, eep: np.ndarray) -> np.ndarray:
         arr = self.values[q]
         flat, n_eep = arr.reshape(-1), arr.shape[-1]
         return sum(wk * flat[iso * n_eep + eep] for iso, wk in zip(idx, w, strict=True))
@@ -270,10 +265,10 @@ class IsochroneGrid:
         EEP interval ``k``..``k+1`` and fraction within it, and whether the
         star is still a (non-remnant) star of the grid.
         """
-        idx, w = corners if corners is not None else self._corners(feh, logage)
+        idx, w = corners if corners is not None else self.corners(feh, logage)
         last = self.last_valid(idx)
-        m_hi = self._blend("mini", idx, w, last)
-        m_lo = self._blend("mini", idx, w, np.zeros_like(last))
+        m_hi = self.blend("mini", idx, w, last)
+        m_lo = self.blend("mini", idx, w, np.zeros_like(last))
         alive = (mini <= m_hi) & (last >= 1)
         m = np.clip(mini, m_lo, np.where(alive, m_hi, m_lo))
         # vectorised binary search: the last EEP with blended mini <= m
@@ -281,20 +276,20 @@ class IsochroneGrid:
         hi = np.maximum(last, 0)
         for _ in range(int(np.ceil(np.log2(self.values["mini"].shape[-1]))) + 1):
             mid = (lo + hi + 1) // 2
-            below = self._blend("mini", idx, w, np.minimum(mid, hi)) <= m
+            below = self.blend("mini", idx, w, np.minimum(mid, hi)) <= m
             active = lo < hi
             lo = np.where(active & below, mid, lo)
             hi = np.where(active & ~below, mid - 1, hi)
         k = np.clip(lo, 0, np.maximum(last - 1, 0))
-        m0 = self._blend("mini", idx, w, k)
-        m1 = self._blend("mini", idx, w, k + 1)
+        m0 = self.blend("mini", idx, w, k)
+        m1 = self.blend("mini", idx, w, k + 1)
         frac = np.clip(np.where(m1 > m0, (m - m0) / np.where(m1 > m0, m1 - m0, 1.0), 0.0), 0.0, 1.0)
         return idx, w, k, frac, alive
 
     def evaluate(self, q: str, where) -> np.ndarray:
         """Quantity ``q`` at positions returned by :meth:`locate`."""
         idx, w, k, frac, _ = where
-        return (1 - frac) * self._blend(q, idx, w, k) + frac * self._blend(q, idx, w, k + 1)
+        return (1 - frac) * self.blend(q, idx, w, k) + frac * self.blend(q, idx, w, k + 1)
 
     def phase(self, where) -> np.ndarray:
         """Index into :data:`PHASES` of the nearest EEP."""
