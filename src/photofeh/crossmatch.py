@@ -97,17 +97,31 @@ class SkyMatcher:
         return MatchResult(best_idx, np.where(best_idx >= 0, best_sep, np.nan), count)
 
 
-def _mapped_chunks(path, preset, chunk_size: int, columns=None):
+def _mapped_chunks(path, preset, chunk_size: int):
+    """Chunks of a catalogue, mapped through its preset when one is given."""
     from photofeh.presets import PRESETS, apply_preset
     from photofeh.readers import iter_table
 
     if preset is None:
-        yield from iter_table(path, columns, chunk_size)
+        yield from iter_table(path, None, chunk_size)
         return
     p = PRESETS[preset] if isinstance(preset, str) else preset
     for chunk in iter_table(path, None, chunk_size):
-        out, _ = apply_preset(chunk, p, str(path))
-        yield out if columns is None else {c: out[c] for c in columns}
+        yield apply_preset(chunk, p, str(path))[0]
+
+
+def _positions(path, preset, chunk_size: int):
+    """Only ra and dec, for the matching pass: the other columns are read once, in the gathering pass."""
+    from photofeh.presets import GENERIC_SENTINELS, PRESETS
+    from photofeh.readers import iter_table
+
+    p = None if preset is None else (PRESETS[preset] if isinstance(preset, str) else preset)
+    names = ["ra", "dec"] if p is None else [p.columns["ra"], p.columns["dec"]]
+    for chunk in iter_table(path, names, chunk_size):
+        ra, dec = (np.asarray(v, float) for v in chunk.values())
+        if p is not None:  # as apply_preset does for float columns
+            ra, dec = (np.where(np.isin(a, GENERIC_SENTINELS), np.nan, a) for a in (ra, dec))
+        yield {"ra": ra, "dec": dec}
 
 
 def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, reference_preset=None, other_preset=None,
@@ -130,7 +144,7 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
     ref_chunks = list(_mapped_chunks(reference, reference_preset, chunk_size))
     ref = {c: np.concatenate([ch[c] for ch in ref_chunks]) for c in ref_chunks[0]}
     matcher = SkyMatcher(*radec(ref), radius_arcsec)
-    result = matcher.match(_mapped_chunks(other, other_preset, chunk_size))
+    result = matcher.match(_positions(other, other_preset, chunk_size))
     wanted = np.flatnonzero(result.matched)
     order = np.argsort(result.index[wanted])
     src_sorted, ref_rows = result.index[wanted][order], wanted[order]
