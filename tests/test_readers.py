@@ -187,7 +187,8 @@ def test_truncated_files_fail_cleanly_or_read_whole_rows(formats, tmp_path_facto
 @given(st.lists(st.one_of(st.text(min_size=1, max_size=6), st.floats(allow_nan=False, width=32)), min_size=1,
                 max_size=20))
 def test_wrong_types_give_a_named_error_or_numbers(tmp_path_factory, values):
-    """A magnitude column holding text: either every entry parses as a number, or a ValueError names it."""
+    """A magnitude column holding text: every entry parses as a number, or an error names the file
+    (and, from the preset, the column)."""
     n = len(values)
     path = tmp_path_factory.mktemp("types") / "photoobj.csv"
     import pandas as pd
@@ -195,7 +196,11 @@ def test_wrong_types_give_a_named_error_or_numbers(tmp_path_factory, values):
     pd.DataFrame({"objID": np.arange(n), "ra": np.ones(n), "dec": np.ones(n),
                   **{f"psfMag_{b}": np.full(n, 18.0) for b in "uriz"}, "psfMag_g": [str(v) for v in values],
                   **{f"psfMagErr_{b}": np.full(n, 0.02) for b in "ugriz"}}).to_csv(path, index=False)
-    raw = read_columns(path)
+    try:
+        raw = read_columns(path)
+    except CatalogReadError as exc:  # e.g. a '\r' inside a value breaks the CSV row: refused, file named
+        assert path.name in str(exc)
+        return
     try:
         out, _ = apply_preset(raw, "sdss_photoobj", str(path))
     except ValueError as exc:
