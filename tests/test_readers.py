@@ -119,6 +119,23 @@ def test_gaia_preset_fluxes_and_flux_over_error():
     assert np.isnan(out["gaia_rp"][1]) and report["gaia_rp"] == 1
 
 
+def test_cfis_megapipe_sextractor_catalogue(tmp_path: Path):
+    """A SExtractor FITS_LDAC-style table as MegaPipe writes it: 99.0 marks a non-detection."""
+    from astropy.table import Table
+
+    t = Table({"NUMBER": np.arange(1, 4, dtype=np.int32), "ALPHA_J2000": [150.1, 150.2, 150.3],
+               "DELTA_J2000": [2.1, 2.2, 2.3], "MAG_AUTO": np.array([21.3, 99.0, 23.9], np.float32),
+               "MAGERR_AUTO": np.array([0.02, 99.0, 0.15], np.float32), "FLAGS": np.array([0, 4, 3], np.int16)})
+    path = tmp_path / "CFIS.150.2.u.cat.fits"
+    t.write(path)
+    out, report = apply_preset(read_columns(path), "cfis_megapipe", path.name)
+    np.testing.assert_allclose(out["cfis_u"], [21.3, np.nan, 23.9], rtol=1e-6)
+    assert report["cfis_u"] == 1 and report["cfis_u_err"] == 1
+    np.testing.assert_array_equal(out["cfis_flags"], [0, 4, 3])
+    with pytest.raises(KeyError, match="MAG_AUTO"):
+        apply_preset({k: v for k, v in read_columns(path).items() if k != "MAG_AUTO"}, "cfis_megapipe", path.name)
+
+
 def test_user_mapping_file(tmp_path: Path):
     f = tmp_path / "map.toml"
     f.write_text('base = "ps1_meanobject"\n[columns]\nps1_g = "g_psf"\n')

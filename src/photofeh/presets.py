@@ -102,6 +102,13 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             **{f"ps1_{b}": f"{b}MeanPSFMag" for b in "grizy"},
             **{f"ps1_{b}_err": f"{b}MeanPSFMagErr" for b in "grizy"}},
            magnitudes=tuple(f"ps1_{b}{s}" for b in "grizy" for s in ("", "_err"))),
+    # MegaPipe tile catalogues (Gwyn 2008, PASP 120, 212) are SExtractor outputs (Bertin & Arnouts 1996,
+    # A&AS 117, 393): standard keywords, MAG_AUTO = 99 where the flux is not positive. UNIONS' own merged
+    # catalogues rename columns per release; map those with a TOML file (base = "cfis_megapipe").
+    Preset("cfis_megapipe", "CFIS/UNIONS u from a MegaPipe (SExtractor) tile catalogue",
+           {"ra": "ALPHA_J2000", "dec": "DELTA_J2000", "cfis_u": "MAG_AUTO", "cfis_u_err": "MAGERR_AUTO",
+            "cfis_flags": "FLAGS"},
+           magnitudes=("cfis_u", "cfis_u_err"), optional=("cfis_flags",)),
     Preset("sspp", "SDSS SEGUE Stellar Parameter Pipeline (sppParams)",
            {"source_id": "SPECOBJID", "ra": "RA", "dec": "DEC", "feh_spec": "FEH_ADOP", "feh_spec_err": "FEH_ADOP_UNC",
             "logg_spec": "LOGG_ADOP", "logg_spec_err": "LOGG_ADOP_UNC", "teff_spec": "TEFF_ADOP",
