@@ -54,6 +54,26 @@ def test_chunks_reassemble_the_table(formats):
         assert np.array_equal(ids, read_columns(formats[".parquet"], ["source_id"])["source_id"])
 
 
+def test_chunks_start_anywhere_with_exact_sizes(formats, tmp_path: Path):
+    """Chunk k holds rows [k c, (k+1) c) whatever the file's row groups: what resuming relies on."""
+    import pyarrow.parquet as pq
+
+    ids = read_columns(formats[".parquet"], ["source_id"])["source_id"]
+    table = pq.read_table(formats[".parquet"], columns=["source_id"])
+    pq.write_table(table, tmp_path / "groups.parquet", row_group_size=170)  # groups straddle the chunks
+    (tmp_path / "ds").mkdir()
+    for k, s in enumerate(range(0, len(ids), 700)):
+        pq.write_table(table.slice(s, 700), tmp_path / "ds" / f"part-{k}.parquet", row_group_size=230)
+    paths = [formats[e] for e in (".fits", ".parquet", ".csv", ".h5", ".vot")]
+    for path in (*paths, tmp_path / "groups.parquet", tmp_path / "ds"):
+        for start in (0, 300, 1234, 1999, 2000):
+            chunks = list(iter_table(path, ["source_id"], chunk_size=300, start=start))
+            sizes = [len(ch["source_id"]) for ch in chunks]
+            assert all(n == 300 for n in sizes[:-1]) and (not sizes or 0 < sizes[-1] <= 300), (path, start)
+            got = np.concatenate([ch["source_id"] for ch in chunks]) if chunks else ids[:0]
+            assert np.array_equal(got, ids[start:]), (path, start)
+
+
 def test_partitioned_parquet_dataset(formats, tmp_path: Path):
     import pyarrow.parquet as pq
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["READ_FORMATS", "CatalogReadError", "detect_format", "iter_table", "read_columns", "count_rows"]
+__all__ = ["READ_FORMATS", "CatalogReadError", "detect_format", "iter_table", "read_columns", "count_rows",
+           "table_columns", "known_rows"]
 
 READ_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
                 ".fz": "fits", ".csv": "csv", ".csv.gz": "csv", ".txt": "text", ".dat": "text",
@@ -71,7 +72,7 @@ def _chunks_of_table(table, columns, chunk_size: int, path: Path) -> Iterator[di
         yield {c: _native(np.ma.filled(part[c], np.nan) if part[c].dtype.kind == "f" else part[c]) for c in cols}
 
 
-def _iter_fits(path: Path, columns, chunk_size: int):
+def _iter_fits(path: Path, columns, chunk_size: int, start: int = 0):
     import warnings
 
     from astropy.io import fits
@@ -86,21 +87,35 @@ def _iter_fits(path: Path, columns, chunk_size: int):
         names = hdu.columns.names
         cols = _select(names, columns, path)
         n = hdu.header.get("NAXIS2", 0)
-        for s in range(0, n, chunk_size):
+        for s in range(start, n, chunk_size):
             rows = hdu.data[s:s + chunk_size]
             yield {c: _native(rows[c]) for c in cols}
 
 
-def _iter_parquet(path: Path, columns, chunk_size: int):
+def _iter_parquet(path: Path, columns, chunk_size: int, start: int = 0):
+    """Stream record batches; ``start`` skips whole files and row groups by their metadata, unread."""
     import pyarrow.dataset as ds
 
     dataset = ds.dataset(str(path), format="parquet")
     cols = _select(dataset.schema.names, columns, path)
-    for batch in dataset.to_batches(columns=cols, batch_size=chunk_size):
-        yield {c: batch.column(c).to_numpy(zero_copy_only=False) for c in cols}
+    offset = 0  # first row of the current row group in the whole dataset
+    for fragment in dataset.get_fragments():
+        for group in fragment.split_by_row_group():
+            n = group.row_groups[0].num_rows
+            if offset + n <= start:
+                offset += n
+                continue
+            skip = max(start - offset, 0)
+            offset += n
+            for batch in group.to_batches(columns=cols, batch_size=chunk_size):
+                if skip:
+                    dropped = min(skip, batch.num_rows)
+                    batch, skip = batch.slice(dropped), skip - dropped
+                if batch.num_rows:
+                    yield {c: batch.column(c).to_numpy(zero_copy_only=False) for c in cols}
 
 
-def _iter_csv(path: Path, columns, chunk_size: int):
+def _iter_csv(path: Path, columns, chunk_size: int, start: int = 0):
     import pyarrow.csv as pcsv
 
     reader = pcsv.open_csv(str(path), read_options=pcsv.ReadOptions(block_size=1 << 24))
@@ -111,7 +126,7 @@ def _iter_csv(path: Path, columns, chunk_size: int):
             yield {c: part.column(c).to_numpy(zero_copy_only=False) for c in cols}
 
 
-def _iter_text(path: Path, columns, chunk_size: int):
+def _iter_text(path: Path, columns, chunk_size: int, start: int = 0):
     """Whitespace-separated text with one header line (e.g. isoclassify/TGAS tables)."""
     import pandas as pd
 
@@ -120,14 +135,14 @@ def _iter_text(path: Path, columns, chunk_size: int):
         yield {c: part[c].to_numpy() for c in cols}
 
 
-def _iter_astropy(path: Path, columns, chunk_size: int, fmt: str):
+def _iter_astropy(path: Path, columns, chunk_size: int, fmt: str, start: int = 0):
     from astropy.table import Table
 
     table = Table.read(path, format={"ecsv": "ascii.ecsv", "votable": "votable"}[fmt])
-    yield from _chunks_of_table(table, columns, chunk_size, path)
+    yield from _chunks_of_table(table[start:], columns, chunk_size, path)
 
 
-def _iter_hdf5(path: Path, columns, chunk_size: int):
+def _iter_hdf5(path: Path, columns, chunk_size: int, start: int = 0):
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -138,16 +153,47 @@ def _iter_hdf5(path: Path, columns, chunk_size: int):
             raise CatalogReadError(f"{path}: no table (compound dataset) in this HDF5 file")
         dset = found[0]
         cols = _select(dset.dtype.names, columns, path)
-        for s in range(0, dset.shape[0], chunk_size):
+        for s in range(start, dset.shape[0], chunk_size):
             rows = dset[s:s + chunk_size]
             yield {c: _native(rows[c]) for c in cols}
 
 
+def _skip(chunks: Iterator[dict[str, np.ndarray]], start: int) -> Iterator[dict[str, np.ndarray]]:
+    """Drop the first ``start`` rows of a stream that cannot seek (CSV, text): read, not kept."""
+    for chunk in chunks:
+        n = len(next(iter(chunk.values()))) if chunk else 0
+        if start >= n:
+            start -= n
+            continue
+        yield {c: v[start:] for c, v in chunk.items()} if start else chunk
+        start = 0
+
+
+def _exact(chunks: Iterator[dict[str, np.ndarray]], size: int) -> Iterator[dict[str, np.ndarray]]:
+    """Re-cut a stream into chunks of exactly ``size`` rows (the last may be shorter), so that
+    chunk k always holds rows [k size, (k+1) size) whatever the file's row groups or blocks."""
+    held: list[dict[str, np.ndarray]] = []
+    n_held = 0
+    for chunk in chunks:
+        held.append(chunk)
+        n_held += len(next(iter(chunk.values()))) if chunk else 0
+        while n_held >= size:
+            merged = held[0] if len(held) == 1 else {c: np.concatenate([h[c] for h in held]) for c in held[0]}
+            yield {c: v[:size] for c, v in merged.items()}
+            rest = {c: v[size:] for c, v in merged.items()}
+            n_held -= size
+            held = [rest] if n_held else []
+    if n_held:
+        yield held[0] if len(held) == 1 else {c: np.concatenate([h[c] for h in held]) for c in held[0]}
+
+
 def iter_table(path: str | os.PathLike, columns: Sequence[str] | None = None, chunk_size: int = 1_000_000,
-               fmt: str | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """Yield the catalogue in chunks of at most ``chunk_size`` rows as dicts of numpy arrays.
+               fmt: str | None = None, start: int = 0) -> Iterator[dict[str, np.ndarray]]:
+    """Yield the catalogue from row ``start`` in chunks of exactly ``chunk_size`` rows (the last may be
+    shorter) as dicts of numpy arrays.
 
     ``columns`` selects columns (case-insensitive match; the file's spelling is kept).
+    FITS, HDF5 and Parquet seek to ``start`` without reading what lies before it.
     """
     path = Path(path)
     if not path.exists():
@@ -155,17 +201,70 @@ def iter_table(path: str | os.PathLike, columns: Sequence[str] | None = None, ch
     if path.is_file() and path.stat().st_size == 0:
         raise CatalogReadError(f"{path} is empty")
     kind = detect_format(path, fmt)
-    readers = {"fits": _iter_fits, "parquet": _iter_parquet, "csv": _iter_csv, "text": _iter_text,
-               "hdf5": _iter_hdf5}
+    seekable = {"fits": _iter_fits, "parquet": _iter_parquet, "hdf5": _iter_hdf5}
     try:
-        if kind in readers:
-            yield from readers[kind](path, columns, chunk_size)
+        if kind in seekable:
+            chunks = seekable[kind](path, columns, chunk_size, start)
+        elif kind in ("csv", "text"):
+            reader = _iter_csv if kind == "csv" else _iter_text
+            chunks = _skip(reader(path, columns, chunk_size), start)
         else:
-            yield from _iter_astropy(path, columns, chunk_size, kind)
+            chunks = _iter_astropy(path, columns, chunk_size, kind, start)
+        yield from _exact(chunks, chunk_size)
     except CatalogReadError:
         raise
     except Exception as exc:  # every library raises its own types for a corrupted file
         raise CatalogReadError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
+
+
+def table_columns(path: str | os.PathLike, fmt: str | None = None) -> list[str]:
+    """The column names of a catalogue, from its header or schema where the format has one."""
+    path = Path(path)
+    kind = detect_format(path, fmt) if path.exists() else None
+    try:
+        if kind == "parquet":
+            import pyarrow.dataset as ds
+
+            return list(ds.dataset(str(path), format="parquet").schema.names)
+        if kind == "fits":
+            from astropy.io import fits
+
+            with fits.open(path, memmap=True) as hdul:
+                hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+                if hdu is not None:
+                    return list(hdu.columns.names)
+    except Exception as exc:
+        raise CatalogReadError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
+    first = next(iter_table(path, chunk_size=1, fmt=fmt), {})
+    return list(first)
+
+
+def known_rows(path: str | os.PathLike, fmt: str | None = None) -> int | None:
+    """The number of rows when the format records it (FITS, Parquet, HDF5), else None (not counted)."""
+    path = Path(path)
+    kind = detect_format(path, fmt)
+    try:
+        if kind == "parquet":
+            import pyarrow.dataset as ds
+
+            return int(sum(f.metadata.num_rows for f in ds.dataset(str(path), format="parquet").get_fragments()))
+        if kind == "fits":
+            from astropy.io import fits
+
+            with fits.open(path, memmap=True) as hdul:
+                hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+                return int(hdu.header.get("NAXIS2", 0)) if hdu is not None else None
+        if kind == "hdf5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                found: list = []
+                f.visititems(lambda name, obj: found.append(obj.shape[0]) if isinstance(obj, h5py.Dataset)
+                             and obj.dtype.names else None)
+                return int(found[0]) if found else None
+    except Exception:
+        return None
+    return None
 
 
 def read_columns(path: str | os.PathLike, columns: Sequence[str] | None = None, fmt: str | None = None
