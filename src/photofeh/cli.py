@@ -193,10 +193,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from photofeh.artifact import ModelFormatError
     from photofeh.evaluate import evaluate_model
-    from photofeh.predict import load_model
+    from photofeh.predict import load_model, model_folder
 
     run = Path(args.model)
-    model_dir = run / "model" if (run / "model" / "model.json").exists() else run
+    model_dir = model_folder(run)
     try:
         model = load_model(model_dir)
     except ModelFormatError as exc:
@@ -294,6 +294,50 @@ def cmd_build_training_set(args: argparse.Namespace) -> int:
 
     _catalogue_job(job, default=float)
     print(f"wrote {args.out} and {args.out}.report.json")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    from photofeh.artifact import ModelFormatError
+    from photofeh.predict import model_folder
+    from photofeh.predict_catalog import PredictOptions
+    from photofeh.presets import load_mapping
+    from photofeh.readers import CatalogReadError
+
+    preset = args.preset
+    try:
+        if args.mapping:
+            preset = load_mapping(args.mapping)
+        options = PredictOptions(chunk_rows=args.chunk_rows, keep=tuple(args.keep or ()), preset=preset,
+                                 fmt=args.format, on_error=args.on_error, device=args.device, threads=args.threads,
+                                 progress=not args.quiet)
+        if args.scheduler:
+            from photofeh.distributed import predict_distributed
+
+            report = predict_distributed(model_folder(args.model), args.input, args.out, options, args.scheduler)
+            print(json.dumps(report, indent=2))
+            return 0
+        from photofeh.predict_catalog import predict_catalog
+
+        summary = predict_catalog(model_folder(args.model), args.input, args.out, options,
+                                  log=lambda s: print(s, file=sys.stderr))
+    except KeyboardInterrupt:
+        print("photofeh predict: interrupted; finished chunks are kept: rerun the same command to resume",
+              file=sys.stderr)
+        return 130
+    except (CatalogReadError, ModelFormatError, KeyError, ValueError, OSError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    print(json.dumps({"output": str(summary.output), "stars": summary.rows, "unusable_stars": summary.unusable_rows,
+                      "chunks_done": summary.chunks_done, "chunks_total": summary.chunks_total,
+                      "chunks_resumed": summary.resumed_chunks, "seconds": round(summary.seconds, 2),
+                      "stars_per_second": round(summary.rate), "sentinels_replaced": summary.sentinels,
+                      "failed_chunks": summary.failed}, indent=2))
+    if summary.failed:
+        print(f"photofeh predict: {len(summary.failed)} chunk(s) skipped (listed above); rerun the same command "
+              "to retry them", file=sys.stderr)
+        return 3
     return 0
 
 
@@ -406,6 +450,34 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--out", required=True, help="output Parquet file (a .report.json is written beside it)")
     bt.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
     bt.set_defaults(func=cmd_build_training_set)
+    pr = sub.add_parser(
+        "predict", help="predict labels for a whole catalogue (streamed, resumable, optionally on Dask)",
+        description="Stream INPUT (FITS, Parquet file or dataset, CSV, HDF5, VOTable, or a HATS catalogue with "
+                    "--scheduler) in chunks and write every label with its error, p_giant, is_giant and "
+                    "usable to OUT: a folder of Parquet parts, or one file if OUT ends in .parquet. Interrupted "
+                    "(even by kill -9), the same command resumes from the last finished chunk. Exit code 3: "
+                    "finished, but chunks were skipped (--on-error skip).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pr.add_argument("model", help="run directory (from 'photofeh train') or model folder")
+    pr.add_argument("input", help="catalogue to predict for (schema column names, or use --preset/--mapping)")
+    pr.add_argument("--out", required=True, help="output folder of Parquet parts, or a .parquet file")
+    group = pr.add_mutually_exclusive_group()
+    group.add_argument("--preset", type=_preset_name, help="map archive columns with this preset")
+    group.add_argument("--mapping", help="TOML mapping file (see docs/catalogues.md)")
+    pr.add_argument("--format", help="input format when the extension does not tell")
+    pr.add_argument("--keep", nargs="+", metavar="COLUMN",
+                    help="columns passed through to the output (source_id, ra, dec are kept when present)")
+    pr.add_argument("--chunk-rows", type=_positive_int, default=250_000,
+                    help="rows per chunk (one output part each; memory grows with it)")
+    pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the network runs")
+    pr.add_argument("--threads", type=_positive_int, help="CPU threads for the network (default: torch's)")
+    pr.add_argument("--on-error", choices=("stop", "skip"), default="stop",
+                    help="what to do with a chunk that cannot be read or predicted (it is reported with its rows)")
+    pr.add_argument("--scheduler", metavar="ADDRESS",
+                    help="run on a Dask cluster: a scheduler address (tcp://host:8786) or 'local:N' for N local "
+                         "worker processes; the input must be a Parquet dataset or a HATS catalogue")
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=cmd_predict)
     return parser
 
 

@@ -103,16 +103,16 @@ def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str],
     if missing:
         raise KeyError(f"the catalogue lacks columns {missing} needed for features {list(features)}")
     mag0 = deredden(table, bands, ebv_column) if bands else {}
-    cols = []
-    for f in features:
+    n = len(next(iter(table.values()))) if table else 0
+    X = np.empty((n, len(features)), np.float32, order="F")  # filled column by column, contiguously
+    for j, f in enumerate(features):
         parts = f.split("-")
         if len(parts) == 2 and all(p in BANDS for p in parts):
-            cols.append(mag0[parts[0]] - mag0[parts[1]])
+            X[:, j] = mag0[parts[0]] - mag0[parts[1]]
         elif f in BANDS:
-            cols.append(mag0[f])
+            X[:, j] = mag0[f]
         else:
-            cols.append(np.asarray(table[f], dtype=np.float64))
-    X = np.column_stack(cols).astype(np.float32) if cols else np.zeros((0, 0), np.float32)
+            X[:, j] = np.asarray(table[f], dtype=np.float64)
     return X, np.all(np.isfinite(X), axis=1)
 
 

@@ -42,6 +42,7 @@ class Preset:
     magnitudes: tuple[str, ...] = ()
     derive: Callable[[Mapping[str, np.ndarray], dict[str, np.ndarray]], None] | None = None
     optional: tuple[str, ...] = field(default=())
+    reads: tuple[str, ...] = ()  # raw columns ``derive`` uses beyond ``columns`` (so a reader can select them)
 
 
 def _gaia_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
@@ -89,7 +90,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             "gaia_bp": "phot_bp_mean_mag", "gaia_rp": "phot_rp_mean_mag", "parallax": "parallax",
             "parallax_error": "parallax_error", "ruwe": "ruwe"},
            magnitudes=("gaia_g", "gaia_bp", "gaia_rp"), derive=_gaia_derive,
-           optional=("gaia_g", "gaia_bp", "gaia_rp", "ruwe")),
+           optional=("gaia_g", "gaia_bp", "gaia_rp", "ruwe"),
+           reads=tuple(f"phot_{b}_mean_flux{s}" for b in ("g", "bp", "rp") for s in ("", "_over_error"))),
     Preset("sdss_photoobj", "SDSS PhotoObj / Star (PSF magnitudes; extinction_* use SFD98 coefficients and are "
            "kept apart, never mixed with SF11)",
            {"source_id": "objID", "ra": "ra", "dec": "dec",
@@ -114,7 +116,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
             "logg_spec": "LOGG_ADOP", "logg_spec_err": "LOGG_ADOP_UNC", "teff_spec": "TEFF_ADOP",
             "teff_spec_err": "TEFF_ADOP_UNC", "snr_spec": "SNR", "flag_spec": "FLAG", "ebv": "EBV",
             "sdss_g": "G_MAG", **{f"sdss_{b}_err": f"{b.upper()}_MAG_UNC" for b in "ugriz"}},
-           magnitudes=("sdss_g", *(f"sdss_{b}_err" for b in "ugriz")), derive=_sspp_derive),
+           magnitudes=("sdss_g", *(f"sdss_{b}_err" for b in "ugriz")), derive=_sspp_derive,
+           reads=("UG", "GR", "RI", "IZ")),
     Preset("apogee_allstar", "SDSS APOGEE allStar (ASPCAP)",
            {"source_id": "APOGEE_ID", "ra": "RA", "dec": "DEC", "feh_spec": "FE_H", "feh_spec_err": "FE_H_ERR",
             "logg_spec": "LOGG", "logg_spec_err": "LOGG_ERR", "teff_spec": "TEFF", "teff_spec_err": "TEFF_ERR",
@@ -147,7 +150,7 @@ def load_mapping(path: str | Path) -> Preset:
     mags = tuple(set(parent.magnitudes) | {k for k in cols if "_err" in k or k.split("_")[0] in
                                            ("sdss", "ps1", "gaia", "cfis")})
     return Preset(f"{parent.name}+{path.name}", parent.description, {**parent.columns, **cols}, mags, parent.derive,
-                  parent.optional)
+                  parent.optional, parent.reads)
 
 
 def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str, source: str = "table"

@@ -10,6 +10,7 @@ the causal estimates.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 CAUSAL_ORDER = ("teff", "feh", "logg")
@@ -37,20 +38,29 @@ class PhotometricNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.backbone(x)
+        n = h.shape[1]
+        heads = [self.reg[lab] for lab in self.order] + ([self.cls] if self.cls is not None else [])
+        # Every head's weights on the backbone output in one matrix product; the causal inputs (the
+        # earlier estimates, a few columns) are added afterwards. Same function as concatenating
+        # [h, estimates] before each head, without copying h once per head (heads took 40% of inference).
+        base = F.linear(h, torch.cat([m.weight[:, :n] for m in heads]), torch.cat([m.bias for m in heads]))
         means: dict[str, torch.Tensor] = {}
         logvars: dict[str, torch.Tensor] = {}
         previous: list[torch.Tensor] = []
-        for lab in self.order:
-            inp = torch.cat([h, *previous], dim=1) if (self.mode == "causal" and previous) else h
-            out = self.reg[lab](inp)
+        for i, lab in enumerate(self.order):
+            out = base[:, 2 * i:2 * i + 2]
+            if self.mode == "causal" and previous:
+                out = out + torch.stack(previous, 1) @ self.reg[lab].weight[:, n:].T
             means[lab], logvars[lab] = out[:, 0], out[:, 1].clamp(-12.0, 8.0)
             if self.mode == "causal" and lab in CAUSAL_ORDER:
-                previous.append(out[:, :1])
+                previous.append(out[:, 0])
         result = {"mean": torch.stack([means[lab] for lab in self.labels], 1),
                   "logvar": torch.stack([logvars[lab] for lab in self.labels], 1)}
         if self.cls is not None:
-            inp = torch.cat([h] + [means[lab][:, None] for lab in self.order], 1) if self.mode == "causal" else h
-            result["logit"] = self.cls(inp)[:, 0]
+            logit = base[:, -1]
+            if self.mode == "causal":
+                logit = logit + torch.stack([means[lab] for lab in self.order], 1) @ self.cls.weight[0, n:]
+            result["logit"] = logit
         return result
 
 

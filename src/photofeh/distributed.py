@@ -1,0 +1,159 @@
+"""Predicting on a Dask cluster: a Parquet dataset through ``dask.dataframe``, a HATS catalogue through LSDB.
+
+Both call :func:`photofeh.predict_catalog.predict_chunk` on every partition,
+so a row gets the same numbers as on one machine. A task carries the model
+folder's *path*; :func:`_worker_model` loads the model once per worker
+process and keeps it, so the task graph stays a few kilobytes whatever the
+number of partitions, and no worker unpickles weights per task.
+
+The scheduler is any ``dask.distributed`` address (a SLURM or Kubernetes
+cluster started with dask-jobqueue or dask-kubernetes, see docs/predict.md)
+or ``local:N`` for N worker processes on this machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from photofeh.predict_catalog import PredictOptions, _preset, input_columns, predict_chunk, resolve_device
+from photofeh.readers import CatalogReadError, known_rows, table_columns
+
+__all__ = ["predict_partition", "predict_distributed", "is_hats_catalog", "open_client"]
+
+HATS_MARKERS = ("hats.properties", "properties", "collection.properties")
+
+
+@functools.lru_cache(maxsize=2)
+def _worker_model(model_dir: str, device: str, threads: int | None):
+    """The model, loaded at the first task a worker runs and reused by the others."""
+    import torch
+
+    from photofeh.predict import load_model
+
+    if threads:
+        torch.set_num_threads(threads)
+    return load_model(model_dir, resolve_device(device))
+
+
+def _frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Numpy columns of a partition; nullable/Arrow floats and ints become float with NaN for missing."""
+    out = {}
+    for c in df.columns:
+        s = df[c]
+        if pd.api.types.is_float_dtype(s.dtype) or (pd.api.types.is_integer_dtype(s.dtype) and s.hasnans):
+            out[c] = s.to_numpy(dtype=np.float64 if s.hasnans or not isinstance(s.dtype, np.dtype) else s.dtype,
+                                na_value=np.nan)
+        else:
+            out[c] = s.to_numpy()
+    return out
+
+
+def predict_partition(df: pd.DataFrame, model_dir: str, keep: list[str], preset=None, device: str = "cpu",
+                      threads: int | None = None) -> pd.DataFrame:
+    """One partition -> its predictions, same index (LSDB keeps its HEALPix index)."""
+    model = _worker_model(str(model_dir), device, threads)
+    table, _ = predict_chunk(model, _frame_columns(df), keep, preset, "partition")
+    out = table.to_pandas()
+    out.index = df.index
+    return out
+
+
+def is_hats_catalog(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    return path.is_dir() and any((path / m).is_file() for m in HATS_MARKERS)
+
+
+def open_client(scheduler: str, threads: int | None = None):
+    """A ``distributed.Client`` for an address, or a LocalCluster for ``local:N``."""
+    from distributed import Client
+
+    if scheduler.startswith("local"):
+        _, _, n = scheduler.partition(":")
+        try:
+            workers = int(n) if n else max(1, (os.cpu_count() or 1) // 2)
+        except ValueError:
+            raise ValueError(f"--scheduler {scheduler!r}: expected local:N with N an integer") from None
+        # a Client given cluster options starts its own LocalCluster and stops it when closed
+        return Client(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None), workers
+    try:
+        client = Client(scheduler, timeout="30s")
+    except OSError as exc:
+        raise ValueError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    return client, len(client.scheduler_info().get("workers", {}))
+
+
+def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike,
+                        options: PredictOptions | None = None, scheduler: str = "local:2", client=None) -> dict:
+    """Predict a Parquet dataset (-> Parquet dataset) or a HATS catalogue (-> HATS catalogue) on Dask.
+
+    ``client``: an open ``distributed.Client`` to use (and leave open) instead of ``scheduler``.
+    """
+    from photofeh.predict import load_model
+
+    opts = options or PredictOptions()
+    source, out = Path(source), Path(out)
+    if not source.exists():
+        raise CatalogReadError(f"{source} does not exist")
+    preset = _preset(opts.preset)
+    hats = is_hats_catalog(source)
+    own_client = client is None
+    if own_client:
+        client, workers = open_client(scheduler)
+    else:
+        workers = len(client.scheduler_info().get("workers", {}))
+    local = own_client and scheduler.startswith("local")
+    threads = opts.threads or (max(1, (os.cpu_count() or 1) // max(workers, 1)) if local else None)
+    model = load_model(model_dir)  # on the client, for the column check and the output schema only
+    t0 = time.perf_counter()
+    try:
+        if hats:
+            n = _predict_hats(model, str(model_dir), source, out, opts, preset, threads)
+        else:
+            n = _predict_parquet(model, str(model_dir), source, out, opts, preset, threads)
+    finally:
+        if own_client:
+            client.close()
+    seconds = time.perf_counter() - t0
+    return {"output": str(out), "layout": "hats" if hats else "parquet dataset", "stars": n, "workers": workers,
+            "seconds": round(seconds, 2), "stars_per_second": round(n / seconds) if seconds > 0 else None}
+
+
+def _meta(model_dir: str, keep, preset, sample: pd.DataFrame) -> pd.DataFrame:
+    """The output's empty frame, from predicting two rows on the client."""
+    return predict_partition(sample, model_dir, keep, preset, "cpu").iloc[:0]
+
+
+def _predict_parquet(model, model_dir: str, source: Path, out: Path, opts, preset, threads) -> int:
+    import dask.dataframe as dd
+
+    if not (source.is_dir() or source.suffix in (".parquet", ".pq")):
+        raise ValueError(f"{source}: on Dask the input must be a Parquet file or dataset (or a HATS catalogue); "
+                         "convert other formats first, or run without --scheduler")
+    read, keep = input_columns(model, table_columns(source), preset, opts.keep, str(source))
+    ddf = dd.read_parquet(str(source), columns=read)
+    meta = _meta(model_dir, keep, preset, ddf.head(2, npartitions=-1))
+    result = ddf.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, meta=meta)
+    result.to_parquet(str(out), write_index=False, overwrite=True)
+    return known_rows(out) or 0
+
+
+def _predict_hats(model, model_dir: str, source: Path, out: Path, opts, preset, threads) -> int:
+    try:
+        import lsdb
+    except ImportError:
+        raise ValueError("HATS catalogues need LSDB: pip install 'photofeh[lsdb]'") from None
+    catalog = lsdb.open_catalog(source)
+    read, keep = input_columns(model, list(catalog.columns), preset, opts.keep, str(source))
+    ra, dec = catalog.hc_structure.catalog_info.ra_column, catalog.hc_structure.catalog_info.dec_column
+    keep = list(dict.fromkeys([ra, dec, *keep]))  # a HATS catalogue must keep its coordinates
+    catalog = lsdb.open_catalog(source, columns=sorted(set(read) | set(keep)))
+    meta = _meta(model_dir, keep, preset, catalog.head(2))
+    result = catalog.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, meta=meta)
+    result.to_hats(out, catalog_name=out.name, overwrite=True, progress_bar=False)
+    return int(lsdb.open_catalog(out).hc_structure.catalog_info.total_rows or 0)

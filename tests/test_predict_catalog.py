@@ -1,0 +1,161 @@
+"""``photofeh predict``: streamed, resumable (kill -9 included), bad chunks, devices, the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from photofeh.cli import main
+from photofeh.predict import load_model
+from photofeh.predict_catalog import CHUNK_LOG, ChunkError, PredictOptions, ResumeMismatch, predict_catalog
+from photofeh.train import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def model_dir(spec_catalog: pd.DataFrame, tmp_path_factory) -> Path:
+    """A quickly trained default network: these tests check plumbing, not accuracy."""
+    run = tmp_path_factory.mktemp("predict_run")
+    train(spec_catalog, TrainConfig(epochs=2, seed=3, batch_size=512), run, log=lambda s: None)
+    return run / "model"
+
+
+@pytest.fixture(scope="module")
+def survey_file(catalog: pd.DataFrame, tmp_path_factory) -> Path:
+    """60,000 stars of the mock survey (most lack SDSS: unusable rows must survive) in small row groups."""
+    path = tmp_path_factory.mktemp("predict_in") / "survey.parquet"
+    pq.write_table(pa.Table.from_pandas(catalog.iloc[:60_000], preserve_index=False), path, row_group_size=7_000)
+    return path
+
+
+def read_out(path: Path) -> pd.DataFrame:
+    return pq.read_table(path).to_pandas()
+
+
+def test_streamed_prediction_equals_predicting_the_whole_table(model_dir, survey_file, catalog, tmp_path):
+    summary = predict_catalog(model_dir, survey_file, tmp_path / "out", PredictOptions(chunk_rows=9_000,
+                                                                                       progress=False))
+    got = read_out(tmp_path / "out")
+    whole = load_model(model_dir).predict(catalog.iloc[:60_000])
+    assert summary.rows == len(got) == 60_000 and summary.chunks_done == summary.chunks_total == 7
+    assert np.array_equal(got["source_id"], catalog["source_id"].iloc[:60_000])
+    assert np.array_equal(got["usable"], whole["usable"])
+    assert 0 < summary.unusable_rows == int((~whole["usable"]).sum()) < 60_000
+    for col in ("feh", "feh_err", "logg", "teff", "p_giant"):
+        np.testing.assert_allclose(got[col], whole[col].astype(np.float32), rtol=2e-6, equal_nan=True)
+        assert np.isnan(got.loc[~got["usable"], col]).all()
+    assert np.array_equal(got["is_giant"], whole["is_giant"])
+    # one file instead of a folder: the same rows, and no parts left behind
+    predict_catalog(model_dir, survey_file, tmp_path / "one.parquet", PredictOptions(chunk_rows=9_000,
+                                                                                     progress=False))
+    assert read_out(tmp_path / "one.parquet").equals(got)
+    assert not (tmp_path / "one.parquet.parts").exists()
+
+
+def _chunks_logged(folder: Path) -> int:
+    log = folder / CHUNK_LOG
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_output(model_dir, survey_file, tmp_path):
+    """Kill -9 a running prediction part-way (twice), run the same command again: identical output."""
+    args = [sys.executable, "-m", "photofeh.cli", "predict", str(model_dir), str(survey_file), "--out",
+            str(tmp_path / "killed"), "--chunk-rows", "600", "--quiet", "--threads", "1"]
+    for _ in range(2):
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        start = _chunks_logged(tmp_path / "killed")
+        while _chunks_logged(tmp_path / "killed") < start + 5 and proc.poll() is None:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+    done_before = _chunks_logged(tmp_path / "killed")
+    assert 10 <= done_before < 100, done_before  # killed part-way: 100 chunks in all
+    rerun = subprocess.run(args, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert report["chunks_resumed"] >= 10 and report["chunks_done"] == report["chunks_total"] == 100
+    predict_catalog(model_dir, survey_file, tmp_path / "straight", PredictOptions(chunk_rows=600, progress=False))
+    assert read_out(tmp_path / "killed").equals(read_out(tmp_path / "straight"))
+
+
+def test_resume_refuses_another_run_in_the_same_folder(model_dir, survey_file, tmp_path):
+    opts = PredictOptions(chunk_rows=20_000, progress=False)
+    predict_catalog(model_dir, survey_file, tmp_path / "out", opts)
+    again = predict_catalog(model_dir, survey_file, tmp_path / "out", opts)  # finished: nothing to redo
+    assert again.rows_this_run == 0 and again.resumed_chunks == 3
+    with pytest.raises(ResumeMismatch, match="chunk_rows"):
+        predict_catalog(model_dir, survey_file, tmp_path / "out", PredictOptions(chunk_rows=10_000, progress=False))
+
+
+@pytest.fixture()
+def dataset_with_a_bad_file(catalog: pd.DataFrame, tmp_path: Path) -> Path:
+    """Three files of 1,000 stars; in the middle one sdss_g holds text (a broken export)."""
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    for k in range(3):
+        part = catalog.iloc[k * 1000:(k + 1) * 1000].copy()
+        if k == 1:
+            part["sdss_g"] = part["sdss_g"].map(lambda v: f"{v:.3f} mag")
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
+    return folder
+
+
+def test_a_bad_chunk_stops_or_is_skipped_with_its_rows(model_dir, dataset_with_a_bad_file, catalog, tmp_path):
+    with pytest.raises(ChunkError, match=r"chunk 1 \(rows 1,000-1,999\)"):
+        predict_catalog(model_dir, dataset_with_a_bad_file, tmp_path / "stop", PredictOptions(chunk_rows=1000,
+                                                                                              progress=False))
+    code = main(["predict", str(model_dir), str(dataset_with_a_bad_file), "--out", str(tmp_path / "skip"),
+                 "--chunk-rows", "1000", "--on-error", "skip", "--quiet"])
+    assert code == 3  # finished, with a chunk skipped
+    got = read_out(tmp_path / "skip")
+    ids = catalog["source_id"].to_numpy()
+    assert np.array_equal(got["source_id"], np.concatenate([ids[:1000], ids[2000:3000]]))
+    log = [json.loads(line) for line in (tmp_path / "skip" / CHUNK_LOG).read_text().splitlines()]
+    failed = [e for e in log if "error" in e]
+    assert [(e["chunk"], e["first_row"], e["last_row"]) for e in failed] == [(1, 1000, 1999)]
+
+
+def test_cli_errors_name_the_problem(model_dir, catalog, tmp_path, capsys):
+    pq.write_table(pa.Table.from_pandas(catalog.iloc[:100].drop(columns=["ps1_z"]), preserve_index=False),
+                   tmp_path / "no_ps1z.parquet")
+    assert main(["predict", str(model_dir), str(tmp_path / "no_ps1z.parquet"), "--out", str(tmp_path / "o")]) == 1
+    assert "ps1_z" in capsys.readouterr().err
+    assert main(["predict", str(model_dir), str(tmp_path / "missing.fits"), "--out", str(tmp_path / "o2")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert main(["predict", str(model_dir), str(tmp_path / "no_ps1z.parquet"), "--out", str(tmp_path / "o3"),
+                     "--device", "cuda"]) == 1
+        assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_fits_input_with_a_preset_and_pass_through_columns(model_dir, catalog, tmp_path):
+    """A FITS file in archive-like names is mapped chunk by chunk; chosen columns pass through."""
+    from astropy.table import Table
+
+    part = catalog.iloc[:5000]
+    Table.from_pandas(part).write(tmp_path / "in.fits")
+    summary = predict_catalog(model_dir, tmp_path / "in.fits", tmp_path / "out",
+                              PredictOptions(chunk_rows=1500, keep=("b", "feh_true"), progress=False))
+    got = read_out(tmp_path / "out")
+    assert summary.chunks_total == 4 and list(got.columns[:5]) == ["source_id", "ra", "dec", "b", "feh_true"]
+    np.testing.assert_array_equal(got["feh_true"], part["feh_true"].to_numpy())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine")
+def test_gpu_gives_the_cpu_numbers(model_dir, survey_file, tmp_path):  # pragma: no cover - needs a GPU
+    predict_catalog(model_dir, survey_file, tmp_path / "cpu", PredictOptions(device="cpu", progress=False))
+    predict_catalog(model_dir, survey_file, tmp_path / "gpu", PredictOptions(device="cuda", progress=False))
+    a, b = read_out(tmp_path / "cpu"), read_out(tmp_path / "gpu")
+    for col in ("feh", "logg", "teff", "p_giant"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-4, atol=1e-4, equal_nan=True)
