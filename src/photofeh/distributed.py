@@ -155,5 +155,5 @@ def _predict_hats(model, model_dir: str, source: Path, out: Path, opts, preset, 
     catalog = lsdb.open_catalog(source, columns=sorted(set(read) | set(keep)))
     meta = _meta(model_dir, keep, preset, catalog.head(2))
     result = catalog.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, meta=meta)
-    result.to_hats(out, catalog_name=out.name, overwrite=True, progress_bar=False)
+    result.write_catalog(out, catalog_name=out.name, overwrite=True, progress_bar=False)
     return int(lsdb.open_catalog(out).hc_structure.catalog_info.total_rows or 0)

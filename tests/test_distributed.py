@@ -1,0 +1,93 @@
+"""Prediction on a real dask.distributed LocalCluster (2 worker processes), Parquet and HATS layouts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from photofeh.predict_catalog import PredictOptions, predict_catalog
+from photofeh.train import TrainConfig, train
+
+distributed = pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def model_dir(spec_catalog: pd.DataFrame, tmp_path_factory) -> Path:
+    run = tmp_path_factory.mktemp("dask_run")
+    train(spec_catalog, TrainConfig(epochs=2, seed=5, batch_size=512), run, log=lambda s: None)
+    return run / "model"
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def dataset(catalog: pd.DataFrame, tmp_path_factory) -> Path:
+    """20,000 mock stars as a 5-file Parquet dataset."""
+    folder = tmp_path_factory.mktemp("dask_in") / "survey"
+    folder.mkdir()
+    for k in range(5):
+        part = catalog.iloc[k * 4000:(k + 1) * 4000]
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
+    return folder
+
+
+def test_dask_output_equals_single_machine_row_for_row(model_dir, dataset, client, tmp_path):
+    from photofeh.distributed import _worker_model, predict_distributed
+
+    report = predict_distributed(model_dir, dataset, tmp_path / "dask_out", client=client)
+    predict_catalog(model_dir, dataset, tmp_path / "local_out", PredictOptions(chunk_rows=3000, progress=False))
+    dask_out = pq.read_table(tmp_path / "dask_out").to_pandas()
+    local_out = pq.read_table(tmp_path / "local_out").to_pandas()
+    assert report["stars"] == 20_000 and report["workers"] == 2
+    assert list(dask_out.columns) == list(local_out.columns)
+    pd.testing.assert_frame_equal(dask_out.reset_index(drop=True), local_out.reset_index(drop=True),
+                                  check_dtype=False, rtol=1e-6)
+    # the model went to each worker once, not with every task (5 partitions, 2 workers)
+    loads = client.run(lambda: _worker_model.cache_info().misses)
+    assert sorted(loads.values()) in ([1, 1], [0, 1])
+
+
+def test_hats_catalog_through_lsdb(model_dir, catalog, client, tmp_path):
+    lsdb = pytest.importorskip("lsdb")
+    from photofeh.distributed import is_hats_catalog, predict_distributed
+
+    stars = catalog.iloc[:8000].reset_index(drop=True)
+    lsdb.from_dataframe(stars, ra_column="ra", dec_column="dec", highest_order=3, partition_rows=2000
+                        ).write_catalog(tmp_path / "survey_hats", catalog_name="survey_hats", progress_bar=False)
+    assert is_hats_catalog(tmp_path / "survey_hats")
+    report = predict_distributed(model_dir, tmp_path / "survey_hats", tmp_path / "pred_hats", client=client)
+    assert report["layout"] == "hats" and report["stars"] == 8000
+    back = lsdb.open_catalog(tmp_path / "pred_hats")
+    assert back.get_healpix_pixels()  # written back as a HATS catalogue, HEALPix-partitioned
+    got = back.compute().sort_values("source_id").reset_index(drop=True)
+    from photofeh.predict import load_model
+
+    expected = load_model(model_dir).predict(stars.sort_values("source_id").reset_index(drop=True))
+    np.testing.assert_array_equal(got["usable"], expected["usable"])
+    for col in ("feh", "logg", "teff", "p_giant"):
+        np.testing.assert_allclose(got[col], expected[col].astype(np.float32), rtol=2e-6, equal_nan=True)
+
+
+def test_cli_scheduler_address(model_dir, dataset, client, tmp_path, capsys):
+    """`photofeh predict ... --scheduler tcp://...` runs on an existing cluster (as on SLURM or Kubernetes)."""
+    import json
+
+    from photofeh.cli import main
+
+    assert main(["predict", str(model_dir), str(dataset), "--out", str(tmp_path / "o"),
+                 "--scheduler", client.scheduler.address]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["stars"] == 20_000 and len(pq.read_table(tmp_path / "o")) == 20_000
+    assert main(["predict", str(model_dir), str(dataset / "part-0.parquet").replace(".parquet", ".fits"),
+                 "--out", str(tmp_path / "o2"), "--scheduler", client.scheduler.address]) == 1
