@@ -28,6 +28,9 @@ demo: setup
 	@echo "== stage 2: train the default network, evaluate it on its test split =="
 	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet
 	$(VENV)/bin/photofeh evaluate $(DEMO)/run $(DEMO)/mock_spec.parquet
+	@echo "== stage 3: predict every star of the survey (streamed, resumable Parquet parts) =="
+	rm -rf $(DEMO)/predictions
+	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions --chunk-rows 50000
 
 test: setup
 	$(VENV)/bin/pytest -q
