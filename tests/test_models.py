@@ -169,3 +169,43 @@ def test_same_seed_same_model(spec_catalog: pd.DataFrame, tmp_path: Path):
     assert wa == wb
     sa = pd.read_parquet(tmp_path / "a" / "split.parquet")
     assert sa.equals(pd.read_parquet(tmp_path / "b" / "split.parquet"))
+
+
+@pytest.mark.parametrize("mode", ["causal", "independent"])
+def test_heads_equal_the_concatenating_formulation(mode):
+    """The one-matrix-product heads compute what concatenating [h, earlier estimates] before each head does."""
+    torch.manual_seed(0)
+    net = build_network({"name": "mlp", "widths": [32, 16]}, 5, ["teff", "feh", "logg", "mabs_sdss_r"], mode).eval()
+    x = torch.randn(200, 5)
+    with torch.no_grad():
+        out = net(x)
+        h, earlier, means = net.backbone(x), [], {}
+        for lab in net.order:
+            o = net.reg[lab](torch.cat([h, *earlier], 1) if mode == "causal" and earlier else h)
+            means[lab] = o[:, 0]
+            j = net.labels.index(lab)
+            torch.testing.assert_close(o[:, 0], out["mean"][:, j], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(o[:, 1].clamp(-12, 8), out["logvar"][:, j], rtol=1e-5, atol=1e-5)
+            if mode == "causal" and lab in ("teff", "feh", "logg"):
+                earlier.append(o[:, :1])
+        cls_in = torch.cat([h] + [means[lab][:, None] for lab in net.order], 1) if mode == "causal" else h
+        torch.testing.assert_close(net.cls(cls_in)[:, 0], out["logit"], rtol=1e-5, atol=1e-5)
+
+
+def test_batchnorm_folding_keeps_the_outputs():
+    from photofeh.predict import _fold_batchnorm
+
+    torch.manual_seed(1)
+    net = build_network({"name": "mlp", "widths": [32, 16]}, 5, ["feh", "logg"], "causal")
+    for m in net.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2), m.weight.data.uniform_(0.5, 2)
+    net.eval()
+    x = torch.randn(300, 5)
+    with torch.no_grad():
+        before = net(x)
+        _fold_batchnorm(net)
+        after = net(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=1e-4, atol=1e-5)
