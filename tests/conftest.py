@@ -35,6 +35,16 @@ def spec_catalog() -> pd.DataFrame:
     return catalog_frame(MockSurveyConfig(n_stars=15_000, seed=11, spec_only=True))
 
 
+@pytest.fixture(scope="session")
+def quick_model(spec_catalog: pd.DataFrame, tmp_path_factory) -> Path:
+    """The default network trained for 2 epochs: for tests of plumbing (prediction runs), not accuracy."""
+    from photofeh.train import TrainConfig, train
+
+    run = tmp_path_factory.mktemp("quick_run")
+    train(spec_catalog, TrainConfig(epochs=2, seed=3, batch_size=512), run, log=lambda s: None)
+    return run / "model"
+
+
 def real_data_dir() -> Path:
     """The shared real survey samples: $PHOTOFEH_REAL_DATA, ../shared/data/real beside the checkout,
     or the workplace's /work/shared/data/real (a fresh clone elsewhere still finds them)."""

@@ -11,16 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from photofeh.predict_catalog import PredictOptions, predict_catalog
-from photofeh.train import TrainConfig, train
 
 distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")
-def model_dir(spec_catalog: pd.DataFrame, tmp_path_factory) -> Path:
-    run = tmp_path_factory.mktemp("dask_run")
-    train(spec_catalog, TrainConfig(epochs=2, seed=5, batch_size=512), run, log=lambda s: None)
-    return run / "model"
+def model_dir(quick_model: Path) -> Path:
+    return quick_model
 
 
 @pytest.fixture(scope="module")

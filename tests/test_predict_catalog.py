@@ -19,15 +19,11 @@ import torch
 from photofeh.cli import main
 from photofeh.predict import load_model
 from photofeh.predict_catalog import CHUNK_LOG, ChunkError, PredictOptions, ResumeMismatch, predict_catalog
-from photofeh.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def model_dir(spec_catalog: pd.DataFrame, tmp_path_factory) -> Path:
-    """A quickly trained default network: these tests check plumbing, not accuracy."""
-    run = tmp_path_factory.mktemp("predict_run")
-    train(spec_catalog, TrainConfig(epochs=2, seed=3, batch_size=512), run, log=lambda s: None)
-    return run / "model"
+def model_dir(quick_model: Path) -> Path:
+    return quick_model
 
 
 @pytest.fixture(scope="module")
