@@ -236,21 +236,25 @@ def _prefetch(chunks: Iterator, depth: int = 2) -> Iterator:
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(entry) -> bool:
+        """Hand over an entry unless the consumer has gone; False once it has."""
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in chunks:
-                while not stop.is_set():
-                    try:
-                        q.put((item, None), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((item, None)):
                     return
         except BaseException as exc:  # handed to the consumer, which decides
-            q.put((None, exc))
+            put((None, exc))
             return
-        q.put((None, StopIteration()))
+        put((None, StopIteration()))
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
@@ -376,12 +380,11 @@ def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out
             first, last = runs.pop(0)
             for k, chunk, exc in chunk_stream(first, last):
                 if exc is not None:
-                    fail(k, exc, "read")
-                    if kind not in SEEKABLE or (last is not None and k >= last):
-                        if kind not in SEEKABLE:
-                            log(f"{source}: a {kind} file cannot be read past a bad block; stopping here")
-                        break
-                    runs.insert(0, (k + 1, last))
+                    fail(k, exc, "read")  # raises under --on-error stop
+                    if kind not in SEEKABLE:
+                        log(f"{source}: a {kind} file cannot be read past a bad block; stopping here")
+                    elif last is None or k < last:
+                        runs.insert(0, (k + 1, last))  # seek past the bad chunk
                     break
                 if k in manifest.done:
                     continue
