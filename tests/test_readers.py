@@ -189,6 +189,22 @@ def test_sentinels_become_nan_and_no_row_is_lost(values):
     assert np.array_equal(out["sdss_g"][~bad], a[~bad])
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, 30), min_size=1, max_size=60), st.sampled_from([".parquet", ".fits", ".csv"]))
+def test_duplicate_ids_are_counted_never_dropped(tmp_path_factory, ids, ext):
+    """Duplicated source ids read from a file: every row comes back and the duplicates are counted."""
+    ids = np.asarray(ids, dtype=np.int64)
+    n = ids.size
+    t = Table({"source_id": ids, "ra": np.linspace(0, 359, n), "dec": np.zeros(n),
+               "phot_g_mean_mag": np.full(n, 17.0), "phot_bp_mean_mag": np.full(n, 17.4),
+               "phot_rp_mean_mag": np.full(n, 16.5), "parallax": np.ones(n), "parallax_error": np.full(n, 0.1)})
+    path = tmp_path_factory.mktemp("dup") / f"gaia{ext}"
+    t.write(path, format="csv" if ext == ".csv" else None)
+    out, report = apply_preset(read_columns(path), "gaia_dr3", path.name)
+    assert np.array_equal(out["source_id"], ids)
+    assert report["duplicate source_id"] == n - np.unique(ids).size
+
+
 def test_wrong_units_and_duplicate_ids_are_reported():
     base = {"objID": np.array([1, 2, 2]), "ra": np.array([10.0, 20.0, 30.0]), "dec": np.array([0.0, 1.0, 2.0]),
             **{f"psfMag_{b}": np.array([18.0, 19.0, 20.0]) for b in "ugriz"},
