@@ -77,6 +77,7 @@ class PhotometricModel:
         var = (variances * self.sigma_scale**2).mean(0) + means.var(0)
         value = self.y_scale.inverse(mean)
         err = np.sqrt(var) * self.y_scale.std
+
         def spread(values: np.ndarray) -> np.ndarray:
             full = np.full(len(X), np.nan)
             full[ok] = values

@@ -115,7 +115,7 @@ def _iter_parquet(path: Path, columns, chunk_size: int, start: int = 0):
                     yield {c: batch.column(c).to_numpy(zero_copy_only=False) for c in cols}
 
 
-def _iter_csv(path: Path, columns, chunk_size: int, start: int = 0):
+def _iter_csv(path: Path, columns, chunk_size: int):
     import pyarrow.csv as pcsv
 
     reader = pcsv.open_csv(str(path), read_options=pcsv.ReadOptions(block_size=1 << 24))
@@ -126,7 +126,7 @@ def _iter_csv(path: Path, columns, chunk_size: int, start: int = 0):
             yield {c: part.column(c).to_numpy(zero_copy_only=False) for c in cols}
 
 
-def _iter_text(path: Path, columns, chunk_size: int, start: int = 0):
+def _iter_text(path: Path, columns, chunk_size: int):
     """Whitespace-separated text with one header line (e.g. isoclassify/TGAS tables)."""
     import pandas as pd
 
