@@ -7,7 +7,8 @@ with peak memory independent of the input size. Three inputs:
   photometry: they are flagged and get NaN without going through the network);
 * 5,000,000 stars that all have every feature (the usable stars of the mock,
   repeated): every row goes through the network, the worst case;
-* the first 1,000,000 rows of the latter, to show that memory does not grow with the input.
+* the first 1,000,000 rows of the latter, to show that memory does not grow with the input;
+* the 5,000,000 usable stars again on a 2-worker Dask LocalCluster (`--scheduler local:2`).
 
 It also times each stage on one chunk, one after the other, to say where the time goes.
 
@@ -58,14 +59,16 @@ def ensure_inputs(work: Path, n: int) -> tuple[Path, Path, Path, Path]:
     return mock, usable, small, run
 
 
-def measure(run: Path, source: Path, out: Path) -> dict:
+def measure(run: Path, source: Path, out: Path, *extra: str) -> dict:
     import shutil
 
     shutil.rmtree(out, ignore_errors=True)
-    wall, peak, proc = run_measured([PHOTOFEH, "predict", str(run), str(source), "--out", str(out), "--quiet"])
+    wall, peak, proc = run_measured([PHOTOFEH, "predict", str(run), str(source), "--out", str(out), "--quiet",
+                                     *extra])
     report = json.loads(proc.stdout)
     shutil.rmtree(out, ignore_errors=True)
-    return {"stars": report["stars"], "usable": report["stars"] - report["unusable_stars"],
+    usable = report["stars"] - report["unusable_stars"] if "unusable_stars" in report else "-"
+    return {"stars": report["stars"], "usable": usable,
             "stars/s (prediction loop)": report["stars_per_second"],
             "stars/s (whole command)": round(report["stars"] / wall), "wall s": round(wall, 1),
             "peak memory GiB": round(peak / 2**30, 2)}
@@ -117,7 +120,9 @@ def main() -> None:
     figures = {
         "runs": {f"mock survey, {args.n_stars:,d} stars": measure(run, mock, work / "out_mock"),
                  f"all usable, {args.n_stars:,d} stars": measure(run, usable, work / "out_usable"),
-                 "all usable, 1,000,000 stars": measure(run, small, work / "out_small")},
+                 "all usable, 1,000,000 stars": measure(run, small, work / "out_small"),
+                 f"all usable, {args.n_stars:,d} stars, Dask LocalCluster (2 workers)":
+                     measure(run, usable, work / "out_dask", "--scheduler", "local:2")},
         "where the time goes (stages run one after the other, all-usable chunk of 250,000)":
             stage_profile(run, usable),
     }
@@ -125,8 +130,10 @@ def main() -> None:
     write_result("predict", "Catalogue prediction (`photofeh predict`, default model, Parquet -> Parquet)", figures,
                  notes="Default chunk of 250,000 rows; reading, the network and writing overlap in threads, so the "
                        "stage times add up to more than the loop's time per star. 'prediction loop' excludes "
-                       "start-up (imports, model loading: ~3 s); 'whole command' includes it. Peak memory is the "
-                       "resident memory of the process, sampled every 0.2 s. Target (issue 5): 300,000 stars/s.")
+                       "start-up (imports, model loading: ~3 s; for Dask also the cluster start); 'whole command' "
+                       "includes it. Peak memory is the resident memory of the process tree (for Dask: client, "
+                       "scheduler and workers), sampled every 0.2 s. On 2 cores Dask adds process and "
+                       "serialisation overhead; it is there for clusters. Target (issue 5): 300,000 stars/s.")
 
 
 if __name__ == "__main__":

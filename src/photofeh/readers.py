@@ -107,7 +107,9 @@ def _iter_parquet(path: Path, columns, chunk_size: int, start: int = 0):
                 continue
             skip = max(start - offset, 0)
             offset += n
-            for batch in group.to_batches(columns=cols, batch_size=chunk_size):
+            # batches of at least 64k rows: pyarrow slices a row group into batch_size pieces eagerly,
+            # so tiny chunks (e.g. 2 rows for a peek) would cost a whole row group in slices; _exact re-cuts
+            for batch in group.to_batches(columns=cols, batch_size=max(chunk_size, 1 << 16)):
                 if skip:
                     dropped = min(skip, batch.num_rows)
                     batch, skip = batch.slice(dropped), skip - dropped
