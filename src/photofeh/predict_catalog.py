@@ -299,123 +299,142 @@ def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out
 
     Resumes from ``out``'s manifest when one exists for the same input, model and options.
     """
-    import torch
+    return _PredictionRun(Path(model_dir), Path(source), Path(out), options or PredictOptions(), log).run()
 
-    from photofeh.predict import load_model
 
-    opts = options or PredictOptions()
-    if opts.on_error not in ("stop", "skip"):
-        raise ValueError(f"on_error must be 'stop' or 'skip', not {opts.on_error!r}")
-    if opts.chunk_rows < 1:
-        raise ValueError("chunk_rows must be positive")
-    model_dir, source, out = Path(model_dir), Path(source), Path(out)
-    if not source.exists():
-        raise CatalogReadError(f"{source} does not exist")
-    single_file = out.suffix == ".parquet"
-    folder = out.with_name(out.name + ".parts") if single_file else out
-    if single_file and out.exists() and not folder.exists():
-        raise FileExistsError(f"{out} exists and is complete; delete it to predict again")
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    model = load_model(model_dir, resolve_device(opts.device))
-    preset = _preset(opts.preset)
-    kind = detect_format(source, opts.fmt)
-    read, keep = input_columns(model, table_columns(source, opts.fmt), preset, opts.keep, str(source))
-    n_total = known_rows(source, opts.fmt)
-    n_chunks = None if n_total is None else -(-n_total // opts.chunk_rows)
+class _PredictionRun:
+    """One ``photofeh predict``: set-up and checks, the chunk loop, the summary."""
 
-    folder.mkdir(parents=True, exist_ok=True)
-    identity = {"input": str(source.resolve()), "input_files": _fingerprint(source), "format": kind,
-                "model": _model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": read,
-                "keep": keep, "preset": None if preset is None else preset.name}
-    manifest = Manifest(folder, identity)
-    resumed = len(manifest.done)
-    done_rows = sum(v["rows"] for v in manifest.done.values())
-    if resumed:
-        log(f"resuming: {resumed} chunk(s), {done_rows:,d} stars already done in {folder}")
+    def __init__(self, model_dir: Path, source: Path, out: Path, opts: PredictOptions, log: Callable[[str], None]):
+        import torch
 
-    from tqdm import tqdm
+        from photofeh.predict import load_model
 
-    bar = tqdm(total=n_total, initial=done_rows, unit="star", unit_scale=True, smoothing=0.05,
-               disable=not opts.progress, desc="predict", dynamic_ncols=True, mininterval=1.0)
-    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photofeh-write")
-    in_flight: list[Future] = []
-    rows_this_run = 0
-    t0 = time.perf_counter()
+        if opts.on_error not in ("stop", "skip"):
+            raise ValueError(f"on_error must be 'stop' or 'skip', not {opts.on_error!r}")
+        if opts.chunk_rows < 1:
+            raise ValueError("chunk_rows must be positive")
+        if not source.exists():
+            raise CatalogReadError(f"{source} does not exist")
+        self.source, self.out, self.opts, self.log = source, out, opts, log
+        self.single_file = out.suffix == ".parquet"
+        self.folder = out.with_name(out.name + ".parts") if self.single_file else out
+        if self.single_file and out.exists() and not self.folder.exists():
+            raise FileExistsError(f"{out} exists and is complete; delete it to predict again")
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        self.model = load_model(model_dir, resolve_device(opts.device))
+        self.preset = _preset(opts.preset)
+        self.kind = detect_format(source, opts.fmt)
+        self.read, self.keep = input_columns(self.model, table_columns(source, opts.fmt), self.preset, opts.keep,
+                                             str(source))
+        self.n_total = known_rows(source, opts.fmt)
+        self.n_chunks = None if self.n_total is None else -(-self.n_total // opts.chunk_rows)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest(self.folder, {
+            "input": str(source.resolve()), "input_files": _fingerprint(source), "format": self.kind,
+            "model": _model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": self.read,
+            "keep": self.keep, "preset": None if self.preset is None else self.preset.name})
 
-    def write(k: int, table: pa.Table, start: int, sentinels: Counter) -> None:
-        name = f"part-{k:06d}.parquet"
-        with atomic_output(folder / name) as tmp:
-            pq.write_table(table, tmp, **PARQUET_WRITE)
-        unusable = table.num_rows - int(np.count_nonzero(table["usable"].to_numpy()))
-        manifest.record_done(k, {"file": name, "rows": table.num_rows, "first_row": start, "unusable": unusable,
-                                 "sentinels": {c: v for c, v in sentinels.items() if v}})
+    # ---------------------------------------------------------------- steps
+    def _pending_runs(self) -> list[tuple[int, int | None]]:
+        """Runs [first, last] of unfinished chunks; one open-ended run for a stream of unknown length."""
+        done = self.manifest.done
+        if self.n_chunks is not None:
+            return _runs([k for k in range(self.n_chunks) if k not in done])
+        return [(next(k for k in range(len(done) + 1) if k not in done), None)]
 
-    def fail(k: int, exc: BaseException, stage: str) -> None:
-        first = k * opts.chunk_rows
-        last = first + opts.chunk_rows - 1 if n_total is None else min(first + opts.chunk_rows, n_total) - 1
-        message = f"{source}: chunk {k} (rows {first:,d}-{last:,d}) could not be {stage}: {exc}"
-        if opts.on_error == "stop":
-            raise ChunkError(message + " (rerun the same command to resume; --on-error skip to go past it)")
-        log(f"skipped {message}")
-        manifest.record_failed(k, {"first_row": first, "last_row": last, "stage": stage, "error": str(exc)})
-
-    def chunk_stream(first: int, last: int | None) -> Iterator[tuple[int, dict | None, BaseException | None]]:
-        """(k, chunk, None) for chunks first..last; a read error ends the stream as (k, None, exc)."""
-        reader = iter_table(source, read, opts.chunk_rows, opts.fmt, start=first * opts.chunk_rows)
+    def _chunks(self, first: int, last: int | None) -> Iterator[tuple[int, dict | None, BaseException | None]]:
+        """(k, chunk, None) for chunks first..last, read ahead; a read error ends the run as (k, None, exc)."""
+        c = self.opts.chunk_rows
         k = first
-        for chunk, exc in _prefetch(reader):
+        for chunk, exc in _prefetch(iter_table(self.source, self.read, c, self.opts.fmt, start=first * c)):
             yield k, chunk, exc
             if exc is not None or (last is not None and k >= last):
                 return
             k += 1
 
-    try:
-        if n_chunks is not None:
-            runs = _runs([k for k in range(n_chunks) if k not in manifest.done])
-        else:  # a stream we cannot seek: read from the first unfinished chunk, pass over finished ones
-            first = next(k for k in range(len(manifest.done) + 1) if k not in manifest.done)
-            runs = [(first, None)]
-        while runs:
-            first, last = runs.pop(0)
-            for k, chunk, exc in chunk_stream(first, last):
-                if exc is not None:
-                    fail(k, exc, "read")  # raises under --on-error stop
-                    if kind not in SEEKABLE:
-                        log(f"{source}: a {kind} file cannot be read past a bad block; stopping here")
-                    elif last is None or k < last:
-                        runs.insert(0, (k + 1, last))  # seek past the bad chunk
-                    break
-                if k in manifest.done:
-                    continue
-                start = k * opts.chunk_rows
-                try:
-                    table, sentinels = predict_chunk(model, chunk, keep, preset, f"{source} rows {start:,d}+")
-                except (KeyError, ValueError, TypeError) as err:
-                    fail(k, err, "predicted")
-                    continue
-                n = table.num_rows
-                in_flight.append(writer.submit(write, k, table, start, sentinels))
-                while len(in_flight) > 2 or (in_flight and in_flight[0].done()):
-                    in_flight.pop(0).result()
-                rows_this_run += n
-                bar.update(n)
-        for f in in_flight:
-            f.result()
-    finally:
-        writer.shutdown(wait=True)
-        bar.close()
-    seconds = time.perf_counter() - t0
+    def _write(self, k: int, table: pa.Table, sentinels: Counter) -> None:
+        """In the writer thread: the part, renamed into place, then its line in the chunk log."""
+        name = f"part-{k:06d}.parquet"
+        with atomic_output(self.folder / name) as tmp:
+            pq.write_table(table, tmp, **PARQUET_WRITE)
+        unusable = table.num_rows - int(np.count_nonzero(table["usable"].to_numpy()))
+        self.manifest.record_done(k, {"file": name, "rows": table.num_rows, "first_row": k * self.opts.chunk_rows,
+                                      "unusable": unusable, "sentinels": {c: v for c, v in sentinels.items() if v}})
 
-    total_rows = sum(v["rows"] for v in manifest.done.values())
-    unusable = sum(v.get("unusable", 0) for v in manifest.done.values())
-    complete = not manifest.failed and (n_chunks is None or len(manifest.done) == n_chunks)
-    if single_file and complete:
-        _concatenate(folder, sorted(manifest.done), out)
-    return PredictSummary(out if (complete or not single_file) else folder, total_rows, len(manifest.done),
-                          n_chunks if n_chunks is not None else (len(manifest.done) if complete else None),
-                          [{"chunk": k, **v} for k, v in sorted(manifest.failed.items())],
-                          dict(manifest.sentinels), unusable, seconds, resumed, rows_this_run)
+    def _fail(self, k: int, exc: BaseException, stage: str) -> None:
+        """Report a bad chunk with its rows: stop (raise) or record it and go on."""
+        c = self.opts.chunk_rows
+        first = k * c
+        last = first + c - 1 if self.n_total is None else min(first + c, self.n_total) - 1
+        message = f"{self.source}: chunk {k} (rows {first:,d}-{last:,d}) could not be {stage}: {exc}"
+        if self.opts.on_error == "stop":
+            raise ChunkError(message + " (rerun the same command to resume; --on-error skip to go past it)")
+        self.log(f"skipped {message}")
+        self.manifest.record_failed(k, {"first_row": first, "last_row": last, "stage": stage, "error": str(exc)})
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> PredictSummary:
+        from tqdm import tqdm
+
+        manifest = self.manifest
+        resumed = len(manifest.done)
+        done_rows = sum(v["rows"] for v in manifest.done.values())
+        if resumed:
+            self.log(f"resuming: {resumed} chunk(s), {done_rows:,d} stars already done in {self.folder}")
+        bar = tqdm(total=self.n_total, initial=done_rows, unit="star", unit_scale=True, smoothing=0.05,
+                   disable=not self.opts.progress, desc="predict", dynamic_ncols=True, mininterval=1.0)
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photofeh-write")
+        in_flight: list[Future] = []
+        rows_this_run = 0
+        t0 = time.perf_counter()
+        try:
+            runs = self._pending_runs()
+            while runs:
+                first, last = runs.pop(0)
+                for k, chunk, exc in self._chunks(first, last):
+                    if exc is not None:
+                        self._fail(k, exc, "read")  # raises under --on-error stop
+                        if self.kind not in SEEKABLE:
+                            self.log(f"{self.source}: a {self.kind} file cannot be read past a bad block; "
+                                     "stopping here")
+                        elif last is None or k < last:
+                            runs.insert(0, (k + 1, last))  # seek past the bad chunk
+                        break
+                    if k in manifest.done:  # only in unseekable streams, read from the start
+                        continue
+                    start = k * self.opts.chunk_rows
+                    try:
+                        table, sentinels = predict_chunk(self.model, chunk, self.keep, self.preset,
+                                                         f"{self.source} rows {start:,d}+")
+                    except (KeyError, ValueError, TypeError) as err:
+                        self._fail(k, err, "predicted")
+                        continue
+                    in_flight.append(writer.submit(self._write, k, table, sentinels))
+                    while len(in_flight) > 2 or (in_flight and in_flight[0].done()):
+                        in_flight.pop(0).result()  # at most two chunks wait to be written; errors surface
+                    rows_this_run += table.num_rows
+                    bar.update(table.num_rows)
+            for f in in_flight:
+                f.result()
+        finally:
+            writer.shutdown(wait=True)  # even when interrupted: finished chunks are kept and logged
+            bar.close()
+        return self._summary(resumed, rows_this_run, time.perf_counter() - t0)
+
+    def _summary(self, resumed: int, rows_this_run: int, seconds: float) -> PredictSummary:
+        done, failed = self.manifest.done, self.manifest.failed
+        complete = not failed and (self.n_chunks is None or len(done) == self.n_chunks)
+        if self.single_file and complete:
+            _concatenate(self.folder, sorted(done), self.out)
+        return PredictSummary(
+            output=self.out if (complete or not self.single_file) else self.folder,
+            rows=sum(v["rows"] for v in done.values()), chunks_done=len(done),
+            chunks_total=self.n_chunks if self.n_chunks is not None else (len(done) if complete else None),
+            failed=[{"chunk": k, **v} for k, v in sorted(failed.items())], sentinels=dict(self.manifest.sentinels),
+            unusable_rows=sum(v.get("unusable", 0) for v in done.values()), seconds=seconds,
+            resumed_chunks=resumed, rows_this_run=rows_this_run)
 
 
 def _concatenate(folder: Path, chunks: list[int], out: Path) -> None:
