@@ -20,6 +20,7 @@ __all__ = [
     "bands_of",
     "extinction_coefficient",
     "lsst_error_model",
+    "GAIA_PARALLAX_ZP_MAS",
 ]
 
 
@@ -165,3 +166,9 @@ def lsst_error_model(mag: np.ndarray, b: Band) -> np.ndarray:
     """
     x = 10.0 ** (0.4 * (np.asarray(mag) - b.m5))
     return np.sqrt(b.sigma_sys**2 + (0.04 - b.gamma) * x + b.gamma * x**2)
+
+
+# Gaia parallax zero point: quasars give a median parallax of -17 microarcsec
+# in EDR3/DR3 (Lindegren et al. 2021, A&A 649, A4, section 5.2). A global value:
+# the full correction depends on magnitude, colour and position (their eq. A1).
+GAIA_PARALLAX_ZP_MAS = -0.017

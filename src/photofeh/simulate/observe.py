@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from photofeh.bands import BANDS, Band, extinction_coefficient, lsst_error_model
+from photofeh.bands import BANDS, GAIA_PARALLAX_ZP_MAS, Band, extinction_coefficient, lsst_error_model
 
 __all__ = ["DustModel", "Footprint", "DEFAULT_FOOTPRINTS", "sky_patch", "observe_band",
            "gaia_parallax", "zero_point_table"]
@@ -166,11 +166,6 @@ def observe_band(rng, b: Band, mag_true: np.ndarray, patch: np.ndarray,
 def reddened(name: str, mabs: np.ndarray, dm: np.ndarray, ebv: np.ndarray, bp_rp0: np.ndarray) -> np.ndarray:
     """Apparent magnitude: absolute + distance modulus + A_band."""
     return mabs + dm + extinction_coefficient(name, bp_rp0) * ebv
-
-
-# Gaia parallax zero point: quasars give a median parallax of -17 microarcsec
-# in EDR3 (Lindegren et al. 2021, A&A 649, A4, section 5.2).
-GAIA_PARALLAX_ZP_MAS = -0.017
 
 
 def gaia_parallax(rng, d_kpc: np.ndarray, gmag: np.ndarray):

@@ -1,0 +1,115 @@
+"""From apparent and absolute magnitudes to distances, and from distances to Galactocentric positions.
+
+Photometric parallax: a star's absolute magnitude M (the network's
+``mabs_sdss_r`` label, or the Ivezic et al. 2008 relation for main-sequence
+stars) and its dereddened apparent magnitude m0 give d = 10^((m0 - M)/5 + 1)
+pc. Where Gaia's parallax is precise, it is combined with the photometric
+parallax by inverse-variance weighting in parallax space, where Gaia's errors
+are Gaussian (inverting a noisy parallax is biased: Bailer-Jones 2015, PASP
+127, 994). Positions use astropy's ``Galactocentric`` frame with its defaults
+(astropy >= 4.0: R0 = 8.122 kpc, GRAVITY 2018; z_sun = 20.8 pc, Bennett &
+Bovy 2019), which every output states.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from photofeh.bands import GAIA_PARALLAX_ZP_MAS
+
+__all__ = ["distance_kpc", "distance_error_kpc", "ivezic2008_abs_mag_r", "combine_with_parallax",
+           "galactocentric", "frame_description", "LN10_OVER_5"]
+
+LN10_OVER_5 = np.log(10.0) / 5.0  # d(ln d)/d(mu)
+
+# Ivezic et al. 2008 (ApJ 684, 287), appendix A: main-sequence M_r = M_r^0(g-i) + Delta M_r([Fe/H]), a
+# quintic in g-i plus a quadratic in [Fe/H]. Coefficients as implemented by astroML
+# (datasets/sdss_sspp.py, compute_distances) and Bovy's segueSelect (_mr_gi); the paper's equation numbers
+# could not be checked here. [Fe/H] range: -2.5..0.2 (as stated with the relation in Ivezic's own tools);
+# g-i range: 0.2..4.0, the main-sequence colours it was fitted on (not verified against the paper text).
+IVEZIC2008_MR0 = (-5.06, 14.32, -12.97, 6.127, -1.267, 0.0967)
+IVEZIC2008_DMR = (4.50, -1.11, -0.18)
+IVEZIC2008_GI_RANGE = (0.2, 4.0)
+IVEZIC2008_FEH_RANGE = (-2.5, 0.2)
+
+
+def distance_kpc(m0, mabs) -> np.ndarray:
+    """Distance (kpc) from a dereddened apparent magnitude and an absolute magnitude."""
+    return 10.0 ** ((np.asarray(m0, float) - np.asarray(mabs, float)) / 5.0 - 2.0)
+
+
+def distance_error_kpc(d_kpc, mabs_err, m0_err=0.0) -> np.ndarray:
+    """1-sigma distance error from the magnitude errors, to first order: sigma_d = d ln10/5 sigma_mu."""
+    sigma_mu = np.hypot(np.asarray(mabs_err, float), np.asarray(m0_err, float))
+    return np.asarray(d_kpc, float) * LN10_OVER_5 * sigma_mu
+
+
+def ivezic2008_abs_mag_r(g_i, feh) -> tuple[np.ndarray, np.ndarray]:
+    """Main-sequence M_r(g-i, [Fe/H]) of Ivezic et al. 2008 (appendix A) and the mask where it is valid.
+
+    Outside 0.2 < g-i < 4.0 or -2.5 < [Fe/H] < 0.2 the value is still returned
+    but flagged: giants and evolved stars are not on this relation at all.
+    """
+    x = np.asarray(g_i, float)
+    f = np.asarray(feh, float)
+    mr0 = np.polynomial.polynomial.polyval(x, IVEZIC2008_MR0)
+    dmr = np.polynomial.polynomial.polyval(f, IVEZIC2008_DMR)
+    valid = ((x > IVEZIC2008_GI_RANGE[0]) & (x < IVEZIC2008_GI_RANGE[1])
+             & (f > IVEZIC2008_FEH_RANGE[0]) & (f < IVEZIC2008_FEH_RANGE[1]))
+    return mr0 + dmr, valid
+
+
+def combine_with_parallax(d_kpc, d_err_kpc, parallax_mas, parallax_error_mas, min_parallax_snr: float = 5.0,
+                          zero_point_mas: float = GAIA_PARALLAX_ZP_MAS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Photometric and Gaia parallaxes combined where Gaia's is precise; returns distance, error, and
+    whether Gaia's parallax was used.
+
+    The photometric parallax 1/d (mas for d in kpc) with error sigma_d/d^2 and
+    the zero-point-corrected Gaia parallax are averaged with inverse-variance
+    weights where parallax/error >= ``min_parallax_snr``; elsewhere the
+    photometric distance stands alone (and where it is missing, nothing is
+    invented from a poor parallax).
+    """
+    d = np.asarray(d_kpc, float)
+    plx_phot = 1.0 / d
+    var_phot = (np.asarray(d_err_kpc, float) / d**2) ** 2
+    plx = np.asarray(parallax_mas, float) - zero_point_mas
+    var_gaia = np.asarray(parallax_error_mas, float) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        use = np.isfinite(plx) & (plx / np.sqrt(var_gaia) >= min_parallax_snr)
+        both = use & np.isfinite(plx_phot) & (var_phot > 0)
+        w_phot, w_gaia = 1.0 / var_phot, 1.0 / var_gaia
+        plx_comb = np.where(both, (plx_phot * w_phot + plx * w_gaia) / (w_phot + w_gaia),
+                            np.where(use, plx, plx_phot))
+        var_comb = np.where(both, 1.0 / (w_phot + w_gaia), np.where(use, var_gaia, var_phot))
+        d_out = 1.0 / plx_comb
+        err_out = np.sqrt(var_comb) / plx_comb**2
+    return d_out, err_out, use
+
+
+def galactocentric(ra_deg, dec_deg, d_kpc) -> dict[str, np.ndarray]:
+    """Galactocentric cylindrical R, z (kpc) and azimuth phi (deg) with astropy's default frame."""
+    import astropy.units as u
+    from astropy.coordinates import ICRS, Galactocentric
+
+    d = np.asarray(d_kpc, float)
+    ok = np.isfinite(d) & (d > 0)
+    icrs = ICRS(ra=np.asarray(ra_deg, float)[ok] * u.deg, dec=np.asarray(dec_deg, float)[ok] * u.deg,
+                distance=d[ok] * u.kpc)
+    gc = icrs.transform_to(Galactocentric()).cartesian
+    out = {k: np.full(d.shape, np.nan) for k in ("R_kpc", "z_kpc", "phi_deg")}
+    x, y = gc.x.to_value(u.kpc), gc.y.to_value(u.kpc)
+    out["R_kpc"][ok] = np.hypot(x, y)
+    out["z_kpc"][ok] = gc.z.to_value(u.kpc)
+    out["phi_deg"][ok] = np.degrees(np.arctan2(y, x))
+    return out
+
+
+def frame_description() -> dict:
+    """The Galactocentric frame parameters used, to be written beside every output."""
+    from astropy.coordinates import Galactocentric
+
+    g = Galactocentric()
+    return {"frame": "astropy Galactocentric (defaults)", "galcen_distance_kpc": g.galcen_distance.to_value("kpc"),
+            "z_sun_pc": g.z_sun.to_value("pc"), "roll_deg": g.roll.to_value("deg"),
+            "galcen_coord": g.galcen_coord.to_string("decimal", precision=6)}
