@@ -30,7 +30,10 @@ demo: setup
 	$(VENV)/bin/photofeh evaluate $(DEMO)/run $(DEMO)/mock_spec.parquet
 	@echo "== stage 3: predict every star of the survey (streamed, resumable Parquet parts) =="
 	rm -rf $(DEMO)/predictions
-	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions --chunk-rows 50000
+	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions --chunk-rows 50000 \
+		--keep sdss_r ebv parallax parallax_error
+	@echo "== stage 4: distances and the median [Fe/H] map in Galactocentric R-|Z| (cf. Ivezic et al. 2008) =="
+	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -96,3 +96,34 @@ def test_streamed_median_map_equals_numpy_per_cell():
     other.add(R[n // 2:], Z[n // 2:], feh[n // 2:])
     assert np.array_equal(half.merge(other).counts, m.counts)
     assert np.isnan(m.median(min_count=10**6)).all()
+
+
+def test_map_command_end_to_end(catalog: pd.DataFrame, tmp_path):
+    """Predictions set to the truth (so only the distance and map machinery is tested): distances come back
+    within the photometric and E(B-V) noise, every star is accounted for, and the map's median [Fe/H]
+    near the Sun equals numpy's median of the same stars at their true positions."""
+    import json
+
+    from photofeh.cli import main
+    from photofeh.distances import star_distances
+
+    t = catalog[np.isfinite(catalog["sdss_r"])]
+    pred = pd.DataFrame({"ra": t["ra"], "dec": t["dec"], "feh": t["feh_true"], "usable": True,
+                         "is_giant": t["is_giant_true"], "mabs_sdss_r": t["mabs_sdss_r_true"],
+                         "mabs_sdss_r_err": 0.01, "sdss_r": t["sdss_r"], "ebv": t["ebv"]})
+    pred.to_parquet(tmp_path / "pred.parquet")
+    pos = star_distances({c: pred[c].to_numpy() for c in pred}, "sdss_r")
+    ratio = pos["dist_kpc"] / t["dist_kpc_true"].to_numpy()
+    assert abs(np.median(ratio) - 1) < 0.02 and np.subtract(*np.percentile(ratio, [84, 16])) / 2 < 0.1
+    assert main(["map", str(tmp_path / "pred.parquet"), "--out", str(tmp_path / "map"), "--giants", "include",
+                 "--max-rel-dist-err", "1", "--cell", "1"]) == 0
+    report = json.loads((tmp_path / "map" / "map.json").read_text())
+    c = report["counts"]
+    assert c["stars"] == len(pred) == c["in the map"] + c["outside the map"] + c[
+        "distance missing or error > 100%"] + c["not usable (missing features)"]
+    assert report["frame"]["galcen_distance_kpc"] == pytest.approx(8.122)
+    m = BinnedQuantileMap.load(tmp_path / "map" / "feh_map.npz")
+    near = (t["R_kpc_true"].between(8, 9) & t["Z_kpc_true"].abs().between(1, 2)).to_numpy()
+    assert m.n[8, 1] == pytest.approx(near.sum(), rel=0.15)
+    assert m.median()[8, 1] == pytest.approx(np.median(t["feh_true"][near]), abs=0.05)
+    assert (tmp_path / "map" / "feh_map.png").stat().st_size > 10_000

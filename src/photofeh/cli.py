@@ -341,6 +341,50 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_map(args: argparse.Namespace) -> int:
+    """Stream a prediction table: distances, Galactocentric R and |Z|, median [Fe/H] map."""
+    import json
+
+    from photofeh.distances import frame_description, star_distances
+    from photofeh.maps import BinnedQuantileMap, plot_map
+    from photofeh.readers import CatalogReadError, iter_table
+
+    counts = Counter()
+    fmap = BinnedQuantileMap.feh_r_z(r_max=args.r_max, z_max=args.z_max, cell=args.cell)
+    try:
+        for chunk in iter_table(args.predictions, chunk_size=args.chunk_rows):
+            n = len(chunk["feh"])
+            counts["stars"] += n
+            keep = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
+            counts["not usable (missing features)"] += int(n - keep.sum())
+            if args.giants != "include":
+                giant = np.asarray(chunk["is_giant"], bool)
+                cut = keep & (giant if args.giants == "exclude" else ~giant)
+                counts[f"removed by --giants {args.giants}"] += int(cut.sum())
+                keep &= ~cut
+            cols = {c: np.asarray(v)[keep] for c, v in chunk.items()}
+            pos = star_distances(cols, args.band, args.min_parallax_snr)
+            good = np.isfinite(pos["R_kpc"]) & (pos["dist_err_kpc"] / pos["dist_kpc"] <= args.max_rel_dist_err)
+            counts[f"distance missing or error > {args.max_rel_dist_err:.0%}"] += int((~good).sum())
+            counts["Gaia parallax used"] += int(pos["parallax_used"][good].sum())
+            used = fmap.add(pos["R_kpc"][good], np.abs(pos["z_kpc"][good]), cols["feh"][good])
+            counts["outside the map"] += int(good.sum()) - used
+            counts["in the map"] += used
+    except (CatalogReadError, KeyError, ValueError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fmap.save(out / "feh_map.npz")
+    plot_map(fmap, out / "feh_map.png", min_count=args.min_count,
+             title=f"{counts['in the map']:,d} stars; median [Fe/H] where >= {args.min_count} per cell")
+    report = {"counts": dict(counts), "frame": frame_description(), "band": args.band,
+              "cell_kpc": args.cell, "min_count": args.min_count}
+    (out / "map.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report["counts"], indent=2))
+    print(f"wrote {out / 'feh_map.png'}, {out / 'feh_map.npz'} and {out / 'map.json'}")
+    return 0
+
+
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -478,6 +522,28 @@ def build_parser() -> argparse.ArgumentParser:
                          "worker processes; the input must be a Parquet dataset or a HATS catalogue")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=cmd_predict)
+
+    fm = sub.add_parser(
+        "map", help="distances and a median [Fe/H] map in Galactocentric R-|Z| from predictions",
+        description="Stream the output of 'photofeh predict' (kept with --keep sdss_r ebv parallax "
+                    "parallax_error): photometric distances from the predicted absolute magnitude, combined with "
+                    "Gaia parallaxes where precise, astropy's Galactocentric frame, and the median [Fe/H] per "
+                    "(R, |Z|) cell as in Ivezic et al. 2008. Every star left out is counted.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    fm.add_argument("predictions", help="prediction folder or file from 'photofeh predict'")
+    fm.add_argument("--out", required=True, help="folder for feh_map.png, feh_map.npz and map.json")
+    fm.add_argument("--band", default="sdss_r", help="band of the predicted absolute magnitude (mabs_<band>)")
+    fm.add_argument("--giants", choices=("exclude", "include", "only"), default="exclude",
+                    help="giants by the model's class (Ivezic 2008 mapped main-sequence stars)")
+    fm.add_argument("--min-parallax-snr", type=float, default=5.0,
+                    help="combine with Gaia parallaxes of at least this S/N")
+    fm.add_argument("--max-rel-dist-err", type=float, default=0.3, help="leave out stars with a larger d error")
+    fm.add_argument("--cell", type=float, default=0.5, help="cell size in R and |Z| (kpc)")
+    fm.add_argument("--r-max", type=float, default=20.0, help="map extent in R (kpc)")
+    fm.add_argument("--z-max", type=float, default=10.0, help="map extent in |Z| (kpc)")
+    fm.add_argument("--min-count", type=int, default=20, help="stars needed to show a cell")
+    fm.add_argument("--chunk-rows", type=_positive_int, default=1_000_000)
+    fm.set_defaults(func=cmd_map)
     return parser
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS
 
 __all__ = ["distance_kpc", "distance_error_kpc", "ivezic2008_abs_mag_r", "combine_with_parallax",
-           "galactocentric", "frame_description", "LN10_OVER_5"]
+           "galactocentric", "frame_description", "star_distances", "LN10_OVER_5"]
 
 LN10_OVER_5 = np.log(10.0) / 5.0  # d(ln d)/d(mu)
 
@@ -112,4 +112,31 @@ def frame_description() -> dict:
     g = Galactocentric()
     return {"frame": "astropy Galactocentric (defaults)", "galcen_distance_kpc": g.galcen_distance.to_value("kpc"),
             "z_sun_pc": g.z_sun.to_value("pc"), "roll_deg": g.roll.to_value("deg"),
-            "galcen_coord": g.galcen_coord.to_string("decimal", precision=6)}
+            "galcen_ra_deg": float(g.galcen_coord.ra.deg), "galcen_dec_deg": float(g.galcen_coord.dec.deg)}
+
+
+def star_distances(cols, band: str = "sdss_r", min_parallax_snr: float = 5.0) -> dict[str, np.ndarray]:
+    """Per-star distances and Galactocentric positions from a prediction table.
+
+    Needs ``ra``, ``dec``, the apparent magnitude ``band`` with ``ebv`` (or
+    ``A_<band>``), and the predicted ``mabs_<band>`` with its ``_err``; uses
+    ``parallax``/``parallax_error`` when present. Returns ``dist_kpc``,
+    ``dist_err_kpc``, ``parallax_used``, ``R_kpc``, ``z_kpc``, ``phi_deg``.
+    """
+    from photofeh.features import deredden
+
+    label = f"mabs_{band}"
+    missing = [c for c in ("ra", "dec", band, label, f"{label}_err") if c not in cols]
+    if "ebv" not in cols and f"A_{band}" not in cols:
+        missing.append("ebv")
+    if missing:
+        raise KeyError(f"distances need column(s) {missing}: predict with a model that has the {label} label and "
+                       f"keep the photometry, e.g. 'photofeh predict ... --keep {band} ebv parallax parallax_error'")
+    m0 = deredden(cols, [band])[band]
+    d = distance_kpc(m0, cols[label])
+    err = distance_error_kpc(d, cols[f"{label}_err"], cols.get(f"{band}_err", 0.0))
+    if "parallax" in cols and "parallax_error" in cols:
+        d, err, used = combine_with_parallax(d, err, cols["parallax"], cols["parallax_error"], min_parallax_snr)
+    else:
+        used = np.zeros(d.shape, bool)
+    return {"dist_kpc": d, "dist_err_kpc": err, "parallax_used": used, **galactocentric(cols["ra"], cols["dec"], d)}
