@@ -127,3 +127,13 @@ def test_map_command_end_to_end(catalog: pd.DataFrame, tmp_path):
     assert m.n[8, 1] == pytest.approx(near.sum(), rel=0.15)
     assert m.median()[8, 1] == pytest.approx(np.median(t["feh_true"][near]), abs=0.05)
     assert (tmp_path / "map" / "feh_map.png").stat().st_size > 10_000
+
+
+def test_map_command_names_missing_columns(tmp_path, capsys):
+    from photofeh.cli import main
+
+    pd.DataFrame({"ra": [1.0], "dec": [2.0], "feh": [-1.0], "usable": [True], "is_giant": [False],
+                  "mabs_sdss_r": [5.0], "mabs_sdss_r_err": [0.2]}).to_parquet(tmp_path / "p.parquet")
+    assert main(["map", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "m")]) == 1
+    err = capsys.readouterr().err
+    assert "sdss_r" in err and "ebv" in err and "--keep" in err
