@@ -3,7 +3,8 @@
 The input is cut into chunks of ``chunk_rows`` rows; chunk k always holds
 rows [k c, (k+1) c) (see :func:`photofeh.readers.iter_table`). Each chunk is
 predicted and written as its own Parquet part, atomically, then recorded in
-``_manifest.json``. Started again with the same command, a run skips the
+``_chunks.jsonl`` (``_manifest.json`` says what the run is: input, model,
+chunk size). Started again with the same command, a run skips the
 recorded chunks, so a crash or a ``kill -9`` costs at most the chunks in
 flight, and the output is identical to that of an uninterrupted run.
 
