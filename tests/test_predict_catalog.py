@@ -92,6 +92,11 @@ def test_resume_refuses_another_run_in_the_same_folder(model_dir, survey_file, t
     assert again.rows_this_run == 0 and again.resumed_chunks == 3
     with pytest.raises(ResumeMismatch, match="chunk_rows"):
         predict_catalog(model_dir, survey_file, tmp_path / "out", PredictOptions(chunk_rows=10_000, progress=False))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "precious.parquet").write_bytes(b"PAR1")
+    with pytest.raises(FileExistsError, match="holds no photofeh prediction run"):
+        predict_catalog(model_dir, survey_file, tmp_path / "data", opts)
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["precious.parquet"]
 
 
 @pytest.fixture()

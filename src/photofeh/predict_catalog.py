@@ -322,6 +322,9 @@ class _PredictionRun:
         self.folder = out.with_name(out.name + ".parts") if self.single_file else out
         if self.single_file and out.exists() and not self.folder.exists():
             raise FileExistsError(f"{out} exists and is complete; delete it to predict again")
+        if self.folder.is_dir() and any(self.folder.iterdir()) and not (self.folder / MANIFEST).exists():
+            raise FileExistsError(f"{self.folder} exists, is not empty and holds no photofeh prediction run; "
+                                  "choose another --out (nothing there is touched)")
         if opts.threads:
             torch.set_num_threads(opts.threads)
         self.model = load_model(model_dir, resolve_device(opts.device))
