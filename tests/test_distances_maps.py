@@ -116,11 +116,15 @@ def test_map_command_end_to_end(catalog: pd.DataFrame, tmp_path):
     ratio = pos["dist_kpc"] / t["dist_kpc_true"].to_numpy()
     assert abs(np.median(ratio) - 1) < 0.02 and np.subtract(*np.percentile(ratio, [84, 16])) / 2 < 0.1
     assert main(["map", str(tmp_path / "pred.parquet"), "--out", str(tmp_path / "map"), "--giants", "include",
-                 "--max-rel-dist-err", "1", "--cell", "1"]) == 0
+                 "--max-rel-dist-err", "1", "--cell", "1", "--stars", str(tmp_path / "stars.parquet")]) == 0
+    stars = pd.read_parquet(tmp_path / "stars.parquet")  # one row per prediction, in order
+    assert len(stars) == len(pred) and np.array_equal(stars["ra"], pred["ra"])
+    np.testing.assert_allclose(stars["dist_kpc"], pos["dist_kpc"], rtol=1e-12)
     report = json.loads((tmp_path / "map" / "map.json").read_text())
     c = report["counts"]
     assert c["stars"] == len(pred) == c["in the map"] + c["outside the map"] + c[
         "distance missing or error > 100%"] + c["not usable (missing features)"]
+    assert stars["in_map"].sum() == c["in the map"]
     assert report["frame"]["galcen_distance_kpc"] == pytest.approx(8.122)
     m = BinnedQuantileMap.load(tmp_path / "map" / "feh_map.npz")
     near = (t["R_kpc_true"].between(8, 9) & t["Z_kpc_true"].abs().between(1, 2)).to_numpy()

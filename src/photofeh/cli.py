@@ -345,32 +345,16 @@ def cmd_map(args: argparse.Namespace) -> int:
     """Stream a prediction table: distances, Galactocentric R and |Z|, median [Fe/H] map."""
     import json
 
-    from photofeh.distances import frame_description, star_distances
-    from photofeh.maps import BinnedQuantileMap, plot_map
-    from photofeh.readers import CatalogReadError, iter_table
+    from photofeh.distances import frame_description
+    from photofeh.maps import feh_map_from_predictions, plot_map
+    from photofeh.readers import CatalogReadError
 
-    counts = Counter()
-    fmap = BinnedQuantileMap.feh_r_z(r_max=args.r_max, z_max=args.z_max, cell=args.cell)
     try:
-        for chunk in iter_table(args.predictions, chunk_size=args.chunk_rows):
-            n = len(chunk["feh"])
-            counts["stars"] += n
-            keep = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
-            counts["not usable (missing features)"] += int(n - keep.sum())
-            if args.giants != "include":
-                giant = np.asarray(chunk["is_giant"], bool)
-                cut = keep & (giant if args.giants == "exclude" else ~giant)
-                counts[f"removed by --giants {args.giants}"] += int(cut.sum())
-                keep &= ~cut
-            cols = {c: np.asarray(v)[keep] for c, v in chunk.items()}
-            pos = star_distances(cols, args.band, args.min_parallax_snr)
-            good = np.isfinite(pos["R_kpc"]) & (pos["dist_err_kpc"] / pos["dist_kpc"] <= args.max_rel_dist_err)
-            counts[f"distance missing or error > {args.max_rel_dist_err:.0%}"] += int((~good).sum())
-            counts["Gaia parallax used"] += int(pos["parallax_used"][good].sum())
-            used = fmap.add(pos["R_kpc"][good], np.abs(pos["z_kpc"][good]), cols["feh"][good])
-            counts["outside the map"] += int(good.sum()) - used
-            counts["in the map"] += used
-    except (CatalogReadError, KeyError, ValueError) as exc:
+        fmap, counts = feh_map_from_predictions(
+            args.predictions, band=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
+            max_rel_dist_err=args.max_rel_dist_err, cell=args.cell, r_max=args.r_max, z_max=args.z_max,
+            chunk_rows=args.chunk_rows, stars_out=args.stars)
+    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -381,7 +365,8 @@ def cmd_map(args: argparse.Namespace) -> int:
               "cell_kpc": args.cell, "min_count": args.min_count}
     (out / "map.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["counts"], indent=2))
-    print(f"wrote {out / 'feh_map.png'}, {out / 'feh_map.npz'} and {out / 'map.json'}")
+    print(f"wrote {out / 'feh_map.png'}, {out / 'feh_map.npz'} and {out / 'map.json'}"
+          + (f"; per-star distances in {args.stars}" if args.stars else ""))
     return 0
 
 
@@ -542,6 +527,8 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--r-max", type=float, default=20.0, help="map extent in R (kpc)")
     fm.add_argument("--z-max", type=float, default=10.0, help="map extent in |Z| (kpc)")
     fm.add_argument("--min-count", type=int, default=20, help="stars needed to show a cell")
+    fm.add_argument("--stars", metavar="FILE.parquet",
+                    help="also write every star's distance, its error, R, z, phi and whether it is in the map")
     fm.add_argument("--chunk-rows", type=_positive_int, default=1_000_000)
     fm.set_defaults(func=cmd_map)
     return parser

@@ -10,11 +10,14 @@ R-|Z| plane.
 
 from __future__ import annotations
 
+import os
+from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BinnedQuantileMap", "plot_map"]
+__all__ = ["BinnedQuantileMap", "plot_map", "feh_map_from_predictions"]
 
 
 @dataclass
@@ -113,3 +116,70 @@ def plot_map(m: BinnedQuantileMap, path, min_count: int = 20, label: str = "medi
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r", giants: str = "exclude",
+                             min_parallax_snr: float = 5.0, max_rel_dist_err: float = 0.3, cell: float = 0.5,
+                             r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
+                             stars_out: str | os.PathLike | None = None) -> tuple[BinnedQuantileMap, Counter]:
+    """Stream a ``photofeh predict`` output into the median [Fe/H] map of R and |Z|.
+
+    Stars are left out, and counted, when their features were unusable, by
+    the giant selection (``giants``: exclude, include, only), when their
+    distance is missing or its relative error exceeds ``max_rel_dist_err``,
+    or when they fall outside the map. ``stars_out``: a Parquet file with,
+    for every input row in order, the distance, its error, whether Gaia's
+    parallax was used, R, z, phi and ``in_map``.
+    """
+    import contextlib
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from photofeh.catalog import atomic_output
+    from photofeh.distances import star_distances
+    from photofeh.readers import iter_table
+
+    if giants not in ("exclude", "include", "only"):
+        raise ValueError(f"giants must be exclude, include or only, not {giants!r}")
+    fmap = BinnedQuantileMap.feh_r_z(r_max=r_max, z_max=z_max, cell=cell)
+    counts: Counter = Counter()
+    out_cols = ("dist_kpc", "dist_err_kpc", "parallax_used", "R_kpc", "z_kpc", "phi_deg")
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_output(Path(stars_out))) if stars_out else None  # renamed at the end
+        writer = None
+        for chunk in iter_table(source, chunk_size=chunk_rows):
+            n = len(chunk["feh"])
+            counts["stars"] += n
+            keep = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
+            counts["not usable (missing features)"] += int(n - keep.sum())
+            if giants != "include":
+                giant = np.asarray(chunk["is_giant"], bool)
+                cut = keep & (giant if giants == "exclude" else ~giant)
+                counts[f"removed by giants={giants}"] += int(cut.sum())
+                keep &= ~cut
+            cols = {c: np.asarray(v)[keep] for c, v in chunk.items()}
+            pos = star_distances(cols, band, min_parallax_snr)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                good = np.isfinite(pos["R_kpc"]) & (pos["dist_err_kpc"] / pos["dist_kpc"] <= max_rel_dist_err)
+            counts[f"distance missing or error > {max_rel_dist_err:.0%}"] += int((~good).sum())
+            counts["Gaia parallax used"] += int(pos["parallax_used"][good].sum())
+            z = np.abs(pos["z_kpc"])
+            inside = good & (pos["R_kpc"] >= 0) & (pos["R_kpc"] < fmap.x_edges[-1]) & (z < fmap.y_edges[-1])
+            used = fmap.add(pos["R_kpc"][inside], z[inside], cols["feh"][inside])
+            counts["outside the map"] += int(good.sum()) - used
+            counts["in the map"] += used
+            if tmp is not None:
+                table = {c: chunk[c] for c in ("source_id", "ra", "dec") if c in chunk}
+                for c in out_cols:
+                    full = np.zeros(n, bool) if pos[c].dtype == bool else np.full(n, np.nan)
+                    full[keep] = pos[c]
+                    table[c] = full
+                in_map = np.zeros(n, bool)
+                in_map[np.flatnonzero(keep)[inside]] = True
+                table["in_map"] = in_map
+                table = pa.table(table)
+                if writer is None:
+                    writer = stack.enter_context(pq.ParquetWriter(tmp, table.schema, compression="snappy"))
+                writer.write_table(table)
+    return fmap, counts
