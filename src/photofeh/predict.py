@@ -18,6 +18,7 @@ import torch
 
 from photofeh.artifact import load_model_folder
 from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
+from photofeh.missing import enough_features, masked_inputs
 from photofeh.models import build_network
 
 __all__ = ["PhotometricModel", "load_model", "model_folder"]
@@ -35,10 +36,12 @@ class PhotometricModel:
         self.y_scale = Standardizer.from_dict(meta["label_standardizer"])
         self.sigma_scale = np.asarray(meta.get("sigma_scale", [1.0] * len(self.labels)), float)
         self.temperature = float(meta.get("class_temperature", 1.0))
+        self.masked = meta.get("missing", "require") == "mask"  # see photofeh.missing
+        n_inputs = len(self.features) * (2 if self.masked else 1)
         self.device = torch.device(device)
         self.members = []
         for sd in state_dicts:
-            net = build_network(meta["architecture"], len(self.features), self.labels, meta["heads"],
+            net = build_network(meta["architecture"], n_inputs, self.labels, meta["heads"],
                                 classify=meta.get("classify", True))
             net.load_state_dict(sd)
             net.eval()
@@ -59,8 +62,12 @@ class PhotometricModel:
         X = np.asarray(X, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != len(self.features):
             raise ValueError(f"expected an array of shape (n, {len(self.features)}) with features {self.features}")
-        ok = np.all(np.isfinite(X), axis=1)
-        Z = self.x_scale.transform(X[ok])  # the network sees usable rows only; the others stay NaN
+        if self.masked:  # predict from what each star has, given enough of it
+            ok = enough_features(X, int(self.meta.get("min_features", 1)))
+            Z = masked_inputs(self.x_scale.transform(X[ok]))
+        else:
+            ok = np.all(np.isfinite(X), axis=1)
+            Z = self.x_scale.transform(X[ok])  # the network sees usable rows only; the others stay NaN
         n, L = len(Z), len(self.labels)
         means = np.empty((len(self.members), n, L))
         variances = np.empty((len(self.members), n, L))

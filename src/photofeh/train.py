@@ -22,6 +22,7 @@ from scipy.optimize import minimize_scalar
 from photofeh import __version__
 from photofeh.artifact import save_model_folder
 from photofeh.features import DEFAULT_FEATURES, Standardizer, as_columns, feature_matrix
+from photofeh.missing import MISSING_MODES, drop_groups, enough_features, feature_groups, masked_inputs
 from photofeh.models import PRESETS, build_network
 from photofeh.tomlfile import read_toml
 
@@ -56,6 +57,11 @@ class TrainConfig:
     class_operating_feh_max: float | None = -1.2
     seed: int = 0
     threads: int = 0  # 0: all cores
+    # missing photometry (photofeh.missing): "require" every feature, or "mask": predict from what a star
+    # has, training with whole surveys hidden at random (group_dropout) and at least min_features measured
+    missing: str = "require"
+    group_dropout: float = 0.3
+    min_features: int = 3
 
     def validate(self) -> None:
         if any(lab not in self.label_columns for lab in self.labels):
@@ -65,6 +71,10 @@ class TrainConfig:
             raise ValueError(f"split must be three positive fractions summing to 1, got {self.split}")
         if self.ensemble < 1 or self.epochs < 1 or self.batch_size < 2:
             raise ValueError("ensemble, epochs must be >= 1 and batch_size >= 2")
+        if self.missing not in MISSING_MODES:
+            raise ValueError(f"missing must be one of {MISSING_MODES}, got {self.missing!r}")
+        if not 0 <= self.group_dropout < 1 or not 1 <= self.min_features <= len(self.features):
+            raise ValueError("group_dropout must be in [0, 1) and min_features in [1, number of features]")
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -96,7 +106,7 @@ class Prepared:
     y: np.ndarray  # labels (n, L), NaN where missing
     e: np.ndarray  # label errors (n, L), 0 where unknown
     giant: np.ndarray  # 1/0, NaN where unknown
-    usable: np.ndarray  # all features finite
+    usable: np.ndarray  # all features finite ("require") or enough of them ("mask")
     ids: np.ndarray
 
 
@@ -104,6 +114,8 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
     """Features, labels, label errors and the giant flag from a labelled catalogue."""
     cols = as_columns(table)
     X, usable = feature_matrix(cols, cfg.features, cfg.ebv_column)
+    if cfg.missing == "mask":
+        usable = enough_features(X, cfg.min_features)
     n = len(X)
     y = np.full((n, len(cfg.labels)), np.nan)
     e = np.zeros((n, len(cfg.labels)))
@@ -156,12 +168,32 @@ def _set_threads(cfg: TrainConfig) -> None:
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
 
 
-def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer):
-    X = torch.from_numpy(xs.transform(p.X[rows]))
+def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer, cfg: TrainConfig,
+             hide_seed: int | None = None):
+    """Training tensors; in "mask" mode the inputs carry measured-bits, and with ``hide_seed`` surveys are
+    hidden once, reproducibly (the validation set then scores the model on the mixture it will meet)."""
+    z = xs.transform(p.X[rows])
+    if cfg.missing == "mask":
+        z = masked_inputs(z)
+        if hide_seed is not None:
+            z = drop_groups(torch.from_numpy(z), _group_index(cfg), cfg.group_dropout,
+                            torch.Generator().manual_seed(hide_seed)).numpy()
+    X = torch.from_numpy(z)
     y = torch.from_numpy(((p.y[rows] - ys.mean) / ys.std).astype(np.float32))
     e = torch.from_numpy((p.e[rows] / ys.std).astype(np.float32))
     g = torch.from_numpy(p.giant[rows].astype(np.float32))
     return X, y, e, g
+
+
+def _n_inputs(cfg: TrainConfig) -> int:
+    """Network inputs: the features, and in "mask" mode one measured-bit per feature."""
+    return len(cfg.features) * (2 if cfg.missing == "mask" else 1)
+
+
+def _group_index(cfg: TrainConfig) -> torch.Tensor:
+    names = feature_groups(cfg.features)
+    order = list(dict.fromkeys(names))
+    return torch.tensor([order.index(g) for g in names])
 
 
 def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log) -> tuple:
@@ -173,6 +205,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
     # one-cycle schedule (Smith & Topin 2019) over the full budget; early stopping may end it sooner
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=cfg.epochs * steps)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + member)
+    groups = _group_index(cfg)
     best, best_state, bad, history = float("inf"), None, 0, []
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
@@ -181,7 +214,10 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
         total = 0.0
         for s in range(steps):
             idx = perm[s * cfg.batch_size:(s + 1) * cfg.batch_size]
-            loss = multitask_loss(net(train_t[0][idx]), train_t[1][idx], train_t[2][idx], train_t[3][idx],
+            x = train_t[0][idx]
+            if cfg.missing == "mask":  # hide whole surveys afresh in every batch
+                x = drop_groups(x, groups, cfg.group_dropout, gen)
+            loss = multitask_loss(net(x), train_t[1][idx], train_t[2][idx], train_t[3][idx],
                                   class_weight=cfg.class_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -288,10 +324,10 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Pat
                          f"{int((~has_label).sum())} have no label)")
     xs = Standardizer.fit(p.X[train_rows])
     ys = Standardizer.fit(p.y[train_rows])
-    train_t, val_t = _tensors(p, train_rows, xs, ys), _tensors(p, val_rows, xs, ys)
+    train_t, val_t = _tensors(p, train_rows, xs, ys, cfg), _tensors(p, val_rows, xs, ys, cfg, cfg.seed + 7)
     nets, history = [], []
     for member in range(cfg.ensemble):
-        net, hist = _fit_member(cfg, member, train_t, val_t, len(cfg.features), log)
+        net, hist = _fit_member(cfg, member, train_t, val_t, _n_inputs(cfg), log)
         nets.append(net)
         history += hist
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
@@ -301,6 +337,7 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Pat
         "photofeh_version": __version__,
         "architecture": cfg.architecture, "heads": cfg.heads, "classify": cfg.classify,
         "features": cfg.features, "ebv_column": cfg.ebv_column,
+        "missing": cfg.missing, "min_features": cfg.min_features, "feature_groups": feature_groups(cfg.features),
         "labels": cfg.labels, "label_columns": cfg.label_columns,
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
         "sigma_scale": scales, "class_temperature": temperature,
@@ -373,9 +410,9 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
     p = prepare(table, cfg)
     rows = np.flatnonzero(p.usable & np.isfinite(p.y).any(axis=1))
     xs, ys = Standardizer.fit(p.X[rows]), Standardizer.fit(p.y[rows])
-    X, y, e, g = _tensors(p, rows, xs, ys)
+    X, y, e, g = _tensors(p, rows, xs, ys, cfg, cfg.seed + 7 if cfg.missing == "mask" else None)
     torch.manual_seed(cfg.seed)
-    net = build_network(cfg.architecture, len(cfg.features), cfg.labels, cfg.heads, cfg.classify)
+    net = build_network(cfg.architecture, _n_inputs(cfg), cfg.labels, cfg.heads, cfg.classify)
     opt = torch.optim.AdamW(net.parameters(), lr=lr_min, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     lrs = np.geomspace(lr_min, lr_max, steps)

@@ -1,0 +1,78 @@
+"""Missing photometry as data: masked network inputs and survey dropout during training.
+
+A model trained with ``missing = "mask"`` sees each standardised feature
+next to a 0/1 bit saying whether it was measured (missing values enter as
+0, the training mean). During training whole surveys are hidden at random
+(all SDSS colours, all PS1 colours, the Gaia photometry, the parallax), so
+the network learns to predict from whatever a star has, and, through the
+Gaussian likelihood, to widen its uncertainties when less is known. This is
+input dropout by feature group with explicit masks (cf. the "missing
+indicator" approach; Lipton et al. 2016, MLHC, on clinical time series),
+used here instead of imputing bands with an autoencoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from photofeh.bands import BANDS
+
+__all__ = ["feature_groups", "masked_inputs", "enough_features", "drop_groups", "MISSING_MODES"]
+
+MISSING_MODES = ("require", "mask")
+
+
+def feature_groups(features: Sequence[str]) -> list[str]:
+    """The group a feature is hidden with: its bands' survey (``"sdss"``, ``"ps1"`` ...; ``"sdss+ps1"`` for a
+    cross-survey colour), ``"parallax"`` for the parallax and its error, else the column itself."""
+    groups = []
+    for f in features:
+        surveys = sorted({BANDS[p].survey for p in f.split("-") if p in BANDS})
+        if surveys:
+            groups.append("+".join(surveys))
+        elif f.startswith("parallax"):
+            groups.append("parallax")
+        else:
+            groups.append(f)
+    return groups
+
+
+def masked_inputs(z: np.ndarray) -> np.ndarray:
+    """Standardised features with NaN -> (n, 2F): values (0 where missing) then the measured-bits."""
+    present = np.isfinite(z)
+    return np.concatenate([np.where(present, z, 0.0), present], axis=1).astype(np.float32)
+
+
+def enough_features(x: np.ndarray, min_features: int) -> np.ndarray:
+    """Rows with at least ``min_features`` measured features: the others get no prediction."""
+    return np.isfinite(x).sum(axis=1) >= min_features
+
+
+def drop_groups(x: torch.Tensor, group_index: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Hide each feature group of each row with probability ``p`` (values and bits set to 0).
+
+    ``x`` is (B, 2F) from :func:`masked_inputs`; ``group_index`` (F,) maps
+    features to groups 0..G-1. A row never loses all its measured groups.
+    """
+    n_features = group_index.numel()
+    n_groups = int(group_index.max()) + 1
+    hide = torch.rand((x.shape[0], n_groups), generator=generator) < p
+    present = x[:, n_features:] > 0
+    group_present = _group_any(present, group_index, n_groups)
+    left = group_present & ~hide
+    hide &= left.any(dim=1, keepdim=True)  # keep the row as it was rather than hide everything
+    hidden = hide[:, group_index]
+    out = x.clone()
+    out[:, :n_features][hidden] = 0.0
+    out[:, n_features:][hidden] = 0.0
+    return out
+
+
+def _group_any(present: torch.Tensor, group_index: torch.Tensor, n_groups: int) -> torch.Tensor:
+    """(B, G): whether any feature of each group is measured."""
+    counts = torch.zeros((present.shape[0], n_groups), dtype=torch.float32)
+    counts.index_add_(1, group_index, present.float())
+    return counts > 0
