@@ -108,9 +108,10 @@ def test_map_command_end_to_end(catalog: pd.DataFrame, tmp_path):
     from photofeh.distances import star_distances
 
     t = catalog[np.isfinite(catalog["sdss_r"])]
-    pred = pd.DataFrame({"ra": t["ra"], "dec": t["dec"], "feh": t["feh_true"], "usable": True,
+    pred = pd.DataFrame({"ra": t["ra"], "dec": t["dec"], "feh": t["feh_true"], "feh_err": 0.1, "usable": True,
                          "is_giant": t["is_giant_true"], "mabs_sdss_r": t["mabs_sdss_r_true"],
                          "mabs_sdss_r_err": 0.01, "sdss_r": t["sdss_r"], "ebv": t["ebv"]})
+    pred.loc[pred.index[::50], "feh_err"] = 0.5  # vague predictions are left out of the map, and counted
     pred.to_parquet(tmp_path / "pred.parquet")
     pos = star_distances({c: pred[c].to_numpy() for c in pred}, "sdss_r")
     ratio = pos["dist_kpc"] / t["dist_kpc_true"].to_numpy()
@@ -122,12 +123,14 @@ def test_map_command_end_to_end(catalog: pd.DataFrame, tmp_path):
     np.testing.assert_allclose(stars["dist_kpc"], pos["dist_kpc"], rtol=1e-12)
     report = json.loads((tmp_path / "map" / "map.json").read_text())
     c = report["counts"]
+    assert c["[Fe/H] error > 0.3 dex"] == len(pred[::50])
     assert c["stars"] == len(pred) == c["in the map"] + c["outside the map"] + c[
-        "distance missing or error > 100%"] + c["not usable (missing features)"]
+        "distance missing or error > 100%"] + c["not usable (missing features)"] + c["[Fe/H] error > 0.3 dex"]
     assert stars["in_map"].sum() == c["in the map"]
     assert report["frame"]["galcen_distance_kpc"] == pytest.approx(8.122)
     m = BinnedQuantileMap.load(tmp_path / "map" / "feh_map.npz")
-    near = (t["R_kpc_true"].between(8, 9) & t["Z_kpc_true"].abs().between(1, 2)).to_numpy()
+    near = (t["R_kpc_true"].between(8, 9) & t["Z_kpc_true"].abs().between(1, 2)).to_numpy().copy()
+    near[::50] = False
     assert m.n[8, 1] == pytest.approx(near.sum(), rel=0.15)
     assert m.median()[8, 1] == pytest.approx(np.median(t["feh_true"][near]), abs=0.05)
     assert (tmp_path / "map" / "feh_map.png").stat().st_size > 10_000
@@ -136,7 +139,7 @@ def test_map_command_end_to_end(catalog: pd.DataFrame, tmp_path):
 def test_map_command_names_missing_columns(tmp_path, capsys):
     from photofeh.cli import main
 
-    pd.DataFrame({"ra": [1.0], "dec": [2.0], "feh": [-1.0], "usable": [True], "is_giant": [False],
+    pd.DataFrame({"ra": [1.0], "dec": [2.0], "feh": [-1.0], "feh_err": [0.1], "usable": [True], "is_giant": [False],
                   "mabs_sdss_r": [5.0], "mabs_sdss_r_err": [0.2]}).to_parquet(tmp_path / "p.parquet")
     assert main(["map", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "m")]) == 1
     err = capsys.readouterr().err

@@ -352,8 +352,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     try:
         fmap, counts = feh_map_from_predictions(
             args.predictions, band=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
-            max_rel_dist_err=args.max_rel_dist_err, cell=args.cell, r_max=args.r_max, z_max=args.z_max,
-            chunk_rows=args.chunk_rows, stars_out=args.stars)
+            max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
+            r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars)
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     out = Path(args.out)
@@ -523,6 +523,9 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--min-parallax-snr", type=float, default=5.0,
                     help="combine with Gaia parallaxes of at least this S/N")
     fm.add_argument("--max-rel-dist-err", type=float, default=0.3, help="leave out stars with a larger d error")
+    fm.add_argument("--max-feh-err", type=float, default=0.3,
+                    help="leave out stars whose predicted [Fe/H] error is larger (vague predictions lean toward "
+                         "the training mean and bias medians)")
     fm.add_argument("--cell", type=float, default=0.5, help="cell size in R and |Z| (kpc)")
     fm.add_argument("--r-max", type=float, default=20.0, help="map extent in R (kpc)")
     fm.add_argument("--z-max", type=float, default=10.0, help="map extent in |Z| (kpc)")

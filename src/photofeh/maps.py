@@ -119,14 +119,18 @@ def plot_map(m: BinnedQuantileMap, path, min_count: int = 20, label: str = "medi
 
 
 def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r", giants: str = "exclude",
-                             min_parallax_snr: float = 5.0, max_rel_dist_err: float = 0.3, cell: float = 0.5,
+                             min_parallax_snr: float = 5.0, max_rel_dist_err: float = 0.3,
+                             max_feh_err: float | None = 0.3, cell: float = 0.5,
                              r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
                              stars_out: str | os.PathLike | None = None) -> tuple[BinnedQuantileMap, Counter]:
     """Stream a ``photofeh predict`` output into the median [Fe/H] map of R and |Z|.
 
     Stars are left out, and counted, when their features were unusable, by
     the giant selection (``giants``: exclude, include, only), when their
-    distance is missing or its relative error exceeds ``max_rel_dist_err``,
+    predicted [Fe/H] error exceeds ``max_feh_err`` (imprecise predictions,
+    e.g. faint stars far from the labelled set, lean toward the training
+    mean and would bias a median), when their distance is missing or its
+    relative error exceeds ``max_rel_dist_err``,
     or when they fall outside the map. ``stars_out``: a Parquet file with,
     for every input row in order, the distance, its error, whether Gaia's
     parallax was used, R, z, phi and ``in_map``.
@@ -151,18 +155,24 @@ def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r",
         for chunk in iter_table(source, chunk_size=chunk_rows):
             n = len(chunk["feh"])
             counts["stars"] += n
-            keep = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
-            counts["not usable (missing features)"] += int(n - keep.sum())
+            usable = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
+            counts["not usable (missing features)"] += int(n - usable.sum())
+            cols = {c: np.asarray(v)[usable] for c, v in chunk.items()}
+            pos = star_distances(cols, band, min_parallax_snr)  # every usable star gets its distance
+            sel = np.ones(len(cols["feh"]), bool)  # then the map's own selection, each cut counted
+            if max_feh_err is not None:
+                with np.errstate(invalid="ignore"):
+                    vague = ~(np.asarray(cols["feh_err"], float) <= max_feh_err)
+                counts[f"[Fe/H] error > {max_feh_err:g} dex"] += int(vague.sum())
+                sel &= ~vague
             if giants != "include":
-                giant = np.asarray(chunk["is_giant"], bool)
-                cut = keep & (giant if giants == "exclude" else ~giant)
+                giant = np.asarray(cols["is_giant"], bool)
+                cut = sel & (giant if giants == "exclude" else ~giant)
                 counts[f"removed by giants={giants}"] += int(cut.sum())
-                keep &= ~cut
-            cols = {c: np.asarray(v)[keep] for c, v in chunk.items()}
-            pos = star_distances(cols, band, min_parallax_snr)
+                sel &= ~cut
             with np.errstate(invalid="ignore", divide="ignore"):
-                good = np.isfinite(pos["R_kpc"]) & (pos["dist_err_kpc"] / pos["dist_kpc"] <= max_rel_dist_err)
-            counts[f"distance missing or error > {max_rel_dist_err:.0%}"] += int((~good).sum())
+                good = sel & np.isfinite(pos["R_kpc"]) & (pos["dist_err_kpc"] / pos["dist_kpc"] <= max_rel_dist_err)
+            counts[f"distance missing or error > {max_rel_dist_err:.0%}"] += int((sel & ~good).sum())
             counts["Gaia parallax used"] += int(pos["parallax_used"][good].sum())
             z = np.abs(pos["z_kpc"])
             inside = good & (pos["R_kpc"] >= 0) & (pos["R_kpc"] < fmap.x_edges[-1]) & (z < fmap.y_edges[-1])
@@ -173,10 +183,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r",
                 table = {c: chunk[c] for c in ("source_id", "ra", "dec") if c in chunk}
                 for c in out_cols:
                     full = np.zeros(n, bool) if pos[c].dtype == bool else np.full(n, np.nan)
-                    full[keep] = pos[c]
+                    full[usable] = pos[c]
                     table[c] = full
                 in_map = np.zeros(n, bool)
-                in_map[np.flatnonzero(keep)[inside]] = True
+                in_map[np.flatnonzero(usable)[inside]] = True
                 table["in_map"] = in_map
                 table = pa.table(table)
                 if writer is None:
