@@ -34,6 +34,12 @@ demo: setup
 		--keep sdss_r ebv parallax parallax_error
 	@echo "== stage 4: distances and the median [Fe/H] map in Galactocentric R-|Z| (cf. Ivezic et al. 2008) =="
 	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map
+	@echo "== stage 5: missing photometry: a masked model predicts stars lacking SDSS or Gaia too =="
+	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/masked.toml --out $(DEMO)/run_masked \
+		--epochs 30 --quiet
+	rm -rf $(DEMO)/predictions_masked
+	$(VENV)/bin/photofeh predict $(DEMO)/run_masked $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_masked \
+		--chunk-rows 50000 --keep sdss_r ebv parallax parallax_error --quiet
 
 test: setup
 	$(VENV)/bin/pytest -q
