@@ -130,10 +130,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r",
     predicted [Fe/H] error exceeds ``max_feh_err`` (imprecise predictions,
     e.g. faint stars far from the labelled set, lean toward the training
     mean and would bias a median), when their distance is missing or its
-    relative error exceeds ``max_rel_dist_err``,
-    or when they fall outside the map. ``stars_out``: a Parquet file with,
-    for every input row in order, the distance, its error, whether Gaia's
-    parallax was used, R, z, phi and ``in_map``.
+    relative error exceeds ``max_rel_dist_err``, or when they fall outside
+    the map. ``stars_out``: a Parquet file with, for every input row in
+    order, the distance, its error, whether Gaia's parallax was used, R, z,
+    phi (NaN for unusable rows) and ``in_map``.
     """
     import contextlib
 
