@@ -39,7 +39,8 @@ demo: setup
 		--epochs 30 --quiet
 	rm -rf $(DEMO)/predictions_masked
 	$(VENV)/bin/photofeh predict $(DEMO)/run_masked $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_masked \
-		--chunk-rows 50000 --keep sdss_r ebv parallax parallax_error --quiet
+		--chunk-rows 50000 --keep sdss_r ps1_r ebv parallax parallax_error --quiet
+	$(VENV)/bin/photofeh map $(DEMO)/predictions_masked --band sdss_r ps1_r --out $(DEMO)/map_masked
 
 test: setup
 	$(VENV)/bin/pytest -q

@@ -144,3 +144,23 @@ def test_map_command_names_missing_columns(tmp_path, capsys):
     assert main(["map", str(tmp_path / "p.parquet"), "--out", str(tmp_path / "m")]) == 1
     err = capsys.readouterr().err
     assert "sdss_r" in err and "ebv" in err and "--keep" in err
+
+
+def test_each_star_takes_the_first_band_it_has(catalog: pd.DataFrame):
+    """Without SDSS, a star is placed with PS1: same distances (to the photometric noise), band recorded."""
+    from photofeh.distances import star_distances
+
+    t = catalog[np.isfinite(catalog["sdss_r"]) & np.isfinite(catalog["ps1_r"])].iloc[:20_000]
+    cols = {"ra": t["ra"].to_numpy(), "dec": t["dec"].to_numpy(), "ebv": t["ebv"].to_numpy(),
+            **{b: t[b].to_numpy().copy() for b in ("sdss_r", "ps1_r")},
+            **{f"mabs_{b}": t[f"mabs_{b}_true"].to_numpy() for b in ("sdss_r", "ps1_r")},
+            **{f"mabs_{b}_err": np.full(len(t), 0.05) for b in ("sdss_r", "ps1_r")}}
+    cols["sdss_r"][::2] = np.nan  # half the stars lack SDSS
+    pos = star_distances(cols, ["sdss_r", "ps1_r"])
+    assert np.array_equal(pos["dist_band"], np.where(np.arange(len(t)) % 2 == 0, 1, 0))
+    ratio = pos["dist_kpc"] / t["dist_kpc_true"].to_numpy()
+    for k in (0, 1):
+        r = ratio[pos["dist_band"] == k]
+        assert abs(np.median(r) - 1) < 0.02 and np.subtract(*np.percentile(r, [84, 16])) / 2 < 0.06
+    cols["ps1_r"][::2] = np.nan
+    assert np.all(star_distances(cols, ["sdss_r", "ps1_r"])["dist_band"][::2] == -1)

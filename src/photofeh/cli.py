@@ -351,7 +351,7 @@ def cmd_map(args: argparse.Namespace) -> int:
 
     try:
         fmap, counts = feh_map_from_predictions(
-            args.predictions, band=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
+            args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
             max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
             r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars)
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
@@ -517,7 +517,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     fm.add_argument("predictions", help="prediction folder or file from 'photofeh predict'")
     fm.add_argument("--out", required=True, help="folder for feh_map.png, feh_map.npz and map.json")
-    fm.add_argument("--band", default="sdss_r", help="band of the predicted absolute magnitude (mabs_<band>)")
+    fm.add_argument("--band", nargs="+", default=["sdss_r"],
+                    help="band(s) of the predicted absolute magnitude (mabs_<band>), in order of preference: "
+                         "each star uses the first it has (e.g. sdss_r ps1_r)")
     fm.add_argument("--giants", choices=("exclude", "include", "only"), default="exclude",
                     help="giants by the model's class (Ivezic 2008 mapped main-sequence stars)")
     fm.add_argument("--min-parallax-snr", type=float, default=5.0,

@@ -13,6 +13,8 @@ Bovy 2019), which every output states.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS
@@ -115,28 +117,42 @@ def frame_description() -> dict:
             "galcen_ra_deg": float(g.galcen_coord.ra.deg), "galcen_dec_deg": float(g.galcen_coord.dec.deg)}
 
 
-def star_distances(cols, band: str = "sdss_r", min_parallax_snr: float = 5.0) -> dict[str, np.ndarray]:
+def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr: float = 5.0
+                   ) -> dict[str, np.ndarray]:
     """Per-star distances and Galactocentric positions from a prediction table.
 
-    Needs ``ra``, ``dec``, the apparent magnitude ``band`` with ``ebv`` (or
-    ``A_<band>``), and the predicted ``mabs_<band>`` with its ``_err``; uses
-    ``parallax``/``parallax_error`` when present. Returns ``dist_kpc``,
-    ``dist_err_kpc``, ``parallax_used``, ``R_kpc``, ``z_kpc``, ``phi_deg``.
+    For each band (in order of preference) it needs the apparent magnitude
+    with ``ebv`` (or ``A_<band>``) and the predicted ``mabs_<band>`` with its
+    ``_err``; each star takes the first band in which both are measured
+    (``dist_band``: its index in ``bands``, -1 for none), so a star without
+    SDSS can still be placed with PS1. Uses ``parallax``/``parallax_error``
+    when present. Returns ``dist_kpc``, ``dist_err_kpc``, ``dist_band``,
+    ``parallax_used``, ``R_kpc``, ``z_kpc``, ``phi_deg``.
     """
     from photofeh.features import deredden
 
-    label = f"mabs_{band}"
-    missing = [c for c in ("ra", "dec", band, label, f"{label}_err") if c not in cols]
-    if "ebv" not in cols and f"A_{band}" not in cols:
+    bands = [bands] if isinstance(bands, str) else list(bands)
+    missing = [c for b in bands for c in (b, f"mabs_{b}", f"mabs_{b}_err") if c not in cols]
+    missing += [c for c in ("ra", "dec") if c not in cols]
+    if "ebv" not in cols and any(f"A_{b}" not in cols for b in bands):
         missing.append("ebv")
     if missing:
-        raise KeyError(f"distances need column(s) {missing}: predict with a model that has the {label} label and "
-                       f"keep the photometry, e.g. 'photofeh predict ... --keep {band} ebv parallax parallax_error'")
-    m0 = deredden(cols, [band])[band]
-    d = distance_kpc(m0, cols[label])
-    err = distance_error_kpc(d, cols[f"{label}_err"], cols.get(f"{band}_err", 0.0))
+        raise KeyError(f"distances need column(s) {missing}: predict with a model that has the "
+                       f"{', '.join(f'mabs_{b}' for b in bands)} label(s) and keep the photometry, e.g. "
+                       f"'photofeh predict ... --keep {' '.join(bands)} ebv parallax parallax_error'")
+    n = len(cols["ra"])
+    d, err, which = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1)
+    m0 = deredden(cols, bands)
+    for k, b in enumerate(bands):
+        mabs = np.asarray(cols[f"mabs_{b}"], float)
+        take = (which < 0) & np.isfinite(m0[b]) & np.isfinite(mabs)
+        d[take] = distance_kpc(m0[b][take], mabs[take])
+        m_err = np.asarray(cols[f"{b}_err"], float)[take] if f"{b}_err" in cols else 0.0
+        err[take] = distance_error_kpc(d[take], np.asarray(cols[f"mabs_{b}_err"], float)[take], m_err)
+        which[take] = k
     if "parallax" in cols and "parallax_error" in cols:
         d, err, used = combine_with_parallax(d, err, cols["parallax"], cols["parallax_error"], min_parallax_snr)
     else:
-        used = np.zeros(d.shape, bool)
-    return {"dist_kpc": d, "dist_err_kpc": err, "parallax_used": used, **galactocentric(cols["ra"], cols["dec"], d)}
+        used = np.zeros(n, bool)
+    return {"dist_kpc": d, "dist_err_kpc": err, "dist_band": which, "parallax_used": used,
+            **galactocentric(cols["ra"], cols["dec"], d)}

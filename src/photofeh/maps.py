@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,7 +119,8 @@ def plot_map(m: BinnedQuantileMap, path, min_count: int = 20, label: str = "medi
     plt.close(fig)
 
 
-def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r", giants: str = "exclude",
+def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence[str] = "sdss_r",
+                             giants: str = "exclude",
                              min_parallax_snr: float = 5.0, max_rel_dist_err: float = 0.3,
                              max_feh_err: float | None = 0.3, cell: float = 0.5,
                              r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
@@ -148,7 +150,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r",
         raise ValueError(f"giants must be exclude, include or only, not {giants!r}")
     fmap = BinnedQuantileMap.feh_r_z(r_max=r_max, z_max=z_max, cell=cell)
     counts: Counter = Counter()
-    out_cols = ("dist_kpc", "dist_err_kpc", "parallax_used", "R_kpc", "z_kpc", "phi_deg")
+    out_cols = ("dist_kpc", "dist_err_kpc", "dist_band", "parallax_used", "R_kpc", "z_kpc", "phi_deg")
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_output(Path(stars_out))) if stars_out else None  # renamed at the end
         writer = None
@@ -158,7 +160,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r",
             usable = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
             counts["not usable (missing features)"] += int(n - usable.sum())
             cols = {c: np.asarray(v)[usable] for c, v in chunk.items()}
-            pos = star_distances(cols, band, min_parallax_snr)  # every usable star gets its distance
+            pos = star_distances(cols, bands, min_parallax_snr)  # every usable star gets its distance
             sel = np.ones(len(cols["feh"]), bool)  # then the map's own selection, each cut counted
             if max_feh_err is not None:
                 with np.errstate(invalid="ignore"):
@@ -182,7 +184,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, band: str = "sdss_r",
             if tmp is not None:
                 table = {c: chunk[c] for c in ("source_id", "ra", "dec") if c in chunk}
                 for c in out_cols:
-                    full = np.zeros(n, bool) if pos[c].dtype == bool else np.full(n, np.nan)
+                    full = np.zeros(n, bool) if pos[c].dtype == bool else (
+                        np.full(n, -1) if pos[c].dtype.kind == "i" else np.full(n, np.nan))
                     full[usable] = pos[c]
                     table[c] = full
                 in_map = np.zeros(n, bool)
