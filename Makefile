@@ -40,7 +40,8 @@ demo: setup
 	rm -rf $(DEMO)/predictions_masked
 	$(VENV)/bin/photofeh predict $(DEMO)/run_masked $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_masked \
 		--chunk-rows 50000 --keep sdss_r ps1_r ebv parallax parallax_error --quiet
-	$(VENV)/bin/photofeh map $(DEMO)/predictions_masked --band sdss_r ps1_r --out $(DEMO)/map_masked
+	@echo "   (the [Fe/H] map uses stars with SDSS u only: see docs/maps.md, 'Which stars to map')"
+	$(VENV)/bin/photofeh map $(DEMO)/predictions_masked --out $(DEMO)/map_masked
 
 test: setup
 	$(VENV)/bin/pytest -q
