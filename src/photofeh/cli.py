@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     cm = sub.add_parser("crossmatch", help="join two catalogues on the sky (nearest within a radius)",
                         description="Keep every row of REFERENCE and attach its nearest OTHER row within the "
                                     "radius. A catalogue is FILE or FILE:PRESET (presets: gaia_dr3, "
-                                    "sdss_photoobj, ps1_meanobject, sspp, apogee_allstar, lamost_lrs, "
+                                    "sdss_photoobj, ps1_meanobject, cfis_megapipe, sspp, apogee_allstar, lamost_lrs, "
                                     "kepler_huber17).",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cm.add_argument("reference", type=_catalogue_arg, help="catalogue whose rows are all kept (the smaller one)")
