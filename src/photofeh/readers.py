@@ -72,6 +72,22 @@ def _chunks_of_table(table, columns, chunk_size: int, path: Path) -> Iterator[di
         yield {c: _native(np.ma.filled(part[c], np.nan) if part[c].dtype.kind == "f" else part[c]) for c in cols}
 
 
+def _table_hdu(hdul):
+    """The first table extension of an open FITS file, or None."""
+    from astropy.io import fits
+
+    return next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+
+
+def _hdf5_table(f):
+    """The first compound (table) dataset of an open HDF5 file, or None."""
+    import h5py
+
+    found: list = []
+    f.visititems(lambda name, obj: found.append(obj) if isinstance(obj, h5py.Dataset) and obj.dtype.names else None)
+    return found[0] if found else None
+
+
 def _iter_fits(path: Path, columns, chunk_size: int, start: int = 0):
     import warnings
 
@@ -79,7 +95,7 @@ def _iter_fits(path: Path, columns, chunk_size: int, start: int = 0):
 
     with warnings.catch_warnings(record=True) as caught, fits.open(path, memmap=True) as hdul:
         warnings.simplefilter("always")
-        hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+        hdu = _table_hdu(hdul)
         if any("truncated" in str(w.message) for w in caught):
             raise CatalogReadError(f"{path}: the file is truncated (shorter than its header says)")
         if hdu is None:
@@ -148,12 +164,9 @@ def _iter_hdf5(path: Path, columns, chunk_size: int, start: int = 0):
     import h5py
 
     with h5py.File(path, "r") as f:
-        found: list = []
-        f.visititems(lambda name, obj: found.append(obj) if isinstance(obj, h5py.Dataset)
-                     and obj.dtype.names else None)
-        if not found:
+        dset = _hdf5_table(f)
+        if dset is None:
             raise CatalogReadError(f"{path}: no table (compound dataset) in this HDF5 file")
-        dset = found[0]
         cols = _select(dset.dtype.names, columns, path)
         for s in range(start, dset.shape[0], chunk_size):
             rows = dset[s:s + chunk_size]
@@ -232,7 +245,7 @@ def table_columns(path: str | os.PathLike, fmt: str | None = None) -> list[str]:
             from astropy.io import fits
 
             with fits.open(path, memmap=True) as hdul:
-                hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+                hdu = _table_hdu(hdul)
                 if hdu is not None:
                     return list(hdu.columns.names)
     except Exception as exc:
@@ -254,16 +267,14 @@ def known_rows(path: str | os.PathLike, fmt: str | None = None) -> int | None:
             from astropy.io import fits
 
             with fits.open(path, memmap=True) as hdul:
-                hdu = next((h for h in hdul if isinstance(h, fits.BinTableHDU | fits.TableHDU)), None)
+                hdu = _table_hdu(hdul)
                 return int(hdu.header.get("NAXIS2", 0)) if hdu is not None else None
         if kind == "hdf5":
             import h5py
 
             with h5py.File(path, "r") as f:
-                found: list = []
-                f.visititems(lambda name, obj: found.append(obj.shape[0]) if isinstance(obj, h5py.Dataset)
-                             and obj.dtype.names else None)
-                return int(found[0]) if found else None
+                dset = _hdf5_table(f)
+                return int(dset.shape[0]) if dset is not None else None
     except Exception:
         return None
     return None
