@@ -301,7 +301,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from photofeh.artifact import ModelFormatError
-    from photofeh.predict import model_folder
     from photofeh.predict_catalog import PredictOptions
     from photofeh.presets import load_mapping
     from photofeh.readers import CatalogReadError
@@ -316,12 +315,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if args.scheduler:
             from photofeh.distributed import predict_distributed
 
-            report = predict_distributed(model_folder(args.model), args.input, args.out, options, args.scheduler)
+            report = predict_distributed(args.model, args.input, args.out, options, args.scheduler)
             print(json.dumps(report, indent=2))
             return 0
         from photofeh.predict_catalog import predict_catalog
 
-        summary = predict_catalog(model_folder(args.model), args.input, args.out, options,
+        summary = predict_catalog(args.model, args.input, args.out, options,
                                   log=lambda s: print(s, file=sys.stderr))
     except KeyboardInterrupt:
         print("photofeh predict: interrupted; finished chunks are kept: rerun the same command to resume",

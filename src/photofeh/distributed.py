@@ -107,10 +107,10 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
 
     ``client``: an open ``distributed.Client`` to use (and leave open) instead of ``scheduler``.
     """
-    from photofeh.predict import load_model
+    from photofeh.predict import model_folder
 
     opts = options or PredictOptions()
-    source, out = Path(source), Path(out)
+    model_dir, source, out = model_folder(model_dir), Path(source), Path(out)
     if not source.exists():
         raise CatalogReadError(f"{source} does not exist")
     preset = _preset(opts.preset)
@@ -122,7 +122,8 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
         workers = len(client.scheduler_info().get("workers", {}))
     local = own_client and scheduler.startswith("local")
     threads = opts.threads or (max(1, (os.cpu_count() or 1) // max(workers, 1)) if local else None)
-    model = load_model(model_dir)  # on the client, for the column check and the output schema only
+    # on the client, for the column check and the output schema (the same cached copy _meta uses)
+    model = _worker_model(str(model_dir), "cpu", None)
     t0 = time.perf_counter()
     try:
         if hats:

@@ -296,11 +296,14 @@ def resolve_device(device: str) -> str:
 
 def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike,
                     options: PredictOptions | None = None, log: Callable[[str], None] = print) -> PredictSummary:
-    """Predict every star of ``source`` into ``out`` (a folder of Parquet parts, or one ``.parquet`` file).
+    """Predict every star of ``source`` into ``out`` (a folder of Parquet parts, or one ``.parquet`` file)
+    with the model folder (or run directory) ``model_dir``.
 
     Resumes from ``out``'s manifest when one exists for the same input, model and options.
     """
-    return _PredictionRun(Path(model_dir), Path(source), Path(out), options or PredictOptions(), log).run()
+    from photofeh.predict import model_folder
+
+    return _PredictionRun(model_folder(model_dir), Path(source), Path(out), options or PredictOptions(), log).run()
 
 
 class _PredictionRun:
