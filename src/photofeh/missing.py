@@ -20,7 +20,7 @@ import torch
 
 from photofeh.bands import BANDS
 
-__all__ = ["feature_groups", "masked_inputs", "enough_features", "drop_groups", "MISSING_MODES"]
+__all__ = ["feature_groups", "masked_inputs", "enough_features", "drop_groups", "network_inputs", "MISSING_MODES"]
 
 MISSING_MODES = ("require", "mask")
 
@@ -38,6 +38,11 @@ def feature_groups(features: Sequence[str]) -> list[str]:
         else:
             groups.append(f)
     return groups
+
+
+def network_inputs(n_features: int, missing: str) -> int:
+    """Network input width: the features, and in "mask" mode one measured-bit per feature."""
+    return n_features * (2 if missing == "mask" else 1)
 
 
 def masked_inputs(z: np.ndarray) -> np.ndarray:

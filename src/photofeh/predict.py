@@ -18,7 +18,7 @@ import torch
 
 from photofeh.artifact import load_model_folder
 from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
-from photofeh.missing import enough_features, masked_inputs
+from photofeh.missing import enough_features, masked_inputs, network_inputs
 from photofeh.models import build_network
 
 __all__ = ["PhotometricModel", "load_model", "model_folder"]
@@ -37,7 +37,7 @@ class PhotometricModel:
         self.sigma_scale = np.asarray(meta.get("sigma_scale", [1.0] * len(self.labels)), float)
         self.temperature = float(meta.get("class_temperature", 1.0))
         self.masked = meta.get("missing", "require") == "mask"  # see photofeh.missing
-        n_inputs = len(self.features) * (2 if self.masked else 1)
+        n_inputs = network_inputs(len(self.features), meta.get("missing", "require"))
         self.device = torch.device(device)
         self.members = []
         for sd in state_dicts:

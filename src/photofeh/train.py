@@ -22,7 +22,14 @@ from scipy.optimize import minimize_scalar
 from photofeh import __version__
 from photofeh.artifact import save_model_folder
 from photofeh.features import DEFAULT_FEATURES, Standardizer, as_columns, feature_matrix
-from photofeh.missing import MISSING_MODES, drop_groups, enough_features, feature_groups, masked_inputs
+from photofeh.missing import (
+    MISSING_MODES,
+    drop_groups,
+    enough_features,
+    feature_groups,
+    masked_inputs,
+    network_inputs,
+)
 from photofeh.models import PRESETS, build_network
 from photofeh.tomlfile import read_toml
 
@@ -169,25 +176,20 @@ def _set_threads(cfg: TrainConfig) -> None:
 
 
 def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer, cfg: TrainConfig,
-             hide_seed: int | None = None):
-    """Training tensors; in "mask" mode the inputs carry measured-bits, and with ``hide_seed`` surveys are
+             hide: bool = False):
+    """Training tensors; in "mask" mode the inputs carry measured-bits, and with ``hide`` surveys are
     hidden once, reproducibly (the validation set then scores the model on the mixture it will meet)."""
     z = xs.transform(p.X[rows])
     if cfg.missing == "mask":
         z = masked_inputs(z)
-        if hide_seed is not None:
+        if hide:
             z = drop_groups(torch.from_numpy(z), _group_index(cfg), cfg.group_dropout,
-                            torch.Generator().manual_seed(hide_seed)).numpy()
+                            torch.Generator().manual_seed(cfg.seed + 7)).numpy()
     X = torch.from_numpy(z)
     y = torch.from_numpy(((p.y[rows] - ys.mean) / ys.std).astype(np.float32))
     e = torch.from_numpy((p.e[rows] / ys.std).astype(np.float32))
     g = torch.from_numpy(p.giant[rows].astype(np.float32))
     return X, y, e, g
-
-
-def _n_inputs(cfg: TrainConfig) -> int:
-    """Network inputs: the features, and in "mask" mode one measured-bit per feature."""
-    return len(cfg.features) * (2 if cfg.missing == "mask" else 1)
 
 
 def _group_index(cfg: TrainConfig) -> torch.Tensor:
@@ -324,10 +326,10 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Pat
                          f"{int((~has_label).sum())} have no label)")
     xs = Standardizer.fit(p.X[train_rows])
     ys = Standardizer.fit(p.y[train_rows])
-    train_t, val_t = _tensors(p, train_rows, xs, ys, cfg), _tensors(p, val_rows, xs, ys, cfg, cfg.seed + 7)
+    train_t, val_t = _tensors(p, train_rows, xs, ys, cfg), _tensors(p, val_rows, xs, ys, cfg, hide=True)
     nets, history = [], []
     for member in range(cfg.ensemble):
-        net, hist = _fit_member(cfg, member, train_t, val_t, _n_inputs(cfg), log)
+        net, hist = _fit_member(cfg, member, train_t, val_t, network_inputs(len(cfg.features), cfg.missing), log)
         nets.append(net)
         history += hist
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
@@ -410,9 +412,10 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
     p = prepare(table, cfg)
     rows = np.flatnonzero(p.usable & np.isfinite(p.y).any(axis=1))
     xs, ys = Standardizer.fit(p.X[rows]), Standardizer.fit(p.y[rows])
-    X, y, e, g = _tensors(p, rows, xs, ys, cfg, cfg.seed + 7 if cfg.missing == "mask" else None)
+    X, y, e, g = _tensors(p, rows, xs, ys, cfg, hide=True)
     torch.manual_seed(cfg.seed)
-    net = build_network(cfg.architecture, _n_inputs(cfg), cfg.labels, cfg.heads, cfg.classify)
+    net = build_network(cfg.architecture, network_inputs(len(cfg.features), cfg.missing), cfg.labels, cfg.heads,
+                        cfg.classify)
     opt = torch.optim.AdamW(net.parameters(), lr=lr_min, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     lrs = np.geomspace(lr_min, lr_max, steps)
