@@ -46,15 +46,20 @@ class BinnedQuantileMap:
         return cls(np.arange(0.0, r_max + cell / 2, cell), np.arange(0.0, z_max + cell / 2, cell),
                    np.arange(feh_range[0], feh_range[1] + feh_step / 2, feh_step))
 
+    def covers(self, x, y) -> np.ndarray:
+        """Which points fall in an (x, y) cell of the map."""
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        with np.errstate(invalid="ignore"):
+            return ((x >= self.x_edges[0]) & (x < self.x_edges[-1]) & (y >= self.y_edges[0])
+                    & (y < self.y_edges[-1]))
+
     def add(self, x, y, value) -> int:
         """Accumulate one chunk; returns how many of its stars fell in the map (finite and in range)."""
         x, y, v = (np.asarray(a, float) for a in (x, y, value))
         ix = np.searchsorted(self.x_edges, x, side="right") - 1
         iy = np.searchsorted(self.y_edges, y, side="right") - 1
         iv = np.clip(np.searchsorted(self.value_edges, v, side="right") - 1, 0, self.value_edges.size - 2)
-        nx, ny = self.x_edges.size - 1, self.y_edges.size - 1
-        inside = (np.isfinite(x) & np.isfinite(y) & np.isfinite(v) & (ix >= 0) & (ix < nx) & (iy >= 0)
-                  & (iy < ny))
+        inside = self.covers(x, y) & np.isfinite(v)
         flat = np.ravel_multi_index((ix[inside], iy[inside], iv[inside]), self.counts.shape)
         self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
         return int(inside.sum())
@@ -177,7 +182,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             counts[f"distance missing or error > {max_rel_dist_err:.0%}"] += int((sel & ~good).sum())
             counts["Gaia parallax used"] += int(pos["parallax_used"][good].sum())
             z = np.abs(pos["z_kpc"])
-            inside = good & (pos["R_kpc"] >= 0) & (pos["R_kpc"] < fmap.x_edges[-1]) & (z < fmap.y_edges[-1])
+            inside = good & fmap.covers(pos["R_kpc"], z)
             used = fmap.add(pos["R_kpc"][inside], z[inside], cols["feh"][inside])
             counts["outside the map"] += int(good.sum()) - used
             counts["in the map"] += used
