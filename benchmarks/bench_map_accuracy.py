@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import ROOT, run_measured, write_result
-from bench_predict import PHOTOFEH, ensure_inputs
+from bench_predict import PHOTOFEH, ensure_inputs, ensure_labelled_set
 
 from photofeh.distances import galactocentric, star_distances
 from photofeh.maps import BinnedQuantileMap
@@ -32,10 +32,7 @@ MIN_STARS = 50
 def science_model(work: Path, config: str) -> Path:
     run = work / f"run_science_{config}"
     if not (run / "model" / "model.json").exists():
-        spec = work / "spec100k.parquet"
-        if not spec.exists():
-            run_measured([PHOTOFEH, "simulate", "--n-stars", "100000", "--seed", "12", "--spec-only", "--out",
-                          str(spec), "--workers", "2", "--quiet"])
+        spec = ensure_labelled_set(work)
         run_measured([PHOTOFEH, "train", str(spec), "--config", str(ROOT / "configs" / f"{config}.toml"), "--out",
                       str(run), "--epochs", "30", "--quiet"])
     return run

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import ROOT, run_measured, write_result
-from bench_predict import PHOTOFEH
+from _common import ROOT, write_result
+from bench_predict import ensure_labelled_set
 
 from photofeh.evaluate import gaussian_fit_sigma
 from photofeh.predict import load_model
@@ -42,12 +42,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=30)
     args = ap.parse_args()
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    spec_path = work / "spec100k.parquet"
-    if not spec_path.exists():
-        run_measured([PHOTOFEH, "simulate", "--n-stars", "100000", "--seed", "12", "--spec-only", "--out",
-                      str(spec_path), "--workers", "2", "--quiet"])
-    spec = pd.read_parquet(spec_path)
+    spec = pd.read_parquet(ensure_labelled_set(work))
     figures, models, seconds = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("default", "masked"):

@@ -59,6 +59,16 @@ def ensure_inputs(work: Path, n: int) -> tuple[Path, Path, Path, Path]:
     return mock, usable, small, run
 
 
+def ensure_labelled_set(work: Path) -> Path:
+    """100,000 labelled mock stars (seed 12), made once and shared by the accuracy benchmarks."""
+    spec = work / "spec100k.parquet"
+    if not spec.exists():
+        work.mkdir(parents=True, exist_ok=True)
+        run_measured([PHOTOFEH, "simulate", "--n-stars", "100000", "--seed", "12", "--spec-only", "--out",
+                      str(spec), "--workers", "2", "--quiet"])
+    return spec
+
+
 def measure(run: Path, source: Path, out: Path, *extra: str) -> dict:
     import shutil
 
