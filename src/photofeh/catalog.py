@@ -16,7 +16,8 @@ import numpy as np
 
 from photofeh.schema import Column
 
-__all__ = ["CatalogWriter", "atomic_output", "format_for", "check_writable", "read_table"]
+__all__ = ["CatalogWriter", "atomic_output", "format_for", "check_writable", "check_output_place", "read_table",
+           "fsync_file"]
 
 FITS_STRING_WIDTH = 24  # fixed-width text columns in FITS ('horizontal branch' is 17)
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
@@ -47,18 +48,65 @@ def check_writable(path: Path) -> None:
         raise OSError(f"cannot write {path}: it is a folder")
 
 
+def check_output_place(out: str | os.PathLike, inputs: Sequence[str | os.PathLike] = ()) -> None:
+    """Refuse an output that would change an input or another run: the same path as an input, a path
+    inside an input folder or holding an input, or a path inside a photofeh prediction run, run
+    directory or model folder. Raises ``ValueError`` naming both."""
+    o = Path(out).resolve()
+    for given in inputs:
+        i = Path(given).resolve()
+        if o == i:
+            raise ValueError(f"the output {out} is also an input: choose another output (the input would be lost)")
+        if i in o.parents:
+            raise ValueError(f"the output {out} lies inside the input {given}: choose a place outside it")
+        if o in i.parents:
+            raise ValueError(f"the input {given} lies inside the output {out}: choose another output")
+    for parent in o.parents:
+        if any((parent / marker).is_file() for marker in ("_manifest.json", "model.json",
+                                                           "model/model.json")):
+            raise ValueError(f"the output {out} lies inside {parent}, which holds another photofeh run or "
+                             "model: choose a place outside it")
+
+
 def partial_path(path: Path) -> Path:
     """Where an output is written before it is complete: a hidden file in the same folder."""
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
+def fsync_file(path: Path) -> None:
+    """Flush a written file to the disk, so that a power loss cannot leave it empty under its final name."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextmanager
-def atomic_output(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block completes."""
+def atomic_output(path: Path, durable: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block completes.
+
+    The temporary name is hidden and carries the process id (``.<name>.partial-<pid>``): a killed
+    process leaves only such names, which the next writer of ``path`` removes (``photofeh.locking``).
+    ``durable``: the file is fsynced before the rename and the folder after it.
+    """
     tmp = partial_path(path)
     try:
         yield tmp
+        if durable and tmp.is_file():
+            fsync_file(tmp)
         os.replace(tmp, path)
+        if durable:
+            fsync_dir(path.parent if str(path.parent) else Path("."))
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -166,7 +214,9 @@ class CatalogWriter:
                 self._tmp.unlink(missing_ok=True)
                 raise RuntimeError(f"{self.path}: wrote {self.rows_written} rows, expected {self.n_rows}")
             if exc_type is None:
+                fsync_file(self._tmp)
                 os.replace(self._tmp, self.path)
+                fsync_dir(self.path.parent if str(self.path.parent) else Path("."))
             else:
                 self._tmp.unlink(missing_ok=True)
 

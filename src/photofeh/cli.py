@@ -331,7 +331,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(json.dumps({"output": str(summary.output), "stars": summary.rows, "unusable_stars": summary.unusable_rows,
                       "chunks_done": summary.chunks_done, "chunks_total": summary.chunks_total,
                       "chunks_resumed": summary.resumed_chunks, "seconds": round(summary.seconds, 2),
-                      "stars_per_second": round(summary.rate), "sentinels_replaced": summary.sentinels,
+                      "stars_per_second": round(summary.rate), "values_replaced": summary.replaced,
+                      "duplicate_source_ids": summary.duplicate_ids, "chunks_redone": summary.redone_chunks,
                       "failed_chunks": summary.failed}, indent=2))
     if summary.failed:
         print(f"photofeh predict: {len(summary.failed)} chunk(s) skipped (listed above); rerun the same command "

@@ -9,6 +9,7 @@ c = 2 sin(theta / 2).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -97,31 +98,31 @@ class SkyMatcher:
         return MatchResult(best_idx, np.where(best_idx >= 0, best_sep, np.nan), count)
 
 
-def _mapped_chunks(path, preset, chunk_size: int):
-    """Chunks of a catalogue, mapped through its preset when one is given."""
+def _mapped_chunks(path, preset, chunk_size: int, counts: Counter | None = None):
+    """Chunks of a catalogue, mapped through its preset when one is given and validated in any case
+    (:func:`photofeh.presets.apply_preset`); replaced values are added to ``counts``."""
     from photofeh.presets import PRESETS, apply_preset
     from photofeh.readers import iter_table
 
-    if preset is None:
-        yield from iter_table(path, None, chunk_size)
-        return
     p = PRESETS[preset] if isinstance(preset, str) else preset
     for chunk in iter_table(path, None, chunk_size):
-        yield apply_preset(chunk, p, str(path))[0]
+        cols, report = apply_preset(chunk, p, str(path))
+        if counts is not None:
+            counts.update({k: v for k, v in report.items() if v})
+        yield cols
 
 
 def _positions(path, preset, chunk_size: int):
     """Only ra and dec, for the matching pass: the other columns are read once, in the gathering pass."""
-    from photofeh.presets import GENERIC_SENTINELS, PRESETS
+    from photofeh.presets import PRESETS
     from photofeh.readers import iter_table
+    from photofeh.validation import clean_columns
 
     p = None if preset is None else (PRESETS[preset] if isinstance(preset, str) else preset)
     names = ["ra", "dec"] if p is None else [p.columns["ra"], p.columns["dec"]]
     for chunk in iter_table(path, names, chunk_size):
         ra, dec = (np.asarray(v, float) for v in chunk.values())
-        if p is not None:  # as apply_preset does for float columns
-            ra, dec = (np.where(np.isin(a, GENERIC_SENTINELS), np.nan, a) for a in (ra, dec))
-        yield {"ra": ra, "dec": dec}
+        yield clean_columns({"ra": ra, "dec": dec}, str(path))[0]  # as the gathering pass will see them
 
 
 def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, reference_preset=None, other_preset=None,
@@ -141,7 +142,10 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
 
     out = Path(out)
     check_writable(out)
-    ref_chunks = list(_mapped_chunks(reference, reference_preset, chunk_size))
+    replaced = {"reference": Counter(), "other": Counter()}
+    ref_chunks = list(_mapped_chunks(reference, reference_preset, chunk_size, replaced["reference"]))
+    if not ref_chunks:
+        raise ValueError(f"{reference} has no rows: nothing to match onto")
     ref = {c: np.concatenate([ch[c] for ch in ref_chunks]) for c in ref_chunks[0]}
     matcher = SkyMatcher(*radec(ref), radius_arcsec)
     result = matcher.match(_positions(other, other_preset, chunk_size))
@@ -150,7 +154,7 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
     src_sorted, ref_rows = result.index[wanted][order], wanted[order]
     gathered: dict[str, np.ndarray] = {}
     offset = 0
-    for chunk in _mapped_chunks(other, other_preset, chunk_size):
+    for chunk in _mapped_chunks(other, other_preset, chunk_size, replaced["other"]):
         n = len(next(iter(chunk.values())))
         lo, hi = np.searchsorted(src_sorted, [offset, offset + n])
         for c, v in chunk.items():
@@ -164,7 +168,7 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
     table = {**ref, **gathered, "match_sep_arcsec": result.sep_arcsec, "match_n_candidates": result.n_candidates}
     with atomic_output(out) as tmp:
         pq.write_table(pa.table({k: pa.array(v) for k, v in table.items()}), tmp)
-    return result.report()
+    return {**result.report(), "values_replaced": {k: dict(v) for k, v in replaced.items()}}
 
 
 def _attach(chunk: Mapping[str, np.ndarray], trees, chord: float, counts: dict) -> dict[str, np.ndarray]:
@@ -214,8 +218,11 @@ def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, 
     out = Path(out)
     check_writable(out)
     trees = []
+    replaced = {str(base): Counter(), **{str(path): Counter() for path, _ in others}}
     for k, (path, preset) in enumerate(others):
-        chunks = list(_mapped_chunks(path, preset, chunk_size))
+        chunks = list(_mapped_chunks(path, preset, chunk_size, replaced[str(path)]))
+        if not chunks:
+            raise ValueError(f"{path} has no rows: nothing to attach")
         cols = {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
         ra, dec = radec(cols)
         ok = np.isfinite(ra) & np.isfinite(dec)
@@ -227,7 +234,7 @@ def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, 
     with atomic_output(out) as tmp:
         writer = None
         try:
-            for chunk in _mapped_chunks(base, base_preset, chunk_size):
+            for chunk in _mapped_chunks(base, base_preset, chunk_size, replaced[str(base)]):
                 arrow = pa.table({k: pa.array(v) for k, v in _attach(chunk, trees, chord, counts).items()})
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, arrow.schema)
@@ -238,4 +245,5 @@ def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, 
         finally:
             if writer is not None:
                 writer.close()
-    return {"base rows": rows_in, **{name: {**c, "unmatched": rows_in - c["matched"]} for name, c in counts.items()}}
+    return {"base rows": rows_in, **{name: {**c, "unmatched": rows_in - c["matched"]} for name, c in counts.items()},
+            "values_replaced": {k: dict(v) for k, v in replaced.items()}}

@@ -20,6 +20,7 @@ from photofeh.artifact import load_model_folder
 from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
 from photofeh.missing import enough_features, masked_inputs, network_inputs
 from photofeh.models import build_network
+from photofeh.validation import clean_columns
 
 __all__ = ["PhotometricModel", "load_model", "model_folder"]
 
@@ -71,7 +72,7 @@ class PhotometricModel:
         n, L = len(Z), len(self.labels)
         means = np.empty((len(self.members), n, L))
         variances = np.empty((len(self.members), n, L))
-        probs = np.empty((len(self.members), n))
+        probs = np.zeros((len(self.members), n))
         for k, net in enumerate(self.members):
             for s in range(0, n, batch_size):
                 out = net(torch.from_numpy(Z[s:s + batch_size]).to(self.device))
@@ -84,10 +85,19 @@ class PhotometricModel:
         var = (variances * self.sigma_scale**2).mean(0) + means.var(0)
         value = self.y_scale.inverse(mean)
         err = np.sqrt(var) * self.y_scale.std
+        # the last guard of "no silent bad value": a row whose outputs are not all finite (overflow in a
+        # tampered or diverged model) is not usable, never a number marked usable
+        finite = np.isfinite(value).all(axis=1) & np.isfinite(err).all(axis=1) & np.isfinite(probs).all(axis=0)
+        rows = np.flatnonzero(ok)
+        if not finite.all():
+            ok = ok.copy()
+            ok[rows[~finite]] = False
+            rows, value, err, probs = rows[finite], value[finite], err[finite], probs[:, finite]
+
 
         def spread(values: np.ndarray) -> np.ndarray:
             full = np.full(len(X), np.nan)
-            full[ok] = values
+            full[rows] = values
             return full
 
         result: dict[str, np.ndarray] = {}
@@ -103,7 +113,7 @@ class PhotometricModel:
 
     def predict(self, data, batch_size: int = 16384) -> dict[str, np.ndarray]:
         """Predict every label with its error for a table of stars (see module docstring)."""
-        cols = as_columns(data)
+        cols, _ = clean_columns(as_columns(data), "catalogue")  # no sentinel or impossible value reaches the network
         missing = [c for c in self.required_columns if c not in cols]
         if missing:
             raise KeyError(f"the catalogue lacks columns {missing} that this model needs "

@@ -31,12 +31,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from photofeh.catalog import atomic_output
+from photofeh.catalog import atomic_output, check_output_place
 from photofeh.presets import PRESETS, Preset, apply_preset
 from photofeh.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
 
 __all__ = ["PredictOptions", "PredictSummary", "predict_catalog", "predict_chunk", "input_columns",
-           "ResumeMismatch", "ChunkError", "MANIFEST"]
+           "ResumeMismatch", "ChunkError", "IncompleteOutput", "MANIFEST", "check_options"]
 
 MANIFEST = "_manifest.json"  # a leading underscore: pyarrow datasets skip these when reading the parts
 CHUNK_LOG = "_chunks.jsonl"
@@ -74,7 +74,9 @@ class PredictSummary:
     chunks_done: int
     chunks_total: int | None
     failed: list[dict] = field(default_factory=list)
-    sentinels: dict[str, int] = field(default_factory=dict)
+    replaced: dict[str, int] = field(default_factory=dict)  # values set to NaN by the validation layer
+    duplicate_ids: int = 0
+    redone_chunks: list[int] = field(default_factory=list)  # logged parts that failed verification
     unusable_rows: int = 0
     seconds: float = 0.0
     resumed_chunks: int = 0
@@ -135,7 +137,7 @@ def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], pre
     (float32: the errors are >1e3 times the float32 rounding), ``p_giant``,
     ``is_giant`` and ``usable`` (False where a feature is missing: NaN predictions, row kept).
     """
-    cols, report = apply_preset(raw, preset, source) if preset is not None else (raw, Counter())
+    cols, report = apply_preset(raw, preset, source)  # schema names, validated (photofeh.validation)
     pred = model.predict(cols)
     out: dict[str, np.ndarray] = {}
     for c in keep:
@@ -146,6 +148,37 @@ def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], pre
 
 
 # ------------------------------------------------------------------ manifest
+def part_name(k: int) -> str:
+    return f"part-{k:06d}.parquet"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _part_problem(folder: Path, k: int, entry: dict, chunk_rows: int) -> str | None:
+    """Why a logged part cannot be trusted, or None if it is whole (name, rows, size, checksum)."""
+    if entry.get("file") != part_name(k) or entry.get("first_row") != k * chunk_rows:
+        return f"its log line names {entry.get('file')!r} at row {entry.get('first_row')}, not {part_name(k)}"
+    path = folder / part_name(k)
+    if not path.is_file():
+        return f"{part_name(k)} is missing"
+    if path.stat().st_size != entry.get("bytes"):
+        return f"{part_name(k)} has {path.stat().st_size:,d} bytes, the log says {entry.get('bytes')}"
+    if _sha256(path) != entry.get("sha256"):
+        return f"{part_name(k)} does not match its checksum"
+    try:
+        rows = pq.read_metadata(path).num_rows
+    except Exception as exc:  # a damaged footer
+        return f"{part_name(k)} cannot be read ({type(exc).__name__})"
+    if rows != entry.get("rows"):
+        return f"{part_name(k)} has {rows} rows, the log says {entry.get('rows')}"
+    return None
+
 def _fingerprint(path: Path) -> list:
     """Names, sizes and modification times of the input files: a changed input is not resumed onto."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
@@ -166,15 +199,19 @@ class Manifest:
     """What a run has finished: ``_manifest.json`` (written once: what the run is) and ``_chunks.jsonl``
     (one line appended per finished or failed chunk, so a 10^9-star run never rewrites a big file).
 
-    A chunk counts as done when its line exists and its part file too (parts are renamed into
-    place, so a present part is whole); a line cut short by a kill is ignored.
+    A part is fsynced and renamed into place before its line is appended (and the line is fsynced),
+    and the line records the part's rows, size and SHA-256. On resume a chunk counts as done only if
+    its line is whole, names chunk k's own part and row range, and the part on disk has that size,
+    checksum and row count; anything else (a part emptied by a power loss, edited, replaced, or a
+    line pointing elsewhere) is reported and redone.
     """
 
-    def __init__(self, folder: Path, identity: dict):
-        self.folder, self.identity = folder, identity
+    def __init__(self, folder: Path, identity: dict, log: Callable[[str], None] = print):
+        self.folder, self.identity, self.say = folder, identity, log
         self.path, self.log = folder / MANIFEST, folder / CHUNK_LOG
         self.done: dict[int, dict] = {}
         self.failed: dict[int, dict] = {}
+        self.redone: list[int] = []
         self._lock = threading.Lock()
         if self.path.exists():
             try:
@@ -194,23 +231,31 @@ class Manifest:
     def _replay(self) -> None:
         if not self.log.exists():
             return
+        chunk_rows = self.identity["chunk_rows"]
         for line in self.log.read_text().splitlines():
             try:
                 entry = json.loads(line)
-            except json.JSONDecodeError:
+                k = int(entry.pop("chunk"))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
                 continue  # the last line of a killed run
-            k = int(entry.pop("chunk"))
             if "error" in entry:
                 self.failed[k] = entry
-            elif (self.folder / entry["file"]).is_file():
+                continue
+            problem = _part_problem(self.folder, k, entry, chunk_rows)
+            if problem is None:
                 self.done[k] = entry
                 self.failed.pop(k, None)
+            else:
+                self.done.pop(k, None)
+                self.redone.append(k)
+                self.say(f"chunk {k}: {problem}; it will be predicted again")
 
     @property
-    def sentinels(self) -> Counter:
+    def replaced(self) -> Counter:
+        """Values the validation layer replaced by NaN, per column, over the finished chunks."""
         total: Counter = Counter()
         for entry in self.done.values():
-            total.update(entry.get("sentinels", {}))
+            total.update(entry.get("replaced", {}))
         return total
 
     def record_done(self, k: int, info: dict) -> None:
@@ -294,16 +339,46 @@ def resolve_device(device: str) -> str:
     return device
 
 
+MAX_CHUNK_ROWS = 100_000_000  # a chunk is held in memory several times over (~1 KB per row in all)
+
+
 def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out: str | os.PathLike,
                     options: PredictOptions | None = None, log: Callable[[str], None] = print) -> PredictSummary:
     """Predict every star of ``source`` into ``out`` (a folder of Parquet parts, or one ``.parquet`` file)
     with the model folder (or run directory) ``model_dir``.
 
-    Resumes from ``out``'s manifest when one exists for the same input, model and options.
+    Resumes from ``out``'s manifest when one exists for the same input, model and options. Holds the
+    output's lock for the whole run (a second writer is refused, see :mod:`photofeh.locking`) and ends
+    by checking that every input row was written once (:class:`IncompleteOutput` otherwise).
     """
+    from photofeh.locking import output_lock
     from photofeh.predict import model_folder
 
-    return _PredictionRun(model_folder(model_dir), Path(source), Path(out), options or PredictOptions(), log).run()
+    opts = options or PredictOptions()
+    check_options(opts)
+    model_dir, source, out = model_folder(model_dir), Path(source), Path(out)
+    if not source.exists():
+        raise CatalogReadError(f"{source} does not exist")
+    check_output_place(out, [source, model_dir])
+    with output_lock(out, f"photofeh predict {source}", inside=True):
+        return _PredictionRun(model_dir, source, out, opts, log).run()
+
+
+class IncompleteOutput(ValueError):
+    """The output does not hold every input row exactly once."""
+
+
+def check_options(opts: PredictOptions) -> None:
+    """Every option range-checked before any work starts."""
+    if opts.on_error not in ("stop", "skip"):
+        raise ValueError(f"on_error must be 'stop' or 'skip', not {opts.on_error!r}")
+    if not isinstance(opts.chunk_rows, int) or not 1 <= opts.chunk_rows <= MAX_CHUNK_ROWS:
+        raise ValueError(f"chunk_rows must be an integer from 1 to {MAX_CHUNK_ROWS:,d}, got {opts.chunk_rows!r} "
+                         "(a chunk is held in memory: ~1 KB per row)")
+    if opts.threads is not None and not 1 <= opts.threads <= 1024:
+        raise ValueError(f"threads must be from 1 to 1024, got {opts.threads!r}")
+    if opts.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"unknown device {opts.device!r}; choose auto, cpu or cuda")
 
 
 class _PredictionRun:
@@ -312,22 +387,19 @@ class _PredictionRun:
     def __init__(self, model_dir: Path, source: Path, out: Path, opts: PredictOptions, log: Callable[[str], None]):
         import torch
 
+        from photofeh.locking import remove_partials
         from photofeh.predict import load_model
 
-        if opts.on_error not in ("stop", "skip"):
-            raise ValueError(f"on_error must be 'stop' or 'skip', not {opts.on_error!r}")
-        if opts.chunk_rows < 1:
-            raise ValueError("chunk_rows must be positive")
-        if not source.exists():
-            raise CatalogReadError(f"{source} does not exist")
         self.source, self.out, self.opts, self.log = source, out, opts, log
         self.single_file = out.suffix == ".parquet"
         self.folder = out.with_name(out.name + ".parts") if self.single_file else out
         if self.single_file and out.exists() and not self.folder.exists():
             raise FileExistsError(f"{out} exists and is complete; delete it to predict again")
-        if self.folder.is_dir() and any(self.folder.iterdir()) and not (self.folder / MANIFEST).exists():
+        if self.folder.is_dir() and any(p.name != MANIFEST and not p.name.startswith(".")
+                                        for p in self.folder.iterdir()) and not (self.folder / MANIFEST).exists():
             raise FileExistsError(f"{self.folder} exists, is not empty and holds no photofeh prediction run; "
                                   "choose another --out (nothing there is touched)")
+        remove_partials(self.folder, inside=True)  # a killed run's half-written parts (we hold the lock)
         if opts.threads:
             torch.set_num_threads(opts.threads)
         self.model = load_model(model_dir, resolve_device(opts.device))
@@ -336,12 +408,15 @@ class _PredictionRun:
         self.read, self.keep = input_columns(self.model, table_columns(source, opts.fmt), self.preset, opts.keep,
                                              str(source))
         self.n_total = known_rows(source, opts.fmt)
+        if self.n_total == 0:
+            raise CatalogReadError(f"{source} has no rows: nothing to predict")
         self.n_chunks = None if self.n_total is None else -(-self.n_total // opts.chunk_rows)
+        self.rows_read: dict[int, int] = {}
         self.folder.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.folder, {
             "input": str(source.resolve()), "input_files": _fingerprint(source), "format": self.kind,
             "model": _model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": self.read,
-            "keep": self.keep, "preset": None if self.preset is None else self.preset.name})
+            "keep": self.keep, "preset": None if self.preset is None else self.preset.name}, log)
 
     # ---------------------------------------------------------------- steps
     def _pending_runs(self) -> list[tuple[int, int | None]]:
@@ -361,14 +436,20 @@ class _PredictionRun:
                 return
             k += 1
 
-    def _write(self, k: int, table: pa.Table, sentinels: Counter) -> None:
-        """In the writer thread: the part, renamed into place, then its line in the chunk log."""
-        name = f"part-{k:06d}.parquet"
-        with atomic_output(self.folder / name) as tmp:
-            pq.write_table(table, tmp, **PARQUET_WRITE)
+    def _write(self, k: int, table: pa.Table, replaced: Counter) -> None:
+        """In the writer thread: the part, fsynced and renamed into place, then its line in the chunk log
+        with its rows, size and checksum (see :class:`Manifest`)."""
+        name = part_name(k)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **PARQUET_WRITE)
+        data = sink.getvalue()
+        with atomic_output(self.folder / name) as tmp:  # fsynced before the rename
+            with open(tmp, "wb") as f:
+                f.write(data)
         unusable = table.num_rows - int(np.count_nonzero(table["usable"].to_numpy()))
         self.manifest.record_done(k, {"file": name, "rows": table.num_rows, "first_row": k * self.opts.chunk_rows,
-                                      "unusable": unusable, "sentinels": {c: v for c, v in sentinels.items() if v}})
+                                      "bytes": data.size, "sha256": hashlib.sha256(data).hexdigest(),
+                                      "unusable": unusable, "replaced": {c: v for c, v in replaced.items() if v}})
 
     def _fail(self, k: int, exc: BaseException, stage: str) -> None:
         """Report a bad chunk with its rows: stop (raise) or record it and go on."""
@@ -409,16 +490,17 @@ class _PredictionRun:
                         elif last is None or k < last:
                             runs.insert(0, (k + 1, last))  # seek past the bad chunk
                         break
+                    self.rows_read[k] = len(next(iter(chunk.values()))) if chunk else 0
                     if k in manifest.done:  # only in unseekable streams, read from the start
                         continue
                     start = k * self.opts.chunk_rows
                     try:
-                        table, sentinels = predict_chunk(self.model, chunk, self.keep, self.preset,
-                                                         f"{self.source} rows {start:,d}+")
+                        table, replaced = predict_chunk(self.model, chunk, self.keep, self.preset,
+                                                        f"{self.source} rows {start:,d}+")
                     except (KeyError, ValueError, TypeError) as err:
                         self._fail(k, err, "predicted")
                         continue
-                    in_flight.append(writer.submit(self._write, k, table, sentinels))
+                    in_flight.append(writer.submit(self._write, k, table, replaced))
                     while len(in_flight) > 2 or (in_flight and in_flight[0].done()):
                         in_flight.pop(0).result()  # at most two chunks wait to be written; errors surface
                     rows_this_run += table.num_rows
@@ -430,27 +512,59 @@ class _PredictionRun:
             bar.close()
         return self._summary(resumed, rows_this_run, time.perf_counter() - t0)
 
+    def _check_complete(self) -> None:
+        """Rows written = rows read, chunk by chunk; raise :class:`IncompleteOutput` naming what differs."""
+        done, c = self.manifest.done, self.opts.chunk_rows
+        if self.n_total is not None:
+            expected = {k: min(c, self.n_total - k * c) for k in range(self.n_chunks)}
+        else:  # a stream of unknown length: the chunks read now, and the verified parts before them
+            expected = {**{k: v["rows"] for k, v in done.items()}, **self.rows_read}
+            last = max(expected, default=-1)
+            expected.update({k: c for k in range(last) if expected.get(k) != c})  # whole chunks but the last
+        wrong = [k for k in expected if done.get(k, {}).get("rows") != expected[k]]
+        extra = sorted(set(done) - set(expected))
+        total_in, total_out = sum(expected.values()), sum(v["rows"] for v in done.values())
+        if total_in == 0:
+            raise IncompleteOutput(f"{self.source} yielded no rows: nothing was predicted (is it the file you "
+                                   "meant, and does its mapping name its columns?)")
+        if wrong or extra or total_in != total_out:
+            raise IncompleteOutput(
+                f"{self.out}: {total_out:,d} rows written for {total_in:,d} read from {self.source}"
+                + (f"; chunk(s) {wrong[:10]} differ" if wrong else "") + (f"; unexpected chunk(s) {extra[:10]}"
+                                                                          if extra else "")
+                + f"; delete {self.folder} and predict again")
+
     def _summary(self, resumed: int, rows_this_run: int, seconds: float) -> PredictSummary:
         done, failed = self.manifest.done, self.manifest.failed
         complete = not failed and (self.n_chunks is None or len(done) == self.n_chunks)
+        if complete:
+            self._check_complete()
         if self.single_file and complete:
-            _concatenate(self.folder, sorted(done), self.out)
+            _concatenate(self.folder, sorted(done), self.out, sum(v["rows"] for v in done.values()))
+        replaced = self.manifest.replaced
+        duplicates = replaced.pop("duplicate source_id", 0)
         return PredictSummary(
             output=self.out if (complete or not self.single_file) else self.folder,
             rows=sum(v["rows"] for v in done.values()), chunks_done=len(done),
             chunks_total=self.n_chunks if self.n_chunks is not None else (len(done) if complete else None),
-            failed=[{"chunk": k, **v} for k, v in sorted(failed.items())], sentinels=dict(self.manifest.sentinels),
+            failed=[{"chunk": k, **v} for k, v in sorted(failed.items())], replaced=dict(replaced),
+            duplicate_ids=duplicates, redone_chunks=list(self.manifest.redone),
             unusable_rows=sum(v.get("unusable", 0) for v in done.values()), seconds=seconds,
             resumed_chunks=resumed, rows_this_run=rows_this_run)
 
 
-def _concatenate(folder: Path, chunks: list[int], out: Path) -> None:
-    """Parts -> one Parquet file, streamed part by part, atomically; then the parts are removed."""
+def _concatenate(folder: Path, chunks: list[int], out: Path, rows: int) -> None:
+    """Parts -> one Parquet file, streamed part by part, atomically; checked to hold ``rows`` rows before
+    the parts are removed."""
     import shutil
 
-    parts = [folder / f"part-{k:06d}.parquet" for k in chunks]
+    parts = [folder / part_name(k) for k in chunks]
     schema = pq.read_schema(parts[0])
-    with atomic_output(out) as tmp, pq.ParquetWriter(tmp, schema, **PARQUET_WRITE) as w:
-        for p in parts:
-            w.write_table(pq.read_table(p))
+    with atomic_output(out) as tmp:
+        with pq.ParquetWriter(tmp, schema, **PARQUET_WRITE) as w:
+            for p in parts:
+                w.write_table(pq.read_table(p))
+        if pq.read_metadata(tmp).num_rows != rows:
+            raise IncompleteOutput(f"{out}: the assembled file does not hold the {rows:,d} rows of its parts; "
+                                   f"the parts are kept in {folder}")
     shutil.rmtree(folder)

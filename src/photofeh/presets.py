@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from photofeh.tomlfile import read_toml
+from photofeh.validation import MAGNITUDE_SENTINELS, clean_columns
 
 __all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "GENERIC_SENTINELS", "MAGNITUDE_SENTINELS"]
 
-GENERIC_SENTINELS = (-9999.0, -999.0)
-MAGNITUDE_SENTINELS = (99.0, 999.0, -99.0, -9999.0, -999.0)
+GENERIC_SENTINELS = (-9999.0, -999.0)  # in any float column a preset maps (99 can be a real S/N)
 
 # Gaia EDR3 photometric zero points (Vega) and their uncertainties, Riello et
 # al. 2021 (A&A 649, A3), section 5.4 / Gaia EDR3 documentation 5.5.1.
@@ -153,13 +153,17 @@ def load_mapping(path: str | Path) -> Preset:
                   parent.optional, parent.reads)
 
 
-def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str, source: str = "table"
+def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, source: str = "table"
                  ) -> tuple[dict[str, np.ndarray], Counter]:
-    """Rename a chunk's columns onto the schema and turn sentinels into NaN.
+    """Rename a chunk's columns onto the schema, turn sentinels into NaN, then validate every schema
+    column (:func:`photofeh.validation.clean_columns`). With ``preset=None`` the chunk is already in
+    schema names and is only validated: every reader's chunks go through here.
 
     Returns the new columns and a Counter of replaced values per column.
     Raises ``KeyError`` naming the source and the missing archive columns.
     """
+    if preset is None:
+        return clean_columns(raw, source)
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise KeyError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -189,6 +193,7 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str, source: st
     if preset.derive is not None:
         preset.derive(raw, out)
     _check_units(out, preset, source)
+    out, report = clean_columns(out, source, report)
     if "source_id" in out:
         ids = out["source_id"]
         report["duplicate source_id"] = int(ids.size - np.unique(ids).size)
