@@ -26,7 +26,7 @@ demo: setup
 	@echo "== stage 1b: a spectroscopic training set (20,000 labelled stars) =="
 	$(VENV)/bin/photofeh simulate --n-stars 20000 --seed 2 --spec-only --out $(DEMO)/mock_spec.parquet --workers 2
 	@echo "== stage 2: train the default network, evaluate it on its test split =="
-	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet
+	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet --overwrite
 	$(VENV)/bin/photofeh evaluate $(DEMO)/run $(DEMO)/mock_spec.parquet
 	@echo "== stage 3: predict every star of the survey (streamed, resumable Parquet parts) =="
 	rm -rf $(DEMO)/predictions
@@ -35,7 +35,7 @@ demo: setup
 	@echo "== stage 4: distances and the median [Fe/H] map in Galactocentric R-|Z| (cf. Ivezic et al. 2008) =="
 	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map
 	@echo "== stage 5: missing photometry: a masked model predicts stars lacking SDSS or Gaia too =="
-	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/masked.toml --out $(DEMO)/run_masked \
+	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/masked.toml --out $(DEMO)/run_masked --overwrite \
 		--epochs 30 --quiet
 	rm -rf $(DEMO)/predictions_masked
 	$(VENV)/bin/photofeh predict $(DEMO)/run_masked $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_masked \

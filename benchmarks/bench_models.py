@@ -69,7 +69,7 @@ def main() -> None:
             runs[name] = (load_model(Path(tmp) / name.split()[0] / "model"), time.perf_counter() - t0, conf)
 
     p = prepare(cat, cfg)
-    split = split_indices(len(p.X), cfg.split, cfg.seed)
+    split = split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
     test, trn = (split == 2) & p.usable, (split == 0) & p.usable
     feh_spec, feh_true = cat["feh_spec"], cat["feh_true"]
     mag0 = {f: cat[f"sdss_{f}"] - BANDS[f"sdss_{f}"].r_ebv * cat["ebv"] for f in "ugr"}

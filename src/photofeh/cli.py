@@ -164,23 +164,25 @@ def _train_config(args: argparse.Namespace):
 
     try:
         cfg = load_config(args.config) if args.config else TrainConfig()
+        for key in ("epochs", "seed", "ensemble"):
+            if getattr(args, key, None) is not None:
+                setattr(cfg, key, getattr(args, key))
+        cfg.validate()  # the command-line overrides too, before any data is read
     except (OSError, ValueError) as exc:
-        raise UserError(f"config {args.config}: {exc}") from None
-    for key in ("epochs", "seed", "ensemble"):
-        if getattr(args, key, None) is not None:
-            setattr(cfg, key, getattr(args, key))
+        raise UserError(str(exc)) from None
     return cfg
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from photofeh.locking import OutputLocked
     from photofeh.train import train
 
     cfg = _train_config(args)
     table = _load_table(args.table)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     try:
-        model_dir = train(table, cfg, args.out, log=log)
-    except (KeyError, ValueError) as exc:
+        model_dir = train(table, cfg, args.out, log=log, overwrite=args.overwrite)
+    except (KeyError, ValueError, OSError, OutputLocked) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     print(f"model written to {model_dir}")
     return 0
@@ -204,6 +206,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = _load_table(args.table)
     rows = None
     split_file = run / "split.parquet"
+    if args.split != "all" and not split_file.exists() and "source_id" in table.columns:
+        from photofeh.train import ids_digest
+
+        if ids_digest(table["source_id"].to_numpy()) == model.meta.get("training", {}).get("table_ids_sha256"):
+            raise UserError(f"{args.table} is the table {run} was trained on, and its split.parquet is missing: the "
+                            f"{args.split} stars cannot be told from the training stars. Use --split all to score "
+                            "every star knowingly, or evaluate on another table")
     if args.split != "all" and split_file.exists():
         split = pd.read_parquet(split_file)
         chosen = set(split.loc[split["split"] == args.split, "source_id"].to_numpy().tolist())
@@ -421,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
     tr.add_argument("--ensemble", type=_positive_int, help="override the number of ensemble members")
     tr.add_argument("--seed", type=int, help="override the seed")
+    tr.add_argument("--overwrite", action="store_true",
+                    help="replace an existing run directory (only once the new run is complete)")
     tr.add_argument("--quiet", action="store_true", help="no per-epoch log")
     tr.set_defaults(func=cmd_train)
 

@@ -23,8 +23,10 @@ import pandas as pd
 
 from photofeh.predict_catalog import (
     PARQUET_WRITE,
+    IncompleteOutput,
     PredictOptions,
     _preset,
+    check_options,
     input_columns,
     predict_chunk,
     resolve_device,
@@ -109,10 +111,25 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
     """
     from photofeh.predict import model_folder
 
+    from photofeh.catalog import check_output_place
+    from photofeh.locking import output_lock
+
     opts = options or PredictOptions()
+    check_options(opts)
     model_dir, source, out = model_folder(model_dir), Path(source), Path(out)
     if not source.exists():
         raise CatalogReadError(f"{source} does not exist")
+    check_output_place(out, [source, model_dir])
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        # Dask and LSDB write with overwrite=True, which would wipe whatever is there
+        raise FileExistsError(f"{out} exists and is not an empty folder; on Dask the output must be new "
+                              "(nothing there is touched)")
+    with output_lock(out, f"photofeh predict --scheduler {scheduler} {source}", inside=True):
+        return _predict_distributed(model_dir, source, out, opts, scheduler, client)
+
+
+def _predict_distributed(model_dir: Path, source: Path, out: Path, opts: PredictOptions, scheduler: str,
+                         client) -> dict:
     preset = _preset(opts.preset)
     hats = is_hats_catalog(source)
     own_client = client is None
@@ -134,6 +151,9 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
         if own_client:
             client.close()
     seconds = time.perf_counter() - t0
+    n_in = _hats_rows(source) if hats else known_rows(source)
+    if n_in is not None and n != n_in:
+        raise IncompleteOutput(f"{out}: {n:,d} rows written for {n_in:,d} in {source}; delete {out} and run again")
     return {"output": str(out), "layout": "hats" if hats else "parquet dataset", "stars": n, "workers": workers,
             "seconds": round(seconds, 2), "stars_per_second": round(n / seconds) if seconds > 0 else None}
 
@@ -155,6 +175,12 @@ def _predict_parquet(model, model_dir: str, source: Path, out: Path, opts, prese
     result = ddf.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, meta=meta)
     result.to_parquet(str(out), write_index=False, overwrite=True, **PARQUET_WRITE)
     return known_rows(out) or 0
+
+
+def _hats_rows(path: Path) -> int | None:
+    import lsdb
+
+    return lsdb.open_catalog(path).hc_structure.catalog_info.total_rows
 
 
 def _predict_hats(model, model_dir: str, source: Path, out: Path, opts, preset, threads) -> int:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import csv
 import os
+import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from photofeh.missing import (
 )
 from photofeh.models import PRESETS, build_network
 from photofeh.tomlfile import read_toml
+from photofeh.validation import clean_columns
 
 __all__ = ["TrainConfig", "train", "load_config", "prepare", "lr_find", "GIANT_LOGG"]
 
@@ -71,38 +74,142 @@ class TrainConfig:
     min_features: int = 3
 
     def validate(self) -> None:
+        """Types and ranges of every setting; raises ``ValueError`` naming the setting."""
+        for name, expected in _TYPES.items():
+            _check_type(name, getattr(self, name), expected)
+        if not self.features or not self.labels:
+            raise ValueError("features and labels must not be empty")
         if any(lab not in self.label_columns for lab in self.labels):
             raise ValueError(f"every label needs a column in label_columns; labels {self.labels}, "
                              f"columns {self.label_columns}")
-        if len(self.split) != 3 or abs(sum(self.split) - 1) > 1e-6 or min(self.split) <= 0:
-            raise ValueError(f"split must be three positive fractions summing to 1, got {self.split}")
-        if self.ensemble < 1 or self.epochs < 1 or self.batch_size < 2:
-            raise ValueError("ensemble, epochs must be >= 1 and batch_size >= 2")
-        if self.missing not in MISSING_MODES:
-            raise ValueError(f"missing must be one of {MISSING_MODES}, got {self.missing!r}")
-        if not 0 <= self.group_dropout < 1 or not 1 <= self.min_features <= len(self.features):
-            raise ValueError("group_dropout must be in [0, 1) and min_features in [1, number of features]")
+        self.split = check_split(self.split)
+        for name, lo, hi in (("ensemble", 1, 100), ("epochs", 1, 100_000), ("batch_size", 2, 1 << 20),
+                             ("patience", 1, 100_000), ("seed", 0, 2**63 - 1), ("threads", 0, 1024),
+                             ("min_features", 1, len(self.features))):
+            if not lo <= getattr(self, name) <= hi:
+                raise ValueError(f"{name} must be from {lo} to {hi}, got {getattr(self, name)}")
+        for name, lo, hi in (("max_lr", 0.0, 10.0), ("weight_decay", 0.0, 10.0), ("class_weight", 0.0, 1e3)):
+            value = getattr(self, name)
+            open_lo = name == "max_lr"
+            if not (np.isfinite(value) and (lo < value if open_lo else lo <= value) and value <= hi):
+                raise ValueError(f"{name} must be a finite number in {'(' if open_lo else '['}{lo}, {hi}], "
+                                 f"got {value}")
+        if not 0 <= self.group_dropout < 1:
+            raise ValueError(f"group_dropout must be in [0, 1), got {self.group_dropout}")
+        for name, choices in (("missing", MISSING_MODES), ("heads", ("independent", "causal")),
+                              ("class_operating_point", ("break-even", "f1", "half"))):
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        from photofeh.models import check_size
+
+        check_size(self.architecture, network_inputs(len(self.features), self.missing), self.labels, self.heads,
+                   self.classify)
+
+
+def check_split(split) -> tuple[float, float, float]:
+    """The one definition of a valid split: three finite fractions (train, validation, test) >= 0 summing
+    to 1, with training and validation stars (the validation set picks the checkpoint and calibrates);
+    a test fraction of 0 is valid (the model is then evaluated on another table)."""
+    try:
+        fractions = tuple(float(f) for f in split)
+    except (TypeError, ValueError):
+        raise ValueError(f"split must be three fractions (train, validation, test), got {split!r}") from None
+    if len(fractions) != 3 or not all(np.isfinite(fractions)) or min(fractions) < 0:
+        raise ValueError(f"split must be three finite fractions >= 0 (train, validation, test), got {split!r}")
+    if abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"split fractions must sum to 1, got {split!r} (sum {sum(fractions):g})")
+    if fractions[0] <= 0 or fractions[1] <= 0:
+        raise ValueError(f"split needs training and validation stars (fractions > 0), got {split!r}")
+    return fractions
+
+
+# Expected TOML types of the settings: a wrong type is a clear error, not a traceback in the middle of training
+_TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_column": str, "classify": bool,
+          "split": [float], "architecture": {str: object}, "heads": str, "ensemble": int, "epochs": int,
+          "batch_size": int, "max_lr": float, "weight_decay": float, "patience": int, "class_weight": float,
+          "class_operating_point": str, "class_operating_feh_max": (float, None), "seed": int, "threads": int,
+          "missing": str, "group_dropout": float, "min_features": int}
+_TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
+
+
+def _is(value, kind) -> bool:
+    if kind is object:
+        return True
+    if kind is float:
+        return isinstance(value, int | float | np.floating | np.integer) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int | np.integer) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _check_type(name: str, value, expected) -> None:
+    if isinstance(expected, tuple):  # (type, None): optional
+        if value is None or _is(value, expected[0]):
+            return
+        what = f"{_TYPE_NAMES[expected[0]]} or absent"
+    elif isinstance(expected, list):
+        if isinstance(value, list | tuple) and all(_is(v, expected[0]) for v in value):
+            return
+        what = f"a list of {_TYPE_NAMES[expected[0]]}"
+    elif isinstance(expected, dict):
+        ((k, v),) = expected.items()
+        if isinstance(value, dict) and all(_is(a, k) and _is(b, v) for a, b in value.items()):
+            return
+        what = f"a table of {_TYPE_NAMES[k]} = {_TYPE_NAMES[v]}"
+    else:
+        if _is(value, expected):
+            return
+        what = _TYPE_NAMES[expected]
+    raise ValueError(f"{name} must be {what}, got {value!r}")
+
+
+def closest(name: str, known) -> str:
+    """' (did you mean X?)' for a misspelt name, or ''."""
+    import difflib
+
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+SECTIONS = ("data", "model", "train")
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
-    """Read a TOML config: sections [data], [model], [train]; a model 'preset' names an architecture."""
+    """Read a TOML config: sections [data], [model], [train]; a model 'preset' names an architecture.
+
+    Unknown sections, keys outside a section, unknown settings (with the closest known name), wrong
+    types and out-of-range values are errors naming the file and the setting.
+    """
     raw = read_toml(path, "config")
+    known = [*TrainConfig.__dataclass_fields__, "preset"]
     flat: dict = {}
-    for section in ("data", "model", "train"):
-        flat.update(raw.get(section, {}))
+    for key, value in raw.items():
+        if key not in SECTIONS:
+            if isinstance(value, dict):
+                raise ValueError(f"{path}: unknown section [{key}]{closest(key, SECTIONS)}; sections are "
+                                 f"{', '.join(f'[{x}]' for x in SECTIONS)}")
+            hint = "" if key in known else closest(key, known)
+            raise ValueError(f"{path}: setting {key!r}{hint} lies outside any section; put it under [data], "
+                             "[model] or [train]")
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: {key!r} must be a section ([{key}]), not a value")
+        flat.update(value)
+    unknown = [k for k in flat if k not in known]
+    if unknown:
+        raise ValueError(f"{path}: unknown setting {unknown[0]!r}{closest(unknown[0], known)}; "
+                         f"known: {', '.join(known)}")
     preset = flat.pop("preset", None)
     if preset is not None:
         if preset not in PRESETS:
             raise ValueError(f"{path}: unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+        if not isinstance(flat.get("architecture", {}), dict):
+            raise ValueError(f"{path}: architecture must be a table")
         flat["architecture"] = {**PRESETS[preset], **flat.get("architecture", {})}
-    known = TrainConfig.__dataclass_fields__
-    unknown = [k for k in flat if k not in known]
-    if unknown:
-        raise ValueError(f"{path}: unknown settings {unknown}; known: {', '.join(known)}")
-    if "split" in flat:
-        flat["split"] = tuple(flat["split"])
     cfg = TrainConfig(**flat)
-    cfg.validate()
+    try:
+        cfg.validate()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return cfg
 
 
@@ -115,11 +222,13 @@ class Prepared:
     giant: np.ndarray  # 1/0, NaN where unknown
     usable: np.ndarray  # all features finite ("require") or enough of them ("mask")
     ids: np.ndarray
+    replaced: Counter = field(default_factory=Counter)  # values the validation layer set to NaN, per column
 
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
-    """Features, labels, label errors and the giant flag from a labelled catalogue."""
-    cols = as_columns(table)
+    """Features, labels, label errors and the giant flag from a labelled catalogue, validated first
+    (:mod:`photofeh.validation`: a label of -9999 or a negative error never reaches the loss)."""
+    cols, replaced = clean_columns(as_columns(table), "training table")
     X, usable = feature_matrix(cols, cfg.features, cfg.ebv_column)
     if cfg.missing == "mask":
         usable = enough_features(X, cfg.min_features)
@@ -138,16 +247,27 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
         g = y[:, cfg.labels.index("logg")]
         giant = np.where(np.isfinite(g), (g < GIANT_LOGG).astype(float), np.nan)
     ids = np.asarray(cols["source_id"]) if "source_id" in cols else np.arange(n)
-    return Prepared(X, y, e, giant, usable, ids)
+    return Prepared(X, y, e, giant, usable, ids, replaced)
 
 
-def split_indices(n: int, fractions, seed: int) -> np.ndarray:
-    """0 = train, 1 = validation, 2 = test, from a seeded permutation."""
-    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5917])).permutation(n)
-    n_train, n_val = int(fractions[0] * n), int(fractions[1] * n)
-    out = np.empty(n, dtype=np.int8)
-    out[perm[:n_train]], out[perm[n_train:n_train + n_val]], out[perm[n_train + n_val:]] = 0, 1, 2
-    return out
+def split_indices(n: int, fractions, seed: int, ids: np.ndarray | None = None) -> np.ndarray:
+    """0 = train, 1 = validation, 2 = test, from a seeded permutation of the distinct ``ids`` (in order of
+    first appearance), so that rows sharing an id (the same star observed twice) are on one side of the
+    split. With all ids distinct this is a permutation of the rows."""
+    if ids is None:
+        first, inverse = np.arange(n), np.arange(n)
+    else:
+        _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+        order = np.argsort(first, kind="stable")  # distinct ids in order of first appearance
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        first, inverse = first[order], rank[inverse.ravel()]
+    m = first.size
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 0x5917])).permutation(m)
+    n_train, n_val = int(fractions[0] * m), int(fractions[1] * m)
+    groups = np.empty(m, dtype=np.int8)
+    groups[perm[:n_train]], groups[perm[n_train:n_train + n_val]], groups[perm[n_train + n_val:]] = 0, 1, 2
+    return groups[inverse]
 
 
 # ---------------------------------------------------------------- loss
@@ -306,24 +426,76 @@ def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str) -> float:
     raise ValueError(f"class_operating_point must be 'break-even', 'f1' or 'half', got {rule!r}")
 
 
-def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Path:
-    """Train on a labelled catalogue; write the run directory; return the model folder."""
-    import pandas as pd
+def ids_digest(ids: np.ndarray) -> str:
+    """SHA-256 of a table's source ids in order: recognises the training table again (see evaluate)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(map(str, np.asarray(ids).tolist())).encode()).hexdigest()
+
+
+def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwrite: bool = False) -> Path:
+    """Train on a labelled catalogue; write the run directory; return the model folder.
+
+    The run is written to a hidden temporary folder beside ``run_dir`` and renamed at the end, so a run
+    folder is complete or absent whenever the process stops. An existing, non-empty ``run_dir`` is
+    refused unless ``overwrite`` (then it is replaced only once the new run is complete).
+    """
+    from photofeh.catalog import check_output_place
+    from photofeh.locking import output_lock
 
     cfg.validate()
-    _set_threads(cfg)
     run = Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True)
+    if run.exists() and not run.is_dir():
+        raise FileExistsError(f"{run} exists and is not a folder")
+    if run.is_dir() and any(run.iterdir()) and not overwrite:
+        raise FileExistsError(f"{run} exists and is not empty; choose another --out or pass --overwrite to "
+                              "replace it")
+    if not run.parent.is_dir():
+        raise FileNotFoundError(f"cannot create {run}: folder {run.parent} does not exist")
+    check_output_place(run)
+    with output_lock(run, "photofeh train"):
+        tmp = run.with_name(f".{run.name}.partial-{os.getpid()}")
+        tmp.mkdir()
+        try:
+            _train_into(table, cfg, tmp, log)
+            _replace_folder(tmp, run)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    log(f"model in {run / 'model'}")
+    return run / "model"
+
+
+def _replace_folder(new: Path, final: Path) -> None:
+    """Rename ``new`` to ``final``; an existing ``final`` is moved aside first and removed after."""
+    old = final.with_name(f".{final.name}.partial-{os.getpid()}-old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(new, final)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
+    import pandas as pd
+
+    _set_threads(cfg)
     t_start = time.perf_counter()
     p = prepare(table, cfg)
-    split = split_indices(len(p.X), cfg.split, cfg.seed)
+    if p.replaced:
+        log("values set to NaN by validation (sentinels, NaN/inf, impossible): "
+            + ", ".join(f"{k} {v:,d}" for k, v in sorted(p.replaced.items())))
+    n_duplicate = int(p.ids.size - np.unique(p.ids).size)
+    if n_duplicate:
+        log(f"{n_duplicate:,d} row(s) repeat a source_id; each id is kept on one side of the split")
+    split = split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
     has_label = np.isfinite(p.y).any(axis=1)
     use = p.usable & has_label
     train_rows, val_rows = np.flatnonzero(use & (split == 0)), np.flatnonzero(use & (split == 1))
     if len(train_rows) < cfg.batch_size or len(val_rows) < 10:
-        raise ValueError(f"too few usable labelled stars: {len(train_rows)} for training, {len(val_rows)} for "
-                         f"validation ({int((~p.usable).sum())} lack a feature, "
-                         f"{int((~has_label).sum())} have no label)")
+        raise ValueError(f"too few usable labelled stars: {len(train_rows)} for training (at least batch_size = "
+                         f"{cfg.batch_size} needed), {len(val_rows)} for validation (at least 10 needed); "
+                         f"{int((~p.usable).sum())} rows lack a feature, {int((~has_label).sum())} have no label")
     xs = Standardizer.fit(p.X[train_rows])
     ys = Standardizer.fit(p.y[train_rows])
     train_t, val_t = _tensors(p, train_rows, xs, ys, cfg), _tensors(p, val_rows, xs, ys, cfg, hide=True)
@@ -344,13 +516,15 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Pat
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
         "sigma_scale": scales, "class_temperature": temperature,
         "class_threshold": threshold, "giant_logg": GIANT_LOGG,
-        "training": {"config": asdict(cfg), "n_train": len(train_rows), "n_validation": len(val_rows),
+        "training": {"config": asdict(cfg), "n_rows": len(p.X), "n_train": len(train_rows),
+                     "n_validation": len(val_rows), "table_ids_sha256": ids_digest(p.ids),
+                     "values_replaced": dict(p.replaced), "duplicate_source_ids": n_duplicate,
                      "seconds": round(train_seconds, 1), "epochs_run": [max(h["epoch"] for h in history
                                                                             if h["member"] == m)
                                                                         for m in range(cfg.ensemble)]},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
-    model_dir = save_model_folder(run / "model", nets, meta)
+    save_model_folder(run / "model", nets, meta)
     pd.DataFrame({"source_id": p.ids, "split": np.array(["train", "validation", "test"])[split],
                   "usable": p.usable}).to_parquet(run / "split.parquet")
     with open(run / "history.csv", "w", newline="") as fh:
@@ -359,8 +533,7 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print) -> Pat
         w.writerows(history)
     _plot_history(history, run / "history.png")
     (run / "config.toml").write_text(_to_toml(cfg))
-    log(f"trained {cfg.ensemble} member(s) in {train_seconds:.1f} s; model in {model_dir}")
-    return model_dir
+    log(f"trained {cfg.ensemble} member(s) in {train_seconds:.1f} s")
 
 
 def _plot_history(history: list[dict], path: Path) -> None:

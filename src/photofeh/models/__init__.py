@@ -10,7 +10,8 @@ from photofeh.models.heads import PhotometricNetwork, build_network
 from photofeh.models.mlp import MLP
 from photofeh.models.resdense import ResDense
 
-__all__ = ["MLP", "ResDense", "PhotometricNetwork", "build_network", "BACKBONES", "PRESETS"]
+__all__ = ["MLP", "ResDense", "PhotometricNetwork", "build_network", "check_size", "BACKBONES", "PRESETS",
+           "MAX_PARAMETERS"]
 
 BACKBONES = {"mlp": MLP, "resdense": ResDense}
 
@@ -22,3 +23,36 @@ PRESETS: dict[str, dict] = {
     "reference-resdense": {"name": "resdense", "nfeatures_init": 64, "nfeatures_max": 2048, "depth": 12,
                            "dropout": 0.1},
 }
+
+# Far above any photometric network (reference-resdense: ~30 million) and far below what would exhaust a
+# machine's memory: a model file asking for more is refused before anything is allocated.
+MAX_PARAMETERS = 200_000_000
+MAX_WIDTH = 1 << 16
+
+
+def check_size(arch: dict, n_inputs: int, labels: list[str], heads: str, classify: bool) -> int:
+    """Build the network on PyTorch's "meta" device (shapes only, no memory) and refuse absurd sizes.
+
+    Returns the parameter count; raises ``ValueError`` naming what is too large or malformed.
+    """
+    import torch
+
+    for key in ("widths",):
+        if key in arch and (not isinstance(arch[key], list | tuple) or len(arch[key]) > 64
+                            or not all(isinstance(w, int) and 1 <= w <= MAX_WIDTH for w in arch[key])):
+            raise ValueError(f"architecture {key} must be at most 64 integers from 1 to {MAX_WIDTH}, got {arch[key]!r}")
+    for key in ("nfeatures_init", "nfeatures_max", "depth"):
+        if key in arch and (not isinstance(arch[key], int) or not 1 <= arch[key] <= MAX_WIDTH):
+            raise ValueError(f"architecture {key} must be an integer from 1 to {MAX_WIDTH}, got {arch[key]!r}")
+    if "depth" in arch and arch["depth"] > 256:
+        raise ValueError(f"architecture depth must be at most 256, got {arch['depth']}")
+    if "dropout" in arch and (not isinstance(arch["dropout"], int | float) or not 0 <= arch["dropout"] < 1):
+        raise ValueError(f"architecture dropout must be in [0, 1), got {arch['dropout']!r}")
+    if not 1 <= n_inputs <= MAX_WIDTH or not 1 <= len(labels) <= 64:
+        raise ValueError(f"{n_inputs} inputs and {len(labels)} labels: expected 1-{MAX_WIDTH} and 1-64")
+    with torch.device("meta"):
+        net = build_network(arch, n_inputs, labels, heads, classify)
+    n = sum(p.numel() for p in net.parameters())
+    if n > MAX_PARAMETERS:
+        raise ValueError(f"the architecture {arch} has {n:,d} parameters, more than the {MAX_PARAMETERS:,d} allowed")
+    return n
