@@ -24,7 +24,7 @@ def test_help_lists_commands():
 
 def test_negative_n_is_refused(tmp_path: Path):
     r = run("simulate", "--n-stars", "-5", "--out", str(tmp_path / "x.parquet"))
-    assert r.returncode == 2 and "positive integer" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "integer from 1" in r.stderr and "Traceback" not in r.stderr
     assert not any(tmp_path.iterdir())
 
 

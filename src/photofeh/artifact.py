@@ -9,6 +9,7 @@ JSON and tensors only: no pickle, no code is executed.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 
@@ -40,23 +41,120 @@ def save_model_folder(path: str | os.PathLike, members: list[torch.nn.Module], m
     return path
 
 
+MAX_MEMBERS = 100
+MAX_SCALE = 1e8  # |mean| and std of any feature or label: Teff in K is ~1e4; larger is a damaged file
+
+
 def load_model_folder(path: str | os.PathLike) -> tuple[dict, list[dict[str, torch.Tensor]]]:
-    """Read metadata and the state dict of each member."""
+    """Read metadata and the state dict of each member, after checking them.
+
+    Everything is validated before any weight is loaded: the metadata's types and sizes (bounded), the
+    normalisation and calibration (finite, non-zero scales), and the shape of every tensor in the weights
+    file's header against the network the metadata describes (built on PyTorch's "meta" device, which
+    allocates nothing). Loaded weights must be finite. Any problem is a :class:`ModelFormatError` naming it.
+    """
     path = Path(path)
     if not (path / META).is_file() or not (path / WEIGHTS).is_file():
         raise ModelFormatError(f"{path} is not a photofeh model folder (needs {META} and {WEIGHTS})")
     try:
         meta = json.loads((path / META).read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelFormatError(f"{path / META} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ModelFormatError(f"{path / META} does not hold a JSON object")
     version = meta.get("schema_version")
     if version != SCHEMA_VERSION:
         raise ModelFormatError(f"{path}: model schema version {version} is not supported by this photofeh "
                                f"(expects {SCHEMA_VERSION}); retrain or use the photofeh version that wrote it "
                                f"({meta.get('photofeh_version', 'unknown')})")
-    tensors = load_file(str(path / WEIGHTS))
+    try:
+        expected = _check_meta(meta)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{path / META}: {str(exc).strip(chr(39))}") from None
+    _check_weights_header(path / WEIGHTS, expected, meta["n_members"])
+    try:
+        tensors = load_file(str(path / WEIGHTS))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise ModelFormatError(f"{path / WEIGHTS} cannot be read: {type(exc).__name__}: {exc}") from None
     members = [{} for _ in range(meta["n_members"])]
     for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ModelFormatError(f"{path / WEIGHTS}: tensor {key} holds NaN or infinite values")
         member, _, name = key.partition(".")
         members[int(member.removeprefix("member"))][name] = t
     return meta, members
+
+
+def _finite_list(meta: dict, key: str, n: int, positive: bool = False) -> None:
+    values = meta[key]
+    if not isinstance(values, list) or len(values) != n:
+        raise ValueError(f"{key} must be a list of {n} numbers")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or abs(v) > MAX_SCALE:
+            raise ValueError(f"{key} holds {v!r}: not a finite number of sensible size (|x| <= {MAX_SCALE:g})")
+        if positive and not v > 0:
+            raise ValueError(f"{key} holds {v!r}: scales must be > 0")
+
+
+def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
+    """Types, sizes and scales of the metadata; returns the tensor shapes one member must have."""
+    from photofeh.missing import MISSING_MODES, network_inputs
+    from photofeh.models import check_size
+
+    features, labels = meta["features"], meta["labels"]
+    for key, values, most in (("features", features, 1000), ("labels", labels, 64)):
+        if not isinstance(values, list) or not 1 <= len(values) <= most or not all(isinstance(v, str) for v in values):
+            raise ValueError(f"{key} must be a list of 1 to {most} names")
+    n_members = meta["n_members"]
+    if isinstance(n_members, bool) or not isinstance(n_members, int) or not 1 <= n_members <= MAX_MEMBERS:
+        raise ValueError(f"n_members must be an integer from 1 to {MAX_MEMBERS}, got {n_members!r}")
+    missing = meta.get("missing", "require")
+    if missing not in MISSING_MODES:
+        raise ValueError(f"missing must be one of {MISSING_MODES}, got {missing!r}")
+    F, L = len(features), len(labels)
+    for name in ("input_standardizer", "label_standardizer"):
+        if not isinstance(meta[name], dict):
+            raise ValueError(f"{name} must be an object with mean and std")
+    _finite_list(meta["input_standardizer"], "mean", F)
+    _finite_list(meta["input_standardizer"], "std", F, positive=True)
+    _finite_list(meta["label_standardizer"], "mean", L)
+    _finite_list(meta["label_standardizer"], "std", L, positive=True)
+    if "sigma_scale" in meta:
+        _finite_list(meta, "sigma_scale", L, positive=True)
+    for key, lo, hi in (("class_temperature", 1e-6, 1e6), ("class_threshold", 0.0, 1.0), ("min_features", 1, F)):
+        v = meta.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi):
+            raise ValueError(f"{key} must be a number from {lo:g} to {hi:g}, got {v!r}")
+    if not isinstance(meta["architecture"], dict):
+        raise ValueError("architecture must be an object")
+    arch, heads, classify = meta["architecture"], meta["heads"], meta.get("classify", True)
+    check_size(arch, network_inputs(F, missing), labels, heads, classify)
+    from photofeh.models import build_network
+
+    with torch.device("meta"):
+        net = build_network(arch, network_inputs(F, missing), labels, heads, classify)
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def _check_weights_header(path: Path, expected: dict[str, tuple[int, ...]], n_members: int) -> None:
+    """Tensor names and shapes from the safetensors header (nothing loaded) against the metadata."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:
+        raise ModelFormatError(f"{path} is not a readable safetensors file: {type(exc).__name__}: {exc}") from None
+    want = {f"member{m}.{k}": shape for m in range(n_members) for k, shape in expected.items()}
+    missing = sorted(set(want) - set(shapes))
+    extra = sorted(set(shapes) - set(want))
+    wrong = sorted(k for k in set(want) & set(shapes) if want[k] != shapes[k])
+    if missing or extra or wrong:
+        details = []
+        if missing:
+            details.append(f"{len(missing)} tensor(s) missing, e.g. {missing[0]}")
+        if extra:
+            details.append(f"{len(extra)} unexpected tensor(s), e.g. {extra[0]}")
+        if wrong:
+            details.append(f"{wrong[0]} has shape {shapes[wrong[0]]}, the metadata implies {want[wrong[0]]}")
+        raise ModelFormatError(f"{path} does not match {META} ({n_members} member(s)): " + "; ".join(details))

@@ -36,6 +36,45 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _bounded_int(lo: int, hi: int, why: str = ""):
+    """An argparse type: an integer in [lo, hi] (underscores allowed), refused before any work starts."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"expected an integer from {lo:,d} to {hi:,d}, got {value:,d}{why}")
+        return value
+    return parse
+
+
+def _bounded_float(lo: float, hi: float, open_lo: bool = True):
+    """An argparse type: a finite number in (lo, hi] (or [lo, hi] with ``open_lo=False``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = np.isfinite(value) and (lo < value if open_lo else lo <= value) and value <= hi
+        if not ok:
+            raise argparse.ArgumentTypeError(f"expected a finite number in {'(' if open_lo else '['}{lo:g}, {hi:g}], "
+                                             f"got {text}")
+        return value
+    return parse
+
+
+def _workers(text: str) -> int:
+    from photofeh.simulate.survey import available_cores
+
+    return _bounded_int(1, available_cores(), " (the CPU cores available here; each worker holds its own "
+                                              "0.35 GB isochrone grid)")(text)
+
+
+ROWS = _bounded_int(1, 100_000_000, " (a chunk is held in memory)")
+RADIUS = _bounded_float(0.0, 3600.0)  # arcsec: beyond a degree a nearest-neighbour match means nothing
+
+
 def _band_name(text: str) -> str:
     from photofeh.bands import BANDS
 
@@ -143,7 +182,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         progress(done)
 
     t0 = time.perf_counter()
-    simulate(config, out, fmt, args.chunk_size, args.workers, survey, on_chunk)
+    try:
+        simulate(config, out, fmt, args.chunk_size, args.workers, survey, on_chunk)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
     dt = time.perf_counter() - t0
     print(f"wrote {out} ({fmt}) in {dt:.1f} s, {config.n_stars / dt:,.0f} stars/s")
     print(summary.text())
@@ -354,25 +396,35 @@ def cmd_map(args: argparse.Namespace) -> int:
     """Stream a prediction table: distances, Galactocentric R and |Z|, median [Fe/H] map."""
     import json
 
+    from photofeh.catalog import atomic_output, check_output_place
     from photofeh.distances import frame_description
-    from photofeh.maps import feh_map_from_predictions, plot_map
+    from photofeh.locking import output_lock
+    from photofeh.maps import check_map_options, feh_map_from_predictions, plot_map
     from photofeh.readers import CatalogReadError
 
+    out = Path(args.out)
     try:
-        fmap, counts = feh_map_from_predictions(
-            args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
-            max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
-            r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars)
+        check_map_options(cell=args.cell, r_max=args.r_max, z_max=args.z_max, min_count=args.min_count)
+        check_output_place(out, [args.predictions])
+        if args.stars:
+            check_output_place(args.stars, [args.predictions])
+        out.mkdir(parents=True, exist_ok=True)
+        with output_lock(out, f"photofeh map {args.predictions}", inside=True):
+            fmap, counts = feh_map_from_predictions(
+                args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
+                max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
+                r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars)
+            with atomic_output(out / "feh_map.npz") as tmp, open(tmp, "wb") as f:
+                fmap.save(f)
+            with atomic_output(out / "feh_map.png") as tmp:
+                plot_map(fmap, tmp, min_count=args.min_count, fmt="png",
+                         title=f"{counts['in the map']:,d} stars; median [Fe/H] where >= {args.min_count} per cell")
+            report = {"counts": dict(counts), "frame": frame_description(), "band": args.band,
+                      "cell_kpc": args.cell, "min_count": args.min_count}
+            with atomic_output(out / "map.json") as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fmap.save(out / "feh_map.npz")
-    plot_map(fmap, out / "feh_map.png", min_count=args.min_count,
-             title=f"{counts['in the map']:,d} stars; median [Fe/H] where >= {args.min_count} per cell")
-    report = {"counts": dict(counts), "frame": frame_description(), "band": args.band,
-              "cell_kpc": args.cell, "min_count": args.min_count}
-    (out / "map.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report["counts"], indent=2))
     print(f"wrote {out / 'feh_map.png'}, {out / 'feh_map.npz'} and {out / 'map.json'}"
           + (f"; per-star distances in {args.stars}" if args.stars else ""))
@@ -396,17 +448,20 @@ def build_parser() -> argparse.ArgumentParser:
                     "spectroscopic subsample. Columns are documented in docs/schema.md.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sim.add_argument("--n-stars", type=_positive_int, required=True, help="number of rows to write")
-    sim.add_argument("--seed", type=int, default=42, help="random seed; same seed, same catalogue")
+    sim.add_argument("--n-stars", type=_bounded_int(1, 10**11), required=True, help="number of rows to write")
+    sim.add_argument("--seed", type=_bounded_int(0, 2**63 - 1), default=42,
+                     help="random seed; same seed, same catalogue")
     sim.add_argument("--out", required=True, help="output file (.parquet or .fits)")
     sim.add_argument("--format", choices=("parquet", "fits"), help="output format (default: from the extension)")
     sim.add_argument("--spec-only", action="store_true",
                      help="write only stars with spectroscopic labels (a training set of N stars)")
     sim.add_argument("--select-band", type=_band_name, default="sdss_r",
                      help="band whose (extinguished, noiseless) magnitude defines the catalogue")
-    sim.add_argument("--mag-range", type=float, nargs=2, default=(14.0, 22.5), metavar=("BRIGHT", "FAINT"),
+    sim.add_argument("--mag-range", type=_bounded_float(-2.0, 35.0, open_lo=False), nargs=2, default=(14.0, 22.5),
+                     metavar=("BRIGHT", "FAINT"),
                      help="magnitude range in the selection band")
-    sim.add_argument("--min-abs-b", type=float, default=20.0, help="simulate only |b| >= this (deg)")
+    sim.add_argument("--min-abs-b", type=_bounded_float(0.0, 89.9, open_lo=False), default=20.0,
+                     help="simulate only |b| >= this (deg)")
     sim.add_argument("--footprint", type=_footprint, action="append", metavar="SURVEY=TERMS",
                      help="override a survey footprint, e.g. 'sdss=min_b:30,min_dec:-5' "
                           "(terms: min_b, max_b, min_dec, max_dec); repeatable")
@@ -414,8 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="disk metallicity gradient parameters")
     sim.add_argument("--no-binaries", action="store_true", help="no unresolved binaries")
     sim.add_argument("--isochrones", help="another isochrone grid file with PARSEC-like columns")
-    sim.add_argument("--chunk-size", type=_positive_int, default=200_000, help="rows per write")
-    sim.add_argument("--workers", type=_positive_int, default=1,
+    sim.add_argument("--chunk-size", type=_bounded_int(1, 50_000_000), default=200_000, help="rows per write")
+    sim.add_argument("--workers", type=_workers, default=1,
                      help="worker processes (results do not depend on it)")
     sim.add_argument("--quiet", action="store_true", help="no progress line")
     sim.set_defaults(func=cmd_simulate)
@@ -429,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="run directory to create")
     tr.add_argument("--epochs", type=_positive_int, help="override the number of epochs")
     tr.add_argument("--ensemble", type=_positive_int, help="override the number of ensemble members")
-    tr.add_argument("--seed", type=int, help="override the seed")
+    tr.add_argument("--seed", type=_bounded_int(0, 2**63 - 1), help="override the seed")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace an existing run directory (only once the new run is complete)")
     tr.add_argument("--quiet", action="store_true", help="no per-epoch log")
@@ -460,9 +515,9 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     cm.add_argument("reference", type=_catalogue_arg, help="catalogue whose rows are all kept (the smaller one)")
     cm.add_argument("other", type=_catalogue_arg, help="catalogue streamed through the match")
-    cm.add_argument("--radius", type=float, default=1.0, help="match radius (arcsec)")
+    cm.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
     cm.add_argument("--out", required=True, help="output Parquet file")
-    cm.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
+    cm.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     cm.set_defaults(func=cmd_crossmatch)
 
     mp = sub.add_parser("merge-photometry", help="a prediction input: stream a big catalogue, attach others",
@@ -473,9 +528,9 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("base", type=_catalogue_arg, help="the catalogue to predict for, streamed in chunks")
     mp.add_argument("--other", type=_catalogue_arg, action="append", required=True,
                     help="catalogue to attach, FILE[:PRESET]; repeatable")
-    mp.add_argument("--radius", type=float, default=1.0, help="match radius (arcsec)")
+    mp.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
     mp.add_argument("--out", required=True, help="output Parquet file")
-    mp.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
+    mp.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     mp.set_defaults(func=cmd_merge_photometry)
 
     bt = sub.add_parser("build-training-set", help="labels x photometry, quality cuts, one Parquet file",
@@ -484,11 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--photometry", type=_catalogue_arg, action="append", required=True,
                     help="photometric catalogue FILE[:PRESET]; repeatable (matched in order)")
     bt.add_argument("--cuts", help="TOML file of quality cuts (see photofeh.cuts)")
-    bt.add_argument("--radius", type=float, default=1.0, help="match radius (arcsec)")
+    bt.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
     bt.add_argument("--sfd-dir", help="folder with the SFD map files (SFD_dust_4096_ngp/sgp.fits) to read E(B-V) "
                                       "from; never downloaded")
     bt.add_argument("--out", required=True, help="output Parquet file (a .report.json is written beside it)")
-    bt.add_argument("--chunk-size", type=_positive_int, default=1_000_000)
+    bt.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     bt.set_defaults(func=cmd_build_training_set)
     pr = sub.add_parser(
         "predict", help="predict labels for a whole catalogue (streamed, resumable, optionally on Dask)",
@@ -507,10 +562,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--format", help="input format when the extension does not tell")
     pr.add_argument("--keep", nargs="+", metavar="COLUMN",
                     help="columns passed through to the output (source_id, ra, dec are kept when present)")
-    pr.add_argument("--chunk-rows", type=_positive_int, default=250_000,
+    pr.add_argument("--chunk-rows", type=ROWS, default=250_000,
                     help="rows per chunk (one output part each; memory grows with it)")
     pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the network runs")
-    pr.add_argument("--threads", type=_positive_int, help="CPU threads for the network (default: torch's)")
+    pr.add_argument("--threads", type=_bounded_int(1, 1024), help="CPU threads for the network (default: torch's)")
     pr.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                     help="what to do with a chunk that cannot be read or predicted (it is reported with its rows)")
     pr.add_argument("--scheduler", metavar="ADDRESS",
@@ -533,29 +588,42 @@ def build_parser() -> argparse.ArgumentParser:
                          "each star uses the first it has (e.g. sdss_r ps1_r)")
     fm.add_argument("--giants", choices=("exclude", "include", "only"), default="exclude",
                     help="giants by the model's class (Ivezic 2008 mapped main-sequence stars)")
-    fm.add_argument("--min-parallax-snr", type=float, default=5.0,
+    fm.add_argument("--min-parallax-snr", type=_bounded_float(0.0, 1e4, open_lo=False), default=5.0,
                     help="combine with Gaia parallaxes of at least this S/N")
-    fm.add_argument("--max-rel-dist-err", type=float, default=0.3, help="leave out stars with a larger d error")
-    fm.add_argument("--max-feh-err", type=float, default=0.3,
+    fm.add_argument("--max-rel-dist-err", type=_bounded_float(0.0, 100.0), default=0.3,
+                    help="leave out stars with a larger d error")
+    fm.add_argument("--max-feh-err", type=_bounded_float(0.0, 100.0), default=0.3,
                     help="leave out stars whose predicted [Fe/H] error is larger (vague predictions lean toward "
                          "the training mean and bias medians)")
-    fm.add_argument("--cell", type=float, default=0.5, help="cell size in R and |Z| (kpc)")
-    fm.add_argument("--r-max", type=float, default=20.0, help="map extent in R (kpc)")
-    fm.add_argument("--z-max", type=float, default=10.0, help="map extent in |Z| (kpc)")
-    fm.add_argument("--min-count", type=int, default=20, help="stars needed to show a cell")
+    fm.add_argument("--cell", type=_bounded_float(0.0, 10.0), default=0.5, help="cell size in R and |Z| (kpc)")
+    fm.add_argument("--r-max", type=_bounded_float(0.0, 200.0), default=20.0, help="map extent in R (kpc)")
+    fm.add_argument("--z-max", type=_bounded_float(0.0, 200.0), default=10.0, help="map extent in |Z| (kpc)")
+    fm.add_argument("--min-count", type=_bounded_int(1, 10**9), default=20, help="stars needed to show a cell")
     fm.add_argument("--stars", metavar="FILE.parquet",
                     help="also write every star's distance, its error, R, z, phi and whether it is in the map")
-    fm.add_argument("--chunk-rows", type=_positive_int, default=1_000_000)
+    fm.add_argument("--chunk-rows", type=ROWS, default=1_000_000)
     fm.set_defaults(func=cmd_map)
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM (a batch system's kill, `kill PID`) is handled like Ctrl-C: outputs are cleaned up the same way."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
+    from photofeh.locking import OutputLocked
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
-    except UserError as exc:
+    except (UserError, OutputLocked) as exc:
         print(f"photofeh {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # output piped into e.g. `head`: not an error of ours

@@ -135,13 +135,26 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
     """
     from pathlib import Path
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from photofeh.catalog import atomic_output, check_writable
+    from photofeh.catalog import check_output_place, check_writable
+    from photofeh.locking import output_lock
 
     out = Path(out)
     check_writable(out)
+    check_output_place(out, [reference, other])
+    if not np.isfinite(radius_arcsec) or radius_arcsec <= 0:
+        raise ValueError(f"match radius must be a positive number of arcsec, got {radius_arcsec}")
+    with output_lock(out, f"photofeh crossmatch {reference} {other}"):
+        return _crossmatch_files(reference, other, out, radius_arcsec, reference_preset, other_preset, chunk_size,
+                                 suffix)
+
+
+def _crossmatch_files(reference, other, out, radius_arcsec, reference_preset, other_preset, chunk_size,
+                      suffix) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from photofeh.catalog import atomic_output
+
     replaced = {"reference": Counter(), "other": Counter()}
     ref_chunks = list(_mapped_chunks(reference, reference_preset, chunk_size, replaced["reference"]))
     if not ref_chunks:
@@ -210,13 +223,24 @@ def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, 
     """
     from pathlib import Path
 
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from photofeh.catalog import atomic_output, check_writable
+    from photofeh.catalog import check_output_place, check_writable
+    from photofeh.locking import output_lock
 
     out = Path(out)
     check_writable(out)
+    check_output_place(out, [base, *(path for path, _ in others)])
+    if not np.isfinite(radius_arcsec) or radius_arcsec <= 0:
+        raise ValueError(f"match radius must be a positive number of arcsec, got {radius_arcsec}")
+    with output_lock(out, f"photofeh merge-photometry {base}"):
+        return _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size)
+
+
+def _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from photofeh.catalog import atomic_output
+
     trees = []
     replaced = {str(base): Counter(), **{str(path): Counter() for path, _ in others}}
     for k, (path, preset) in enumerate(others):

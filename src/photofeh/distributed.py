@@ -109,10 +109,9 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
 
     ``client``: an open ``distributed.Client`` to use (and leave open) instead of ``scheduler``.
     """
-    from photofeh.predict import model_folder
-
     from photofeh.catalog import check_output_place
     from photofeh.locking import output_lock
+    from photofeh.predict import model_folder
 
     opts = options or PredictOptions()
     check_options(opts)

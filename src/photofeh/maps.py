@@ -104,8 +104,40 @@ class BinnedQuantileMap:
             return cls(f["x_edges"], f["y_edges"], f["value_edges"], f["counts"])
 
 
+FEH_BINS = 500  # (-4, +1) in 0.01 dex: see BinnedQuantileMap.feh_r_z
+MAX_MAP_BYTES = 2 << 30  # the map's histogram counts (int64) must fit in 2 GiB
+
+
+def check_map_options(cell: float, r_max: float, z_max: float, min_parallax_snr: float = 5.0,
+                      max_rel_dist_err: float = 0.3, max_feh_err: float | None = 0.3,
+                      chunk_rows: int = 1_000_000, min_count: int = 1) -> None:
+    """Every map option range-checked before any work starts (a 0.001 kpc cell would ask for ~750 GiB)."""
+    def finite_in(name, value, lo, hi, open_lo=True):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or \
+                not ((lo < value) if open_lo else (lo <= value)) or value > hi:
+            raise ValueError(f"{name} must be a finite number in {'(' if open_lo else '['}{lo:g}, {hi:g}], "
+                             f"got {value!r}")
+
+    finite_in("cell", cell, 0.0, 10.0)
+    finite_in("r_max", r_max, 0.0, 200.0)
+    finite_in("z_max", z_max, 0.0, 200.0)
+    finite_in("min_parallax_snr", min_parallax_snr, 0.0, 1e4, open_lo=False)
+    finite_in("max_rel_dist_err", max_rel_dist_err, 0.0, 100.0)
+    if max_feh_err is not None:
+        finite_in("max_feh_err", max_feh_err, 0.0, 100.0)
+    if not isinstance(chunk_rows, int) or not 1 <= chunk_rows <= 100_000_000:
+        raise ValueError(f"chunk_rows must be an integer from 1 to 100,000,000, got {chunk_rows!r}")
+    if not isinstance(min_count, int) or min_count < 1:
+        raise ValueError(f"min_count must be a positive integer, got {min_count!r}")
+    cells = int(np.ceil(r_max / cell)) * int(np.ceil(z_max / cell))
+    if cells * FEH_BINS * 8 > MAX_MAP_BYTES:
+        raise ValueError(f"a {cell:g} kpc cell over {r_max:g} x {z_max:g} kpc makes {cells:,d} cells, whose [Fe/H] "
+                         f"histograms would need {cells * FEH_BINS * 8 / 2**30:,.1f} GiB (at most "
+                         f"{MAX_MAP_BYTES / 2**30:.0f}); use a larger cell or a smaller extent")
+
+
 def plot_map(m: BinnedQuantileMap, path, min_count: int = 20, label: str = "median [Fe/H]",
-             vmin: float = -1.6, vmax: float = -0.2, title: str = "") -> None:
+             vmin: float = -1.6, vmax: float = -0.2, title: str = "", fmt: str | None = None) -> None:
     """The median map in the R-|Z| plane (cells with fewer than ``min_count`` stars left blank)."""
     import matplotlib
 
@@ -120,7 +152,7 @@ def plot_map(m: BinnedQuantileMap, path, min_count: int = 20, label: str = "medi
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=fmt)
     plt.close(fig)
 
 
@@ -150,16 +182,23 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     from photofeh.catalog import atomic_output
     from photofeh.distances import star_distances
     from photofeh.readers import iter_table
+    from photofeh.validation import clean_columns
 
     if giants not in ("exclude", "include", "only"):
         raise ValueError(f"giants must be exclude, include or only, not {giants!r}")
+    check_map_options(cell=cell, r_max=r_max, z_max=z_max, min_parallax_snr=min_parallax_snr,
+                      max_rel_dist_err=max_rel_dist_err, max_feh_err=max_feh_err, chunk_rows=chunk_rows)
     fmap = BinnedQuantileMap.feh_r_z(r_max=r_max, z_max=z_max, cell=cell)
     counts: Counter = Counter()
+    replaced: Counter = Counter()
     out_cols = ("dist_kpc", "dist_err_kpc", "dist_band", "parallax_used", "R_kpc", "z_kpc", "phi_deg")
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(atomic_output(Path(stars_out))) if stars_out else None  # renamed at the end
         writer = None
-        for chunk in iter_table(source, chunk_size=chunk_rows):
+        for raw in iter_table(source, chunk_size=chunk_rows):
+            chunk, _ = clean_columns(raw, str(source), replaced)  # e.g. a hand-made table with -9999 parallaxes
+            if "feh" not in chunk or "usable" not in chunk:
+                raise KeyError(f"{source} lacks the feh/usable columns of a 'photofeh predict' output")
             n = len(chunk["feh"])
             counts["stars"] += n
             usable = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
@@ -200,4 +239,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                 if writer is None:
                     writer = stack.enter_context(pq.ParquetWriter(tmp, table.schema, compression="snappy"))
                 writer.write_table(table)
+    if counts["stars"] == 0:
+        raise ValueError(f"{source} holds no predictions: nothing to map")
+    for column, n in sorted(replaced.items()):
+        counts[f"{column}: values set to NaN by validation"] = n
     return fmap, counts

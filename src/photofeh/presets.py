@@ -140,6 +140,15 @@ def load_mapping(path: str | Path) -> Preset:
     """A user mapping file: ``base = "<preset>"`` (optional) and a ``[columns]`` table."""
     path = Path(path)
     raw = read_toml(path, "mapping")
+    for key in raw:
+        if key not in ("base", "columns"):
+            from photofeh.train import closest
+
+            raise ValueError(f"mapping file {path}: unknown setting {key!r}{closest(key, ('base', 'columns'))}; "
+                             "a mapping has base = \"<preset>\" and a [columns] table")
+    if "columns" not in raw:
+        raise ValueError(f"mapping file {path}: no [columns] table; a mapping maps schema names to archive "
+                         "columns under [columns]")
     base = raw.get("base")
     if base is not None and base not in PRESETS:
         raise ValueError(f"mapping file {path}: unknown base preset {base!r}; known: {', '.join(PRESETS)}")

@@ -29,12 +29,23 @@ def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str
     (a folder holding the SFD map files), ``ebv_sfd`` is read from the map and
     fills ``ebv`` where the catalogues gave none.
     """
+
+    from photofeh.catalog import check_output_place
+    from photofeh.locking import output_lock
+
+    out = Path(out)
+    check_output_place(out, [labels, *(path for path, _ in photometry)])
+    with output_lock(out, f"photofeh build-training-set {labels}"):
+        return _build(labels, photometry, out, labels_preset, radius_arcsec, cuts, chunk_size, sfd_dir)
+
+
+def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, chunk_size, sfd_dir) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = Path(out)
     report: dict = {"labels": str(labels), "matches": []}
-    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.is_dir() else None) as tmp:
+    # hidden and named like every temporary output, so that a killed run's leftovers are removed by the next
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.partial-{os.getpid()}-") as tmp:
         current, current_preset = Path(labels), labels_preset
         for k, (path, preset) in enumerate(photometry):
             step = Path(tmp) / f"join{k}.parquet"
@@ -62,6 +73,7 @@ def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str
         report["cuts"] = cut_report
         with atomic_output(out) as tmp_out:
             pq.write_table(table.filter(pa.array(keep)), tmp_out)
-    Path(f"{out}.report.json").write_text(json.dumps(report, indent=2, default=float) + "\n")
+    with atomic_output(Path(f"{out}.report.json")) as tmp_report:
+        tmp_report.write_text(json.dumps(report, indent=2, default=float) + "\n")
     report["kept rows"] = int(np.sum(keep))
     return report

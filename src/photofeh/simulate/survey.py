@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from photofeh.simulate import observe as obs
 from photofeh.simulate.isochrones import PHASES, IsochroneGrid, load_grid
 from photofeh.simulate.spectro import segue_target_probability, sspp_labels
 
-__all__ = ["MockSurveyConfig", "MockSurvey", "simulate", "BLOCK_PROPOSALS"]
+__all__ = ["MockSurveyConfig", "MockSurvey", "simulate", "BLOCK_PROPOSALS", "check_workers", "available_cores"]
 
 BLOCK_PROPOSALS = 1 << 16
 GIANT_LOGG = 3.5  # this project's giant/dwarf boundary (see relations.md)
@@ -61,6 +60,10 @@ class MockSurveyConfig:
     def validate(self) -> None:
         if not isinstance(self.n_stars, (int, np.integer)) or self.n_stars <= 0:
             raise ValueError(f"n_stars must be a positive integer, got {self.n_stars!r}")
+        if not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed < 2**63:
+            raise ValueError(f"seed must be an integer from 0 to 2^63 - 1, got {self.seed!r}")
+        if not all(np.isfinite(self.mag_range)) or not np.isfinite(self.min_abs_b):
+            raise ValueError(f"mag_range and min_abs_b must be finite, got {self.mag_range} and {self.min_abs_b}")
         band(self.select_band)
         lo, hi = self.mag_range
         if not lo < hi:
@@ -276,8 +279,39 @@ def _cast(arr: np.ndarray, dtype: str) -> np.ndarray:
 _WORKER: MockSurvey | None = None
 
 
-def _init_worker(config: MockSurveyConfig) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this worker when its parent dies, however it dies (SIGKILL included):
+    Linux prctl(PR_SET_PDEATHSIG). Elsewhere a watchdog thread checks the parent every second."""
+    import ctypes
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _init_worker(config: MockSurveyConfig, parent: int) -> None:
+    import signal
+
     global _WORKER
+    _die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates the pool
     _WORKER = MockSurvey(config)
 
 
@@ -287,25 +321,31 @@ def _run_block(k: int) -> dict[str, np.ndarray]:
 
 
 def iter_blocks(survey: MockSurvey, workers: int = 1) -> Iterator[dict[str, np.ndarray]]:
-    """Blocks 0, 1, 2, ... in order, computed by ``workers`` processes."""
+    """Blocks 0, 1, 2, ... in order, computed by ``workers`` processes.
+
+    Workers end with the caller: when the stream is closed or fails (Ctrl-C, SIGTERM, an error) they are
+    terminated at once, and when the calling process is killed the kernel kills them (PR_SET_PDEATHSIG).
+    """
     if workers <= 1:
         k = 0
         while True:
             yield survey.block(k)
             k += 1
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init_worker,
-                             initargs=(survey.config,)) as pool:
-        window = [pool.submit(_run_block, k) for k in range(2 * workers)]
+    import multiprocessing
+
+    pool = multiprocessing.get_context().Pool(workers, initializer=_init_worker,
+                                              initargs=(survey.config, os.getpid()))
+    try:
+        window = [pool.apply_async(_run_block, (k,)) for k in range(2 * workers)]
         k = len(window)
-        try:
-            while True:
-                done = window.pop(0)
-                window.append(pool.submit(_run_block, k))
-                k += 1
-                yield done.result()
-        finally:
-            for f in window:
-                f.cancel()
+        while True:
+            done = window.pop(0)
+            window.append(pool.apply_async(_run_block, (k,)))
+            k += 1
+            yield done.get()
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def iter_chunks(config: MockSurveyConfig, chunk_size: int = 200_000, workers: int = 1,
@@ -343,13 +383,38 @@ def simulate(config: MockSurveyConfig, out: str | os.PathLike, fmt: str | None =
     (progress bars, running summaries). Returns the path written.
     """
     from photofeh.catalog import CatalogWriter
+    from photofeh.locking import output_lock
 
     config.validate()
+    check_workers(workers)
+    if not isinstance(chunk_size, int) or not 1 <= chunk_size <= MAX_CHUNK_SIZE:
+        raise ValueError(f"chunk_size must be an integer from 1 to {MAX_CHUNK_SIZE:,d}, got {chunk_size!r}")
     survey = survey or MockSurvey(config)
     out = Path(out)
-    with CatalogWriter(out, MOCK_COLUMNS, n_rows=config.n_stars, fmt=fmt, metadata=survey.metadata()) as writer:
+    # the lock also removes the hidden .partial files of a killed earlier run on this output
+    with output_lock(out, "photofeh simulate"), CatalogWriter(out, MOCK_COLUMNS, n_rows=config.n_stars, fmt=fmt,
+                                                              metadata=survey.metadata()) as writer:
         for chunk in iter_chunks(config, chunk_size, workers, survey):
             writer.write(chunk)
             if on_chunk:
                 on_chunk(chunk, writer.rows_written)
     return out
+
+
+MAX_CHUNK_SIZE = 50_000_000  # rows held in memory at once (~0.4 KB each)
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask, e.g. a SLURM allocation), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def check_workers(workers: int) -> None:
+    """Each worker holds its own copy of the isochrone grid (~0.35 GB): more workers than cores only
+    thrashes, so more are refused."""
+    cores = available_cores()
+    if not isinstance(workers, int) or not 1 <= workers <= cores:
+        raise ValueError(f"workers must be from 1 to {cores} (the CPU cores available here), got {workers!r}")
