@@ -383,7 +383,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
                       "chunks_done": summary.chunks_done, "chunks_total": summary.chunks_total,
                       "chunks_resumed": summary.resumed_chunks, "seconds": round(summary.seconds, 2),
                       "stars_per_second": round(summary.rate), "values_replaced": summary.replaced,
-                      "duplicate_source_ids": summary.duplicate_ids, "chunks_redone": summary.redone_chunks,
+                      "duplicate_source_ids": summary.duplicate_ids,
+                      "unphysical_predictions": summary.unphysical_predictions, "chunks_redone": summary.redone_chunks,
                       "failed_chunks": summary.failed}, indent=2))
     if summary.failed:
         print(f"photofeh predict: {len(summary.failed)} chunk(s) skipped (listed above); rerun the same command "

@@ -11,6 +11,7 @@ feature get NaN predictions and ``usable = False``, never a crash.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,9 +21,11 @@ from photofeh.artifact import load_model_folder
 from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
 from photofeh.missing import enough_features, masked_inputs, network_inputs
 from photofeh.models import build_network
-from photofeh.validation import clean_columns
+from photofeh.validation import clean_columns, column_rule
 
-__all__ = ["PhotometricModel", "load_model", "model_folder"]
+UNPHYSICAL = "predictions outside the physical range"
+
+__all__ = ["PhotometricModel", "load_model", "model_folder", "UNPHYSICAL"]
 
 
 class PhotometricModel:
@@ -54,8 +57,13 @@ class PhotometricModel:
         return required_columns(self.features, self.ebv_column)
 
     @torch.inference_mode()
-    def predict_features(self, X: np.ndarray, batch_size: int = 16384) -> dict[str, np.ndarray]:
+    def predict_features(self, X: np.ndarray, batch_size: int = 16384, counts: Counter | None = None
+                         ) -> dict[str, np.ndarray]:
         """Predict from a raw (un-standardised) feature matrix in the model's feature order.
+
+        Rows lacking features, and rows whose outputs are not finite or fall outside a label's physical
+        range (:mod:`photofeh.validation`), get NaN and ``usable = False``; ``counts[UNPHYSICAL]`` counts the
+        latter.
 
         Batches of ~16k rows keep the activations in cache: on 2 CPU cores
         they ran twice as fast as 64k-row batches for the default network.
@@ -88,6 +96,17 @@ class PhotometricModel:
         # the last guard of "no silent bad value": a row whose outputs are not all finite (overflow in a
         # tampered or diverged model) is not usable, never a number marked usable
         finite = np.isfinite(value).all(axis=1) & np.isfinite(err).all(axis=1) & np.isfinite(probs).all(axis=0)
+        # ... and a prediction outside its label's physical range (e.g. [Fe/H] = -60 from a garbled input that
+        # still passed validation) is no estimate: counted, and the row is not usable
+        with np.errstate(invalid="ignore"):
+            physical = np.ones(len(value), bool)
+            for j, lab in enumerate(self.labels):
+                rule = column_rule(lab)
+                if rule is not None:
+                    physical &= (value[:, j] >= rule.lo) & (value[:, j] <= rule.hi)
+        if counts is not None:
+            counts[UNPHYSICAL] += int(np.count_nonzero(finite & ~physical))
+        finite &= physical
         rows = np.flatnonzero(ok)
         if not finite.all():
             ok = ok.copy()
@@ -111,7 +130,7 @@ class PhotometricModel:
         result["usable"] = ok
         return result
 
-    def predict(self, data, batch_size: int = 16384) -> dict[str, np.ndarray]:
+    def predict(self, data, batch_size: int = 16384, counts: Counter | None = None) -> dict[str, np.ndarray]:
         """Predict every label with its error for a table of stars (see module docstring)."""
         cols, _ = clean_columns(as_columns(data), "catalogue")  # no sentinel or impossible value reaches the network
         missing = [c for c in self.required_columns if c not in cols]
@@ -119,7 +138,7 @@ class PhotometricModel:
             raise KeyError(f"the catalogue lacks columns {missing} that this model needs "
                            f"(features: {', '.join(self.features)})")
         X, _ = feature_matrix(cols, self.features, self.ebv_column)
-        return self.predict_features(X, batch_size)
+        return self.predict_features(X, batch_size, counts)
 
 
 def _fold_batchnorm(module: torch.nn.Module) -> None:

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from photofeh.catalog import atomic_output, check_output_place
+from photofeh.predict import UNPHYSICAL
 from photofeh.presets import PRESETS, Preset, apply_preset
 from photofeh.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
 
@@ -76,6 +77,7 @@ class PredictSummary:
     failed: list[dict] = field(default_factory=list)
     replaced: dict[str, int] = field(default_factory=dict)  # values set to NaN by the validation layer
     duplicate_ids: int = 0
+    unphysical_predictions: int = 0  # rows whose prediction fell outside its label's physical range: not usable
     redone_chunks: list[int] = field(default_factory=list)  # logged parts that failed verification
     unusable_rows: int = 0
     seconds: float = 0.0
@@ -138,7 +140,7 @@ def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], pre
     ``is_giant`` and ``usable`` (False where a feature is missing: NaN predictions, row kept).
     """
     cols, report = apply_preset(raw, preset, source)  # schema names, validated (photofeh.validation)
-    pred = model.predict(cols)
+    pred = model.predict(cols, counts=report)
     out: dict[str, np.ndarray] = {}
     for c in keep:
         out[c] = np.asarray(cols[c] if c in cols else raw[c])
@@ -536,19 +538,20 @@ class _PredictionRun:
 
     def _summary(self, resumed: int, rows_this_run: int, seconds: float) -> PredictSummary:
         done, failed = self.manifest.done, self.manifest.failed
-        complete = not failed and (self.n_chunks is None or len(done) == self.n_chunks)
-        if complete:
+        if not failed:  # every chunk was meant to be written: check that it was (a short input included)
             self._check_complete()
+        complete = not failed
         if self.single_file and complete:
             _concatenate(self.folder, sorted(done), self.out, sum(v["rows"] for v in done.values()))
         replaced = self.manifest.replaced
         duplicates = replaced.pop("duplicate source_id", 0)
+        unphysical = replaced.pop(UNPHYSICAL, 0)
         return PredictSummary(
             output=self.out if (complete or not self.single_file) else self.folder,
             rows=sum(v["rows"] for v in done.values()), chunks_done=len(done),
             chunks_total=self.n_chunks if self.n_chunks is not None else (len(done) if complete else None),
             failed=[{"chunk": k, **v} for k, v in sorted(failed.items())], replaced=dict(replaced),
-            duplicate_ids=duplicates, redone_chunks=list(self.manifest.redone),
+            duplicate_ids=duplicates, unphysical_predictions=unphysical, redone_chunks=list(self.manifest.redone),
             unusable_rows=sum(v.get("unusable", 0) for v in done.values()), seconds=seconds,
             resumed_chunks=resumed, rows_this_run=rows_this_run)
 

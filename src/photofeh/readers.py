@@ -248,6 +248,10 @@ def table_columns(path: str | os.PathLike, fmt: str | None = None) -> list[str]:
                 hdu = _table_hdu(hdul)
                 if hdu is not None:
                     return list(hdu.columns.names)
+        if kind == "csv":  # the header line, even when no row follows
+            import pyarrow.csv as pcsv
+
+            return list(pcsv.open_csv(str(path)).schema.names)
     except Exception as exc:
         raise CatalogReadError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
     first = next(iter_table(path, chunk_size=1, fmt=fmt), {})

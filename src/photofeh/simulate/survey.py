@@ -312,6 +312,7 @@ def _init_worker(config: MockSurveyConfig, parent: int) -> None:
     global _WORKER
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates the pool
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Pool.terminate() ends workers with SIGTERM: die quietly
     _WORKER = MockSurvey(config)
 
 

@@ -1,0 +1,239 @@
+"""Fault suite, out of process: commands killed part-way (SIGKILL, SIGTERM) and two writers at once.
+
+Kill points are drawn from a seeded generator (after k finished parts, or after a delay), so the
+suite is deterministic in what it asks; every case checks the promise of docs/reliability.md: after
+any kill, nothing half-written under a final name, no process left behind, and the same command run
+again gives the output of an uninterrupted run and removes what the killed one left.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from photofeh.predict_catalog import CHUNK_LOG, MANIFEST, PredictOptions, predict_catalog
+
+CLI = [sys.executable, "-m", "photofeh.cli"]
+RNG = np.random.default_rng(20261125)  # the kill points
+CHUNK = "100"  # rows per part: 600 parts, so that kills land part-way
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    t0 = time.monotonic()
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the process ended before the kill point: {proc.communicate()}")
+        if time.monotonic() - t0 > timeout:
+            proc.kill()
+            raise AssertionError("kill point never reached")
+        time.sleep(0.01)
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Hidden temporary files and locks anywhere under ``folder``."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if ".partial-" in p.name or
+                  p.name.endswith(".lock"))
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")  # a zombie waiting for its reaper has ended
+
+
+@pytest.fixture(scope="module")
+def survey_file(catalog: pd.DataFrame, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("kill_in") / "survey.parquet"
+    pq.write_table(pa.Table.from_pandas(catalog.iloc[:60_000], preserve_index=False), path, row_group_size=5_000)
+    return path
+
+
+@pytest.fixture(scope="module")
+def straight(quick_model, survey_file, tmp_path_factory) -> pd.DataFrame:
+    """The uninterrupted run, by the same command (same thread count: same floating-point sums)."""
+    out = tmp_path_factory.mktemp("straight") / "out"
+    subprocess.run([*CLI, "predict", str(quick_model), str(survey_file), "--out", str(out), "--chunk-rows", CHUNK,
+                    "--quiet", "--threads", "1"], check=True, capture_output=True)
+    return pq.read_table(out).to_pandas()
+
+
+def _logged(folder: Path) -> int:
+    log = folder / CHUNK_LOG
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_kill_predict_at_seeded_points_then_resume(quick_model, survey_file, straight, tmp_path):
+    """Six SIGKILLs (three after k new parts, three after a delay, start-up included) and one SIGTERM."""
+    out = tmp_path / "out"
+    args = ["predict", str(quick_model), str(survey_file), "--out", str(out), "--chunk-rows", CHUNK, "--quiet",
+            "--threads", "1"]
+    points = [("parts", int(k)) for k in RNG.integers(1, 8, 3)] + [("delay", float(d)) for d in
+                                                                   RNG.uniform(0.3, 3.0, 3)]
+    for kind, value in points:
+        proc = start(*args)
+        if kind == "parts":
+            target = _logged(out) + value
+            wait_for(lambda target=target: _logged(out) >= target, proc)
+        else:
+            time.sleep(value)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    proc = start(*args)
+    target = _logged(out) + 3
+    wait_for(lambda: _logged(out) >= target, proc)  # running: the handler is installed
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err
+    assert not [p for p in leftovers(tmp_path) if ".partial-" in p]  # SIGTERM cleans up after itself
+    final = subprocess.run([*CLI, *args], capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    report = json.loads(final.stdout)
+    assert report["chunks_done"] == report["chunks_total"] == 600 and report["chunks_resumed"] >= 12
+    assert leftovers(tmp_path) == []
+    assert pq.read_table(out).to_pandas().equals(straight)
+
+
+def test_kill_predict_single_file_output_leaves_no_final_name(quick_model, survey_file, straight, tmp_path):
+    out = tmp_path / "one.parquet"
+    args = ["predict", str(quick_model), str(survey_file), "--out", str(out), "--chunk-rows", CHUNK, "--quiet",
+            "--threads", "1"]
+    proc = start(*args)
+    wait_for(lambda: _logged(tmp_path / "one.parquet.parts") >= int(RNG.integers(5, 20)), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()  # only the parts folder: never a half-written file under the final name
+    assert subprocess.run([*CLI, *args], capture_output=True).returncode == 0
+    assert pq.read_table(out).to_pandas().equals(straight)
+    assert leftovers(tmp_path) == [] and not (tmp_path / "one.parquet.parts").exists()
+
+
+def test_kill_two_writers_at_once(quick_model, survey_file, tmp_path):
+    """A second predict into the same output while the first runs: refused, naming the first; the first
+    finishes with a complete output."""
+    out = tmp_path / "out"
+    args = ["predict", str(quick_model), str(survey_file), "--out", str(out), "--chunk-rows", CHUNK, "--quiet",
+            "--threads", "1"]
+    first = start(*args)
+    wait_for(lambda: (out / MANIFEST).exists(), first)
+    first.send_signal(signal.SIGSTOP)  # paused while holding the lock: the overlap is certain
+    second = subprocess.run([*CLI, *args], capture_output=True, text=True)
+    assert second.returncode == 1
+    assert f"pid {first.pid}" in second.stderr and "being written by another process" in second.stderr
+    other = subprocess.run([*CLI, "predict", str(quick_model), str(survey_file), "--out", str(out),
+                            "--chunk-rows", "1000", "--quiet"], capture_output=True, text=True)
+    assert other.returncode == 1 and "being written by another process" in other.stderr  # other options too
+    first.send_signal(signal.SIGCONT)
+    stdout, _ = first.communicate()
+    assert first.returncode == 0 and json.loads(stdout)["stars"] == 60_000
+    assert pq.read_table(out).num_rows == 60_000
+
+
+def _simulate_args(out: Path) -> list[str]:
+    return ["simulate", "--n-stars", "400000", "--seed", "5", "--out", str(out), "--workers", "2",
+            "--chunk-size", "20000", "--quiet"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_simulate_with_workers(sig, tmp_path):
+    """The workers end with their parent (SIGKILL included); the next run on the output removes the hidden
+    partial file a SIGKILL leaves; SIGTERM leaves nothing."""
+    out = tmp_path / "mock.parquet"
+    proc = start(*_simulate_args(out))
+    workers: list[int] = []
+
+    def running() -> bool:
+        workers[:] = children(proc.pid)
+        partial = list(tmp_path.glob(".mock.parquet.partial-*"))
+        return len(workers) >= 2 and bool(partial) and partial[0].stat().st_size > 0
+
+    wait_for(running, proc)
+    time.sleep(float(RNG.uniform(0.0, 1.0)))
+    proc.send_signal(sig)
+    _, err = proc.communicate()
+    t0 = time.monotonic()
+    while any(alive(w) for w in workers) and time.monotonic() - t0 < 10:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "simulate workers outlived their parent"
+    assert not out.exists()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "Traceback" not in err
+        assert leftovers(tmp_path) == []
+    else:
+        assert [p for p in leftovers(tmp_path) if ".partial-" in p]  # hidden, named by pid
+    again = subprocess.run([*CLI, *_simulate_args(out)[:-5], "--chunk-size", "100000", "--quiet"],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert leftovers(tmp_path) == [] and pq.read_metadata(out).num_rows == 400_000
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_kill_train_leaves_no_half_run(sig, spec_catalog, tmp_path):
+    spec_catalog.to_parquet(tmp_path / "spec.parquet")
+    run = tmp_path / "run"
+    args = ["train", str(tmp_path / "spec.parquet"), "--out", str(run), "--epochs", "40"]
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    epochs = int(RNG.integers(1, 6))
+    seen = 0
+    for line in proc.stderr:  # the per-epoch log
+        seen += "epoch" in line
+        if seen >= epochs:
+            break
+    proc.send_signal(sig)
+    proc.communicate()
+    assert not run.exists()  # a run folder is complete or absent
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and leftovers(tmp_path) == []
+    else:
+        assert leftovers(tmp_path)  # the hidden partial folder, removed by the next run
+    again = subprocess.run([*CLI, *args[:-2], "--epochs", "1", "--quiet"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert (run / "split.parquet").is_file() and (run / "model" / "model.safetensors").is_file()
+    assert leftovers(tmp_path) == []
+
+
+def test_kill_map_and_crossmatch_leave_nothing(quick_model, survey_file, tmp_path):
+    """SIGTERM part-way through a map with --stars and a cross-match: nothing under a final name."""
+    pred = tmp_path / "pred"
+    predict_catalog(quick_model, survey_file, pred, PredictOptions(chunk_rows=20_000, progress=False,
+                                                                   keep=("sdss_r", "ebv", "parallax",
+                                                                         "parallax_error")))
+    cases = [(["map", str(pred), "--out", str(tmp_path / "m"), "--stars", str(tmp_path / "s.parquet"),
+               "--chunk-rows", "2000"], tmp_path / ".m.lock", tmp_path / "s.parquet"),
+             (["crossmatch", str(survey_file), str(survey_file), "--out", str(tmp_path / "x.parquet"),
+               "--chunk-size", "1000"], tmp_path / ".x.parquet.lock", tmp_path / "x.parquet")]
+    for args, lock, final in cases:
+        proc = start(*args)
+        wait_for(lock.exists, proc)  # at work, holding its lock: the signal handler is installed
+        time.sleep(float(RNG.uniform(0.0, 0.5)))
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate()
+        assert proc.returncode in (0, 130)  # finished, or interrupted cleanly
+        if final.exists():  # under its final name a file is always whole
+            assert pq.read_metadata(final).num_rows == 60_000
+        assert leftovers(tmp_path) == []
