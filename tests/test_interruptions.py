@@ -159,7 +159,7 @@ def _simulate_args(out: Path) -> list[str]:
             "--chunk-size", "20000", "--quiet"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_kill_simulate_with_workers(sig, tmp_path):
     """The workers end with their parent (SIGKILL included); the next run on the output removes the hidden
     partial file a SIGKILL leaves; SIGTERM leaves nothing."""
@@ -181,7 +181,7 @@ def test_kill_simulate_with_workers(sig, tmp_path):
         time.sleep(0.05)
     assert not any(alive(w) for w in workers), "simulate workers outlived their parent"
     assert not out.exists()
-    if sig == signal.SIGTERM:
+    if sig != signal.SIGKILL:  # SIGTERM and Ctrl-C: handled, nothing left
         assert proc.returncode == 130 and "Traceback" not in err
         assert leftovers(tmp_path) == []
     else:
@@ -192,7 +192,7 @@ def test_kill_simulate_with_workers(sig, tmp_path):
     assert leftovers(tmp_path) == [] and pq.read_metadata(out).num_rows == 400_000
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
 def test_kill_train_leaves_no_half_run(sig, spec_catalog, tmp_path):
     spec_catalog.to_parquet(tmp_path / "spec.parquet")
     run = tmp_path / "run"
@@ -207,7 +207,7 @@ def test_kill_train_leaves_no_half_run(sig, spec_catalog, tmp_path):
     proc.send_signal(sig)
     proc.communicate()
     assert not run.exists()  # a run folder is complete or absent
-    if sig == signal.SIGTERM:
+    if sig != signal.SIGKILL:
         assert proc.returncode == 130 and leftovers(tmp_path) == []
     else:
         assert leftovers(tmp_path)  # the hidden partial folder, removed by the next run

@@ -376,6 +376,40 @@ def test_config_mistakes_are_named(text, message, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+CUTS_CASES = {
+    "max_evb = 0.3\n": "did you mean 'max_ebv'",
+    'max_ebv = "low"\n': "max_ebv must be a finite number",
+    "[mag_range]\nsdss_g = [20, 14]\n": "bright < faint",
+    "[max_err]\nsdss_g = -0.1\n": "positive number",
+    "mag_range = 3\n": "must be a table",
+    "require_labels = 'feh_spec'\n": "list of column names",
+}
+
+
+@pytest.mark.parametrize("text,message", list(CUTS_CASES.items()))
+def test_config_cuts_mistakes_are_named(text, message, tmp_path, capsys):
+    f = tmp_path / "cuts.toml"
+    f.write_text(text)
+    assert main(["build-training-set", "--labels", str(tmp_path / "l.parquet"), "--photometry",
+                 str(tmp_path / "p.parquet"), "--cuts", str(f), "--out", str(tmp_path / "t.parquet")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
+
+
+def test_config_evaluate_metrics_never_see_label_sentinels(model_dir, spec_catalog):
+    from photofeh.evaluate import evaluate_model
+
+    table = spec_catalog.iloc[:3000].copy()
+    clean = evaluate_model(load_model(model_dir), table)
+    scored = np.isfinite(load_model(model_dir).predict(table.iloc[:300])["feh"]) & np.isfinite(table["feh_spec"][:300])
+    table.loc[table.index[:300], "feh_spec"] = -9999.0
+    dirty = evaluate_model(load_model(model_dir), table)
+    assert dirty["values_replaced"] == {"feh_spec": 300}
+    assert dirty["labels"]["feh"]["vs_labels"]["n"] == clean["labels"]["feh"]["vs_labels"]["n"] - scored.sum()
+    assert abs(dirty["labels"]["feh"]["vs_labels"]["bias_median"]
+               - clean["labels"]["feh"]["vs_labels"]["bias_median"]) < 0.05
+
+
 def test_config_a_test_fraction_of_zero_is_valid(tmp_path):
     from photofeh.train import check_split, split_indices
 

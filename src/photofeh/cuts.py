@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh.tomlfile import read_toml
+from photofeh.tomlfile import closest, read_toml
 
 __all__ = ["Cuts", "apply_cuts", "load_cuts"]
 
@@ -88,9 +88,39 @@ def load_cuts(path: str | Path) -> Cuts:
     raw = read_toml(path, "cuts")
     unknown = [k for k in raw if k not in Cuts.__dataclass_fields__]
     if unknown:
-        raise ValueError(f"cuts file {path}: unknown settings {unknown}; known: {', '.join(Cuts.__dataclass_fields__)}")
+        raise ValueError(f"cuts file {path}: unknown settings {unknown}{closest(unknown[0], Cuts.__dataclass_fields__)}"
+                         f"; known: {', '.join(Cuts.__dataclass_fields__)}")
+    try:
+        _check_types(raw)
+    except ValueError as exc:
+        raise ValueError(f"cuts file {path}: {exc}") from None
     if "mag_range" in raw:
         raw["mag_range"] = {k: tuple(v) for k, v in raw["mag_range"].items()}
     if "require_labels" in raw:
         raw["require_labels"] = tuple(raw["require_labels"])
     return Cuts(**raw)
+
+
+def _number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _check_types(raw: dict) -> None:
+    """Each setting's type and range, so that a typo is an error naming it, not a traceback mid-run."""
+    for key in ("mag_range", "max_err"):
+        if key in raw and not isinstance(raw[key], dict):
+            raise ValueError(f"{key} must be a table ([{key}]), got {raw[key]!r}")
+    for band, pair in raw.get("mag_range", {}).items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(map(_number, pair)) and pair[0] < pair[1]):
+            raise ValueError(f"mag_range {band} must be [bright, faint] with bright < faint, got {pair!r}")
+    for band, mx in raw.get("max_err", {}).items():
+        if not (_number(mx) and mx > 0):
+            raise ValueError(f"max_err {band} must be a positive number, got {mx!r}")
+    for key in ("max_ebv", "max_ruwe", "min_snr_spec"):
+        if key in raw and not _number(raw[key]):
+            raise ValueError(f"{key} must be a finite number, got {raw[key]!r}")
+    if "spec_flag_normal" in raw and not isinstance(raw["spec_flag_normal"], bool):
+        raise ValueError(f"spec_flag_normal must be true or false, got {raw['spec_flag_normal']!r}")
+    labels = raw.get("require_labels", [])
+    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"require_labels must be a list of column names, got {labels!r}")

@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import curve_fit
 
 from photofeh.features import as_columns
+from photofeh.validation import clean_columns
 
 __all__ = ["gaussian_fit_sigma", "regression_metrics", "binned_metrics", "class_metrics", "evaluate_model"]
 
@@ -95,9 +96,11 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
     cols = as_columns(table)
     if rows is not None:
         cols = {k: np.asarray(v)[rows] for k, v in cols.items()}
+    cols, replaced = clean_columns(cols, "evaluation table")  # a -9999 label must not enter the metrics
     pred = model.predict(cols)
     usable = pred["usable"]
-    report: dict = {"n_stars": int(usable.size), "n_usable": int(usable.sum()), "labels": {}}
+    report: dict = {"n_stars": int(usable.size), "n_usable": int(usable.sum()), "values_replaced": dict(replaced),
+                    "labels": {}}
     label_cols = model.meta["label_columns"]
     mag = cols.get("sdss_r", cols.get("gaia_g"))
     colour = (np.asarray(cols["sdss_g"], float) - np.asarray(cols["sdss_r"], float)) if "sdss_g" in cols else None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh.tomlfile import read_toml
+from photofeh.tomlfile import closest, read_toml
 from photofeh.validation import MAGNITUDE_SENTINELS, clean_columns
 
 __all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "GENERIC_SENTINELS", "MAGNITUDE_SENTINELS"]
@@ -142,9 +142,7 @@ def load_mapping(path: str | Path) -> Preset:
     raw = read_toml(path, "mapping")
     for key in raw:
         if key not in ("base", "columns"):
-            from photofeh.train import closest
-
-            raise ValueError(f"mapping file {path}: unknown setting {key!r}{closest(key, ('base', 'columns'))}; "
+                raise ValueError(f"mapping file {path}: unknown setting {key!r}{closest(key, ('base', 'columns'))}; "
                              "a mapping has base = \"<preset>\" and a [columns] table")
     if "columns" not in raw:
         raise ValueError(f"mapping file {path}: no [columns] table; a mapping maps schema names to archive "

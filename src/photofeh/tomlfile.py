@@ -6,7 +6,7 @@ import os
 import tomllib
 from pathlib import Path
 
-__all__ = ["read_toml"]
+__all__ = ["read_toml", "closest"]
 
 
 def read_toml(path: str | os.PathLike, kind: str) -> dict:
@@ -16,3 +16,11 @@ def read_toml(path: str | os.PathLike, kind: str) -> dict:
         return tomllib.loads(path.read_text())
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ValueError(f"{kind} file {path}: {exc}") from None
+
+
+def closest(name: str, known) -> str:
+    """' (did you mean X?)' for a misspelt setting name, or ''."""
+    import difflib
+
+    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""

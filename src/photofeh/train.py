@@ -33,7 +33,7 @@ from photofeh.missing import (
     network_inputs,
 )
 from photofeh.models import PRESETS, build_network
-from photofeh.tomlfile import read_toml
+from photofeh.tomlfile import closest, read_toml
 from photofeh.validation import clean_columns
 
 __all__ = ["TrainConfig", "train", "load_config", "prepare", "lr_find", "GIANT_LOGG"]
@@ -161,14 +161,6 @@ def _check_type(name: str, value, expected) -> None:
             return
         what = _TYPE_NAMES[expected]
     raise ValueError(f"{name} must be {what}, got {value!r}")
-
-
-def closest(name: str, known) -> str:
-    """' (did you mean X?)' for a misspelt name, or ''."""
-    import difflib
-
-    match = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {match[0]!r}?)" if match else ""
 
 
 SECTIONS = ("data", "model", "train")
