@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import settings
 
 from photofeh.simulate import MockSurvey, MockSurveyConfig, iter_chunks
+
+# Property tests draw the same examples on every run: a failure is reproducible, and CI is deterministic.
+settings.register_profile("photofeh", derandomize=True, deadline=None)
+settings.load_profile("photofeh")
 
 
 def catalog_frame(config: MockSurveyConfig, survey: MockSurvey | None = None, chunk_size: int = 10**9,
