@@ -566,3 +566,45 @@ def test_model_damaged_weights_are_refused(damage, model_dir, tmp_path):
         save_file(tensors, str(w), metadata={"format": "photofeh"})
     with pytest.raises(ModelFormatError):
         load_model_folder(folder)
+
+
+# ------------------------------------------------------------------ the real samples
+def _green2020_columns(path: Path) -> dict[str, np.ndarray]:
+    """Schema columns from the Green et al. 2020 structured array (bands in the README's order)."""
+    import h5py
+
+    with h5py.File(path) as f:
+        d = f["data"][:]
+    bands = ["gaia_g", "gaia_bp", "gaia_rp", "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y", "tmass_j", "tmass_h",
+             "tmass_ks", "wise_w1", "wise_w2"]
+    cols = {b: d["mag"][:, i] for i, b in enumerate(bands)}
+    cols.update({f"{b}_err": d["mag_err"][:, i] for i, b in enumerate(bands)})
+    cols.update(parallax=d["parallax"], parallax_error=d["parallax_err"], teff_spec=d["atm_param"][:, 0],
+                logg_spec=d["atm_param"][:, 1], feh_spec=d["atm_param"][:, 2])
+    return cols
+
+
+def test_values_real_samples_through_the_validation_layer():
+    """The real samples: SSPP's -9999 labels and KIC's sentinels are counted; the Green et al. 2020 stars are
+    clean, and their 92 negative parallaxes (measurements) stay."""
+    from conftest import real_data_dir
+
+    from photofeh.presets import apply_preset
+    from photofeh.readers import read_columns
+
+    real = real_data_dir()
+    if not real.is_dir():
+        pytest.skip(f"real survey samples not found at {real}")
+    sspp, counts = apply_preset(read_columns(real / "sspp_dr9_sample.fits"), "sspp", "sspp")
+    assert counts["feh_spec"] == counts["teff_spec"] == 92  # 92 of the 100 rows carry FEH_ADOP = -9999
+    kepler, counts = apply_preset(read_columns(real / "kepler_giants_labels_photometry.txt"), "kepler_huber17")
+    assert counts["kic_g"] == 33 and counts["feh_spec"] == 0
+    green, counts = clean_columns(_green2020_columns(real / "green2020_test_data_small.h5"), "green2020")
+    assert sum(counts.values()) == 0 and int(np.sum(green["parallax"] < 0)) == 92
+    for table in (sspp, kepler, green):
+        for name, values in table.items():
+            rule = column_rule(name)
+            if rule is not None:
+                v = np.asarray(values, float)
+                v = v[np.isfinite(v)]
+                assert np.all((v >= rule.lo) & (v <= rule.hi)), name
