@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import curve_fit
 
+from photofeh.catalog import atomic_output
 from photofeh.features import as_columns
 from photofeh.validation import clean_columns
 
@@ -142,7 +143,8 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "test_metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+        with atomic_output(out / "test_metrics.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
         _figures(pred, cols, model, out, report)
     return report
 
@@ -179,7 +181,8 @@ def _figures(pred, cols, model, out: Path, report: dict) -> None:
                 va="top", fontsize=9)
         ax.set_xlabel(f"residual {lab}")
     fig.tight_layout()
-    fig.savefig(out / "residuals.png", dpi=100)
+    with atomic_output(out / "residuals.png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     cls = report.get("class", {})
     key = "vs_truth" if "vs_truth" in cls else ("vs_labels" if "vs_labels" in cls else None)
@@ -195,5 +198,6 @@ def _figures(pred, cols, model, out: Path, report: dict) -> None:
         ax.set_xlabel("predicted")
         ax.set_ylabel(f"true ({key.removeprefix('vs_')})")
         fig.tight_layout()
-        fig.savefig(out / "confusion.png", dpi=100)
+        with atomic_output(out / "confusion.png") as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
         plt.close(fig)
