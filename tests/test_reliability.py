@@ -608,3 +608,23 @@ def test_values_real_samples_through_the_validation_layer():
                 v = np.asarray(values, float)
                 v = v[np.isfinite(v)]
                 assert np.all((v >= rule.lo) & (v <= rule.hi)), name
+
+
+def test_config_real_tables_without_labels_or_ids(model_dir, spec_catalog, tmp_path, capsys):
+    """evaluate and train on real-like tables: a missing or all-NaN label column is a named error and
+    nothing is written; a table without source_id is scored with --split all."""
+    table = spec_catalog.iloc[:1500]
+    table.drop(columns=["mabs_sdss_r_true"]).to_parquet(tmp_path / "nomabs.parquet")
+    table.assign(teff_spec=np.nan).to_parquet(tmp_path / "nanteff.parquet")
+    table.drop(columns=["source_id"]).to_parquet(tmp_path / "noid.parquet")
+    for name, message in (("nomabs", "lacks the label column(s) ['mabs_sdss_r_true']"),
+                          ("nanteff", "label column(s) ['teff_spec'] hold no finite value")):
+        assert main(["evaluate", str(model_dir), str(tmp_path / f"{name}.parquet"), "--out",
+                     str(tmp_path / f"ev_{name}")]) == 1
+        assert message in capsys.readouterr().err and not (tmp_path / f"ev_{name}").exists()
+        assert main(["train", str(tmp_path / f"{name}.parquet"), "--out", str(tmp_path / f"run_{name}"),
+                     "--epochs", "1"]) == 1
+        assert message in capsys.readouterr().err and not (tmp_path / f"run_{name}").exists()
+    assert main(["evaluate", str(model_dir), str(tmp_path / "noid.parquet"), "--split", "all", "--out",
+                 str(tmp_path / "ev_noid")]) == 0
+    assert (tmp_path / "ev_noid" / "test_metrics.json").is_file()

@@ -256,6 +256,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                             f"{args.split} stars cannot be told from the training stars. Use --split all to score "
                             "every star knowingly, or evaluate on another table")
     if args.split != "all" and split_file.exists():
+        if "source_id" not in table.columns:
+            raise UserError(f"{args.table} has no source_id column, so the stars of the {args.split} split of {run} "
+                            "cannot be found in it; use --split all to score every star")
         split = pd.read_parquet(split_file)
         chosen = set(split.loc[split["split"] == args.split, "source_id"].to_numpy().tolist())
         rows = np.flatnonzero(table["source_id"].isin(chosen).to_numpy())
@@ -264,7 +267,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else (run if split_file.exists() else model_dir)
     try:
         report = evaluate_model(model, table, rows, out_dir)
-    except KeyError as exc:
+    except (KeyError, ValueError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     summary = {lab: {k: round(v, 4) for k, v in e["vs_labels"].items() if k in ("sigma_gauss", "robust_sigma",
                                                                                  "bias_median", "pull_std")}
@@ -401,6 +404,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     from photofeh.distances import frame_description
     from photofeh.locking import output_lock
     from photofeh.maps import check_map_options, feh_map_from_predictions, plot_map
+    from photofeh.predict_catalog import read_provenance
     from photofeh.readers import CatalogReadError
 
     out = Path(args.out)
@@ -414,18 +418,28 @@ def cmd_map(args: argparse.Namespace) -> int:
             fmap, counts = feh_map_from_predictions(
                 args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
                 max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
-                r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars)
+                r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars,
+                absmag=args.absmag)
             with atomic_output(out / "feh_map.npz") as tmp, open(tmp, "wb") as f:
                 fmap.save(f)
             with atomic_output(out / "feh_map.png") as tmp:
                 plot_map(fmap, tmp, min_count=args.min_count, fmt="png",
                          title=f"{counts['in the map']:,d} stars; median [Fe/H] where >= {args.min_count} per cell")
-            report = {"counts": dict(counts), "frame": frame_description(), "band": args.band,
-                      "cell_kpc": args.cell, "min_count": args.min_count}
+            cells = int(np.sum(fmap.n >= args.min_count))
+            report = {"photofeh_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "input": str(Path(args.predictions).resolve()),
+                      "predictions": read_provenance(args.predictions),
+                      "options": {k: getattr(args, k) for k in ("band", "absmag", "giants", "min_parallax_snr",
+                                                               "max_rel_dist_err", "max_feh_err", "cell", "r_max",
+                                                               "z_max", "min_count")},
+                      "counts": dict(counts), "cells_with_min_count": cells, "frame": frame_description()}
             with atomic_output(out / "map.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
+    if cells == 0:
+        raise UserError(f"no (R, |Z|) cell holds {args.min_count} stars ({counts['in the map']:,d} stars in the map, "
+                        f"counts in {out / 'map.json'}): lower --min-count, use larger --cell, or relax the cuts")
     print(json.dumps(report["counts"], indent=2))
     print(f"wrote {out / 'feh_map.png'}, {out / 'feh_map.npz'} and {out / 'map.json'}"
           + (f"; per-star distances in {args.stars}" if args.stars else ""))
@@ -587,6 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--band", nargs="+", default=["sdss_r"],
                     help="band(s) of the predicted absolute magnitude (mabs_<band>), in order of preference: "
                          "each star uses the first it has (e.g. sdss_r ps1_r)")
+    fm.add_argument("--absmag", choices=("model", "ivezic2008"), default="model",
+                    help="absolute magnitudes from the model's mabs_<band> label, or from the Ivezic et al. 2008 "
+                         "main-sequence M_r(g-i, [Fe/H]) with the predicted [Fe/H] (keep sdss_g sdss_r sdss_i "
+                         "when predicting; stars outside 0.2 < g-i < 4.0, -2.5 < [Fe/H] < 0.2 are left out)")
     fm.add_argument("--giants", choices=("exclude", "include", "only"), default="exclude",
                     help="giants by the model's class (Ivezic 2008 mapped main-sequence stars)")
     fm.add_argument("--min-parallax-snr", type=_bounded_float(0.0, 1e4, open_lo=False), default=5.0,

@@ -19,7 +19,8 @@ import numpy as np
 
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS
 
-__all__ = ["distance_kpc", "distance_error_kpc", "ivezic2008_abs_mag_r", "combine_with_parallax",
+__all__ = ["distance_kpc", "distance_error_kpc", "ivezic2008_abs_mag_r", "ivezic2008_mabs_with_error",
+           "ivezic2008_columns", "ABSMAG_SOURCES", "combine_with_parallax",
            "galactocentric", "frame_description", "star_distances", "LN10_OVER_5"]
 
 LN10_OVER_5 = np.log(10.0) / 5.0  # d(ln d)/d(mu)
@@ -33,6 +34,10 @@ IVEZIC2008_MR0 = (-5.06, 14.32, -12.97, 6.127, -1.267, 0.0967)
 IVEZIC2008_DMR = (4.50, -1.11, -0.18)
 IVEZIC2008_GI_RANGE = (0.2, 4.0)
 IVEZIC2008_FEH_RANGE = (-2.5, 0.2)
+# Intrinsic scatter of the relation: 0.1 mag, the "intrinsic cmd scatter" default of Bovy's segueSelect
+# (ivezic_dist_gr, dmr = 0.1) for this relation; the paper's own figure could not be checked here.
+IVEZIC2008_SCATTER_MAG = 0.1
+ABSMAG_SOURCES = ("model", "ivezic2008")
 
 
 def distance_kpc(m0, mabs) -> np.ndarray:
@@ -59,6 +64,18 @@ def ivezic2008_abs_mag_r(g_i, feh) -> tuple[np.ndarray, np.ndarray]:
     valid = ((x > IVEZIC2008_GI_RANGE[0]) & (x < IVEZIC2008_GI_RANGE[1])
              & (f > IVEZIC2008_FEH_RANGE[0]) & (f < IVEZIC2008_FEH_RANGE[1]))
     return mr0 + dmr, valid
+
+
+def ivezic2008_mabs_with_error(g_i, feh, g_i_err=0.0, feh_err=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """M_r from :func:`ivezic2008_abs_mag_r`, its 1-sigma error (the colour and [Fe/H] errors propagated
+    through the relation's derivatives, plus its intrinsic scatter) and the validity mask."""
+    mr, valid = ivezic2008_abs_mag_r(g_i, feh)
+    x, f = np.asarray(g_i, float), np.asarray(feh, float)
+    d_gi = np.polynomial.polynomial.polyval(x, np.polynomial.polynomial.polyder(IVEZIC2008_MR0))
+    d_feh = np.polynomial.polynomial.polyval(f, np.polynomial.polynomial.polyder(IVEZIC2008_DMR))
+    err = np.sqrt((d_gi * np.asarray(g_i_err, float)) ** 2 + (d_feh * np.asarray(feh_err, float)) ** 2
+                  + IVEZIC2008_SCATTER_MAG**2)
+    return mr, err, valid
 
 
 def combine_with_parallax(d_kpc, d_err_kpc, parallax_mas, parallax_error_mas, min_parallax_snr: float = 5.0,
@@ -117,8 +134,28 @@ def frame_description() -> dict:
             "galcen_ra_deg": float(g.galcen_coord.ra.deg), "galcen_dec_deg": float(g.galcen_coord.dec.deg)}
 
 
-def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr: float = 5.0
-                   ) -> dict[str, np.ndarray]:
+def ivezic2008_columns(cols) -> dict[str, np.ndarray]:
+    """``mabs_sdss_r`` and ``mabs_sdss_r_err`` from the Ivezic et al. 2008 relation for a prediction table
+    (dereddened SDSS g-i, predicted [Fe/H] and its error), and ``absmag_valid``: main-sequence colours and
+    [Fe/H] inside the relation's range. For models without an absolute-magnitude label."""
+    from photofeh.features import deredden
+
+    need = [c for c in ("sdss_g", "sdss_i", "feh") if c not in cols]
+    if need:
+        raise KeyError(f"--absmag ivezic2008 needs column(s) {need}: keep them when predicting, e.g. "
+                       "'photofeh predict ... --keep sdss_g sdss_r sdss_i ebv parallax parallax_error'")
+    m0 = deredden(cols, ["sdss_g", "sdss_i"])
+    gi = m0["sdss_g"] - m0["sdss_i"]
+    gi_err = np.hypot(*(np.asarray(cols.get(f"{b}_err", np.zeros(len(gi))), float) for b in ("sdss_g", "sdss_i")))
+    feh_err = np.asarray(cols.get("feh_err", np.zeros(len(gi))), float)
+    with np.errstate(invalid="ignore"):
+        mr, err, valid = ivezic2008_mabs_with_error(gi, cols["feh"], np.nan_to_num(gi_err), np.nan_to_num(feh_err))
+    return {"mabs_sdss_r": np.where(valid, mr, np.nan), "mabs_sdss_r_err": np.where(valid, err, np.nan),
+            "absmag_valid": valid}
+
+
+def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr: float = 5.0,
+                   absmag: str = "model") -> dict[str, np.ndarray]:
     """Per-star distances and Galactocentric positions from a prediction table.
 
     For each band (in order of preference) it needs the apparent magnitude
@@ -132,6 +169,11 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
     from photofeh.features import deredden
 
     bands = [bands] if isinstance(bands, str) else list(bands)
+    if absmag not in ABSMAG_SOURCES:
+        raise ValueError(f"absmag must be one of {ABSMAG_SOURCES}, got {absmag!r}")
+    if absmag == "ivezic2008":  # the relation gives M_r in SDSS: the distance uses SDSS r
+        cols = {**cols, **ivezic2008_columns(cols)}
+        bands = ["sdss_r"]
     missing = [c for b in bands for c in (b, f"mabs_{b}", f"mabs_{b}_err") if c not in cols]
     missing += [c for c in ("ra", "dec") if c not in cols]
     if "ebv" not in cols and any(f"A_{b}" not in cols for b in bands):
@@ -154,5 +196,8 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
         d, err, used = combine_with_parallax(d, err, cols["parallax"], cols["parallax_error"], min_parallax_snr)
     else:
         used = np.zeros(n, bool)
-    return {"dist_kpc": d, "dist_err_kpc": err, "dist_band": which, "parallax_used": used,
-            **galactocentric(cols["ra"], cols["dec"], d)}
+    out = {"dist_kpc": d, "dist_err_kpc": err, "dist_band": which, "parallax_used": used,
+           **galactocentric(cols["ra"], cols["dec"], d)}
+    if absmag == "ivezic2008":
+        out["absmag_valid"] = cols["absmag_valid"]
+    return out

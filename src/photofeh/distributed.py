@@ -29,6 +29,7 @@ from photofeh.predict_catalog import (
     check_options,
     input_columns,
     predict_chunk,
+    provenance,
     resolve_device,
 )
 from photofeh.readers import CatalogReadError, iter_table, known_rows, table_columns
@@ -172,7 +173,8 @@ def _predict_parquet(model, model_dir: str, source: Path, out: Path, opts, prese
     ddf = dd.read_parquet(str(source), columns=read)
     meta = _meta(model_dir, keep, preset, pd.DataFrame(next(iter_table(source, read, chunk_size=2))))
     result = ddf.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, meta=meta)
-    result.to_parquet(str(out), write_index=False, overwrite=True, **PARQUET_WRITE)
+    meta_kv = provenance(Path(model_dir), model, source, preset, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    result.to_parquet(str(out), write_index=False, overwrite=True, custom_metadata=meta_kv, **PARQUET_WRITE)
     return known_rows(out) or 0
 
 

@@ -18,7 +18,8 @@ from photofeh.catalog import atomic_output
 from photofeh.features import as_columns
 from photofeh.validation import clean_columns
 
-__all__ = ["gaussian_fit_sigma", "regression_metrics", "binned_metrics", "class_metrics", "evaluate_model"]
+__all__ = ["gaussian_fit_sigma", "regression_metrics", "binned_metrics", "class_metrics", "evaluate_model",
+           "check_label_columns"]
 
 
 def robust_sigma(r: np.ndarray) -> float:
@@ -92,12 +93,27 @@ def class_metrics(is_pred: np.ndarray, is_true: np.ndarray) -> dict:
             "giant_completeness": tp / max(tp + fn, 1), "giant_contamination": fp / max(tp + fp, 1)}
 
 
+def check_label_columns(cols, labels, label_columns: dict, source: str) -> None:
+    """Every label's column is present and has at least one finite value; else a ``ValueError`` naming
+    the columns (nothing is computed or written on a table that cannot be scored)."""
+    missing = [label_columns[lab] for lab in labels if label_columns[lab] not in cols]
+    if missing:
+        raise ValueError(f"{source} lacks the label column(s) {missing} (labels {labels}); rename the table's "
+                         "columns, or set label_columns in the config (docs/config.md)")
+    empty = [label_columns[lab] for lab in labels
+             if not np.isfinite(np.asarray(cols[label_columns[lab]], float)).any()]
+    if empty:
+        raise ValueError(f"{source}: label column(s) {empty} hold no finite value (after validation: sentinels "
+                         "and impossible values are NaN)")
+
+
 def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | os.PathLike | None = None) -> dict:
     """Evaluate a loaded model on a labelled table: against spectroscopic labels and, on a mock, the truth."""
     cols = as_columns(table)
     if rows is not None:
         cols = {k: np.asarray(v)[rows] for k, v in cols.items()}
     cols, replaced = clean_columns(cols, "evaluation table")  # a -9999 label must not enter the metrics
+    check_label_columns(cols, model.labels, model.meta["label_columns"], "the evaluation table")
     pred = model.predict(cols)
     usable = pred["usable"]
     report: dict = {"n_stars": int(usable.size), "n_usable": int(usable.sum()), "values_replaced": dict(replaced),
@@ -163,6 +179,11 @@ def _figures(pred, cols, model, out: Path, report: dict) -> None:
         ref = np.asarray(cols[label_cols[lab]], float)
         p = pred[lab]
         ok = np.isfinite(ref) & np.isfinite(p)
+        if ok.sum() < 2:  # nothing to draw: say so rather than fail
+            for ax in axes[:, j]:
+                ax.text(0.5, 0.5, f"{lab}: {int(ok.sum())} star(s) with a\nprediction and a label", ha="center",
+                        va="center", transform=ax.transAxes)
+            continue
         ax = axes[0, j]
         ax.hexbin(ref[ok], p[ok], gridsize=60, bins="log", mincnt=1, cmap="viridis")
         lo, hi = np.percentile(ref[ok], [0.5, 99.5])

@@ -161,7 +161,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                              min_parallax_snr: float = 5.0, max_rel_dist_err: float = 0.3,
                              max_feh_err: float | None = 0.3, cell: float = 0.5,
                              r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
-                             stars_out: str | os.PathLike | None = None) -> tuple[BinnedQuantileMap, Counter]:
+                             stars_out: str | os.PathLike | None = None, absmag: str = "model"
+                             ) -> tuple[BinnedQuantileMap, Counter]:
     """Stream a ``photofeh predict`` output into the median [Fe/H] map of R and |Z|.
 
     Stars are left out, and counted, when their features were unusable, by
@@ -170,7 +171,9 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     e.g. faint stars far from the labelled set, lean toward the training
     mean and would bias a median), when their distance is missing or its
     relative error exceeds ``max_rel_dist_err``, or when they fall outside
-    the map. ``stars_out``: a Parquet file with, for every input row in
+    the map. ``absmag``: "model" (the predicted ``mabs_<band>``) or "ivezic2008" (the Ivezic et al. 2008
+    main-sequence M_r(g-i, [Fe/H]) from the predicted [Fe/H], for models without an absolute-magnitude
+    label; stars outside its range are counted and left out). ``stars_out``: a Parquet file with, for every input row in
     order, the distance, its error, whether Gaia's parallax was used, R, z,
     phi (NaN for unusable rows) and ``in_map``.
     """
@@ -204,8 +207,13 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             usable = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
             counts["not usable (missing features)"] += int(n - usable.sum())
             cols = {c: np.asarray(v)[usable] for c, v in chunk.items()}
-            pos = star_distances(cols, bands, min_parallax_snr)  # every usable star gets its distance
+            pos = star_distances(cols, bands, min_parallax_snr, absmag)  # every usable star gets its distance
             sel = np.ones(len(cols["feh"]), bool)  # then the map's own selection, each cut counted
+            if absmag == "ivezic2008":  # main-sequence colours and [Fe/H] inside the relation's range only
+                outside = ~pos["absmag_valid"]
+                counts["outside the Ivezic 2008 relation (0.2 < g-i < 4.0, -2.5 < [Fe/H] < 0.2)"] += int(
+                    outside.sum())
+                sel &= ~outside
             if max_feh_err is not None:
                 with np.errstate(invalid="ignore"):
                     vague = ~(np.asarray(cols["feh_err"], float) <= max_feh_err)

@@ -37,7 +37,8 @@ from photofeh.presets import PRESETS, Preset, apply_preset
 from photofeh.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
 
 __all__ = ["PredictOptions", "PredictSummary", "predict_catalog", "predict_chunk", "input_columns",
-           "ResumeMismatch", "ChunkError", "IncompleteOutput", "MANIFEST", "check_options"]
+           "ResumeMismatch", "ChunkError", "IncompleteOutput", "MANIFEST", "check_options", "provenance",
+           "read_provenance"]
 
 MANIFEST = "_manifest.json"  # a leading underscore: pyarrow datasets skip these when reading the parts
 CHUNK_LOG = "_chunks.jsonl"
@@ -149,6 +150,32 @@ def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], pre
     return pa.table(out), report
 
 
+# ------------------------------------------------------------------ provenance
+def provenance(model_dir: Path, model, source: Path, preset: Preset | None, created: str) -> dict[str, str]:
+    """What made a prediction output, as Parquet key-value metadata (every part, and the single file):
+    photofeh version, model path and digest, its labels and prior, the input and preset, and when the run
+    began (the same for every part of a resumed run, so resumed output stays identical)."""
+    from photofeh import __version__
+
+    training = model.meta.get("training", {})
+    return {"photofeh_kind": "predictions", "photofeh_version": __version__,
+            "model_path": str(model_dir.resolve()), "model_digest": _model_digest(model_dir),
+            "model_labels": json.dumps(model.labels), "model_features": json.dumps(model.features),
+            "model_trained_with": json.dumps({k: training.get(k) for k in ("n_train", "table_ids_sha256")}),
+            "input": str(source.resolve()), "preset": "" if preset is None else preset.name, "created": created}
+
+
+def read_provenance(path: str | os.PathLike) -> dict[str, str]:
+    """The provenance metadata of a prediction output (folder or file); empty if it has none."""
+    import pyarrow.dataset as ds
+
+    try:
+        meta = ds.dataset(str(path), format="parquet").schema.metadata or {}
+    except Exception:
+        return {}
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW") and k != b"pandas"}
+
+
 # ------------------------------------------------------------------ manifest
 def part_name(k: int) -> str:
     return f"part-{k:06d}.parquet"
@@ -224,11 +251,12 @@ class Manifest:
                 diff = [k for k in identity if saved.get("identity", {}).get(k) != identity[k]]
                 raise ResumeMismatch(f"{folder} holds a run with a different {', '.join(diff)}; use another --out "
                                      f"or delete it to start again")
+            self.created = saved.get("created", "")
             self._replay()
         else:
+            self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             with atomic_output(self.path) as tmp:
-                tmp.write_text(json.dumps({"identity": identity, "created": time.strftime("%Y-%m-%dT%H:%M:%S")},
-                                          indent=1) + "\n")
+                tmp.write_text(json.dumps({"identity": identity, "created": self.created}, indent=1) + "\n")
 
     def _replay(self) -> None:
         if not self.log.exists():
@@ -419,6 +447,7 @@ class _PredictionRun:
             "input": str(source.resolve()), "input_files": _fingerprint(source), "format": self.kind,
             "model": _model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": self.read,
             "keep": self.keep, "preset": None if self.preset is None else self.preset.name}, log)
+        self.provenance = provenance(model_dir, self.model, source, self.preset, self.manifest.created)
 
     # ---------------------------------------------------------------- steps
     def _pending_runs(self) -> list[tuple[int, int | None]]:
@@ -443,7 +472,7 @@ class _PredictionRun:
         with its rows, size and checksum (see :class:`Manifest`)."""
         name = part_name(k)
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, **PARQUET_WRITE)
+        pq.write_table(table.replace_schema_metadata(self.provenance), sink, **PARQUET_WRITE)
         data = sink.getvalue()
         with atomic_output(self.folder / name) as tmp:  # fsynced before the rename
             with open(tmp, "wb") as f:

@@ -227,10 +227,11 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
     n = len(X)
     y = np.full((n, len(cfg.labels)), np.nan)
     e = np.zeros((n, len(cfg.labels)))
+    from photofeh.evaluate import check_label_columns
+
+    check_label_columns(cols, cfg.labels, cfg.label_columns, "the training table")
     for j, lab in enumerate(cfg.labels):
         c = cfg.label_columns[lab]
-        if c not in cols:
-            raise KeyError(f"label column {c!r} (for {lab}) is not in the catalogue")
         y[:, j] = np.asarray(cols[c], float)
         if f"{c}_err" in cols:
             e[:, j] = np.nan_to_num(np.asarray(cols[f"{c}_err"], float), nan=0.0)
