@@ -209,3 +209,18 @@ def test_batchnorm_folding_keeps_the_outputs():
     assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in net.modules())
     for key in before:
         torch.testing.assert_close(after[key], before[key], rtol=1e-4, atol=1e-5)
+
+
+def test_config_reference_is_current_and_complete(tmp_path):
+    """docs/config.md is generated from TrainConfig: every setting documented, the file up to date, and a
+    run's config.toml reads back into the same settings."""
+    from dataclasses import asdict
+
+    from photofeh.train import CONFIG_DOCS, TrainConfig, _to_toml, config_markdown, load_config
+
+    assert set(CONFIG_DOCS) == set(TrainConfig.__dataclass_fields__)
+    doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert doc.read_text() == config_markdown(), "docs/config.md is stale: run `make docs`"
+    cfg = TrainConfig(epochs=7, split=(0.8, 0.2, 0.0), class_operating_feh_max=None)
+    (tmp_path / "c.toml").write_text(_to_toml(cfg))
+    assert asdict(load_config(tmp_path / "c.toml")) == asdict(cfg)

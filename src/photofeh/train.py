@@ -197,12 +197,70 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
         if not isinstance(flat.get("architecture", {}), dict):
             raise ValueError(f"{path}: architecture must be a table")
         flat["architecture"] = {**PRESETS[preset], **flat.get("architecture", {})}
+    for name, expected in _TYPES.items():  # TOML has no null: "none" stands for an absent optional value
+        if isinstance(expected, tuple) and flat.get(name) == "none":
+            flat[name] = None
     cfg = TrainConfig(**flat)
     try:
         cfg.validate()
     except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from None
     return cfg
+
+
+# What each setting means, by the section it usually goes in (any of [data], [model], [train] is accepted).
+# docs/config.md is generated from this and the defaults (`python -m photofeh.train > docs/config.md`); a test
+# checks that every setting is documented and that the file is current.
+CONFIG_DOCS: dict[str, tuple[str, str]] = {
+    "features": ("data", "network inputs: `a-b` is a dereddened colour of two bands, a band name a dereddened "
+                         "magnitude, anything else a raw column (e.g. `parallax`)"),
+    "labels": ("data", "what the network predicts, each with an uncertainty"),
+    "label_columns": ("data", "the catalogue column of each label (its error is `<column>_err` when present)"),
+    "ebv_column": ("data", "the E(B-V) column used to deredden (SFD scale); `A_<band>` columns take precedence"),
+    "split": ("data", "fractions of stars for training, validation (checkpoint and calibration) and test; "
+                      "three numbers >= 0 summing to 1, test may be 0; rows sharing a source_id stay together"),
+    "missing": ("data", "`require`: a star needs every feature; `mask`: predict from whatever it has "
+                        "(docs/models.md, 'Missing photometry')"),
+    "group_dropout": ("data", "with `missing = \"mask\"`: probability of hiding a whole survey per star and batch"),
+    "min_features": ("data", "with `missing = \"mask\"`: measured features a star needs to get a prediction"),
+    "architecture": ("model", "the backbone: `{name = \"mlp\", widths = [...], dropout = ...}` or "
+                              "`{name = \"resdense\", ...}`; `preset = \"<name>\"` picks a named one "
+                              "(fast-mlp, reference-mlp, reference-resdense)"),
+    "heads": ("model", "`independent` heads, or `causal`: Teff, then [Fe/H] given Teff, then log g given both"),
+    "ensemble": ("model", "members of the deep ensemble (1-100); their spread adds to the uncertainty"),
+    "classify": ("model", "also predict the giant/dwarf class (log g < 3.5) with a calibrated probability"),
+    "epochs": ("train", "one-cycle schedule length (early stopping may end sooner)"),
+    "batch_size": ("train", "stars per optimiser step (the training set needs at least one batch)"),
+    "max_lr": ("train", "peak learning rate of the one-cycle schedule (`photofeh lr-find` suggests one)"),
+    "weight_decay": ("train", "AdamW weight decay"),
+    "patience": ("train", "epochs without validation improvement before stopping"),
+    "class_weight": ("train", "weight of the giant/dwarf cross-entropy against the label likelihoods"),
+    "class_operating_point": ("train", "threshold rule for `is_giant`: `break-even` (completeness = purity), "
+                                       "`f1`, or `half` (p >= 0.5)"),
+    "class_operating_feh_max": ("train", "choose the operating point on validation stars below this [Fe/H] "
+                                         "(the halo giants the class is for); `\"none\"`: all stars"),
+    "seed": ("train", "seed of the split, initialisation, batches and dropout: same seed, same model"),
+    "threads": ("train", "CPU threads for training; 0: all cores"),
+}
+
+
+def config_markdown() -> str:
+    """docs/config.md: every setting with its section, default and meaning."""
+    defaults = asdict(TrainConfig())
+    lines = ["# Training configuration (`photofeh train --config FILE.toml`)", "",
+             "Generated from `photofeh.train.TrainConfig` (`make docs`); do not edit by hand.", "",
+             "A config file has up to three sections, `[data]`, `[model]` and `[train]`; a setting may sit in any",
+             "of them, but not outside one. Unknown sections and settings are errors that name the closest known",
+             "one; types and ranges are checked before any data is read. `configs/default.toml` is the default",
+             "model. `photofeh train` options `--epochs`, `--ensemble`, `--seed` override the file.", "",
+             "| setting | section | default | meaning |", "|---|---|---|---|"]
+    for name in TrainConfig.__dataclass_fields__:
+        section, meaning = CONFIG_DOCS[name]
+        default = _to_toml_value(defaults[name]).replace("|", "\\|")
+        lines.append(f"| `{name}` | [{section}] | `{default}` | {meaning} |")
+    lines += ["| `preset` | [model] | - | a named architecture (sets `architecture`; keys given in "
+              "`architecture` override it) |"]
+    return "\n".join(lines) + "\n"
 
 
 # ---------------------------------------------------------------- data
@@ -548,19 +606,23 @@ def _plot_history(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def _to_toml(cfg: TrainConfig) -> str:
-    def fmt(v):
-        if isinstance(v, str):
-            return f'"{v}"'
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(fmt(x) for x in v) + "]"
-        if isinstance(v, dict):
-            return "{" + ", ".join(f"{k} = {fmt(x)}" for k, x in v.items()) + "}"
-        return repr(v)
+def _to_toml_value(v) -> str:
+    if v is None:
+        return '"none"'  # read back as None by load_config
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_to_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k} = {_to_toml_value(x)}" for k, x in v.items()) + "}"
+    return repr(v)
 
-    return "[train]\n" + "\n".join(f"{k} = {fmt(v)}" for k, v in asdict(cfg).items()) + "\n"
+
+def _to_toml(cfg: TrainConfig) -> str:
+    """The run's settings as a config file that `photofeh train --config` reads back."""
+    return "[train]\n" + "\n".join(f"{k} = {_to_toml_value(v)}" for k, v in asdict(cfg).items()) + "\n"
 
 
 def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float = 1e-6, lr_max: float = 1.0,
@@ -612,3 +674,7 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
     fig.savefig(out_png, dpi=110)
     plt.close(fig)
     return suggestion
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(config_markdown(), end="")
