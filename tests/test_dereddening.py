@@ -77,3 +77,81 @@ def test_training_set_takes_ebv_from_a_local_map(tmp_path: Path):
     out = pd.read_parquet(tmp_path / "t.parquet")
     # (150, 40) is in the northern Galactic cap, (30, -40) in the southern
     assert out["ebv"].to_numpy() == pytest.approx([0.03, 0.07], abs=1e-6)
+
+
+def _hemisphere_ebv(ra, dec, north: float, south: float) -> np.ndarray:
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    b = SkyCoord(ra=np.asarray(ra) * u.deg, dec=np.asarray(dec) * u.deg).galactic.b.deg
+    return np.where(b >= 0, north, south)
+
+
+def test_extinction_on_the_predict_command_line(quick_model, spec_catalog, tmp_path: Path, capsys):
+    """E(B-V) from another column (--ebv-column) or a local SFD map (--sfd-dir) gives the predictions that the
+    same values in the model's own `ebv` column give."""
+    import pyarrow.parquet as pq
+
+    from photofeh.cli import main
+
+    stars = spec_catalog.iloc[:3000].copy()
+    stars["ebv"] = _hemisphere_ebv(stars["ra"], stars["dec"], 0.03, 0.07).astype(np.float32)
+    stars.to_parquet(tmp_path / "with_ebv.parquet")
+    stars.rename(columns={"ebv": "EBV_SFD"}).to_parquet(tmp_path / "renamed.parquet")
+    stars.drop(columns=["ebv"]).to_parquet(tmp_path / "no_ebv.parquet")
+    mapdir = tmp_path / "sfd"
+    mapdir.mkdir()
+    _tiny_sfd_map(mapdir, 0.03, 0.07)
+    runs = {"reference": ["with_ebv.parquet"], "column": ["renamed.parquet", "--ebv-column", "EBV_SFD"],
+            "map": ["no_ebv.parquet", "--sfd-dir", str(mapdir)]}
+    got = {}
+    for name, (table, *extra) in runs.items():
+        assert main(["predict", str(quick_model), str(tmp_path / table), "--out", str(tmp_path / name), "--quiet",
+                     *extra]) == 0
+        got[name] = pq.read_table(tmp_path / name).to_pandas()
+    for name in ("column", "map"):
+        for col in ("feh", "teff", "logg", "feh_err"):
+            np.testing.assert_allclose(got[name][col], got["reference"][col], rtol=1e-5, atol=1e-5, equal_nan=True)
+    capsys.readouterr()
+    assert main(["predict", str(quick_model), str(tmp_path / "no_ebv.parquet"), "--out", str(tmp_path / "x")]) == 1
+    assert "--sfd-dir" in capsys.readouterr().err  # the error says how to give E(B-V)
+
+
+def test_sdss_extinction_columns_give_sfd_ebv():
+    """PhotoObj extinction_r = 2.751 E(B-V)_SFD (SFD98 table 6): the preset recovers E(B-V) on the SFD scale,
+    so the SF11 coefficients deredden with 2.285 E(B-V), not with the pipeline's 2.751 E(B-V)."""
+    from photofeh.presets import apply_preset
+
+    ebv = np.array([0.02, 0.1, 0.35])
+    raw = {"objID": np.arange(3), "ra": np.zeros(3), "dec": np.zeros(3),
+           **{f"psfMag_{b}": np.full(3, 18.0) for b in "ugriz"},
+           **{f"psfMagErr_{b}": np.full(3, 0.02) for b in "ugriz"},
+           **{f"extinction_{b}": r * ebv for b, r in zip("ugriz", (5.155, 3.793, 2.751, 2.086, 1.479), strict=True)}}
+    cols, _ = apply_preset(raw, "sdss_photoobj")
+    np.testing.assert_allclose(cols["ebv"], ebv, rtol=1e-12)
+    np.testing.assert_allclose(deredden(cols, ["sdss_r"])["sdss_r"], 18.0 - 2.285 * ebv)
+
+
+def test_merge_photometry_fills_ebv_from_a_map_and_takes_mapping_files(tmp_path: Path, capsys):
+    import json
+
+    import pandas as pd
+
+    from photofeh.cli import main
+
+    mapdir = tmp_path / "sfd"
+    mapdir.mkdir()
+    _tiny_sfd_map(mapdir, 0.03, 0.07)
+    pos = {"ra": [150.0, 30.0, 200.0], "dec": [40.0, -40.0, 10.0]}
+    pd.DataFrame({**pos, "sdss_g": [17.0, 18.0, 19.0]}).to_parquet(tmp_path / "base.parquet")
+    pd.DataFrame({"RA_ICRS": pos["ra"], "DE_ICRS": pos["dec"], "Gmag": [16.5, 17.2, 18.1]}).to_parquet(
+        tmp_path / "gaia.parquet")
+    (tmp_path / "mine.toml").write_text('[columns]\nra = "RA_ICRS"\ndec = "DE_ICRS"\ngaia_g = "Gmag"\n')
+    assert main(["merge-photometry", str(tmp_path / "base.parquet"), "--other",
+                 f"{tmp_path / 'gaia.parquet'}:{tmp_path / 'mine.toml'}", "--sfd-dir", str(mapdir), "--out",
+                 str(tmp_path / "merged.parquet")]) == 0
+    report = json.loads(capsys.readouterr().out.split("\nwrote")[0])
+    assert report["ebv from the SFD map"] == 3
+    out = pd.read_parquet(tmp_path / "merged.parquet")
+    np.testing.assert_allclose(out["ebv"], _hemisphere_ebv(pos["ra"], pos["dec"], 0.03, 0.07), atol=1e-6)
+    np.testing.assert_allclose(out["gaia_g"], [16.5, 17.2, 18.1])

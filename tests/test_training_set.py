@@ -74,3 +74,38 @@ def test_crossmatch_command_errors_are_clean(tmp_path: Path, capsys):
                  "--out", str(tmp_path / "o.parquet")]) == 1
     assert "needs column(s)" in capsys.readouterr().err
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_quality_flags_of_real_catalogues_are_cut_and_counted():
+    """Star/galaxy separation (SDSS type, PS1 i PSF - Kron), the corrected Gaia BP/RP flux excess C*
+    (Riello et al. 2021, eqs. 6 and 18, computed here from the published coefficients) and SDSS clean."""
+    from photofeh.presets import apply_preset
+
+    # Gaia: C* = 0 at BP-RP = 1 when the excess is 1.162004 + 0.011464 + 0.049255 - 0.005879 = 1.216844
+    sigma15 = 0.0059898 + 8.817481e-12 * 15.0**7.618399
+    gaia = {"source_id": np.arange(3), "ra": np.zeros(3), "dec": np.zeros(3),
+            "phot_g_mean_mag": np.full(3, 15.0), "phot_bp_mean_mag": np.array([15.4, 15.4, 15.1]),
+            "phot_rp_mean_mag": np.array([14.4, 14.4, 14.8]), "parallax": np.ones(3), "parallax_error": np.full(3, 0.1),
+            "phot_bp_rp_excess_factor": np.array([1.216844, 1.216844 + 10 * sigma15,
+                                                  1.154360 + 0.033772 * 0.3 + 0.032277 * 0.09])}
+    cols, _ = apply_preset(gaia, "gaia_dr3")
+    np.testing.assert_allclose(cols["gaia_excess_sigmas"], [0.0, 10.0, 0.0], atol=1e-9)
+    keep, report = apply_cuts(cols, Cuts(max_gaia_excess_sigmas=3.0))
+    assert keep.tolist() == [True, False, True] and report["|Gaia C*| <= 3.0 sigma"] == 1
+    # SDSS: type 6 is a star, 3 a galaxy; PS1: i PSF - Kron of 0.3 mag is a galaxy
+    sdss = {"objID": np.arange(4), "ra": np.zeros(4), "dec": np.zeros(4), "type": np.array([6, 3, 6, 6]),
+            "clean": np.array([1, 1, 0, 1]), **{f"psfMag_{b}": np.full(4, 18.0) for b in "ugriz"},
+            **{f"psfMagErr_{b}": np.full(4, 0.02) for b in "ugriz"}}
+    ps1 = {"iMeanKronMag": np.array([18.0, 18.0, 18.0, 17.7])}
+    cols, _ = apply_preset(sdss, "sdss_photoobj")
+    cols["ps1_psf_minus_kron"] = 18.0 - ps1["iMeanKronMag"]
+    keep, report = apply_cuts(cols, Cuts(stars_only=True, sdss_clean=True))
+    assert keep.tolist() == [True, False, False, False]
+    assert report["point source (SDSS type, PS1 PSF - Kron)"] == 2 and report["SDSS clean photometry"] == 1
+    with pytest.raises(KeyError, match="stars_only needs column"):
+        apply_cuts({"sdss_g": np.ones(2)}, Cuts(stars_only=True))
+    ps1_table = {"objID": np.arange(2), "raMean": np.zeros(2), "decMean": np.zeros(2),
+                 **{f"{b}MeanPSFMag": np.full(2, 18.0) for b in "grizy"},
+                 **{f"{b}MeanPSFMagErr": np.full(2, 0.02) for b in "grizy"}, "iMeanKronMag": np.array([17.99, 17.5])}
+    cols, _ = apply_preset(ps1_table, "ps1_meanobject")
+    np.testing.assert_allclose(cols["ps1_psf_minus_kron"], [0.01, 0.5], atol=1e-9)

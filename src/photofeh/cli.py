@@ -296,10 +296,17 @@ def _preset_name(text: str) -> str:
     return text
 
 
-def _catalogue_arg(text: str) -> tuple[str, str | None]:
-    """'FILE' or 'FILE:PRESET'."""
+def _catalogue_arg(text: str):
+    """'FILE', 'FILE:PRESET' or 'FILE:MAPPING.toml' (a mapping file works wherever a preset does)."""
     path, sep, preset = text.rpartition(":")
     if sep and preset and not Path(text).exists():
+        if preset.endswith(".toml"):
+            from photofeh.presets import load_mapping
+
+            try:
+                return path, load_mapping(preset)
+            except ValueError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
         return path, _preset_name(preset)
     return text, None
 
@@ -331,7 +338,7 @@ def cmd_merge_photometry(args: argparse.Namespace) -> int:
     from photofeh.crossmatch import merge_onto
 
     base, base_preset = args.base
-    _catalogue_job(merge_onto, base, args.other, args.out, args.radius, base_preset, args.chunk_size)
+    _catalogue_job(merge_onto, base, args.other, args.out, args.radius, base_preset, args.chunk_size, args.sfd_dir)
     print(f"wrote {args.out}")
     return 0
 
@@ -355,6 +362,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
     from photofeh.artifact import ModelFormatError
+    from photofeh.dust import EbvSource
     from photofeh.predict_catalog import PredictOptions
     from photofeh.presets import load_mapping
     from photofeh.readers import CatalogReadError
@@ -365,7 +373,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             preset = load_mapping(args.mapping)
         options = PredictOptions(chunk_rows=args.chunk_rows, keep=tuple(args.keep or ()), preset=preset,
                                  fmt=args.format, on_error=args.on_error, device=args.device, threads=args.threads,
-                                 progress=not args.quiet)
+                                 progress=not args.quiet, ebv=EbvSource(args.ebv_column, args.sfd_dir))
         if args.scheduler:
             from photofeh.distributed import predict_distributed
 
@@ -544,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     mp.add_argument("--other", type=_catalogue_arg, action="append", required=True,
                     help="catalogue to attach, FILE[:PRESET]; repeatable")
     mp.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
+    mp.add_argument("--sfd-dir", metavar="DIR",
+                    help="folder with the SFD map files (SFD_dust_4096_ngp/sgp.fits): ebv at each star's position "
+                         "where no catalogue gave one; never downloaded")
     mp.add_argument("--out", required=True, help="output Parquet file")
     mp.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     mp.set_defaults(func=cmd_merge_photometry)
@@ -575,6 +586,11 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--preset", type=_preset_name, help="map archive columns with this preset")
     group.add_argument("--mapping", help="TOML mapping file (see docs/catalogues.md)")
     pr.add_argument("--format", help="input format when the extension does not tell")
+    pr.add_argument("--ebv-column", metavar="NAME",
+                    help="input column holding SFD-scale E(B-V), used as the model's E(B-V) column")
+    pr.add_argument("--sfd-dir", metavar="DIR",
+                    help="folder with the SFD map files (SFD_dust_4096_ngp/sgp.fits): E(B-V) at each star's ra/dec "
+                         "where the input has none; never downloaded")
     pr.add_argument("--keep", nargs="+", metavar="COLUMN",
                     help="columns passed through to the output (source_id, ra, dec are kept when present)")
     pr.add_argument("--chunk-rows", type=ROWS, default=250_000,

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from photofeh.presets import preset_label
+
 __all__ = ["SkyMatcher", "MatchResult", "crossmatch_files", "merge_onto", "radec", "unit_vectors"]
 
 ARCSEC = np.pi / (180.0 * 3600.0)
@@ -101,10 +103,10 @@ class SkyMatcher:
 def _mapped_chunks(path, preset, chunk_size: int, counts: Counter | None = None):
     """Chunks of a catalogue, mapped through its preset when one is given and validated in any case
     (:func:`photofeh.presets.apply_preset`); replaced values are added to ``counts``."""
-    from photofeh.presets import PRESETS, apply_preset
+    from photofeh.presets import apply_preset, resolve_preset
     from photofeh.readers import iter_table
 
-    p = PRESETS[preset] if isinstance(preset, str) else preset
+    p = resolve_preset(preset)
     for chunk in iter_table(path, None, chunk_size):
         cols, report = apply_preset(chunk, p, str(path))
         if counts is not None:
@@ -114,11 +116,11 @@ def _mapped_chunks(path, preset, chunk_size: int, counts: Counter | None = None)
 
 def _positions(path, preset, chunk_size: int):
     """Only ra and dec, for the matching pass: the other columns are read once, in the gathering pass."""
-    from photofeh.presets import PRESETS
+    from photofeh.presets import resolve_preset
     from photofeh.readers import iter_table
     from photofeh.validation import clean_columns
 
-    p = None if preset is None else (PRESETS[preset] if isinstance(preset, str) else preset)
+    p = resolve_preset(preset)
     names = ["ra", "dec"] if p is None else [p.columns["ra"], p.columns["dec"]]
     for chunk in iter_table(path, names, chunk_size):
         ra, dec = (np.asarray(v, float) for v in chunk.values())
@@ -212,14 +214,17 @@ def _attach(chunk: Mapping[str, np.ndarray], trees, chord: float, counts: dict) 
     return table
 
 
-def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, chunk_size: int = 1_000_000) -> dict:
+def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, chunk_size: int = 1_000_000,
+               sfd_dir=None) -> dict:
     """Stream ``base`` (any size) and attach, row by row, the nearest row of each catalogue in ``others``.
 
     The prediction-input counterpart of :func:`crossmatch_files`: here the
     big catalogue streams and every base row is kept, while each of
     ``others`` (a list of (path, preset)) is held in memory as a KD-tree, so
     they must fit in memory. Output is Parquet written chunk by chunk to a
-    temporary file and renamed at the end. Returns per-catalogue match counts.
+    temporary file and renamed at the end. With ``sfd_dir`` (a folder with the
+    SFD map files), ``ebv`` is read from the map where no catalogue gave one.
+    Returns per-catalogue match counts.
     """
     from pathlib import Path
 
@@ -232,14 +237,15 @@ def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, 
     if not np.isfinite(radius_arcsec) or radius_arcsec <= 0:
         raise ValueError(f"match radius must be a positive number of arcsec, got {radius_arcsec}")
     with output_lock(out, f"photofeh merge-photometry {base}"):
-        return _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size)
+        return _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size, sfd_dir)
 
 
-def _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size) -> dict:
+def _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size, sfd_dir) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from photofeh.catalog import atomic_output
+    from photofeh.dust import EbvSource
 
     trees = []
     replaced = {str(base): Counter(), **{str(path): Counter() for path, _ in others}}
@@ -250,16 +256,21 @@ def _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size) -> di
         cols = {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
         ra, dec = radec(cols)
         ok = np.isfinite(ra) & np.isfinite(dec)
-        trees.append((f"_{preset or f'cat{k + 1}'}", str(path), cols, np.flatnonzero(ok),
+        trees.append((f"_{preset_label(preset, f'cat{k + 1}')}", str(path), cols, np.flatnonzero(ok),
                       cKDTree(unit_vectors(ra[ok], dec[ok]))))
     chord = 2.0 * np.sin(radius_arcsec * ARCSEC / 2.0)
     counts = {name: {"matched": 0} for _, name, *_ in trees}
-    rows_in = 0
+    rows_in = ebv_from_map = 0
     with atomic_output(out) as tmp:
         writer = None
         try:
             for chunk in _mapped_chunks(base, base_preset, chunk_size, replaced[str(base)]):
-                arrow = pa.table({k: pa.array(v) for k, v in _attach(chunk, trees, chord, counts).items()})
+                merged = _attach(chunk, trees, chord, counts)
+                if sfd_dir is not None:
+                    had = np.isfinite(np.asarray(merged.get("ebv", np.full(len(merged["ra"]), np.nan)), float))
+                    merged = EbvSource(sfd_dir=str(sfd_dir)).apply(merged, merged, "ebv", str(base), Counter())
+                    ebv_from_map += int((~had & np.isfinite(merged["ebv"])).sum())
+                arrow = pa.table({k: pa.array(v) for k, v in merged.items()})
                 if writer is None:
                     writer = pq.ParquetWriter(tmp, arrow.schema)
                 writer.write_table(arrow.cast(writer.schema))
@@ -269,5 +280,8 @@ def _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size) -> di
         finally:
             if writer is not None:
                 writer.close()
-    return {"base rows": rows_in, **{name: {**c, "unmatched": rows_in - c["matched"]} for name, c in counts.items()},
-            "values_replaced": {k: dict(v) for k, v in replaced.items()}}
+    report = {"base rows": rows_in, **{name: {**c, "unmatched": rows_in - c["matched"]} for name, c in counts.items()},
+              "values_replaced": {k: dict(v) for k, v in replaced.items()}}
+    if sfd_dir is not None:
+        report["ebv from the SFD map"] = ebv_from_map
+    return report

@@ -29,6 +29,13 @@ class Cuts:
     min_snr_spec: float | None = None
     spec_flag_normal: bool = False
     require_labels: tuple[str, ...] = ()
+    # point sources only: SDSS type = 6 (star) where sdss_type is given, PS1 i PSF - Kron < 0.05 mag
+    # (Farrow et al. 2014) where ps1_psf_minus_kron is given; a star needs every test it has to pass
+    stars_only: bool = False
+    # |C*| <= N sigma_C*(G): the corrected Gaia BP/RP flux excess (Riello et al. 2021, eqs. 6 and 18), which
+    # flags blended and contaminated BP/RP photometry; 3 is their suggested cut
+    max_gaia_excess_sigmas: float | None = None
+    sdss_clean: bool = False  # SDSS PhotoObj clean = 1 (no flagged photometry)
 
     def steps(self):
         """(name, function of the columns returning the rows to keep) in application order."""
@@ -46,6 +53,13 @@ class Cuts:
             yield "spectroscopic flag normal", _flag_normal
         for lab in self.require_labels:
             yield f"{lab} present", lambda t, lab=lab: np.isfinite(_num(t, lab))
+        if self.stars_only:
+            yield "point source (SDSS type, PS1 PSF - Kron)", _point_source
+        if self.max_gaia_excess_sigmas is not None:
+            yield (f"|Gaia C*| <= {self.max_gaia_excess_sigmas} sigma",
+                   lambda t: np.abs(_num(t, "gaia_excess_sigmas")) <= self.max_gaia_excess_sigmas)
+        if self.sdss_clean:
+            yield "SDSS clean photometry", lambda t: _num(t, "sdss_clean") == 1
 
 
 def _num(t: Mapping[str, np.ndarray], name: str) -> np.ndarray:
@@ -57,6 +71,22 @@ def _num(t: Mapping[str, np.ndarray], name: str) -> np.ndarray:
 def _between(t, band, lo, hi):
     m = _num(t, band)
     return (m >= lo) & (m <= hi)
+
+
+PS1_PSF_MINUS_KRON_MAX = 0.05  # mag, Farrow et al. 2014 (MNRAS 437, 748), section 2.3
+SDSS_TYPE_STAR = 6  # PhotoObj type: 3 galaxy, 6 star (SDSS photo pipeline, Stoughton et al. 2002, AJ 123, 485)
+
+
+def _point_source(t) -> np.ndarray:
+    tests = []
+    if "sdss_type" in t:
+        tests.append(np.asarray(t["sdss_type"], float) == SDSS_TYPE_STAR)
+    if "ps1_psf_minus_kron" in t:
+        tests.append(np.asarray(t["ps1_psf_minus_kron"], float) < PS1_PSF_MINUS_KRON_MAX)
+    if not tests:
+        raise KeyError("cut stars_only needs column sdss_type (SDSS preset) or ps1_psf_minus_kron (PS1 preset with "
+                       "iMeanKronMag), which the table lacks")
+    return np.logical_and.reduce(tests)
 
 
 def _flag_normal(t) -> np.ndarray:
@@ -119,8 +149,12 @@ def _check_types(raw: dict) -> None:
     for key in ("max_ebv", "max_ruwe", "min_snr_spec"):
         if key in raw and not _number(raw[key]):
             raise ValueError(f"{key} must be a finite number, got {raw[key]!r}")
-    if "spec_flag_normal" in raw and not isinstance(raw["spec_flag_normal"], bool):
-        raise ValueError(f"spec_flag_normal must be true or false, got {raw['spec_flag_normal']!r}")
+    for key in ("spec_flag_normal", "stars_only", "sdss_clean"):
+        if key in raw and not isinstance(raw[key], bool):
+            raise ValueError(f"{key} must be true or false, got {raw[key]!r}")
+    if "max_gaia_excess_sigmas" in raw and not (_number(raw["max_gaia_excess_sigmas"])
+                                                and raw["max_gaia_excess_sigmas"] > 0):
+        raise ValueError(f"max_gaia_excess_sigmas must be a positive number, got {raw['max_gaia_excess_sigmas']!r}")
     labels = raw.get("require_labels", [])
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
         raise ValueError(f"require_labels must be a list of column names, got {labels!r}")

@@ -69,10 +69,10 @@ def _frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def predict_partition(df: pd.DataFrame, model_dir: str, keep: list[str], preset=None, device: str = "cpu",
-                      threads: int | None = None) -> pd.DataFrame:
+                      threads: int | None = None, ebv=None) -> pd.DataFrame:
     """One partition -> its predictions, same index (LSDB keeps its HEALPix index)."""
     model = _worker_model(str(model_dir), device, threads)
-    table, _ = predict_chunk(model, _frame_columns(df), keep, preset, "partition")
+    table, _ = predict_chunk(model, _frame_columns(df), keep, preset, "partition", ebv)
     out = table.to_pandas()
     out.index = df.index
     return out
@@ -158,9 +158,9 @@ def _predict_distributed(model_dir: Path, source: Path, out: Path, opts: Predict
             "seconds": round(seconds, 2), "stars_per_second": round(n / seconds) if seconds > 0 else None}
 
 
-def _meta(model_dir: str, keep, preset, sample: pd.DataFrame) -> pd.DataFrame:
+def _meta(model_dir: str, keep, preset, sample: pd.DataFrame, ebv=None) -> pd.DataFrame:
     """The output's empty frame, from predicting two rows on the client."""
-    return predict_partition(sample, model_dir, keep, preset, "cpu").iloc[:0]
+    return predict_partition(sample, model_dir, keep, preset, "cpu", None, ebv).iloc[:0]
 
 
 def _predict_parquet(model, model_dir: str, source: Path, out: Path, opts, preset, threads) -> int:
@@ -169,10 +169,10 @@ def _predict_parquet(model, model_dir: str, source: Path, out: Path, opts, prese
     if not (source.is_dir() or source.suffix in (".parquet", ".pq")):
         raise ValueError(f"{source}: on Dask the input must be a Parquet file or dataset (or a HATS catalogue); "
                          "convert other formats first, or run without --scheduler")
-    read, keep = input_columns(model, table_columns(source), preset, opts.keep, str(source))
+    read, keep = input_columns(model, table_columns(source), preset, opts.keep, str(source), opts.ebv)
     ddf = dd.read_parquet(str(source), columns=read)
-    meta = _meta(model_dir, keep, preset, pd.DataFrame(next(iter_table(source, read, chunk_size=2))))
-    result = ddf.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, meta=meta)
+    meta = _meta(model_dir, keep, preset, pd.DataFrame(next(iter_table(source, read, chunk_size=2))), opts.ebv)
+    result = ddf.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, opts.ebv, meta=meta)
     meta_kv = provenance(Path(model_dir), model, source, preset, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     result.to_parquet(str(out), write_index=False, overwrite=True, custom_metadata=meta_kv, **PARQUET_WRITE)
     return known_rows(out) or 0
@@ -190,11 +190,12 @@ def _predict_hats(model, model_dir: str, source: Path, out: Path, opts, preset, 
     except ImportError:
         raise ValueError("HATS catalogues need LSDB: pip install 'photofeh[lsdb]'") from None
     catalog = lsdb.open_catalog(source)
-    read, keep = input_columns(model, list(catalog.columns), preset, opts.keep, str(source))
+    read, keep = input_columns(model, list(catalog.columns), preset, opts.keep, str(source), opts.ebv)
     ra, dec = catalog.hc_structure.catalog_info.ra_column, catalog.hc_structure.catalog_info.dec_column
     keep = list(dict.fromkeys([ra, dec, *keep]))  # a HATS catalogue must keep its coordinates
     catalog = lsdb.open_catalog(source, columns=sorted(set(read) | set(keep)))
-    meta = _meta(model_dir, keep, preset, catalog.head(2))
-    result = catalog.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, meta=meta)
+    meta = _meta(model_dir, keep, preset, catalog.head(2), opts.ebv)
+    result = catalog.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, opts.ebv,
+                                    meta=meta)
     result.write_catalog(out, catalog_name=out.name, overwrite=True, progress_bar=False)
     return int(lsdb.open_catalog(out).hc_structure.catalog_info.total_rows or 0)

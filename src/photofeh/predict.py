@@ -1,11 +1,25 @@
 """Using a trained model: load a folder in one call, predict with uncertainties.
 
->>> model = photofeh.load_model("run/model")
->>> out = model.predict(df)          # pandas DataFrame, astropy Table, dict of arrays
->>> out["feh"], out["feh_err"], out["p_giant"]
+Like astroNN's ``predict``, every label comes with its error, and the result is
+the kind of table it was given: a pandas DataFrame keeps its index, an astropy
+Table gets units, a dict of arrays gives a dict. Rows lacking a feature get NaN
+predictions and ``usable = False``, never a crash; archive column names are
+mapped with ``preset=`` (a preset name, a mapping file or a Preset).
 
-Like astroNN's ``predict``, every label comes with its error. Rows lacking a
-feature get NaN predictions and ``usable = False``, never a crash.
+>>> import photofeh
+>>> from photofeh.simulate import MockSurveyConfig, iter_chunks
+>>> from photofeh.train import TrainConfig, train
+>>> stars = next(iter_chunks(MockSurveyConfig(n_stars=3000, seed=5, spec_only=True), chunk_size=3000))
+>>> run = train(stars, TrainConfig(epochs=2), tmp_dir / "run", log=lambda s: None)
+>>> model = photofeh.load_model(tmp_dir / "run")
+>>> import pandas as pd
+>>> df = pd.DataFrame(stars).set_index("source_id").iloc[:5]
+>>> out = model.predict(df)
+>>> out.index.equals(df.index), list(out.columns[:4])
+(True, ['feh', 'feh_err', 'logg', 'logg_err'])
+>>> from astropy.table import Table
+>>> model.predict(Table.from_pandas(df))["teff"].unit
+Unit("K")
 """
 
 from __future__ import annotations
@@ -21,7 +35,7 @@ from photofeh.artifact import load_model_folder
 from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
 from photofeh.missing import enough_features, masked_inputs, network_inputs
 from photofeh.models import build_network
-from photofeh.validation import clean_columns, column_rule
+from photofeh.validation import column_rule
 
 UNPHYSICAL = "predictions outside the physical range"
 
@@ -130,15 +144,54 @@ class PhotometricModel:
         result["usable"] = ok
         return result
 
-    def predict(self, data, batch_size: int = 16384, counts: Counter | None = None) -> dict[str, np.ndarray]:
-        """Predict every label with its error for a table of stars (see module docstring)."""
-        cols, _ = clean_columns(as_columns(data), "catalogue")  # no sentinel or impossible value reaches the network
+    def predict(self, data, batch_size: int = 16384, counts: Counter | None = None, preset=None):
+        """Predict every label with its error for a table of stars.
+
+        ``data``: a pandas DataFrame (the result keeps its index), an astropy Table (the result is a Table with
+        units) or a dict of arrays (the result is a dict). ``preset``: archive column names onto the schema
+        (a preset name such as ``"gaia_dr3"``, a mapping file, or a Preset). ``counts``: a Counter that receives
+        the values the validation layer replaced and the unphysical predictions.
+        """
+        from photofeh.presets import apply_preset, resolve_preset
+
+        # no sentinel or impossible value reaches the network (photofeh.validation)
+        cols, report = apply_preset(as_columns(data), resolve_preset(preset), "catalogue")
+        if counts is not None:
+            counts.update({k: v for k, v in report.items() if v})
         missing = [c for c in self.required_columns if c not in cols]
         if missing:
             raise KeyError(f"the catalogue lacks columns {missing} that this model needs "
                            f"(features: {', '.join(self.features)})")
         X, _ = feature_matrix(cols, self.features, self.ebv_column)
-        return self.predict_features(X, batch_size, counts)
+        return _like(data, self.predict_features(X, batch_size, counts))
+
+
+# Units of the outputs in an astropy Table (log g in dex of cm s^-2, [Fe/H] in dex, M_abs in mag)
+LABEL_UNITS = {"feh": "dex", "logg": "dex", "teff": "K"}
+
+
+def _unit(name: str) -> str | None:
+    base = name.removesuffix("_err")
+    if base.startswith("mabs_"):
+        return "mag"
+    return LABEL_UNITS.get(base)
+
+
+def _like(data, result: dict[str, np.ndarray]):
+    """The predictions as the kind of table the stars came in."""
+    if hasattr(data, "colnames"):  # astropy Table
+        from astropy.table import Table
+
+        table = Table(result)
+        for name in table.colnames:
+            if _unit(name):
+                table[name].unit = _unit(name)
+        return table
+    if hasattr(data, "columns") and hasattr(data, "index"):  # pandas
+        import pandas as pd
+
+        return pd.DataFrame(result, index=data.index)
+    return result
 
 
 def _fold_batchnorm(module: torch.nn.Module) -> None:

@@ -32,8 +32,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from photofeh.catalog import atomic_output, check_output_place
+from photofeh.dust import EbvSource
 from photofeh.predict import UNPHYSICAL
-from photofeh.presets import PRESETS, Preset, apply_preset
+from photofeh.presets import Preset, apply_preset, resolve_preset
 from photofeh.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
 
 __all__ = ["PredictOptions", "PredictSummary", "predict_catalog", "predict_chunk", "input_columns",
@@ -67,6 +68,7 @@ class PredictOptions:
     device: str = "auto"
     threads: int | None = None          # torch intra-op threads; None: torch's default (physical cores)
     progress: bool = True
+    ebv: EbvSource = field(default_factory=EbvSource)  # E(B-V) from another column or a local SFD map
 
 
 @dataclass
@@ -92,20 +94,19 @@ class PredictSummary:
 
 
 def _preset(preset: str | Preset | None) -> Preset | None:
-    if preset is None or isinstance(preset, Preset):
-        return preset
-    if preset not in PRESETS:
-        raise KeyError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
-    return PRESETS[preset]
+    return resolve_preset(preset)
 
 
 def input_columns(model, available: Sequence[str], preset: Preset | None, keep: Sequence[str],
-                  source: str) -> tuple[list[str], list[str]]:
+                  source: str, ebv: EbvSource | None = None) -> tuple[list[str], list[str]]:
     """Which columns to read from the input, and which to pass through to the output.
 
     Only these are read: a Gaia ``gaia_source`` file has ~150 columns and the
-    default model needs a dozen. Raises ``KeyError`` naming what is missing.
+    default model needs a dozen. ``ebv``: E(B-V) from another column or a map
+    (then the model's E(B-V) column is not needed). Raises ``KeyError`` naming what is missing.
     """
+    ebv = ebv or EbvSource()
+    extra = ebv.reads(available)
     lower = {c.lower(): c for c in available}
     ids = [c for c in ID_COLUMNS if c in available]
     missing_keep = [c for c in keep if c not in available and c.lower() not in lower
@@ -118,22 +119,25 @@ def input_columns(model, available: Sequence[str], preset: Preset | None, keep: 
         needed = list(model.required_columns)
         bands = [c for c in needed if c in BANDS]
         extinction = [f"A_{b}" for b in bands if f"A_{b}" in available]  # deredden prefers these
-        if model.ebv_column not in available and len(extinction) == len(bands):
+        if model.ebv_column in needed and model.ebv_column not in available and (
+                len(extinction) == len(bands) or ebv.provides()):
             needed.remove(model.ebv_column)
         missing = [c for c in needed if c not in available]
         if missing:
+            hint = (" (E(B-V): --ebv-column NAME for another column, --sfd-dir DIR for a local SFD map, or A_<band> "
+                    "columns)" if model.ebv_column in missing else "")
             raise KeyError(f"{source} lacks column(s) {missing} that the model needs (features: "
-                           f"{', '.join(model.features)}); map archive columns with --preset or --mapping")
-        read = [*needed, *extinction, *ids, *keep]
+                           f"{', '.join(model.features)}){hint}; map archive columns with --preset or --mapping")
+        read = [*needed, *extinction, *ids, *keep, *extra]
     else:
         ids = [c for c in ID_COLUMNS if c in preset.columns and preset.columns[c].lower() in lower]
-        wanted = {*preset.columns.values(), *preset.reads, *keep}
+        wanted = {*preset.columns.values(), *preset.reads, *keep, *extra}
         read = [lower[c.lower()] for c in wanted if c.lower() in lower]
     return sorted(dict.fromkeys(read)), list(dict.fromkeys([*ids, *keep]))
 
 
 def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], preset: Preset | None = None,
-                  source: str = "chunk") -> tuple[pa.Table, Counter]:
+                  source: str = "chunk", ebv: EbvSource | None = None) -> tuple[pa.Table, Counter]:
     """One chunk of the input -> one table of predictions (shared by the local and the Dask paths).
 
     Output columns: the pass-through columns, then every label with ``_err``
@@ -141,6 +145,8 @@ def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], pre
     ``is_giant`` and ``usable`` (False where a feature is missing: NaN predictions, row kept).
     """
     cols, report = apply_preset(raw, preset, source)  # schema names, validated (photofeh.validation)
+    if ebv is not None and ebv.provides():
+        cols = ebv.apply(cols, raw, model.ebv_column, source, report)
     pred = model.predict(cols, counts=report)
     out: dict[str, np.ndarray] = {}
     for c in keep:
@@ -436,7 +442,7 @@ class _PredictionRun:
         self.preset = _preset(opts.preset)
         self.kind = detect_format(source, opts.fmt)
         self.read, self.keep = input_columns(self.model, table_columns(source, opts.fmt), self.preset, opts.keep,
-                                             str(source))
+                                             str(source), opts.ebv)
         self.n_total = known_rows(source, opts.fmt)
         if self.n_total == 0:
             raise CatalogReadError(f"{source} has no rows: nothing to predict")
@@ -446,7 +452,8 @@ class _PredictionRun:
         self.manifest = Manifest(self.folder, {
             "input": str(source.resolve()), "input_files": _fingerprint(source), "format": self.kind,
             "model": _model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": self.read,
-            "keep": self.keep, "preset": None if self.preset is None else self.preset.name}, log)
+            "keep": self.keep, "preset": None if self.preset is None else self.preset.name,
+            "ebv_column": opts.ebv.column, "sfd_dir": opts.ebv.sfd_dir}, log)
         self.provenance = provenance(model_dir, self.model, source, self.preset, self.manifest.created)
 
     # ---------------------------------------------------------------- steps
@@ -527,7 +534,7 @@ class _PredictionRun:
                     start = k * self.opts.chunk_rows
                     try:
                         table, replaced = predict_chunk(self.model, chunk, self.keep, self.preset,
-                                                        f"{self.source} rows {start:,d}+")
+                                                        f"{self.source} rows {start:,d}+", self.opts.ebv)
                     except (KeyError, ValueError, TypeError) as err:
                         self._fail(k, err, "predicted")
                         continue

@@ -24,7 +24,8 @@ import numpy as np
 from photofeh.tomlfile import closest, read_toml
 from photofeh.validation import MAGNITUDE_SENTINELS, clean_columns
 
-__all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "GENERIC_SENTINELS", "MAGNITUDE_SENTINELS"]
+__all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "resolve_preset", "preset_label", "GENERIC_SENTINELS",
+           "MAGNITUDE_SENTINELS"]
 
 GENERIC_SENTINELS = (-9999.0, -999.0)  # in any float column a preset maps (99 can be a real S/N)
 
@@ -45,6 +46,20 @@ class Preset:
     reads: tuple[str, ...] = ()  # raw columns ``derive`` uses beyond ``columns`` (so a reader can select them)
 
 
+# A_band / E(B-V) of Schlegel, Finkbeiner & Davis 1998 (ApJ 500, 525), table 6 (R_V = 3.1), with which the
+# SDSS pipeline computed the PhotoObj extinction_* columns from the SFD map (also in mclearn's
+# reddening_correction_sfd98). Dividing extinction_r by 2.751 gives back the SFD E(B-V), the scale of the
+# Schlafly & Finkbeiner 2011 coefficients in photofeh.bands (which are 15-23% smaller than these).
+SFD98_SDSS_R = {"u": 5.155, "g": 3.793, "r": 2.751, "i": 2.086, "z": 1.479}
+
+
+def _sdss_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """SFD E(B-V) from the pipeline's r-band extinction, where the table gives no ebv."""
+    a_r = out.get("sdss_extinction_sfd98_r")
+    if "ebv" not in out and a_r is not None:
+        out["ebv"] = np.asarray(a_r, float) / SFD98_SDSS_R["r"]
+
+
 def _gaia_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
     """Magnitudes from fluxes where only fluxes are given, m = -2.5 log10(flux) + ZP; errors from
     flux_over_error plus the zero-point uncertainty in quadrature (Riello et al. 2021, section 5.4)."""
@@ -61,6 +76,33 @@ def _gaia_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> N
             foe = np.asarray(foe, float)
             with np.errstate(divide="ignore", invalid="ignore"):
                 out[f"{name}_err"] = np.where(foe > 0, np.sqrt((MAG_PER_FLUX_ERR / foe) ** 2 + zp_err**2), np.nan)
+    if "gaia_bp_rp_excess" in out and all(f"gaia_{b}" in out for b in ("g", "bp", "rp")):
+        c_star = gaia_excess_corrected(out["gaia_bp"] - out["gaia_rp"], out["gaia_bp_rp_excess"])
+        out["gaia_excess_sigmas"] = c_star / gaia_excess_sigma(out["gaia_g"])  # C* in units of its scatter
+
+
+def _ps1_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """i-band PSF minus Kron magnitude: point sources have ~0, galaxies > 0.05 (Farrow et al. 2014, MNRAS 437,
+    748, section 2.3; the separation used in PS1 star/galaxy work since)."""
+    if "ps1_i_kron" in out:
+        out["ps1_psf_minus_kron"] = np.asarray(out["ps1_i"], float) - np.asarray(out["ps1_i_kron"], float)
+
+
+def gaia_excess_corrected(bp_rp, excess) -> np.ndarray:
+    """C*, the BP/RP flux excess factor corrected for its colour dependence (Riello et al. 2021, A&A 649, A3,
+    eq. 6 and table 2; coefficients as in A. Brown's gaiaedr3-flux-excess-correction): ~0 for well-behaved
+    isolated sources."""
+    x, c = np.asarray(bp_rp, float), np.asarray(excess, float)
+    with np.errstate(invalid="ignore"):
+        f = np.where(x < 0.5, 1.154360 + 0.033772 * x + 0.032277 * x**2,
+                     np.where(x < 4.0, 1.162004 + 0.011464 * x + 0.049255 * x**2 - 0.005879 * x**3,
+                              1.057572 + 0.140537 * x))
+    return c - f
+
+
+def gaia_excess_sigma(g) -> np.ndarray:
+    """The 1-sigma scatter of C* for well-behaved sources at magnitude G (Riello et al. 2021, eq. 18)."""
+    return 0.0059898 + 8.817481e-12 * np.asarray(g, float) ** 7.618399
 
 
 def _sspp_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
@@ -88,22 +130,25 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("gaia_dr3", "Gaia DR3 gaia_source",
            {"source_id": "source_id", "ra": "ra", "dec": "dec", "gaia_g": "phot_g_mean_mag",
             "gaia_bp": "phot_bp_mean_mag", "gaia_rp": "phot_rp_mean_mag", "parallax": "parallax",
-            "parallax_error": "parallax_error", "ruwe": "ruwe"},
+            "parallax_error": "parallax_error", "ruwe": "ruwe", "gaia_bp_rp_excess": "phot_bp_rp_excess_factor"},
            magnitudes=("gaia_g", "gaia_bp", "gaia_rp"), derive=_gaia_derive,
-           optional=("gaia_g", "gaia_bp", "gaia_rp", "ruwe"),
+           optional=("gaia_g", "gaia_bp", "gaia_rp", "ruwe", "gaia_bp_rp_excess"),
            reads=tuple(f"phot_{b}_mean_flux{s}" for b in ("g", "bp", "rp") for s in ("", "_over_error"))),
-    Preset("sdss_photoobj", "SDSS PhotoObj / Star (PSF magnitudes; extinction_* use SFD98 coefficients and are "
-           "kept apart, never mixed with SF11)",
+    Preset("sdss_photoobj", "SDSS PhotoObj / Star (PSF magnitudes; ebv from extinction_r / 2.751, the SFD98 "
+           "coefficient the pipeline used, so that the SF11 coefficients apply to it)",
            {"source_id": "objID", "ra": "ra", "dec": "dec",
             **{f"sdss_{b}": f"psfMag_{b}" for b in "ugriz"}, **{f"sdss_{b}_err": f"psfMagErr_{b}" for b in "ugriz"},
-            **{f"sdss_extinction_sfd98_{b}": f"extinction_{b}" for b in "ugriz"}},
+            **{f"sdss_extinction_sfd98_{b}": f"extinction_{b}" for b in "ugriz"},
+            "sdss_type": "type", "sdss_clean": "clean"},
            magnitudes=tuple(f"sdss_{b}{s}" for b in "ugriz" for s in ("", "_err")),
-           optional=tuple(f"sdss_extinction_sfd98_{b}" for b in "ugriz")),
-    Preset("ps1_meanobject", "Pan-STARRS1 DR2 MeanObject (PSF magnitudes)",
+           optional=(*(f"sdss_extinction_sfd98_{b}" for b in "ugriz"), "sdss_type", "sdss_clean"),
+           derive=_sdss_derive),
+    Preset("ps1_meanobject", "Pan-STARRS1 DR2 MeanObject (PSF magnitudes; i PSF - Kron for star/galaxy)",
            {"source_id": "objID", "ra": "raMean", "dec": "decMean",
             **{f"ps1_{b}": f"{b}MeanPSFMag" for b in "grizy"},
-            **{f"ps1_{b}_err": f"{b}MeanPSFMagErr" for b in "grizy"}},
-           magnitudes=tuple(f"ps1_{b}{s}" for b in "grizy" for s in ("", "_err"))),
+            **{f"ps1_{b}_err": f"{b}MeanPSFMagErr" for b in "grizy"}, "ps1_i_kron": "iMeanKronMag"},
+           magnitudes=(*(f"ps1_{b}{s}" for b in "grizy" for s in ("", "_err")), "ps1_i_kron"),
+           optional=("ps1_i_kron",), derive=_ps1_derive),
     # MegaPipe tile catalogues (Gwyn 2008, PASP 120, 212) are SExtractor outputs (Bertin & Arnouts 1996,
     # A&AS 117, 393): standard keywords, MAG_AUTO = 99 where the flux is not positive. UNIONS' own merged
     # catalogues rename columns per release; map those with a TOML file (base = "cfis_megapipe").
@@ -136,6 +181,24 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
 )}
 
 
+def resolve_preset(preset: str | Preset | None) -> Preset | None:
+    """A preset name, a mapping file (``*.toml``) or a Preset -> the Preset (None stays None)."""
+    if preset is None or isinstance(preset, Preset):
+        return preset
+    if str(preset).endswith(".toml"):
+        return load_mapping(preset)
+    if preset not in PRESETS:
+        raise KeyError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}, or a mapping file (.toml)")
+    return PRESETS[preset]
+
+
+def preset_label(preset: str | Preset | None, default: str) -> str:
+    """A short name for column suffixes and reports."""
+    if preset is None:
+        return default
+    return preset.name if isinstance(preset, Preset) else Path(str(preset)).stem
+
+
 def load_mapping(path: str | Path) -> Preset:
     """A user mapping file: ``base = "<preset>"`` (optional) and a ``[columns]`` table."""
     path = Path(path)
@@ -156,8 +219,8 @@ def load_mapping(path: str | Path) -> Preset:
     parent = PRESETS[base] if base else Preset("user", "", {})
     mags = tuple(set(parent.magnitudes) | {k for k in cols if "_err" in k or k.split("_")[0] in
                                            ("sdss", "ps1", "gaia", "cfis")})
-    return Preset(f"{parent.name}+{path.name}", parent.description, {**parent.columns, **cols}, mags, parent.derive,
-                  parent.optional, parent.reads)
+    return Preset(path.stem, f"{path} (on {parent.name})" if base else str(path), {**parent.columns, **cols}, mags,
+                  parent.derive, parent.optional, parent.reads)
 
 
 def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, source: str = "table"
@@ -169,6 +232,10 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
     Returns the new columns and a Counter of replaced values per column.
     Raises ``KeyError`` naming the source and the missing archive columns.
     """
+    if hasattr(raw, "colnames") or hasattr(raw, "columns"):  # an astropy Table or a pandas DataFrame
+        from photofeh.features import as_columns
+
+        raw = as_columns(raw)
     if preset is None:
         return clean_columns(raw, source)
     if isinstance(preset, str):

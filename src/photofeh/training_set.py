@@ -13,6 +13,7 @@ import numpy as np
 from photofeh.catalog import atomic_output
 from photofeh.crossmatch import crossmatch_files
 from photofeh.cuts import Cuts, apply_cuts
+from photofeh.presets import preset_label
 
 __all__ = ["build_training_set"]
 
@@ -50,8 +51,8 @@ def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, ch
         for k, (path, preset) in enumerate(photometry):
             step = Path(tmp) / f"join{k}.parquet"
             match = crossmatch_files(current, path, step, radius_arcsec, current_preset, preset, chunk_size,
-                                     suffix=f"_{preset or f'cat{k + 1}'}")
-            report["matches"].append({"catalogue": str(path), "preset": preset, **match})
+                                     suffix=f"_{preset_label(preset, f'cat{k + 1}')}")
+            report["matches"].append({"catalogue": str(path), "preset": preset_label(preset, None), **match})
             current, current_preset = step, None
         table = pq.read_table(current) if photometry else None
         if table is None:

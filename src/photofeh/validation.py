@@ -89,7 +89,8 @@ def column_rule(name: str) -> Rule | None:
         return RULES["magnitude"]
     if name.endswith("_err") and _MAG.match(name[:-4]):
         return RULES["magnitude error"]
-    if name == "ebv" or name.startswith("ebv_") or (name.startswith("A_") and _MAG.match(name[2:])):
+    if (name == "ebv" or name.startswith("ebv_") or (name.startswith("A_") and _MAG.match(name[2:]))
+            or re.match(rf"^({'|'.join(SURVEY_PREFIXES)})_extinction_", name)):
         return RULES["extinction"]
     if name == "parallax":
         return RULES["parallax"]
@@ -135,6 +136,15 @@ def clean_columns(cols: Mapping[str, np.ndarray], source: str = "table",
     and a Counter of replaced values per column (values that were already NaN are missing,
     not replaced, and not counted). ``counts``, if given, is updated and returned.
     Raises ``ValueError`` naming ``source`` and the column when a schema column is not numeric.
+
+    >>> import numpy as np
+    >>> cols, counts = clean_columns({"sdss_g": np.array([18.2, 99.0, -9999.0]),
+    ...                               "parallax": np.array([-0.4, 1.2, -9999.0]),
+    ...                               "phot_g_mean_mag": np.array([99.0, 1.0, 2.0])})
+    >>> cols["sdss_g"], cols["parallax"]
+    (array([18.2,  nan,  nan]), array([-0.4,  1.2,  nan]))
+    >>> dict(counts)
+    {'sdss_g': 2, 'parallax': 1}
     """
     counts = Counter() if counts is None else counts
     out = dict(cols)
