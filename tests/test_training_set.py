@@ -109,3 +109,21 @@ def test_quality_flags_of_real_catalogues_are_cut_and_counted():
                  **{f"{b}MeanPSFMagErr": np.full(2, 0.02) for b in "grizy"}, "iMeanKronMag": np.array([17.99, 17.5])}
     cols, _ = apply_preset(ps1_table, "ps1_meanobject")
     np.testing.assert_allclose(cols["ps1_psf_minus_kron"], [0.01, 0.5], atol=1e-9)
+
+
+@pytest.mark.skipif(not REAL.is_dir(), reason=f"real survey samples not found at {REAL}")
+def test_build_training_set_from_a_label_table_that_carries_its_photometry(tmp_path: Path, capsys):
+    """The real SSPP sample alone: no --photometry needed; the report counts the rows with labels (8 of 100)
+    and the -9999 sentinels replaced; the same file given twice is refused."""
+    out = tmp_path / "train.parquet"
+    assert main(["build-training-set", "--labels", f"{REAL / 'sspp_dr9_sample.fits'}:sspp", "--out", str(out)]) == 0
+    report = json.loads(Path(f"{out}.report.json").read_text())
+    assert report["rows with labels"] == 8 and report["cuts"]["kept rows"] == 100
+    assert report["values_replaced"]["feh_spec"] == 92
+    got = pd.read_parquet(out)
+    assert {"sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z", "ebv", "feh_spec"} <= set(got.columns)
+    assert int(np.isfinite(got["feh_spec"]).sum()) == 8
+    capsys.readouterr()
+    assert main(["build-training-set", "--labels", f"{REAL / 'sspp_dr9_sample.fits'}:sspp", "--photometry",
+                 f"{REAL / 'sspp_dr9_sample.fits'}:sspp", "--out", str(tmp_path / "twice.parquet")]) == 1
+    assert "both the label table and a photometric catalogue" in capsys.readouterr().err

@@ -562,8 +562,9 @@ def build_parser() -> argparse.ArgumentParser:
     bt = sub.add_parser("build-training-set", help="labels x photometry, quality cuts, one Parquet file",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     bt.add_argument("--labels", type=_catalogue_arg, required=True, help="label catalogue, FILE[:PRESET]")
-    bt.add_argument("--photometry", type=_catalogue_arg, action="append", required=True,
-                    help="photometric catalogue FILE[:PRESET]; repeatable (matched in order)")
+    bt.add_argument("--photometry", type=_catalogue_arg, action="append", default=[],
+                    help="photometric catalogue FILE[:PRESET]; repeatable (matched in order); leave out when the "
+                         "label table carries its photometry (e.g. SSPP)")
     bt.add_argument("--cuts", help="TOML file of quality cuts (see photofeh.cuts)")
     bt.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
     bt.add_argument("--sfd-dir", help="folder with the SFD map files (SFD_dust_4096_ngp/sgp.fits) to read E(B-V) "

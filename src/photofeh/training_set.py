@@ -35,7 +35,13 @@ def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str
     from photofeh.locking import output_lock
 
     out = Path(out)
+    photometry = list(photometry or [])
     check_output_place(out, [labels, *(path for path, _ in photometry)])
+    same = [str(path) for path, _ in photometry if Path(path).resolve() == Path(labels).resolve()]
+    if same:
+        raise ValueError(f"{same[0]} is both the label table and a photometric catalogue: it would be matched onto "
+                         "itself and its columns duplicated; leave it out of --photometry (the labels' own "
+                         "photometry is kept)")
     with output_lock(out, f"photofeh build-training-set {labels}"):
         return _build(labels, photometry, out, labels_preset, radius_arcsec, cuts, chunk_size, sfd_dir)
 
@@ -48,15 +54,25 @@ def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, ch
     # hidden and named like every temporary output, so that a killed run's leftovers are removed by the next
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.partial-{os.getpid()}-") as tmp:
         current, current_preset = Path(labels), labels_preset
+        if not photometry:  # the label table carries its photometry (e.g. SSPP): mapped and validated alone
+            from collections import Counter
+
+            from photofeh.crossmatch import _mapped_chunks
+
+            replaced: Counter = Counter()
+            chunks = list(_mapped_chunks(labels, labels_preset, chunk_size, replaced))
+            if not chunks:
+                raise ValueError(f"{labels} has no rows")
+            current = Path(tmp) / "labels.parquet"
+            pq.write_table(pa.table({c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}), current)
+            report["values_replaced"] = {k: v for k, v in replaced.items() if k != "duplicate source_id"}
         for k, (path, preset) in enumerate(photometry):
             step = Path(tmp) / f"join{k}.parquet"
             match = crossmatch_files(current, path, step, radius_arcsec, current_preset, preset, chunk_size,
                                      suffix=f"_{preset_label(preset, f'cat{k + 1}')}")
             report["matches"].append({"catalogue": str(path), "preset": preset_label(preset, None), **match})
             current, current_preset = step, None
-        table = pq.read_table(current) if photometry else None
-        if table is None:
-            raise ValueError("give at least one photometric catalogue to match")
+        table = pq.read_table(current)
         if sfd_dir is not None:
             from photofeh.crossmatch import radec
             from photofeh.dust import sfd_ebv
@@ -70,6 +86,10 @@ def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, ch
                                   table.column("ebv").to_numpy(zero_copy_only=False))
                 table = table.set_column(table.column_names.index("ebv"), "ebv", pa.array(filled))
         cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
+        labelled = [c for c in ("feh_spec", "logg_spec", "teff_spec") if c in cols]
+        if labelled:  # rows with at least one spectroscopic label (sentinels are NaN by now)
+            report["rows with labels"] = int(np.any([np.isfinite(np.asarray(cols[c], float)) for c in labelled],
+                                                    axis=0).sum())
         keep, cut_report = apply_cuts(cols, cuts or Cuts())
         report["cuts"] = cut_report
         with atomic_output(out) as tmp_out:
