@@ -90,3 +90,54 @@ def test_merge_photometry_streams_the_base_and_keeps_every_row(tmp_path: Path, c
     assert np.allclose(got["sdss_g"][:3000], sdss["psfMag_g"])
     assert np.isnan(got["sdss_u"][7])  # the sentinel became missing, the row stayed
     assert got["match_sep_arcsec_sdss_photoobj"].dropna().to_numpy() == pytest.approx(0.25, abs=1e-6)
+
+
+def test_proper_motion_propagation_against_astropy():
+    """The linear propagation against astropy's apply_space_motion (a distant star, no radial velocity)."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+    from astropy.time import Time
+
+    from photofeh.crossmatch import propagate
+
+    rng = np.random.default_rng(8)
+    n = 200
+    ra, dec = rng.uniform(0, 360, n), rng.uniform(-80, 80, n)
+    pmra, pmdec = rng.uniform(-3000, 3000, n), rng.uniform(-3000, 3000, n)
+    c = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, pm_ra_cosdec=pmra * u.mas / u.yr, pm_dec=pmdec * u.mas / u.yr,
+                 distance=1 * u.kpc, radial_velocity=0 * u.km / u.s, obstime=Time(2016.0, format="jyear"))
+    moved = c.apply_space_motion(new_obstime=Time(2004.0, format="jyear"))
+    got_ra, got_dec = propagate(ra, dec, pmra, pmdec, 2016.0, 2004.0)
+    sep = SkyCoord(ra=got_ra * u.deg, dec=got_dec * u.deg).separation(moved).to_value(u.mas)
+    assert sep.max() < 1.0  # 36 arcsec of motion, reproduced to better than a milliarcsecond
+
+
+def test_crossmatch_with_epochs_keeps_high_proper_motion_stars(tmp_path):
+    """Gaia (J2016.0) against an SDSS-like catalogue observed in 2004: stars moving 0.2-3 arcsec/yr are lost
+    at 1 arcsec without epochs, and all found when Gaia is moved to the SDSS epoch."""
+    from photofeh.cli import main
+    from photofeh.crossmatch import propagate
+
+    rng = np.random.default_rng(4)
+    n = 300
+    ra, dec = rng.uniform(120, 240, n), rng.uniform(0, 60, n)
+    pmra, pmdec = rng.normal(0, 5, n), rng.normal(0, 5, n)
+    fast = np.arange(n) < 40
+    pmra[fast], pmdec[fast] = rng.uniform(200, 3000, 40) * rng.choice([-1, 1], 40), rng.uniform(-500, 500, 40)
+    gaia = pd.DataFrame({"source_id": np.arange(n), "ra": ra, "dec": dec, "pmra": pmra, "pmdec": pmdec,
+                         "ref_epoch": np.full(n, 2016.0), "parallax": np.full(n, 1.0), "parallax_error": 0.1,
+                         "phot_g_mean_mag": rng.uniform(14, 19, n)})
+    sra, sdec = propagate(ra, dec, pmra, pmdec, 2016.0, 2004.0)
+    sdss = pd.DataFrame({"objID": np.arange(n) + 10**9, "ra": sra + rng.normal(0, 0.05, n) / 3600,
+                         "dec": sdec + rng.normal(0, 0.05, n) / 3600,
+                         **{f"psfMag_{b}": np.full(n, 18.0) for b in "ugriz"},
+                         **{f"psfMagErr_{b}": np.full(n, 0.02) for b in "ugriz"}})
+    gaia.to_parquet(tmp_path / "gaia.parquet")
+    sdss.to_parquet(tmp_path / "sdss.parquet")
+    base = ["crossmatch", f"{tmp_path / 'sdss.parquet'}:sdss_photoobj", f"{tmp_path / 'gaia.parquet'}:gaia_dr3"]
+    assert main([*base, "--out", str(tmp_path / "no_epoch.parquet")]) == 0
+    assert main([*base, "--out", str(tmp_path / "epoch.parquet"), "--epoch", "2004.0"]) == 0
+    plain, moved = pd.read_parquet(tmp_path / "no_epoch.parquet"), pd.read_parquet(tmp_path / "epoch.parquet")
+    assert plain["match_sep_arcsec"].notna()[~fast].all() and plain["match_sep_arcsec"].notna()[fast].sum() == 0
+    assert moved["match_sep_arcsec"].notna().all() and (moved["source_id_2"] == np.arange(n)).all()
+    assert moved["match_sep_arcsec"].max() < 0.5

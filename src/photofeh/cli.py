@@ -329,7 +329,8 @@ def cmd_crossmatch(args: argparse.Namespace) -> int:
     from photofeh.crossmatch import crossmatch_files
 
     (ref, ref_preset), (other, other_preset) = args.reference, args.other
-    _catalogue_job(crossmatch_files, ref, other, args.out, args.radius, ref_preset, other_preset, args.chunk_size)
+    _catalogue_job(crossmatch_files, ref, other, args.out, args.radius, ref_preset, other_preset, args.chunk_size,
+                   "_2", args.epoch)
     print(f"wrote {args.out}")
     return 0
 
@@ -351,7 +352,7 @@ def cmd_build_training_set(args: argparse.Namespace) -> int:
         cuts = load_cuts(args.cuts) if args.cuts else Cuts()
         labels, labels_preset = args.labels
         return build_training_set(labels, args.photometry, args.out, labels_preset, args.radius, cuts,
-                                  args.chunk_size, args.sfd_dir)
+                                  args.chunk_size, args.sfd_dir, args.epoch)
 
     _catalogue_job(job, default=float)
     print(f"wrote {args.out} and {args.out}.report.json")
@@ -539,6 +540,9 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("reference", type=_catalogue_arg, help="catalogue whose rows are all kept (the smaller one)")
     cm.add_argument("other", type=_catalogue_arg, help="catalogue streamed through the match")
     cm.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
+    cm.add_argument("--epoch", type=_bounded_float(1900.0, 2100.0), metavar="YEAR",
+                    help="move the catalogue with proper motions (pmra, pmdec; Gaia at J2016.0) to this epoch "
+                         "(Julian year, e.g. 2004.5 for SDSS imaging) before matching")
     cm.add_argument("--out", required=True, help="output Parquet file")
     cm.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     cm.set_defaults(func=cmd_crossmatch)
@@ -569,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
     bt.add_argument("--sfd-dir", help="folder with the SFD map files (SFD_dust_4096_ngp/sgp.fits) to read E(B-V) "
                                       "from; never downloaded")
+    bt.add_argument("--epoch", type=_bounded_float(1900.0, 2100.0), metavar="YEAR",
+                    help="move catalogues with proper motions to this epoch before each match (see crossmatch)")
     bt.add_argument("--out", required=True, help="output Parquet file (a .report.json is written beside it)")
     bt.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     bt.set_defaults(func=cmd_build_training_set)

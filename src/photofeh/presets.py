@@ -130,9 +130,10 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("gaia_dr3", "Gaia DR3 gaia_source",
            {"source_id": "source_id", "ra": "ra", "dec": "dec", "gaia_g": "phot_g_mean_mag",
             "gaia_bp": "phot_bp_mean_mag", "gaia_rp": "phot_rp_mean_mag", "parallax": "parallax",
-            "parallax_error": "parallax_error", "ruwe": "ruwe", "gaia_bp_rp_excess": "phot_bp_rp_excess_factor"},
+            "parallax_error": "parallax_error", "ruwe": "ruwe", "gaia_bp_rp_excess": "phot_bp_rp_excess_factor",
+            "pmra": "pmra", "pmdec": "pmdec", "ref_epoch": "ref_epoch"},
            magnitudes=("gaia_g", "gaia_bp", "gaia_rp"), derive=_gaia_derive,
-           optional=("gaia_g", "gaia_bp", "gaia_rp", "ruwe", "gaia_bp_rp_excess"),
+           optional=("gaia_g", "gaia_bp", "gaia_rp", "ruwe", "gaia_bp_rp_excess", "pmra", "pmdec", "ref_epoch"),
            reads=tuple(f"phot_{b}_mean_flux{s}" for b in ("g", "bp", "rp") for s in ("", "_over_error"))),
     Preset("sdss_photoobj", "SDSS PhotoObj / Star (PSF magnitudes; ebv from extinction_r / 2.751, the SFD98 "
            "coefficient the pipeline used, so that the SF11 coefficients apply to it)",

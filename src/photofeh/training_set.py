@@ -21,7 +21,7 @@ __all__ = ["build_training_set"]
 def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str | os.PathLike, str | None]],
                        out: str | os.PathLike, labels_preset: str | None = None, radius_arcsec: float = 1.0,
                        cuts: Cuts | None = None, chunk_size: int = 1_000_000,
-                       sfd_dir: str | os.PathLike | None = None) -> dict:
+                       sfd_dir: str | os.PathLike | None = None, epoch: float | None = None) -> dict:
     """Join each photometric catalogue onto the label table, apply cuts, write Parquet + a JSON report.
 
     ``photometry`` is a list of (path, preset or None). The report (also
@@ -43,10 +43,17 @@ def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str
                          "itself and its columns duplicated; leave it out of --photometry (the labels' own "
                          "photometry is kept)")
     with output_lock(out, f"photofeh build-training-set {labels}"):
-        return _build(labels, photometry, out, labels_preset, radius_arcsec, cuts, chunk_size, sfd_dir)
+        return _build(labels, photometry, out, labels_preset, radius_arcsec, cuts, chunk_size, sfd_dir, epoch)
 
 
-def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, chunk_size, sfd_dir) -> dict:
+def _proper_motions_in(a, a_preset, b, b_preset) -> bool:
+    """Whether either catalogue of a match has proper motions (only then is an epoch applied)."""
+    from photofeh.crossmatch import _has_pm_columns
+
+    return _has_pm_columns(a, a_preset) or _has_pm_columns(b, b_preset)
+
+
+def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, chunk_size, sfd_dir, epoch) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -69,7 +76,8 @@ def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, ch
         for k, (path, preset) in enumerate(photometry):
             step = Path(tmp) / f"join{k}.parquet"
             match = crossmatch_files(current, path, step, radius_arcsec, current_preset, preset, chunk_size,
-                                     suffix=f"_{preset_label(preset, f'cat{k + 1}')}")
+                                     suffix=f"_{preset_label(preset, f'cat{k + 1}')}",
+                                     epoch=epoch if _proper_motions_in(current, current_preset, path, preset) else None)
             report["matches"].append({"catalogue": str(path), "preset": preset_label(preset, None), **match})
             current, current_preset = step, None
         table = pq.read_table(current)
