@@ -176,12 +176,15 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
         bands = ["sdss_r"]
     missing = [c for b in bands for c in (b, f"mabs_{b}", f"mabs_{b}_err") if c not in cols]
     missing += [c for c in ("ra", "dec") if c not in cols]
+    if any(b.startswith("gaia_") for b in bands):  # Gaia extinction depends on the intrinsic BP-RP
+        missing += [c for c in ("gaia_bp", "gaia_rp") if c not in cols and c not in missing]
     if "ebv" not in cols and any(f"A_{b}" not in cols for b in bands):
         missing.append("ebv")
     if missing:
         raise KeyError(f"distances need column(s) {missing}: predict with a model that has the "
-                       f"{', '.join(f'mabs_{b}' for b in bands)} label(s) and keep the photometry, e.g. "
-                       f"'photofeh predict ... --keep {' '.join(bands)} ebv parallax parallax_error'")
+                       f"{', '.join(f'mabs_{b}' for b in bands)} label(s) (for real labels: parallax_labels, "
+                       "docs/models.md) and keep the photometry, e.g. 'photofeh predict ... --keep "
+                       f"{' '.join(bands)} ebv parallax parallax_error'; or map dwarfs with --absmag ivezic2008")
     n = len(cols["ra"])
     d, err, which = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1)
     m0 = deredden(cols, bands)

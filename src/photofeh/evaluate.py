@@ -93,6 +93,28 @@ def class_metrics(is_pred: np.ndarray, is_true: np.ndarray) -> dict:
             "giant_completeness": tp / max(tp + fn, 1), "giant_contamination": fp / max(tp + fp, 1)}
 
 
+PARALLAX_REFERENCE_SNR = 10.0  # parallax-trained magnitudes are scored against parallaxes this precise
+
+
+def _with_parallax_references(cols, model) -> tuple[dict, dict]:
+    """For labels learned from parallaxes (no label column), a reference column: M from the parallaxes with
+    S/N >= 10, where inverting them is unbiased to ~1% in distance."""
+    from photofeh.parallax_labels import mabs_from_parallax, parallax_inputs
+
+    label_cols = dict(model.meta["label_columns"])
+    cols = dict(cols)
+    for lab in model.meta.get("parallax_labels", []):
+        if "parallax" not in cols or "parallax_error" not in cols:
+            continue  # check_label_columns then names the missing reference
+        aux = parallax_inputs(cols, [lab], model.ebv_column)
+        name = f"{lab}_from_parallax"
+        cols[name], cols[f"{name}_err"] = mabs_from_parallax(aux[:, 0], aux[:, 1], aux[:, 2], PARALLAX_REFERENCE_SNR)
+        label_cols[lab] = name
+    for lab in model.meta.get("parallax_labels", []):
+        label_cols.setdefault(lab, "parallax")
+    return cols, label_cols
+
+
 def check_label_columns(cols, labels, label_columns: dict, source: str) -> None:
     """Every label's column is present and has at least one finite value; else a ``ValueError`` naming
     the columns (nothing is computed or written on a table that cannot be scored)."""
@@ -113,12 +135,12 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
     if rows is not None:
         cols = {k: np.asarray(v)[rows] for k, v in cols.items()}
     cols, replaced = clean_columns(cols, "evaluation table")  # a -9999 label must not enter the metrics
-    check_label_columns(cols, model.labels, model.meta["label_columns"], "the evaluation table")
+    cols, label_cols = _with_parallax_references(cols, model)
+    check_label_columns(cols, model.labels, label_cols, "the evaluation table")
     pred = model.predict(cols)
     usable = pred["usable"]
     report: dict = {"n_stars": int(usable.size), "n_usable": int(usable.sum()), "values_replaced": dict(replaced),
                     "labels": {}}
-    label_cols = model.meta["label_columns"]
     mag = cols.get("sdss_r", cols.get("gaia_g"))
     colour = (np.asarray(cols["sdss_g"], float) - np.asarray(cols["sdss_r"], float)) if "sdss_g" in cols else None
     feh_true = np.asarray(cols["feh_true"], float) if "feh_true" in cols else None
@@ -161,17 +183,16 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
         out.mkdir(parents=True, exist_ok=True)
         with atomic_output(out / "test_metrics.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
-        _figures(pred, cols, model, out, report)
+        _figures(pred, cols, model, out, report, label_cols)
     return report
 
 
-def _figures(pred, cols, model, out: Path, report: dict) -> None:
+def _figures(pred, cols, model, out: Path, report: dict, label_cols: dict) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    label_cols = model.meta["label_columns"]
     labs = model.labels
     fig, axes = plt.subplots(2, len(labs), figsize=(4 * len(labs), 7.5))
     axes = np.atleast_2d(axes)

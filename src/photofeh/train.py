@@ -23,6 +23,7 @@ from scipy.optimize import minimize_scalar
 
 from photofeh import __version__
 from photofeh.artifact import save_model_folder
+from photofeh.bands import GAIA_PARALLAX_ZP_MAS
 from photofeh.features import DEFAULT_FEATURES, Standardizer, as_columns, feature_matrix
 from photofeh.missing import (
     MISSING_MODES,
@@ -72,6 +73,8 @@ class TrainConfig:
     missing: str = "require"
     group_dropout: float = 0.3
     min_features: int = 3
+    # absolute magnitudes trained against Gaia parallaxes, likelihood in parallax space (photofeh.parallax_labels)
+    parallax_labels: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
         """Types and ranges of every setting; raises ``ValueError`` naming the setting."""
@@ -79,9 +82,15 @@ class TrainConfig:
             _check_type(name, getattr(self, name), expected)
         if not self.features or not self.labels:
             raise ValueError("features and labels must not be empty")
-        if any(lab not in self.label_columns for lab in self.labels):
-            raise ValueError(f"every label needs a column in label_columns; labels {self.labels}, "
-                             f"columns {self.label_columns}")
+        from photofeh.parallax_labels import band_of
+
+        for lab in self.parallax_labels:
+            if lab not in self.labels:
+                raise ValueError(f"parallax label {lab!r} must also be in labels {self.labels}")
+            band_of(lab)
+        if any(lab not in self.label_columns for lab in self.labels if lab not in self.parallax_labels):
+            raise ValueError(f"every label needs a column in label_columns (or, for mabs_<band>, to be in "
+                             f"parallax_labels); labels {self.labels}, columns {self.label_columns}")
         self.split = check_split(self.split)
         for name, lo, hi in (("ensemble", 1, 100), ("epochs", 1, 100_000), ("batch_size", 2, 1 << 20),
                              ("patience", 1, 100_000), ("seed", 0, 2**63 - 1), ("threads", 0, 1024),
@@ -128,7 +137,7 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "split": [float], "architecture": {str: object}, "heads": str, "ensemble": int, "epochs": int,
           "batch_size": int, "max_lr": float, "weight_decay": float, "patience": int, "class_weight": float,
           "class_operating_point": str, "class_operating_feh_max": (float, None), "seed": int, "threads": int,
-          "missing": str, "group_dropout": float, "min_features": int}
+          "missing": str, "group_dropout": float, "min_features": int, "parallax_labels": [str]}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
 
 
@@ -239,6 +248,8 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                        "`f1`, or `half` (p >= 0.5)"),
     "class_operating_feh_max": ("train", "choose the operating point on validation stars below this [Fe/H] "
                                          "(the halo giants the class is for); `\"none\"`: all stars"),
+    "parallax_labels": ("data", "labels `mabs_<band>` learned from Gaia parallaxes, with the likelihood in "
+                                "parallax space (no label column, no cut on parallax S/N; photofeh.parallax_labels)"),
     "seed": ("train", "seed of the split, initialisation, batches and dropout: same seed, same model"),
     "threads": ("train", "CPU threads for training; 0: all cores"),
 }
@@ -273,6 +284,8 @@ class Prepared:
     usable: np.ndarray  # all features finite ("require") or enough of them ("mask")
     ids: np.ndarray
     replaced: Counter = field(default_factory=Counter)  # values the validation layer set to NaN, per column
+    aux: np.ndarray | None = None  # (n, 3P) m0, parallax, error for the parallax labels (photofeh.parallax_labels)
+    plx_index: list[int] = field(default_factory=list)  # their positions among the labels
 
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
@@ -286,19 +299,40 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
     y = np.full((n, len(cfg.labels)), np.nan)
     e = np.zeros((n, len(cfg.labels)))
     from photofeh.evaluate import check_label_columns
+    from photofeh.parallax_labels import parallax_inputs
 
-    check_label_columns(cols, cfg.labels, cfg.label_columns, "the training table")
+    column_labels = [lab for lab in cfg.labels if lab not in cfg.parallax_labels]
+    check_label_columns(cols, column_labels, cfg.label_columns, "the training table")
     for j, lab in enumerate(cfg.labels):
+        if lab in cfg.parallax_labels:
+            continue  # no label column: the loss compares predicted and measured parallaxes
         c = cfg.label_columns[lab]
         y[:, j] = np.asarray(cols[c], float)
         if f"{c}_err" in cols:
             e[:, j] = np.nan_to_num(np.asarray(cols[f"{c}_err"], float), nan=0.0)
+    aux = parallax_inputs(cols, cfg.parallax_labels, cfg.ebv_column)
+    plx_index = [cfg.labels.index(lab) for lab in cfg.parallax_labels]
     giant = np.full(n, np.nan)
     if "logg" in cfg.labels:
         g = y[:, cfg.labels.index("logg")]
         giant = np.where(np.isfinite(g), (g < GIANT_LOGG).astype(float), np.nan)
     ids = np.asarray(cols["source_id"]) if "source_id" in cols else np.arange(n)
-    return Prepared(X, y, e, giant, usable, ids, replaced)
+    return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index)
+
+
+def label_standardizer(p: Prepared, rows: np.ndarray) -> Standardizer:
+    """Normalisation of the labels on the training rows; a parallax label is scaled with the absolute
+    magnitudes of its precise parallaxes (S/N >= 5), which only sets units, never enters the loss."""
+    from photofeh.parallax_labels import SCALE_MIN_SNR, mabs_from_parallax
+
+    y = p.y[rows].copy()
+    for k, j in enumerate(p.plx_index):
+        m, _ = mabs_from_parallax(*(p.aux[rows, 3 * k + i] for i in range(3)))
+        if np.isfinite(m).sum() < 10:
+            raise ValueError(f"too few training stars with parallax S/N >= {SCALE_MIN_SNR:g} "
+                             f"({int(np.isfinite(m).sum())}) to scale a parallax label")
+        y[:, j] = m
+    return Standardizer.fit(y)
 
 
 def split_indices(n: int, fractions, seed: int, ids: np.ndarray | None = None) -> np.ndarray:
@@ -323,15 +357,24 @@ def split_indices(n: int, fractions, seed: int, ids: np.ndarray | None = None) -
 
 # ---------------------------------------------------------------- loss
 def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tensor, giant: torch.Tensor,
-                   per_label: bool = False, class_weight: float = 1.0):
+                   per_label: bool = False, class_weight: float = 1.0, aux: torch.Tensor | None = None,
+                   plx: tuple | None = None):
     """Gaussian negative log-likelihood per label, label errors added to the variance,
-    plus binary cross-entropy for the class; NaN labels are masked out."""
+    plus binary cross-entropy for the class; NaN labels are masked out. ``plx`` = (label indices, loc,
+    scale) of the parallax labels, whose likelihood is that of the measured parallaxes in ``aux``."""
     valid = torch.isfinite(y)
     var = out["logvar"].exp() + e**2
     resid = torch.where(valid, y - out["mean"], torch.zeros_like(y))
     nll = 0.5 * (torch.log(var) + resid**2 / var)
     nll = torch.where(valid, nll, torch.zeros_like(nll))
     per = nll.sum(0) / valid.sum(0).clamp(min=1)
+    if plx is not None and len(plx[0]):
+        from photofeh.parallax_labels import parallax_nll
+
+        idx, loc, scale = plx
+        nll_p, ok = parallax_nll(out["mean"][:, idx], out["logvar"][:, idx], aux, loc, scale)
+        per = per.clone()
+        per[idx] = nll_p.sum(0) / ok.sum(0).clamp(min=1)
     loss = per.sum()
     if "logit" in out:
         ok = torch.isfinite(giant)
@@ -360,7 +403,17 @@ def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer, 
     y = torch.from_numpy(((p.y[rows] - ys.mean) / ys.std).astype(np.float32))
     e = torch.from_numpy((p.e[rows] / ys.std).astype(np.float32))
     g = torch.from_numpy(p.giant[rows].astype(np.float32))
-    return X, y, e, g
+    a = torch.from_numpy((p.aux[rows] if p.aux is not None else np.zeros((len(rows), 0))).astype(np.float32))
+    return X, y, e, g, a
+
+
+def _plx_spec(p: Prepared, ys: Standardizer) -> tuple | None:
+    """(indices, loc, scale) of the parallax labels for the loss, or None."""
+    if not p.plx_index:
+        return None
+    idx = torch.tensor(p.plx_index)
+    return idx, torch.tensor(ys.mean[p.plx_index], dtype=torch.float32), torch.tensor(ys.std[p.plx_index],
+                                                                                      dtype=torch.float32)
 
 
 def _group_index(cfg: TrainConfig) -> torch.Tensor:
@@ -369,7 +422,7 @@ def _group_index(cfg: TrainConfig) -> torch.Tensor:
     return torch.tensor([order.index(g) for g in names])
 
 
-def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log) -> tuple:
+def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log, plx=None) -> tuple:
     torch.manual_seed(cfg.seed * 1000 + member)
     net = build_network(cfg.architecture, n_inputs, cfg.labels, cfg.heads, cfg.classify)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
@@ -391,7 +444,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
             if cfg.missing == "mask":  # hide whole surveys afresh in every batch
                 x = drop_groups(x, groups, cfg.group_dropout, gen)
             loss = multitask_loss(net(x), train_t[1][idx], train_t[2][idx], train_t[3][idx],
-                                  class_weight=cfg.class_weight)
+                                  class_weight=cfg.class_weight, aux=train_t[4][idx], plx=plx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -399,7 +452,8 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
             total += float(loss.detach())
         net.eval()
         with torch.inference_mode():
-            val = float(multitask_loss(net(val_t[0]), *val_t[1:], class_weight=cfg.class_weight))
+            val = float(multitask_loss(net(val_t[0]), *val_t[1:4], class_weight=cfg.class_weight, aux=val_t[4],
+                                       plx=plx))
         history.append({"member": member, "epoch": epoch + 1, "train_loss": total / steps, "val_loss": val,
                         "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0})
         log(f"member {member} epoch {epoch + 1:3d}  train {total / steps:8.4f}  val {val:8.4f}")
@@ -414,7 +468,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
     return net, history
 
 
-def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray) -> tuple[list[float], float, float]:
+def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None) -> tuple[list[float], float, float]:
     """Per-label sigma scale and class temperature minimising the validation NLL (Guo et al. 2017),
     and the probability threshold of the giant class (see :func:`_class_threshold`)."""
     with torch.inference_mode():
@@ -432,6 +486,22 @@ def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray) -> tuple[list
             return np.mean(np.log(v) + (y[ok, j] - mu[ok, j]) ** 2 / v)
 
         scales.append(float(np.exp(minimize_scalar(nll, bounds=(-2, 2), method="bounded").x)) if ok.any() else 1.0)
+    if plx is not None:  # parallax labels: the sigma scale that makes the measured parallaxes most likely
+        from photofeh.parallax_labels import parallax_nll
+
+        idx, loc, scale = plx
+        cols = idx.tolist()
+        m_t, v_t, ens = (torch.from_numpy(np.ascontiguousarray(a[:, cols])) for a in (mu, v_model, v_ens))
+        aux = val_t[4].double()
+        for k, j in enumerate(idx.tolist()):
+            def nll_p(log_s, k=k):
+                # ensemble spread enters as extra variance: var = s^2 v_model + v_ens, as a log-variance
+                logvar = torch.log(np.exp(2 * log_s) * v_t[:, k:k + 1] + ens[:, k:k + 1])
+                out, ok = parallax_nll(m_t[:, k:k + 1], logvar, aux[:, 3 * k:3 * k + 3], loc[k].double(),
+                                       scale[k].double())
+                return float(out.sum() / ok.sum().clamp(min=1))
+
+            scales[j] = float(np.exp(minimize_scalar(nll_p, bounds=(-2, 2), method="bounded").x))
     temperature = 1.0
     if cfg.classify:
         logit = torch.stack([o["logit"] for o in outs]).double().numpy()
@@ -541,6 +611,8 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         log(f"{n_duplicate:,d} row(s) repeat a source_id; each id is kept on one side of the split")
     split = split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
     has_label = np.isfinite(p.y).any(axis=1)
+    if p.plx_index:  # a measured parallax is a label too (photofeh.parallax_labels)
+        has_label |= np.isfinite(p.aux[:, 1::3]).any(axis=1)
     use = p.usable & has_label
     train_rows, val_rows = np.flatnonzero(use & (split == 0)), np.flatnonzero(use & (split == 1))
     if len(train_rows) < cfg.batch_size or len(val_rows) < 10:
@@ -548,22 +620,25 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
                          f"{cfg.batch_size} needed), {len(val_rows)} for validation (at least 10 needed); "
                          f"{int((~p.usable).sum())} rows lack a feature, {int((~has_label).sum())} have no label")
     xs = Standardizer.fit(p.X[train_rows])
-    ys = Standardizer.fit(p.y[train_rows])
+    ys = label_standardizer(p, train_rows)
+    plx = _plx_spec(p, ys)
     train_t, val_t = _tensors(p, train_rows, xs, ys, cfg), _tensors(p, val_rows, xs, ys, cfg, hide=True)
     nets, history = [], []
     for member in range(cfg.ensemble):
-        net, hist = _fit_member(cfg, member, train_t, val_t, network_inputs(len(cfg.features), cfg.missing), log)
+        net, hist = _fit_member(cfg, member, train_t, val_t, network_inputs(len(cfg.features), cfg.missing), log,
+                                plx)
         nets.append(net)
         history += hist
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
-    scales, temperature, threshold = _calibrate(nets, val_t, cfg, val_feh)
+    scales, temperature, threshold = _calibrate(nets, val_t, cfg, val_feh, plx)
     train_seconds = time.perf_counter() - t_start
     meta = {
         "photofeh_version": __version__,
         "architecture": cfg.architecture, "heads": cfg.heads, "classify": cfg.classify,
         "features": cfg.features, "ebv_column": cfg.ebv_column,
         "missing": cfg.missing, "min_features": cfg.min_features, "feature_groups": feature_groups(cfg.features),
-        "labels": cfg.labels, "label_columns": cfg.label_columns,
+        "labels": cfg.labels, "label_columns": cfg.label_columns, "parallax_labels": cfg.parallax_labels,
+        "parallax_zero_point_mas": GAIA_PARALLAX_ZP_MAS,
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
         "sigma_scale": scales, "class_temperature": temperature,
         "class_threshold": threshold, "giant_logg": GIANT_LOGG,
@@ -639,8 +714,9 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
     _set_threads(cfg)
     p = prepare(table, cfg)
     rows = np.flatnonzero(p.usable & np.isfinite(p.y).any(axis=1))
-    xs, ys = Standardizer.fit(p.X[rows]), Standardizer.fit(p.y[rows])
-    X, y, e, g = _tensors(p, rows, xs, ys, cfg, hide=True)
+    xs, ys = Standardizer.fit(p.X[rows]), label_standardizer(p, rows)
+    X, y, e, g, a = _tensors(p, rows, xs, ys, cfg, hide=True)
+    plx = _plx_spec(p, ys)
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, network_inputs(len(cfg.features), cfg.missing), cfg.labels, cfg.heads,
                         cfg.classify)
@@ -653,7 +729,7 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, len(X), (cfg.batch_size,), generator=gen)
-        loss = multitask_loss(net(X[idx]), y[idx], e[idx], g[idx])
+        loss = multitask_loss(net(X[idx]), y[idx], e[idx], g[idx], aux=a[idx], plx=plx)
         opt.zero_grad()
         loss.backward()
         opt.step()
