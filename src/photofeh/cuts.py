@@ -30,7 +30,7 @@ class Cuts:
     spec_flag_normal: bool = False
     require_labels: tuple[str, ...] = ()
     # point sources only: SDSS type = 6 (star) where sdss_type is given, PS1 i PSF - Kron < 0.05 mag
-    # (Farrow et al. 2014) where ps1_psf_minus_kron is given; a star needs every test it has to pass
+    # (Farrow et al. 2014) where ps1_psf_minus_kron is measured; a star must pass every test it has data for
     stars_only: bool = False
     # |C*| <= N sigma_C*(G): the corrected Gaia BP/RP flux excess (Riello et al. 2021, eqs. 6 and 18), which
     # flags blended and contaminated BP/RP photometry; 3 is their suggested cut
@@ -78,11 +78,14 @@ SDSS_TYPE_STAR = 6  # PhotoObj type: 3 galaxy, 6 star (SDSS photo pipeline, Stou
 
 
 def _point_source(t) -> np.ndarray:
+    """Rows no available test calls a galaxy: a star without PS1 photometry is not judged by PS1."""
     tests = []
     if "sdss_type" in t:
-        tests.append(np.asarray(t["sdss_type"], float) == SDSS_TYPE_STAR)
+        v = np.asarray(t["sdss_type"], float)
+        tests.append(~np.isfinite(v) | (v == SDSS_TYPE_STAR))
     if "ps1_psf_minus_kron" in t:
-        tests.append(np.asarray(t["ps1_psf_minus_kron"], float) < PS1_PSF_MINUS_KRON_MAX)
+        v = np.asarray(t["ps1_psf_minus_kron"], float)
+        tests.append(~np.isfinite(v) | (v < PS1_PSF_MINUS_KRON_MAX))
     if not tests:
         raise KeyError("cut stars_only needs column sdss_type (SDSS preset) or ps1_psf_minus_kron (PS1 preset with "
                        "iMeanKronMag), which the table lacks")
