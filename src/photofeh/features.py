@@ -101,7 +101,10 @@ def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str],
     missing = [c for c in required_columns(features, ebv_column) if c not in table
                and not (c == ebv_column and all(f"A_{b}" in table for b in bands))]
     if missing:
-        raise KeyError(f"the catalogue lacks columns {missing} needed for features {list(features)}")
+        hint = (" (E(B-V) on the SFD scale: --sfd-dir with a local SFD map on build-training-set, merge-photometry "
+                "and predict, SDSS extinction_* through the sdss_photoobj preset, or A_<band> columns)"
+                if ebv_column in missing else "")
+        raise KeyError(f"the catalogue lacks columns {missing} needed for features {list(features)}{hint}")
     mag0 = deredden(table, bands, ebv_column) if bands else {}
     n = len(next(iter(table.values()))) if table else 0
     X = np.empty((n, len(features)), np.float32, order="F")  # filled column by column, contiguously
