@@ -45,11 +45,12 @@ def fit_ivezic(ug, gr, feh) -> np.ndarray:
 class GradientBoostedBaseline:
     """One LightGBM regressor per label on the same features as the network."""
 
-    def __init__(self, n_rounds: int = 600, seed: int = 0, threads: int = 2):
+    def __init__(self, n_rounds: int = 600, seed: int = 0, threads: int = 2, allow_missing: bool = False):
         self.params = {"objective": "regression", "learning_rate": 0.05, "num_leaves": 63, "min_data_in_leaf": 40,
                        "bagging_fraction": 0.8, "bagging_freq": 1, "seed": seed, "verbose": -1,
                        "num_threads": threads}
         self.n_rounds = n_rounds
+        self.allow_missing = allow_missing  # LightGBM learns where NaN features go (for incomplete photometry)
         self.models: list = []
 
     def fit(self, X: np.ndarray, Y: np.ndarray) -> GradientBoostedBaseline:
@@ -57,7 +58,7 @@ class GradientBoostedBaseline:
 
         self.models = []
         for j in range(Y.shape[1]):
-            ok = np.isfinite(Y[:, j]) & np.all(np.isfinite(X), axis=1)
+            ok = np.isfinite(Y[:, j]) & (True if self.allow_missing else np.all(np.isfinite(X), axis=1))
             self.models.append(lgb.train(self.params, lgb.Dataset(X[ok], Y[ok, j]), num_boost_round=self.n_rounds))
         return self
 

@@ -106,7 +106,7 @@ def _with_parallax_references(cols, model) -> tuple[dict, dict]:
     for lab in model.meta.get("parallax_labels", []):
         if "parallax" not in cols or "parallax_error" not in cols:
             continue  # check_label_columns then names the missing reference
-        aux = parallax_inputs(cols, [lab], model.ebv_column)
+        aux = parallax_inputs(cols, [lab], model.ebv_column, model.meta.get("deredden", True))
         name = f"{lab}_from_parallax"
         cols[name], cols[f"{name}_err"] = mabs_from_parallax(aux[:, 0], aux[:, 1], aux[:, 2], PARALLAX_REFERENCE_SNR)
         label_cols[lab] = name

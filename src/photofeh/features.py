@@ -45,8 +45,8 @@ def _bands_in(feature: str) -> list[str]:
     return [p for p in feature.split("-") if p in BANDS]
 
 
-def required_columns(features: Sequence[str], ebv_column: str = "ebv") -> list[str]:
-    """Catalogue columns needed to compute ``features``."""
+def required_columns(features: Sequence[str], ebv_column: str = "ebv", deredden: bool = True) -> list[str]:
+    """Catalogue columns needed to compute ``features`` (E(B-V) only when dereddening)."""
     cols: list[str] = []
     for f in features:
         parts = f.split("-")
@@ -54,7 +54,7 @@ def required_columns(features: Sequence[str], ebv_column: str = "ebv") -> list[s
             cols += parts
         else:
             cols.append(f)
-    if any(_bands_in(f) for f in features):
+    if deredden and any(_bands_in(f) for f in features):
         cols.append(ebv_column)  # unless every band has an A_<band> column (see deredden)
     return list(dict.fromkeys(cols))
 
@@ -95,17 +95,23 @@ def deredden(table: Mapping[str, np.ndarray], bands: Sequence[str], ebv_column: 
 
 
 def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str],
-                   ebv_column: str = "ebv") -> tuple[np.ndarray, np.ndarray]:
-    """Features as a float32 matrix and the mask of rows where all are finite."""
+                   ebv_column: str = "ebv", deredden_bands: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Features as a float32 matrix and the mask of rows where all are finite.
+
+    ``deredden_bands=False``: magnitudes and colours as observed, for a model that is given the reddening
+    as an input and learns the extinction itself (when no E(B-V) on the SFD scale is at hand)."""
     bands = list(dict.fromkeys(b for f in features for b in _bands_in(f)))
-    missing = [c for c in required_columns(features, ebv_column) if c not in table
+    missing = [c for c in required_columns(features, ebv_column, deredden_bands) if c not in table
                and not (c == ebv_column and all(f"A_{b}" in table for b in bands))]
     if missing:
         hint = (" (E(B-V) on the SFD scale: --sfd-dir with a local SFD map on build-training-set, merge-photometry "
                 "and predict, SDSS extinction_* through the sdss_photoobj preset, or A_<band> columns)"
                 if ebv_column in missing else "")
         raise KeyError(f"the catalogue lacks columns {missing} needed for features {list(features)}{hint}")
-    mag0 = deredden(table, bands, ebv_column) if bands else {}
+    if not deredden_bands:
+        mag0 = {b: np.asarray(table[b], dtype=np.float64) for b in bands}
+    else:
+        mag0 = deredden(table, bands, ebv_column) if bands else {}
     n = len(next(iter(table.values()))) if table else 0
     X = np.empty((n, len(features)), np.float32, order="F")  # filled column by column, contiguously
     for j, f in enumerate(features):

@@ -45,9 +45,11 @@ def band_of(label: str) -> str:
     return band
 
 
-def parallax_inputs(cols: Mapping[str, np.ndarray], labels: Sequence[str], ebv_column: str = "ebv") -> np.ndarray:
-    """(n, 3P): for each parallax label, the dereddened apparent magnitude, the zero-point-corrected parallax
-    and its error (NaN where missing: those stars do not enter that label's loss)."""
+def parallax_inputs(cols: Mapping[str, np.ndarray], labels: Sequence[str], ebv_column: str = "ebv",
+                    deredden_bands: bool = True) -> np.ndarray:
+    """(n, 3P): for each parallax label, the dereddened apparent magnitude (observed with
+    ``deredden_bands=False``: M then includes the extinction), the zero-point-corrected parallax and its error
+    (NaN where missing: those stars do not enter that label's loss)."""
     from photofeh.features import deredden
 
     n = len(next(iter(cols.values())))
@@ -57,7 +59,8 @@ def parallax_inputs(cols: Mapping[str, np.ndarray], labels: Sequence[str], ebv_c
         raise KeyError(f"parallax labels {list(labels)} need column(s) {missing}")
     for k, lab in enumerate(labels):
         band = band_of(lab)
-        out[:, 3 * k] = deredden(cols, [band], ebv_column)[band]
+        out[:, 3 * k] = (deredden(cols, [band], ebv_column)[band] if deredden_bands
+                         else np.asarray(cols[band], float))
         out[:, 3 * k + 1] = np.asarray(cols["parallax"], float) - GAIA_PARALLAX_ZP_MAS
         err = np.asarray(cols["parallax_error"], float)
         out[:, 3 * k + 2] = np.where(err > 0, err, np.nan)

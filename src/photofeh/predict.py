@@ -68,7 +68,7 @@ class PhotometricModel:
 
     @property
     def required_columns(self) -> list[str]:
-        return required_columns(self.features, self.ebv_column)
+        return required_columns(self.features, self.ebv_column, self.meta.get("deredden", True))
 
     @torch.inference_mode()
     def predict_features(self, X: np.ndarray, batch_size: int = 16384, counts: Counter | None = None
@@ -162,7 +162,7 @@ class PhotometricModel:
         if missing:
             raise KeyError(f"the catalogue lacks columns {missing} that this model needs "
                            f"(features: {', '.join(self.features)})")
-        X, _ = feature_matrix(cols, self.features, self.ebv_column)
+        X, _ = feature_matrix(cols, self.features, self.ebv_column, self.meta.get("deredden", True))
         return _like(data, self.predict_features(X, batch_size, counts))
 
 

@@ -105,6 +105,37 @@ def gaia_excess_sigma(g) -> np.ndarray:
     return 0.0059898 + 8.817481e-12 * np.asarray(g, float) ** 7.618399
 
 
+# Green et al. 2021 (ApJ 907, 57) training sample, green2020-stellar-model repository: the band order of its
+# `mag` and `mag_err` arrays (the repository README and our ../shared/data/real/README.md).
+GREEN2020_BANDS = ("gaia_g", "gaia_bp", "gaia_rp", "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y",
+                   "tmass_j", "tmass_h", "tmass_ks", "wise_w1", "wise_w2")
+
+
+def _green2020_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """Schema columns from the structured arrays. The reddening stays in its own units (`reddening_b19`,
+    Bayestar19's arbitrary unit, Green et al. 2019): its conversion to SFD E(B-V) could not be checked here, so
+    models use it as an input (config `deredden = false`) rather than through a guessed factor.
+    ``source_id``: a hash of the row's values (the file has no identifier), the same however it is chunked."""
+    import hashlib
+
+    mag, err = np.asarray(raw["mag"], float), np.asarray(raw["mag_err"], float)
+    for k, band in enumerate(GREEN2020_BANDS):
+        out[band], out[f"{band}_err"] = mag[:, k], err[:, k]
+    atm, cov = np.asarray(raw["atm_param"], float), np.asarray(raw["atm_param_cov"], float)
+    for k, name in enumerate(("teff", "logg", "feh")):
+        out[f"{name}_spec"] = atm[:, k]
+        out[f"{name}_spec_err"] = np.sqrt(np.clip(cov[:, k, k], 0, None))
+    out["parallax"], out["parallax_error"] = np.asarray(raw["parallax"], float), np.asarray(raw["parallax_err"], float)
+    out["reddening_b19"], out["reddening_b19_err"] = np.asarray(raw["r"], float), np.asarray(raw["r_err"], float)
+    source = np.char.strip(np.asarray(raw["r_source"]).astype(str))
+    out["reddening_source"] = source.astype(object)
+    out["reddening_is_default"] = source == "default"  # no map value: the sample's default, flagged
+    out["label_source"] = np.char.strip(np.asarray(raw["atm_source"]).astype(str)).astype(object)
+    rows = np.ascontiguousarray(np.column_stack([mag, atm, out["parallax"]]).astype(np.float64))
+    digest = [hashlib.blake2b(r.tobytes(), digest_size=8).digest() for r in rows]
+    out["source_id"] = np.frombuffer(b"".join(digest), dtype=">u8").astype(np.int64) & ((1 << 62) - 1)
+
+
 def _sspp_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
     """SSPP tables give g and the colours u-g, g-r, r-i, i-z (not dereddened)."""
     g = out["sdss_g"]
@@ -172,6 +203,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            {"source_id": "obsid", "ra": "ra", "dec": "dec", "feh_spec": "feh", "feh_spec_err": "feh_err",
             "logg_spec": "logg", "logg_spec_err": "logg_err", "teff_spec": "teff", "teff_spec_err": "teff_err",
             "snr_spec": "snrg"}),
+    Preset("green2020", "Green et al. 2021 training stars (HDF5 structured array: Gaia, PS1, 2MASS, WISE; LAMOST, "
+           "APOGEE, GALAH labels; parallaxes; Bayestar19-unit reddening)", {},
+           magnitudes=GREEN2020_BANDS, derive=_green2020_derive,
+           reads=("mag", "mag_err", "atm_param", "atm_param_cov", "parallax", "parallax_err", "r", "r_err",
+                  "r_source", "atm_source")),
     Preset("kepler_huber17", "Kepler-field stars with spectroscopic labels and TGAS parallaxes (Huber et al. 2017)",
            {"source_id": "KIC", "ra": "ra", "dec": "dec", "teff_spec": "teff", "teff_spec_err": "sig_teff",
             "logg_spec": "logg", "logg_spec_err": "sig_logg", "feh_spec": "feh", "feh_spec_err": "sig_feh",

@@ -51,6 +51,9 @@ class TrainConfig:
     label_columns: dict[str, str] = field(default_factory=lambda: {
         "feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec", "mabs_sdss_r": "mabs_sdss_r_true"})
     ebv_column: str = "ebv"
+    # False: magnitudes and colours as observed (give the network the reddening as an input feature instead),
+    # for samples whose reddening is not an SFD-scale E(B-V)
+    deredden: bool = True
     classify: bool = True
     split: tuple[float, float, float] = (0.7, 0.15, 0.15)
     architecture: dict = field(default_factory=lambda: dict(PRESETS["fast-mlp"]))
@@ -133,7 +136,8 @@ def check_split(split) -> tuple[float, float, float]:
 
 
 # Expected TOML types of the settings: a wrong type is a clear error, not a traceback in the middle of training
-_TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_column": str, "classify": bool,
+_TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_column": str, "deredden": bool,
+          "classify": bool,
           "split": [float], "architecture": {str: object}, "heads": str, "ensemble": int, "epochs": int,
           "batch_size": int, "max_lr": float, "weight_decay": float, "patience": int, "class_weight": float,
           "class_operating_point": str, "class_operating_feh_max": (float, None), "seed": int, "threads": int,
@@ -226,6 +230,9 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
     "labels": ("data", "what the network predicts, each with an uncertainty"),
     "label_columns": ("data", "the catalogue column of each label (its error is `<column>_err` when present)"),
     "ebv_column": ("data", "the E(B-V) column used to deredden (SFD scale); `A_<band>` columns take precedence"),
+    "deredden": ("data", "deredden magnitudes and colours with `ebv_column`; false: use them as observed and give "
+                         "the network the reddening as a feature (when it is not an SFD-scale E(B-V)); a parallax "
+                         "label's M then includes the extinction"),
     "split": ("data", "fractions of stars for training, validation (checkpoint and calibration) and test; "
                       "three numbers >= 0 summing to 1, test may be 0; rows sharing a source_id stay together"),
     "missing": ("data", "`require`: a star needs every feature; `mask`: predict from whatever it has "
@@ -292,7 +299,7 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
     """Features, labels, label errors and the giant flag from a labelled catalogue, validated first
     (:mod:`photofeh.validation`: a label of -9999 or a negative error never reaches the loss)."""
     cols, replaced = clean_columns(as_columns(table), "training table")
-    X, usable = feature_matrix(cols, cfg.features, cfg.ebv_column)
+    X, usable = feature_matrix(cols, cfg.features, cfg.ebv_column, cfg.deredden)
     if cfg.missing == "mask":
         usable = enough_features(X, cfg.min_features)
     n = len(X)
@@ -310,7 +317,7 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
         y[:, j] = np.asarray(cols[c], float)
         if f"{c}_err" in cols:
             e[:, j] = np.nan_to_num(np.asarray(cols[f"{c}_err"], float), nan=0.0)
-    aux = parallax_inputs(cols, cfg.parallax_labels, cfg.ebv_column)
+    aux = parallax_inputs(cols, cfg.parallax_labels, cfg.ebv_column, cfg.deredden)
     plx_index = [cfg.labels.index(lab) for lab in cfg.parallax_labels]
     giant = np.full(n, np.nan)
     if "logg" in cfg.labels:
@@ -635,7 +642,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
     meta = {
         "photofeh_version": __version__,
         "architecture": cfg.architecture, "heads": cfg.heads, "classify": cfg.classify,
-        "features": cfg.features, "ebv_column": cfg.ebv_column,
+        "features": cfg.features, "ebv_column": cfg.ebv_column, "deredden": cfg.deredden,
         "missing": cfg.missing, "min_features": cfg.min_features, "feature_groups": feature_groups(cfg.features),
         "labels": cfg.labels, "label_columns": cfg.label_columns, "parallax_labels": cfg.parallax_labels,
         "parallax_zero_point_mas": GAIA_PARALLAX_ZP_MAS,

@@ -1,0 +1,44 @@
+"""The real development samples (../shared/data/real): readers into the schema and the one fixed split.
+
+``green2020_test_data_small.h5`` (Green et al. 2021, ApJ 907, 57: 10,000 stars with Gaia, PS1, 2MASS and
+WISE photometry, LAMOST/APOGEE/GALAH labels and parallaxes) is the development set for real accuracy. Every
+real-data benchmark uses :func:`green2020_test_mask`: 30% of the stars, chosen by a seeded hash of their
+``source_id`` (itself a hash of their values), so the split does not depend on row order or chunking.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+__all__ = ["read_green2020", "green2020_test_mask", "GREEN2020_FEATURES", "GREEN2020_SPLIT_SEED",
+           "GREEN2020_TEST_FRACTION"]
+
+GREEN2020_SPLIT_SEED = 20201125
+GREEN2020_TEST_FRACTION = 0.30
+# Observed Gaia and PS1 colours (the sample's reddening is not an SFD E(B-V): models take it as an input,
+# config deredden = false), one apparent magnitude, the parallax and the reddening.
+GREEN2020_FEATURES = ["gaia_bp-gaia_rp", "gaia_g-gaia_rp", "ps1_g-ps1_r", "ps1_r-ps1_i", "ps1_i-ps1_z",
+                      "ps1_z-ps1_y", "gaia_g", "parallax", "parallax_error", "reddening_b19"]
+
+
+def read_green2020(path: str | os.PathLike):
+    """The sample as a pandas DataFrame in schema names (preset ``green2020``), validated."""
+    import pandas as pd
+
+    from photofeh.presets import apply_preset
+    from photofeh.readers import read_columns
+
+    cols, _ = apply_preset(read_columns(path), "green2020", str(path))
+    return pd.DataFrame(cols)
+
+
+def green2020_test_mask(source_id: np.ndarray) -> np.ndarray:
+    """True for the 30% test stars: a SplitMix64 hash of (source_id, seed), the same on every machine."""
+    x = (np.asarray(source_id, np.uint64) ^ np.uint64(GREEN2020_SPLIT_SEED)) + np.uint64(0x9E3779B97F4A7C15)
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x % np.uint64(10_000)).astype(np.int64) < int(GREEN2020_TEST_FRACTION * 10_000)
