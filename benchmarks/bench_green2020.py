@@ -7,6 +7,9 @@ extinction); stars may lack PS1 bands (missing = "mask" for the network, NaN for
 test stars: sigma of a Gaussian fitted to the residuals, robust sigma and bias for [Fe/H], log g and Teff,
 pull widths, giant (log g < 3.5) completeness and contamination, and [Fe/H] per label source.
 
+Also: M_G learned from the parallaxes by a model without a parallax input, its photometric distances against
+the parallax distances of test stars with parallax S/N > 10, dwarfs and giants apart.
+
 Usage: python benchmarks/bench_green2020.py [--epochs N]
 """
 
@@ -84,11 +87,44 @@ def main() -> None:
                                        "network contamination": round(c_net["giant_contamination"], 3),
                                        "LightGBM completeness": round(c_gbm["giant_completeness"], 3),
                                        "LightGBM contamination": round(c_gbm["giant_contamination"], 3)}
+    figures.update(distances(fit, held, args.epochs))
     write_result("green2020", "Real stars (Green et al. 2021 sample): network against LightGBM, fixed 30% test split",
                  figures, notes=f"{len(held):,d} test stars ({int(usable.sum()):,d} with a network prediction); "
                                 f"{len(fit):,d} to fit; {args.epochs} epochs, default network, missing = mask; "
                                 "labels from LAMOST DD-Payne, APOGEE and GALAH as published with the sample, "
                                 "errors from its covariances.")
+
+
+def distances(fit, held, epochs: int) -> dict:
+    """M_G learned from the parallaxes by a model that does not see them (parallax_labels, no parallax input);
+    photometric distances against parallax distances for test stars with parallax S/N > 10. With observed
+    magnitudes (deredden = false) M_G includes the extinction, and so do the parallax-based magnitudes: the
+    distances compare like with like."""
+    from photofeh.parallax_labels import parallax_inputs
+    from photofeh.predict import load_model
+    from photofeh.real_samples import GREEN2020_FEATURES
+    from photofeh.train import TrainConfig, train
+
+    features = [f for f in GREEN2020_FEATURES if not f.startswith("parallax")]
+    cfg = TrainConfig(features=features, labels=[*LABELS, "mabs_gaia_g"], label_columns=COLUMNS, deredden=False,
+                      parallax_labels=["mabs_gaia_g"], missing="mask", split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+    with tempfile.TemporaryDirectory() as tmp:
+        train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
+        pred = load_model(Path(tmp) / "run").predict(held)
+    aux = parallax_inputs({c: held[c].to_numpy() for c in held.columns}, ["mabs_gaia_g"], deredden_bands=False)
+    precise = aux[:, 1] / aux[:, 2] > 10
+    d_plx = 1.0 / aux[:, 1]  # kpc, S/N > 10: inversion biased by < 1% (Bailer-Jones 2015)
+    d_phot = 10 ** ((aux[:, 0] - pred["mabs_gaia_g"].to_numpy()) / 5 - 2)
+    giant = held["logg_spec"].to_numpy(float) < 3.5
+    out = {}
+    for name, sel in (("dwarfs", ~giant), ("giants", giant)):
+        sel = sel & precise & np.isfinite(d_phot)
+        ratio = d_phot[sel] / d_plx[sel]
+        out[f"distances, {name} (parallax S/N > 10)"] = {
+            "stars": int(sel.sum()), "median d_phot/d_plx": round(float(np.median(ratio)), 3),
+            "robust scatter of ln ratio": round(float(1.4826 * np.median(np.abs(np.log(ratio) - np.median(
+                np.log(ratio))))), 3)}
+    return out
 
 
 if __name__ == "__main__":
