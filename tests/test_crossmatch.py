@@ -141,3 +141,40 @@ def test_crossmatch_with_epochs_keeps_high_proper_motion_stars(tmp_path):
     assert plain["match_sep_arcsec"].notna()[~fast].all() and plain["match_sep_arcsec"].notna()[fast].sum() == 0
     assert moved["match_sep_arcsec"].notna().all() and (moved["source_id_2"] == np.arange(n)).all()
     assert moved["match_sep_arcsec"].max() < 0.5
+
+
+@pytest.mark.parametrize("gaia_is_reference", [False, True])
+def test_crossmatch_with_per_row_epochs(tmp_path, gaia_is_reference):
+    """SDSS rows observed between 1999 and 2008 (an mjd column): a single mean epoch loses the fastest stars
+    observed far from it; each row's own epoch finds them all, whichever catalogue is the reference."""
+    from photofeh.cli import main
+    from photofeh.crossmatch import propagate
+
+    rng = np.random.default_rng(6)
+    n = 300
+    ra, dec = rng.uniform(150, 200, n), rng.uniform(5, 50, n)
+    pmra, pmdec = rng.normal(0, 5, n), rng.normal(0, 5, n)
+    fast = np.arange(n) < 30
+    pmra[fast] = rng.uniform(1000, 3000, 30) * rng.choice([-1, 1], 30)
+    years = rng.uniform(1999.0, 2008.0, n)
+    years[fast] = rng.choice([1999.2, 2007.8], 30)  # far from the mean epoch
+    mjd = 51544.5 + (years - 2000.0) * 365.25
+    gaia = pd.DataFrame({"source_id": np.arange(n), "ra": ra, "dec": dec, "pmra": pmra, "pmdec": pmdec,
+                         "parallax": np.ones(n), "parallax_error": np.full(n, 0.1),
+                         "phot_g_mean_mag": np.full(n, 17.0)})
+    sra, sdec = propagate(ra, dec, pmra, pmdec, 2016.0, years)
+    sdss = pd.DataFrame({"objID": np.arange(n) + 10**9, "ra": sra, "dec": sdec, "mjd": mjd,
+                         **{f"psfMag_{b}": np.full(n, 18.0) for b in "ugriz"},
+                         **{f"psfMagErr_{b}": np.full(n, 0.02) for b in "ugriz"}})
+    gaia.to_parquet(tmp_path / "gaia.parquet")
+    sdss.to_parquet(tmp_path / "sdss.parquet")
+    pair = [f"{tmp_path / 'sdss.parquet'}:sdss_photoobj", f"{tmp_path / 'gaia.parquet'}:gaia_dr3"]
+    if gaia_is_reference:
+        pair = pair[::-1]
+    assert main(["crossmatch", *pair, "--out", str(tmp_path / "mean.parquet"), "--epoch", "2003.5"]) == 0
+    assert main(["crossmatch", *pair, "--out", str(tmp_path / "rows.parquet"), "--epoch", "mjd"]) == 0
+    mean, rows = pd.read_parquet(tmp_path / "mean.parquet"), pd.read_parquet(tmp_path / "rows.parquet")
+    assert mean["match_sep_arcsec"].notna()[fast].sum() < 5  # 1-3 arcsec/yr x 4 yr: lost at 1 arcsec
+    assert rows["match_sep_arcsec"].notna().all() and rows["match_sep_arcsec"].max() < 1e-3
+    expected = np.arange(n) + (10**9 if gaia_is_reference else 0)  # the other catalogue's ids, row for row
+    assert (rows["source_id_2"].to_numpy() == expected).all()

@@ -72,6 +72,15 @@ def _workers(text: str) -> int:
 
 
 ROWS = _bounded_int(1, 100_000_000, " (a chunk is held in memory)")
+
+
+def _epoch_arg(text: str):
+    """A Julian year (1900-2100), or the name of a column holding per-row epochs."""
+    try:
+        float(text)
+    except ValueError:
+        return text
+    return _bounded_float(1900.0, 2100.0, open_lo=False)(text)
 RADIUS = _bounded_float(0.0, 3600.0)  # arcsec: beyond a degree a nearest-neighbour match means nothing
 
 
@@ -540,9 +549,10 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("reference", type=_catalogue_arg, help="catalogue whose rows are all kept (the smaller one)")
     cm.add_argument("other", type=_catalogue_arg, help="catalogue streamed through the match")
     cm.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
-    cm.add_argument("--epoch", type=_bounded_float(1900.0, 2100.0), metavar="YEAR",
+    cm.add_argument("--epoch", type=_epoch_arg, metavar="YEAR|COLUMN",
                     help="move the catalogue with proper motions (pmra, pmdec; Gaia at J2016.0) to this epoch "
-                         "(Julian year, e.g. 2004.5 for SDSS imaging) before matching")
+                         "(Julian year, e.g. 2004.5 for SDSS imaging) before matching, or to each row's epoch in "
+                         "this column of the other catalogue (Julian years or MJD, e.g. SDSS mjd)")
     cm.add_argument("--out", required=True, help="output Parquet file")
     cm.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     cm.set_defaults(func=cmd_crossmatch)

@@ -137,6 +137,93 @@ class SkyMatcher:
         return MatchResult(best_idx, np.where(best_idx >= 0, best_sep, np.nan), count)
 
 
+MAX_SEARCH_ARCSEC = 120.0  # the widest candidate search a proper motion may ask for (e.g. 10"/yr over 12 yr)
+
+
+def epoch_years(values) -> np.ndarray:
+    """Julian years from a column holding Julian years or MJD (told apart by value: MJD > 3000;
+    MJD 51544.5 is J2000.0)."""
+    a = np.asarray(values, float)
+    return np.where(a > 3000.0, 2000.0 + (a - 51544.5) / 365.25, a)
+
+
+def _sep_arcsec(ra1, dec1, ra2, dec2) -> np.ndarray:
+    chord = np.linalg.norm(unit_vectors(ra1, dec1) - unit_vectors(ra2, dec2), axis=1)
+    return 2.0 * np.arcsin(np.clip(chord / 2.0, 0, 1)) / ARCSEC
+
+
+def match_epoch_column(ref: Mapping[str, np.ndarray], ref_epochs: np.ndarray | None, chunks: Iterable[Mapping],
+                       radius_arcsec: float, column: str, other_epochs: tuple[float, float] | None = None
+                       ) -> MatchResult:
+    """Nearest match when one catalogue has proper motions and the other a per-row observation epoch.
+
+    The moving catalogue is brought to a common epoch e0 (the median of the epochs) for a KD-tree search whose
+    radius grows with each star's possible displacement (proper motion x largest |epoch - e0|, at most
+    120"); every candidate pair is then compared exactly, the moving star propagated to its partner's own
+    epoch (:func:`propagate`). ``ref_epochs``: the reference's epochs (Julian years) when the reference is the
+    one without proper motions; else None, each streamed chunk carries ``column``, and ``other_epochs`` gives
+    the median and the largest distance from it of the streamed epochs (a first pass over that column).
+    """
+    ra_r, dec_r = radec(ref)
+    ref_moves = ref_epochs is None
+    best_sep = np.full(len(ra_r), np.inf)
+    best_idx = np.full(len(ra_r), -1, dtype=np.int64)
+    count = np.zeros(len(ra_r), dtype=np.int64)
+    if ref_moves:
+        e0, _ = other_epochs
+        start_r = np.nan_to_num(np.asarray(ref.get("ref_epoch", np.full(len(ra_r), GAIA_DR3_EPOCH)), float),
+                                nan=GAIA_DR3_EPOCH)
+        pm_r = (np.nan_to_num(np.asarray(ref["pmra"], float)), np.nan_to_num(np.asarray(ref["pmdec"], float)))
+        tree_ra, tree_dec = propagate(ra_r, dec_r, *pm_r, start_r, e0)
+        mu_max = float(np.max(np.hypot(*pm_r))) if len(ra_r) else 0.0
+    else:
+        e0 = float(np.nanmedian(ref_epochs))
+        span = float(np.nanmax(np.abs(ref_epochs - e0)))
+        tree_ra, tree_dec = ra_r, dec_r
+    ok = np.isfinite(tree_ra) & np.isfinite(tree_dec)
+    valid_rows = np.flatnonzero(ok)
+    tree = cKDTree(unit_vectors(tree_ra[ok], tree_dec[ok]))
+    offset = 0
+    for chunk in chunks:
+        ra_s, dec_s = radec(chunk)
+        n = len(ra_s)
+        if ref_moves:  # streamed stars stay at their epochs; the search widens with the reference's motions
+            e_s = epoch_years(chunk[column])
+            q_ra, q_dec = ra_s, dec_s
+            reach = radius_arcsec + mu_max * np.abs(e_s - e0) / 1000.0
+        else:  # streamed stars move: brought to e0, searched as widely as they can have moved
+            start_s = np.nan_to_num(np.asarray(chunk.get("ref_epoch", np.full(n, GAIA_DR3_EPOCH)), float),
+                                    nan=GAIA_DR3_EPOCH)
+            pm_s = (np.nan_to_num(np.asarray(chunk["pmra"], float)), np.nan_to_num(np.asarray(chunk["pmdec"], float)))
+            q_ra, q_dec = propagate(ra_s, dec_s, *pm_s, start_s, e0)
+            reach = radius_arcsec + np.hypot(*pm_s) * span / 1000.0
+        reach = np.clip(reach, radius_arcsec, MAX_SEARCH_ARCSEC)
+        v = unit_vectors(q_ra, q_dec)
+        good = np.flatnonzero(np.all(np.isfinite(v), axis=1) & np.isfinite(reach))
+        lists = tree.query_ball_point(v[good], 2.0 * np.sin(reach[good] * ARCSEC / 2.0)) if good.size else []
+        src = np.repeat(good, [len(x) for x in lists]).astype(np.int64)
+        cand = valid_rows[np.concatenate([np.asarray(x, dtype=np.int64) for x in lists])] if len(src) else src
+        if ref_moves:  # the reference star at the streamed star's epoch
+            pra, pdec = propagate(ra_r[cand], dec_r[cand], pm_r[0][cand], pm_r[1][cand], start_r[cand], e_s[src])
+            sep = _sep_arcsec(pra, pdec, ra_s[src], dec_s[src])
+        else:  # the streamed star at the reference star's epoch
+            pra, pdec = propagate(ra_s[src], dec_s[src], pm_s[0][src], pm_s[1][src], start_s[src], ref_epochs[cand])
+            sep = _sep_arcsec(pra, pdec, ra_r[cand], dec_r[cand])
+        inside = sep <= radius_arcsec
+        ref_i, sep, src_g = cand[inside], sep[inside], src[inside] + offset
+        np.add.at(count, ref_i, 1)
+        order = np.lexsort((sep, ref_i))
+        ref_i, sep, src_g = ref_i[order], sep[order], src_g[order]
+        first = np.ones(ref_i.size, bool)
+        first[1:] = ref_i[1:] != ref_i[:-1]
+        ref_i, sep, src_g = ref_i[first], sep[first], src_g[first]
+        better = sep < best_sep[ref_i]
+        best_sep[ref_i[better]] = sep[better]
+        best_idx[ref_i[better]] = src_g[better]
+        offset += n
+    return MatchResult(best_idx, np.where(best_idx >= 0, best_sep, np.nan), count)
+
+
 def _mapped_chunks(path, preset, chunk_size: int, counts: Counter | None = None):
     """Chunks of a catalogue, mapped through its preset when one is given and validated in any case
     (:func:`photofeh.presets.apply_preset`); replaced values are added to ``counts``."""
@@ -151,9 +238,10 @@ def _mapped_chunks(path, preset, chunk_size: int, counts: Counter | None = None)
         yield cols
 
 
-def _positions(path, preset, chunk_size: int, epoch: float | None = None):
-    """Only ra and dec (moved to ``epoch`` when the catalogue has proper motions), for the matching pass:
-    the other columns are read once, in the gathering pass."""
+def _positions(path, preset, chunk_size: int, epoch: float | str | None = None):
+    """Only ra and dec (moved to a fixed ``epoch`` when the catalogue has proper motions), for the matching
+    pass; with an epoch column, the positions as they are plus the proper motions and that column (by its own
+    name in the file). The other columns are read once, in the gathering pass."""
     from photofeh.presets import resolve_preset
     from photofeh.readers import iter_table, table_columns
     from photofeh.validation import clean_columns
@@ -161,6 +249,8 @@ def _positions(path, preset, chunk_size: int, epoch: float | None = None):
     p = resolve_preset(preset)
     wanted = ["ra", "dec"] + (["pmra", "pmdec", "ref_epoch"] if epoch is not None else [])
     mapped = {k: (k if p is None else p.columns.get(k)) for k in wanted}
+    if isinstance(epoch, str):
+        mapped[epoch] = epoch
     lower = {c.lower(): c for c in table_columns(path)}
     present = {k: lower[v.lower()] for k, v in mapped.items() if v and v.lower() in lower}
     if "ra" not in present or "dec" not in present:
@@ -168,12 +258,15 @@ def _positions(path, preset, chunk_size: int, epoch: float | None = None):
     for chunk in iter_table(path, list(present.values()), chunk_size):
         cols = {k: np.asarray(chunk[v], float) for k, v in present.items()}
         cols = {**cols, **clean_columns({"ra": cols["ra"], "dec": cols["dec"]}, str(path))[0]}
+        if isinstance(epoch, str):
+            yield cols
+            continue
         ra, dec = _moved(cols, epoch)
         yield {"ra": ra, "dec": dec}
 
 
 def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, reference_preset=None, other_preset=None,
-                     chunk_size: int = 1_000_000, suffix: str = "_2", epoch: float | None = None) -> dict:
+                     chunk_size: int = 1_000_000, suffix: str = "_2", epoch: float | str | None = None) -> dict:
     """Join ``other`` onto ``reference`` (nearest within the radius); write Parquet; return the match report.
 
     Every reference row is kept (unmatched rows get NaN/empty values), so no
@@ -182,7 +275,9 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
     the catalogue with proper motions (``pmra``, ``pmdec``; e.g. Gaia at
     J2016.0, or its ``ref_epoch``) is moved to that epoch before matching, so
     that high-proper-motion stars are not lost; its output positions are
-    those of its own epoch.
+    those of its own epoch. ``epoch`` may also name a column of the other
+    catalogue holding each row's observation epoch (Julian years or MJD, e.g.
+    SDSS ``mjd``): see :func:`match_epoch_column`.
     """
     from pathlib import Path
 
@@ -211,11 +306,16 @@ def _crossmatch_files(reference, other, out, radius_arcsec, reference_preset, ot
     if not ref_chunks:
         raise ValueError(f"{reference} has no rows: nothing to match onto")
     ref = {c: np.concatenate([ch[c] for ch in ref_chunks]) for c in ref_chunks[0]}
-    if epoch is not None and not has_proper_motions(ref) and not _has_pm_columns(other, other_preset):
+    if epoch is not None and not isinstance(epoch, str) and not has_proper_motions(ref) and not _has_pm_columns(
+            other, other_preset):
         raise ValueError(f"--epoch {epoch}: neither {reference} nor {other} has proper motions (pmra, pmdec) to "
                          "move positions with")
-    matcher = SkyMatcher(*_moved(ref, epoch), radius_arcsec)
-    result = matcher.match(_positions(other, other_preset, chunk_size, epoch))
+    if isinstance(epoch, str):  # a per-row observation epoch in the catalogue without proper motions
+        result = _match_with_epoch_column(ref, reference, reference_preset, other, other_preset, chunk_size,
+                                          radius_arcsec, epoch)
+    else:
+        matcher = SkyMatcher(*_moved(ref, epoch), radius_arcsec)
+        result = matcher.match(_positions(other, other_preset, chunk_size, epoch))
     wanted = np.flatnonzero(result.matched)
     order = np.argsort(result.index[wanted])
     src_sorted, ref_rows = result.index[wanted][order], wanted[order]
@@ -229,7 +329,7 @@ def _crossmatch_files(reference, other, out, radius_arcsec, reference_preset, ot
             if name not in gathered:
                 fill = np.nan if np.asarray(v).dtype.kind == "f" else (-1 if np.asarray(v).dtype.kind in "iu" else "")
                 kind = np.asarray(v).dtype if np.asarray(v).dtype.kind in "fiub" else object
-                gathered[name] = np.full(matcher.n, fill, dtype=kind if kind is not bool else object)
+                gathered[name] = np.full(len(result.index), fill, dtype=kind if kind is not bool else object)
             gathered[name][ref_rows[lo:hi]] = np.asarray(v)[src_sorted[lo:hi] - offset]
         offset += n
     table = {**ref, **gathered, "match_sep_arcsec": result.sep_arcsec, "match_n_candidates": result.n_candidates}
@@ -240,6 +340,30 @@ def _crossmatch_files(reference, other, out, radius_arcsec, reference_preset, ot
         report["positions moved to epoch"] = {"epoch": epoch, "reference": has_proper_motions(ref),
                                               "other": _has_pm_columns(other, other_preset)}
     return report
+
+
+def _match_with_epoch_column(ref, reference, reference_preset, other, other_preset, chunk_size, radius,
+                             column: str) -> MatchResult:
+    from photofeh.readers import read_columns, table_columns
+
+    ref_moves, other_moves = has_proper_motions(ref), _has_pm_columns(other, other_preset)
+    if ref_moves == other_moves:
+        raise ValueError(f"--epoch {column}: exactly one of the two catalogues must have proper motions (pmra, "
+                         f"pmdec), the other the epoch column; here {'both' if ref_moves else 'neither'} have them")
+    holder = other if ref_moves else reference
+    if column.lower() not in {c.lower() for c in table_columns(holder)}:
+        raise KeyError(f"--epoch {column}: {holder} has no column {column!r} (Julian years or MJD)")
+    ref_epochs, other_epochs = None, None
+    if ref_moves:  # a first pass over the streamed epochs only
+        from photofeh.readers import iter_table
+
+        epochs = np.concatenate([epoch_years(next(iter(c.values()))) for c in iter_table(other, [column], chunk_size)])
+        e0 = float(np.nanmedian(epochs))
+        other_epochs = (e0, float(np.nanmax(np.abs(epochs - e0))))
+    else:
+        ref_epochs = epoch_years(next(iter(read_columns(reference, [column]).values())))
+    return match_epoch_column(ref, ref_epochs, _positions(other, other_preset, chunk_size, column), radius, column,
+                              other_epochs)
 
 
 def _has_pm_columns(path, preset) -> bool:
