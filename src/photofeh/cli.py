@@ -18,7 +18,7 @@ import numpy as np
 
 from photofeh import __version__
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 
 class UserError(Exception):
@@ -659,7 +659,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum, frame) -> None:
-    """SIGTERM (a batch system's kill, `kill PID`) is handled like Ctrl-C: outputs are cleaned up the same way."""
+    """SIGTERM (a batch system's kill, `kill PID`) is handled like Ctrl-C: outputs are cleaned up the same way.
+    Once: a second SIGTERM must not interrupt that clean-up."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise KeyboardInterrupt
 
 
@@ -671,8 +675,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.func(args)
     except (UserError, OutputLocked) as exc:
@@ -684,7 +688,32 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"photofeh {args.command}: interrupted; no partial output was kept", file=sys.stderr)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def run() -> None:
+    """The ``photofeh`` executable: :func:`main`, then exit with its code. Once the work is over, a late
+    SIGTERM or Ctrl-C has nothing left to interrupt and cannot turn a finished run into a killed one."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminate)  # main restores this handler, not the default, when it returns
+    code = 130
+    try:
+        code = main()
+    except KeyboardInterrupt:  # arrived while an error was being reported
+        code = 130
+    finally:
+        while True:  # a signal landing between these two calls raises once more: retry until both are set
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+                signal.signal(signal.SIGINT, signal.SIG_IGN)
+                break
+            except KeyboardInterrupt:
+                continue
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
