@@ -17,7 +17,7 @@ import numpy as np
 from photofeh.schema import Column
 
 __all__ = ["CatalogWriter", "atomic_output", "format_for", "check_writable", "check_output_place", "read_table",
-           "fsync_file"]
+           "fsync"]
 
 FITS_STRING_WIDTH = 24  # fixed-width text columns in FITS ('horizontal branch' is 17)
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
@@ -73,18 +73,10 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
-def fsync_file(path: Path) -> None:
-    """Flush a written file to the disk, so that a power loss cannot leave it empty under its final name."""
+def fsync(path: Path) -> None:
+    """Flush a written file to the disk (a power loss cannot leave it empty under its final name), or a
+    folder (its renames become durable)."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename in ``folder`` durable."""
-    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -103,10 +95,10 @@ def atomic_output(path: Path, durable: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         if durable and tmp.is_file():
-            fsync_file(tmp)
+            fsync(tmp)
         os.replace(tmp, path)
         if durable:
-            fsync_dir(path.parent if str(path.parent) else Path("."))
+            fsync(path.parent)  # Path("x").parent is Path(".")
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -214,9 +206,9 @@ class CatalogWriter:
                 self._tmp.unlink(missing_ok=True)
                 raise RuntimeError(f"{self.path}: wrote {self.rows_written} rows, expected {self.n_rows}")
             if exc_type is None:
-                fsync_file(self._tmp)
+                fsync(self._tmp)
                 os.replace(self._tmp, self.path)
-                fsync_dir(self.path.parent if str(self.path.parent) else Path("."))
+                fsync(self.path.parent)
             else:
                 self._tmp.unlink(missing_ok=True)
 

@@ -122,19 +122,24 @@ class SkyMatcher:
             hit = np.isfinite(dist)
             ref = self.valid_rows[j[hit]]
             sep = 2.0 * np.arcsin(np.clip(dist[hit] / 2.0, 0, 1)) / ARCSEC
-            src = rows[hit] + offset
-            np.add.at(count, ref, 1)
-            # keep the closest streamed row per reference row
-            order = np.lexsort((sep, ref))
-            ref, sep, src = ref[order], sep[order], src[order]
-            first = np.ones(ref.size, bool)
-            first[1:] = ref[1:] != ref[:-1]
-            ref, sep, src = ref[first], sep[first], src[first]
-            better = sep < best_sep[ref]
-            best_sep[ref[better]] = sep[better]
-            best_idx[ref[better]] = src[better]
+            _keep_closest(best_sep, best_idx, count, ref, sep, rows[hit] + offset)
             offset += len(good)
         return MatchResult(best_idx, np.where(best_idx >= 0, best_sep, np.nan), count)
+
+
+def _keep_closest(best_sep: np.ndarray, best_idx: np.ndarray, count: np.ndarray, ref: np.ndarray, sep: np.ndarray,
+                  src: np.ndarray) -> None:
+    """Fold one chunk's matched pairs (reference row, separation, streamed row) into the running best match
+    per reference row, and count every pair as a candidate."""
+    np.add.at(count, ref, 1)
+    order = np.lexsort((sep, ref))
+    ref, sep, src = ref[order], sep[order], src[order]
+    first = np.ones(ref.size, bool)
+    first[1:] = ref[1:] != ref[:-1]
+    ref, sep, src = ref[first], sep[first], src[first]
+    better = sep < best_sep[ref]
+    best_sep[ref[better]] = sep[better]
+    best_idx[ref[better]] = src[better]
 
 
 MAX_SEARCH_ARCSEC = 120.0  # the widest candidate search a proper motion may ask for (e.g. 10"/yr over 12 yr)
@@ -210,16 +215,7 @@ def match_epoch_column(ref: Mapping[str, np.ndarray], ref_epochs: np.ndarray | N
             pra, pdec = propagate(ra_s[src], dec_s[src], pm_s[0][src], pm_s[1][src], start_s[src], ref_epochs[cand])
             sep = _sep_arcsec(pra, pdec, ra_r[cand], dec_r[cand])
         inside = sep <= radius_arcsec
-        ref_i, sep, src_g = cand[inside], sep[inside], src[inside] + offset
-        np.add.at(count, ref_i, 1)
-        order = np.lexsort((sep, ref_i))
-        ref_i, sep, src_g = ref_i[order], sep[order], src_g[order]
-        first = np.ones(ref_i.size, bool)
-        first[1:] = ref_i[1:] != ref_i[:-1]
-        ref_i, sep, src_g = ref_i[first], sep[first], src_g[first]
-        better = sep < best_sep[ref_i]
-        best_sep[ref_i[better]] = sep[better]
-        best_idx[ref_i[better]] = src_g[better]
+        _keep_closest(best_sep, best_idx, count, cand[inside], sep[inside], src[inside] + offset)
         offset += n
     return MatchResult(best_idx, np.where(best_idx >= 0, best_sep, np.nan), count)
 

@@ -25,14 +25,14 @@ from photofeh.predict_catalog import (
     PARQUET_WRITE,
     IncompleteOutput,
     PredictOptions,
-    _preset,
-    check_options,
     input_columns,
     predict_chunk,
+    prepare_run,
     provenance,
     resolve_device,
 )
-from photofeh.readers import CatalogReadError, iter_table, known_rows, table_columns
+from photofeh.presets import resolve_preset
+from photofeh.readers import iter_table, known_rows, table_columns
 
 __all__ = ["predict_partition", "predict_distributed", "is_hats_catalog", "open_client"]
 
@@ -110,16 +110,9 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
 
     ``client``: an open ``distributed.Client`` to use (and leave open) instead of ``scheduler``.
     """
-    from photofeh.catalog import check_output_place
     from photofeh.locking import output_lock
-    from photofeh.predict import model_folder
 
-    opts = options or PredictOptions()
-    check_options(opts)
-    model_dir, source, out = model_folder(model_dir), Path(source), Path(out)
-    if not source.exists():
-        raise CatalogReadError(f"{source} does not exist")
-    check_output_place(out, [source, model_dir])
+    opts, model_dir, source, out = prepare_run(model_dir, source, out, options)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         # Dask and LSDB write with overwrite=True, which would wipe whatever is there
         raise FileExistsError(f"{out} exists and is not an empty folder; on Dask the output must be new "
@@ -130,7 +123,7 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
 
 def _predict_distributed(model_dir: Path, source: Path, out: Path, opts: PredictOptions, scheduler: str,
                          client) -> dict:
-    preset = _preset(opts.preset)
+    preset = resolve_preset(opts.preset)
     hats = is_hats_catalog(source)
     own_client = client is None
     if own_client:

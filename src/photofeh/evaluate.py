@@ -137,7 +137,7 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
     cols, replaced = clean_columns(cols, "evaluation table")  # a -9999 label must not enter the metrics
     cols, label_cols = _with_parallax_references(cols, model)
     check_label_columns(cols, model.labels, label_cols, "the evaluation table")
-    pred = model.predict(cols)
+    pred = model.predict_columns(cols)  # validated above
     usable = pred["usable"]
     report: dict = {"n_stars": int(usable.size), "n_usable": int(usable.sum()), "values_replaced": dict(replaced),
                     "labels": {}}

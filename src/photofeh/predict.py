@@ -158,12 +158,17 @@ class PhotometricModel:
         cols, report = apply_preset(as_columns(data), resolve_preset(preset), "catalogue")
         if counts is not None:
             counts.update({k: v for k, v in report.items() if v})
+        return _like(data, self.predict_columns(cols, batch_size, counts))
+
+    def predict_columns(self, cols, batch_size: int = 16384, counts: Counter | None = None) -> dict[str, np.ndarray]:
+        """Predict from schema columns that have already been through the validation layer
+        (:func:`photofeh.presets.apply_preset`), as a catalogue run's chunks have: a dict of arrays."""
         missing = [c for c in self.required_columns if c not in cols]
         if missing:
             raise KeyError(f"the catalogue lacks columns {missing} that this model needs "
                            f"(features: {', '.join(self.features)})")
         X, _ = feature_matrix(cols, self.features, self.ebv_column, self.meta.get("deredden", True))
-        return _like(data, self.predict_features(X, batch_size, counts))
+        return self.predict_features(X, batch_size, counts)
 
 
 # Units of the outputs in an astropy Table (log g in dex of cm s^-2, [Fe/H] in dex, M_abs in mag)

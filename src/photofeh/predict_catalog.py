@@ -38,7 +38,8 @@ from photofeh.presets import Preset, apply_preset, resolve_preset
 from photofeh.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
 
 __all__ = ["PredictOptions", "PredictSummary", "predict_catalog", "predict_chunk", "input_columns",
-           "ResumeMismatch", "ChunkError", "IncompleteOutput", "MANIFEST", "check_options", "provenance",
+           "ResumeMismatch", "ChunkError", "IncompleteOutput", "MANIFEST", "check_options", "prepare_run",
+           "provenance",
            "read_provenance"]
 
 MANIFEST = "_manifest.json"  # a leading underscore: pyarrow datasets skip these when reading the parts
@@ -93,10 +94,6 @@ class PredictSummary:
         return self.rows_this_run / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _preset(preset: str | Preset | None) -> Preset | None:
-    return resolve_preset(preset)
-
-
 def input_columns(model, available: Sequence[str], preset: Preset | None, keep: Sequence[str],
                   source: str, ebv: EbvSource | None = None) -> tuple[list[str], list[str]]:
     """Which columns to read from the input, and which to pass through to the output.
@@ -147,7 +144,7 @@ def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], pre
     cols, report = apply_preset(raw, preset, source)  # schema names, validated (photofeh.validation)
     if ebv is not None and ebv.provides():
         cols = ebv.apply(cols, raw, model.ebv_column, source, report)
-    pred = model.predict(cols, counts=report)
+    pred = model.predict_columns(cols, counts=report)  # validated above: not a second time per chunk
     out: dict[str, np.ndarray] = {}
     for c in keep:
         out[c] = np.asarray(cols[c] if c in cols else raw[c])
@@ -388,6 +385,15 @@ def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out
     by checking that every input row was written once (:class:`IncompleteOutput` otherwise).
     """
     from photofeh.locking import output_lock
+
+    opts, model_dir, source, out = prepare_run(model_dir, source, out, options)
+    with output_lock(out, f"photofeh predict {source}", inside=True):
+        return _PredictionRun(model_dir, source, out, opts, log).run()
+
+
+def prepare_run(model_dir, source, out, options: PredictOptions | None) -> tuple[PredictOptions, Path, Path, Path]:
+    """What every prediction run (local or Dask) checks before any work: the options' ranges, the model
+    folder of a run directory, an existing input, and an output that changes no input or other run."""
     from photofeh.predict import model_folder
 
     opts = options or PredictOptions()
@@ -396,8 +402,7 @@ def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out
     if not source.exists():
         raise CatalogReadError(f"{source} does not exist")
     check_output_place(out, [source, model_dir])
-    with output_lock(out, f"photofeh predict {source}", inside=True):
-        return _PredictionRun(model_dir, source, out, opts, log).run()
+    return opts, model_dir, source, out
 
 
 class IncompleteOutput(ValueError):
@@ -439,7 +444,7 @@ class _PredictionRun:
         if opts.threads:
             torch.set_num_threads(opts.threads)
         self.model = load_model(model_dir, resolve_device(opts.device))
-        self.preset = _preset(opts.preset)
+        self.preset = resolve_preset(opts.preset)
         self.kind = detect_format(source, opts.fmt)
         self.read, self.keep = input_columns(self.model, table_columns(source, opts.fmt), self.preset, opts.keep,
                                              str(source), opts.ebv)
