@@ -2,13 +2,16 @@
 
 The fixed split of photofeh.real_samples (70% to fit: 80% training, 20% validation; 30% test). Same inputs
 for both: observed Gaia and PS1 colours, G, the parallax and its error, and the Bayestar19-unit reddening
-(config deredden = false: that reddening's SFD conversion could not be checked, so the network learns the
-extinction); stars may lack PS1 bands (missing = "mask" for the network, NaN for LightGBM). Reported on the
+(config deredden = false: the network learns the extinction); stars may lack PS1 bands (missing = "mask" for
+the network, NaN for LightGBM). Beside it, the network on colours dereddened with the SFD E(B-V) of the preset
+(1.11 r, scripts/green2020_reddening_scale.py), Gaia + PS1 and then all 13 bands. Reported on the
 test stars: sigma of a Gaussian fitted to the residuals, robust sigma and bias for [Fe/H], log g and Teff,
 pull widths, giant (log g < 3.5) completeness and contamination, and [Fe/H] per label source.
 
 Also: M_G learned from the parallaxes by a model without a parallax input, its photometric distances against
-the parallax distances of test stars with parallax S/N > 10, dwarfs and giants apart.
+the parallax distances of test stars with parallax S/N > 10, dwarfs and giants apart. The sample's parallaxes
+are Gaia DR2 (Green et al. 2021 was submitted on 30 June 2020 and revised on 18 November 2020, before EDR3 on
+3 December 2020), so the DR2 zero point of -0.029 mas (Lindegren et al. 2018, A&A 616, A2) is subtracted.
 
 Usage: python benchmarks/bench_green2020.py [--epochs N]
 """
@@ -87,12 +90,43 @@ def main() -> None:
                                        "network contamination": round(c_net["giant_contamination"], 3),
                                        "LightGBM completeness": round(c_gbm["giant_completeness"], 3),
                                        "LightGBM contamination": round(c_gbm["giant_contamination"], 3)}
+    figures.update(dereddened_variants(fit, held, args.epochs))
     figures.update(distances(fit, held, args.epochs))
     write_result("green2020", "Real stars (Green et al. 2021 sample): network against LightGBM, fixed 30% test split",
                  figures, notes=f"{len(held):,d} test stars ({int(usable.sum()):,d} with a network prediction); "
                                 f"{len(fit):,d} to fit; {args.epochs} epochs, default network, missing = mask; "
                                 "labels from LAMOST DD-Payne, APOGEE and GALAH as published with the sample, "
                                 "errors from its covariances.")
+
+
+ALL_BANDS = ["gaia_bp-gaia_rp", "gaia_g-gaia_rp", "ps1_g-ps1_r", "ps1_r-ps1_i", "ps1_i-ps1_z", "ps1_z-ps1_y",
+             "ps1_y-tmass_j", "tmass_j-tmass_h", "tmass_h-tmass_ks", "tmass_ks-wise_w1", "wise_w1-wise_w2", "gaia_g",
+             "parallax", "parallax_error", "ebv"]
+GREEN2020_DR2_ZERO_POINT = -0.029  # mas, Lindegren et al. 2018 (A&A 616, A2), quasars
+
+
+def dereddened_variants(fit, held, epochs: int) -> dict:
+    """The same network on dereddened colours (SFD E(B-V) = 1.11 r, with E(B-V) also an input)."""
+    from photofeh.evaluate import regression_metrics
+    from photofeh.predict import load_model
+    from photofeh.real_samples import GREEN2020_FEATURES
+    from photofeh.train import TrainConfig, train
+
+    gaia_ps1 = [f if f != "reddening_b19" else "ebv" for f in GREEN2020_FEATURES]
+    out = {}
+    for name, features in (("Gaia + PS1", gaia_ps1), ("all 13 bands", ALL_BANDS)):
+        cfg = TrainConfig(features=features, labels=LABELS, label_columns=COLUMNS, deredden=True, missing="mask",
+                          split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
+            net = load_model(Path(tmp) / "run").predict(held)
+        row = {}
+        for lab in LABELS:
+            m = regression_metrics(net[lab].to_numpy(), held[COLUMNS[lab]].to_numpy(float),
+                                   net[f"{lab}_err"].to_numpy(), held[f"{COLUMNS[lab]}_err"].to_numpy(float))
+            row[f"{lab} sigma"], row[f"{lab} pull std"] = round(m["sigma_gauss"], 3), round(m["pull_std"], 2)
+        out[f"network, dereddened colours, {name}"] = row
+    return out
 
 
 def distances(fit, held, epochs: int) -> dict:
@@ -107,11 +141,13 @@ def distances(fit, held, epochs: int) -> dict:
 
     features = [f for f in GREEN2020_FEATURES if not f.startswith("parallax")]
     cfg = TrainConfig(features=features, labels=[*LABELS, "mabs_gaia_g"], label_columns=COLUMNS, deredden=False,
-                      parallax_labels=["mabs_gaia_g"], missing="mask", split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+                      parallax_labels=["mabs_gaia_g"], parallax_zero_point=GREEN2020_DR2_ZERO_POINT, missing="mask",
+                      split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
         pred = load_model(Path(tmp) / "run").predict(held)
-    aux = parallax_inputs({c: held[c].to_numpy() for c in held.columns}, ["mabs_gaia_g"], deredden_bands=False)
+    aux = parallax_inputs({c: held[c].to_numpy() for c in held.columns}, ["mabs_gaia_g"], deredden_bands=False,
+                          zero_point_mas=GREEN2020_DR2_ZERO_POINT)
     precise = aux[:, 1] / aux[:, 2] > 10
     d_plx = 1.0 / aux[:, 1]  # kpc, S/N > 10: inversion biased by < 1% (Bailer-Jones 2015)
     d_phot = 10 ** ((aux[:, 0] - pred["mabs_gaia_g"].to_numpy()) / 5 - 2)

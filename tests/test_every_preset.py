@@ -18,7 +18,7 @@ from photofeh.cli import main
 SDSS_FEATURES = '["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "sdss_g"]'
 GAIA_PS1_FEATURES = ('["ps1_g-ps1_r", "ps1_r-ps1_i", "ps1_i-ps1_z", "ps1_z-ps1_y", "gaia_bp-gaia_rp", '
                      '"gaia_g-gaia_rp", "parallax", "parallax_error", "ps1_g"]')
-KIC_FEATURES = '["kic_g", "kic_r", "kic_i", "kic_z", "parallax", "parallax_error"]'  # raw: KIC is not an SDSS band
+KIC_FEATURES = '["kic_g-kic_r", "kic_r-kic_i", "kic_i-kic_z", "kic_g", "parallax", "parallax_error"]'
 
 
 def _config(folder: Path, features: str) -> Path:
@@ -50,13 +50,15 @@ def _labels(stars: pd.DataFrame, layout: str) -> pd.DataFrame:
                              "feh": f["feh_spec"], "feh_err": f["feh_spec_err"], "logg": f["logg_spec"],
                              "logg_err": f["logg_spec_err"], "teff": f["teff_spec"], "teff_err": f["teff_spec_err"],
                              "snrg": np.full(n, 40.0)})
-    # kepler_huber17: KIC griz taken here as the mock's SDSS magnitudes (-99 = missing), TGAS-like parallaxes
+    # kepler_huber17: KIC griz taken here as the mock's SDSS magnitudes (-99 = missing), TGAS-like parallaxes;
+    # the table has no reddening: E(B-V) from a local SFD map (--sfd-dir)
     return pd.DataFrame({"KIC": stars["source_id"], "ra": stars["ra"], "dec": stars["dec"],
                          "teff": f["teff_spec"], "sig_teff": f["teff_spec_err"], "logg": f["logg_spec"],
                          "sig_logg": f["logg_spec_err"], "feh": f["feh_spec"], "sig_feh": f["feh_spec_err"],
                          "plx": stars["parallax"], "sig_plx": stars["parallax_error"],
                          **{f"{b}mag": stars[f"sdss_{b}"].fillna(-99.0) for b in "griz"},
-                         **{f"sig_{b}mag": stars[f"sdss_{b}_err"].fillna(-99.0) for b in "griz"}})
+                         **{f"sig_{b}mag": stars[f"sdss_{b}_err"].fillna(-99.0) for b in "griz"},
+                         **{f"{p}{b}mag": np.full(n, -99.0) for b in "jhk" for p in ("", "sig_")}})  # no 2MASS
 
 
 @pytest.mark.parametrize("layout", ["sspp", "lamost_lrs", "kepler_huber17"])
@@ -66,12 +68,13 @@ def test_each_label_preset_to_a_trained_model_and_predictions(layout, spec_catal
     build = ["build-training-set", "--labels", f"{tmp_path / 'labels.parquet'}:{layout}", "--out",
              str(tmp_path / "train.parquet")]
     features = {"sspp": SDSS_FEATURES, "lamost_lrs": GAIA_PS1_FEATURES, "kepler_huber17": KIC_FEATURES}[layout]
-    if layout == "lamost_lrs":  # labels only: photometry from Gaia and PS1, E(B-V) from a (tiny) local SFD map
-        phot = archive_tables(stars, tmp_path, "phot")
+    if layout != "sspp":  # E(B-V) from a (tiny) local SFD map
         (tmp_path / "sfd").mkdir()
         _tiny_sfd_map(tmp_path / "sfd", 0.03, 0.07)
-        build += ["--photometry", f"{phot['ps1']}:ps1_meanobject", "--photometry", f"{phot['gaia']}:gaia_dr3",
-                  "--sfd-dir", str(tmp_path / "sfd")]
+        build += ["--sfd-dir", str(tmp_path / "sfd")]
+    if layout == "lamost_lrs":  # labels only: photometry from Gaia and PS1
+        phot = archive_tables(stars, tmp_path, "phot")
+        build += ["--photometry", f"{phot['ps1']}:ps1_meanobject", "--photometry", f"{phot['gaia']}:gaia_dr3"]
     assert main(build) == 0, capsys.readouterr().err
     assert main(["train", str(tmp_path / "train.parquet"), "--config", str(_config(tmp_path, features)), "--out",
                  str(tmp_path / "run"), "--quiet"]) == 0, capsys.readouterr().err
@@ -83,7 +86,8 @@ def test_each_label_preset_to_a_trained_model_and_predictions(layout, spec_catal
         predict = ["predict", str(tmp_path / "run"), str(archive_tables(stars, tmp_path, "survey")["sdss"]),
                    "--preset", "sdss_photoobj"]
     else:
-        predict = ["predict", str(tmp_path / "run"), str(tmp_path / "labels.parquet"), "--preset", layout]
+        predict = ["predict", str(tmp_path / "run"), str(tmp_path / "labels.parquet"), "--preset", layout,
+                   "--sfd-dir", str(tmp_path / "sfd")]
     assert main([*predict, "--out", str(tmp_path / "pred"), "--quiet"]) == 0, capsys.readouterr().err
     pred = pd.read_parquet(tmp_path / "pred")
     assert len(pred) == len(stars) and pred["usable"].mean() > 0.5

@@ -48,3 +48,38 @@ def test_green2020_trains_and_predicts(tmp_path):
     assert pred.index.equals(held.index) and pred["usable"].mean() > 0.99
     m = regression_metrics(pred["feh"].to_numpy(), held["feh_spec"].to_numpy(float))
     assert m["sigma_gauss"] < 0.35 < float(np.nanstd(held["feh_spec"]))
+
+
+def test_reddening_converted_to_sfd_ebv_with_the_factor_the_stars_give():
+    """The preset's E(B-V) = 1.11 r: each colour's excess per unit r at fixed spectroscopic labels, divided by
+    its excess per unit SFD E(B-V) from Zhang & Yuan 2023, gives that factor (median of ten colours)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    from green2020_reddening_scale import factors
+
+    from photofeh.presets import GREEN2020_EBV_PER_R
+
+    stars = read_green2020(PATH)
+    np.testing.assert_allclose(stars["ebv"], GREEN2020_EBV_PER_R * stars["reddening_b19"])
+    measured = factors(stars)
+    values = np.array([f for f, _ in measured.values()])
+    assert all(n > 2000 for _, n in measured.values())
+    assert abs(np.median(values) - GREEN2020_EBV_PER_R) < 0.02
+    assert np.all(np.abs(values - GREEN2020_EBV_PER_R) < 0.08)  # 2MASS, WISE and Gaia agree with PS1 to 7%
+
+
+def test_infrared_bands_are_dereddened_with_their_cited_coefficients():
+    """2MASS and WISE colours dereddened with Zhang & Yuan 2023: at fixed labels, J-Ks no longer depends on
+    the reddening (the fitted slope is a few per cent of the raw one)."""
+    from photofeh.features import deredden
+    from photofeh.real_samples import reddening_per_unit
+
+    stars = read_green2020(PATH)
+    dered = deredden({c: stars[c].to_numpy() for c in stars.columns}, ["tmass_j", "tmass_ks", "wise_w1"])
+    for name, values in dered.items():
+        stars[f"{name}_0"] = values
+    raw, _ = reddening_per_unit(stars, ("tmass_j", "tmass_ks"))
+    left, _ = reddening_per_unit(stars, ("tmass_j_0", "tmass_ks_0"))
+    assert raw > 0.4 and abs(left) < 0.1 * raw

@@ -18,6 +18,7 @@ __all__ = [
     "SURVEYS",
     "band",
     "bands_of",
+    "SIMULATED_BANDS",
     "extinction_coefficient",
     "lsst_error_model",
     "GAIA_PARALLAX_ZP_MAS",
@@ -50,6 +51,9 @@ class Band:
         RMS of the calibration zero point from one sky patch to another.
     system
         ``"AB"`` or ``"Vega"``.
+    simulated
+        Whether the mock survey makes this band (it has stellar-model magnitudes
+        for it); other bands are known to the readers, features and dereddening only.
     """
 
     name: str
@@ -63,6 +67,7 @@ class Band:
     sigma_sys: float
     zp_scatter: float
     system: str
+    simulated: bool = True
 
     @property
     def err(self) -> str:
@@ -110,11 +115,36 @@ _TABLE = [
     ("gaia_rp", "gaia", "rp", 777.0, np.nan, 21.0, 3.0, 0.0, 0.0, 0.002),
 ]
 
+# Bands the readers and models know but the mock survey does not make (no depth or error model: NaN).
+# 2MASS (Skrutskie et al. 2006, AJ 131, 1163) and AllWISE (Wright et al. 2010, AJ 140, 1868), Vega system:
+# A_band / E(B-V)_SFD from Zhang & Yuan 2023 (ApJS 264, 14), their single-value empirical coefficients,
+# measured against SFD E(B-V) with Gaia XP / LAMOST stars (as distributed in their extinction_coefficient
+# package, v1.7). The Green et al. 2021 stars here give the same 2MASS and WISE reddening per unit of optical
+# reddening to 2-4% (scripts/green2020_reddening_scale.py).
+# KIC g r i z (Brown et al. 2011, AJ 142, 112): taken through SDSS-like filters and calibrated to SDSS, yet
+# not identical with it (Pinsonneault et al. 2012 find colour-dependent offsets of a few hundredths), so
+# they stay their own bands; their extinction uses the SDSS coefficients of Schlafly & Finkbeiner 2011 (the
+# same filter shapes to the precision that matters for A_band, 1-2%).
+_NOT_SIMULATED = [
+    # name,       survey,  f,    nm,     R
+    ("tmass_j", "tmass", "j", 1235.0, 0.748),
+    ("tmass_h", "tmass", "h", 1662.0, 0.453),
+    ("tmass_ks", "tmass", "ks", 2159.0, 0.306),
+    ("wise_w1", "wise", "w1", 3353.0, 0.194),
+    ("wise_w2", "wise", "w2", 4603.0, 0.138),
+    ("kic_g", "kic", "g", 468.6, 3.303),
+    ("kic_r", "kic", "r", 616.6, 2.285),
+    ("kic_i", "kic", "i", 748.0, 1.698),
+    ("kic_z", "kic", "z", 893.2, 1.263),
+]
+
 BANDS: dict[str, Band] = {
-    row[0]: Band(*row[:9], zp_scatter=row[9], system="Vega" if row[1] == "gaia" else "AB")
-    for row in _TABLE
+    **{row[0]: Band(*row[:9], zp_scatter=row[9], system="Vega" if row[1] == "gaia" else "AB") for row in _TABLE},
+    **{row[0]: Band(*row, *(np.nan,) * 5, system="AB" if row[1] == "kic" else "Vega", simulated=False)
+       for row in _NOT_SIMULATED},
 }
-SURVEYS: tuple[str, ...] = ("sdss", "ps1", "gaia", "cfis")
+SIMULATED_BANDS: dict[str, Band] = {name: b for name, b in BANDS.items() if b.simulated}
+SURVEYS: tuple[str, ...] = ("sdss", "ps1", "gaia", "cfis", "tmass", "wise", "kic")
 
 
 def band(name: str) -> Band:

@@ -139,12 +139,12 @@ class _Summary:
         self.giants = 0
 
     def add(self, chunk: dict[str, np.ndarray]) -> None:
-        from photofeh.bands import BANDS
+        from photofeh.bands import SIMULATED_BANDS
 
         self.rows += chunk["source_id"].size
         self.pop.update(chunk["pop"].tolist())
         self.phase.update(chunk["phase"].tolist())
-        for name in BANDS:
+        for name in SIMULATED_BANDS:
             self.detected[name] += int(np.isfinite(chunk[name]).sum())
         self.spec += int(chunk["in_spec"].sum())
         self.giants += int(chunk["is_giant_true"].sum())

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import curve_fit
 
+from photofeh.bands import GAIA_PARALLAX_ZP_MAS
 from photofeh.catalog import atomic_output
 from photofeh.features import as_columns
 from photofeh.validation import clean_columns
@@ -106,7 +107,8 @@ def _with_parallax_references(cols, model) -> tuple[dict, dict]:
     for lab in model.meta.get("parallax_labels", []):
         if "parallax" not in cols or "parallax_error" not in cols:
             continue  # check_label_columns then names the missing reference
-        aux = parallax_inputs(cols, [lab], model.ebv_column, model.meta.get("deredden", True))
+        aux = parallax_inputs(cols, [lab], model.ebv_column, model.meta.get("deredden", True),
+                              model.meta.get("parallax_zero_point_mas", GAIA_PARALLAX_ZP_MAS))
         name = f"{lab}_from_parallax"
         cols[name], cols[f"{name}_err"] = mabs_from_parallax(aux[:, 0], aux[:, 1], aux[:, 2], PARALLAX_REFERENCE_SNR)
         label_cols[lab] = name

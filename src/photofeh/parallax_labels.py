@@ -46,7 +46,7 @@ def band_of(label: str) -> str:
 
 
 def parallax_inputs(cols: Mapping[str, np.ndarray], labels: Sequence[str], ebv_column: str = "ebv",
-                    deredden_bands: bool = True) -> np.ndarray:
+                    deredden_bands: bool = True, zero_point_mas: float = GAIA_PARALLAX_ZP_MAS) -> np.ndarray:
     """(n, 3P): for each parallax label, the dereddened apparent magnitude (observed with
     ``deredden_bands=False``: M then includes the extinction), the zero-point-corrected parallax and its error
     (NaN where missing: those stars do not enter that label's loss)."""
@@ -61,7 +61,7 @@ def parallax_inputs(cols: Mapping[str, np.ndarray], labels: Sequence[str], ebv_c
         band = band_of(lab)
         out[:, 3 * k] = (deredden(cols, [band], ebv_column)[band] if deredden_bands
                          else np.asarray(cols[band], float))
-        out[:, 3 * k + 1] = np.asarray(cols["parallax"], float) - GAIA_PARALLAX_ZP_MAS
+        out[:, 3 * k + 1] = np.asarray(cols["parallax"], float) - zero_point_mas
         err = np.asarray(cols["parallax_error"], float)
         out[:, 3 * k + 2] = np.where(err > 0, err, np.nan)
     return out

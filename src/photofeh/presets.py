@@ -111,10 +111,19 @@ GREEN2020_BANDS = ("gaia_g", "gaia_bp", "gaia_rp", "ps1_g", "ps1_r", "ps1_i", "p
                    "tmass_j", "tmass_h", "tmass_ks", "wise_w1", "wise_w2")
 
 
+# SFD E(B-V) per unit of the sample's reddening `r`. Green et al. give `r` in Bayestar19's arbitrary unit
+# ("similar to the scale used by SFD'98", green2020-stellar-model tutorial; Green et al. 2019, ApJ 887, 93,
+# table 1 gives its extinction coefficients). Measured on the sample itself: ten colours (PS1, 2MASS, WISE,
+# Gaia) regressed on the spectroscopic labels and `r` give reddening per unit `r` 1.06-1.14 (median 1.11)
+# times the colour's excess per unit SFD E(B-V) of Zhang & Yuan 2023 (ApJS 264, 14);
+# scripts/green2020_reddening_scale.py derives it and tests/test_green2020.py checks it.
+GREEN2020_EBV_PER_R = 1.11
+
+
 def _green2020_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
-    """Schema columns from the structured arrays. The reddening stays in its own units (`reddening_b19`,
-    Bayestar19's arbitrary unit, Green et al. 2019): its conversion to SFD E(B-V) could not be checked here, so
-    models use it as an input (config `deredden = false`) rather than through a guessed factor.
+    """Schema columns from the structured arrays. The reddening is kept in its own unit (`reddening_b19`)
+    and converted to SFD E(B-V) (`ebv`, :data:`GREEN2020_EBV_PER_R`), so models may deredden (the default)
+    or take the reddening as an input (config `deredden = false`).
     ``source_id``: a hash of the row's values (the file has no identifier), the same however it is chunked."""
     import hashlib
 
@@ -127,6 +136,8 @@ def _green2020_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray])
         out[f"{name}_spec_err"] = np.sqrt(np.clip(cov[:, k, k], 0, None))
     out["parallax"], out["parallax_error"] = np.asarray(raw["parallax"], float), np.asarray(raw["parallax_err"], float)
     out["reddening_b19"], out["reddening_b19_err"] = np.asarray(raw["r"], float), np.asarray(raw["r_err"], float)
+    out["ebv"] = GREEN2020_EBV_PER_R * out["reddening_b19"]
+    out["ebv_err"] = GREEN2020_EBV_PER_R * out["reddening_b19_err"]
     source = np.char.strip(np.asarray(raw["r_source"]).astype(str))
     out["reddening_source"] = source.astype(object)
     out["reddening_is_default"] = source == "default"  # no map value: the sample's default, flagged
@@ -212,9 +223,12 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            {"source_id": "KIC", "ra": "ra", "dec": "dec", "teff_spec": "teff", "teff_spec_err": "sig_teff",
             "logg_spec": "logg", "logg_spec_err": "sig_logg", "feh_spec": "feh", "feh_spec_err": "sig_feh",
             "parallax": "plx", "parallax_error": "sig_plx",
-            # KIC griz are close to, not identical with, SDSS: kept under their own names
-            **{f"kic_{b}": f"{b}mag" for b in "griz"}, **{f"kic_{b}_err": f"sig_{b}mag" for b in "griz"}},
-           magnitudes=tuple(f"kic_{b}{s}" for b in "griz" for s in ("", "_err"))),
+            # KIC griz are close to, not identical with, SDSS: their own bands (photofeh.bands)
+            **{f"kic_{b}": f"{b}mag" for b in "griz"}, **{f"kic_{b}_err": f"sig_{b}mag" for b in "griz"},
+            **{f"tmass_{b}": f"{m}mag" for b, m in (("j", "j"), ("h", "h"), ("ks", "k"))},
+            **{f"tmass_{b}_err": f"sig_{m}mag" for b, m in (("j", "j"), ("h", "h"), ("ks", "k"))}},
+           magnitudes=tuple(f"{b}{s}" for b in (*(f"kic_{f}" for f in "griz"), "tmass_j", "tmass_h", "tmass_ks")
+                            for s in ("", "_err"))),
 )}
 
 

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-__all__ = ["read_green2020", "green2020_test_mask", "GREEN2020_FEATURES", "GREEN2020_SPLIT_SEED",
+__all__ = ["read_green2020", "green2020_test_mask", "reddening_per_unit", "GREEN2020_FEATURES", "GREEN2020_SPLIT_SEED",
            "GREEN2020_TEST_FRACTION"]
 
 GREEN2020_SPLIT_SEED = 20201125
@@ -42,3 +42,31 @@ def green2020_test_mask(source_id: np.ndarray) -> np.ndarray:
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
     return (x % np.uint64(10_000)).astype(np.int64) < int(GREEN2020_TEST_FRACTION * 10_000)
+
+
+def reddening_per_unit(stars, colour: tuple[str, str], reddening: str = "reddening_b19",
+                       teff_range: tuple[float, float] = (4000.0, 7000.0)) -> tuple[float, int]:
+    """Colour excess per unit of a reddening column, measured from stars with spectroscopic labels.
+
+    The colour is modelled as a polynomial (total degree 4) in Teff, log g and [Fe/H] plus ``k`` times the
+    reddening, fitted by least squares with 4-sigma clipping (four passes); stars whose reddening is the
+    sample's default are left out. Returns ``(k, stars used)``. Dividing ``k`` by the colour's published
+    excess per unit SFD E(B-V) gives the SFD E(B-V) of one unit of the reddening column.
+    """
+    blue, red = colour
+    ok = ~np.asarray(stars.get("reddening_is_default", np.zeros(len(stars), bool)), bool)
+    ok &= np.asarray(stars["teff_spec"].between(*teff_range), bool)
+    te = (stars["teff_spec"].to_numpy(float) - 5500.0) / 1000.0
+    lg = stars["logg_spec"].to_numpy(float) - 3.5
+    fe = stars["feh_spec"].to_numpy(float) + 0.3
+    terms = [te**a * lg**b * fe**c for a in range(5) for b in range(5) for c in range(3) if a + b + c <= 4]
+    X = np.column_stack([*terms, stars[reddening].to_numpy(float)])
+    y = stars[blue].to_numpy(float) - stars[red].to_numpy(float)
+    finite = ok & np.isfinite(y) & np.all(np.isfinite(X), axis=1)
+    use = finite
+    for _ in range(4):
+        coef, *_ = np.linalg.lstsq(X[use], y[use], rcond=None)
+        res = y - X @ coef
+        sigma = 1.4826 * np.median(np.abs(res[use] - np.median(res[use])))
+        use = finite & (np.abs(res) < 4 * sigma)
+    return float(coef[-1]), int(use.sum())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from photofeh.bands import BANDS
+from photofeh.bands import SIMULATED_BANDS
 
 __all__ = ["Column", "MOCK_COLUMNS", "schema_markdown"]
 
@@ -24,7 +24,7 @@ class Column:
 
 def _photometry() -> list[Column]:
     cols = []
-    for b in BANDS.values():
+    for b in SIMULATED_BANDS.values():
         cols.append(Column(b.name, "float32", "mag",
                            f"observed {b.survey.upper()} {b.filt} ({b.system}), extinguished and noisy; "
                            "NaN outside the footprint, fainter than the 5-sigma depth or saturated"))
@@ -65,7 +65,7 @@ MOCK_COLUMNS: tuple[Column, ...] = (
     Column("dist_kpc_true", "float32", "kpc", "true heliocentric distance"),
     Column("ebv_true", "float32", "mag", "E(B-V) actually applied to the star (SFD scale)"),
     *(Column(f"mabs_{b}_true", "float32", "mag", f"absolute magnitude of the system in {b}")
-      for b in BANDS),
+      for b in SIMULATED_BANDS),
     Column("R_kpc_true", "float32", "kpc", "Galactocentric cylindrical radius (Juric 2008 frame)"),
     Column("Z_kpc_true", "float32", "kpc", "height above the Galactic midplane (Juric 2008 frame)"),
     Column("phi_deg_true", "float32", "deg", "Galactocentric azimuth from the Sun-centre line"),

@@ -78,6 +78,8 @@ class TrainConfig:
     min_features: int = 3
     # absolute magnitudes trained against Gaia parallaxes, likelihood in parallax space (photofeh.parallax_labels)
     parallax_labels: list[str] = field(default_factory=list)
+    # the global parallax zero point of the Gaia release the parallaxes come from (mas, subtracted)
+    parallax_zero_point: float = GAIA_PARALLAX_ZP_MAS
 
     def validate(self) -> None:
         """Types and ranges of every setting; raises ``ValueError`` naming the setting."""
@@ -108,6 +110,9 @@ class TrainConfig:
                                  f"got {value}")
         if not 0 <= self.group_dropout < 1:
             raise ValueError(f"group_dropout must be in [0, 1), got {self.group_dropout}")
+        if not abs(self.parallax_zero_point) <= 1.0:  # Gaia's global offsets are tens of microarcseconds
+            raise ValueError(f"parallax_zero_point must be a few hundredths of a mas (|value| <= 1), "
+                             f"got {self.parallax_zero_point}")
         for name, choices in (("missing", MISSING_MODES), ("heads", ("independent", "causal")),
                               ("class_operating_point", ("break-even", "f1", "half"))):
             if getattr(self, name) not in choices:
@@ -141,7 +146,8 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "split": [float], "architecture": {str: object}, "heads": str, "ensemble": int, "epochs": int,
           "batch_size": int, "max_lr": float, "weight_decay": float, "patience": int, "class_weight": float,
           "class_operating_point": str, "class_operating_feh_max": (float, None), "seed": int, "threads": int,
-          "missing": str, "group_dropout": float, "min_features": int, "parallax_labels": [str]}
+          "missing": str, "group_dropout": float, "min_features": int, "parallax_labels": [str],
+          "parallax_zero_point": float}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
 
 
@@ -257,6 +263,8 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                          "(the halo giants the class is for); `\"none\"`: all stars"),
     "parallax_labels": ("data", "labels `mabs_<band>` learned from Gaia parallaxes, with the likelihood in "
                                 "parallax space (no label column, no cut on parallax S/N; photofeh.parallax_labels)"),
+    "parallax_zero_point": ("data", "global zero point (mas) subtracted from the parallaxes: Gaia EDR3/DR3 -0.017 "
+                                    "(Lindegren et al. 2021), DR2 -0.029 (Lindegren et al. 2018)"),
     "seed": ("train", "seed of the split, initialisation, batches and dropout: same seed, same model"),
     "threads": ("train", "CPU threads for training; 0: all cores"),
 }
@@ -317,7 +325,7 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
         y[:, j] = np.asarray(cols[c], float)
         if f"{c}_err" in cols:
             e[:, j] = np.nan_to_num(np.asarray(cols[f"{c}_err"], float), nan=0.0)
-    aux = parallax_inputs(cols, cfg.parallax_labels, cfg.ebv_column, cfg.deredden)
+    aux = parallax_inputs(cols, cfg.parallax_labels, cfg.ebv_column, cfg.deredden, cfg.parallax_zero_point)
     plx_index = [cfg.labels.index(lab) for lab in cfg.parallax_labels]
     giant = np.full(n, np.nan)
     if "logg" in cfg.labels:
@@ -645,7 +653,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         "features": cfg.features, "ebv_column": cfg.ebv_column, "deredden": cfg.deredden,
         "missing": cfg.missing, "min_features": cfg.min_features, "feature_groups": feature_groups(cfg.features),
         "labels": cfg.labels, "label_columns": cfg.label_columns, "parallax_labels": cfg.parallax_labels,
-        "parallax_zero_point_mas": GAIA_PARALLAX_ZP_MAS,
+        "parallax_zero_point_mas": cfg.parallax_zero_point,
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
         "sigma_scale": scales, "class_temperature": temperature,
         "class_threshold": threshold, "giant_logg": GIANT_LOGG,

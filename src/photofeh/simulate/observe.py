@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from photofeh.bands import BANDS, GAIA_PARALLAX_ZP_MAS, Band, extinction_coefficient, lsst_error_model
+from photofeh.bands import GAIA_PARALLAX_ZP_MAS, SIMULATED_BANDS, Band, extinction_coefficient, lsst_error_model
 
 __all__ = ["DustModel", "Footprint", "DEFAULT_FOOTPRINTS", "sky_patch", "observe_band",
            "gaia_parallax", "zero_point_table"]
@@ -118,7 +118,7 @@ def zero_point_table(seed: int, dust: DustModel) -> CalibrationTables:
     """Draw the sky-patch calibration offsets; independent of chunking."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 1]))
     n = N_PATCH_L * N_PATCH_S
-    zps = {name: rng.normal(0.0, b.zp_scatter, n) for name, b in BANDS.items()}
+    zps = {name: rng.normal(0.0, b.zp_scatter, n) for name, b in SIMULATED_BANDS.items()}
     patch = 10.0 ** rng.normal(0.0, dust.patchiness_dex, n)
     return CalibrationTables(zps, patch)
 

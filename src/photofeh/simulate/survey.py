@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from photofeh import __version__
-from photofeh.bands import BANDS, band, extinction_coefficient
+from photofeh.bands import BANDS, SIMULATED_BANDS, band, extinction_coefficient
 from photofeh.schema import MOCK_COLUMNS
 from photofeh.simulate import galaxy as gal
 from photofeh.simulate import observe as obs
@@ -207,7 +207,7 @@ class MockSurvey:
         ebv_map, ebv_star, dm = ebv_map[idx], ebv_star[idx], dm[idx]
         nk = idx.size
 
-        mabs = self._system_mags(w1, w2, is_bin, list(BANDS))
+        mabs = self._system_mags(w1, w2, is_bin, list(SIMULATED_BANDS))
         bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"]
         import astropy.units as u
         from astropy.coordinates import SkyCoord
@@ -218,7 +218,7 @@ class MockSurvey:
             "source_id": np.int64(k) * (1 << 20) + idx.astype(np.int64),
             "ra": ra, "dec": dec, "l": l, "b": b, "ebv": ebv_map,
         }
-        for name, bd in BANDS.items():
+        for name, bd in SIMULATED_BANDS.items():
             app = obs.reddened(name, mabs[name], dm, ebv_star, bp_rp0)
             inside = self.footprints[bd.survey].contains(b, dec)
             cols[name], cols[bd.err] = obs.observe_band(rng, bd, app, patch, self.cal, inside)
@@ -251,7 +251,7 @@ class MockSurvey:
             "mass_ratio_true": np.where(is_bin, q, np.nan),
             "dist_kpc_true": d,
             "ebv_true": ebv_star,
-            **{f"mabs_{name}_true": mabs[name] for name in BANDS},
+            **{f"mabs_{name}_true": mabs[name] for name in SIMULATED_BANDS},
             "R_kpc_true": R, "Z_kpc_true": Z, "phi_deg_true": phi,
         })
         if cfg.spec_only:
