@@ -160,6 +160,71 @@ class _Summary:
 
 
 # ---------------------------------------------------------------- commands
+def _cluster_arg(text: str) -> tuple[float, float, float, int]:
+    """--cluster FEH,AGE_GYR,DIST_KPC,N (the isochrone grid's [Fe/H] and age ranges are checked later)."""
+    usage = f"expected FEH,AGE_GYR,DIST_KPC,N, e.g. -2.1,11,8.5,1000; got {text!r}"
+    parts = text.split(",")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        feh, age, dist = (float(p) for p in parts[:3])
+        n = int(parts[3].replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(usage) from None
+    if not np.isfinite(feh):
+        raise argparse.ArgumentTypeError(f"FEH must be a finite number; {usage}")
+    if not (np.isfinite(age) and 0.0 < age <= 20.0):
+        raise argparse.ArgumentTypeError(f"AGE_GYR must be in (0, 20]; {usage}")
+    if not (np.isfinite(dist) and 0.0 < dist <= 300.0):
+        raise argparse.ArgumentTypeError(f"DIST_KPC must be in (0, 300]; {usage}")
+    if not 1 <= n <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"N (observed members) must be from 1 to 1,000,000; {usage}")
+    return feh, age, dist, n
+
+
+def _lb_arg(text: str) -> tuple[float, float]:
+    """--cluster-lb L,B in degrees."""
+    try:
+        l, b = (float(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected L,B in degrees, e.g. 60,60; got {text!r}") from None
+    if not (np.isfinite(l) and np.isfinite(b) and 0.0 <= l < 360.0 and -90.0 <= b <= 90.0):
+        raise argparse.ArgumentTypeError(f"expected 0 <= L < 360 and -90 <= B <= 90 (deg), got {text!r}")
+    return l, b
+
+
+def _simulate_cluster(args: argparse.Namespace, out: Path, fmt: str, footprints: dict[str, str]) -> int:
+    """``simulate --cluster``: one mock cluster and the field stars of its cone, to ``out``."""
+    from photofeh.catalog import read_table
+    from photofeh.simulate import cluster as cl
+
+    if args.spec_only:
+        raise UserError("--spec-only does not apply to --cluster (members get spectra as field stars do)")
+    feh, age, dist, n = args.cluster
+    l, b = args.cluster_lb or cl.DEFAULT_LB
+    radius = cl.DEFAULT_RADIUS_ARCMIN if args.cluster_radius is None else args.cluster_radius
+    field_radius = cl.DEFAULT_FIELD_RADIUS_ARCMIN if args.field_radius is None else args.field_radius
+    config = cl.ClusterConfig(
+        feh=feh, age_gyr=age, distance_kpc=dist, n_members=n, l_deg=l, b_deg=b, radius_arcmin=radius,
+        binaries=not args.no_binaries, select_band=args.select_band, mag_range=tuple(args.mag_range),
+        footprints=footprints, disk_feh_law=args.disk_feh_law, isochrones=args.isochrones, seed=args.seed)
+    t0 = time.perf_counter()
+    try:
+        survey = cl.ClusterFieldSurvey(config, field_radius)
+        config.validate(survey.grid)
+        cl.write_cluster_catalog(config, out, field_radius, fmt, survey)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    table = read_table(out)
+    summary = _Summary()
+    summary.add({c: table[c].to_numpy() for c in table.columns})
+    members = int(table["cluster_member"].sum())
+    print(f"wrote {out} ({fmt}) in {time.perf_counter() - t0:.1f} s: {members:,d} cluster members and "
+          f"{len(table) - members:,d} field stars within {field_radius:g} arcmin of (l, b) = ({l:g}, {b:g})")
+    print(summary.text())
+    return 0
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from photofeh.catalog import check_writable, format_for
     from photofeh.simulate.observe import DEFAULT_FOOTPRINTS
@@ -173,6 +238,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     footprints = {k: v.to_text() for k, v in DEFAULT_FOOTPRINTS.items()}
     footprints.update(dict(args.footprint or []))
+    if args.cluster is not None:
+        return _simulate_cluster(args, out, fmt, footprints)
+    if any(v is not None for v in (args.cluster_lb, args.cluster_radius, args.field_radius)):
+        raise UserError("--cluster-lb, --cluster-radius and --field-radius go with --cluster")
     config = MockSurveyConfig(
         n_stars=args.n_stars, seed=args.seed, select_band=args.select_band,
         mag_range=tuple(args.mag_range), min_abs_b=args.min_abs_b, footprints=footprints,
@@ -414,6 +483,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prior_note(provenance: dict, command: str) -> dict:
+    """The prior of the model behind the predictions, and a warning (also on stderr) when it is the labelled
+    stars' distribution: medians and distributions of such estimates lean toward it (docs/populations.md)."""
+    prior = provenance.get("model_prior", "labels" if provenance else "unknown")
+    note = {"model_prior": prior}
+    if prior != "flat":
+        note["prior_warning"] = (f"the predictions come from a model with the {prior} prior: where the photometry "
+                                 "says little, estimates lean toward the labelled stars' [Fe/H] distribution, so "
+                                 "medians and metallicity distributions are biased toward it; train with "
+                                 "prior = \"flat\" for population work")
+        print(f"photofeh {command}: warning: {note['prior_warning']}", file=sys.stderr)
+    return note
+
+
+def _slice_mdfs(slices, min_count: int) -> list[dict]:
+    """Deconvolved metallicity distributions of the mapped stars per |Z| slice (photofeh.mdf)."""
+    edges, hists = slices
+    out = []
+    for lo, hi, h in zip(edges[:-1], edges[1:], hists, strict=True):
+        row = {"abs_z_kpc": [float(lo), float(hi)], "stars": int(h.n)}
+        if h.n >= max(min_count, 10):
+            row.update(h.summary())
+        out.append(row)
+    return out
+
+
 def cmd_map(args: argparse.Namespace) -> int:
     """Stream a prediction table: distances, Galactocentric R and |Z|, median [Fe/H] map."""
     import json
@@ -437,20 +532,24 @@ def cmd_map(args: argparse.Namespace) -> int:
                 args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
                 max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
                 r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars,
-                absmag=args.absmag)
+                absmag=args.absmag, out_of_domain=args.out_of_domain, slices=args.slices)
             with atomic_output(out / "feh_map.npz") as tmp, open(tmp, "wb") as f:
                 fmap.save(f)
             with atomic_output(out / "feh_map.png") as tmp:
                 plot_map(fmap, tmp, min_count=args.min_count, fmt="png",
                          title=f"{counts['in the map']:,d} stars; median [Fe/H] where >= {args.min_count} per cell")
             cells = int(np.sum(fmap.n >= args.min_count))
+            provenance = read_provenance(args.predictions)
             report = {"photofeh_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       "input": str(Path(args.predictions).resolve()),
-                      "predictions": read_provenance(args.predictions),
+                      "predictions": provenance,
                       "options": {k: getattr(args, k) for k in ("band", "absmag", "giants", "min_parallax_snr",
                                                                "max_rel_dist_err", "max_feh_err", "cell", "r_max",
-                                                               "z_max", "min_count")},
-                      "counts": dict(counts), "cells_with_min_count": cells, "frame": frame_description()}
+                                                               "z_max", "min_count", "out_of_domain", "slices")},
+                      "counts": dict(counts), "cells_with_min_count": cells, "frame": frame_description(),
+                      **_prior_note(provenance, "map")}
+            if fmap.slices is not None:
+                report["mdf_by_abs_z"] = _slice_mdfs(fmap.slices, args.min_count)
             with atomic_output(out / "map.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
@@ -461,6 +560,44 @@ def cmd_map(args: argparse.Namespace) -> int:
     print(json.dumps(report["counts"], indent=2))
     print(f"wrote {out / 'feh_map.png'}, {out / 'feh_map.npz'} and {out / 'map.json'}"
           + (f"; per-star distances in {args.stars}" if args.stars else ""))
+    return 0
+
+
+def cmd_mdf(args: argparse.Namespace) -> int:
+    """Deconvolved metallicity distribution of a selection of predicted stars."""
+    import json
+
+    from photofeh.catalog import atomic_output, check_output_place
+    from photofeh.locking import output_lock
+    from photofeh.populations import mdf_of_predictions, plot_mdf
+    from photofeh.predict_catalog import read_provenance
+    from photofeh.readers import CatalogReadError
+
+    out = Path(args.out)
+    try:
+        check_output_place(out, [args.predictions])
+        out.mkdir(parents=True, exist_ok=True)
+        with output_lock(out, f"photofeh mdf {args.predictions}", inside=True):
+            summary, counts, x = mdf_of_predictions(
+                args.predictions, where=args.where, max_feh_err=args.max_feh_err, giants=args.giants,
+                out_of_domain=args.out_of_domain, chunk_rows=args.chunk_rows, n_boot=args.bootstrap, seed=args.seed,
+                n_components=args.components)
+            provenance = read_provenance(args.predictions)
+            report = {"photofeh_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                      "input": str(Path(args.predictions).resolve()), "predictions": provenance,
+                      "options": {k: getattr(args, k) for k in ("where", "max_feh_err", "giants", "out_of_domain",
+                                                               "bootstrap", "seed", "components")},
+                      "counts": counts, **_prior_note(provenance, "mdf"), "mdf": summary}
+            with atomic_output(out / "mdf.json") as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
+            for fmt in ("png", "pdf"):
+                with atomic_output(out / f"mdf.{fmt}") as tmp:
+                    plot_mdf(summary, x, tmp, title=f"{counts.get('selected', 0):,d} stars", fmt=fmt)
+    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    print(json.dumps({"counts": counts, **{k: summary[k] for k in ("median", "median_se", "mean", "mean_se", "width",
+                                                                      "width_se", "n_components")}}, indent=2))
+    print(f"wrote {out / 'mdf.json'}, {out / 'mdf.png'} and {out / 'mdf.pdf'}")
     return 0
 
 
@@ -481,7 +618,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "spectroscopic subsample. Columns are documented in docs/schema.md.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    sim.add_argument("--n-stars", type=_bounded_int(1, 10**11), required=True, help="number of rows to write")
+    # Python 3.13's rule for what looks like a negative number, so that '--cluster -2.1,11,8.5,1000' reads
+    # the value instead of taking it for an option (3.11 accepts only '-2.1' alone)
+    import re
+
+    sim._negative_number_matcher = re.compile(r"-\.?\d")
+    what = sim.add_mutually_exclusive_group(required=True)
+    what.add_argument("--n-stars", type=_bounded_int(1, 10**11), help="number of rows to write")
+    what.add_argument("--cluster", type=_cluster_arg, metavar="FEH,AGE_GYR,DIST_KPC,N",
+                      help="write instead one mock star cluster ([Fe/H], age in Gyr, distance in kpc, N members "
+                           "inside the magnitude window) plus the field stars of its cone, with a bool column "
+                           "cluster_member (see photofeh.simulate.cluster); --chunk-size, --workers and "
+                           "--min-abs-b do not apply")
     sim.add_argument("--seed", type=_bounded_int(0, 2**63 - 1), default=42,
                      help="random seed; same seed, same catalogue")
     sim.add_argument("--out", required=True, help="output file (.parquet or .fits)")
@@ -502,6 +650,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="disk metallicity gradient parameters")
     sim.add_argument("--no-binaries", action="store_true", help="no unresolved binaries")
     sim.add_argument("--isochrones", help="another isochrone grid file with PARSEC-like columns")
+    sim.add_argument("--cluster-lb", type=_lb_arg, metavar="L,B",
+                     help="with --cluster: Galactic position of the cluster in deg (default 60,60: high latitude, "
+                          "inside the SDSS, CFIS and PS1 footprints)")
+    sim.add_argument("--cluster-radius", type=_bounded_float(0.0, 600.0), metavar="ARCMIN",
+                     help="with --cluster: Plummer (half-light) radius in arcmin (default 2)")
+    sim.add_argument("--field-radius", type=_bounded_float(0.0, 120.0), metavar="ARCMIN",
+                     help="with --cluster: radius of the cone of field stars, and of the members' truncation, "
+                          "in arcmin (default 10)")
     sim.add_argument("--chunk-size", type=_bounded_int(1, 50_000_000), default=200_000, help="rows per write")
     sim.add_argument("--workers", type=_workers, default=1,
                      help="worker processes (results do not depend on it)")
@@ -653,8 +809,38 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--min-count", type=_bounded_int(1, 10**9), default=20, help="stars needed to show a cell")
     fm.add_argument("--stars", metavar="FILE.parquet",
                     help="also write every star's distance, its error, R, z, phi and whether it is in the map")
+    fm.add_argument("--out-of-domain", choices=("exclude", "include"), default="exclude",
+                    help="stars the model marked outside its training domain (in_domain): left out and counted, "
+                         "or kept")
+    fm.add_argument("--slices", type=_bounded_float(0.0, 200.0, open_lo=False), nargs="+", metavar="KPC",
+                    default=[0.0, 1.0, 2.0, 4.0, 8.0],
+                    help="|Z| edges of the slices whose metallicity distribution is deconvolved into map.json")
     fm.add_argument("--chunk-rows", type=ROWS, default=1_000_000)
     fm.set_defaults(func=cmd_map)
+
+    md = sub.add_parser(
+        "mdf", help="deconvolved metallicity distribution of a selection of predicted stars",
+        description="Select stars of a 'photofeh predict' output (a pandas query on its columns, the giant class, "
+                    "an error cut; stars outside the model's training domain are left out by default) and infer "
+                    "their metallicity distribution by extreme deconvolution of the estimates with their errors "
+                    "(a Gaussian mixture, Bovy, Hogg & Roweis 2011), with bootstrap errors on its median, mean and "
+                    "width. Use a model trained with prior = \"flat\" (docs/populations.md).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    md.add_argument("predictions", help="prediction folder or file from 'photofeh predict'")
+    md.add_argument("--out", required=True, help="folder for mdf.json, mdf.png and mdf.pdf")
+    md.add_argument("--where", metavar="QUERY",
+                    help="pandas query on the prediction columns, e.g. \"abs(b) > 30 and sdss_g < 19\" "
+                         "(keep the columns it needs with predict --keep)")
+    md.add_argument("--giants", choices=("include", "exclude", "only"), default="include",
+                    help="select by the model's giant class")
+    md.add_argument("--max-feh-err", type=_bounded_float(0.0, 100.0), help="leave out vaguer estimates")
+    md.add_argument("--out-of-domain", choices=("exclude", "include"), default="exclude",
+                    help="stars outside the model's training domain")
+    md.add_argument("--components", type=_bounded_int(1, 4), help="mixture components (default: chosen by BIC)")
+    md.add_argument("--bootstrap", type=_bounded_int(0, 10_000), default=200, help="bootstrap resamples")
+    md.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap")
+    md.add_argument("--chunk-rows", type=ROWS, default=1_000_000)
+    md.set_defaults(func=cmd_mdf)
     return parser
 
 

@@ -161,7 +161,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                              min_parallax_snr: float = 5.0, max_rel_dist_err: float = 0.3,
                              max_feh_err: float | None = 0.3, cell: float = 0.5,
                              r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
-                             stars_out: str | os.PathLike | None = None, absmag: str = "model"
+                             stars_out: str | os.PathLike | None = None, absmag: str = "model",
+                             out_of_domain: str = "exclude", slices: Sequence[float] | None = None
                              ) -> tuple[BinnedQuantileMap, Counter]:
     """Stream a ``photofeh predict`` output into the median [Fe/H] map of R and |Z|.
 
@@ -173,7 +174,11 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     relative error exceeds ``max_rel_dist_err``, or when they fall outside
     the map. ``absmag``: "model" (the predicted ``mabs_<band>``) or "ivezic2008" (the Ivezic et al. 2008
     main-sequence M_r(g-i, [Fe/H]) from the predicted [Fe/H], for models without an absolute-magnitude
-    label; stars outside its range are counted and left out). ``stars_out``: a Parquet file with, for every input row in
+    label; stars outside its range are counted and left out). ``out_of_domain``: "exclude" (default) leaves
+    out, and counts, stars a model marked outside its training domain (``in_domain``, :mod:`photofeh.domain`),
+    "include" keeps them. ``slices``: |Z| edges (kpc); the [Fe/H] estimates and errors of the mapped stars in
+    each |Z| slice are kept as fixed-size histograms (``fmap.slices``, :class:`photofeh.mdf.BinnedEstimates`)
+    for deconvolved metallicity distributions. ``stars_out``: a Parquet file with, for every input row in
     order, the distance, its error, whether Gaia's parallax was used, R, z,
     phi (NaN for unusable rows) and ``in_map``.
     """
@@ -189,9 +194,19 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
 
     if giants not in ("exclude", "include", "only"):
         raise ValueError(f"giants must be exclude, include or only, not {giants!r}")
+    if out_of_domain not in ("exclude", "include"):
+        raise ValueError(f"out_of_domain must be exclude or include, not {out_of_domain!r}")
     check_map_options(cell=cell, r_max=r_max, z_max=z_max, min_parallax_snr=min_parallax_snr,
                       max_rel_dist_err=max_rel_dist_err, max_feh_err=max_feh_err, chunk_rows=chunk_rows)
     fmap = BinnedQuantileMap.feh_r_z(r_max=r_max, z_max=z_max, cell=cell)
+    fmap.slices = None
+    if slices is not None:
+        from photofeh.mdf import BinnedEstimates
+
+        edges = np.asarray(slices, float)
+        if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or edges[0] < 0:
+            raise ValueError(f"|Z| slice edges must be increasing and >= 0, got {list(slices)}")
+        fmap.slices = (edges, [BinnedEstimates() for _ in range(edges.size - 1)])
     counts: Counter = Counter()
     replaced: Counter = Counter()
     out_cols = ("dist_kpc", "dist_err_kpc", "dist_band", "parallax_used", "R_kpc", "z_kpc", "phi_deg")
@@ -206,6 +221,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             counts["stars"] += n
             usable = np.asarray(chunk["usable"], bool) & np.isfinite(chunk["feh"])
             counts["not usable (missing features)"] += int(n - usable.sum())
+            if "in_domain" in chunk and out_of_domain == "exclude":
+                outside = usable & ~np.asarray(chunk["in_domain"], bool)
+                counts["outside the training domain"] += int(outside.sum())
+                usable &= ~outside
             cols = {c: np.asarray(v)[usable] for c, v in chunk.items()}
             pos = star_distances(cols, bands, min_parallax_snr, absmag)  # every usable star gets its distance
             sel = np.ones(len(cols["feh"]), bool)  # then the map's own selection, each cut counted
@@ -231,6 +250,12 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             z = np.abs(pos["z_kpc"])
             inside = good & fmap.covers(pos["R_kpc"], z)
             used = fmap.add(pos["R_kpc"][inside], z[inside], cols["feh"][inside])
+            if fmap.slices is not None:
+                edges, hists = fmap.slices
+                k = np.digitize(z[inside], edges) - 1
+                feh_in, err_in = cols["feh"][inside], np.asarray(cols["feh_err"], float)[inside]
+                for j, h in enumerate(hists):
+                    h.add(feh_in[k == j], err_in[k == j])
             counts["outside the map"] += int(good.sum()) - used
             counts["in the map"] += used
             if tmp is not None:

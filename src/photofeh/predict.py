@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from photofeh.artifact import load_model_folder
+from photofeh.domain import SCORE_LIMIT, TrainingDomain, feature_errors
 from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
 from photofeh.missing import enough_features, masked_inputs, network_inputs
 from photofeh.models import build_network
@@ -55,6 +56,8 @@ class PhotometricModel:
         self.sigma_scale = np.asarray(meta.get("sigma_scale", [1.0] * len(self.labels)), float)
         self.temperature = float(meta.get("class_temperature", 1.0))
         self.masked = meta.get("missing", "require") == "mask"  # see photofeh.missing
+        # the training domain (photofeh.domain); models trained before it was stored have none
+        self.domain = TrainingDomain.from_dict(meta["domain"]) if meta.get("domain") else None
         n_inputs = network_inputs(len(self.features), meta.get("missing", "require"))
         self.device = torch.device(device)
         self.members = []
@@ -71,13 +74,15 @@ class PhotometricModel:
         return required_columns(self.features, self.ebv_column, self.meta.get("deredden", True))
 
     @torch.inference_mode()
-    def predict_features(self, X: np.ndarray, batch_size: int = 16384, counts: Counter | None = None
-                         ) -> dict[str, np.ndarray]:
+    def predict_features(self, X: np.ndarray, batch_size: int = 16384, counts: Counter | None = None,
+                         X_err: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Predict from a raw (un-standardised) feature matrix in the model's feature order.
 
         Rows lacking features, and rows whose outputs are not finite or fall outside a label's physical
         range (:mod:`photofeh.validation`), get NaN and ``usable = False``; ``counts[UNPHYSICAL]`` counts the
-        latter.
+        latter. With a stored training domain (:mod:`photofeh.domain`), every row gets ``domain_score`` and
+        ``in_domain``; ``X_err`` (feature errors) lets errors beyond the training stars' widen the
+        uncertainties (Monte Carlo over the excess noise) and mark the row out of the domain.
 
         Batches of ~16k rows keep the activations in cache: on 2 CPU cores
         they ran twice as fast as 64k-row batches for the default network.
@@ -105,6 +110,12 @@ class PhotometricModel:
         # deep ensemble (Lakshminarayanan et al. 2017): mixture mean and variance
         mean = means.mean(0)
         var = (variances * self.sigma_scale**2).mean(0) + means.var(0)
+        noisy = np.zeros(n, bool)
+        if self.domain is not None and X_err is not None:
+            excess = self.domain.excess_error(np.asarray(X_err, float)[ok])
+            noisy = (excess > 0).any(axis=1)
+            if noisy.any():
+                var[noisy] += self._excess_noise_variance(np.asarray(X, float)[ok][noisy], excess[noisy])
         value = self.y_scale.inverse(mean)
         err = np.sqrt(var) * self.y_scale.std
         # the last guard of "no silent bad value": a row whose outputs are not all finite (overflow in a
@@ -126,6 +137,7 @@ class PhotometricModel:
             ok = ok.copy()
             ok[rows[~finite]] = False
             rows, value, err, probs = rows[finite], value[finite], err[finite], probs[:, finite]
+            noisy = noisy[finite]
 
 
         def spread(values: np.ndarray) -> np.ndarray:
@@ -142,7 +154,29 @@ class PhotometricModel:
             with np.errstate(invalid="ignore"):
                 result["is_giant"] = ok & (result["p_giant"] >= self.meta.get("class_threshold", 0.5))
         result["usable"] = ok
+        if self.domain is not None:
+            score = self.domain.score(X)
+            inside = ok & (score <= SCORE_LIMIT)
+            inside[rows[noisy | self.domain.label_extrapolation(value, err)]] = False
+            result["domain_score"] = score.astype(np.float32)
+            result["in_domain"] = inside
         return result
+
+    def _excess_noise_variance(self, X: np.ndarray, excess: np.ndarray, draws: int = 32) -> np.ndarray:
+        """Variance (standardised label units) that feature noise beyond the training stars' adds: the spread
+        of the ensemble-mean prediction over ``draws`` Gaussian perturbations of the features by the excess
+        (seeded, so a star's result does not depend on its chunk). Colour errors are taken as independent."""
+        rng = np.random.default_rng(0x5EED)
+        preds = np.empty((draws, len(X), len(self.labels)))
+        for d in range(draws):
+            Xp = X + rng.standard_normal(X.shape) * excess
+            Zp = self.x_scale.transform(Xp.astype(np.float32))
+            if self.masked:  # missing features stay missing (NaN plus noise), so the measured-bits are the same
+                Zp = masked_inputs(Zp)
+            with torch.inference_mode():
+                zt = torch.from_numpy(Zp.astype(np.float32)).to(self.device)
+                preds[d] = np.mean([net(zt)["mean"].double().cpu().numpy() for net in self.members], axis=0)
+        return preds.var(axis=0)
 
     def predict(self, data, batch_size: int = 16384, counts: Counter | None = None, preset=None):
         """Predict every label with its error for a table of stars.
@@ -168,7 +202,8 @@ class PhotometricModel:
             raise KeyError(f"the catalogue lacks columns {missing} that this model needs "
                            f"(features: {', '.join(self.features)})")
         X, _ = feature_matrix(cols, self.features, self.ebv_column, self.meta.get("deredden", True))
-        return self.predict_features(X, batch_size, counts)
+        X_err = feature_errors(cols, self.features) if self.domain is not None else None
+        return self.predict_features(X, batch_size, counts, X_err)
 
 
 # Units of the outputs in an astropy Table (log g in dex of cm s^-2, [Fe/H] in dex, M_abs in mag)

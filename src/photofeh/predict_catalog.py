@@ -159,12 +159,14 @@ def provenance(model_dir: Path, model, source: Path, preset: Preset | None, crea
     photofeh version, model path and digest, its labels and prior, the input and preset, and when the run
     began (the same for every part of a resumed run, so resumed output stays identical)."""
     from photofeh import __version__
+    from photofeh.prior import prior_of
 
     training = model.meta.get("training", {})
     return {"photofeh_kind": "predictions", "photofeh_version": __version__,
             "model_path": str(model_dir.resolve()), "model_digest": _model_digest(model_dir),
             "model_labels": json.dumps(model.labels), "model_features": json.dumps(model.features),
             "model_trained_with": json.dumps({k: training.get(k) for k in ("n_train", "table_ids_sha256")}),
+            "model_prior": prior_of(model.meta),
             "input": str(source.resolve()), "preset": "" if preset is None else preset.name, "created": created}
 
 

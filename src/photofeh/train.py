@@ -80,6 +80,11 @@ class TrainConfig:
     parallax_labels: list[str] = field(default_factory=list)
     # the global parallax zero point of the Gaia release the parallaxes come from (mas, subtracted)
     parallax_zero_point: float = GAIA_PARALLAX_ZP_MAS
+    # the prior the estimates carry (photofeh.prior): "labels" (the labelled stars' distribution: best per-star
+    # estimate) or "flat" in prior_label (training stars re-weighted, capped: small bias at every [Fe/H])
+    prior: str = "labels"
+    prior_label: str = "feh"
+    prior_weight_cap: float = 3.0
 
     def validate(self) -> None:
         """Types and ranges of every setting; raises ``ValueError`` naming the setting."""
@@ -113,7 +118,12 @@ class TrainConfig:
         if not abs(self.parallax_zero_point) <= 1.0:  # Gaia's global offsets are tens of microarcseconds
             raise ValueError(f"parallax_zero_point must be a few hundredths of a mas (|value| <= 1), "
                              f"got {self.parallax_zero_point}")
-        for name, choices in (("missing", MISSING_MODES), ("heads", ("independent", "causal")),
+        if self.prior == "flat" and self.prior_label not in self.labels:
+            raise ValueError(f"prior_label {self.prior_label!r} must be one of the labels {self.labels}")
+        if not (np.isfinite(self.prior_weight_cap) and 1.0 <= self.prior_weight_cap <= 1e4):
+            raise ValueError(f"prior_weight_cap must be from 1 to 10000, got {self.prior_weight_cap}")
+        for name, choices in (("prior", ("labels", "flat")), ("missing", MISSING_MODES),
+                              ("heads", ("independent", "causal")),
                               ("class_operating_point", ("break-even", "f1", "half"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
@@ -147,7 +157,7 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "batch_size": int, "max_lr": float, "weight_decay": float, "patience": int, "class_weight": float,
           "class_operating_point": str, "class_operating_feh_max": (float, None), "seed": int, "threads": int,
           "missing": str, "group_dropout": float, "min_features": int, "parallax_labels": [str],
-          "parallax_zero_point": float}
+          "parallax_zero_point": float, "prior": str, "prior_label": str, "prior_weight_cap": float}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
 
 
@@ -265,6 +275,12 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                 "parallax space (no label column, no cut on parallax S/N; photofeh.parallax_labels)"),
     "parallax_zero_point": ("data", "global zero point (mas) subtracted from the parallaxes: Gaia EDR3/DR3 -0.017 "
                                     "(Lindegren et al. 2021), DR2 -0.029 (Lindegren et al. 2018)"),
+    "prior": ("model", "`labels`: estimates carry the labelled stars' distribution (best per-star estimate); "
+                       "`flat`: training stars re-weighted to a flat distribution in `prior_label` (small bias "
+                       "at every value: for populations, `photofeh mdf` and maps; docs/populations.md)"),
+    "prior_label": ("model", "with `prior = \"flat\"`: the label whose distribution is flattened"),
+    "prior_weight_cap": ("model", "with `prior = \"flat\"`: largest weight of one star relative to the mean "
+                                  "(caps the noise of sparse bins)"),
     "seed": ("train", "seed of the split, initialisation, batches and dropout: same seed, same model"),
     "threads": ("train", "CPU threads for training; 0: all cores"),
 }
@@ -301,6 +317,7 @@ class Prepared:
     replaced: Counter = field(default_factory=Counter)  # values the validation layer set to NaN, per column
     aux: np.ndarray | None = None  # (n, 3P) m0, parallax, error for the parallax labels (photofeh.parallax_labels)
     plx_index: list[int] = field(default_factory=list)  # their positions among the labels
+    X_err: np.ndarray | None = None  # (n, F) feature errors where the table has them (photofeh.domain)
 
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
@@ -332,7 +349,9 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
         g = y[:, cfg.labels.index("logg")]
         giant = np.where(np.isfinite(g), (g < GIANT_LOGG).astype(float), np.nan)
     ids = np.asarray(cols["source_id"]) if "source_id" in cols else np.arange(n)
-    return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index)
+    from photofeh.domain import feature_errors
+
+    return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index, feature_errors(cols, cfg.features))
 
 
 def label_standardizer(p: Prepared, rows: np.ndarray) -> Standardizer:
@@ -373,29 +392,32 @@ def split_indices(n: int, fractions, seed: int, ids: np.ndarray | None = None) -
 # ---------------------------------------------------------------- loss
 def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tensor, giant: torch.Tensor,
                    per_label: bool = False, class_weight: float = 1.0, aux: torch.Tensor | None = None,
-                   plx: tuple | None = None):
+                   plx: tuple | None = None, weight: torch.Tensor | None = None):
     """Gaussian negative log-likelihood per label, label errors added to the variance,
     plus binary cross-entropy for the class; NaN labels are masked out. ``plx`` = (label indices, loc,
-    scale) of the parallax labels, whose likelihood is that of the measured parallaxes in ``aux``."""
+    scale) of the parallax labels, whose likelihood is that of the measured parallaxes in ``aux``.
+    ``weight``: per-star weights (the prior's, :mod:`photofeh.prior`); every term is a weighted mean."""
     valid = torch.isfinite(y)
+    w = torch.ones(len(y), dtype=y.dtype) if weight is None else weight
+    wv = valid * w[:, None]
     var = out["logvar"].exp() + e**2
     resid = torch.where(valid, y - out["mean"], torch.zeros_like(y))
     nll = 0.5 * (torch.log(var) + resid**2 / var)
     nll = torch.where(valid, nll, torch.zeros_like(nll))
-    per = nll.sum(0) / valid.sum(0).clamp(min=1)
+    per = (nll * wv).sum(0) / wv.sum(0).clamp(min=1e-12)
     if plx is not None and len(plx[0]):
         from photofeh.parallax_labels import parallax_nll
 
         idx, loc, scale = plx
         nll_p, ok = parallax_nll(out["mean"][:, idx], out["logvar"][:, idx], aux, loc, scale)
         per = per.clone()
-        per[idx] = nll_p.sum(0) / ok.sum(0).clamp(min=1)
+        per[idx] = (nll_p * w[:, None]).sum(0) / (ok * w[:, None]).sum(0).clamp(min=1e-12)
     loss = per.sum()
     if "logit" in out:
         ok = torch.isfinite(giant)
         if ok.any():
-            bce = torch.nn.functional.binary_cross_entropy_with_logits(out["logit"][ok], giant[ok])
-            loss = loss + class_weight * bce
+            bce = torch.nn.functional.binary_cross_entropy_with_logits(out["logit"][ok], giant[ok], weight=w[ok])
+            loss = loss + class_weight * bce * len(w[ok]) / w[ok].sum()
     return (loss, per) if per_label else loss
 
 
@@ -405,7 +427,7 @@ def _set_threads(cfg: TrainConfig) -> None:
 
 
 def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer, cfg: TrainConfig,
-             hide: bool = False):
+             hide: bool = False, weight: np.ndarray | None = None):
     """Training tensors; in "mask" mode the inputs carry measured-bits, and with ``hide`` surveys are
     hidden once, reproducibly (the validation set then scores the model on the mixture it will meet)."""
     z = xs.transform(p.X[rows])
@@ -419,7 +441,8 @@ def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer, 
     e = torch.from_numpy((p.e[rows] / ys.std).astype(np.float32))
     g = torch.from_numpy(p.giant[rows].astype(np.float32))
     a = torch.from_numpy((p.aux[rows] if p.aux is not None else np.zeros((len(rows), 0))).astype(np.float32))
-    return X, y, e, g, a
+    w = torch.from_numpy((np.ones(len(rows)) if weight is None else weight).astype(np.float32))
+    return X, y, e, g, a, w
 
 
 def _plx_spec(p: Prepared, ys: Standardizer) -> tuple | None:
@@ -459,7 +482,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
             if cfg.missing == "mask":  # hide whole surveys afresh in every batch
                 x = drop_groups(x, groups, cfg.group_dropout, gen)
             loss = multitask_loss(net(x), train_t[1][idx], train_t[2][idx], train_t[3][idx],
-                                  class_weight=cfg.class_weight, aux=train_t[4][idx], plx=plx)
+                                  class_weight=cfg.class_weight, aux=train_t[4][idx], plx=plx, weight=train_t[5][idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -468,7 +491,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
         net.eval()
         with torch.inference_mode():
             val = float(multitask_loss(net(val_t[0]), *val_t[1:4], class_weight=cfg.class_weight, aux=val_t[4],
-                                       plx=plx))
+                                       plx=plx, weight=val_t[5]))
         history.append({"member": member, "epoch": epoch + 1, "train_loss": total / steps, "val_loss": val,
                         "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0})
         log(f"member {member} epoch {epoch + 1:3d}  train {total / steps:8.4f}  val {val:8.4f}")
@@ -491,14 +514,14 @@ def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None) -> 
     mean = torch.stack([o["mean"] for o in outs]).double()
     var = torch.stack([o["logvar"] for o in outs]).double().exp()
     mu, v_model, v_ens = mean.mean(0).numpy(), var.mean(0).numpy(), mean.var(0, unbiased=False).numpy()
-    y, e = val_t[1].double().numpy(), val_t[2].double().numpy()
+    y, e, w = val_t[1].double().numpy(), val_t[2].double().numpy(), val_t[5].double().numpy()
     scales = []
     for j in range(y.shape[1]):
         ok = np.isfinite(y[:, j])
 
-        def nll(log_s, j=j, ok=ok):
+        def nll(log_s, j=j, ok=ok):  # weighted by the prior's weights: calibrated for the population it serves
             v = np.exp(2 * log_s) * v_model[ok, j] + v_ens[ok, j] + e[ok, j] ** 2
-            return np.mean(np.log(v) + (y[ok, j] - mu[ok, j]) ** 2 / v)
+            return np.average(np.log(v) + (y[ok, j] - mu[ok, j]) ** 2 / v, weights=w[ok])
 
         scales.append(float(np.exp(minimize_scalar(nll, bounds=(-2, 2), method="bounded").x)) if ok.any() else 1.0)
     if plx is not None:  # parallax labels: the sigma scale that makes the measured parallaxes most likely
@@ -612,8 +635,32 @@ def _replace_folder(new: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def training_prior(values: np.ndarray | None, train_rows: np.ndarray, val_rows: np.ndarray,
+                   cfg: TrainConfig) -> dict:
+    """The prior the model will carry, as recorded in model.json, with the per-star weights that give it
+    (``train_weights``, ``val_weights``; all 1 for the labels prior). Always records the labelled stars'
+    distribution of ``prior_label``, the prior a `labels` model's estimates lean toward."""
+    from photofeh.prior import PRIOR_BIN_WIDTH, flat_prior_weights, label_histogram
+
+    out: dict = {"kind": cfg.prior, "label": cfg.prior_label}
+    ones = {"train_weights": np.ones(len(train_rows)), "val_weights": np.ones(len(val_rows))}
+    if values is None:
+        return {**out, **ones}
+    out["training_distribution"] = label_histogram(values[train_rows])
+    if cfg.prior == "labels":
+        return {**out, **ones}
+    w_train = flat_prior_weights(values[train_rows], values[train_rows], cfg.prior_weight_cap)
+    w_val = flat_prior_weights(values[val_rows], values[train_rows], cfg.prior_weight_cap)
+    return {**out, "bin_width": PRIOR_BIN_WIDTH, "weight_cap": cfg.prior_weight_cap,
+            "max_weight": float(w_train.max()),
+            "effective_train_stars": float(w_train.sum() ** 2 / np.sum(w_train**2)),
+            "train_weights": w_train, "val_weights": w_val}
+
+
 def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
     import pandas as pd
+
+    from photofeh.domain import TrainingDomain
 
     _set_threads(cfg)
     t_start = time.perf_counter()
@@ -637,7 +684,13 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
     xs = Standardizer.fit(p.X[train_rows])
     ys = label_standardizer(p, train_rows)
     plx = _plx_spec(p, ys)
-    train_t, val_t = _tensors(p, train_rows, xs, ys, cfg), _tensors(p, val_rows, xs, ys, cfg, hide=True)
+    prior = training_prior(p.y[:, cfg.labels.index(cfg.prior_label)] if cfg.prior_label in cfg.labels else None,
+                           train_rows, val_rows, cfg)
+    if cfg.prior == "flat":
+        log(f"prior flat in {cfg.prior_label}: weights up to {prior['max_weight']:.1f}, effective training "
+            f"stars {prior['effective_train_stars']:,.0f} of {len(train_rows):,d}")
+    train_t = _tensors(p, train_rows, xs, ys, cfg, weight=prior.pop("train_weights"))
+    val_t = _tensors(p, val_rows, xs, ys, cfg, hide=True, weight=prior.pop("val_weights"))
     nets, history = [], []
     for member in range(cfg.ensemble):
         net, hist = _fit_member(cfg, member, train_t, val_t, network_inputs(len(cfg.features), cfg.missing), log,
@@ -653,7 +706,8 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         "features": cfg.features, "ebv_column": cfg.ebv_column, "deredden": cfg.deredden,
         "missing": cfg.missing, "min_features": cfg.min_features, "feature_groups": feature_groups(cfg.features),
         "labels": cfg.labels, "label_columns": cfg.label_columns, "parallax_labels": cfg.parallax_labels,
-        "parallax_zero_point_mas": cfg.parallax_zero_point,
+        "parallax_zero_point_mas": cfg.parallax_zero_point, "prior": prior,
+        "domain": TrainingDomain.fit(p.X[train_rows], p.X_err[train_rows], p.y[train_rows]).to_dict(),
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
         "sigma_scale": scales, "class_temperature": temperature,
         "class_threshold": threshold, "giant_logg": GIANT_LOGG,
@@ -730,7 +784,7 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
     p = prepare(table, cfg)
     rows = np.flatnonzero(p.usable & np.isfinite(p.y).any(axis=1))
     xs, ys = Standardizer.fit(p.X[rows]), label_standardizer(p, rows)
-    X, y, e, g, a = _tensors(p, rows, xs, ys, cfg, hide=True)
+    X, y, e, g, a, _ = _tensors(p, rows, xs, ys, cfg, hide=True)
     plx = _plx_spec(p, ys)
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, network_inputs(len(cfg.features), cfg.missing), cfg.labels, cfg.heads,

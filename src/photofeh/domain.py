@@ -1,0 +1,156 @@
+"""The training domain: where a model has seen stars, and how far a star to predict lies outside it.
+
+A network extrapolates without warning: a star unlike every training star (a garbled magnitude, an object that
+is not a star, photometry far noisier than any labelled star's) still gets a number and a small error. The
+model therefore stores its domain, measured on the training stars, and every prediction carries a score:
+
+- per feature, the 0.05-99.95% range of the training values, and the same along the principal axes of the
+  standardised features (the stellar locus is thin in colour space: a star can have every colour in range
+  yet sit off the locus, which only the minor axes see; Pearson 1901 / any PCA text). The score is the
+  largest excess beyond a range in units of that axis' robust sigma (0 inside). Principal axes are used only
+  for stars with every feature measured; stars with missing features are scored on their measured ones;
+- per feature, the largest error among the training stars (99.9th percentile): a star whose feature errors
+  exceed it is noisier than anything the model learned from, and its errors are propagated (below);
+- per label, the training range: an estimate beyond it by more than 3 of its own sigmas is an extrapolation.
+
+``in_domain`` is false when any of the three says so. ``map`` and ``mdf`` leave such stars out by default and
+count them. Thresholds (``SCORE_LIMIT``) are set so that about 0.5% of in-domain validation stars are flagged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["TrainingDomain", "feature_errors", "SCORE_LIMIT", "LABEL_SIGMAS"]
+
+RANGE_QUANTILES = (0.0005, 0.9995)
+ERROR_QUANTILE = 0.999
+SCORE_LIMIT = 1.0  # robust sigmas beyond the training range
+LABEL_SIGMAS = 3.0  # an estimate this many of its sigmas beyond the training labels is an extrapolation
+
+
+def feature_errors(table: Mapping[str, np.ndarray], features: Sequence[str]) -> np.ndarray:
+    """1-sigma errors of the features where the table has them (NaN elsewhere): a colour's from its two bands
+    (independent errors), a magnitude's own, ``parallax`` from ``parallax_error``."""
+    from photofeh.bands import BANDS
+
+    n = len(next(iter(table.values()))) if table else 0
+    out = np.full((n, len(features)), np.nan)
+
+    def err(name: str):
+        col = "parallax_error" if name == "parallax" else f"{name}_err"
+        return np.asarray(table[col], float) if col in table else None
+
+    for j, f in enumerate(features):
+        parts = f.split("-")
+        if len(parts) == 2 and all(p in BANDS for p in parts):
+            a, b = err(parts[0]), err(parts[1])
+            if a is not None and b is not None:
+                out[:, j] = np.hypot(a, b)
+        elif f in BANDS or f == "parallax":
+            e = err(f)
+            if e is not None:
+                out[:, j] = e
+    return out
+
+
+def _robust_sigma(x: np.ndarray) -> float:
+    q25, q75 = np.percentile(x, [25, 75])
+    return float(max((q75 - q25) / 1.349, 1e-6))
+
+
+@dataclass
+class TrainingDomain:
+    """Ranges of the training features, of their principal axes, of their errors and of the labels."""
+
+    lo: np.ndarray
+    hi: np.ndarray
+    scale: np.ndarray
+    centre: np.ndarray
+    axes: np.ndarray  # (F, F) principal axes of the standardised, fully measured training features
+    pc_lo: np.ndarray
+    pc_hi: np.ndarray
+    pc_scale: np.ndarray
+    error_max: np.ndarray  # per feature, NaN where the training table had no error
+    label_lo: np.ndarray
+    label_hi: np.ndarray
+
+    @classmethod
+    def fit(cls, X: np.ndarray, X_err: np.ndarray, y: np.ndarray) -> TrainingDomain:
+        X = np.asarray(X, float)
+        F = X.shape[1]
+        lo, hi, scale = np.full(F, -np.inf), np.full(F, np.inf), np.ones(F)
+        for j in range(F):
+            v = X[np.isfinite(X[:, j]), j]
+            if v.size >= 10:
+                lo[j], hi[j] = np.quantile(v, RANGE_QUANTILES)
+                scale[j] = _robust_sigma(v)
+        full = X[np.all(np.isfinite(X), axis=1)]
+        centre = np.nanmedian(X, axis=0)
+        if len(full) > F + 10:
+            z = (full - centre) / scale
+            _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+            axes = vt
+            pcs = z @ axes.T
+            pc_lo, pc_hi = np.quantile(pcs, RANGE_QUANTILES, axis=0)
+            pc_scale = np.array([_robust_sigma(pcs[:, k]) for k in range(pcs.shape[1])])
+        else:  # too few complete rows: no principal-axis check
+            axes = np.zeros((0, F))
+            pc_lo = pc_hi = pc_scale = np.zeros(0)
+        err_max = np.full(F, np.nan)
+        for j in range(F):
+            e = X_err[np.isfinite(X_err[:, j]), j]
+            if e.size >= 10:
+                err_max[j] = np.quantile(e, ERROR_QUANTILE)
+        label_lo, label_hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+        return cls(lo, hi, scale, centre, axes, pc_lo, pc_hi, pc_scale, err_max, label_lo, label_hi)
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """Largest excess beyond the training ranges, in robust sigmas (0 inside; NaN features ignored)."""
+        X = np.asarray(X, float)
+        with np.errstate(invalid="ignore"):
+            excess = np.maximum(self.lo - X, X - self.hi) / self.scale
+        score = np.nan_to_num(np.max(np.where(np.isfinite(excess), excess, -np.inf), axis=1, initial=0.0),
+                              neginf=0.0)
+        if len(self.axes):
+            full = np.all(np.isfinite(X), axis=1)
+            pcs = ((X[full] - self.centre) / self.scale) @ self.axes.T
+            pc_excess = np.maximum(self.pc_lo - pcs, pcs - self.pc_hi) / self.pc_scale
+            score[full] = np.maximum(score[full], pc_excess.max(axis=1, initial=0.0))
+        return np.maximum(score, 0.0)
+
+    def excess_error(self, X_err: np.ndarray) -> np.ndarray:
+        """Feature errors beyond the training stars' largest (in quadrature; 0 where within or unknown)."""
+        with np.errstate(invalid="ignore"):
+            ex = np.sqrt(np.clip(np.asarray(X_err, float) ** 2 - self.error_max**2, 0.0, None))
+        return np.nan_to_num(ex, nan=0.0)
+
+    def label_extrapolation(self, value: np.ndarray, err: np.ndarray) -> np.ndarray:
+        """True where an estimate lies beyond the training labels by more than LABEL_SIGMAS of its error."""
+        with np.errstate(invalid="ignore"):
+            beyond = (value < self.label_lo - LABEL_SIGMAS * err) | (value > self.label_hi + LABEL_SIGMAS * err)
+        return np.any(beyond & np.isfinite(self.label_lo), axis=1)
+
+    def to_dict(self) -> dict:
+        def clean(a):
+            return [None if not np.isfinite(v) else float(v) for v in np.ravel(a)]
+
+        return {"lo": clean(self.lo), "hi": clean(self.hi), "scale": clean(self.scale),
+                "centre": clean(self.centre), "axes": [clean(r) for r in self.axes], "pc_lo": clean(self.pc_lo),
+                "pc_hi": clean(self.pc_hi), "pc_scale": clean(self.pc_scale), "error_max": clean(self.error_max),
+                "label_lo": clean(self.label_lo), "label_hi": clean(self.label_hi),
+                "score_limit": SCORE_LIMIT, "label_sigmas": LABEL_SIGMAS}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainingDomain:
+        def arr(v, fill):
+            return np.array([fill if x is None else x for x in v], float)
+
+        F = len(d["lo"])
+        axes = np.array([arr(r, 0.0) for r in d["axes"]], float).reshape(-1, F)
+        return cls(arr(d["lo"], -np.inf), arr(d["hi"], np.inf), arr(d["scale"], 1.0), arr(d["centre"], 0.0), axes,
+                   arr(d["pc_lo"], -np.inf), arr(d["pc_hi"], np.inf), arr(d["pc_scale"], 1.0),
+                   arr(d["error_max"], np.nan), arr(d["label_lo"], np.nan), arr(d["label_hi"], np.nan))

@@ -1,0 +1,91 @@
+"""Issue 11: the prior as a choice, the training domain, and metallicity distributions of predicted stars."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from photofeh.cli import main
+from photofeh.prior import flat_prior_weights
+
+
+def test_flat_prior_weights_flatten_the_labelled_distribution():
+    rng = np.random.default_rng(1)
+    feh = np.concatenate([rng.normal(-0.6, 0.2, 9000), rng.normal(-1.6, 0.3, 1000), [np.nan] * 5])
+    w = flat_prior_weights(feh, feh, cap=50.0)
+    assert np.all(w[-5:] == 1.0) and w.max() <= 50.0
+    counts, _ = np.histogram(feh[:-5], np.arange(-2.2, 0.0, 0.1), weights=w[:-5])
+    assert counts.std() / counts.mean() < 0.05  # flat where no bin hits the cap
+    capped = flat_prior_weights(feh, feh, cap=3.0)
+    core = np.abs(feh[:9000] + 0.6) < 0.2
+    assert capped.max() == pytest.approx(3.0) and np.all(capped[:9000][core] < 1.0)
+
+
+def _toy(n: int, seed: int) -> pd.DataFrame:
+    """[Fe/H] seen through one noisy 'colour' (sigma 0.5 dex): estimates lean toward the labels' bulk."""
+    rng = np.random.default_rng(seed)
+    feh = np.where(rng.random(n) < 0.85, rng.normal(-0.5, 0.25, n), rng.uniform(-2.5, -1.0, n))
+    return pd.DataFrame({"source_id": np.arange(n), "x": feh + rng.normal(0, 0.5, n), "x2": rng.normal(0, 1, n),
+                         "x3": rng.normal(0, 1, n), "feh_spec": feh})
+
+
+def test_flat_prior_removes_most_of_the_conditional_bias(tmp_path):
+    from photofeh.predict import load_model
+    from photofeh.train import TrainConfig, train
+
+    fit, test = _toy(8_000, 1), _toy(4_000, 2)
+    est = {}
+    for prior in ("labels", "flat"):
+        cfg = TrainConfig(features=["x", "x2", "x3"], labels=["feh"], label_columns={"feh": "feh_spec"},
+                          classify=False, prior=prior, epochs=8, seed=0, split=(0.8, 0.2, 0.0))
+        train(fit, cfg, tmp_path / prior, log=lambda s: None)
+        model = load_model(tmp_path / prior)
+        assert model.meta["prior"]["kind"] == prior
+        est[prior] = model.predict(test)["feh"].to_numpy()
+    poor = test["feh_spec"].between(-2.3, -1.7).to_numpy()
+    bias = {k: float(np.median(v[poor] - test["feh_spec"].to_numpy()[poor])) for k, v in est.items()}
+    assert bias["labels"] > 0.25  # pulled toward the metal-rich bulk
+    assert abs(bias["flat"]) < 0.5 * bias["labels"]
+
+
+def test_training_domain_flags_corrupted_and_noisy_photometry(quick_model, spec_catalog):
+    from photofeh.predict import load_model
+
+    model = load_model(quick_model)
+    stars = spec_catalog.iloc[:3000].copy()
+    clean = model.predict(stars)
+    assert clean["in_domain"][clean["usable"]].mean() > 0.99  # < 1% of clean stars flagged
+    garbled = stars.copy()
+    garbled["sdss_u"] = garbled["sdss_u"] - 3.0  # a u magnitude no star has at its colours
+    assert (~model.predict(garbled)["in_domain"]).mean() > 0.95
+    noisy = stars.copy()
+    noisy["sdss_u_err"] = 2.0  # errors far beyond any training star's
+    noisy["sdss_u"] = noisy["sdss_u"] + np.random.default_rng(3).normal(0, 2.0, len(noisy))
+    pred = model.predict(noisy)
+    assert not pred["in_domain"].any()
+    assert np.nanmedian(pred["feh_err"]) > 3 * np.nanmedian(clean["feh_err"])  # the excess noise propagated
+
+
+def test_mdf_command_on_predictions(quick_model, spec_catalog, tmp_path, capsys):
+    stars = spec_catalog.iloc[:3000]
+    stars.to_parquet(tmp_path / "in.parquet")
+    assert main(["predict", str(quick_model), str(tmp_path / "in.parquet"), "--out", str(tmp_path / "pred"),
+                 "--keep", "sdss_g", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["mdf", str(tmp_path / "pred"), "--out", str(tmp_path / "mdf"), "--where", "sdss_g < 19.5",
+                 "--bootstrap", "50"]) == 0
+    captured = capsys.readouterr()
+    assert "labels prior" in captured.err  # a labels-prior model: said on stderr and in the JSON
+    report = json.loads((tmp_path / "mdf" / "mdf.json").read_text())
+    counts = report["counts"]
+    assert counts["selected"] + counts["not selected by --where"] + counts.get("not usable", 0) \
+        + counts.get("outside the training domain", 0) == counts["stars"] == 3000
+    assert report["model_prior"] == "labels" and "prior_warning" in report
+    mdf = report["mdf"]  # (its accuracy against known truth: tests/test_mdf.py; this 2-epoch model is plumbing)
+    assert mdf["n_used"] == counts["selected"] and mdf["width"] < mdf["observed_std"]
+    assert mdf["median_p16"] <= mdf["median"] <= mdf["median_p84"] and abs(mdf["median"] - mdf["observed_median"]) < 0.2
+    assert (tmp_path / "mdf" / "mdf.png").stat().st_size > 0 and (tmp_path / "mdf" / "mdf.pdf").stat().st_size > 0
+    assert main(["mdf", str(tmp_path / "pred"), "--out", str(tmp_path / "m2"), "--where", "no_such_column > 1"]) == 1
