@@ -164,12 +164,13 @@ class PhotometricModel:
 
     def _excess_noise_variance(self, X: np.ndarray, excess: np.ndarray, draws: int = 32) -> np.ndarray:
         """Variance (standardised label units) that feature noise beyond the training stars' adds: the spread
-        of the ensemble-mean prediction over ``draws`` Gaussian perturbations of the features by the excess
-        (seeded, so a star's result does not depend on its chunk). Colour errors are taken as independent."""
-        rng = np.random.default_rng(0x5EED)
+        of the ensemble-mean prediction over ``draws`` Gaussian perturbations of the features by the excess.
+        Every star gets the same seeded standard-normal draws (common random numbers), so its result does not
+        depend on its chunk or neighbours. Colour errors are taken as independent."""
+        unit = np.random.default_rng(0x5EED).standard_normal((draws, X.shape[1]))
         preds = np.empty((draws, len(X), len(self.labels)))
         for d in range(draws):
-            Xp = X + rng.standard_normal(X.shape) * excess
+            Xp = X + unit[d] * excess
             Zp = self.x_scale.transform(Xp.astype(np.float32))
             if self.masked:  # missing features stay missing (NaN plus noise), so the measured-bits are the same
                 Zp = masked_inputs(Zp)
