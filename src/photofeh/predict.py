@@ -58,6 +58,7 @@ class PhotometricModel:
         self.masked = meta.get("missing", "require") == "mask"  # see photofeh.missing
         # the training domain (photofeh.domain); models trained before it was stored have none
         self.domain = TrainingDomain.from_dict(meta["domain"]) if meta.get("domain") else None
+        self._members64: list | None = None  # made on first use (photofeh.domain's excess-noise Monte Carlo)
         n_inputs = network_inputs(len(self.features), meta.get("missing", "require"))
         self.device = torch.device(device)
         self.members = []
@@ -167,16 +168,19 @@ class PhotometricModel:
         of the ensemble-mean prediction over ``draws`` Gaussian perturbations of the features by the excess.
         Every star gets the same seeded standard-normal draws (common random numbers), so its result does not
         depend on its chunk or neighbours. Colour errors are taken as independent."""
+        if self._members64 is None:  # float64 copies: the result then does not depend on the thread count
+            import copy
+
+            self._members64 = [copy.deepcopy(net).double() for net in self.members]
         unit = np.random.default_rng(0x5EED).standard_normal((draws, X.shape[1]))
         preds = np.empty((draws, len(X), len(self.labels)))
         for d in range(draws):
-            Xp = X + unit[d] * excess
-            Zp = self.x_scale.transform(Xp.astype(np.float32))
+            Zp = (X + unit[d] * excess - self.x_scale.mean) / self.x_scale.std
             if self.masked:  # missing features stay missing (NaN plus noise), so the measured-bits are the same
-                Zp = masked_inputs(Zp)
+                Zp = np.concatenate([np.where(np.isfinite(Zp), Zp, 0.0), np.isfinite(Zp)], axis=1)
             with torch.inference_mode():
-                zt = torch.from_numpy(Zp.astype(np.float32)).to(self.device)
-                preds[d] = np.mean([net(zt)["mean"].double().cpu().numpy() for net in self.members], axis=0)
+                zt = torch.from_numpy(Zp.astype(np.float64)).to(self.device)
+                preds[d] = np.mean([net(zt)["mean"].cpu().numpy() for net in self._members64], axis=0)
         return preds.var(axis=0)
 
     def predict(self, data, batch_size: int = 16384, counts: Counter | None = None, preset=None):

@@ -125,7 +125,11 @@ def input_columns(model, available: Sequence[str], preset: Preset | None, keep: 
                     "columns)" if model.ebv_column in missing else "")
             raise KeyError(f"{source} lacks column(s) {missing} that the model needs (features: "
                            f"{', '.join(model.features)}){hint}; map archive columns with --preset or --mapping")
-        read = [*needed, *extinction, *ids, *keep, *extra]
+        # feature errors where the input has them: errors beyond the training stars' widen the uncertainties
+        # and mark the star out of the training domain (photofeh.domain)
+        errors = [f"{c}_err" if c != "parallax" else "parallax_error" for c in needed]
+        errors = [c for c in errors if c in available] if model.domain is not None else []
+        read = [*needed, *extinction, *errors, *ids, *keep, *extra]
     else:
         ids = [c for c in ID_COLUMNS if c in preset.columns and preset.columns[c].lower() in lower]
         wanted = {*preset.columns.values(), *preset.reads, *keep, *extra}
