@@ -89,3 +89,11 @@ def test_mdf_command_on_predictions(quick_model, spec_catalog, tmp_path, capsys)
     assert mdf["median_p16"] <= mdf["median"] <= mdf["median_p84"] and abs(mdf["median"] - mdf["observed_median"]) < 0.2
     assert (tmp_path / "mdf" / "mdf.png").stat().st_size > 0 and (tmp_path / "mdf" / "mdf.pdf").stat().st_size > 0
     assert main(["mdf", str(tmp_path / "pred"), "--out", str(tmp_path / "m2"), "--where", "no_such_column > 1"]) == 1
+
+
+def test_train_command_line_sets_the_prior():
+    from photofeh.cli import _train_config, build_parser
+
+    args = build_parser().parse_args(["train", "t.parquet", "--out", "run", "--prior", "flat"])
+    assert _train_config(args).prior == "flat"
+    assert _train_config(build_parser().parse_args(["train", "t.parquet", "--out", "run"])).prior == "labels"

@@ -59,7 +59,7 @@ MOCK_COLUMNS: tuple[Column, ...] = (
            "horizontal branch, AGB"),
     Column("mass_true", "float32", "solMass", "current mass of the primary"),
     Column("age_gyr_true", "float32", "Gyr", "age"),
-    Column("pop", "string", "", "population: thin, thick, halo"),
+    Column("pop", "string", "", "population: thin, thick, halo (cluster for the members of simulate --cluster)"),
     Column("is_binary_true", "bool", "", "unresolved binary: photometry is the sum of both stars"),
     Column("mass_ratio_true", "float32", "", "secondary/primary initial mass (NaN if single)"),
     Column("dist_kpc_true", "float32", "kpc", "true heliocentric distance"),
