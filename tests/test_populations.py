@@ -97,3 +97,22 @@ def test_train_command_line_sets_the_prior():
     args = build_parser().parse_args(["train", "t.parquet", "--out", "run", "--prior", "flat"])
     assert _train_config(args).prior == "flat"
     assert _train_config(build_parser().parse_args(["train", "t.parquet", "--out", "run"])).prior == "labels"
+
+
+def test_map_deconvolves_slices_and_cells_and_leaves_out_of_domain_stars_out(quick_model, spec_catalog, tmp_path):
+    stars = spec_catalog.iloc[:8000].copy()
+    stars.loc[stars.index[:200], "sdss_u"] -= 3.0  # garbled: outside the training domain
+    stars.to_parquet(tmp_path / "in.parquet")
+    assert main(["predict", str(quick_model), str(tmp_path / "in.parquet"), "--out", str(tmp_path / "pred"),
+                 "--keep", "sdss_r", "ebv", "parallax", "parallax_error", "--quiet"]) == 0
+    assert main(["map", str(tmp_path / "pred"), "--out", str(tmp_path / "map"), "--cell", "2", "--min-count", "10",
+                 "--slices", "0", "2", "10", "--deconvolve"]) == 0
+    report = json.loads((tmp_path / "map" / "map.json").read_text())
+    counts = report["counts"]
+    assert counts["outside the training domain"] >= 150  # the garbled stars (usable ones) and a few others
+    assert sum(s["stars"] for s in report["mdf_by_abs_z"]) == counts["in the map"]
+    assert all("median" in s for s in report["mdf_by_abs_z"] if s["stars"] >= 10)
+    deconvolved = np.load(tmp_path / "map" / "feh_map_deconvolved.npz")
+    shown = np.isfinite(deconvolved["median"])
+    assert report["deconvolved_cells"] == shown.sum() > 0 and np.all(deconvolved["n"][shown] >= 10)
+    assert np.all(deconvolved["median_err"][shown] > 0)

@@ -136,16 +136,32 @@ def check_map_options(cell: float, r_max: float, z_max: float, min_parallax_snr:
                          f"{MAX_MAP_BYTES / 2**30:.0f}); use a larger cell or a smaller extent")
 
 
+def deconvolved_cells(m: BinnedQuantileMap, min_count: int = 20, n_boot: int = 50, seed: int = 0
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Per cell with at least ``min_count`` stars (``feh_map_from_predictions(deconvolve=True)``): the median
+    of the deconvolved MDF (:mod:`photofeh.mdf`) and its bootstrap error; NaN elsewhere."""
+    shape = (len(m.x_edges) - 1, len(m.y_edges) - 1)
+    median, err = np.full(shape, np.nan), np.full(shape, np.nan)
+    for (i, j), h in sorted((m.cells or {}).items()):
+        if h.n >= max(min_count, 10):
+            summary = h.summary(n_boot=n_boot, seed=seed)
+            median[i, j], err[i, j] = summary["median"], summary["median_se"]
+    return median, err
+
+
 def plot_map(m: BinnedQuantileMap, path, min_count: int = 20, label: str = "median [Fe/H]",
-             vmin: float = -1.6, vmax: float = -0.2, title: str = "", fmt: str | None = None) -> None:
-    """The median map in the R-|Z| plane (cells with fewer than ``min_count`` stars left blank)."""
+             vmin: float = -1.6, vmax: float = -0.2, title: str = "", fmt: str | None = None,
+             values: np.ndarray | None = None) -> None:
+    """The median map in the R-|Z| plane (cells with fewer than ``min_count`` stars left blank); ``values``:
+    another per-cell quantity to draw instead (e.g. the deconvolved medians)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    mesh = ax.pcolormesh(m.x_edges, m.y_edges, m.median(min_count).T, vmin=vmin, vmax=vmax, cmap="jet")
+    shown = m.median(min_count) if values is None else np.where(m.n >= min_count, values, np.nan)
+    mesh = ax.pcolormesh(m.x_edges, m.y_edges, shown.T, vmin=vmin, vmax=vmax, cmap="jet")
     fig.colorbar(mesh, ax=ax, label=label)
     ax.set_xlabel("R (kpc)")
     ax.set_ylabel("|Z| (kpc)")
@@ -162,8 +178,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                              max_feh_err: float | None = 0.3, cell: float = 0.5,
                              r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
                              stars_out: str | os.PathLike | None = None, absmag: str = "model",
-                             out_of_domain: str = "exclude", slices: Sequence[float] | None = None
-                             ) -> tuple[BinnedQuantileMap, Counter]:
+                             out_of_domain: str = "exclude", slices: Sequence[float] | None = None,
+                             deconvolve: bool = False) -> tuple[BinnedQuantileMap, Counter]:
     """Stream a ``photofeh predict`` output into the median [Fe/H] map of R and |Z|.
 
     Stars are left out, and counted, when their features were unusable, by
@@ -178,7 +194,9 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     out, and counts, stars a model marked outside its training domain (``in_domain``, :mod:`photofeh.domain`),
     "include" keeps them. ``slices``: |Z| edges (kpc); the [Fe/H] estimates and errors of the mapped stars in
     each |Z| slice are kept as fixed-size histograms (``fmap.slices``, :class:`photofeh.mdf.BinnedEstimates`)
-    for deconvolved metallicity distributions. ``stars_out``: a Parquet file with, for every input row in
+    for deconvolved metallicity distributions; ``deconvolve``: the same per map cell (``fmap.cells``, a dict
+    (i, j) -> histogram, ~120 kB per occupied cell), for :func:`deconvolved_cells`. ``stars_out``: a Parquet
+    file with, for every input row in
     order, the distance, its error, whether Gaia's parallax was used, R, z,
     phi (NaN for unusable rows) and ``in_map``.
     """
@@ -200,6 +218,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                       max_rel_dist_err=max_rel_dist_err, max_feh_err=max_feh_err, chunk_rows=chunk_rows)
     fmap = BinnedQuantileMap.feh_r_z(r_max=r_max, z_max=z_max, cell=cell)
     fmap.slices = None
+    fmap.cells = {} if deconvolve else None
     if slices is not None:
         from photofeh.mdf import BinnedEstimates
 
@@ -250,6 +269,17 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             z = np.abs(pos["z_kpc"])
             inside = good & fmap.covers(pos["R_kpc"], z)
             used = fmap.add(pos["R_kpc"][inside], z[inside], cols["feh"][inside])
+            if fmap.cells is not None:
+                from photofeh.mdf import BinnedEstimates
+
+                i = np.searchsorted(fmap.x_edges, pos["R_kpc"][inside], side="right") - 1
+                j = np.searchsorted(fmap.y_edges, z[inside], side="right") - 1
+                feh_in, err_in = cols["feh"][inside], np.asarray(cols["feh_err"], float)[inside]
+                key = i * len(fmap.y_edges) + j
+                for k in np.unique(key):
+                    sel = key == k
+                    cell_key = (int(i[sel][0]), int(j[sel][0]))
+                    fmap.cells.setdefault(cell_key, BinnedEstimates()).add(feh_in[sel], err_in[sel])
             if fmap.slices is not None:
                 edges, hists = fmap.slices
                 k = np.digitize(z[inside], edges) - 1
