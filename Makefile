@@ -34,7 +34,7 @@ demo: setup
 	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions --chunk-rows 50000 \
 		--keep sdss_r ebv parallax parallax_error
 	@echo "== stage 4: distances and the median [Fe/H] map in Galactocentric R-|Z| (cf. Ivezic et al. 2008) =="
-	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map
+	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map --deconvolve
 	@echo "== stage 4b: the deconvolved metallicity distribution of the dwarfs with precise estimates =="
 	$(VENV)/bin/photofeh mdf $(DEMO)/predictions --out $(DEMO)/mdf --giants exclude --max-feh-err 0.3 --bootstrap 100
 	@echo "== stage 5: missing photometry: a masked model predicts stars lacking SDSS or Gaia too =="

@@ -9,8 +9,9 @@ model therefore stores its domain, measured on the training stars, and every pre
   yet sit off the locus, which only the minor axes see; Pearson 1901 / any PCA text). The score is the
   largest excess beyond a range in units of that axis' robust sigma (0 inside). Principal axes are used only
   for stars with every feature measured; stars with missing features are scored on their measured ones;
-- per feature, the largest error among the training stars (99.9th percentile): a star whose feature errors
-  exceed it is noisier than anything the model learned from, and its errors are propagated (below);
+- per feature, the largest error among the training stars (99.9th percentile): errors beyond it are
+  propagated into the uncertainties (below), and a star whose errors exceed it ``ERROR_LIMIT_FACTOR`` (2)
+  times is noisier than anything the model learned from;
 - per label, the training range: an estimate beyond it by more than 3 of its own sigmas is an extrapolation.
 
 ``in_domain`` is false when any of the three says so. ``map`` and ``mdf`` leave such stars out by default and
@@ -24,11 +25,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TrainingDomain", "feature_errors", "SCORE_LIMIT", "LABEL_SIGMAS"]
+__all__ = ["TrainingDomain", "feature_errors", "SCORE_LIMIT", "LABEL_SIGMAS", "ERROR_LIMIT_FACTOR"]
 
 RANGE_QUANTILES = (0.0005, 0.9995)
 ERROR_QUANTILE = 0.999
 SCORE_LIMIT = 1.0  # robust sigmas beyond the training range
+# A feature error above the training stars' largest is propagated (Monte Carlo over the excess); above this
+# many times it, the star's photometry is noisier than anything the model learned from: out of the domain.
+ERROR_LIMIT_FACTOR = 2.0
 LABEL_SIGMAS = 3.0  # an estimate this many of its sigmas beyond the training labels is an extrapolation
 
 
@@ -127,6 +131,11 @@ class TrainingDomain:
         with np.errstate(invalid="ignore"):
             ex = np.sqrt(np.clip(np.asarray(X_err, float) ** 2 - self.error_max**2, 0.0, None))
         return np.nan_to_num(ex, nan=0.0)
+
+    def too_noisy(self, X_err: np.ndarray) -> np.ndarray:
+        """True where a feature error exceeds ERROR_LIMIT_FACTOR times the training stars' largest."""
+        with np.errstate(invalid="ignore"):
+            return np.any(np.asarray(X_err, float) > ERROR_LIMIT_FACTOR * self.error_max, axis=1)
 
     def label_extrapolation(self, value: np.ndarray, err: np.ndarray) -> np.ndarray:
         """True where an estimate lies beyond the training labels by more than LABEL_SIGMAS of its error."""

@@ -114,9 +114,10 @@ class PhotometricModel:
         noisy = np.zeros(n, bool)
         if self.domain is not None and X_err is not None:
             excess = self.domain.excess_error(np.asarray(X_err, float)[ok])
-            noisy = (excess > 0).any(axis=1)
-            if noisy.any():
-                var[noisy] += self._excess_noise_variance(np.asarray(X, float)[ok][noisy], excess[noisy])
+            widen = (excess > 0).any(axis=1)
+            if widen.any():
+                var[widen] += self._excess_noise_variance(np.asarray(X, float)[ok][widen], excess[widen])
+            noisy = self.domain.too_noisy(np.asarray(X_err, float)[ok])
         value = self.y_scale.inverse(mean)
         err = np.sqrt(var) * self.y_scale.std
         # the last guard of "no silent bad value": a row whose outputs are not all finite (overflow in a
