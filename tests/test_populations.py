@@ -45,10 +45,34 @@ def test_flat_prior_removes_most_of_the_conditional_bias(tmp_path):
         model = load_model(tmp_path / prior)
         assert model.meta["prior"]["kind"] == prior
         est[prior] = model.predict(test)["feh"].to_numpy()
+    # the labels-prior model with its training prior divided out at prediction time
+    est["divided out"] = load_model(tmp_path / "labels", prior="flat").predict(test)["feh"].to_numpy()
     poor = test["feh_spec"].between(-2.3, -1.7).to_numpy()
     bias = {k: float(np.median(v[poor] - test["feh_spec"].to_numpy()[poor])) for k, v in est.items()}
     assert bias["labels"] > 0.25  # pulled toward the metal-rich bulk
     assert abs(bias["flat"]) < 0.5 * bias["labels"]
+    # dividing out works on the Gaussian approximation of a posterior that is bimodal here (0.27 vs 0.43)
+    assert abs(bias["divided out"]) < 0.75 * bias["labels"]
+    with pytest.raises(ValueError, match="trained with the flat prior"):
+        load_model(tmp_path / "flat", prior="labels")
+
+
+def test_dividing_out_a_gaussian_prior_matches_the_analytic_result():
+    """Posterior N(mu, s^2) under a Gaussian prior N(m0, S): the likelihood is Gaussian with precision
+    1/s^2 - 1/S and mean (mu/s^2 - m0/S) / (1/s^2 - 1/S). The stored histogram is smoothed by the kernel and
+    its bins, so S = s0^2 + bandwidth^2 + width^2/12."""
+    from photofeh.prior import PRIOR_BIN_WIDTH, divide_out, label_histogram
+
+    rng = np.random.default_rng(0)
+    m0, s0, bw = -0.5, 0.4, 0.05
+    hist = label_histogram(rng.normal(m0, s0, 2_000_000))
+    mu, s = np.array([-1.2, -0.5, 0.0, np.nan]), np.array([0.2, 0.25, 0.15, 0.2])
+    est, err = divide_out(mu, s, hist, cap=1e9, bandwidth=bw)
+    S = s0**2 + bw**2 + PRIOR_BIN_WIDTH**2 / 12
+    prec = 1 / s**2 - 1 / S
+    np.testing.assert_allclose(est[:3], ((mu / s**2 - m0 / S) / prec)[:3], atol=0.01)
+    np.testing.assert_allclose(err[:3], (1 / np.sqrt(prec))[:3], rtol=0.03)
+    assert np.isnan(est[3]) and np.isnan(err[3])
 
 
 def test_training_domain_flags_corrupted_and_noisy_photometry(quick_model, spec_catalog):
@@ -89,6 +113,15 @@ def test_mdf_command_on_predictions(quick_model, spec_catalog, tmp_path, capsys)
     assert mdf["median_p16"] <= mdf["median"] <= mdf["median_p84"] and abs(mdf["median"] - mdf["observed_median"]) < 0.2
     assert (tmp_path / "mdf" / "mdf.png").stat().st_size > 0 and (tmp_path / "mdf" / "mdf.pdf").stat().st_size > 0
     assert main(["mdf", str(tmp_path / "pred"), "--out", str(tmp_path / "m2"), "--where", "no_such_column > 1"]) == 1
+    # the training prior divided out at prediction time: recorded, part of the run's identity, no warning
+    assert main(["predict", str(quick_model), str(tmp_path / "in.parquet"), "--out", str(tmp_path / "flat"),
+                 "--keep", "sdss_g", "--quiet", "--prior", "flat"]) == 0
+    capsys.readouterr()
+    assert main(["mdf", str(tmp_path / "flat"), "--out", str(tmp_path / "m3"), "--bootstrap", "20"]) == 0
+    assert "labels prior" not in capsys.readouterr().err
+    assert json.loads((tmp_path / "m3" / "mdf.json").read_text())["model_prior"] == "flat"
+    assert main(["predict", str(quick_model), str(tmp_path / "in.parquet"), "--out", str(tmp_path / "flat"),
+                 "--keep", "sdss_g", "--quiet"]) == 1  # resuming with the other prior is refused
 
 
 def test_train_command_line_sets_the_prior():

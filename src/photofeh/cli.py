@@ -452,7 +452,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             preset = load_mapping(args.mapping)
         options = PredictOptions(chunk_rows=args.chunk_rows, keep=tuple(args.keep or ()), preset=preset,
                                  fmt=args.format, on_error=args.on_error, device=args.device, threads=args.threads,
-                                 progress=not args.quiet, ebv=EbvSource(args.ebv_column, args.sfd_dir))
+                                 progress=not args.quiet, ebv=EbvSource(args.ebv_column, args.sfd_dir),
+                                 prior=args.prior)
         if args.scheduler:
             from photofeh.distributed import predict_distributed
 
@@ -789,6 +790,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--scheduler", metavar="ADDRESS",
                     help="run on a Dask cluster: a scheduler address (tcp://host:8786) or 'local:N' for N local "
                          "worker processes; the input must be a Parquet dataset or a HATS catalogue")
+    pr.add_argument("--prior", choices=("labels", "flat"),
+                    help="prior of the [Fe/H] estimates: the model's own (default), or flat: a labels-prior "
+                         "model's training distribution divided out (for metallicity distributions and maps; "
+                         "docs/populations.md)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=cmd_predict)
 

@@ -44,7 +44,7 @@ WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 1 << 28}
 
 
 @functools.lru_cache(maxsize=2)
-def _worker_model(model_dir: str, device: str, threads: int | None):
+def _worker_model(model_dir: str, device: str, threads: int | None, prior: str | None = None):
     """The model, loaded at the first task a worker runs and reused by the others."""
     import torch
 
@@ -52,7 +52,7 @@ def _worker_model(model_dir: str, device: str, threads: int | None):
 
     if threads:
         torch.set_num_threads(threads)
-    return load_model(model_dir, resolve_device(device))
+    return load_model(model_dir, resolve_device(device), prior)
 
 
 def _frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -69,9 +69,9 @@ def _frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def predict_partition(df: pd.DataFrame, model_dir: str, keep: list[str], preset=None, device: str = "cpu",
-                      threads: int | None = None, ebv=None) -> pd.DataFrame:
+                      threads: int | None = None, ebv=None, prior: str | None = None) -> pd.DataFrame:
     """One partition -> its predictions, same index (LSDB keeps its HEALPix index)."""
-    model = _worker_model(str(model_dir), device, threads)
+    model = _worker_model(str(model_dir), device, threads, prior)
     table, _ = predict_chunk(model, _frame_columns(df), keep, preset, "partition", ebv)
     out = table.to_pandas()
     out.index = df.index
@@ -133,7 +133,7 @@ def _predict_distributed(model_dir: Path, source: Path, out: Path, opts: Predict
     local = own_client and scheduler.startswith("local")
     threads = opts.threads or (max(1, (os.cpu_count() or 1) // max(workers, 1)) if local else None)
     # on the client, for the column check and the output schema (the same cached copy _meta uses)
-    model = _worker_model(str(model_dir), "cpu", None)
+    model = _worker_model(str(model_dir), "cpu", None, opts.prior)
     t0 = time.perf_counter()
     try:
         if hats:
@@ -151,9 +151,9 @@ def _predict_distributed(model_dir: Path, source: Path, out: Path, opts: Predict
             "seconds": round(seconds, 2), "stars_per_second": round(n / seconds) if seconds > 0 else None}
 
 
-def _meta(model_dir: str, keep, preset, sample: pd.DataFrame, ebv=None) -> pd.DataFrame:
+def _meta(model_dir: str, keep, preset, sample: pd.DataFrame, ebv=None, prior=None) -> pd.DataFrame:
     """The output's empty frame, from predicting two rows on the client."""
-    return predict_partition(sample, model_dir, keep, preset, "cpu", None, ebv).iloc[:0]
+    return predict_partition(sample, model_dir, keep, preset, "cpu", None, ebv, prior).iloc[:0]
 
 
 def _predict_parquet(model, model_dir: str, source: Path, out: Path, opts, preset, threads) -> int:
@@ -164,8 +164,10 @@ def _predict_parquet(model, model_dir: str, source: Path, out: Path, opts, prese
                          "convert other formats first, or run without --scheduler")
     read, keep = input_columns(model, table_columns(source), preset, opts.keep, str(source), opts.ebv)
     ddf = dd.read_parquet(str(source), columns=read)
-    meta = _meta(model_dir, keep, preset, pd.DataFrame(next(iter_table(source, read, chunk_size=2))), opts.ebv)
-    result = ddf.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, opts.ebv, meta=meta)
+    meta = _meta(model_dir, keep, preset, pd.DataFrame(next(iter_table(source, read, chunk_size=2))), opts.ebv,
+                 opts.prior)
+    result = ddf.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, opts.ebv,
+                                opts.prior, meta=meta)
     meta_kv = provenance(Path(model_dir), model, source, preset, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     result.to_parquet(str(out), write_index=False, overwrite=True, custom_metadata=meta_kv, **PARQUET_WRITE)
     return known_rows(out) or 0
@@ -187,8 +189,8 @@ def _predict_hats(model, model_dir: str, source: Path, out: Path, opts, preset, 
     ra, dec = catalog.hc_structure.catalog_info.ra_column, catalog.hc_structure.catalog_info.dec_column
     keep = list(dict.fromkeys([ra, dec, *keep]))  # a HATS catalogue must keep its coordinates
     catalog = lsdb.open_catalog(source, columns=sorted(set(read) | set(keep)))
-    meta = _meta(model_dir, keep, preset, catalog.head(2), opts.ebv)
+    meta = _meta(model_dir, keep, preset, catalog.head(2), opts.ebv, opts.prior)
     result = catalog.map_partitions(predict_partition, model_dir, keep, preset, opts.device, threads, opts.ebv,
-                                    meta=meta)
+                                    opts.prior, meta=meta)
     result.write_catalog(out, catalog_name=out.name, overwrite=True, progress_bar=False)
     return int(lsdb.open_catalog(out).hc_structure.catalog_info.total_rows or 0)

@@ -36,6 +36,7 @@ from photofeh.domain import SCORE_LIMIT, TrainingDomain, feature_errors
 from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
 from photofeh.missing import enough_features, masked_inputs, network_inputs
 from photofeh.models import build_network
+from photofeh.prior import divide_out, prior_of
 from photofeh.validation import column_rule
 
 UNPHYSICAL = "predictions outside the physical range"
@@ -46,8 +47,27 @@ __all__ = ["PhotometricModel", "load_model", "model_folder", "UNPHYSICAL"]
 class PhotometricModel:
     """A trained (ensemble of) network(s) with its normalisation and calibration."""
 
-    def __init__(self, meta: dict, state_dicts: list[dict[str, torch.Tensor]], device: str = "cpu"):
+    def __init__(self, meta: dict, state_dicts: list[dict[str, torch.Tensor]], device: str = "cpu",
+                 prior: str | None = None):
         self.meta = meta
+        # the prior of the estimates returned: the model's own, or "flat" (a labels-prior model's training
+        # prior divided out at prediction time, photofeh.prior.divide_out)
+        self.trained_prior = prior_of(meta)
+        self.estimate_prior = prior or self.trained_prior
+        if self.estimate_prior not in ("labels", "flat"):
+            raise ValueError(f"prior must be labels or flat, got {prior!r}")
+        if self.estimate_prior == "labels" and self.trained_prior == "flat":
+            raise ValueError("this model was trained with the flat prior: its estimates cannot be given the labels "
+                             "prior back; use a model trained with prior = \"labels\"")
+        self._divide = None
+        if self.estimate_prior == "flat" and self.trained_prior == "labels":
+            info = meta.get("prior") or {}
+            label = info.get("label", "feh")
+            hist = info.get("training_distribution")
+            if not hist or not hist.get("counts") or label not in meta["labels"]:
+                raise ValueError("this model does not record its training distribution (trained before "
+                                 "photofeh stored it): retrain it, or train with prior = \"flat\"")
+            self._divide = (label, hist)
         self.features: list[str] = meta["features"]
         self.labels: list[str] = meta["labels"]
         self.ebv_column: str = meta.get("ebv_column", "ebv")
@@ -156,6 +176,9 @@ class PhotometricModel:
             with np.errstate(invalid="ignore"):
                 result["is_giant"] = ok & (result["p_giant"] >= self.meta.get("class_threshold", 0.5))
         result["usable"] = ok
+        if self._divide is not None:  # the training prior divided out of a labels-prior estimate
+            label, hist = self._divide
+            result[label], result[f"{label}_err"] = divide_out(result[label], result[f"{label}_err"], hist)
         if self.domain is not None:
             score = self.domain.score(X)
             inside = ok & (score <= SCORE_LIMIT)
@@ -261,7 +284,8 @@ def model_folder(path: str | os.PathLike) -> Path:
     return path / "model" if (path / "model" / "model.json").exists() else path
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> PhotometricModel:
-    """Load a model folder written by ``photofeh train`` (or the run directory holding it)."""
+def load_model(path: str | os.PathLike, device: str = "cpu", prior: str | None = None) -> PhotometricModel:
+    """Load a model folder written by ``photofeh train`` (or the run directory holding it). ``prior="flat"``
+    on a labels-prior model divides its training prior out of the [Fe/H] estimates (docs/populations.md)."""
     meta, states = load_model_folder(model_folder(path))
-    return PhotometricModel(meta, states, device)
+    return PhotometricModel(meta, states, device, prior)

@@ -70,6 +70,7 @@ class PredictOptions:
     threads: int | None = None          # torch intra-op threads; None: torch's default (physical cores)
     progress: bool = True
     ebv: EbvSource = field(default_factory=EbvSource)  # E(B-V) from another column or a local SFD map
+    prior: str | None = None            # "flat": divide a labels-prior model's training prior out (photofeh.prior)
 
 
 @dataclass
@@ -170,7 +171,8 @@ def provenance(model_dir: Path, model, source: Path, preset: Preset | None, crea
             "model_path": str(model_dir.resolve()), "model_digest": _model_digest(model_dir),
             "model_labels": json.dumps(model.labels), "model_features": json.dumps(model.features),
             "model_trained_with": json.dumps({k: training.get(k) for k in ("n_train", "table_ids_sha256")}),
-            "model_prior": prior_of(model.meta),
+            "model_prior": getattr(model, "estimate_prior", None) or prior_of(model.meta),
+            "model_trained_prior": prior_of(model.meta),
             "input": str(source.resolve()), "preset": "" if preset is None else preset.name, "created": created}
 
 
@@ -449,7 +451,7 @@ class _PredictionRun:
         remove_partials(self.folder, inside=True)  # a killed run's half-written parts (we hold the lock)
         if opts.threads:
             torch.set_num_threads(opts.threads)
-        self.model = load_model(model_dir, resolve_device(opts.device))
+        self.model = load_model(model_dir, resolve_device(opts.device), opts.prior)
         self.preset = resolve_preset(opts.preset)
         self.kind = detect_format(source, opts.fmt)
         self.read, self.keep = input_columns(self.model, table_columns(source, opts.fmt), self.preset, opts.keep,
@@ -464,7 +466,7 @@ class _PredictionRun:
             "input": str(source.resolve()), "input_files": _fingerprint(source), "format": self.kind,
             "model": _model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": self.read,
             "keep": self.keep, "preset": None if self.preset is None else self.preset.name,
-            "ebv_column": opts.ebv.column, "sfd_dir": opts.ebv.sfd_dir}, log)
+            "ebv_column": opts.ebv.column, "sfd_dir": opts.ebv.sfd_dir, "prior": self.model.estimate_prior}, log)
         self.provenance = provenance(model_dir, self.model, source, self.preset, self.manifest.created)
 
     # ---------------------------------------------------------------- steps
