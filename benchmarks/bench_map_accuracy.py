@@ -108,16 +108,20 @@ def main() -> None:
     keep = ["sdss_r", "ps1_r", "ebv", "parallax", "parallax_error", "feh_true", "dist_kpc_true", "is_giant_true"]
     cases, maps = {}, {}
     halo = {}
-    for config, prior in (("default", "labels"), ("masked", "labels"), ("masked", "flat")):
-        pred = work / f"pred_science_{config}_{prior}"
+    for config, prior, at_prediction in (("default", "labels", None), ("masked", "labels", None),
+                                         ("masked", "flat", None), ("masked", "labels", "flat")):
+        pred = work / f"pred_science_{config}_{prior}_{at_prediction}"
         shutil.rmtree(pred, ignore_errors=True)
         run_measured([PHOTOFEH, "predict", str(science_model(work, config, prior)), str(mock), "--out", str(pred),
-                      "--quiet", "--keep", *keep])
+                      "--quiet", "--keep", *keep, *(["--prior", at_prediction] if at_prediction else [])])
         if config == "default":
             maps["default"] = maps_of(pred, ["sdss_r"], None)
             cases["default model, SDSS r distances"] = agreement(*maps["default"])
         else:
             tag = "" if prior == "labels" else ", flat prior"
+            if at_prediction:
+                tag = ", training prior divided out"
+                prior = "flat"
             cases[f"masked model{tag}, stars with SDSS (SDSS r distances)"] = agreement(
                 *maps_of(pred, ["sdss_r", "ps1_r"], 0))
             cells: dict = {}
@@ -127,7 +131,7 @@ def main() -> None:
             if prior == "flat":  # deconvolution needs every estimate: no error cut
                 cells = {}
                 loose = maps_of(pred, ["sdss_r", "ps1_r"], 1, cells, max_feh_err=None)
-                halo["masked model, flat prior, stars without SDSS, no [Fe/H] error cut"] = halo_cells(*loose, cells)
+                halo[f"masked model{tag}, stars without SDSS, no [Fe/H] error cut"] = halo_cells(*loose, cells)
         shutil.rmtree(pred, ignore_errors=True)
     figures = {"map agreement": cases, "halo-dominated cells (true median < -1.2)": halo}
     predicted, true = maps["default"]
