@@ -25,24 +25,23 @@ demo: setup
 	$(VENV)/bin/photofeh simulate --n-stars 200000 --seed 1 --out $(DEMO)/mock_survey.parquet --workers 2
 	@echo "== stage 1b: a spectroscopic training set (20,000 labelled stars) =="
 	$(VENV)/bin/photofeh simulate --n-stars 20000 --seed 2 --spec-only --out $(DEMO)/mock_spec.parquet --workers 2
-	@echo "== stage 2: train the default network (flat [Fe/H] prior: unbiased maps and MDFs), evaluate it =="
-	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet --overwrite \
-		--prior flat
+	@echo "== stage 2: train the default network, evaluate it on its test split =="
+	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet --overwrite
 	$(VENV)/bin/photofeh evaluate $(DEMO)/run $(DEMO)/mock_spec.parquet
-	@echo "== stage 3: predict every star of the survey (streamed, resumable Parquet parts) =="
+	@echo "== stage 3: predict every star (streamed, resumable); the training prior divided out for unbiased maps =="
 	rm -rf $(DEMO)/predictions
 	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions --chunk-rows 50000 \
-		--keep sdss_r ebv parallax parallax_error
+		--keep sdss_r ebv parallax parallax_error --prior flat
 	@echo "== stage 4: distances and the median [Fe/H] map in Galactocentric R-|Z| (cf. Ivezic et al. 2008) =="
 	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map --deconvolve
 	@echo "== stage 4b: the deconvolved metallicity distribution of the dwarfs with precise estimates =="
 	$(VENV)/bin/photofeh mdf $(DEMO)/predictions --out $(DEMO)/mdf --giants exclude --max-feh-err 0.3 --bootstrap 100
 	@echo "== stage 5: missing photometry: a masked model predicts stars lacking SDSS or Gaia too =="
 	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/masked.toml --out $(DEMO)/run_masked --overwrite \
-		--epochs 30 --quiet --prior flat
+		--epochs 30 --quiet
 	rm -rf $(DEMO)/predictions_masked
 	$(VENV)/bin/photofeh predict $(DEMO)/run_masked $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_masked \
-		--chunk-rows 50000 --keep sdss_r ps1_r ebv parallax parallax_error --quiet
+		--chunk-rows 50000 --keep sdss_r ps1_r ebv parallax parallax_error --quiet --prior flat
 	@echo "   (the [Fe/H] map uses stars with SDSS u only: see docs/maps.md, 'Which stars to map')"
 	$(VENV)/bin/photofeh map $(DEMO)/predictions_masked --out $(DEMO)/map_masked
 
