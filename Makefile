@@ -28,20 +28,23 @@ demo: setup
 	@echo "== stage 2: train the default network, evaluate it on its test split =="
 	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet --overwrite
 	$(VENV)/bin/photofeh evaluate $(DEMO)/run $(DEMO)/mock_spec.parquet
-	@echo "== stage 3: predict every star (streamed, resumable); the training prior divided out for unbiased maps =="
+	@echo "== stage 3: predict every star of the survey (streamed, resumable Parquet parts) =="
 	rm -rf $(DEMO)/predictions
 	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions --chunk-rows 50000 \
-		--keep sdss_r ebv parallax parallax_error --prior flat
+		--keep sdss_r ebv parallax parallax_error
 	@echo "== stage 4: distances and the median [Fe/H] map in Galactocentric R-|Z| (cf. Ivezic et al. 2008) =="
 	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map --deconvolve
-	@echo "== stage 4b: the deconvolved metallicity distribution of the dwarfs with precise estimates =="
-	$(VENV)/bin/photofeh mdf $(DEMO)/predictions --out $(DEMO)/mdf --giants exclude --max-feh-err 0.3 --bootstrap 100
+	@echo "== stage 4b: the deconvolved metallicity distribution of the dwarfs (training prior divided out) =="
+	rm -rf $(DEMO)/predictions_flat
+	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_flat --chunk-rows 50000 \
+		--prior flat --quiet
+	$(VENV)/bin/photofeh mdf $(DEMO)/predictions_flat --out $(DEMO)/mdf --giants exclude --bootstrap 100
 	@echo "== stage 5: missing photometry: a masked model predicts stars lacking SDSS or Gaia too =="
 	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/masked.toml --out $(DEMO)/run_masked --overwrite \
 		--epochs 30 --quiet
 	rm -rf $(DEMO)/predictions_masked
 	$(VENV)/bin/photofeh predict $(DEMO)/run_masked $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_masked \
-		--chunk-rows 50000 --keep sdss_r ps1_r ebv parallax parallax_error --quiet --prior flat
+		--chunk-rows 50000 --keep sdss_r ps1_r ebv parallax parallax_error --quiet
 	@echo "   (the [Fe/H] map uses stars with SDSS u only: see docs/maps.md, 'Which stars to map')"
 	$(VENV)/bin/photofeh map $(DEMO)/predictions_masked --out $(DEMO)/map_masked
 

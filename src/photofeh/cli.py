@@ -492,8 +492,9 @@ def _prior_note(provenance: dict, command: str) -> dict:
     if prior != "flat":
         note["prior_warning"] = (f"the predictions come from a model with the {prior} prior: where the photometry "
                                  "says little, estimates lean toward the labelled stars' [Fe/H] distribution, so "
-                                 "medians and metallicity distributions are biased toward it; train with "
-                                 "prior = \"flat\" for population work")
+                                 "per-star estimates are biased toward it and deconvolved distributions count it "
+                                 "twice; predict --prior flat divides it out (docs/populations.md says which is "
+                                 "more accurate for maps)")
         print(f"photofeh {command}: warning: {note['prior_warning']}", file=sys.stderr)
     return note
 
