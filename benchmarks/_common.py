@@ -88,3 +88,14 @@ def run_measured(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProces
         sys.stderr.write(err)
         raise SystemExit(f"benchmark command failed: {' '.join(cmd)}")
     return wall, peak[0], result
+
+
+def labelled_mock(stars: int, seed: int):
+    """A SEGUE-like labelled mock set (spec-only mock survey) as a DataFrame, built in memory the way the
+    tests build theirs (tests/conftest.py)."""
+    from photofeh.simulate.survey import MockSurveyConfig
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import catalog_frame
+
+    return catalog_frame(MockSurveyConfig(n_stars=stars, seed=seed, spec_only=True))

@@ -16,12 +16,11 @@ Usage: python benchmarks/bench_clusters.py [--epochs N]
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, write_result
+from _common import ROOT, labelled_mock, write_result
 
 # [Fe/H], age (Gyr), distance (kpc): turn-off g ~ 17-20 (checked in the output: "turn-off g"). Ages as the
 # mock's stars of that [Fe/H] have them (halo 12 +- 1 Gyr, thick disk 11 +- 1, thin disk 0.1-10 uniform), then
@@ -39,16 +38,12 @@ def main() -> None:
     from photofeh.populations import mdf_of_predictions
     from photofeh.predict import load_model
     from photofeh.simulate.cluster import ClusterConfig, ClusterFieldSurvey
-    from photofeh.simulate.survey import MockSurveyConfig
     from photofeh.train import load_config, train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=40)
     args = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import catalog_frame
-
-    spec = catalog_frame(MockSurveyConfig(n_stars=30_000, seed=2, spec_only=True))
+    spec = labelled_mock(30_000, seed=2)
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, write_result
+from _common import ROOT, labelled_mock, write_result
 
 
 def main() -> None:
@@ -29,17 +29,14 @@ def main() -> None:
     from photofeh.predict import load_model
     from photofeh.presets import apply_preset
     from photofeh.readers import read_columns
-    from photofeh.simulate.survey import MockSurveyConfig
     from photofeh.train import TrainConfig, load_config, train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=40)
     args = ap.parse_args()
+    spec, test = labelled_mock(30_000, seed=2), labelled_mock(6_000, seed=3)
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import catalog_frame, real_data_dir
-
-    spec = catalog_frame(MockSurveyConfig(n_stars=30_000, seed=2, spec_only=True))
-    test = catalog_frame(MockSurveyConfig(n_stars=6_000, seed=3, spec_only=True))
+    from conftest import real_data_dir
     rng = np.random.default_rng(4)
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -44,7 +44,7 @@ def maps_of(pred: Path, bands: list[str], which_band: int | None, cells: dict | 
     <= 0.3 dex and distance error <= 30% (the defaults of `photofeh map`), placed with ``bands[which_band]``
     (None: any). ``cells``: a dict that receives, per 1-kpc cell (i, j), the (estimate, error) histogram for
     deconvolution (photofeh.mdf.BinnedEstimates)."""
-    from photofeh.mdf import BinnedEstimates
+    from photofeh.mdf import add_by_group
 
     predicted, true = BinnedQuantileMap.feh_r_z(cell=1.0), BinnedQuantileMap.feh_r_z(cell=1.0)
     for chunk in iter_table(pred, chunk_size=1_000_000):
@@ -62,12 +62,8 @@ def maps_of(pred: Path, bands: list[str], which_band: int | None, cells: dict | 
         predicted.add(pos["R_kpc"][good], np.abs(pos["z_kpc"][good]), cols["feh"][good])
         true.add(truth["R_kpc"][good], np.abs(truth["z_kpc"][good]), cols["feh_true"][good])
         if cells is not None:
-            i = np.floor(pos["R_kpc"][good]).astype(int)
-            j = np.floor(np.abs(pos["z_kpc"][good])).astype(int)
-            feh, err = cols["feh"][good], cols["feh_err"][good]
-            for key in set(zip(i.tolist(), j.tolist(), strict=True)):
-                sel = (i == key[0]) & (j == key[1])
-                cells.setdefault(key, BinnedEstimates()).add(feh[sel], err[sel])
+            add_by_group(cells, (np.floor(pos["R_kpc"][good]), np.floor(np.abs(pos["z_kpc"][good]))),
+                         cols["feh"][good], cols["feh_err"][good])
     return predicted, true
 
 

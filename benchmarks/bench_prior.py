@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, write_result
+from _common import ROOT, labelled_mock, write_result
 
 EDGES = np.arange(-2.5, 0.5001, 0.25)
 MIN_BIN = 50
@@ -72,13 +72,9 @@ def train_both(table, base_cfg, epochs: int, frame):
 def mock(stars: int, epochs: int) -> dict:
     import pandas as pd
 
-    from photofeh.simulate.survey import MockSurveyConfig
     from photofeh.train import load_config
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import catalog_frame
-
-    spec = catalog_frame(MockSurveyConfig(n_stars=stars, seed=2, spec_only=True))
+    spec = labelled_mock(stars, seed=2)
     test = np.random.default_rng(5).random(len(spec)) < 0.2
     fit, held = spec[~test].reset_index(drop=True), spec[test].reset_index(drop=True)
     figures = {}

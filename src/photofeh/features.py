@@ -138,8 +138,8 @@ class Standardizer:
         std = np.nanstd(x, axis=0)
         return cls(mean.astype(np.float64), np.where(std > 0, std, 1.0).astype(np.float64))
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.std).astype(np.float32)
+    def transform(self, x: np.ndarray, dtype=np.float32) -> np.ndarray:
+        return ((x - self.mean) / self.std).astype(dtype)
 
     def inverse(self, z: np.ndarray) -> np.ndarray:
         return z * self.std + self.mean

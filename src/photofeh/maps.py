@@ -270,16 +270,11 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             inside = good & fmap.covers(pos["R_kpc"], z)
             used = fmap.add(pos["R_kpc"][inside], z[inside], cols["feh"][inside])
             if fmap.cells is not None:
-                from photofeh.mdf import BinnedEstimates
+                from photofeh.mdf import add_by_group
 
                 i = np.searchsorted(fmap.x_edges, pos["R_kpc"][inside], side="right") - 1
                 j = np.searchsorted(fmap.y_edges, z[inside], side="right") - 1
-                feh_in, err_in = cols["feh"][inside], np.asarray(cols["feh_err"], float)[inside]
-                key = i * len(fmap.y_edges) + j
-                for k in np.unique(key):
-                    sel = key == k
-                    cell_key = (int(i[sel][0]), int(j[sel][0]))
-                    fmap.cells.setdefault(cell_key, BinnedEstimates()).add(feh_in[sel], err_in[sel])
+                add_by_group(fmap.cells, (i, j), cols["feh"][inside], np.asarray(cols["feh_err"], float)[inside])
             if fmap.slices is not None:
                 edges, hists = fmap.slices
                 k = np.digitize(z[inside], edges) - 1

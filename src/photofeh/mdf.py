@@ -73,7 +73,7 @@ import numpy as np
 from scipy.special import ndtr
 
 __all__ = ["VAR_FLOOR", "MIN_STARS", "MAX_COMPONENTS", "FEH_EDGES", "ERR_EDGES", "MixtureMDF", "fit_mdf",
-           "mdf_summary", "BinnedEstimates"]
+           "mdf_summary", "BinnedEstimates", "add_by_group"]
 
 VAR_FLOOR = 0.02**2  # dex^2: smallest component variance (stops collapse onto single stars)
 MIN_STARS = 10  # fewer usable stars than this: refuse to fit
@@ -232,12 +232,7 @@ class MixtureMDF:
         Returns the (weighted) sum over usable stars, or, with ``per_star``, one value
         per input star (NaN where x or err is not finite or err <= 0).
         """
-        x = np.asarray(x, float).ravel()
-        err = np.asarray(err, float).ravel()
-        if x.shape != err.shape:
-            raise ValueError(f"x and err differ in length: {x.size} and {err.size}")
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(x) & np.isfinite(err) & (err > 0)
+        x, err, ok = _usable(x, err)
         ll = np.full(x.size, np.nan)
         ll[ok] = _loglike_per_star(x[ok], err[ok] ** 2, self.weights, self.means, self.variances)
         if per_star:
@@ -435,14 +430,19 @@ def _split(a, m, v, var_floor):
             np.concatenate([np.delete(v, j), [max(0.75 * v[j], var_floor)] * 2]))
 
 
-def _prepare(x, err, weights):
-    """Usable stars as float64 arrays, with weights rescaled to a mean of 1: (x, s2, w, n_dropped)."""
+def _usable(x, err) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Estimates and errors as flat float64 arrays, and the stars with both finite and a positive error."""
     x = np.asarray(x, float).ravel()
     err = np.asarray(err, float).ravel()
     if x.shape != err.shape:
         raise ValueError(f"x and err differ in length: {x.size} and {err.size}")
     with np.errstate(invalid="ignore"):
-        ok = np.isfinite(x) & np.isfinite(err) & (err > 0)
+        return x, err, np.isfinite(x) & np.isfinite(err) & (err > 0)
+
+
+def _prepare(x, err, weights):
+    """Usable stars as float64 arrays, with weights rescaled to a mean of 1: (x, s2, w, n_dropped)."""
+    x, err, ok = _usable(x, err)
     if weights is None:
         w = np.ones(x.size)
     else:
@@ -692,12 +692,8 @@ class BinnedEstimates:
 
     def add(self, x, err) -> int:
         """Accumulate one chunk of stars; returns how many landed in the histogram."""
-        x = np.asarray(x, float).ravel()
-        err = np.asarray(err, float).ravel()
-        if x.shape != err.shape:
-            raise ValueError(f"x and err differ in length: {x.size} and {err.size}")
+        x, err, valid = _usable(x, err)
         with np.errstate(invalid="ignore"):
-            valid = np.isfinite(x) & np.isfinite(err) & (err > 0)
             inside = valid & (x >= FEH_EDGES[0]) & (x < FEH_EDGES[-1]) & (err < ERR_EDGES[-1])
         ix = np.clip(np.searchsorted(FEH_EDGES, x[inside], side="right") - 1, 0, FEH_EDGES.size - 2)
         ie = np.clip(np.searchsorted(ERR_EDGES, err[inside], side="right") - 1, 0, ERR_EDGES.size - 2)
@@ -744,3 +740,18 @@ class BinnedEstimates:
                             seed=seed, **opts)
         return _summarise(x, s2, w, mdf, n_boot=n_boot, seed=seed, resample_bins=True, n_used=self.n,
                           max_iter=opts["max_iter"], tol=opts["tol"], var_floor=opts["var_floor"], n_jobs=n_jobs)
+
+
+def add_by_group(hists: dict, groups, x, err) -> None:
+    """Add each star to the histogram of its group (``groups``: integer arrays, one key per star and array,
+    e.g. the map cell indices), creating histograms as needed: one sort per chunk, not one pass per group."""
+    x, err = np.asarray(x, float), np.asarray(err, float)
+    if x.size == 0:
+        return
+    keys = np.stack([np.asarray(g, np.int64) for g in groups], axis=1)
+    uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+    inverse = inverse.ravel()
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(1, len(uniq)))
+    for key, rows in zip(uniq, np.split(order, bounds), strict=True):
+        hists.setdefault(tuple(int(k) for k in key), BinnedEstimates()).add(x[rows], err[rows])

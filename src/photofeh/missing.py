@@ -45,10 +45,10 @@ def network_inputs(n_features: int, missing: str) -> int:
     return n_features * (2 if missing == "mask" else 1)
 
 
-def masked_inputs(z: np.ndarray) -> np.ndarray:
+def masked_inputs(z: np.ndarray, dtype=np.float32) -> np.ndarray:
     """Standardised features with NaN -> (n, 2F): values (0 where missing) then the measured-bits."""
     present = np.isfinite(z)
-    return np.concatenate([np.where(present, z, 0.0), present], axis=1).astype(np.float32)
+    return np.concatenate([np.where(present, z, 0.0), present], axis=1).astype(dtype)
 
 
 def enough_features(x: np.ndarray, min_features: int) -> np.ndarray:

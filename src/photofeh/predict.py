@@ -199,11 +199,11 @@ class PhotometricModel:
         unit = np.random.default_rng(0x5EED).standard_normal((draws, X.shape[1]))
         preds = np.empty((draws, len(X), len(self.labels)))
         for d in range(draws):
-            Zp = (X + unit[d] * excess - self.x_scale.mean) / self.x_scale.std
+            Zp = self.x_scale.transform(X + unit[d] * excess, np.float64)
             if self.masked:  # missing features stay missing (NaN plus noise), so the measured-bits are the same
-                Zp = np.concatenate([np.where(np.isfinite(Zp), Zp, 0.0), np.isfinite(Zp)], axis=1)
+                Zp = masked_inputs(Zp, np.float64)
             with torch.inference_mode():
-                zt = torch.from_numpy(Zp.astype(np.float64)).to(self.device)
+                zt = torch.from_numpy(Zp).to(self.device)
                 preds[d] = np.mean([net(zt)["mean"].cpu().numpy() for net in self._members64], axis=0)
         return preds.var(axis=0)
 
