@@ -134,6 +134,18 @@ def test_map_command_end_to_end(catalog: pd.DataFrame, tmp_path):
     assert m.n[8, 1] == pytest.approx(near.sum(), rel=0.15)
     assert m.median()[8, 1] == pytest.approx(np.median(t["feh_true"][near]), abs=0.05)
     assert (tmp_path / "map" / "feh_map.png").stat().st_size > 10_000
+    # every figure as PNG and PDF; the sky map holds the mapped stars in the HEALPix pixels of their (l, b)
+    stems = {"feh_map", "feh_counts", "feh_scatter", "feh_profile", "feh_sky"}
+    assert set(report["figures"]) >= {f"{s}.{ext}" for s in stems for ext in ("png", "pdf")}
+    assert all((tmp_path / "map" / f"{s}.pdf").read_bytes()[:5] == b"%PDF-" for s in stems)
+    import healpy as hp
+    from astropy.coordinates import SkyCoord
+
+    mapped = pred[stars["in_map"].to_numpy()]
+    gal = SkyCoord(mapped["ra"].to_numpy(), mapped["dec"].to_numpy(), unit="deg").galactic
+    expected = np.bincount(hp.ang2pix(16, gal.l.deg, gal.b.deg, lonlat=True), minlength=hp.nside2npix(16))
+    with np.load(tmp_path / "map" / "feh_map.npz") as f:
+        np.testing.assert_array_equal(f["sky_counts"].sum(axis=1), expected)
 
 
 def test_map_command_names_missing_columns(tmp_path, capsys):

@@ -518,9 +518,10 @@ def cmd_map(args: argparse.Namespace) -> int:
     from photofeh.catalog import atomic_output, check_output_place
     from photofeh.distances import frame_description
     from photofeh.locking import output_lock
-    from photofeh.maps import check_map_options, deconvolved_cells, feh_map_from_predictions, plot_map
+    from photofeh.maps import check_map_options, deconvolved_cells, feh_map_from_predictions
     from photofeh.predict_catalog import read_provenance
     from photofeh.readers import CatalogReadError
+    from photofeh.report.map_figures import draw_map_figures
 
     out = Path(args.out)
     try:
@@ -530,16 +531,14 @@ def cmd_map(args: argparse.Namespace) -> int:
             check_output_place(args.stars, [args.predictions])
         out.mkdir(parents=True, exist_ok=True)
         with output_lock(out, f"photofeh map {args.predictions}", inside=True):
-            fmap, counts = feh_map_from_predictions(
+            products, counts = feh_map_from_predictions(
                 args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
                 max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
                 r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars,
                 absmag=args.absmag, out_of_domain=args.out_of_domain, slices=args.slices, deconvolve=args.deconvolve)
+            fmap = products.rz
             with atomic_output(out / "feh_map.npz") as tmp, open(tmp, "wb") as f:
-                fmap.save(f)
-            with atomic_output(out / "feh_map.png") as tmp:
-                plot_map(fmap, tmp, min_count=args.min_count, fmt="png",
-                         title=f"{counts['in the map']:,d} stars; median [Fe/H] where >= {args.min_count} per cell")
+                products.save(f)
             cells = int(np.sum(fmap.n >= args.min_count))
             provenance = read_provenance(args.predictions)
             report = {"photofeh_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -551,18 +550,19 @@ def cmd_map(args: argparse.Namespace) -> int:
                                                                "deconvolve")},
                       "counts": dict(counts), "cells_with_min_count": cells, "frame": frame_description(),
                       **_prior_note(provenance, "map")}
-            if fmap.slices is not None:
-                report["mdf_by_abs_z"] = _slice_mdfs(fmap.slices, args.min_count)
+            slice_summaries = None
+            if products.slices is not None:
+                slice_summaries = report["mdf_by_abs_z"] = _slice_mdfs(products.slices, args.min_count)
+            median = None
             if args.deconvolve:
-                median, err = deconvolved_cells(fmap, args.min_count)
+                median, err = deconvolved_cells(products, args.min_count)
                 with atomic_output(out / "feh_map_deconvolved.npz") as tmp, open(tmp, "wb") as f:
                     np.savez(f, x_edges=fmap.x_edges, y_edges=fmap.y_edges, median=median, median_err=err,
                              n=fmap.n)
-                with atomic_output(out / "feh_map_deconvolved.png") as tmp:
-                    plot_map(fmap, tmp, min_count=args.min_count, fmt="png", values=median,
-                             label="deconvolved median [Fe/H]",
-                             title=f"deconvolved MDF median per cell (>= {args.min_count} stars)")
                 report["deconvolved_cells"] = int(np.isfinite(median).sum())
+            figures = draw_map_figures(products, out, min_count=args.min_count, deconvolved=median,
+                                       slice_summaries=slice_summaries)
+            report["figures"] = sorted(p.name for p in figures)
             with atomic_output(out / "map.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
@@ -571,7 +571,8 @@ def cmd_map(args: argparse.Namespace) -> int:
         raise UserError(f"no (R, |Z|) cell holds {args.min_count} stars ({counts['in the map']:,d} stars in the map, "
                         f"counts in {out / 'map.json'}): lower --min-count, use larger --cell, or relax the cuts")
     print(json.dumps(report["counts"], indent=2))
-    print(f"wrote {out / 'feh_map.png'}, {out / 'feh_map.npz'} and {out / 'map.json'}"
+    print(f"wrote {out / 'map.json'}, {out / 'feh_map.npz'} and {len(report['figures']) // 2} figures "
+          f"(PNG and PDF: {', '.join(sorted({p.rsplit('.', 1)[0] for p in report['figures']}))})"
           + (f"; per-star distances in {args.stars}" if args.stars else ""))
     return 0
 

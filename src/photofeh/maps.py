@@ -18,7 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BinnedQuantileMap", "plot_map", "feh_map_from_predictions"]
+__all__ = ["BinnedQuantileMap", "MapProducts", "feh_map_from_predictions", "galactic_lb", "SKY_NSIDE"]
+
+SKY_NSIDE = 16  # HEALPix resolution of the sky map: 3,072 pixels of 13.4 deg^2 (Gorski et al. 2005, ApJ 622, 759)
 
 
 @dataclass
@@ -136,40 +138,62 @@ def check_map_options(cell: float, r_max: float, z_max: float, min_parallax_snr:
                          f"{MAX_MAP_BYTES / 2**30:.0f}); use a larger cell or a smaller extent")
 
 
-def deconvolved_cells(m: BinnedQuantileMap, min_count: int = 20, n_boot: int = 50, seed: int = 0
+@dataclass
+class MapProducts:
+    """What one streaming pass of ``photofeh map`` accumulates, each part in bounded memory.
+
+    ``rz``: [Fe/H] histograms per (R, |Z|) cell; ``sky``: the same per HEALPix pixel of Galactic (l, b)
+    (``nside``; x = pixel index, one y bin); ``slices``: (|Z| edges, one :class:`photofeh.mdf.BinnedEstimates`
+    per slice) or None; ``cells``: (i, j) -> ``BinnedEstimates`` per map cell (``deconvolve``) or None.
+    """
+
+    rz: BinnedQuantileMap
+    sky: BinnedQuantileMap
+    nside: int = SKY_NSIDE
+    slices: tuple | None = None
+    cells: dict | None = None
+
+    @classmethod
+    def empty(cls, r_max: float, z_max: float, cell: float, nside: int = SKY_NSIDE) -> MapProducts:
+        rz = BinnedQuantileMap.feh_r_z(r_max=r_max, z_max=z_max, cell=cell)
+        npix = 12 * nside * nside
+        return cls(rz, BinnedQuantileMap(np.arange(npix + 1.0), np.array([0.0, 1.0]), rz.value_edges), nside)
+
+    def add_sky(self, ra, dec, feh) -> None:
+        import healpy as hp
+
+        l, b = galactic_lb(ra, dec)
+        pix = hp.ang2pix(self.nside, l, b, lonlat=True)
+        self.sky.add(pix + 0.5, np.full(pix.size, 0.5), feh)
+
+    def save(self, path) -> None:
+        """The (R, |Z|) and sky histograms in one .npz (the |Z|-slice results go to map.json)."""
+        np.savez_compressed(path, x_edges=self.rz.x_edges, y_edges=self.rz.y_edges,
+                            value_edges=self.rz.value_edges, counts=self.rz.counts,
+                            sky_nside=self.nside, sky_counts=self.sky.counts[:, 0, :])
+
+
+def galactic_lb(ra_deg, dec_deg) -> tuple[np.ndarray, np.ndarray]:
+    """Galactic longitude and latitude (deg) of ICRS positions (astropy)."""
+    import astropy.units as u
+    from astropy.coordinates import ICRS, Galactic
+
+    g = ICRS(ra=np.asarray(ra_deg, float) * u.deg, dec=np.asarray(dec_deg, float) * u.deg).transform_to(Galactic())
+    return g.l.to_value(u.deg), g.b.to_value(u.deg)
+
+
+def deconvolved_cells(products: MapProducts, min_count: int = 20, n_boot: int = 50, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Per cell with at least ``min_count`` stars (``feh_map_from_predictions(deconvolve=True)``): the median
     of the deconvolved MDF (:mod:`photofeh.mdf`) and its bootstrap error; NaN elsewhere."""
+    m = products.rz
     shape = (len(m.x_edges) - 1, len(m.y_edges) - 1)
     median, err = np.full(shape, np.nan), np.full(shape, np.nan)
-    for (i, j), h in sorted((m.cells or {}).items()):
+    for (i, j), h in sorted((products.cells or {}).items()):
         if h.n >= max(min_count, 10):
             summary = h.summary(n_boot=n_boot, seed=seed)
             median[i, j], err[i, j] = summary["median"], summary["median_se"]
     return median, err
-
-
-def plot_map(m: BinnedQuantileMap, path, min_count: int = 20, label: str = "median [Fe/H]",
-             vmin: float = -1.6, vmax: float = -0.2, title: str = "", fmt: str | None = None,
-             values: np.ndarray | None = None) -> None:
-    """The median map in the R-|Z| plane (cells with fewer than ``min_count`` stars left blank); ``values``:
-    another per-cell quantity to draw instead (e.g. the deconvolved medians)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    shown = m.median(min_count) if values is None else np.where(m.n >= min_count, values, np.nan)
-    mesh = ax.pcolormesh(m.x_edges, m.y_edges, shown.T, vmin=vmin, vmax=vmax, cmap="jet")
-    fig.colorbar(mesh, ax=ax, label=label)
-    ax.set_xlabel("R (kpc)")
-    ax.set_ylabel("|Z| (kpc)")
-    if title:
-        ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format=fmt)
-    plt.close(fig)
 
 
 def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence[str] = "sdss_r",
@@ -179,7 +203,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                              r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
                              stars_out: str | os.PathLike | None = None, absmag: str = "model",
                              out_of_domain: str = "exclude", slices: Sequence[float] | None = None,
-                             deconvolve: bool = False) -> tuple[BinnedQuantileMap, Counter]:
+                             deconvolve: bool = False, sky_nside: int = SKY_NSIDE) -> tuple[MapProducts, Counter]:
     """Stream a ``photofeh predict`` output into the median [Fe/H] map of R and |Z|.
 
     Stars are left out, and counted, when their features were unusable, by
@@ -193,9 +217,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     label; stars outside its range are counted and left out). ``out_of_domain``: "exclude" (default) leaves
     out, and counts, stars a model marked outside its training domain (``in_domain``, :mod:`photofeh.domain`),
     "include" keeps them. ``slices``: |Z| edges (kpc); the [Fe/H] estimates and errors of the mapped stars in
-    each |Z| slice are kept as fixed-size histograms (``fmap.slices``, :class:`photofeh.mdf.BinnedEstimates`)
-    for deconvolved metallicity distributions; ``deconvolve``: the same per map cell (``fmap.cells``, a dict
-    (i, j) -> histogram, ~120 kB per occupied cell), for :func:`deconvolved_cells`. ``stars_out``: a Parquet
+    each |Z| slice are kept as fixed-size histograms (``slices`` of the :class:`MapProducts`,
+    :class:`photofeh.mdf.BinnedEstimates`) for deconvolved metallicity distributions; ``deconvolve``: the same
+    per map cell (``cells``, ~120 kB per occupied cell), for :func:`deconvolved_cells`. The mapped stars also
+    fill a sky map of [Fe/H] in HEALPix pixels of Galactic (l, b) (``sky_nside``). ``stars_out``: a Parquet
     file with, for every input row in
     order, the distance, its error, whether Gaia's parallax was used, R, z,
     phi (NaN for unusable rows) and ``in_map``.
@@ -216,16 +241,18 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
         raise ValueError(f"out_of_domain must be exclude or include, not {out_of_domain!r}")
     check_map_options(cell=cell, r_max=r_max, z_max=z_max, min_parallax_snr=min_parallax_snr,
                       max_rel_dist_err=max_rel_dist_err, max_feh_err=max_feh_err, chunk_rows=chunk_rows)
-    fmap = BinnedQuantileMap.feh_r_z(r_max=r_max, z_max=z_max, cell=cell)
-    fmap.slices = None
-    fmap.cells = {} if deconvolve else None
+    if not isinstance(sky_nside, int) or sky_nside < 1 or sky_nside & (sky_nside - 1) or sky_nside > 256:
+        raise ValueError(f"sky_nside must be a power of 2 from 1 to 256, got {sky_nside!r}")
+    products = MapProducts.empty(r_max=r_max, z_max=z_max, cell=cell, nside=sky_nside)
+    products.cells = {} if deconvolve else None
+    fmap = products.rz
     if slices is not None:
         from photofeh.mdf import BinnedEstimates
 
         edges = np.asarray(slices, float)
         if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or edges[0] < 0:
             raise ValueError(f"|Z| slice edges must be increasing and >= 0, got {list(slices)}")
-        fmap.slices = (edges, [BinnedEstimates() for _ in range(edges.size - 1)])
+        products.slices = (edges, [BinnedEstimates() for _ in range(edges.size - 1)])
     counts: Counter = Counter()
     replaced: Counter = Counter()
     out_cols = ("dist_kpc", "dist_err_kpc", "dist_band", "parallax_used", "R_kpc", "z_kpc", "phi_deg")
@@ -269,14 +296,15 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             z = np.abs(pos["z_kpc"])
             inside = good & fmap.covers(pos["R_kpc"], z)
             used = fmap.add(pos["R_kpc"][inside], z[inside], cols["feh"][inside])
-            if fmap.cells is not None:
+            products.add_sky(cols["ra"][inside], cols["dec"][inside], cols["feh"][inside])
+            if products.cells is not None:
                 from photofeh.mdf import add_by_group
 
                 i = np.searchsorted(fmap.x_edges, pos["R_kpc"][inside], side="right") - 1
                 j = np.searchsorted(fmap.y_edges, z[inside], side="right") - 1
-                add_by_group(fmap.cells, (i, j), cols["feh"][inside], np.asarray(cols["feh_err"], float)[inside])
-            if fmap.slices is not None:
-                edges, hists = fmap.slices
+                add_by_group(products.cells, (i, j), cols["feh"][inside], np.asarray(cols["feh_err"], float)[inside])
+            if products.slices is not None:
+                edges, hists = products.slices
                 k = np.digitize(z[inside], edges) - 1
                 feh_in, err_in = cols["feh"][inside], np.asarray(cols["feh_err"], float)[inside]
                 for j, h in enumerate(hists):
@@ -301,4 +329,4 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
         raise ValueError(f"{source} holds no predictions: nothing to map")
     for column, n in sorted(replaced.items()):
         counts[f"{column}: values set to NaN by validation"] = n
-    return fmap, counts
+    return products, counts
