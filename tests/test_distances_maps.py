@@ -214,7 +214,7 @@ def test_map_with_the_ivezic2008_relation_for_models_without_an_absolute_magnitu
     assert dwarfs.sum() > 3000 and abs(5 * np.log10(np.nanmedian(ratio))) < 0.3
     pq.write_table(pa.table(pred), tmp_path / "pred.parquet")
     assert main(["map", str(tmp_path / "pred.parquet"), "--out", str(tmp_path / "m"), "--absmag", "ivezic2008",
-                 "--cell", "1", "--min-count", "5"]) == 0
+                 "--cell", "1", "--min-count", "5", "--no-figures"]) == 0
     report = json.loads((tmp_path / "m" / "map.json").read_text())
     assert report["options"]["absmag"] == "ivezic2008"
     assert report["counts"]["outside the Ivezic 2008 relation (0.2 < g-i < 4.0, -2.5 < [Fe/H] < 0.2)"] == int(
@@ -223,5 +223,5 @@ def test_map_with_the_ivezic2008_relation_for_models_without_an_absolute_magnitu
     # a map in which no cell reaches --min-count is an error, not an empty figure with exit 0
     capsys.readouterr()
     assert main(["map", str(tmp_path / "pred.parquet"), "--out", str(tmp_path / "m2"), "--absmag", "ivezic2008",
-                 "--min-count", "100000"]) == 1
+                 "--min-count", "100000", "--no-figures"]) == 1
     assert "no (R, |Z|) cell holds 100000 stars" in capsys.readouterr().err

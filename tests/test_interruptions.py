@@ -227,7 +227,7 @@ def test_kill_map_and_crossmatch_leave_nothing(quick_model, survey_file, tmp_pat
                                                                    keep=("sdss_r", "ebv", "parallax",
                                                                          "parallax_error")))
     cases = [(["map", str(pred), "--out", str(tmp_path / "m"), "--stars", str(tmp_path / "s.parquet"),
-               "--chunk-rows", "2000"], tmp_path / ".m.lock", tmp_path / "s.parquet"),
+               "--chunk-rows", "2000", "--no-figures"], tmp_path / ".m.lock", tmp_path / "s.parquet"),
              (["crossmatch", str(survey_file), str(survey_file), "--out", str(tmp_path / "x.parquet"),
                "--chunk-size", "1000"], tmp_path / ".x.parquet.lock", tmp_path / "x.parquet")]
     for args, lock, final in cases:

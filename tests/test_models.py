@@ -148,12 +148,12 @@ def test_cli_train_evaluate_and_lr_find(spec_catalog: pd.DataFrame, tmp_path: Pa
     run = tmp_path / "run"
     assert main(["train", str(table), "--config", str(Path(__file__).parents[1] / "configs" / "default.toml"),
                  "--out", str(run), "--epochs", "3", "--quiet"]) == 0
-    assert main(["evaluate", str(run), str(table)]) == 0
+    assert main(["evaluate", str(run), str(table), "--no-figures"]) == 0  # figures: tests/test_report.py
     metrics = json.loads((run / "test_metrics.json").read_text())
     n_test = int((pd.read_parquet(run / "split.parquet")["split"] == "test").sum())
     assert metrics["n_stars"] == n_test
     assert {"vs_labels", "vs_truth", "binned"} <= set(metrics["labels"]["feh"])
-    assert (run / "residuals.png").exists() and (run / "confusion.png").exists()
+    assert metrics["figures"] == [] and set(metrics["labels"]["feh"]["baselines"]) == {"LightGBM", "Ivezic+08 form"}
     assert main(["lr-find", str(table), "--out", str(tmp_path / "lr.png")]) == 0
     assert (tmp_path / "lr.png").stat().st_size > 1000
     assert main(["evaluate", str(tmp_path / "nothing"), str(table)]) == 1

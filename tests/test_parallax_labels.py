@@ -75,7 +75,7 @@ def test_parallax_labels_train_predict_and_map(spec_catalog, catalog, tmp_path, 
                  "parallax_error"]) == 0
     capsys.readouterr()
     assert main(["map", str(tmp_path / "pred"), "--out", str(tmp_path / "map"), "--band", "gaia_g", "--cell", "1",
-                 "--min-count", "5", "--max-feh-err", "1.0"]) == 0
+                 "--min-count", "5", "--max-feh-err", "1.0", "--no-figures"]) == 0
     report = json.loads((tmp_path / "map" / "map.json").read_text())
     assert report["counts"]["in the map"] > 100 and report["cells_with_min_count"] > 0
     assert report["predictions"]["model_labels"] == json.dumps(["feh", "logg", "teff", "mabs_gaia_g"])

@@ -149,6 +149,7 @@ def test_map_deconvolves_slices_and_cells_and_leaves_out_of_domain_stars_out(qui
     shown = np.isfinite(deconvolved["median"])
     assert report["deconvolved_cells"] == shown.sum() > 0 and np.all(deconvolved["n"][shown] >= 10)
     assert np.all(deconvolved["median_err"][shown] > 0)
+    assert {"feh_map_deconvolved.pdf", "feh_mdf_slices.png", "feh_profile.pdf"} <= set(report["figures"])
 
 
 def test_real_sspp_stars_with_impossible_estimates_or_huge_errors_are_out_of_the_domain(spec_catalog, tmp_path):

@@ -164,12 +164,12 @@ def test_gpu_gives_the_cpu_numbers(model_dir, survey_file, tmp_path):  # pragma:
 
 def test_outputs_say_what_made_them(model_dir, survey_file, tmp_path):
     """Provenance in the Parquet key-value metadata of a folder output and of a single file."""
-    from photofeh.predict_catalog import _model_digest, read_provenance
+    from photofeh.predict_catalog import model_digest, read_provenance
 
     opts = PredictOptions(chunk_rows=20_000, progress=False)
     for out in (tmp_path / "folder", tmp_path / "one.parquet"):
         predict_catalog(model_dir, survey_file, out, opts)
         meta = read_provenance(out)
-        assert meta["photofeh_kind"] == "predictions" and meta["model_digest"] == _model_digest(model_dir)
+        assert meta["photofeh_kind"] == "predictions" and meta["model_digest"] == model_digest(model_dir)
         assert meta["input"] == str(survey_file.resolve()) and meta["model_path"] == str(model_dir.resolve())
         assert json.loads(meta["model_labels"]) == ["feh", "logg", "teff", "mabs_sdss_r"] and meta["created"]

@@ -75,7 +75,7 @@ def test_archive_tables_to_a_map_in_five_commands(spec_catalog, catalog, tmp_pat
         ["predict", str(tmp_path / "run"), str(tmp_path / "input.parquet"), "--out", str(tmp_path / "pred"), "--quiet",
          "--keep", "gaia_g", "gaia_bp", "gaia_rp", "ebv", "parallax", "parallax_error"],
         ["map", str(tmp_path / "pred"), "--out", str(tmp_path / "map"), "--band", "gaia_g", "--cell", "1",
-         "--min-count", "5"],
+         "--min-count", "5", "--no-figures"],
     ]
     for args in commands:
         assert main(args) == 0, (args[0], capsys.readouterr().err[-2000:])

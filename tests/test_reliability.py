@@ -450,7 +450,8 @@ def test_config_train_refuses_an_existing_folder_unless_overwrite(spec_catalog, 
     assert main(args) == 1
     assert "--overwrite" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "precious"
     assert main([*args, "--overwrite"]) == 0
-    assert sorted(p.name for p in mine.iterdir()) == ["config.toml", "history.csv", "history.png", "model",
+    assert sorted(p.name for p in mine.iterdir()) == ["baselines", "config.toml", "history.csv", "history.pdf",
+                                                      "history.png", "labelled_sample.parquet", "model",
                                                       "split.parquet"]
     assert not list(tmp_path.glob(".*"))  # no temporary folder or lock left
 
@@ -464,10 +465,11 @@ def test_config_evaluate_refuses_the_training_table_without_its_split(spec_catal
     assert main(["evaluate", str(tmp_path / "run"), str(tmp_path / "spec.parquet")]) == 1
     assert "split.parquet is missing" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "run"), str(tmp_path / "spec.parquet"), "--split", "all",
-                 "--out", str(tmp_path / "ev")]) == 0
+                 "--out", str(tmp_path / "ev"), "--no-figures"]) == 0
     spec_catalog.iloc[2000:2600].to_parquet(tmp_path / "other.parquet")  # another table needs no split
     assert main(["evaluate", str(tmp_path / "run"), str(tmp_path / "other.parquet"), "--out",
-                 str(tmp_path / "ev2")]) == 0
+                 str(tmp_path / "ev2"), "--no-figures"]) == 0
+    assert not list((tmp_path / "ev2").glob("*.png"))
 
 
 # ------------------------------------------------------------------ arguments
@@ -626,5 +628,5 @@ def test_config_real_tables_without_labels_or_ids(model_dir, spec_catalog, tmp_p
                      "--epochs", "1"]) == 1
         assert message in capsys.readouterr().err and not (tmp_path / f"run_{name}").exists()
     assert main(["evaluate", str(model_dir), str(tmp_path / "noid.parquet"), "--split", "all", "--out",
-                 str(tmp_path / "ev_noid")]) == 0
+                 str(tmp_path / "ev_noid"), "--no-figures"]) == 0
     assert (tmp_path / "ev_noid" / "test_metrics.json").is_file()

@@ -244,7 +244,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UserError("--cluster-lb, --cluster-radius and --field-radius go with --cluster")
     config = MockSurveyConfig(
         n_stars=args.n_stars, seed=args.seed, select_band=args.select_band,
-        mag_range=tuple(args.mag_range), min_abs_b=args.min_abs_b, footprints=footprints,
+        mag_range=tuple(args.mag_range), min_abs_b=args.min_abs_b, north_only=args.north_only, footprints=footprints,
         disk_feh_law=args.disk_feh_law, binaries=not args.no_binaries, spec_only=args.spec_only,
         isochrones=args.isochrones,
     )
@@ -343,8 +343,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if rows.size == 0:
             raise UserError(f"no star of {args.table} is in the {args.split} split of {run}")
     out_dir = Path(args.out) if args.out else (run if split_file.exists() else model_dir)
+    from photofeh.baselines import BASELINE_FOLDER, RunBaselines
+
+    baselines = RunBaselines.load(run / BASELINE_FOLDER) if run != model_dir else None
     try:
-        report = evaluate_model(model, table, rows, out_dir)
+        report = evaluate_model(model, table, rows, out_dir, baselines=baselines, figures=not args.no_figures)
     except (KeyError, ValueError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     summary = {lab: {k: round(v, 4) for k, v in e["vs_labels"].items() if k in ("sigma_gauss", "robust_sigma",
@@ -560,8 +563,8 @@ def cmd_map(args: argparse.Namespace) -> int:
                     np.savez(f, x_edges=fmap.x_edges, y_edges=fmap.y_edges, median=median, median_err=err,
                              n=fmap.n)
                 report["deconvolved_cells"] = int(np.isfinite(median).sum())
-            figures = draw_map_figures(products, out, min_count=args.min_count, deconvolved=median,
-                                       slice_summaries=slice_summaries)
+            figures = [] if args.no_figures else draw_map_figures(
+                products, out, min_count=args.min_count, deconvolved=median, slice_summaries=slice_summaries)
             report["figures"] = sorted(p.name for p in figures)
             with atomic_output(out / "map.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
@@ -571,7 +574,7 @@ def cmd_map(args: argparse.Namespace) -> int:
         raise UserError(f"no (R, |Z|) cell holds {args.min_count} stars ({counts['in the map']:,d} stars in the map, "
                         f"counts in {out / 'map.json'}): lower --min-count, use larger --cell, or relax the cuts")
     print(json.dumps(report["counts"], indent=2))
-    print(f"wrote {out / 'map.json'}, {out / 'feh_map.npz'} and {len(report['figures']) // 2} figures "
+    print(f"wrote {out / 'map.json'}, {out / 'feh_map.npz'} and {len(report['figures']) // 2} figure(s) "
           f"(PNG and PDF: {', '.join(sorted({p.rsplit('.', 1)[0] for p in report['figures']}))})"
           + (f"; per-star distances in {args.stars}" if args.stars else ""))
     return 0
@@ -604,14 +607,25 @@ def cmd_mdf(args: argparse.Namespace) -> int:
                       "counts": counts, **_prior_note(provenance, "mdf"), "mdf": summary}
             with atomic_output(out / "mdf.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
-            for fmt in ("png", "pdf"):
-                with atomic_output(out / f"mdf.{fmt}") as tmp:
-                    plot_mdf(summary, x, tmp, title=f"{counts.get('selected', 0):,d} stars", fmt=fmt)
+            plot_mdf(summary, x, out / "mdf", title=f"{counts.get('selected', 0):,d} stars")
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     print(json.dumps({"counts": counts, **{k: summary[k] for k in ("median", "median_se", "mean", "mean_se", "width",
                                                                       "width_se", "n_components")}}, indent=2))
     print(f"wrote {out / 'mdf.json'}, {out / 'mdf.png'} and {out / 'mdf.pdf'}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """The HTML report of a run."""
+    from photofeh.readers import CatalogReadError
+    from photofeh.report.html import write_report
+
+    try:
+        path = write_report(args.run, predictions=args.predictions, map_dir=args.map_dir, out=args.out)
+    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
+        raise UserError(str(exc).strip("'\"")) from None
+    print(f"wrote {path} (self-contained: open it in any browser, e.g. file://{Path(path).resolve()})")
     return 0
 
 
@@ -657,6 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="magnitude range in the selection band")
     sim.add_argument("--min-abs-b", type=_bounded_float(0.0, 89.9, open_lo=False), default=20.0,
                      help="simulate only |b| >= this (deg)")
+    sim.add_argument("--north-only", action="store_true",
+                     help="simulate only the north Galactic cap (b > 0); with --min-abs-b 30, the SDSS footprint's "
+                          "latitudes, so that every star has SDSS photometry where it is bright enough")
     sim.add_argument("--footprint", type=_footprint, action="append", metavar="SURVEY=TERMS",
                      help="override a survey footprint, e.g. 'sdss=min_b:30,min_dec:-5' "
                           "(terms: min_b, max_b, min_dec, max_dec); repeatable")
@@ -698,12 +715,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="metrics and figures for a trained model",
                         description="Evaluate a run (its test split by default) or a model folder on a labelled "
-                                    "catalogue; writes test_metrics.json, residuals.png and confusion.png.",
+                                    "catalogue; writes test_metrics.json and figures (PNG and PDF): residuals, "
+                                    "residual trends with the run's baselines, calibration, confusion matrices.",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ev.add_argument("model", help="run directory (from 'photofeh train') or model folder")
     ev.add_argument("table", help="labelled catalogue")
     ev.add_argument("--split", choices=("test", "validation", "train", "all"), default="test")
     ev.add_argument("--out", help="where to write metrics and figures (default: the run directory)")
+    ev.add_argument("--no-figures", action="store_true", help="write test_metrics.json only")
     ev.set_defaults(func=cmd_evaluate)
 
     lf = sub.add_parser("lr-find", help="learning-rate range test; saves its plot",
@@ -807,7 +826,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(R, |Z|) cell as in Ivezic et al. 2008. Every star left out is counted.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     fm.add_argument("predictions", help="prediction folder or file from 'photofeh predict'")
-    fm.add_argument("--out", required=True, help="folder for feh_map.png, feh_map.npz and map.json")
+    fm.add_argument("--out", required=True, help="folder for map.json, feh_map.npz and the figures (docs/maps.md)")
     fm.add_argument("--band", nargs="+", default=["sdss_r"],
                     help="band(s) of the predicted absolute magnitude (mabs_<band>), in order of preference: "
                          "each star uses the first it has (e.g. sdss_r ps1_r)")
@@ -839,6 +858,9 @@ def build_parser() -> argparse.ArgumentParser:
     fm.add_argument("--deconvolve", action="store_true",
                     help="also the deconvolved MDF median of every cell (feh_map_deconvolved.png/.npz; ~120 kB of "
                          "memory per occupied cell; use flat-prior predictions)")
+    fm.add_argument("--no-figures", action="store_true",
+                    help="write map.json and the histograms (feh_map.npz) only, no figures (e.g. for many maps "
+                         "in a loop; the figures can be drawn later from feh_map.npz)")
     fm.add_argument("--chunk-rows", type=ROWS, default=1_000_000)
     fm.set_defaults(func=cmd_map)
 
@@ -865,6 +887,17 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap")
     md.add_argument("--chunk-rows", type=ROWS, default=1_000_000)
     md.set_defaults(func=cmd_mdf)
+
+    rp = sub.add_parser("report", help="one self-contained HTML page about a run (and its predictions and map)",
+                        description="Write an HTML page with every figure embedded (it opens offline): data and cut "
+                                    "summary, training curves, accuracy and calibration against the baselines, "
+                                    "training coverage, the map figures and the provenance. Run 'photofeh "
+                                    "evaluate' on the run first for the accuracy section.")
+    rp.add_argument("run", help="a run folder of 'photofeh train'")
+    rp.add_argument("--predictions", help="a 'photofeh predict' output made with the run's model (coverage, counts)")
+    rp.add_argument("--map", dest="map_dir", help="a 'photofeh map' folder made from those predictions")
+    rp.add_argument("--out", help="the HTML file to write (default: RUN/report.html)")
+    rp.set_defaults(func=cmd_report)
     return parser
 
 

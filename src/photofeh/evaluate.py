@@ -16,7 +16,7 @@ from scipy.optimize import curve_fit
 
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS
 from photofeh.catalog import atomic_output
-from photofeh.features import as_columns
+from photofeh.features import as_columns, feature_matrix
 from photofeh.validation import clean_columns
 
 __all__ = ["gaussian_fit_sigma", "regression_metrics", "binned_metrics", "class_metrics", "evaluate_model",
@@ -69,7 +69,8 @@ def regression_metrics(pred: np.ndarray, ref: np.ndarray, err: np.ndarray | None
         pull = r / np.sqrt(total)
         out["pull_std"] = float(np.std(pull))
         out["pull_robust_sigma"] = robust_sigma(pull)
-        out["frac_within_1sigma"] = float(np.mean(np.abs(pull) < 1))
+        for k in (1, 2, 3):  # coverage of the k-sigma intervals; a Gaussian gives 68.3, 95.4 and 99.7%
+            out[f"frac_within_{k}sigma"] = float(np.mean(np.abs(pull) < k))
     return out
 
 
@@ -131,8 +132,13 @@ def check_label_columns(cols, labels, label_columns: dict, source: str) -> None:
                          "and impossible values are NaN)")
 
 
-def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | os.PathLike | None = None) -> dict:
-    """Evaluate a loaded model on a labelled table: against spectroscopic labels and, on a mock, the truth."""
+def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | os.PathLike | None = None,
+                   baselines=None, figures: bool = True) -> dict:
+    """Evaluate a loaded model on a labelled table: against spectroscopic labels and, on a mock, the truth.
+
+    ``baselines``: the run's :class:`photofeh.baselines.RunBaselines` (fitted on the same training stars),
+    scored on the same stars as the network, overall and in the same bins. ``out_dir``: also write
+    ``test_metrics.json`` and, with ``figures``, the figures (:mod:`photofeh.report.eval_figures`)."""
     cols = as_columns(table)
     if rows is not None:
         cols = {k: np.asarray(v)[rows] for k, v in cols.items()}
@@ -143,9 +149,21 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
     usable = pred["usable"]
     report: dict = {"n_stars": int(usable.size), "n_usable": int(usable.sum()), "values_replaced": dict(replaced),
                     "labels": {}}
-    mag = cols.get("sdss_r", cols.get("gaia_g"))
+    mag_name = "sdss_r" if "sdss_r" in cols else ("gaia_g" if "gaia_g" in cols else None)
+    mag = np.asarray(cols[mag_name], float) if mag_name else None
     colour = (np.asarray(cols["sdss_g"], float) - np.asarray(cols["sdss_r"], float)) if "sdss_g" in cols else None
     feh_true = np.asarray(cols["feh_true"], float) if "feh_true" in cols else None
+    feh_ref = feh_true if feh_true is not None else (
+        np.asarray(cols[label_cols["feh"]], float) if "feh" in label_cols and label_cols["feh"] in cols else None)
+    bins = {name: (by, edges) for name, by, edges in (
+        (mag_name or "magnitude", mag, np.arange(14, 22.5, 1.0)), ("sdss_g-sdss_r", colour, np.arange(-0.4, 1.6, 0.2)),
+        ("feh_true" if feh_true is not None else "feh_label", feh_ref, np.arange(-3.0, 0.75, 0.5))) if by is not None}
+    report["bins"] = {name: [float(e) for e in edges] for name, (_, edges) in bins.items()}
+    base_pred = {}
+    if baselines is not None:
+        X, _ = feature_matrix(cols, model.features, model.ebv_column, model.meta.get("deredden", True))
+        base_pred = baselines.predict(X)
+        report["baselines"] = {"fitted_on": "the run's training stars", **baselines.meta}
     for lab in model.labels:
         c = label_cols[lab]
         entry = {}
@@ -157,14 +175,16 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
         if truth_col in cols and truth_col != c:
             entry["vs_truth"] = regression_metrics(pred[lab], np.asarray(cols[truth_col], float), pred[f"{lab}_err"],
                                                    outlier_dex=0.5 if lab == "feh" else None)
-        entry["binned"] = {}
-        if mag is not None:
-            entry["binned"]["magnitude"] = binned_metrics(pred[lab], ref, np.asarray(mag, float),
-                                                          np.arange(14, 22.5, 1.0))
-        if colour is not None:
-            entry["binned"]["g-r"] = binned_metrics(pred[lab], ref, colour, np.arange(-0.4, 1.6, 0.2))
-        if feh_true is not None:
-            entry["binned"]["feh_true"] = binned_metrics(pred[lab], ref, feh_true, np.arange(-3.0, 0.75, 0.5))
+        entry["binned"] = {name: binned_metrics(pred[lab], ref, by, edges) for name, (by, edges) in bins.items()}
+        for name, values in base_pred.items():
+            if lab not in values:
+                continue
+            same = usable & np.isfinite(values[lab])  # the stars both can predict
+            entry.setdefault("baselines", {})[name] = {
+                "vs_labels": regression_metrics(values[lab][same], ref[same]),
+                "network_same_stars": regression_metrics(pred[lab][same], ref[same]),
+                "binned": {b: binned_metrics(values[lab][same], ref[same], by[same], edges)
+                           for b, (by, edges) in bins.items()}}
         report["labels"][lab] = entry
     if "is_giant" in pred:
         giant_ref = {}
@@ -183,65 +203,10 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
+        from photofeh.report.eval_figures import draw_evaluation_figures
+
+        drawn = draw_evaluation_figures(pred, cols, model.labels, label_cols, report, out, base_pred) if figures else []
+        report["figures"] = sorted(p.name for p in drawn)
         with atomic_output(out / "test_metrics.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
-        _figures(pred, cols, model, out, report, label_cols)
     return report
-
-
-def _figures(pred, cols, model, out: Path, report: dict, label_cols: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labs = model.labels
-    fig, axes = plt.subplots(2, len(labs), figsize=(4 * len(labs), 7.5))
-    axes = np.atleast_2d(axes)
-    for j, lab in enumerate(labs):
-        ref = np.asarray(cols[label_cols[lab]], float)
-        p = pred[lab]
-        ok = np.isfinite(ref) & np.isfinite(p)
-        if ok.sum() < 2:  # nothing to draw: say so rather than fail
-            for ax in axes[:, j]:
-                ax.text(0.5, 0.5, f"{lab}: {int(ok.sum())} star(s) with a\nprediction and a label", ha="center",
-                        va="center", transform=ax.transAxes)
-            continue
-        ax = axes[0, j]
-        ax.hexbin(ref[ok], p[ok], gridsize=60, bins="log", mincnt=1, cmap="viridis")
-        lo, hi = np.percentile(ref[ok], [0.5, 99.5])
-        ax.plot([lo, hi], [lo, hi], "r-", lw=1)
-        ax.set_xlabel(f"{label_cols[lab]}")
-        ax.set_ylabel(f"predicted {lab}")
-        r = p[ok] - ref[ok]
-        mu, s = gaussian_fit_sigma(r)
-        rs = robust_sigma(r)
-        ax = axes[1, j]
-        ax.hist(r, bins=100, range=(np.median(r) - 5 * rs, np.median(r) + 5 * rs), histtype="step", color="k")
-        x = np.linspace(np.median(r) - 5 * rs, np.median(r) + 5 * rs, 200)
-        width = 10 * rs / 100
-        ax.plot(x, r.size * width / (s * np.sqrt(2 * np.pi)) * np.exp(-0.5 * ((x - mu) / s) ** 2), "r-")
-        ax.text(0.03, 0.95, f"$\\mu$ = {mu:.3g}\n$\\sigma$ = {s:.3g}\nn = {r.size}", transform=ax.transAxes,
-                va="top", fontsize=9)
-        ax.set_xlabel(f"residual {lab}")
-    fig.tight_layout()
-    with atomic_output(out / "residuals.png") as tmp:
-        fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    cls = report.get("class", {})
-    key = "vs_truth" if "vs_truth" in cls else ("vs_labels" if "vs_labels" in cls else None)
-    if key:
-        c = cls[key]["confusion"]
-        m = np.array([[c["dwarf_as_dwarf"], c["dwarf_as_giant"]], [c["giant_as_dwarf"], c["giant_as_giant"]]])
-        fig, ax = plt.subplots(figsize=(4, 3.6))
-        ax.imshow(m, cmap="Blues")
-        for (i, k), v in np.ndenumerate(m):
-            ax.text(k, i, f"{v}", ha="center", va="center")
-        ax.set_xticks([0, 1], ["dwarf", "giant"])
-        ax.set_yticks([0, 1], ["dwarf", "giant"])
-        ax.set_xlabel("predicted")
-        ax.set_ylabel(f"true ({key.removeprefix('vs_')})")
-        fig.tight_layout()
-        with atomic_output(out / "confusion.png") as tmp:
-            fig.savefig(tmp, dpi=100, format="png")
-        plt.close(fig)

@@ -97,16 +97,20 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     return mdf_summary(x, e, n_boot=n_boot, seed=seed, n_components=n_components), counts, x
 
 
-def plot_mdf(summary: dict, x: np.ndarray | None, path, title: str = "", fmt: str | None = None) -> None:
-    """The deconvolved MDF (with its bootstrap median) over the histogram of the estimates, if given."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_mdf(summary: dict, x: np.ndarray | None, stem, title: str = "") -> list:
+    """The deconvolved MDF (with its bootstrap median) over the histogram of the estimates, if given; written
+    as ``stem``.png and ``stem``.pdf (:mod:`photofeh.report.style`). Returns the paths."""
+    from photofeh.report.style import new_figure, save_figure, styled
 
     mdf = MixtureMDF.from_dict(summary["mixture"])
     grid = np.linspace(-4.0, 1.0, 501)
-    fig, ax = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    with styled():
+        fig, axes = new_figure(1, 1, width="single", aspect=0.75)
+        _draw_mdf(axes[0, 0], mdf, summary, x, grid, title)
+        return save_figure(fig, stem)
+
+
+def _draw_mdf(ax, mdf, summary, x, grid, title) -> None:
     if x is not None and x.size:
         ax.hist(x, bins=np.arange(-4.0, 1.01, 0.1), density=True, histtype="step", color="0.5",
                 label=f"estimates ({x.size:,d} stars)")
@@ -115,7 +119,9 @@ def plot_mdf(summary: dict, x: np.ndarray | None, path, title: str = "", fmt: st
                label=f"median {summary['median']:.2f} $\\pm$ {summary['median_se']:.2f}")
     ax.set_xlabel("[Fe/H] (dex)")
     ax.set_ylabel("stars per dex (normalised)")
+    if x is not None and x.size:
+        from photofeh.report.style import data_range
+
+        ax.set_xlim(*data_range(x, 0.2, 99.8, step=0.25))
     ax.set_title(title)
-    ax.legend(frameon=False, fontsize=8)
-    fig.savefig(path, format=fmt)
-    plt.close(fig)
+    ax.legend(fontsize=7)

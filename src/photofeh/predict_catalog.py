@@ -40,7 +40,7 @@ from photofeh.readers import CatalogReadError, detect_format, iter_table, known_
 __all__ = ["PredictOptions", "PredictSummary", "predict_catalog", "predict_chunk", "input_columns",
            "ResumeMismatch", "ChunkError", "IncompleteOutput", "MANIFEST", "check_options", "prepare_run",
            "provenance",
-           "read_provenance"]
+           "read_provenance", "model_digest"]
 
 MANIFEST = "_manifest.json"  # a leading underscore: pyarrow datasets skip these when reading the parts
 CHUNK_LOG = "_chunks.jsonl"
@@ -168,7 +168,7 @@ def provenance(model_dir: Path, model, source: Path, preset: Preset | None, crea
 
     training = model.meta.get("training", {})
     return {"photofeh_kind": "predictions", "photofeh_version": __version__,
-            "model_path": str(model_dir.resolve()), "model_digest": _model_digest(model_dir),
+            "model_path": str(model_dir.resolve()), "model_digest": model_digest(model_dir),
             "model_labels": json.dumps(model.labels), "model_features": json.dumps(model.features),
             "model_trained_with": json.dumps({k: training.get(k) for k in ("n_train", "table_ids_sha256")}),
             "model_prior": getattr(model, "estimate_prior", None) or prior_of(model.meta),
@@ -226,7 +226,8 @@ def _fingerprint(path: Path) -> list:
             for p in files]
 
 
-def _model_digest(model_dir: Path) -> str:
+def model_digest(model_dir: Path) -> str:
+    """SHA-256 of a model folder's two files: the identity of a model in every output made with it."""
     h = hashlib.sha256()
     for name in ("model.json", "model.safetensors"):
         with open(model_dir / name, "rb") as f:
@@ -464,7 +465,7 @@ class _PredictionRun:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.manifest = Manifest(self.folder, {
             "input": str(source.resolve()), "input_files": _fingerprint(source), "format": self.kind,
-            "model": _model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": self.read,
+            "model": model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": self.read,
             "keep": self.keep, "preset": None if self.preset is None else self.preset.name,
             "ebv_column": opts.ebv.column, "sfd_dir": opts.ebv.sfd_dir, "prior": self.model.estimate_prior}, log)
         self.provenance = provenance(model_dir, self.model, source, self.preset, self.manifest.created)

@@ -170,8 +170,8 @@ def _sky(products: MapProducts, min_count: int, stem: Path) -> list[Path]:
 
     med = products.sky.median(min_count)[:, 0]
     n = products.sky.n[:, 0].astype(float)
-    x = np.linspace(-np.pi, np.pi, 721)
-    y = np.linspace(-np.pi / 2, np.pi / 2, 361)
+    x = np.linspace(-np.pi, np.pi, 361)  # a 1-degree grid: 3.7-degree pixels at nside 16 are drawn smoothly
+    y = np.linspace(-np.pi / 2, np.pi / 2, 181)
     xc, yc = np.meshgrid(0.5 * (x[1:] + x[:-1]), 0.5 * (y[1:] + y[:-1]))
     l_deg = np.mod(-np.degrees(xc), 360.0)  # l grows to the left, l = 0 at the centre (astronomical convention)
     pix = hp.ang2pix(products.nside, l_deg, np.degrees(yc), lonlat=True)

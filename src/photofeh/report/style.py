@@ -11,19 +11,21 @@ figure written both as PNG (for the report) and as PDF (vector, for a paper).
 from __future__ import annotations
 
 import contextlib
-import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CMAP_VALUE", "CMAP_COUNTS", "CMAP_SCATTER", "CMAP_RESIDUAL", "FORMATS", "axis_label", "styled",
-           "new_figure", "save_figure", "data_range", "occupied_extent", "mark_sun", "sun_position_kpc"]
+__all__ = ["CMAP_VALUE", "CMAP_COUNTS", "CMAP_SCATTER", "CMAP_RESIDUAL", "CMAP_RATE", "CMAP_BACKGROUND", "FORMATS",
+           "axis_label", "styled", "new_figure", "save_figure", "data_range", "occupied_extent", "mark_sun",
+           "sun_position_kpc"]
 
 CMAP_VALUE = "viridis"      # a quantity such as median [Fe/H]
 CMAP_COUNTS = "cividis"     # star counts (logarithmic)
 CMAP_SCATTER = "magma"      # a spread (dex)
 CMAP_RESIDUAL = "RdBu_r"    # signed residuals, centred on zero
+CMAP_RATE = "Blues"         # a fraction from 0 to 1 (confusion matrices)
+CMAP_BACKGROUND = "Greys"   # a density drawn behind coloured overlays (training coverage)
 FORMATS = ("png", "pdf")    # PNG for the HTML report, PDF (vector) for a paper
 
 RC = {
@@ -43,7 +45,6 @@ RC = {
     "ytick.minor.visible": True,
     "axes.linewidth": 0.8,
     "savefig.dpi": 150,
-    "savefig.bbox": "tight",
     "figure.dpi": 100,
     "image.cmap": CMAP_VALUE,
     "pdf.fonttype": 42,  # TrueType in the PDF: text stays text for journals' production systems
@@ -199,7 +200,3 @@ def mark_sun(ax, R: float | None = None, z: float | None = None, label: bool = T
         ax.annotate("Sun", (R, abs(z)), xytext=(7, 5), textcoords="offset points", fontsize=8, zorder=6,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
 
-
-def safe_stem(text: str) -> str:
-    """A file-name stem from free text (a label, a selection)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "figure"

@@ -50,6 +50,7 @@ class MockSurveyConfig:
     select_band: str = "sdss_r"
     mag_range: tuple[float, float] = (14.0, 22.5)
     min_abs_b: float = 20.0
+    north_only: bool = False  # only b > 0: with min_abs_b = 30, the SDSS north Galactic cap (DR7 Legacy area)
     footprints: dict[str, str] = field(default_factory=lambda: {
         k: v.to_text() for k, v in obs.DEFAULT_FOOTPRINTS.items()})
     disk_feh_law: str = "ivezic2008"
@@ -98,7 +99,8 @@ class MockSurvey:
             self.select_band, self.mag_range = "sdss_g", SPEC_WINDOW_G
         self._sel_running_min = self.grid.running_min(self.select_band)
         self.galaxy = gal.GalaxyModel(min_abs_b=min_abs_b, d_max_kpc=d_max, visibility=self._visibility_envelope,
-                                      north_only=config.spec_only and self.footprints["sdss"].min_b > 0)
+                                      north_only=config.north_only or (config.spec_only
+                                                                        and self.footprints["sdss"].min_b > 0))
         self.dust = obs.DustModel()
         self.cal = obs.zero_point_table(config.seed, self.dust)
         self.feh_law = gal.DISK_FEH_IVEZIC2008 if config.disk_feh_law == "ivezic2008" else gal.DISK_FEH_BOND2010

@@ -1,0 +1,117 @@
+"""Figures about a training run itself: its learning curves, and its training coverage (where the stars to
+predict lie against the labelled stars in colour-colour and colour-magnitude space).
+
+A network extrapolates badly: a star far from every labelled star gets a confident but unfounded estimate
+(the domain flag of :mod:`photofeh.domain` catches the worst). The coverage plots show a reader at a glance
+which part of the catalogue the labelled set speaks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from photofeh.report.style import CMAP_BACKGROUND, axis_label, data_range, new_figure, save_figure, styled
+
+__all__ = ["history_figure", "coverage_panels", "coverage_figure"]
+
+
+def history_figure(history: Sequence[dict], stem: str | Path) -> list[Path]:
+    """Training and validation loss per epoch for every ensemble member (PNG and PDF)."""
+    with styled():
+        fig, axes = new_figure(1, 1, width="single", aspect=0.75)
+        ax = axes[0, 0]
+        for m in sorted({h["member"] for h in history}):
+            hs = [h for h in history if h["member"] == m]
+            ep = [h["epoch"] for h in hs]
+            ax.plot(ep, [h["train_loss"] for h in hs], color=f"C{m}", lw=1, ls="--",
+                    label="training" if m == 0 else None)
+            ax.plot(ep, [h["val_loss"] for h in hs], color=f"C{m}", lw=1.2,
+                    label="validation" if m == 0 else None)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (Gaussian negative log-likelihood per star)")
+        ax.set_title(f"{len({h['member'] for h in history})} ensemble member(s); colours: members", fontsize=8)
+        ax.legend(loc="upper right")
+        return save_figure(fig, stem)
+
+
+def _survey(feature: str) -> str:
+    return feature.split("_", 1)[0]
+
+
+def coverage_panels(features: Sequence[str]) -> list[tuple[str, str]]:
+    """(x, y) feature pairs worth drawing: the first two colours (u-g against g-r for SDSS), two colours of
+    another survey, and a colour-magnitude diagram when a magnitude is a feature."""
+    from photofeh.bands import BANDS
+
+    colours = [f for f in features if "-" in f]
+    mags = [f for f in features if f in BANDS]
+    panels = []
+    if len(colours) >= 2:
+        panels.append((colours[1], colours[0]) if colours[0].startswith("sdss_u") else (colours[0], colours[1]))
+    other = [c for c in colours if _survey(c) != _survey(colours[0])] if colours else []
+    if len(other) >= 2:
+        panels.append((other[0], other[1]))
+    if mags and colours:
+        same = ([c for c in colours if c.split("-")[0] == mags[0]] or [c for c in colours if mags[0] in c.split("-")]
+                or colours)  # g against g-r, as colour-magnitude diagrams are drawn
+        panels.append((same[0], mags[0]))
+    return panels
+
+
+def coverage_figure(labelled, predicted, features: Sequence[str], stem: str | Path,
+                    n_predicted_total: int | None = None) -> list[Path]:
+    """The predicted stars (grey-scale density) against the labelled ones (red contours enclosing 50, 90 and
+    99% of them) in the panels of :func:`coverage_panels`; ``labelled`` and ``predicted`` map feature names
+    to arrays (dereddened, as the model sees them). Returns [] when no pair can be drawn."""
+    panels = coverage_panels(features)
+    if not panels:
+        return []
+    with styled():
+        fig, axes = new_figure(len(panels), 1, width=3.2 * len(panels), aspect=1.05)
+        for ax, (fx, fy) in zip(axes[0], panels, strict=True):
+            px, py = np.asarray(predicted[fx], float), np.asarray(predicted[fy], float)
+            lx, ly = np.asarray(labelled[fx], float), np.asarray(labelled[fy], float)
+            ok_p, ok_l = np.isfinite(px) & np.isfinite(py), np.isfinite(lx) & np.isfinite(ly)
+            xr = data_range(np.concatenate([px[ok_p], lx[ok_l]]), 0.5, 99.5, step=None)
+            yr = data_range(np.concatenate([py[ok_p], ly[ok_l]]), 0.5, 99.5, step=None)
+            if ok_p.sum():
+                hb = ax.hexbin(px[ok_p], py[ok_p], gridsize=50, bins="log", mincnt=1, cmap=CMAP_BACKGROUND,
+                               extent=(*xr, *yr), linewidths=0)
+                fig.colorbar(hb, ax=ax, label="stars to predict per hexagon", orientation="horizontal", pad=0.15)
+            if ok_l.sum() >= 20:
+                _contours(ax, lx[ok_l], ly[ok_l], xr, yr)
+            ax.set_xlim(*xr)
+            ax.set_ylim(*yr)
+            if fy in _magnitudes():
+                ax.invert_yaxis()
+            ax.set_xlabel(axis_label(fx).replace(", mag)", ", dereddened, mag)"))
+            ax.set_ylabel(axis_label(fy).replace(", mag)", ", dereddened, mag)"))
+        total = f" of {n_predicted_total:,d}" if n_predicted_total else ""
+        fig.suptitle(f"training coverage: {int(ok_p.sum()):,d} stars to predict{total} (grey)\nagainst "
+                     f"{int(ok_l.sum()):,d} labelled training stars (red: contours enclosing 50, 90, 99%)", fontsize=8)
+        return save_figure(fig, stem)
+
+
+def _magnitudes() -> set[str]:
+    from photofeh.bands import BANDS
+
+    return set(BANDS)
+
+
+def _contours(ax, x, y, xr, yr) -> None:
+    """Contours of the 2-D histogram of (x, y) at the levels enclosing 50, 90 and 99% of the points."""
+    from scipy.ndimage import gaussian_filter
+
+    h, xe, ye = np.histogram2d(x, y, bins=60, range=(xr, yr))
+    h = gaussian_filter(h, 1.0)
+    flat = np.sort(h.ravel())[::-1]
+    cum = np.cumsum(flat) / max(flat.sum(), 1e-12)
+    levels = sorted({float(flat[min(np.searchsorted(cum, q), flat.size - 1)]) for q in (0.99, 0.90, 0.50)})
+    levels = [lv for lv in levels if lv > 0]
+    if len(levels) >= 1:
+        ax.contour(0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1]), h.T, levels=levels, colors="C3",
+                   linewidths=[0.6, 0.9, 1.3][-len(levels):])
+
