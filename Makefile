@@ -39,7 +39,7 @@ demo: setup
 	rm -rf $(DEMO)/predictions_flat
 	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_flat --chunk-rows 250000 \
 		--prior flat --quiet
-	$(VENV)/bin/photofeh mdf $(DEMO)/predictions_flat --out $(DEMO)/mdf --giants exclude --bootstrap 100
+	$(VENV)/bin/photofeh mdf $(DEMO)/predictions_flat --out $(DEMO)/mdf --giants exclude --bootstrap 30
 	@echo "== stage 5: missing photometry: on an all-sky survey (|b| > 20, 14 < r < 22.5) many stars lack SDSS or Gaia; =="
 	@echo "==          a masked model predicts them too =="
 	$(VENV)/bin/photofeh simulate --n-stars 300000 --seed 3 --out $(DEMO)/mock_allsky.parquet --workers 2 --quiet

@@ -77,7 +77,7 @@ def test_each_label_preset_to_a_trained_model_and_predictions(layout, spec_catal
         build += ["--photometry", f"{phot['ps1']}:ps1_meanobject", "--photometry", f"{phot['gaia']}:gaia_dr3"]
     assert main(build) == 0, capsys.readouterr().err
     assert main(["train", str(tmp_path / "train.parquet"), "--config", str(_config(tmp_path, features)), "--out",
-                 str(tmp_path / "run"), "--quiet"]) == 0, capsys.readouterr().err
+                 str(tmp_path / "run"), "--quiet", "--baseline-rounds", "0"]) == 0, capsys.readouterr().err
     if layout == "lamost_lrs":
         assert main(["merge-photometry", f"{phot['ps1']}:ps1_meanobject", "--other", f"{phot['gaia']}:gaia_dr3",
                      "--sfd-dir", str(tmp_path / "sfd"), "--out", str(tmp_path / "input.parquet")]) == 0

@@ -39,7 +39,7 @@ def test_green2020_trains_and_predicts(tmp_path):
 
     stars = read_green2020(PATH)
     test = green2020_test_mask(stars["source_id"].to_numpy())
-    cfg = TrainConfig(features=GREEN2020_FEATURES, labels=["feh", "logg", "teff"],
+    cfg = TrainConfig(baseline_rounds=0, features=GREEN2020_FEATURES, labels=["feh", "logg", "teff"],
                       label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, deredden=False,
                       missing="mask", split=(0.8, 0.2, 0.0), epochs=3, seed=0)
     train(stars[~test], cfg, tmp_path / "run", log=lambda s: None)

@@ -199,7 +199,7 @@ def test_kill_simulate_with_workers(sig, tmp_path):
 def test_kill_train_leaves_no_half_run(sig, spec_catalog, tmp_path):
     spec_catalog.to_parquet(tmp_path / "spec.parquet")
     run = tmp_path / "run"
-    args = ["train", str(tmp_path / "spec.parquet"), "--out", str(run), "--epochs", "40"]
+    args = ["train", "--baseline-rounds", "0", str(tmp_path / "spec.parquet"), "--out", str(run), "--epochs", "40"]
     proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     epochs = int(RNG.integers(1, 6))
     seen = 0

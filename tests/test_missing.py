@@ -76,6 +76,6 @@ def test_masked_model_predicts_without_a_survey_with_honest_errors(masked_model)
 
 def test_require_mode_is_unchanged_and_config_is_checked():
     with pytest.raises(ValueError, match="missing must be"):
-        TrainConfig(missing="impute").validate()
+        TrainConfig(baseline_rounds=0, missing="impute").validate()
     with pytest.raises(ValueError, match="min_features"):
-        TrainConfig(missing="mask", min_features=0).validate()
+        TrainConfig(baseline_rounds=0, missing="mask", min_features=0).validate()

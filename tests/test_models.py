@@ -21,7 +21,7 @@ from photofeh.train import TrainConfig, multitask_loss, train
 @pytest.fixture(scope="module")
 def trained(spec_catalog: pd.DataFrame, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     run = tmp_path_factory.mktemp("run")
-    cfg = TrainConfig(epochs=12, seed=1, batch_size=256)
+    cfg = TrainConfig(baseline_rounds=0, epochs=12, seed=1, batch_size=256)
     train(spec_catalog, cfg, run, log=lambda s: None)
     return run, spec_catalog
 
@@ -127,7 +127,7 @@ def test_class_metrics_on_a_known_confusion():
 
 
 def test_ensemble_spread_adds_to_the_variance(spec_catalog: pd.DataFrame, tmp_path: Path):
-    cfg = TrainConfig(epochs=2, ensemble=2, seed=3, batch_size=256)
+    cfg = TrainConfig(baseline_rounds=0, epochs=2, ensemble=2, seed=3, batch_size=256)
     train(spec_catalog.iloc[:6000], cfg, tmp_path, log=lambda s: None)
     model = load_model(tmp_path / "model")
     assert len(model.members) == 2
@@ -161,7 +161,7 @@ def test_cli_train_evaluate_and_lr_find(spec_catalog: pd.DataFrame, tmp_path: Pa
 
 
 def test_same_seed_same_model(spec_catalog: pd.DataFrame, tmp_path: Path):
-    cfg = TrainConfig(epochs=2, seed=5, batch_size=256)
+    cfg = TrainConfig(baseline_rounds=0, epochs=2, seed=5, batch_size=256)
     for name in ("a", "b"):
         train(spec_catalog.iloc[:4000], cfg, tmp_path / name, log=lambda s: None)
     wa = (tmp_path / "a" / "model" / "model.safetensors").read_bytes()
@@ -221,6 +221,6 @@ def test_config_reference_is_current_and_complete(tmp_path):
     assert set(CONFIG_DOCS) == set(TrainConfig.__dataclass_fields__)
     doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"
     assert doc.read_text() == config_markdown(), "docs/config.md is stale: run `make docs`"
-    cfg = TrainConfig(epochs=7, split=(0.8, 0.2, 0.0), class_operating_feh_max=None)
+    cfg = TrainConfig(baseline_rounds=0, epochs=7, split=(0.8, 0.2, 0.0), class_operating_feh_max=None)
     (tmp_path / "c.toml").write_text(_to_toml(cfg))
     assert asdict(load_config(tmp_path / "c.toml")) == asdict(cfg)

@@ -56,7 +56,8 @@ def test_parallax_labels_train_predict_and_map(spec_catalog, catalog, tmp_path, 
     for name, kw in {"parallax": {"parallax_labels": ["mabs_gaia_g"], "label_columns": COLUMNS},
                      "truth": {"label_columns": {**COLUMNS, "mabs_gaia_g": "mabs_gaia_g_true"}},
                      "inverted": {"label_columns": {**COLUMNS, "mabs_gaia_g": "mabs_plx"}}}.items():
-        cfg = TrainConfig(features=FEATURES, labels=["feh", "logg", "teff", "mabs_gaia_g"], epochs=20, seed=1, **kw)
+        cfg = TrainConfig(features=FEATURES, labels=["feh", "logg", "teff", "mabs_gaia_g"], epochs=20, seed=1,
+                          baseline_rounds=0, **kw)
         train(spec, cfg, tmp_path / name, log=lambda s: None)
         split = pd.read_parquet(tmp_path / name / "split.parquet")["split"].to_numpy()
         test = spec[split == "test"]

@@ -40,7 +40,7 @@ def test_flat_prior_removes_most_of_the_conditional_bias(tmp_path):
     est = {}
     for prior in ("labels", "flat"):
         cfg = TrainConfig(features=["x", "x2", "x3"], labels=["feh"], label_columns={"feh": "feh_spec"},
-                          classify=False, prior=prior, epochs=8, seed=0, split=(0.8, 0.2, 0.0))
+                          classify=False, prior=prior, epochs=8, seed=0, split=(0.8, 0.2, 0.0), baseline_rounds=0)
         train(fit, cfg, tmp_path / prior, log=lambda s: None)
         model = load_model(tmp_path / prior)
         assert model.meta["prior"]["kind"] == prior
@@ -167,7 +167,8 @@ def test_real_sspp_stars_with_impossible_estimates_or_huge_errors_are_out_of_the
         pytest.skip(f"real sample not found at {path}")
     cfg = TrainConfig(features=["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "sdss_g"],
                       labels=["feh", "logg", "teff"],
-                      label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, epochs=4, seed=0)
+                      label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, epochs=4, seed=0,
+                      baseline_rounds=0)
     train(spec_catalog, cfg, tmp_path / "run", log=lambda s: None)
     model = load_model(tmp_path / "run")
     cols, _ = apply_preset(read_columns(path), "sspp", str(path))

@@ -68,7 +68,7 @@ def test_archive_tables_to_a_map_in_five_commands(spec_catalog, catalog, tmp_pat
          "--photometry", f"{train_phot['gaia']}:gaia_dr3", "--epoch", "2004.5", "--cuts", str(tmp_path / "cuts.toml"),
          "--out", str(tmp_path / "train.parquet")],
         ["train", str(tmp_path / "train.parquet"), "--config", str(tmp_path / "real.toml"), "--out",
-         str(tmp_path / "run"), "--quiet"],
+         str(tmp_path / "run"), "--quiet", "--baseline-rounds", "0"],
         ["merge-photometry", f"{survey_phot['sdss']}:sdss_photoobj", "--other",
          f"{survey_phot['ps1']}:ps1_meanobject", "--other", f"{survey_phot['gaia']}:gaia_dr3", "--out",
          str(tmp_path / "input.parquet")],

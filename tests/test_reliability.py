@@ -151,7 +151,7 @@ def test_values_label_sentinels_never_train(spec_catalog, tmp_path):
     hit = rng.choice(len(table), size=600, replace=False)
     table.loc[table.index[hit], "feh_spec"] = -9999.0
     table.loc[table.index[:50], "feh_spec_err"] = -0.1
-    cfg = TrainConfig(epochs=1, batch_size=256)
+    cfg = TrainConfig(baseline_rounds=0, epochs=1, batch_size=256)
     p = prepare(table, cfg)
     assert p.replaced["feh_spec"] == 600 and p.replaced["feh_spec_err"] == 50
     feh = p.y[:, cfg.labels.index("feh")]
@@ -435,7 +435,8 @@ def test_config_duplicate_ids_stay_on_one_side_of_the_split(spec_catalog, tmp_pa
     assert np.array_equal(split_indices(5000, (0.7, 0.15, 0.15), 4, unique), split_indices(5000, (0.7, 0.15, 0.15), 4))
     table = pd.concat([spec_catalog.iloc[:3000], spec_catalog.iloc[:600]], ignore_index=True)
     table.to_parquet(tmp_path / "dup.parquet")
-    assert main(["train", str(tmp_path / "dup.parquet"), "--out", str(tmp_path / "run"), "--epochs", "1"]) == 0
+    assert main(["train", str(tmp_path / "dup.parquet"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--baseline-rounds", "0"]) == 0
     assert "600 row(s) repeat a source_id" in capsys.readouterr().err
     sp = pd.read_parquet(tmp_path / "run" / "split.parquet")
     assert (sp.groupby("source_id")["split"].nunique() == 1).all()
@@ -489,6 +490,7 @@ ARG_CASES = [
     ["predict", "PRED", "PRED", "--out", "OUT", "--threads", "0"],
     ["merge-photometry", "PRED", "--other", "PRED", "--out", "OUT", "--radius", "inf"],
     ["train", "PRED", "--out", "OUT", "--seed", "-1"],
+    ["train", "PRED", "--out", "OUT", "--baseline-rounds", "-1"],
 ]
 
 

@@ -26,7 +26,7 @@ def reported(quick_model: Path, spec_catalog: pd.DataFrame, catalog: pd.DataFram
     run = tmp / "run"
     shutil.copytree(quick_model.parent, run)
     spec_catalog.to_parquet(tmp / "spec.parquet")
-    catalog.iloc[:100_000].to_parquet(tmp / "survey.parquet")
+    catalog.iloc[:40_000].to_parquet(tmp / "survey.parquet")
     assert main(["evaluate", str(run), str(tmp / "spec.parquet")]) == 0
     assert main(["predict", str(run), str(tmp / "survey.parquet"), "--out", str(tmp / "pred"), "--quiet",
                  "--keep", "sdss_r", "ebv", "parallax", "parallax_error"]) == 0

@@ -284,7 +284,7 @@ def _train_config(args: argparse.Namespace):
 
     try:
         cfg = load_config(args.config) if args.config else TrainConfig()
-        for key in ("epochs", "seed", "ensemble", "prior"):
+        for key in ("epochs", "seed", "ensemble", "prior", "baseline_rounds"):
             if getattr(args, key, None) is not None:
                 setattr(cfg, key, getattr(args, key))
         cfg.validate()  # the command-line overrides too, before any data is read
@@ -708,6 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--prior", choices=("labels", "flat"),
                     help="override the prior: labels (best per-star estimate) or flat (small bias at every [Fe/H], "
                          "for metallicity distributions and maps; docs/populations.md)")
+    tr.add_argument("--baseline-rounds", type=_bounded_int(0, 100_000),
+                    help="override the LightGBM rounds of the baselines fitted beside the network (0: none)")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace an existing run directory (only once the new run is complete)")
     tr.add_argument("--quiet", action="store_true", help="no per-epoch log")

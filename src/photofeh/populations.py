@@ -14,7 +14,10 @@ from photofeh.mdf import MIN_STARS, BinnedEstimates, MixtureMDF, mdf_summary
 
 __all__ = ["mdf_of_predictions", "plot_mdf", "RAW_LIMIT"]
 
-RAW_LIMIT = 2_000_000  # beyond this many selected stars, estimates go into a BinnedEstimates (bounded memory)
+# Beyond this many selected stars the estimates go into a BinnedEstimates: bounded memory and time (the
+# deconvolution and its bootstrap then cost the same for 10^5 and 10^9 stars; 1.5 million raw estimates
+# with 100 bootstrap resamples ran for more than 10 minutes). Its 0.02 dex bins are far below any MDF's width.
+RAW_LIMIT = 200_000
 
 
 def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | None = None,
@@ -27,8 +30,8 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     with ``predict --keep``); ``max_feh_err``: leave out vaguer estimates; ``giants``: include, exclude or
     only (the model's class); ``out_of_domain``: exclude (default) or include stars outside the model's
     training domain. Every star left out is counted. Returns ``(summary, counts, estimates)``: the summary of
-    :func:`mdf_summary`, the selection counts, and the selected estimates (None past ``RAW_LIMIT`` stars,
-    when only their histogram is kept).
+    :func:`mdf_summary`, the selection counts, and the selected estimates (past ``RAW_LIMIT`` stars, their
+    :class:`BinnedEstimates` histogram instead).
     """
     import pandas as pd
 
@@ -89,7 +92,7 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     if counts["stars"] == 0:
         raise ValueError(f"{source} holds no predictions")
     if binned is not None:
-        return binned.summary(n_boot=n_boot, seed=seed, n_components=n_components), counts, None
+        return binned.summary(n_boot=n_boot, seed=seed, n_components=n_components), counts, binned
     x, e = (np.concatenate(a) if a else np.empty(0) for a in (xs, es))
     if x.size < MIN_STARS:
         raise ValueError(f"the selection holds {x.size} stars; an MDF needs at least {MIN_STARS} "
@@ -97,7 +100,7 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     return mdf_summary(x, e, n_boot=n_boot, seed=seed, n_components=n_components), counts, x
 
 
-def plot_mdf(summary: dict, x: np.ndarray | None, stem, title: str = "") -> list:
+def plot_mdf(summary: dict, x: np.ndarray | BinnedEstimates | None, stem, title: str = "") -> list:
     """The deconvolved MDF (with its bootstrap median) over the histogram of the estimates, if given; written
     as ``stem``.png and ``stem``.pdf (:mod:`photofeh.report.style`). Returns the paths."""
     from photofeh.report.style import new_figure, save_figure, styled
@@ -111,17 +114,28 @@ def plot_mdf(summary: dict, x: np.ndarray | None, stem, title: str = "") -> list
 
 
 def _draw_mdf(ax, mdf, summary, x, grid, title) -> None:
-    if x is not None and x.size:
-        ax.hist(x, bins=np.arange(-4.0, 1.01, 0.1), density=True, histtype="step", color="0.5",
-                label=f"estimates ({x.size:,d} stars)")
+    edges = np.arange(-4.0, 1.01, 0.1)
+    if isinstance(x, BinnedEstimates):  # many stars: their histogram (0.02 dex bins) summed into 0.1 dex bins
+        from photofeh.mdf import FEH_EDGES
+
+        hist, _ = np.histogram(0.5 * (FEH_EDGES[1:] + FEH_EDGES[:-1]), bins=edges, weights=x.counts.sum(axis=1))
+        shown = x.n
+    elif x is not None and x.size:
+        hist, _ = np.histogram(x, bins=edges)
+        shown = x.size
+    else:
+        hist, shown = None, 0
+    if hist is not None and shown:
+        ax.stairs(hist / (max(hist.sum(), 1) * 0.1), edges, color="0.5", label=f"estimates ({shown:,d} stars)")
     ax.plot(grid, mdf.pdf(grid), color="C0", lw=2, label="deconvolved MDF")
     ax.axvline(summary["median"], color="C0", ls="--",
                label=f"median {summary['median']:.2f} $\\pm$ {summary['median_se']:.2f}")
     ax.set_xlabel("[Fe/H] (dex)")
     ax.set_ylabel("stars per dex (normalised)")
-    if x is not None and x.size:
+    if hist is not None and shown:
         from photofeh.report.style import data_range
 
-        ax.set_xlim(*data_range(x, 0.2, 99.8, step=0.25))
+        cdf = np.cumsum(hist) / max(hist.sum(), 1)
+        ax.set_xlim(*data_range(np.interp([0.002, 0.998], cdf, edges[1:]), 0, 100, step=0.25))
     ax.set_title(title)
     ax.legend(fontsize=7)
