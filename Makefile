@@ -65,7 +65,7 @@ bench: setup
 
 docs: setup
 	$(PY) -m photofeh.schema > docs/schema.md
-	$(PY) -m photofeh.train > docs/config.md
+	$(PY) -m photofeh.model.train > docs/config.md
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

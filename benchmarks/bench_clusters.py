@@ -6,7 +6,7 @@ put the turn-off at g = 17-20, each with the
 field stars the Galaxy model puts in a 6-arcmin cone. The default configuration is trained on the
 SEGUE-like labelled mock set (30,000 stars) once with each prior; members and field are predicted, and the
 MDF of (a) the members (perfect membership) and (b) every star within 3 arcmin of the centre (field
-contamination) is deconvolved (`photofeh.populations.mdf_of_predictions`, the code of `photofeh mdf`):
+contamination) is deconvolved (`photofeh.galaxy.populations.mdf_of_predictions`, the code of `photofeh mdf`):
 its median with the bootstrap error, against the cluster's [Fe/H]. Targets (flat prior): within 0.10 dex,
 with an error bar that covers the truth.
 
@@ -35,10 +35,10 @@ FIELD_ARCMIN, INNER_ARCMIN = 6.0, 3.0
 def main() -> None:
     import pandas as pd
 
-    from photofeh.populations import mdf_of_predictions
-    from photofeh.predict import load_model
+    from photofeh.galaxy.populations import mdf_of_predictions
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import load_config, train
     from photofeh.simulate.cluster import ClusterConfig, ClusterFieldSurvey
-    from photofeh.train import load_config, train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=40)

@@ -24,12 +24,12 @@ from _common import ROOT, labelled_mock, write_result
 
 
 def main() -> None:
-    from photofeh.domain import feature_errors
-    from photofeh.features import feature_matrix
-    from photofeh.predict import load_model
-    from photofeh.presets import apply_preset
-    from photofeh.readers import read_columns
-    from photofeh.train import TrainConfig, load_config, train
+    from photofeh.io.presets import apply_preset
+    from photofeh.io.readers import read_columns
+    from photofeh.model.domain import feature_errors
+    from photofeh.model.features import feature_matrix
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, load_config, train
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=40)

@@ -1,6 +1,6 @@
 """Real accuracy: the default network against LightGBM on the Green et al. 2021 stars (LAMOST, APOGEE, GALAH).
 
-The fixed split of photofeh.real_samples (70% to fit: 80% training, 20% validation; 30% test). Same inputs
+The fixed split of photofeh.io.real_samples (70% to fit: 80% training, 20% validation; 30% test). Same inputs
 for both: observed Gaia and PS1 colours, G, the parallax and its error, and the Bayestar19-unit reddening
 (config deredden = false: the network learns the extinction); stars may lack PS1 bands (missing = "mask" for
 the network, NaN for LightGBM). Beside it, the network on colours dereddened with the SFD E(B-V) of the preset
@@ -42,12 +42,12 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=80)
     args = ap.parse_args()
 
-    from photofeh.baselines import GradientBoostedBaseline
-    from photofeh.evaluate import class_metrics, regression_metrics
-    from photofeh.features import feature_matrix
-    from photofeh.predict import load_model
-    from photofeh.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
-    from photofeh.train import TrainConfig, train
+    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.model.baselines import GradientBoostedBaseline
+    from photofeh.model.evaluate import class_metrics, regression_metrics
+    from photofeh.model.features import feature_matrix
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
 
     stars = read_green2020(real_sample())
     test = green2020_test_mask(stars["source_id"].to_numpy())
@@ -107,10 +107,10 @@ GREEN2020_DR2_ZERO_POINT = -0.029  # mas, Lindegren et al. 2018 (A&A 616, A2), q
 
 def dereddened_variants(fit, held, epochs: int) -> dict:
     """The same network on dereddened colours (SFD E(B-V) = 1.11 r, with E(B-V) also an input)."""
-    from photofeh.evaluate import regression_metrics
-    from photofeh.predict import load_model
-    from photofeh.real_samples import GREEN2020_FEATURES
-    from photofeh.train import TrainConfig, train
+    from photofeh.io.real_samples import GREEN2020_FEATURES
+    from photofeh.model.evaluate import regression_metrics
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
 
     gaia_ps1 = [f if f != "reddening_b19" else "ebv" for f in GREEN2020_FEATURES]
     out = {}
@@ -134,10 +134,10 @@ def distances(fit, held, epochs: int) -> dict:
     photometric distances against parallax distances for test stars with parallax S/N > 10. With observed
     magnitudes (deredden = false) M_G includes the extinction, and so do the parallax-based magnitudes: the
     distances compare like with like."""
-    from photofeh.parallax_labels import parallax_inputs
-    from photofeh.predict import load_model
-    from photofeh.real_samples import GREEN2020_FEATURES
-    from photofeh.train import TrainConfig, train
+    from photofeh.io.real_samples import GREEN2020_FEATURES
+    from photofeh.model.parallax_labels import parallax_inputs
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
 
     features = [f for f in GREEN2020_FEATURES if not f.startswith("parallax")]
     cfg = TrainConfig(features=features, labels=[*LABELS, "mabs_gaia_g"], label_columns=COLUMNS, deredden=False,

@@ -21,9 +21,9 @@ import numpy as np
 from _common import ROOT, run_measured, write_result
 from bench_predict import PHOTOFEH, ensure_inputs, ensure_labelled_set
 
-from photofeh.distances import galactocentric, star_distances
-from photofeh.maps import BinnedQuantileMap
-from photofeh.readers import iter_table
+from photofeh.galaxy.distances import galactocentric, star_distances
+from photofeh.galaxy.maps import BinnedQuantileMap
+from photofeh.io.readers import iter_table
 from photofeh.simulate.galaxy import DISK_FEH_IVEZIC2008 as DISK
 
 MIN_STARS = 50
@@ -43,8 +43,8 @@ def maps_of(pred: Path, bands: list[str], which_band: int | None, cells: dict | 
     """Predicted and true [Fe/H] maps of the same stars: usable, in-domain predicted dwarfs with [Fe/H] error
     <= 0.3 dex and distance error <= 30% (the defaults of `photofeh map`), placed with ``bands[which_band]``
     (None: any). ``cells``: a dict that receives, per 1-kpc cell (i, j), the (estimate, error) histogram for
-    deconvolution (photofeh.mdf.BinnedEstimates)."""
-    from photofeh.mdf import add_by_group
+    deconvolution (photofeh.galaxy.mdf.BinnedEstimates)."""
+    from photofeh.galaxy.mdf import add_by_group
 
     predicted, true = BinnedQuantileMap.feh_r_z(cell=1.0), BinnedQuantileMap.feh_r_z(cell=1.0)
     for chunk in iter_table(pred, chunk_size=1_000_000):
@@ -157,7 +157,7 @@ def main() -> None:
                        "predictions regress toward the labelled set's mean (star by star the bias is 0.01 dex and "
                        "the pulls ~1), so the medians of halo-dominated cells come out far too metal-rich. The "
                        "masked model trained with prior = flat, and the deconvolved median of each cell "
-                       "(photofeh.mdf, from the estimates and their errors), are measured against that.")
+                       "(photofeh.galaxy.mdf, from the estimates and their errors), are measured against that.")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,9 @@ import pandas as pd
 from _common import ROOT, write_result
 from bench_predict import ensure_labelled_set
 
-from photofeh.evaluate import gaussian_fit_sigma
-from photofeh.predict import load_model
-from photofeh.train import load_config, train
+from photofeh.model.evaluate import gaussian_fit_sigma
+from photofeh.model.predict import load_model
+from photofeh.model.train import load_config, train
 
 CASES = {"all photometry": (), "no SDSS": ("sdss_",), "no Gaia (photometry, parallax)": ("gaia_", "parallax"),
          "PS1 only": ("sdss_", "gaia_", "parallax")}
@@ -121,7 +121,7 @@ def main() -> None:
 class Imputer:
     """The reference route for incomplete photometry: a denoising autoencoder fills in the missing features
     from the present ones, then the full-feature model predicts. The network sees standardised features with
-    measured-bits (photofeh.missing.masked_inputs) and whole surveys hidden at random (group dropout 0.3, as
+    measured-bits (photofeh.model.missing.masked_inputs) and whole surveys hidden at random (group dropout 0.3, as
     the masked model); it is trained to return every feature (mean squared error on the hidden ones and the
     present ones). Its imputation error is not passed on: the full-feature model's uncertainties do not know
     that a feature was guessed, which the pull widths show."""
@@ -133,8 +133,8 @@ class Imputer:
     def fit(cls, table: pd.DataFrame, model, epochs: int) -> Imputer:
         import torch
 
-        from photofeh.features import Standardizer, feature_matrix
-        from photofeh.missing import drop_groups, feature_groups, masked_inputs
+        from photofeh.model.features import Standardizer, feature_matrix
+        from photofeh.model.missing import drop_groups, feature_groups, masked_inputs
 
         X, ok = feature_matrix({c: table[c].to_numpy() for c in table.columns}, model.features)
         X = X[ok]
@@ -165,8 +165,8 @@ class Imputer:
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         import torch
 
-        from photofeh.features import feature_matrix
-        from photofeh.missing import masked_inputs
+        from photofeh.model.features import feature_matrix
+        from photofeh.model.missing import masked_inputs
 
         cols = {c: table[c].to_numpy() for c in table.columns}
         X, _ = feature_matrix(cols, self.model.features, deredden_bands=True)

@@ -17,13 +17,13 @@ import numpy as np
 from _common import write_result
 
 from photofeh.bands import BANDS
-from photofeh.baselines import GradientBoostedBaseline
-from photofeh.evaluate import gaussian_fit_sigma
+from photofeh.model.baselines import GradientBoostedBaseline
+from photofeh.model.evaluate import gaussian_fit_sigma
 from photofeh.simulate import MockSurveyConfig, iter_chunks
 
 
 def sigma(residual: np.ndarray) -> float:
-    """The Gaussian-fit sigma (photofeh.evaluate), rounded for the table."""
+    """The Gaussian-fit sigma (photofeh.model.evaluate), rounded for the table."""
     return round(gaussian_fit_sigma(residual)[1], 3)
 
 

@@ -24,12 +24,12 @@ import torch
 from _common import ROOT, write_result
 
 from photofeh.bands import BANDS
-from photofeh.baselines import GradientBoostedBaseline, fit_ivezic, ivezic_feh, ivezic_valid
-from photofeh.evaluate import class_metrics, regression_metrics
-from photofeh.models import PRESETS, build_network
-from photofeh.predict import load_model
+from photofeh.model.baselines import GradientBoostedBaseline, fit_ivezic, ivezic_feh, ivezic_valid
+from photofeh.model.evaluate import class_metrics, regression_metrics
+from photofeh.model.networks import PRESETS, build_network
+from photofeh.model.predict import load_model
+from photofeh.model.train import load_config, prepare, split_indices, train
 from photofeh.simulate import MockSurveyConfig, iter_chunks
-from photofeh.train import load_config, prepare, split_indices, train
 
 
 def inference_rate(arch: dict, n_features: int, labels, heads: str, n: int = 400_000, batch: int = 16384,

@@ -26,7 +26,7 @@ COLUMNS = {"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}
 
 
 def variants(spec: pd.DataFrame) -> dict[str, dict]:
-    from photofeh.parallax_labels import mabs_from_parallax, parallax_inputs
+    from photofeh.model.parallax_labels import mabs_from_parallax, parallax_inputs
 
     aux = parallax_inputs({c: spec[c].to_numpy() for c in spec.columns}, ["mabs_gaia_g"])
     spec["mabs_gaia_g_plx"], spec["mabs_gaia_g_plx_err"] = mabs_from_parallax(aux[:, 0], aux[:, 1], aux[:, 2], 5.0)
@@ -51,9 +51,9 @@ def score(pred: pd.DataFrame, test: pd.DataFrame) -> dict:
 
 
 def main() -> None:
-    from photofeh.predict import load_model
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
     from photofeh.simulate import MockSurveyConfig, iter_chunks
-    from photofeh.train import TrainConfig, train
 
     spec = pd.DataFrame(next(iter_chunks(MockSurveyConfig(n_stars=20_000, seed=2, spec_only=True),
                                          chunk_size=20_000)))

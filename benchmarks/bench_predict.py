@@ -44,7 +44,7 @@ def ensure_inputs(work: Path, n: int) -> tuple[Path, Path, Path, Path]:
                       str(run), "--epochs", "5", "--quiet"])
     usable, small = work / f"usable{n}.parquet", work / "usable1M.parquet"
     if not usable.exists():
-        from photofeh.predict import load_model
+        from photofeh.model.predict import load_model
 
         model = load_model(run)
         good = []
@@ -88,10 +88,10 @@ def stage_profile(run: Path, source: Path, chunk_rows: int = 250_000, repeats: i
     """Each stage alone on a chunk, seconds per million stars (median of ``repeats``)."""
     import tempfile
 
-    from photofeh.features import feature_matrix
-    from photofeh.predict import load_model
-    from photofeh.predict_catalog import input_columns, predict_chunk
-    from photofeh.readers import iter_table, table_columns
+    from photofeh.io.readers import iter_table, table_columns
+    from photofeh.model.features import feature_matrix
+    from photofeh.model.predict import load_model
+    from photofeh.scale.predict_catalog import input_columns, predict_chunk
 
     model = load_model(run)
     read, keep = input_columns(model, table_columns(source), None, (), str(source))

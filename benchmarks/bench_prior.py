@@ -40,7 +40,7 @@ def binned_bias(est: np.ndarray, ref: np.ndarray) -> dict:
 
 
 def summarise(name: str, preds: dict, ref: np.ndarray) -> dict:
-    from photofeh.evaluate import regression_metrics
+    from photofeh.model.evaluate import regression_metrics
 
     row = {}
     for prior, est in preds.items():
@@ -55,8 +55,8 @@ def summarise(name: str, preds: dict, ref: np.ndarray) -> dict:
 
 
 def train_both(table, base_cfg, epochs: int, frame):
-    from photofeh.predict import load_model
-    from photofeh.train import TrainConfig, train
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
 
     out = {}
     for prior in ("labels", "flat"):
@@ -72,7 +72,7 @@ def train_both(table, base_cfg, epochs: int, frame):
 def mock(stars: int, epochs: int) -> dict:
     import pandas as pd
 
-    from photofeh.train import load_config
+    from photofeh.model.train import load_config
 
     spec = labelled_mock(stars, seed=2)
     test = np.random.default_rng(5).random(len(spec)) < 0.2
@@ -90,7 +90,7 @@ def mock(stars: int, epochs: int) -> dict:
 
 
 def real(epochs: int) -> dict:
-    from photofeh.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
 
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import real_data_dir

@@ -43,12 +43,12 @@ def main() -> None:
     ap.add_argument("--work", default=None, help="scratch folder (default: a temporary one)")
     args = ap.parse_args()
 
-    from photofeh.catalog import atomic_output
-    from photofeh.predict import load_model
-    from photofeh.predict_catalog import PARQUET_WRITE, _part_problem, input_columns, predict_chunk
+    from photofeh.io.catalog import atomic_output
+    from photofeh.io.validation import clean_columns
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
+    from photofeh.scale.predict_catalog import PARQUET_WRITE, _part_problem, input_columns, predict_chunk
     from photofeh.simulate import MockSurveyConfig, iter_chunks
-    from photofeh.train import TrainConfig, train
-    from photofeh.validation import clean_columns
 
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:
         tmp = Path(tmp)

@@ -2,7 +2,7 @@
 
 Green et al. give each star's reddening `r` in Bayestar19's arbitrary unit, "similar to the scale used by
 SFD'98" (green2020-stellar-model tutorial) but not equal to it. The factor used by the ``green2020`` preset
-(:data:`photofeh.presets.GREEN2020_EBV_PER_R`) is measured here from the stars themselves: for each colour,
+(:data:`photofeh.io.presets.GREEN2020_EBV_PER_R`) is measured here from the stars themselves: for each colour,
 the excess per unit `r` at fixed spectroscopic (Teff, log g, [Fe/H]) (:func:`reddening_per_unit`), divided by
 the same colour's excess per unit SFD E(B-V) from the empirical single-value coefficients of Zhang & Yuan
 2023 (ApJS 264, 14), which :mod:`photofeh.bands` also uses for 2MASS and WISE. The median over the colours is
@@ -29,7 +29,7 @@ COLOURS = (("ps1_g", "ps1_r"), ("ps1_g", "ps1_i"), ("ps1_r", "ps1_z"), ("ps1_g",
 
 def factors(stars) -> dict[str, tuple[float, int]]:
     """SFD E(B-V) per unit `r` from each colour, with the number of stars used."""
-    from photofeh.real_samples import reddening_per_unit
+    from photofeh.io.real_samples import reddening_per_unit
 
     out = {}
     for blue, red in COLOURS:
@@ -39,8 +39,8 @@ def factors(stars) -> dict[str, tuple[float, int]]:
 
 
 def main() -> None:
-    from photofeh.presets import GREEN2020_EBV_PER_R
-    from photofeh.real_samples import read_green2020
+    from photofeh.io.presets import GREEN2020_EBV_PER_R
+    from photofeh.io.real_samples import read_green2020
 
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[2] / (
         "shared/data/real/green2020_test_data_small.h5")

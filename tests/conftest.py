@@ -43,7 +43,7 @@ def spec_catalog() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def quick_model(spec_catalog: pd.DataFrame, tmp_path_factory) -> Path:
     """The default network trained for 2 epochs: for tests of plumbing (prediction runs), not accuracy."""
-    from photofeh.train import TrainConfig, train
+    from photofeh.model.train import TrainConfig, train
 
     run = tmp_path_factory.mktemp("quick_run")
     train(spec_catalog, TrainConfig(epochs=2, seed=3, batch_size=512), run, log=lambda s: None)

@@ -11,10 +11,10 @@ import pandas as pd
 
 def test_docstring_examples_run(tmp_path: Path):
     import photofeh
-    import photofeh.predict
-    import photofeh.validation
+    import photofeh.io.validation
+    import photofeh.model.predict
 
-    for module in (photofeh, photofeh.predict, photofeh.validation):
+    for module in (photofeh, photofeh.model.predict, photofeh.io.validation):
         result = doctest.testmod(module, extraglobs={"tmp_dir": tmp_path}, optionflags=doctest.NORMALIZE_WHITESPACE)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

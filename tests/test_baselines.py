@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from photofeh.baselines import IVEZIC_BOND2010, fit_ivezic, ivezic_feh, ivezic_valid
+from photofeh.model.baselines import IVEZIC_BOND2010, fit_ivezic, ivezic_feh, ivezic_valid
 
 
 def test_published_polynomial_values():

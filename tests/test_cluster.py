@@ -266,7 +266,7 @@ def test_uniform_ebv_applies_to_members_and_field():
 
 
 def test_fits_output(survey, poor, tmp_path: Path):
-    from photofeh.catalog import read_table
+    from photofeh.io.catalog import read_table
 
     out = write_cluster_catalog(POOR, tmp_path / "c.fits", FIELD_RADIUS, survey=survey)
     t = read_table(out)

@@ -10,7 +10,7 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord, match_coordinates_sky
 
-from photofeh.crossmatch import SkyMatcher, crossmatch_files
+from photofeh.io.crossmatch import SkyMatcher, crossmatch_files
 
 
 def _sky(rng, n):
@@ -98,7 +98,7 @@ def test_proper_motion_propagation_against_astropy():
     from astropy.coordinates import SkyCoord
     from astropy.time import Time
 
-    from photofeh.crossmatch import propagate
+    from photofeh.io.crossmatch import propagate
 
     rng = np.random.default_rng(8)
     n = 200
@@ -116,7 +116,7 @@ def test_crossmatch_with_epochs_keeps_high_proper_motion_stars(tmp_path):
     """Gaia (J2016.0) against an SDSS-like catalogue observed in 2004: stars moving 0.2-3 arcsec/yr are lost
     at 1 arcsec without epochs, and all found when Gaia is moved to the SDSS epoch."""
     from photofeh.cli import main
-    from photofeh.crossmatch import propagate
+    from photofeh.io.crossmatch import propagate
 
     rng = np.random.default_rng(4)
     n = 300
@@ -148,7 +148,7 @@ def test_crossmatch_with_per_row_epochs(tmp_path, gaia_is_reference):
     """SDSS rows observed between 1999 and 2008 (an mjd column): a single mean epoch loses the fastest stars
     observed far from it; each row's own epoch finds them all, whichever catalogue is the reference."""
     from photofeh.cli import main
-    from photofeh.crossmatch import propagate
+    from photofeh.io.crossmatch import propagate
 
     rng = np.random.default_rng(6)
     n = 300

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from photofeh.dust import DustMapMissing, sfd_ebv
-from photofeh.features import deredden, feature_matrix
+from photofeh.io.dust import DustMapMissing, sfd_ebv
+from photofeh.model.features import deredden, feature_matrix
 
 
 def test_sf11_coefficients_on_an_ebv_column():
@@ -66,7 +66,7 @@ def test_local_sfd_map_is_read_never_downloaded(tmp_path: Path):
 def test_training_set_takes_ebv_from_a_local_map(tmp_path: Path):
     import pandas as pd
 
-    from photofeh.training_set import build_training_set
+    from photofeh.io.training_set import build_training_set
 
     _tiny_sfd_map(tmp_path, 0.03, 0.07)
     pos = {"ra": [150.0, 30.0], "dec": [40.0, -40.0]}
@@ -120,7 +120,7 @@ def test_extinction_on_the_predict_command_line(quick_model, spec_catalog, tmp_p
 def test_sdss_extinction_columns_give_sfd_ebv():
     """PhotoObj extinction_r = 2.751 E(B-V)_SFD (SFD98 table 6): the preset recovers E(B-V) on the SFD scale,
     so the SF11 coefficients deredden with 2.285 E(B-V), not with the pipeline's 2.751 E(B-V)."""
-    from photofeh.presets import apply_preset
+    from photofeh.io.presets import apply_preset
 
     ebv = np.array([0.02, 0.1, 0.35])
     raw = {"objID": np.arange(3), "ra": np.zeros(3), "dec": np.zeros(3),

@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photofeh.distances import (
+from photofeh.galaxy.distances import (
     combine_with_parallax,
     distance_error_kpc,
     distance_kpc,
     galactocentric,
     ivezic2008_abs_mag_r,
 )
-from photofeh.maps import BinnedQuantileMap
+from photofeh.galaxy.maps import BinnedQuantileMap
 
 
 def test_distance_from_the_distance_modulus_and_its_error():
@@ -105,7 +105,7 @@ def test_map_command_end_to_end(catalog: pd.DataFrame, tmp_path):
     import json
 
     from photofeh.cli import main
-    from photofeh.distances import star_distances
+    from photofeh.galaxy.distances import star_distances
 
     t = catalog[np.isfinite(catalog["sdss_r"])]
     pred = pd.DataFrame({"ra": t["ra"], "dec": t["dec"], "feh": t["feh_true"], "feh_err": 0.1, "usable": True,
@@ -160,7 +160,7 @@ def test_map_command_names_missing_columns(tmp_path, capsys):
 
 def test_each_star_takes_the_first_band_it_has(catalog: pd.DataFrame):
     """Without SDSS, a star is placed with PS1: same distances (to the photometric noise), band recorded."""
-    from photofeh.distances import star_distances
+    from photofeh.galaxy.distances import star_distances
 
     t = catalog[np.isfinite(catalog["sdss_r"]) & np.isfinite(catalog["ps1_r"])].iloc[:20_000]
     cols = {"ra": t["ra"].to_numpy(), "dec": t["dec"].to_numpy(), "ebv": t["ebv"].to_numpy(),
@@ -188,7 +188,7 @@ def test_map_with_the_ivezic2008_relation_for_models_without_an_absolute_magnitu
     import pyarrow.parquet as pq
 
     from photofeh.cli import main
-    from photofeh.distances import star_distances
+    from photofeh.galaxy.distances import star_distances
 
     stars = catalog[np.isfinite(catalog["sdss_g"]) & np.isfinite(catalog["sdss_i"])].iloc[:20_000]
     # predictions as a model without M_abs would give them: here the true [Fe/H] with a 0.1 dex error

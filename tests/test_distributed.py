@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from photofeh.predict_catalog import PredictOptions, predict_catalog
+from photofeh.scale.predict_catalog import PredictOptions, predict_catalog
 
 distributed = pytest.importorskip("distributed")
 
@@ -40,7 +40,7 @@ def dataset(catalog: pd.DataFrame, tmp_path_factory) -> Path:
 
 
 def test_dask_output_equals_single_machine_row_for_row(model_dir, dataset, client, tmp_path):
-    from photofeh.distributed import _worker_model, predict_distributed
+    from photofeh.scale.distributed import _worker_model, predict_distributed
 
     report = predict_distributed(model_dir, dataset, tmp_path / "dask_out", client=client)
     predict_catalog(model_dir, dataset, tmp_path / "local_out", PredictOptions(chunk_rows=3000, progress=False))
@@ -57,7 +57,7 @@ def test_dask_output_equals_single_machine_row_for_row(model_dir, dataset, clien
 
 def test_hats_catalog_through_lsdb(model_dir, catalog, client, tmp_path):
     lsdb = pytest.importorskip("lsdb")
-    from photofeh.distributed import is_hats_catalog, predict_distributed
+    from photofeh.scale.distributed import is_hats_catalog, predict_distributed
 
     stars = catalog.iloc[:8000].reset_index(drop=True)
     lsdb.from_dataframe(stars, ra_column="ra", dec_column="dec", highest_order=3, partition_rows=2000
@@ -68,7 +68,7 @@ def test_hats_catalog_through_lsdb(model_dir, catalog, client, tmp_path):
     back = lsdb.open_catalog(tmp_path / "pred_hats")
     assert back.get_healpix_pixels()  # written back as a HATS catalogue, HEALPix-partitioned
     got = back.compute().sort_values("source_id").reset_index(drop=True)
-    from photofeh.predict import load_model
+    from photofeh.model.predict import load_model
 
     expected = load_model(model_dir).predict(stars.sort_values("source_id").reset_index(drop=True))
     np.testing.assert_array_equal(got["usable"], expected["usable"])

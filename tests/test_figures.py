@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from photofeh.maps import BinnedQuantileMap, galactic_lb
+from photofeh.galaxy.maps import BinnedQuantileMap, galactic_lb
 from photofeh.report.map_figures import ivezic2008_profiles, solar_profile
 from photofeh.report.style import axis_label, data_range, occupied_extent, sun_position_kpc
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import real_data_dir
 
-from photofeh.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
 
 PATH = real_data_dir() / "green2020_test_data_small.h5"
 pytestmark = pytest.mark.skipif(not PATH.is_file(), reason=f"real sample not found at {PATH}")
@@ -33,9 +33,9 @@ def test_green2020_reads_into_the_schema_with_a_fixed_split():
 def test_green2020_trains_and_predicts(tmp_path):
     """Observed colours with the reddening as an input (deredden = false), incomplete PS1 handled by the
     masked model: 3 epochs already beat the label scatter of the sample ([Fe/H] sigma 0.5 dex)."""
-    from photofeh.evaluate import regression_metrics
-    from photofeh.predict import load_model
-    from photofeh.train import TrainConfig, train
+    from photofeh.model.evaluate import regression_metrics
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
 
     stars = read_green2020(PATH)
     test = green2020_test_mask(stars["source_id"].to_numpy())
@@ -59,7 +59,7 @@ def test_reddening_converted_to_sfd_ebv_with_the_factor_the_stars_give():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     from green2020_reddening_scale import factors
 
-    from photofeh.presets import GREEN2020_EBV_PER_R
+    from photofeh.io.presets import GREEN2020_EBV_PER_R
 
     stars = read_green2020(PATH)
     np.testing.assert_allclose(stars["ebv"], GREEN2020_EBV_PER_R * stars["reddening_b19"])
@@ -73,8 +73,8 @@ def test_reddening_converted_to_sfd_ebv_with_the_factor_the_stars_give():
 def test_infrared_bands_are_dereddened_with_their_cited_coefficients():
     """2MASS and WISE colours dereddened with Zhang & Yuan 2023: at fixed labels, J-Ks no longer depends on
     the reddening (the fitted slope is a few per cent of the raw one)."""
-    from photofeh.features import deredden
-    from photofeh.real_samples import reddening_per_unit
+    from photofeh.io.real_samples import reddening_per_unit
+    from photofeh.model.features import deredden
 
     stars = read_green2020(PATH)
     dered = deredden({c: stars[c].to_numpy() for c in stars.columns}, ["tmass_j", "tmass_ks", "wise_w1"])

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from photofeh.predict_catalog import CHUNK_LOG, MANIFEST, PredictOptions, predict_catalog
+from photofeh.scale.predict_catalog import CHUNK_LOG, MANIFEST, PredictOptions, predict_catalog
 
 # what the installed `photofeh` executable runs (its console-script wrapper imports and calls run()); under
 # `python -m photofeh.cli` a SIGTERM still ends the process as killed by SIGINT about one time in four (runpy;
@@ -31,8 +31,15 @@ RNG = np.random.default_rng(20261125)  # the kill points
 CHUNK = "100"  # rows per part: 600 parts, so that kills land part-way
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default action, even when the tests themselves run with SIGINT ignored (a
+    background job of a shell without job control), so that Python installs its KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 120.0) -> None:
@@ -200,7 +207,8 @@ def test_kill_train_leaves_no_half_run(sig, spec_catalog, tmp_path):
     spec_catalog.to_parquet(tmp_path / "spec.parquet")
     run = tmp_path / "run"
     args = ["train", "--baseline-rounds", "0", str(tmp_path / "spec.parquet"), "--out", str(run), "--epochs", "40"]
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
     epochs = int(RNG.integers(1, 6))
     seen = 0
     for line in proc.stderr:  # the per-epoch log

@@ -1,4 +1,4 @@
-"""Extreme-deconvolution MDFs (photofeh.mdf) against known truths and independent computations."""
+"""Extreme-deconvolution MDFs (photofeh.galaxy.mdf) against known truths and independent computations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from photofeh.mdf import (
+from photofeh.galaxy.mdf import (
     ERR_EDGES,
     FEH_EDGES,
     MIN_STARS,

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
-from photofeh.missing import drop_groups, enough_features, feature_groups, masked_inputs
-from photofeh.predict import load_model
-from photofeh.train import TrainConfig, load_config, train
+from photofeh.model.missing import drop_groups, enough_features, feature_groups, masked_inputs
+from photofeh.model.predict import load_model
+from photofeh.model.train import TrainConfig, load_config, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

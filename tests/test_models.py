@@ -11,11 +11,11 @@ import pytest
 import torch
 from astropy.table import Table
 
-from photofeh.artifact import ModelFormatError
-from photofeh.evaluate import class_metrics, gaussian_fit_sigma, regression_metrics
-from photofeh.models import PRESETS, build_network
-from photofeh.predict import load_model
-from photofeh.train import TrainConfig, multitask_loss, train
+from photofeh.model.artifact import ModelFormatError
+from photofeh.model.evaluate import class_metrics, gaussian_fit_sigma, regression_metrics
+from photofeh.model.networks import PRESETS, build_network
+from photofeh.model.predict import load_model
+from photofeh.model.train import TrainConfig, multitask_loss, train
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +193,7 @@ def test_heads_equal_the_concatenating_formulation(mode):
 
 
 def test_batchnorm_folding_keeps_the_outputs():
-    from photofeh.predict import _fold_batchnorm
+    from photofeh.model.predict import _fold_batchnorm
 
     torch.manual_seed(1)
     net = build_network({"name": "mlp", "widths": [32, 16]}, 5, ["feh", "logg"], "causal")
@@ -216,7 +216,7 @@ def test_config_reference_is_current_and_complete(tmp_path):
     run's config.toml reads back into the same settings."""
     from dataclasses import asdict
 
-    from photofeh.train import CONFIG_DOCS, TrainConfig, _to_toml, config_markdown, load_config
+    from photofeh.model.train import CONFIG_DOCS, TrainConfig, _to_toml, config_markdown, load_config
 
     assert set(CONFIG_DOCS) == set(TrainConfig.__dataclass_fields__)
     doc = Path(__file__).resolve().parents[1] / "docs" / "config.md"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from photofeh.parallax_labels import mabs_from_parallax, parallax_inputs, parallax_nll
+from photofeh.model.parallax_labels import mabs_from_parallax, parallax_inputs, parallax_nll
 
 FEATURES = ["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "ps1_g-ps1_r", "ps1_r-ps1_i",
             "ps1_i-ps1_z", "ps1_z-ps1_y", "gaia_bp-gaia_rp", "gaia_g-gaia_rp", "sdss_g"]
@@ -46,8 +46,8 @@ def test_parallax_labels_train_predict_and_map(spec_catalog, catalog, tmp_path, 
     truth (the information limit of these inputs), far better than inverted high-S/N parallaxes; a map is
     then made with --band gaia_g from a model that never saw an absolute-magnitude label."""
     from photofeh.cli import main
-    from photofeh.predict import load_model
-    from photofeh.train import TrainConfig, train
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
 
     spec = spec_catalog.copy()
     aux = parallax_inputs({c: spec[c].to_numpy() for c in spec.columns}, ["mabs_gaia_g"])

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from photofeh.cli import main
-from photofeh.prior import flat_prior_weights
+from photofeh.model.prior import flat_prior_weights
 
 
 def test_flat_prior_weights_flatten_the_labelled_distribution():
@@ -33,8 +33,8 @@ def _toy(n: int, seed: int) -> pd.DataFrame:
 
 
 def test_flat_prior_removes_most_of_the_conditional_bias(tmp_path):
-    from photofeh.predict import load_model
-    from photofeh.train import TrainConfig, train
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
 
     fit, test = _toy(8_000, 1), _toy(4_000, 2)
     est = {}
@@ -61,7 +61,7 @@ def test_dividing_out_a_gaussian_prior_matches_the_analytic_result():
     """Posterior N(mu, s^2) under a Gaussian prior N(m0, S): the likelihood is Gaussian with precision
     1/s^2 - 1/S and mean (mu/s^2 - m0/S) / (1/s^2 - 1/S). The stored histogram is smoothed by the kernel and
     its bins, so S = s0^2 + bandwidth^2 + width^2/12."""
-    from photofeh.prior import PRIOR_BIN_WIDTH, divide_out, label_histogram
+    from photofeh.model.prior import PRIOR_BIN_WIDTH, divide_out, label_histogram
 
     rng = np.random.default_rng(0)
     m0, s0, bw = -0.5, 0.4, 0.05
@@ -76,7 +76,7 @@ def test_dividing_out_a_gaussian_prior_matches_the_analytic_result():
 
 
 def test_training_domain_flags_corrupted_and_noisy_photometry(quick_model, spec_catalog):
-    from photofeh.predict import load_model
+    from photofeh.model.predict import load_model
 
     model = load_model(quick_model)
     stars = spec_catalog.iloc[:3000].copy()
@@ -157,10 +157,10 @@ def test_real_sspp_stars_with_impossible_estimates_or_huge_errors_are_out_of_the
     star's, or whose estimate lies beyond the training labels by more than 3 sigma, is never in_domain."""
     from conftest import real_data_dir
 
-    from photofeh.predict import load_model
-    from photofeh.presets import apply_preset
-    from photofeh.readers import read_columns
-    from photofeh.train import TrainConfig, train
+    from photofeh.io.presets import apply_preset
+    from photofeh.io.readers import read_columns
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
 
     path = real_data_dir() / "sspp_dr9_sample.fits"
     if not path.is_file():

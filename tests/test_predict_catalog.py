@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from photofeh.cli import main
-from photofeh.predict import load_model
-from photofeh.predict_catalog import CHUNK_LOG, ChunkError, PredictOptions, ResumeMismatch, predict_catalog
+from photofeh.model.predict import load_model
+from photofeh.scale.predict_catalog import CHUNK_LOG, ChunkError, PredictOptions, ResumeMismatch, predict_catalog
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_gpu_gives_the_cpu_numbers(model_dir, survey_file, tmp_path):  # pragma:
 
 def test_outputs_say_what_made_them(model_dir, survey_file, tmp_path):
     """Provenance in the Parquet key-value metadata of a folder output and of a single file."""
-    from photofeh.predict_catalog import model_digest, read_provenance
+    from photofeh.scale.predict_catalog import model_digest, read_provenance
 
     opts = PredictOptions(chunk_rows=20_000, progress=False)
     for out in (tmp_path / "folder", tmp_path / "one.parquet"):

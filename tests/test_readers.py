@@ -13,8 +13,8 @@ from conftest import real_data_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from photofeh.presets import MAGNITUDE_SENTINELS, apply_preset, load_mapping
-from photofeh.readers import CatalogReadError, iter_table, read_columns
+from photofeh.io.presets import MAGNITUDE_SENTINELS, apply_preset, load_mapping
+from photofeh.io.readers import CatalogReadError, iter_table, read_columns
 from photofeh.simulate import MockSurveyConfig, simulate
 
 REAL = real_data_dir()
@@ -176,7 +176,7 @@ def test_sentinels_become_nan_and_no_row_is_lost(values):
     a = np.asarray(values, dtype=np.float64)
     raw = {"objID": np.arange(a.size), "ra": np.zeros(a.size), "dec": np.zeros(a.size),
            **{f"psfMag_{b}": a for b in "ugriz"}, **{f"psfMagErr_{b}": np.abs(a) for b in "ugriz"}}
-    # sentinels, NaN/inf and values no survey magnitude can take (photofeh.validation: -2 <= m <= 35)
+    # sentinels, NaN/inf and values no survey magnitude can take (photofeh.io.validation: -2 <= m <= 35)
     bad = np.isin(a, MAGNITUDE_SENTINELS) | ~np.isfinite(a) | (a < -2.0) | (a > 35.0)
     try:
         out, report = apply_preset(raw, "sdss_photoobj")

@@ -19,12 +19,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from photofeh.artifact import ModelFormatError, load_model_folder
 from photofeh.cli import main
-from photofeh.locking import OutputLocked, output_lock
-from photofeh.predict import load_model
-from photofeh.predict_catalog import CHUNK_LOG, IncompleteOutput, PredictOptions, predict_catalog
-from photofeh.validation import RULES, clean_columns, column_rule
+from photofeh.io.locking import OutputLocked, output_lock
+from photofeh.io.validation import RULES, clean_columns, column_rule
+from photofeh.model.artifact import ModelFormatError, load_model_folder
+from photofeh.model.predict import load_model
+from photofeh.scale.predict_catalog import CHUNK_LOG, IncompleteOutput, PredictOptions, predict_catalog
 
 DERANDOMIZED = settings(derandomize=True, deadline=None, max_examples=80,
                         suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -144,7 +144,7 @@ def test_values_garbled_fits_bytes_give_no_usable_nonsense(model_dir, usable_sta
 
 def test_values_label_sentinels_never_train(spec_catalog, tmp_path):
     """15% of the labels set to -9999 (and a few negative errors): they are dropped and counted."""
-    from photofeh.train import TrainConfig, prepare, train
+    from photofeh.model.train import TrainConfig, prepare, train
 
     table = spec_catalog.iloc[:4000].copy()
     rng = np.random.default_rng(3)
@@ -164,8 +164,8 @@ def test_values_label_sentinels_never_train(spec_catalog, tmp_path):
 
 def test_values_training_set_cuts_see_the_validated_values(tmp_path):
     """Negative errors do not pass max_err; -9999 labels do not pass require_labels."""
-    from photofeh.cuts import Cuts
-    from photofeh.training_set import build_training_set
+    from photofeh.io.cuts import Cuts
+    from photofeh.io.training_set import build_training_set
 
     n = 40
     rng = np.random.default_rng(1)
@@ -251,7 +251,7 @@ def test_files_leftovers_of_a_killed_run_are_removed(model_dir, small_input, tmp
 
 
 def test_files_rows_written_must_equal_rows_read(model_dir, small_input, tmp_path, monkeypatch):
-    import photofeh.predict_catalog as pc
+    import photofeh.scale.predict_catalog as pc
 
     monkeypatch.setattr(pc, "known_rows", lambda path, fmt=None: 2050)  # the input says more than it holds
     with pytest.raises(IncompleteOutput, match="2,000 rows written for 2,050 read"):
@@ -397,7 +397,7 @@ def test_config_cuts_mistakes_are_named(text, message, tmp_path, capsys):
 
 
 def test_config_evaluate_metrics_never_see_label_sentinels(model_dir, spec_catalog):
-    from photofeh.evaluate import evaluate_model
+    from photofeh.model.evaluate import evaluate_model
 
     table = spec_catalog.iloc[:3000].copy()
     clean = evaluate_model(load_model(model_dir), table)
@@ -411,11 +411,11 @@ def test_config_evaluate_metrics_never_see_label_sentinels(model_dir, spec_catal
 
 
 def test_config_a_test_fraction_of_zero_is_valid(tmp_path):
-    from photofeh.train import check_split, split_indices
+    from photofeh.model.train import check_split, split_indices
 
     f = tmp_path / "c.toml"
     f.write_text("[data]\nsplit = [0.8, 0.2, 0.0]\n")
-    from photofeh.train import load_config
+    from photofeh.model.train import load_config
 
     assert load_config(f).split == (0.8, 0.2, 0.0)
     assert check_split([0.8, 0.2, 0]) == (0.8, 0.2, 0.0)
@@ -424,7 +424,7 @@ def test_config_a_test_fraction_of_zero_is_valid(tmp_path):
 
 
 def test_config_duplicate_ids_stay_on_one_side_of_the_split(spec_catalog, tmp_path, capsys):
-    from photofeh.train import split_indices
+    from photofeh.model.train import split_indices
 
     ids = np.concatenate([np.arange(20_000), np.arange(5_000)])  # 5,000 stars observed twice
     split = split_indices(ids.size, (0.7, 0.15, 0.15), 0, ids)
@@ -593,8 +593,8 @@ def test_values_real_samples_through_the_validation_layer():
     clean, and their 92 negative parallaxes (measurements) stay."""
     from conftest import real_data_dir
 
-    from photofeh.presets import apply_preset
-    from photofeh.readers import read_columns
+    from photofeh.io.presets import apply_preset
+    from photofeh.io.readers import read_columns
 
     real = real_data_dir()
     if not real.is_dir():

@@ -101,7 +101,7 @@ def test_report_opens_in_headless_chromium(reported, tmp_path):
 def test_run_baselines_round_trip_and_recover_the_published_polynomial(tmp_path):
     """[Fe/H] made with the published Ivezic/Bond coefficients on colours inside the validity region: the refit
     recovers the coefficients' predictions to 0.01 dex; save/load gives the same predictions."""
-    from photofeh.baselines import IVEZIC_BOND2010, RunBaselines, ivezic_feh, ivezic_valid
+    from photofeh.model.baselines import IVEZIC_BOND2010, RunBaselines, ivezic_feh, ivezic_valid
 
     rng = np.random.default_rng(5)
     ug, gr = rng.uniform(0.6, 2.0, 20_000), rng.uniform(0.2, 0.6, 20_000)
@@ -123,7 +123,7 @@ def test_run_baselines_round_trip_and_recover_the_published_polynomial(tmp_path)
 
 
 def test_coverage_fractions_of_a_calibrated_gaussian():
-    from photofeh.evaluate import regression_metrics
+    from photofeh.model.evaluate import regression_metrics
 
     rng = np.random.default_rng(6)
     err = rng.uniform(0.1, 0.3, 200_000)
@@ -133,7 +133,7 @@ def test_coverage_fractions_of_a_calibrated_gaussian():
 
 
 def test_coverage_panels_of_the_default_features():
-    from photofeh.features import DEFAULT_FEATURES
+    from photofeh.model.features import DEFAULT_FEATURES
     from photofeh.report.run_figures import coverage_panels
 
     assert coverage_panels(DEFAULT_FEATURES) == [("sdss_g-sdss_r", "sdss_u-sdss_g"), ("ps1_g-ps1_r", "ps1_r-ps1_i"),

@@ -11,7 +11,7 @@ import pytest
 from conftest import real_data_dir
 
 from photofeh.cli import main
-from photofeh.cuts import Cuts, apply_cuts, load_cuts
+from photofeh.io.cuts import Cuts, apply_cuts, load_cuts
 
 REAL = real_data_dir()
 
@@ -79,7 +79,7 @@ def test_crossmatch_command_errors_are_clean(tmp_path: Path, capsys):
 def test_quality_flags_of_real_catalogues_are_cut_and_counted():
     """Star/galaxy separation (SDSS type, PS1 i PSF - Kron), the corrected Gaia BP/RP flux excess C*
     (Riello et al. 2021, eqs. 6 and 18, computed here from the published coefficients) and SDSS clean."""
-    from photofeh.presets import apply_preset
+    from photofeh.io.presets import apply_preset
 
     # Gaia: C* = 0 at BP-RP = 1 when the excess is 1.162004 + 0.011464 + 0.049255 - 0.005879 = 1.216844
     sigma15 = 0.0059898 + 8.817481e-12 * 15.0**7.618399

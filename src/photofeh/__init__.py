@@ -4,7 +4,7 @@
 >>> photofeh.__version__
 '0.1.0'
 
-``photofeh.load_model(path)`` loads a trained model (see :mod:`photofeh.predict`); the heavy modules
+``photofeh.load_model(path)`` loads a trained model (see :mod:`photofeh.model.predict`); the heavy modules
 (PyTorch) are imported only when it is first used, so ``import photofeh`` stays light.
 """
 
@@ -14,7 +14,7 @@ __all__ = ["__version__", "load_model"]
 
 def __getattr__(name: str):
     if name == "load_model":
-        from photofeh.predict import load_model
+        from photofeh.model.predict import load_model
 
         return load_model
     raise AttributeError(f"module 'photofeh' has no attribute {name!r}")

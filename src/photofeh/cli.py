@@ -195,7 +195,7 @@ def _lb_arg(text: str) -> tuple[float, float]:
 
 def _simulate_cluster(args: argparse.Namespace, out: Path, fmt: str, footprints: dict[str, str]) -> int:
     """``simulate --cluster``: one mock cluster and the field stars of its cone, to ``out``."""
-    from photofeh.catalog import read_table
+    from photofeh.io.catalog import read_table
     from photofeh.simulate import cluster as cl
 
     if args.spec_only:
@@ -226,7 +226,7 @@ def _simulate_cluster(args: argparse.Namespace, out: Path, fmt: str, footprints:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from photofeh.catalog import check_writable, format_for
+    from photofeh.io.catalog import check_writable, format_for
     from photofeh.simulate.observe import DEFAULT_FOOTPRINTS
     from photofeh.simulate.survey import MockSurvey, MockSurveyConfig, simulate
 
@@ -271,7 +271,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _load_table(path: str):
-    from photofeh.catalog import read_table
+    from photofeh.io.catalog import read_table
 
     try:
         return read_table(path)
@@ -280,7 +280,7 @@ def _load_table(path: str):
 
 
 def _train_config(args: argparse.Namespace):
-    from photofeh.train import TrainConfig, load_config
+    from photofeh.model.train import TrainConfig, load_config
 
     try:
         cfg = load_config(args.config) if args.config else TrainConfig()
@@ -294,8 +294,8 @@ def _train_config(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from photofeh.locking import OutputLocked
-    from photofeh.train import train
+    from photofeh.io.locking import OutputLocked
+    from photofeh.model.train import train
 
     cfg = _train_config(args)
     table = _load_table(args.table)
@@ -313,9 +313,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from photofeh.artifact import ModelFormatError
-    from photofeh.evaluate import evaluate_model
-    from photofeh.predict import load_model, model_folder
+    from photofeh.model.artifact import ModelFormatError
+    from photofeh.model.evaluate import evaluate_model
+    from photofeh.model.predict import load_model, model_folder
 
     run = Path(args.model)
     model_dir = model_folder(run)
@@ -327,7 +327,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows = None
     split_file = run / "split.parquet"
     if args.split != "all" and not split_file.exists() and "source_id" in table.columns:
-        from photofeh.train import ids_digest
+        from photofeh.model.train import ids_digest
 
         if ids_digest(table["source_id"].to_numpy()) == model.meta.get("training", {}).get("table_ids_sha256"):
             raise UserError(f"{args.table} is the table {run} was trained on, and its split.parquet is missing: the "
@@ -343,7 +343,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if rows.size == 0:
             raise UserError(f"no star of {args.table} is in the {args.split} split of {run}")
     out_dir = Path(args.out) if args.out else (run if split_file.exists() else model_dir)
-    from photofeh.baselines import BASELINE_FOLDER, RunBaselines
+    from photofeh.model.baselines import BASELINE_FOLDER, RunBaselines
 
     baselines = RunBaselines.load(run / BASELINE_FOLDER) if run != model_dir else None
     try:
@@ -361,7 +361,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
-    from photofeh.train import lr_find
+    from photofeh.model.train import lr_find
 
     cfg = _train_config(args)
     suggestion = lr_find(_load_table(args.table), cfg, args.out)
@@ -370,7 +370,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
 
 
 def _preset_name(text: str) -> str:
-    from photofeh.presets import PRESETS
+    from photofeh.io.presets import PRESETS
 
     if text not in PRESETS:
         raise argparse.ArgumentTypeError(f"unknown preset {text!r}; choose from {', '.join(PRESETS)}")
@@ -382,7 +382,7 @@ def _catalogue_arg(text: str):
     path, sep, preset = text.rpartition(":")
     if sep and preset and not Path(text).exists():
         if preset.endswith(".toml"):
-            from photofeh.presets import load_mapping
+            from photofeh.io.presets import load_mapping
 
             try:
                 return path, load_mapping(preset)
@@ -396,7 +396,7 @@ def _catalogue_job(job, *job_args, **json_kw) -> int:
     """Run a catalogue command: bad files and columns become one-line errors, the report goes to stdout."""
     import json
 
-    from photofeh.readers import CatalogReadError
+    from photofeh.io.readers import CatalogReadError
 
     try:
         report = job(*job_args)
@@ -407,7 +407,7 @@ def _catalogue_job(job, *job_args, **json_kw) -> int:
 
 
 def cmd_crossmatch(args: argparse.Namespace) -> int:
-    from photofeh.crossmatch import crossmatch_files
+    from photofeh.io.crossmatch import crossmatch_files
 
     (ref, ref_preset), (other, other_preset) = args.reference, args.other
     _catalogue_job(crossmatch_files, ref, other, args.out, args.radius, ref_preset, other_preset, args.chunk_size,
@@ -417,7 +417,7 @@ def cmd_crossmatch(args: argparse.Namespace) -> int:
 
 
 def cmd_merge_photometry(args: argparse.Namespace) -> int:
-    from photofeh.crossmatch import merge_onto
+    from photofeh.io.crossmatch import merge_onto
 
     base, base_preset = args.base
     _catalogue_job(merge_onto, base, args.other, args.out, args.radius, base_preset, args.chunk_size, args.sfd_dir)
@@ -426,8 +426,8 @@ def cmd_merge_photometry(args: argparse.Namespace) -> int:
 
 
 def cmd_build_training_set(args: argparse.Namespace) -> int:
-    from photofeh.cuts import Cuts, load_cuts
-    from photofeh.training_set import build_training_set
+    from photofeh.io.cuts import Cuts, load_cuts
+    from photofeh.io.training_set import build_training_set
 
     def job():
         cuts = load_cuts(args.cuts) if args.cuts else Cuts()
@@ -443,11 +443,11 @@ def cmd_build_training_set(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import json
 
-    from photofeh.artifact import ModelFormatError
-    from photofeh.dust import EbvSource
-    from photofeh.predict_catalog import PredictOptions
-    from photofeh.presets import load_mapping
-    from photofeh.readers import CatalogReadError
+    from photofeh.io.dust import EbvSource
+    from photofeh.io.presets import load_mapping
+    from photofeh.io.readers import CatalogReadError
+    from photofeh.model.artifact import ModelFormatError
+    from photofeh.scale.predict_catalog import PredictOptions
 
     preset = args.preset
     try:
@@ -458,12 +458,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                  progress=not args.quiet, ebv=EbvSource(args.ebv_column, args.sfd_dir),
                                  prior=args.prior)
         if args.scheduler:
-            from photofeh.distributed import predict_distributed
+            from photofeh.scale.distributed import predict_distributed
 
             report = predict_distributed(args.model, args.input, args.out, options, args.scheduler)
             print(json.dumps(report, indent=2))
             return 0
-        from photofeh.predict_catalog import predict_catalog
+        from photofeh.scale.predict_catalog import predict_catalog
 
         summary = predict_catalog(args.model, args.input, args.out, options,
                                   log=lambda s: print(s, file=sys.stderr))
@@ -503,7 +503,7 @@ def _prior_note(provenance: dict, command: str) -> dict:
 
 
 def _slice_mdfs(slices, min_count: int) -> list[dict]:
-    """Deconvolved metallicity distributions of the mapped stars per |Z| slice (photofeh.mdf)."""
+    """Deconvolved metallicity distributions of the mapped stars per |Z| slice (photofeh.galaxy.mdf)."""
     edges, hists = slices
     out = []
     for lo, hi, h in zip(edges[:-1], edges[1:], hists, strict=True):
@@ -518,13 +518,13 @@ def cmd_map(args: argparse.Namespace) -> int:
     """Stream a prediction table: distances, Galactocentric R and |Z|, median [Fe/H] map."""
     import json
 
-    from photofeh.catalog import atomic_output, check_output_place
-    from photofeh.distances import frame_description
-    from photofeh.locking import output_lock
-    from photofeh.maps import check_map_options, deconvolved_cells, feh_map_from_predictions
-    from photofeh.predict_catalog import read_provenance
-    from photofeh.readers import CatalogReadError
+    from photofeh.galaxy.distances import frame_description
+    from photofeh.galaxy.maps import check_map_options, deconvolved_cells, feh_map_from_predictions
+    from photofeh.io.catalog import atomic_output, check_output_place
+    from photofeh.io.locking import output_lock
+    from photofeh.io.readers import CatalogReadError
     from photofeh.report.map_figures import draw_map_figures
+    from photofeh.scale.predict_catalog import read_provenance
 
     out = Path(args.out)
     try:
@@ -584,11 +584,11 @@ def cmd_mdf(args: argparse.Namespace) -> int:
     """Deconvolved metallicity distribution of a selection of predicted stars."""
     import json
 
-    from photofeh.catalog import atomic_output, check_output_place
-    from photofeh.locking import output_lock
-    from photofeh.populations import mdf_of_predictions, plot_mdf
-    from photofeh.predict_catalog import read_provenance
-    from photofeh.readers import CatalogReadError
+    from photofeh.galaxy.populations import mdf_of_predictions, plot_mdf
+    from photofeh.io.catalog import atomic_output, check_output_place
+    from photofeh.io.locking import output_lock
+    from photofeh.io.readers import CatalogReadError
+    from photofeh.scale.predict_catalog import read_provenance
 
     out = Path(args.out)
     try:
@@ -618,7 +618,7 @@ def cmd_mdf(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """The HTML report of a run."""
-    from photofeh.readers import CatalogReadError
+    from photofeh.io.readers import CatalogReadError
     from photofeh.report.html import write_report
 
     try:
@@ -773,7 +773,7 @@ def build_parser() -> argparse.ArgumentParser:
     bt.add_argument("--photometry", type=_catalogue_arg, action="append", default=[],
                     help="photometric catalogue FILE[:PRESET]; repeatable (matched in order); leave out when the "
                          "label table carries its photometry (e.g. SSPP)")
-    bt.add_argument("--cuts", help="TOML file of quality cuts (see photofeh.cuts)")
+    bt.add_argument("--cuts", help="TOML file of quality cuts (see photofeh.io.cuts)")
     bt.add_argument("--radius", type=RADIUS, default=1.0, help="match radius (arcsec)")
     bt.add_argument("--sfd-dir", help="folder with the SFD map files (SFD_dust_4096_ngp/sgp.fits) to read E(B-V) "
                                       "from; never downloaded")
@@ -916,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
-    from photofeh.locking import OutputLocked
+    from photofeh.io.locking import OutputLocked
 
     parser = build_parser()
     args = parser.parse_args(argv)

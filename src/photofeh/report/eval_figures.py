@@ -1,7 +1,7 @@
 """The figures of ``photofeh evaluate``: predictions against references, residual trends with the baselines
 beside the network, the calibration of the uncertainties, and the giant/dwarf confusion matrices.
 
-The numbers drawn are those of ``test_metrics.json`` (computed by :mod:`photofeh.evaluate`); only the
+The numbers drawn are those of ``test_metrics.json`` (computed by :mod:`photofeh.model.evaluate`); only the
 hexbins and histograms go back to the per-star arrays.
 """
 

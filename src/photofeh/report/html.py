@@ -28,7 +28,7 @@ CAPTIONS = {
     "feh_map": "Median [Fe/H] of the photometric estimates per cell of Galactocentric R and |Z| (cf. Ivezic et al. "
                "2008, fig. 9); blank cells hold fewer stars than the map's minimum count.",
     "feh_map_deconvolved": "Median of the deconvolved metallicity distribution per cell (estimates and their errors, "
-                           "extreme deconvolution; photofeh.mdf).",
+                           "extreme deconvolution; photofeh.galaxy.mdf).",
     "feh_counts": "Stars per cell (logarithmic): where the map's medians come from.",
     "feh_scatter": "Spread of the estimates per cell, half the 16-84% range: intrinsic spread and measurement "
                    "error together.",
@@ -203,9 +203,9 @@ def _accuracy(run: Path) -> str:
 def _coverage_sample(provenance: dict, meta: dict, n_rows: int, total: int) -> tuple[dict | None, str]:
     """Features of up to ``n_rows`` stars of the predictions' input catalogue of ``total`` rows (10 blocks
     spread through it: a catalogue sorted on the sky is sampled everywhere, without reading all of it)."""
-    from photofeh.features import feature_matrix, required_columns
-    from photofeh.presets import apply_preset
-    from photofeh.readers import CatalogReadError, iter_table
+    from photofeh.io.presets import apply_preset
+    from photofeh.io.readers import CatalogReadError, iter_table
+    from photofeh.model.features import feature_matrix, required_columns
 
     source = provenance.get("input", "")
     if not source or not Path(source).exists():
@@ -278,7 +278,7 @@ def _prediction_info(predictions: Path) -> dict:
     """Counts of a prediction output: stars, usable, in the training domain (one column pass)."""
     import pyarrow.dataset as ds
 
-    from photofeh.predict_catalog import read_provenance
+    from photofeh.scale.predict_catalog import read_provenance
 
     provenance = read_provenance(predictions)
     data = ds.dataset(str(predictions), format="parquet")
@@ -297,7 +297,7 @@ def _prediction_info(predictions: Path) -> dict:
 
 
 def _provenance(run: Path, meta: dict, pred_info: dict, map_info: dict) -> str:
-    from photofeh.predict_catalog import model_digest
+    from photofeh.scale.predict_catalog import model_digest
 
     model_dir = run / "model"
     rows = [["photofeh (this report)", __version__], ["photofeh (training)", meta.get("photofeh_version")],
@@ -321,7 +321,7 @@ def _provenance(run: Path, meta: dict, pred_info: dict, map_info: dict) -> str:
 def write_report(run, predictions=None, map_dir=None, out=None, coverage_rows: int = COVERAGE_ROWS) -> Path:
     """Write the report of ``run`` (a ``photofeh train`` folder) to ``out`` (default ``run/report.html``);
     ``predictions``: a ``photofeh predict`` output; ``map_dir``: a ``photofeh map`` folder."""
-    from photofeh.catalog import atomic_output
+    from photofeh.io.catalog import atomic_output
 
     run = Path(run)
     if not (run / "model" / "model.json").exists():

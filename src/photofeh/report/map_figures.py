@@ -1,7 +1,7 @@
 """The figures of ``photofeh map``: median, count and scatter maps in R-|Z|, the [Fe/H]-|Z| profile near the
 Sun against Ivezic et al. 2008, metallicity distributions in |Z| slices, and a sky map in Galactic (l, b).
 
-All are drawn from the streamed histograms of :class:`photofeh.maps.MapProducts`, so they cost nothing more
+All are drawn from the streamed histograms of :class:`photofeh.galaxy.maps.MapProducts`, so they cost nothing more
 than the map itself whatever the number of stars.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh.maps import BinnedQuantileMap, MapProducts
+from photofeh.galaxy.maps import BinnedQuantileMap, MapProducts
 from photofeh.report.style import (
     CMAP_COUNTS,
     CMAP_SCATTER,
@@ -98,7 +98,7 @@ def _rz_map(m: BinnedQuantileMap, values: np.ndarray, occupied: np.ndarray, stem
 
 
 def _mdf_slices(slices, slice_summaries, stem: Path) -> list[Path]:
-    from photofeh.mdf import FEH_EDGES, MixtureMDF
+    from photofeh.galaxy.mdf import FEH_EDGES, MixtureMDF
 
     edges, hists = slices
     k = len(hists)

@@ -2,7 +2,7 @@
 predict lie against the labelled stars in colour-colour and colour-magnitude space).
 
 A network extrapolates badly: a star far from every labelled star gets a confident but unfounded estimate
-(the domain flag of :mod:`photofeh.domain` catches the worst). The coverage plots show a reader at a glance
+(the domain flag of :mod:`photofeh.model.domain` catches the worst). The coverage plots show a reader at a glance
 which part of the catalogue the labelled set speaks for.
 """
 

@@ -134,7 +134,7 @@ def save_figure(fig, stem: str | Path, formats: Sequence[str] = FORMATS) -> list
     """Write ``stem``.png and ``stem``.pdf (each complete or absent: written beside and renamed) and close."""
     import matplotlib.pyplot as plt
 
-    from photofeh.catalog import atomic_output
+    from photofeh.io.catalog import atomic_output
 
     stem = Path(stem)
     paths = []
@@ -183,7 +183,7 @@ def occupied_extent(x_edges, y_edges, occupied, pad_cells: int = 1) -> tuple[flo
 
 def sun_position_kpc() -> tuple[float, float]:
     """(R, Z) of the Sun in the frame the maps use: astropy's ``Galactocentric`` defaults (R0 = 8.122 kpc,
-    GRAVITY Collaboration 2018; z_sun = 20.8 pc, Bennett & Bovy 2019), as in :mod:`photofeh.distances`."""
+    GRAVITY Collaboration 2018; z_sun = 20.8 pc, Bennett & Bovy 2019), as in :mod:`photofeh.galaxy.distances`."""
     from astropy.coordinates import Galactocentric
 
     frame = Galactocentric()

@@ -559,8 +559,8 @@ def write_cluster_catalog(config: ClusterConfig, out_path: str | os.PathLike,
                           survey: ClusterFieldSurvey | None = None) -> Path:
     """Write members plus field to ``out_path`` (Parquet, or FITS by extension or ``fmt``), atomically and
     under the output's lock, with the cluster config in the file metadata. Returns the path."""
-    from photofeh.catalog import CatalogWriter, check_writable, format_for
-    from photofeh.locking import output_lock
+    from photofeh.io.catalog import CatalogWriter, check_writable, format_for
+    from photofeh.io.locking import output_lock
 
     out = Path(out_path)
     fmt = format_for(out, fmt)

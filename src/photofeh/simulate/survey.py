@@ -385,8 +385,8 @@ def simulate(config: MockSurveyConfig, out: str | os.PathLike, fmt: str | None =
     ``on_chunk(chunk, rows_written)`` is called after each chunk is written
     (progress bars, running summaries). Returns the path written.
     """
-    from photofeh.catalog import CatalogWriter
-    from photofeh.locking import output_lock
+    from photofeh.io.catalog import CatalogWriter
+    from photofeh.io.locking import output_lock
 
     config.validate()
     check_workers(workers)

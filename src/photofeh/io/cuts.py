@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh.tomlfile import closest, read_toml
+from photofeh.io.tomlfile import closest, read_toml
 
 __all__ = ["Cuts", "apply_cuts", "load_cuts"]
 

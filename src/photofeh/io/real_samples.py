@@ -27,8 +27,8 @@ def read_green2020(path: str | os.PathLike):
     """The sample as a pandas DataFrame in schema names (preset ``green2020``), validated."""
     import pandas as pd
 
-    from photofeh.presets import apply_preset
-    from photofeh.readers import read_columns
+    from photofeh.io.presets import apply_preset
+    from photofeh.io.readers import read_columns
 
     cols, _ = apply_preset(read_columns(path), "green2020", str(path))
     return pd.DataFrame(cols)

@@ -138,7 +138,7 @@ def ivezic2008_columns(cols) -> dict[str, np.ndarray]:
     """``mabs_sdss_r`` and ``mabs_sdss_r_err`` from the Ivezic et al. 2008 relation for a prediction table
     (dereddened SDSS g-i, predicted [Fe/H] and its error), and ``absmag_valid``: main-sequence colours and
     [Fe/H] inside the relation's range. For models without an absolute-magnitude label."""
-    from photofeh.features import deredden
+    from photofeh.model.features import deredden
 
     need = [c for c in ("sdss_g", "sdss_i", "feh") if c not in cols]
     if need:
@@ -166,7 +166,7 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
     when present. Returns ``dist_kpc``, ``dist_err_kpc``, ``dist_band``,
     ``parallax_used``, ``R_kpc``, ``z_kpc``, ``phi_deg``.
     """
-    from photofeh.features import deredden
+    from photofeh.model.features import deredden
 
     bands = [bands] if isinstance(bands, str) else list(bands)
     if absmag not in ABSMAG_SOURCES:

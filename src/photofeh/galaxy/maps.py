@@ -143,7 +143,7 @@ class MapProducts:
     """What one streaming pass of ``photofeh map`` accumulates, each part in bounded memory.
 
     ``rz``: [Fe/H] histograms per (R, |Z|) cell; ``sky``: the same per HEALPix pixel of Galactic (l, b)
-    (``nside``; x = pixel index, one y bin); ``slices``: (|Z| edges, one :class:`photofeh.mdf.BinnedEstimates`
+    (``nside``; x = pixel index, one y bin); ``slices``: (|Z| edges, one :class:`photofeh.galaxy.mdf.BinnedEstimates`
     per slice) or None; ``cells``: (i, j) -> ``BinnedEstimates`` per map cell (``deconvolve``) or None.
     """
 
@@ -185,7 +185,7 @@ def galactic_lb(ra_deg, dec_deg) -> tuple[np.ndarray, np.ndarray]:
 def deconvolved_cells(products: MapProducts, min_count: int = 20, n_boot: int = 50, seed: int = 0
                       ) -> tuple[np.ndarray, np.ndarray]:
     """Per cell with at least ``min_count`` stars (``feh_map_from_predictions(deconvolve=True)``): the median
-    of the deconvolved MDF (:mod:`photofeh.mdf`) and its bootstrap error; NaN elsewhere."""
+    of the deconvolved MDF (:mod:`photofeh.galaxy.mdf`) and its bootstrap error; NaN elsewhere."""
     m = products.rz
     shape = (len(m.x_edges) - 1, len(m.y_edges) - 1)
     median, err = np.full(shape, np.nan), np.full(shape, np.nan)
@@ -215,10 +215,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     the map. ``absmag``: "model" (the predicted ``mabs_<band>``) or "ivezic2008" (the Ivezic et al. 2008
     main-sequence M_r(g-i, [Fe/H]) from the predicted [Fe/H], for models without an absolute-magnitude
     label; stars outside its range are counted and left out). ``out_of_domain``: "exclude" (default) leaves
-    out, and counts, stars a model marked outside its training domain (``in_domain``, :mod:`photofeh.domain`),
+    out, and counts, stars a model marked outside its training domain (``in_domain``, :mod:`photofeh.model.domain`),
     "include" keeps them. ``slices``: |Z| edges (kpc); the [Fe/H] estimates and errors of the mapped stars in
     each |Z| slice are kept as fixed-size histograms (``slices`` of the :class:`MapProducts`,
-    :class:`photofeh.mdf.BinnedEstimates`) for deconvolved metallicity distributions; ``deconvolve``: the same
+    :class:`photofeh.galaxy.mdf.BinnedEstimates`) for deconvolved metallicity distributions; ``deconvolve``: the same
     per map cell (``cells``, ~120 kB per occupied cell), for :func:`deconvolved_cells`. The mapped stars also
     fill a sky map of [Fe/H] in HEALPix pixels of Galactic (l, b) (``sky_nside``). ``stars_out``: a Parquet
     file with, for every input row in
@@ -230,10 +230,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from photofeh.catalog import atomic_output
-    from photofeh.distances import star_distances
-    from photofeh.readers import iter_table
-    from photofeh.validation import clean_columns
+    from photofeh.galaxy.distances import star_distances
+    from photofeh.io.catalog import atomic_output
+    from photofeh.io.readers import iter_table
+    from photofeh.io.validation import clean_columns
 
     if giants not in ("exclude", "include", "only"):
         raise ValueError(f"giants must be exclude, include or only, not {giants!r}")
@@ -247,7 +247,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     products.cells = {} if deconvolve else None
     fmap = products.rz
     if slices is not None:
-        from photofeh.mdf import BinnedEstimates
+        from photofeh.galaxy.mdf import BinnedEstimates
 
         edges = np.asarray(slices, float)
         if edges.ndim != 1 or edges.size < 2 or not np.all(np.diff(edges) > 0) or edges[0] < 0:
@@ -298,7 +298,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             used = fmap.add(pos["R_kpc"][inside], z[inside], cols["feh"][inside])
             products.add_sky(cols["ra"][inside], cols["dec"][inside], cols["feh"][inside])
             if products.cells is not None:
-                from photofeh.mdf import add_by_group
+                from photofeh.galaxy.mdf import add_by_group
 
                 i = np.searchsorted(fmap.x_edges, pos["R_kpc"][inside], side="right") - 1
                 j = np.searchsorted(fmap.y_edges, z[inside], side="right") - 1

@@ -88,7 +88,7 @@ def atomic_output(path: Path, durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it becomes ``path`` only if the block completes.
 
     The temporary name is hidden and carries the process id (``.<name>.partial-<pid>``): a killed
-    process leaves only such names, which the next writer of ``path`` removes (``photofeh.locking``).
+    process leaves only such names, which the next writer of ``path`` removes (``photofeh.io.locking``).
     ``durable``: the file is fsynced before the rename and the folder after it.
     """
     tmp = partial_path(path)

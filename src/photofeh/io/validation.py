@@ -1,7 +1,7 @@
 """The one validation layer between every reader and everything downstream.
 
 Every command passes each chunk it reads through :func:`clean_columns` after
-the archive columns are mapped onto the schema (``photofeh.presets``), so no
+the archive columns are mapped onto the schema (``photofeh.io.presets``), so no
 survey sentinel, NaN/inf or physically impossible value reaches a network, a
 training set, a cross-match or a map, whatever the preset. Bad values become
 NaN (missing is data) and are counted per column; the counts go into every

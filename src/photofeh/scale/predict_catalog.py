@@ -1,7 +1,7 @@
 """Predicting for whole catalogues on one machine: streamed, overlapped, resumable (``photofeh predict``).
 
 The input is cut into chunks of ``chunk_rows`` rows; chunk k always holds
-rows [k c, (k+1) c) (see :func:`photofeh.readers.iter_table`). Each chunk is
+rows [k c, (k+1) c) (see :func:`photofeh.io.readers.iter_table`). Each chunk is
 predicted and written as its own Parquet part, atomically, then recorded in
 ``_chunks.jsonl`` (``_manifest.json`` says what the run is: input, model,
 chunk size). Started again with the same command, a run skips the
@@ -31,11 +31,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from photofeh.catalog import atomic_output, check_output_place
-from photofeh.dust import EbvSource
-from photofeh.predict import UNPHYSICAL
-from photofeh.presets import Preset, apply_preset, resolve_preset
-from photofeh.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
+from photofeh.io.catalog import atomic_output, check_output_place
+from photofeh.io.dust import EbvSource
+from photofeh.io.presets import Preset, apply_preset, resolve_preset
+from photofeh.io.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
+from photofeh.model.predict import UNPHYSICAL
 
 __all__ = ["PredictOptions", "PredictSummary", "predict_catalog", "predict_chunk", "input_columns",
            "ResumeMismatch", "ChunkError", "IncompleteOutput", "MANIFEST", "check_options", "prepare_run",
@@ -70,7 +70,7 @@ class PredictOptions:
     threads: int | None = None          # torch intra-op threads; None: torch's default (physical cores)
     progress: bool = True
     ebv: EbvSource = field(default_factory=EbvSource)  # E(B-V) from another column or a local SFD map
-    prior: str | None = None            # "flat": divide a labels-prior model's training prior out (photofeh.prior)
+    prior: str | None = None            # "flat": divide a labels-prior model's training prior out (model.prior)
 
 
 @dataclass
@@ -127,7 +127,7 @@ def input_columns(model, available: Sequence[str], preset: Preset | None, keep: 
             raise KeyError(f"{source} lacks column(s) {missing} that the model needs (features: "
                            f"{', '.join(model.features)}){hint}; map archive columns with --preset or --mapping")
         # feature errors where the input has them: errors beyond the training stars' widen the uncertainties
-        # and mark the star out of the training domain (photofeh.domain)
+        # and mark the star out of the training domain (photofeh.model.domain)
         errors = [f"{c}_err" if c != "parallax" else "parallax_error" for c in needed]
         errors = [c for c in errors if c in available] if model.domain is not None else []
         read = [*needed, *extinction, *errors, *ids, *keep, *extra]
@@ -146,7 +146,7 @@ def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], pre
     (float32: the errors are >1e3 times the float32 rounding), ``p_giant``,
     ``is_giant`` and ``usable`` (False where a feature is missing: NaN predictions, row kept).
     """
-    cols, report = apply_preset(raw, preset, source)  # schema names, validated (photofeh.validation)
+    cols, report = apply_preset(raw, preset, source)  # schema names, validated (photofeh.io.validation)
     if ebv is not None and ebv.provides():
         cols = ebv.apply(cols, raw, model.ebv_column, source, report)
     pred = model.predict_columns(cols, counts=report)  # validated above: not a second time per chunk
@@ -164,7 +164,7 @@ def provenance(model_dir: Path, model, source: Path, preset: Preset | None, crea
     photofeh version, model path and digest, its labels and prior, the input and preset, and when the run
     began (the same for every part of a resumed run, so resumed output stays identical)."""
     from photofeh import __version__
-    from photofeh.prior import prior_of
+    from photofeh.model.prior import prior_of
 
     training = model.meta.get("training", {})
     return {"photofeh_kind": "predictions", "photofeh_version": __version__,
@@ -390,10 +390,10 @@ def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out
     with the model folder (or run directory) ``model_dir``.
 
     Resumes from ``out``'s manifest when one exists for the same input, model and options. Holds the
-    output's lock for the whole run (a second writer is refused, see :mod:`photofeh.locking`) and ends
+    output's lock for the whole run (a second writer is refused, see :mod:`photofeh.io.locking`) and ends
     by checking that every input row was written once (:class:`IncompleteOutput` otherwise).
     """
-    from photofeh.locking import output_lock
+    from photofeh.io.locking import output_lock
 
     opts, model_dir, source, out = prepare_run(model_dir, source, out, options)
     with output_lock(out, f"photofeh predict {source}", inside=True):
@@ -403,7 +403,7 @@ def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out
 def prepare_run(model_dir, source, out, options: PredictOptions | None) -> tuple[PredictOptions, Path, Path, Path]:
     """What every prediction run (local or Dask) checks before any work: the options' ranges, the model
     folder of a run directory, an existing input, and an output that changes no input or other run."""
-    from photofeh.predict import model_folder
+    from photofeh.model.predict import model_folder
 
     opts = options or PredictOptions()
     check_options(opts)
@@ -437,8 +437,8 @@ class _PredictionRun:
     def __init__(self, model_dir: Path, source: Path, out: Path, opts: PredictOptions, log: Callable[[str], None]):
         import torch
 
-        from photofeh.locking import remove_partials
-        from photofeh.predict import load_model
+        from photofeh.io.locking import remove_partials
+        from photofeh.model.predict import load_model
 
         self.source, self.out, self.opts, self.log = source, out, opts, log
         self.single_file = out.suffix == ".parquet"

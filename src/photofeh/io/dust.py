@@ -62,7 +62,7 @@ class EbvSource:
 
     ``column``: another column of the input holds SFD-scale E(B-V) (e.g. ``EBV_SFD``); ``sfd_dir``: a
     folder with the SFD map files, read at each star's ra/dec where E(B-V) is still missing. Both are
-    validated like any E(B-V) column (:mod:`photofeh.validation`).
+    validated like any E(B-V) column (:mod:`photofeh.io.validation`).
     """
 
     column: str | None = None
@@ -84,8 +84,8 @@ class EbvSource:
 
     def apply(self, cols: dict, raw, target: str, source: str, counts) -> dict:
         """``cols`` with ``target`` (the model's E(B-V) column) taken from the column and/or filled from the map."""
-        from photofeh.crossmatch import radec
-        from photofeh.validation import clean_columns
+        from photofeh.io.crossmatch import radec
+        from photofeh.io.validation import clean_columns
 
         cols = dict(cols)
         if self.column:

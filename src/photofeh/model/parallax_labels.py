@@ -50,7 +50,7 @@ def parallax_inputs(cols: Mapping[str, np.ndarray], labels: Sequence[str], ebv_c
     """(n, 3P): for each parallax label, the dereddened apparent magnitude (observed with
     ``deredden_bands=False``: M then includes the extinction), the zero-point-corrected parallax and its error
     (NaN where missing: those stars do not enter that label's loss)."""
-    from photofeh.features import deredden
+    from photofeh.model.features import deredden
 
     n = len(next(iter(cols.values())))
     out = np.full((n, 3 * len(labels)), np.nan)

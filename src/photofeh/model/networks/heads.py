@@ -67,7 +67,7 @@ class PhotometricNetwork(nn.Module):
 def build_network(arch: dict, n_inputs: int, labels: list[str], heads: str = "independent",
                   classify: bool = True) -> PhotometricNetwork:
     """Build a network from an architecture dict ``{"name": "mlp" | "resdense", ...}``."""
-    from photofeh.models import BACKBONES
+    from photofeh.model.networks import BACKBONES
 
     arch = dict(arch)
     name = arch.pop("name", None)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
-from photofeh.presets import preset_label
+from photofeh.io.presets import preset_label
 
 __all__ = ["SkyMatcher", "MatchResult", "crossmatch_files", "merge_onto", "radec", "unit_vectors"]
 
@@ -222,9 +222,9 @@ def match_epoch_column(ref: Mapping[str, np.ndarray], ref_epochs: np.ndarray | N
 
 def _mapped_chunks(path, preset, chunk_size: int, counts: Counter | None = None):
     """Chunks of a catalogue, mapped through its preset when one is given and validated in any case
-    (:func:`photofeh.presets.apply_preset`); replaced values are added to ``counts``."""
-    from photofeh.presets import apply_preset, resolve_preset
-    from photofeh.readers import iter_table
+    (:func:`photofeh.io.presets.apply_preset`); replaced values are added to ``counts``."""
+    from photofeh.io.presets import apply_preset, resolve_preset
+    from photofeh.io.readers import iter_table
 
     p = resolve_preset(preset)
     for chunk in iter_table(path, None, chunk_size):
@@ -238,9 +238,9 @@ def _positions(path, preset, chunk_size: int, epoch: float | str | None = None):
     """Only ra and dec (moved to a fixed ``epoch`` when the catalogue has proper motions), for the matching
     pass; with an epoch column, the positions as they are plus the proper motions and that column (by its own
     name in the file). The other columns are read once, in the gathering pass."""
-    from photofeh.presets import resolve_preset
-    from photofeh.readers import iter_table, table_columns
-    from photofeh.validation import clean_columns
+    from photofeh.io.presets import resolve_preset
+    from photofeh.io.readers import iter_table, table_columns
+    from photofeh.io.validation import clean_columns
 
     p = resolve_preset(preset)
     wanted = ["ra", "dec"] + (["pmra", "pmdec", "ref_epoch"] if epoch is not None else [])
@@ -277,8 +277,8 @@ def crossmatch_files(reference, other, out, radius_arcsec: float = 1.0, referenc
     """
     from pathlib import Path
 
-    from photofeh.catalog import check_output_place, check_writable
-    from photofeh.locking import output_lock
+    from photofeh.io.catalog import check_output_place, check_writable
+    from photofeh.io.locking import output_lock
 
     out = Path(out)
     check_writable(out)
@@ -295,7 +295,7 @@ def _crossmatch_files(reference, other, out, radius_arcsec, reference_preset, ot
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from photofeh.catalog import atomic_output
+    from photofeh.io.catalog import atomic_output
 
     replaced = {"reference": Counter(), "other": Counter()}
     ref_chunks = list(_mapped_chunks(reference, reference_preset, chunk_size, replaced["reference"]))
@@ -340,7 +340,7 @@ def _crossmatch_files(reference, other, out, radius_arcsec, reference_preset, ot
 
 def _match_with_epoch_column(ref, reference, reference_preset, other, other_preset, chunk_size, radius,
                              column: str) -> MatchResult:
-    from photofeh.readers import read_columns, table_columns
+    from photofeh.io.readers import read_columns, table_columns
 
     ref_moves, other_moves = has_proper_motions(ref), _has_pm_columns(other, other_preset)
     if ref_moves == other_moves:
@@ -351,7 +351,7 @@ def _match_with_epoch_column(ref, reference, reference_preset, other, other_pres
         raise KeyError(f"--epoch {column}: {holder} has no column {column!r} (Julian years or MJD)")
     ref_epochs, other_epochs = None, None
     if ref_moves:  # a first pass over the streamed epochs only
-        from photofeh.readers import iter_table
+        from photofeh.io.readers import iter_table
 
         epochs = np.concatenate([epoch_years(next(iter(c.values()))) for c in iter_table(other, [column], chunk_size)])
         e0 = float(np.nanmedian(epochs))
@@ -363,8 +363,8 @@ def _match_with_epoch_column(ref, reference, reference_preset, other, other_pres
 
 
 def _has_pm_columns(path, preset) -> bool:
-    from photofeh.presets import resolve_preset
-    from photofeh.readers import table_columns
+    from photofeh.io.presets import resolve_preset
+    from photofeh.io.readers import table_columns
 
     p = resolve_preset(preset)
     names = {c.lower() for c in table_columns(path)}
@@ -413,8 +413,8 @@ def merge_onto(base, others, out, radius_arcsec: float = 1.0, base_preset=None, 
     """
     from pathlib import Path
 
-    from photofeh.catalog import check_output_place, check_writable
-    from photofeh.locking import output_lock
+    from photofeh.io.catalog import check_output_place, check_writable
+    from photofeh.io.locking import output_lock
 
     out = Path(out)
     check_writable(out)
@@ -429,8 +429,8 @@ def _merge_onto(base, others, out, radius_arcsec, base_preset, chunk_size, sfd_d
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from photofeh.catalog import atomic_output
-    from photofeh.dust import EbvSource
+    from photofeh.io.catalog import atomic_output
+    from photofeh.io.dust import EbvSource
 
     trees = []
     replaced = {str(base): Counter(), **{str(path): Counter() for path, _ in others}}

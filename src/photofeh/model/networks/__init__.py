@@ -6,9 +6,9 @@ features to ``{"mean": (n, L), "logvar": (n, L), "logit": (n,)}``.
 
 from __future__ import annotations
 
-from photofeh.models.heads import PhotometricNetwork, build_network
-from photofeh.models.mlp import MLP
-from photofeh.models.resdense import ResDense
+from photofeh.model.networks.heads import PhotometricNetwork, build_network
+from photofeh.model.networks.mlp import MLP
+from photofeh.model.networks.resdense import ResDense
 
 __all__ = ["MLP", "ResDense", "PhotometricNetwork", "build_network", "check_size", "BACKBONES", "PRESETS",
            "MAX_PARAMETERS"]

@@ -8,7 +8,7 @@ mapped with ``preset=`` (a preset name, a mapping file or a Preset).
 
 >>> import photofeh
 >>> from photofeh.simulate import MockSurveyConfig, iter_chunks
->>> from photofeh.train import TrainConfig, train
+>>> from photofeh.model.train import TrainConfig, train
 >>> stars = next(iter_chunks(MockSurveyConfig(n_stars=3000, seed=5, spec_only=True), chunk_size=3000))
 >>> run = train(stars, TrainConfig(epochs=2), tmp_dir / "run", log=lambda s: None)
 >>> model = photofeh.load_model(tmp_dir / "run")
@@ -31,13 +31,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from photofeh.artifact import load_model_folder
-from photofeh.domain import SCORE_LIMIT, TrainingDomain, feature_errors
-from photofeh.features import Standardizer, as_columns, feature_matrix, required_columns
-from photofeh.missing import enough_features, masked_inputs, network_inputs
-from photofeh.models import build_network
-from photofeh.prior import divide_out, prior_of
-from photofeh.validation import column_rule
+from photofeh.io.validation import column_rule
+from photofeh.model.artifact import load_model_folder
+from photofeh.model.domain import SCORE_LIMIT, TrainingDomain, feature_errors
+from photofeh.model.features import Standardizer, as_columns, feature_matrix, required_columns
+from photofeh.model.missing import enough_features, masked_inputs, network_inputs
+from photofeh.model.networks import build_network
+from photofeh.model.prior import divide_out, prior_of
 
 UNPHYSICAL = "predictions outside the physical range"
 
@@ -51,7 +51,7 @@ class PhotometricModel:
                  prior: str | None = None):
         self.meta = meta
         # the prior of the estimates returned: the model's own, or "flat" (a labels-prior model's training
-        # prior divided out at prediction time, photofeh.prior.divide_out)
+        # prior divided out at prediction time, photofeh.model.prior.divide_out)
         self.trained_prior = prior_of(meta)
         self.estimate_prior = prior or self.trained_prior
         if self.estimate_prior not in ("labels", "flat"):
@@ -75,10 +75,10 @@ class PhotometricModel:
         self.y_scale = Standardizer.from_dict(meta["label_standardizer"])
         self.sigma_scale = np.asarray(meta.get("sigma_scale", [1.0] * len(self.labels)), float)
         self.temperature = float(meta.get("class_temperature", 1.0))
-        self.masked = meta.get("missing", "require") == "mask"  # see photofeh.missing
-        # the training domain (photofeh.domain); models trained before it was stored have none
+        self.masked = meta.get("missing", "require") == "mask"  # see photofeh.model.missing
+        # the training domain (photofeh.model.domain); models trained before it was stored have none
         self.domain = TrainingDomain.from_dict(meta["domain"]) if meta.get("domain") else None
-        self._members64: list | None = None  # made on first use (photofeh.domain's excess-noise Monte Carlo)
+        self._members64: list | None = None  # made on first use (photofeh.model.domain's excess-noise Monte Carlo)
         n_inputs = network_inputs(len(self.features), meta.get("missing", "require"))
         self.device = torch.device(device)
         self.members = []
@@ -100,8 +100,8 @@ class PhotometricModel:
         """Predict from a raw (un-standardised) feature matrix in the model's feature order.
 
         Rows lacking features, and rows whose outputs are not finite or fall outside a label's physical
-        range (:mod:`photofeh.validation`), get NaN and ``usable = False``; ``counts[UNPHYSICAL]`` counts the
-        latter. With a stored training domain (:mod:`photofeh.domain`), every row gets ``domain_score`` and
+        range (:mod:`photofeh.io.validation`), get NaN and ``usable = False``; ``counts[UNPHYSICAL]`` counts the
+        latter. With a stored training domain (:mod:`photofeh.model.domain`), every row gets ``domain_score`` and
         ``in_domain``; ``X_err`` (feature errors) lets errors beyond the training stars' widen the
         uncertainties (Monte Carlo over the excess noise) and mark the row out of the domain.
 
@@ -215,9 +215,9 @@ class PhotometricModel:
         (a preset name such as ``"gaia_dr3"``, a mapping file, or a Preset). ``counts``: a Counter that receives
         the values the validation layer replaced and the unphysical predictions.
         """
-        from photofeh.presets import apply_preset, resolve_preset
+        from photofeh.io.presets import apply_preset, resolve_preset
 
-        # no sentinel or impossible value reaches the network (photofeh.validation)
+        # no sentinel or impossible value reaches the network (photofeh.io.validation)
         cols, report = apply_preset(as_columns(data), resolve_preset(preset), "catalogue")
         if counts is not None:
             counts.update({k: v for k, v in report.items() if v})
@@ -225,7 +225,7 @@ class PhotometricModel:
 
     def predict_columns(self, cols, batch_size: int = 16384, counts: Counter | None = None) -> dict[str, np.ndarray]:
         """Predict from schema columns that have already been through the validation layer
-        (:func:`photofeh.presets.apply_preset`), as a catalogue run's chunks have: a dict of arrays."""
+        (:func:`photofeh.io.presets.apply_preset`), as a catalogue run's chunks have: a dict of arrays."""
         missing = [c for c in self.required_columns if c not in cols]
         if missing:
             raise KeyError(f"the catalogue lacks columns {missing} that this model needs "

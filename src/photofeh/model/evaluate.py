@@ -15,9 +15,9 @@ import numpy as np
 from scipy.optimize import curve_fit
 
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS
-from photofeh.catalog import atomic_output
-from photofeh.features import as_columns, feature_matrix
-from photofeh.validation import clean_columns
+from photofeh.io.catalog import atomic_output
+from photofeh.io.validation import clean_columns
+from photofeh.model.features import as_columns, feature_matrix
 
 __all__ = ["gaussian_fit_sigma", "regression_metrics", "binned_metrics", "class_metrics", "evaluate_model",
            "check_label_columns"]
@@ -101,7 +101,7 @@ PARALLAX_REFERENCE_SNR = 10.0  # parallax-trained magnitudes are scored against 
 def _with_parallax_references(cols, model) -> tuple[dict, dict]:
     """For labels learned from parallaxes (no label column), a reference column: M from the parallaxes with
     S/N >= 10, where inverting them is unbiased to ~1% in distance."""
-    from photofeh.parallax_labels import mabs_from_parallax, parallax_inputs
+    from photofeh.model.parallax_labels import mabs_from_parallax, parallax_inputs
 
     label_cols = dict(model.meta["label_columns"])
     cols = dict(cols)
@@ -136,7 +136,7 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
                    baselines=None, figures: bool = True) -> dict:
     """Evaluate a loaded model on a labelled table: against spectroscopic labels and, on a mock, the truth.
 
-    ``baselines``: the run's :class:`photofeh.baselines.RunBaselines` (fitted on the same training stars),
+    ``baselines``: the run's :class:`photofeh.model.baselines.RunBaselines` (fitted on the same training stars),
     scored on the same stars as the network, overall and in the same bins. ``out_dir``: also write
     ``test_metrics.json`` and, with ``figures``, the figures (:mod:`photofeh.report.eval_figures`)."""
     cols = as_columns(table)

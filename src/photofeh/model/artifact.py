@@ -98,8 +98,8 @@ def _finite_list(meta: dict, key: str, n: int, positive: bool = False) -> None:
 
 def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
     """Types, sizes and scales of the metadata; returns the tensor shapes one member must have."""
-    from photofeh.missing import MISSING_MODES, network_inputs
-    from photofeh.models import check_size
+    from photofeh.model.missing import MISSING_MODES, network_inputs
+    from photofeh.model.networks import check_size
 
     features, labels = meta["features"], meta["labels"]
     for key, values, most in (("features", features, 1000), ("labels", labels, 64)):
@@ -129,7 +129,7 @@ def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
         raise ValueError("architecture must be an object")
     arch, heads, classify = meta["architecture"], meta["heads"], meta.get("classify", True)
     check_size(arch, network_inputs(F, missing), labels, heads, classify)
-    from photofeh.models import build_network
+    from photofeh.model.networks import build_network
 
     with torch.device("meta"):
         net = build_network(arch, network_inputs(F, missing), labels, heads, classify)

@@ -25,10 +25,12 @@ import torch
 from scipy.optimize import minimize_scalar
 
 from photofeh import __version__
-from photofeh.artifact import save_model_folder
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS
-from photofeh.features import DEFAULT_FEATURES, Standardizer, as_columns, feature_matrix
-from photofeh.missing import (
+from photofeh.io.tomlfile import closest, read_toml
+from photofeh.io.validation import clean_columns
+from photofeh.model.artifact import save_model_folder
+from photofeh.model.features import DEFAULT_FEATURES, Standardizer, as_columns, feature_matrix
+from photofeh.model.missing import (
     MISSING_MODES,
     drop_groups,
     enough_features,
@@ -36,9 +38,7 @@ from photofeh.missing import (
     masked_inputs,
     network_inputs,
 )
-from photofeh.models import PRESETS, build_network
-from photofeh.tomlfile import closest, read_toml
-from photofeh.validation import clean_columns
+from photofeh.model.networks import PRESETS, build_network
 
 __all__ = ["TrainConfig", "train", "load_config", "prepare", "lr_find", "GIANT_LOGG"]
 
@@ -74,22 +74,22 @@ class TrainConfig:
     class_operating_feh_max: float | None = -1.2
     seed: int = 0
     threads: int = 0  # 0: all cores
-    # missing photometry (photofeh.missing): "require" every feature, or "mask": predict from what a star
+    # missing photometry (photofeh.model.missing): "require" every feature, or "mask": predict from what a star
     # has, training with whole surveys hidden at random (group_dropout) and at least min_features measured
     missing: str = "require"
     group_dropout: float = 0.3
     min_features: int = 3
-    # absolute magnitudes trained against Gaia parallaxes, likelihood in parallax space (photofeh.parallax_labels)
+    # absolute magnitudes trained against Gaia parallaxes, likelihood in parallax space (photofeh.model.parallax_labels)
     parallax_labels: list[str] = field(default_factory=list)
     # the global parallax zero point of the Gaia release the parallaxes come from (mas, subtracted)
     parallax_zero_point: float = GAIA_PARALLAX_ZP_MAS
-    # the prior the estimates carry (photofeh.prior): "labels" (the labelled stars' distribution: best per-star
+    # the prior the estimates carry (photofeh.model.prior): "labels" (the labelled stars' distribution: best per-star
     # estimate) or "flat" in prior_label (training stars re-weighted, capped: small bias at every [Fe/H])
     prior: str = "labels"
     prior_label: str = "feh"
     prior_weight_cap: float = 3.0
     # LightGBM rounds of the gradient-boosted baseline fitted beside the network on the same split and stored
-    # in the run (photofeh.baselines.RunBaselines, with the Ivezic 2008 form); 0: no baselines
+    # in the run (photofeh.model.baselines.RunBaselines, with the Ivezic 2008 form); 0: no baselines
     baseline_rounds: int = 200
 
     def validate(self) -> None:
@@ -98,7 +98,7 @@ class TrainConfig:
             _check_type(name, getattr(self, name), expected)
         if not self.features or not self.labels:
             raise ValueError("features and labels must not be empty")
-        from photofeh.parallax_labels import band_of
+        from photofeh.model.parallax_labels import band_of
 
         for lab in self.parallax_labels:
             if lab not in self.labels:
@@ -134,7 +134,7 @@ class TrainConfig:
                               ("class_operating_point", ("break-even", "f1", "half"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
-        from photofeh.models import check_size
+        from photofeh.model.networks import check_size
 
         check_size(self.architecture, network_inputs(len(self.features), self.missing), self.labels, self.heads,
                    self.classify)
@@ -246,7 +246,7 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
 
 
 # What each setting means, by the section it usually goes in (any of [data], [model], [train] is accepted).
-# docs/config.md is generated from this and the defaults (`python -m photofeh.train > docs/config.md`); a test
+# docs/config.md is generated from this and the defaults (`python -m photofeh.model.train > docs/config.md`); a test
 # checks that every setting is documented and that the file is current.
 CONFIG_DOCS: dict[str, tuple[str, str]] = {
     "features": ("data", "network inputs: `a-b` is a dereddened colour of two bands, a band name a dereddened "
@@ -280,7 +280,8 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
     "class_operating_feh_max": ("train", "choose the operating point on validation stars below this [Fe/H] "
                                          "(the halo giants the class is for); `\"none\"`: all stars"),
     "parallax_labels": ("data", "labels `mabs_<band>` learned from Gaia parallaxes, with the likelihood in "
-                                "parallax space (no label column, no cut on parallax S/N; photofeh.parallax_labels)"),
+                                "parallax space (no label column, no cut on parallax S/N; "
+                                "photofeh.model.parallax_labels)"),
     "parallax_zero_point": ("data", "global zero point (mas) subtracted from the parallaxes: Gaia EDR3/DR3 -0.017 "
                                     "(Lindegren et al. 2021), DR2 -0.029 (Lindegren et al. 2018)"),
     "prior": ("model", "`labels`: estimates carry the labelled stars' distribution (best per-star estimate); "
@@ -301,7 +302,7 @@ def config_markdown() -> str:
     """docs/config.md: every setting with its section, default and meaning."""
     defaults = asdict(TrainConfig())
     lines = ["# Training configuration (`photofeh train --config FILE.toml`)", "",
-             "Generated from `photofeh.train.TrainConfig` (`make docs`); do not edit by hand.", "",
+             "Generated from `photofeh.model.train.TrainConfig` (`make docs`); do not edit by hand.", "",
              "A config file has up to three sections, `[data]`, `[model]` and `[train]`; a setting may sit in any",
              "of them, but not outside one. Unknown sections and settings are errors that name the closest known",
              "one; types and ranges are checked before any data is read. `configs/default.toml` is the default",
@@ -326,14 +327,14 @@ class Prepared:
     usable: np.ndarray  # all features finite ("require") or enough of them ("mask")
     ids: np.ndarray
     replaced: Counter = field(default_factory=Counter)  # values the validation layer set to NaN, per column
-    aux: np.ndarray | None = None  # (n, 3P) m0, parallax, error for the parallax labels (photofeh.parallax_labels)
+    aux: np.ndarray | None = None  # (n, 3P) m0, parallax, error of the parallax labels (model.parallax_labels)
     plx_index: list[int] = field(default_factory=list)  # their positions among the labels
-    X_err: np.ndarray | None = None  # (n, F) feature errors where the table has them (photofeh.domain)
+    X_err: np.ndarray | None = None  # (n, F) feature errors where the table has them (photofeh.model.domain)
 
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
     """Features, labels, label errors and the giant flag from a labelled catalogue, validated first
-    (:mod:`photofeh.validation`: a label of -9999 or a negative error never reaches the loss)."""
+    (:mod:`photofeh.io.validation`: a label of -9999 or a negative error never reaches the loss)."""
     cols, replaced = clean_columns(as_columns(table), "training table")
     X, usable = feature_matrix(cols, cfg.features, cfg.ebv_column, cfg.deredden)
     if cfg.missing == "mask":
@@ -341,8 +342,8 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
     n = len(X)
     y = np.full((n, len(cfg.labels)), np.nan)
     e = np.zeros((n, len(cfg.labels)))
-    from photofeh.evaluate import check_label_columns
-    from photofeh.parallax_labels import parallax_inputs
+    from photofeh.model.evaluate import check_label_columns
+    from photofeh.model.parallax_labels import parallax_inputs
 
     column_labels = [lab for lab in cfg.labels if lab not in cfg.parallax_labels]
     check_label_columns(cols, column_labels, cfg.label_columns, "the training table")
@@ -360,7 +361,7 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
         g = y[:, cfg.labels.index("logg")]
         giant = np.where(np.isfinite(g), (g < GIANT_LOGG).astype(float), np.nan)
     ids = np.asarray(cols["source_id"]) if "source_id" in cols else np.arange(n)
-    from photofeh.domain import feature_errors
+    from photofeh.model.domain import feature_errors
 
     return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index, feature_errors(cols, cfg.features))
 
@@ -368,7 +369,7 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
 def label_standardizer(p: Prepared, rows: np.ndarray) -> Standardizer:
     """Normalisation of the labels on the training rows; a parallax label is scaled with the absolute
     magnitudes of its precise parallaxes (S/N >= 5), which only sets units, never enters the loss."""
-    from photofeh.parallax_labels import SCALE_MIN_SNR, mabs_from_parallax
+    from photofeh.model.parallax_labels import SCALE_MIN_SNR, mabs_from_parallax
 
     y = p.y[rows].copy()
     for k, j in enumerate(p.plx_index):
@@ -407,7 +408,7 @@ def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tenso
     """Gaussian negative log-likelihood per label, label errors added to the variance,
     plus binary cross-entropy for the class; NaN labels are masked out. ``plx`` = (label indices, loc,
     scale) of the parallax labels, whose likelihood is that of the measured parallaxes in ``aux``.
-    ``weight``: per-star weights (the prior's, :mod:`photofeh.prior`); every term is a weighted mean."""
+    ``weight``: per-star weights (the prior's, :mod:`photofeh.model.prior`); every term is a weighted mean."""
     valid = torch.isfinite(y)
     w = torch.ones(len(y), dtype=y.dtype) if weight is None else weight
     wv = valid * w[:, None]
@@ -417,7 +418,7 @@ def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tenso
     nll = torch.where(valid, nll, torch.zeros_like(nll))
     per = (nll * wv).sum(0) / wv.sum(0).clamp(min=1e-12)
     if plx is not None and len(plx[0]):
-        from photofeh.parallax_labels import parallax_nll
+        from photofeh.model.parallax_labels import parallax_nll
 
         idx, loc, scale = plx
         nll_p, ok = parallax_nll(out["mean"][:, idx], out["logvar"][:, idx], aux, loc, scale)
@@ -536,7 +537,7 @@ def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None) -> 
 
         scales.append(float(np.exp(minimize_scalar(nll, bounds=(-2, 2), method="bounded").x)) if ok.any() else 1.0)
     if plx is not None:  # parallax labels: the sigma scale that makes the measured parallaxes most likely
-        from photofeh.parallax_labels import parallax_nll
+        from photofeh.model.parallax_labels import parallax_nll
 
         idx, loc, scale = plx
         cols = idx.tolist()
@@ -610,8 +611,8 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwr
     folder is complete or absent whenever the process stops. An existing, non-empty ``run_dir`` is
     refused unless ``overwrite`` (then it is replaced only once the new run is complete).
     """
-    from photofeh.catalog import check_output_place
-    from photofeh.locking import output_lock
+    from photofeh.io.catalog import check_output_place
+    from photofeh.io.locking import output_lock
 
     cfg.validate()
     run = Path(run_dir)
@@ -651,7 +652,7 @@ def training_prior(values: np.ndarray | None, train_rows: np.ndarray, val_rows: 
     """The prior the model will carry, as recorded in model.json, with the per-star weights that give it
     (``train_weights``, ``val_weights``; all 1 for the labels prior). Always records the labelled stars'
     distribution of ``prior_label``, the prior a `labels` model's estimates lean toward."""
-    from photofeh.prior import PRIOR_BIN_WIDTH, flat_prior_weights, label_histogram
+    from photofeh.model.prior import PRIOR_BIN_WIDTH, flat_prior_weights, label_histogram
 
     out: dict = {"kind": cfg.prior, "label": cfg.prior_label}
     ones = {"train_weights": np.ones(len(train_rows)), "val_weights": np.ones(len(val_rows))}
@@ -671,7 +672,7 @@ def training_prior(values: np.ndarray | None, train_rows: np.ndarray, val_rows: 
 def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
     import pandas as pd
 
-    from photofeh.domain import TrainingDomain
+    from photofeh.model.domain import TrainingDomain
 
     _set_threads(cfg)
     t_start = time.perf_counter()
@@ -684,7 +685,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         log(f"{n_duplicate:,d} row(s) repeat a source_id; each id is kept on one side of the split")
     split = split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
     has_label = np.isfinite(p.y).any(axis=1)
-    if p.plx_index:  # a measured parallax is a label too (photofeh.parallax_labels)
+    if p.plx_index:  # a measured parallax is a label too (photofeh.model.parallax_labels)
         has_label |= np.isfinite(p.aux[:, 1::3]).any(axis=1)
     use = p.usable & has_label
     train_rows, val_rows = np.flatnonzero(use & (split == 0)), np.flatnonzero(use & (split == 1))
@@ -744,7 +745,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
     _labelled_sample(p, cfg, train_rows).to_parquet(run / LABELLED_SAMPLE)
     log(f"trained {cfg.ensemble} member(s) in {train_seconds:.1f} s")
     if cfg.baseline_rounds:
-        from photofeh.baselines import BASELINE_FOLDER, RunBaselines
+        from photofeh.model.baselines import BASELINE_FOLDER, RunBaselines
 
         # one thread: LightGBM's OpenMP threads spin-wait, and beside any other busy process 2 threads ran 13x
         # slower than 1 here (59 s against 4.4 s for 200 rounds on 10,000 stars)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh.tomlfile import closest, read_toml
-from photofeh.validation import MAGNITUDE_SENTINELS, clean_columns
+from photofeh.io.tomlfile import closest, read_toml
+from photofeh.io.validation import MAGNITUDE_SENTINELS, clean_columns
 
 __all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "resolve_preset", "preset_label", "GENERIC_SENTINELS",
            "MAGNITUDE_SENTINELS"]
@@ -277,14 +277,14 @@ def load_mapping(path: str | Path) -> Preset:
 def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, source: str = "table"
                  ) -> tuple[dict[str, np.ndarray], Counter]:
     """Rename a chunk's columns onto the schema, turn sentinels into NaN, then validate every schema
-    column (:func:`photofeh.validation.clean_columns`). With ``preset=None`` the chunk is already in
+    column (:func:`photofeh.io.validation.clean_columns`). With ``preset=None`` the chunk is already in
     schema names and is only validated: every reader's chunks go through here.
 
     Returns the new columns and a Counter of replaced values per column.
     Raises ``KeyError`` naming the source and the missing archive columns.
     """
     if hasattr(raw, "colnames") or hasattr(raw, "columns"):  # an astropy Table or a pandas DataFrame
-        from photofeh.features import as_columns
+        from photofeh.io.readers import as_columns
 
         raw = as_columns(raw)
     if preset is None:

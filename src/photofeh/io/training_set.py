@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh.catalog import atomic_output
-from photofeh.crossmatch import crossmatch_files
-from photofeh.cuts import Cuts, apply_cuts
-from photofeh.presets import preset_label
+from photofeh.io.catalog import atomic_output
+from photofeh.io.crossmatch import crossmatch_files
+from photofeh.io.cuts import Cuts, apply_cuts
+from photofeh.io.presets import preset_label
 
 __all__ = ["build_training_set"]
 
@@ -31,8 +31,8 @@ def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str
     fills ``ebv`` where the catalogues gave none.
     """
 
-    from photofeh.catalog import check_output_place
-    from photofeh.locking import output_lock
+    from photofeh.io.catalog import check_output_place
+    from photofeh.io.locking import output_lock
 
     out = Path(out)
     photometry = list(photometry or [])
@@ -48,7 +48,7 @@ def build_training_set(labels: str | os.PathLike, photometry: Sequence[tuple[str
 
 def _proper_motions_in(a, a_preset, b, b_preset) -> bool:
     """Whether either catalogue of a match has proper motions (only then is an epoch applied)."""
-    from photofeh.crossmatch import _has_pm_columns
+    from photofeh.io.crossmatch import _has_pm_columns
 
     return _has_pm_columns(a, a_preset) or _has_pm_columns(b, b_preset)
 
@@ -64,7 +64,7 @@ def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, ch
         if not photometry:  # the label table carries its photometry (e.g. SSPP): mapped and validated alone
             from collections import Counter
 
-            from photofeh.crossmatch import _mapped_chunks
+            from photofeh.io.crossmatch import _mapped_chunks
 
             replaced: Counter = Counter()
             chunks = list(_mapped_chunks(labels, labels_preset, chunk_size, replaced))
@@ -82,8 +82,8 @@ def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, ch
             current, current_preset = step, None
         table = pq.read_table(current)
         if sfd_dir is not None:
-            from photofeh.crossmatch import radec
-            from photofeh.dust import sfd_ebv
+            from photofeh.io.crossmatch import radec
+            from photofeh.io.dust import sfd_ebv
 
             ebv_map = sfd_ebv(*radec({c: table.column(c).to_numpy() for c in ("ra", "dec")}), sfd_dir)
             table = table.append_column("ebv_sfd", pa.array(ebv_map))

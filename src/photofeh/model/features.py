@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from photofeh.bands import BANDS, extinction_coefficient
+from photofeh.io.readers import as_columns  # noqa: F401  (re-exported: tables in, columns out)
 
 __all__ = ["DEFAULT_FEATURES", "Standardizer", "as_columns", "deredden", "feature_matrix", "required_columns"]
 
@@ -26,19 +27,6 @@ DEFAULT_FEATURES: tuple[str, ...] = (
     # the same colour (colours alone barely do; see BENCHMARKS.md).
     "parallax", "parallax_error", "sdss_g",
 )
-
-
-def as_columns(data) -> Mapping[str, np.ndarray]:
-    """Accept a pandas DataFrame, an astropy Table or a mapping of arrays."""
-    if hasattr(data, "colnames"):  # astropy Table: masked float entries become NaN
-        return {c: np.ma.filled(np.ma.asarray(data[c]), np.nan) if data[c].dtype.kind == "f"
-                else np.asarray(data[c]) for c in data.colnames}
-    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas
-        return {c: data[c].to_numpy() for c in data.columns}
-    if isinstance(data, Mapping):
-        return data
-    raise TypeError(f"cannot take columns from a {type(data).__name__}; pass a DataFrame, an astropy Table or "
-                    "a dict of columns (for a bare feature array use PhotometricModel.predict_features)")
 
 
 def _bands_in(feature: str) -> list[str]:

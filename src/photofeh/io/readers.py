@@ -11,13 +11,13 @@ path, not silently). Every error names the file.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["READ_FORMATS", "CatalogReadError", "detect_format", "iter_table", "read_columns", "count_rows",
-           "table_columns", "known_rows"]
+__all__ = ["as_columns", "READ_FORMATS", "CatalogReadError", "detect_format", "iter_table", "read_columns",
+           "count_rows", "table_columns", "known_rows"]
 
 READ_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
                 ".fz": "fits", ".csv": "csv", ".csv.gz": "csv", ".txt": "text", ".dat": "text",
@@ -295,3 +295,16 @@ def read_columns(path: str | os.PathLike, columns: Sequence[str] | None = None, 
 
 def count_rows(path: str | os.PathLike, fmt: str | None = None) -> int:
     return sum(len(next(iter(ch.values()))) for ch in iter_table(path, fmt=fmt))
+
+
+def as_columns(data) -> Mapping[str, np.ndarray]:
+    """Accept a pandas DataFrame, an astropy Table or a mapping of arrays."""
+    if hasattr(data, "colnames"):  # astropy Table: masked float entries become NaN
+        return {c: np.ma.filled(np.ma.asarray(data[c]), np.nan) if data[c].dtype.kind == "f"
+                else np.asarray(data[c]) for c in data.colnames}
+    if hasattr(data, "columns") and hasattr(data, "to_numpy"):  # pandas
+        return {c: data[c].to_numpy() for c in data.columns}
+    if isinstance(data, Mapping):
+        return data
+    raise TypeError(f"cannot take columns from a {type(data).__name__}; pass a DataFrame, an astropy Table or "
+                    "a dict of columns (for a bare feature array use PhotometricModel.predict_features)")

@@ -1,6 +1,6 @@
 """Predicting on a Dask cluster: a Parquet dataset through ``dask.dataframe``, a HATS catalogue through LSDB.
 
-Both call :func:`photofeh.predict_catalog.predict_chunk` on every partition,
+Both call :func:`photofeh.scale.predict_catalog.predict_chunk` on every partition,
 so a row gets the same numbers as on one machine. A task carries the model
 folder's *path*; :func:`_worker_model` loads the model once per worker
 process and keeps it, so the task graph stays a few kilobytes whatever the
@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from photofeh.predict_catalog import (
+from photofeh.io.presets import resolve_preset
+from photofeh.io.readers import iter_table, known_rows, table_columns
+from photofeh.scale.predict_catalog import (
     PARQUET_WRITE,
     IncompleteOutput,
     PredictOptions,
@@ -31,8 +33,6 @@ from photofeh.predict_catalog import (
     provenance,
     resolve_device,
 )
-from photofeh.presets import resolve_preset
-from photofeh.readers import iter_table, known_rows, table_columns
 
 __all__ = ["predict_partition", "predict_distributed", "is_hats_catalog", "open_client"]
 
@@ -48,7 +48,7 @@ def _worker_model(model_dir: str, device: str, threads: int | None, prior: str |
     """The model, loaded at the first task a worker runs and reused by the others."""
     import torch
 
-    from photofeh.predict import load_model
+    from photofeh.model.predict import load_model
 
     if threads:
         torch.set_num_threads(threads)
@@ -110,7 +110,7 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
 
     ``client``: an open ``distributed.Client`` to use (and leave open) instead of ``scheduler``.
     """
-    from photofeh.locking import output_lock
+    from photofeh.io.locking import output_lock
 
     opts, model_dir, source, out = prepare_run(model_dir, source, out, options)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -2,7 +2,7 @@
 
 Reads a ``photofeh predict`` output chunk by chunk, applies the selection (a pandas query, the giant class,
 an error cut, the training domain), counts every star left out, and deconvolves the selected estimates with
-their errors (:mod:`photofeh.mdf`). The estimates should come from a flat-prior model (``prior = "flat"``):
+their errors (:mod:`photofeh.galaxy.mdf`). The estimates should come from a flat-prior model (``prior = "flat"``):
 deconvolving posterior means under the labels prior would count that prior twice (docs/populations.md).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from photofeh.mdf import MIN_STARS, BinnedEstimates, MixtureMDF, mdf_summary
+from photofeh.galaxy.mdf import MIN_STARS, BinnedEstimates, MixtureMDF, mdf_summary
 
 __all__ = ["mdf_of_predictions", "plot_mdf", "RAW_LIMIT"]
 
@@ -35,8 +35,8 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     """
     import pandas as pd
 
-    from photofeh.readers import iter_table
-    from photofeh.validation import clean_columns
+    from photofeh.io.readers import iter_table
+    from photofeh.io.validation import clean_columns
 
     if giants not in ("include", "exclude", "only"):
         raise ValueError(f"giants must be include, exclude or only, not {giants!r}")
@@ -116,7 +116,7 @@ def plot_mdf(summary: dict, x: np.ndarray | BinnedEstimates | None, stem, title:
 def _draw_mdf(ax, mdf, summary, x, grid, title) -> None:
     edges = np.arange(-4.0, 1.01, 0.1)
     if isinstance(x, BinnedEstimates):  # many stars: their histogram (0.02 dex bins) summed into 0.1 dex bins
-        from photofeh.mdf import FEH_EDGES
+        from photofeh.galaxy.mdf import FEH_EDGES
 
         hist, _ = np.histogram(0.5 * (FEH_EDGES[1:] + FEH_EDGES[:-1]), bins=edges, weights=x.counts.sum(axis=1))
         shown = x.n

@@ -1,0 +1,1 @@
+"""From stellar parameters to the Galaxy: distances, maps and metallicity distributions."""

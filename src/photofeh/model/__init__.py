@@ -1,0 +1,1 @@
+"""Models: features, training, prediction, the prior and the training domain, baselines, evaluation."""
