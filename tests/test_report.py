@@ -49,7 +49,7 @@ def test_report_is_self_contained_and_states_the_run(reported):
         assert f"id='{section}'" in page
     metrics = json.loads((reported["run"] / "test_metrics.json").read_text())
     sigma = metrics["labels"]["feh"]["vs_labels"]["sigma_gauss"]
-    assert f"<td>{sigma:.4g}</td>" in page  # the accuracy table quotes test_metrics.json
+    assert f"<td class='num'>{sigma:.4g}</td>" in page  # the accuracy table quotes test_metrics.json
     digest = json.loads((reported["map"] / "map.json").read_text())["predictions"]["model_digest"]
     assert digest in page and "another model" not in page
     assert (reported["run"] / "coverage.png").exists() and (reported["run"] / "coverage.pdf").exists()

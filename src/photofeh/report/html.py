@@ -58,7 +58,7 @@ line-height:1.45}
 h1{font-size:1.6em;border-bottom:2px solid #444;padding-bottom:.2em}h2{font-size:1.3em;margin-top:2em;
 border-bottom:1px solid #bbb}h3{font-size:1.05em}
 table{border-collapse:collapse;margin:.6em 0;font-size:.9em}td,th{border:1px solid #ccc;padding:.25em .6em;
-text-align:right}th{background:#f2f2f2}td:first-child,th:first-child{text-align:left}
+text-align:left}th{background:#f2f2f2}td.num{text-align:right;font-variant-numeric:tabular-nums}
 figure{margin:1.2em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.88em;color:#444}
 .note{background:#fff7e0;border-left:4px solid #e0a800;padding:.5em .8em}.muted{color:#666;font-size:.9em}
 nav a{margin-right:1em}code{background:#f4f4f4;padding:0 .2em}
@@ -81,9 +81,15 @@ def _fmt(v) -> str:
     return str(v)
 
 
+def _cell(value) -> str:
+    """A table cell; numbers right-aligned in tabular figures so that columns of them line up."""
+    numeric = isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+    return f"<td class='num'>{_e(_fmt(value))}</td>" if numeric else f"<td>{_e(_fmt(value))}</td>"
+
+
 def _table(rows: list[list], header: list[str] | None = None) -> str:
     head = "<tr>" + "".join(f"<th>{_e(h)}</th>" for h in header) + "</tr>" if header else ""
-    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table>{head}{body}</table>"
 
 

@@ -31,7 +31,7 @@ def history_figure(history: Sequence[dict], stem: str | Path) -> list[Path]:
             ax.plot(ep, [h["val_loss"] for h in hs], color=f"C{m}", lw=1.2,
                     label="validation" if m == 0 else None)
         ax.set_xlabel("epoch")
-        ax.set_ylabel("loss (Gaussian negative log-likelihood per star)")
+        ax.set_ylabel("loss (Gaussian NLL per star)")
         ax.set_title(f"{len({h['member'] for h in history})} ensemble member(s); colours: members", fontsize=8)
         ax.legend(loc="upper right")
         return save_figure(fig, stem)
