@@ -710,6 +710,12 @@ class BinnedEstimates:
         return BinnedEstimates(self.counts + other.counts, self.n_invalid + other.n_invalid,
                                self.n_out_of_range + other.n_out_of_range)
 
+    def estimate_histogram(self, edges) -> np.ndarray:
+        """Stars per bin of ``edges`` in [Fe/H] estimate (whatever their error), from the fine bins' centres:
+        for drawing the observed distribution beside the deconvolved one."""
+        centres = 0.5 * (FEH_EDGES[1:] + FEH_EDGES[:-1])
+        return np.histogram(centres, bins=edges, weights=self.counts.sum(axis=1))[0]
+
     def data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The non-empty bins as data: (estimate at bin centre, effective error, count)."""
         i, j = np.nonzero(self.counts)

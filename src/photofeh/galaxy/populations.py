@@ -116,10 +116,7 @@ def plot_mdf(summary: dict, x: np.ndarray | BinnedEstimates | None, stem, title:
 def _draw_mdf(ax, mdf, summary, x, grid, title) -> None:
     edges = np.arange(-4.0, 1.01, 0.1)
     if isinstance(x, BinnedEstimates):  # many stars: their histogram (0.02 dex bins) summed into 0.1 dex bins
-        from photofeh.galaxy.mdf import FEH_EDGES
-
-        hist, _ = np.histogram(0.5 * (FEH_EDGES[1:] + FEH_EDGES[:-1]), bins=edges, weights=x.counts.sum(axis=1))
-        shown = x.n
+        hist, shown = x.estimate_histogram(edges), x.n
     elif x is not None and x.size:
         hist, _ = np.histogram(x, bins=edges)
         shown = x.size

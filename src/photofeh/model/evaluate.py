@@ -196,8 +196,7 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
         report["class"] = {}
         for name, ref in giant_ref.items():
             report["class"][f"vs_{name}"] = class_metrics(pred["is_giant"][usable], ref[usable])
-            if feh_true is not None or "feh" in label_cols:
-                feh_ref = feh_true if feh_true is not None else np.asarray(cols[label_cols["feh"]], float)
+            if feh_ref is not None:
                 poor = usable & (feh_ref < -1.2)
                 report["class"][f"vs_{name}_feh_below_-1.2"] = class_metrics(pred["is_giant"][poor], ref[poor])
     if out_dir is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import erf
 
+from photofeh.model.evaluate import robust_sigma
 from photofeh.report.style import CMAP_COUNTS, CMAP_RATE, axis_label, data_range, new_figure, save_figure, styled
 
 __all__ = ["draw_evaluation_figures"]
@@ -25,10 +26,6 @@ BIN_TITLES = {"feh_true": "[Fe/H] (true, dex)", "feh_label": "[Fe/H] (label, dex
 def _bin_label(name: str) -> str:
     label = axis_label(name)
     return BIN_TITLES.get(name, label.replace(", mag)", ", observed, mag)") if "-" in name else label)
-
-
-def _robust(r: np.ndarray) -> float:
-    return float(1.4826 * np.median(np.abs(r - np.median(r))))
 
 
 def _residuals(pred, cols, labels, label_cols, report, stem: Path) -> list[Path]:
@@ -62,7 +59,7 @@ def _residuals(pred, cols, labels, label_cols, report, stem: Path) -> list[Path]
                         f"{b['network_same_stars']['sigma_gauss']:.3g} on the same {b['vs_labels']['n']:,d})")
         bottom.text(0.03, 0.97, "\n".join(text), transform=bottom.transAxes, va="top", fontsize=6)
         r = p[ok] - ref[ok]
-        med, rs = float(np.median(r)), _robust(r)
+        med, rs = float(np.median(r)), robust_sigma(r)
         edges = np.linspace(med - 5 * rs, med + 5 * rs, 101) if rs > 0 else 50
         bottom.hist(r, bins=edges, histtype="step", color="k", label="residuals")
         mu, s = m["mu_gauss"], m["sigma_gauss"]

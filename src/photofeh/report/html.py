@@ -93,17 +93,19 @@ def _table(rows: list[list], header: list[str] | None = None) -> str:
     return f"<table>{head}{body}</table>"
 
 
-def _figure(path: Path, caption: str = "") -> str:
-    """A PNG embedded as a data URI (the page needs no file beside it)."""
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    stem = path.stem
-    text = caption or CAPTIONS.get(stem.removeprefix("residual_trends_").split(".")[0], CAPTIONS.get(stem, ""))
+def _caption(stem: str) -> str:
     if stem.startswith("residual_trends_"):
-        text = (f"Residuals of {stem.removeprefix('residual_trends_')} in bins of magnitude, colour and [Fe/H]: "
+        return (f"Residuals of {stem.removeprefix('residual_trends_')} in bins of magnitude, colour and [Fe/H]: "
                 "median (top) and robust sigma (bottom), the network beside the baselines fitted on the same "
                 "training stars.")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(stem)}">'
-            f"<figcaption><b>{_e(stem)}</b>. {_e(text)}</figcaption></figure>")
+    return CAPTIONS.get(stem, "")
+
+
+def _figure(path: Path) -> str:
+    """A PNG embedded as a data URI (the page needs no file beside it)."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(path.stem)}">'
+            f"<figcaption><b>{_e(path.stem)}</b>. {_e(_caption(path.stem))}</figcaption></figure>")
 
 
 def _read_json(path: Path) -> dict:
@@ -150,6 +152,8 @@ def _training(run: Path) -> str:
     import csv
 
     out = ["<h2 id='training'>Training curves</h2>"]
+    if (run / "history.png").exists():  # train draws it with the same function
+        return out[0] + _figure(run / "history.png")
     history = run / "history.csv"
     if not history.exists():
         return out[0] + "<p class='note'>history.csv is missing from the run.</p>"
@@ -158,9 +162,7 @@ def _training(run: Path) -> str:
                  ("member", "epoch", "train_loss", "val_loss")} for r in csv.DictReader(fh)]
     from photofeh.report.run_figures import history_figure
 
-    paths = history_figure(rows, run / "history")
-    out.append(_figure(paths[0]))
-    return "\n".join(out)
+    return out[0] + _figure(history_figure(rows, run / "history")[0])
 
 
 def _accuracy(run: Path) -> str:

@@ -59,7 +59,7 @@ def ivezic2008_profiles(abs_z: np.ndarray, R: float | None = None) -> dict[str, 
     Galactocentric radius ``R`` (the Sun's by default): what a volume-complete sample would show."""
     from scipy.stats import norm
 
-    from photofeh.simulate.galaxy import HALO_FEH, density, disk_feh_median, disk_feh_mu
+    from photofeh.simulate.galaxy import HALO_FEH, density, disk_feh_cdf, disk_feh_median, disk_feh_mu
 
     if R is None:
         R, _ = sun_position_kpc()
@@ -69,8 +69,7 @@ def ivezic2008_profiles(abs_z: np.ndarray, R: float | None = None) -> dict[str, 
     rho_disk = density("thin", np.full(z.shape, R), z) + density("thick", np.full(z.shape, R), z)
     f_halo = density("halo", np.full(z.shape, R), z) / (rho_disk + density("halo", np.full(z.shape, R), z))
     grid = np.linspace(-3.5, 1.0, 2251)
-    a = disk_feh_mu(z)[:, None] - 0.067  # the two-Gaussian disk of Ivezic 2008 (as in photofeh.simulate.galaxy)
-    disk_cdf = 0.63 * norm.cdf(grid, a, 0.2) + 0.37 * norm.cdf(grid, a + 0.14, 0.2)
+    disk_cdf = disk_feh_cdf(grid, disk_feh_mu(z)[:, None])
     cdf = (1 - f_halo[:, None]) * disk_cdf + f_halo[:, None] * norm.cdf(grid, HALO_FEH["mean"], HALO_FEH["sigma"])
     both = np.array([np.interp(0.5, c, grid) for c in cdf])
     return {"disk": disk, "halo": halo, "disk_and_halo": both, "halo_fraction": f_halo}
@@ -98,7 +97,7 @@ def _rz_map(m: BinnedQuantileMap, values: np.ndarray, occupied: np.ndarray, stem
 
 
 def _mdf_slices(slices, slice_summaries, stem: Path) -> list[Path]:
-    from photofeh.galaxy.mdf import FEH_EDGES, MixtureMDF
+    from photofeh.galaxy.mdf import MixtureMDF
 
     edges, hists = slices
     k = len(hists)
@@ -110,9 +109,7 @@ def _mdf_slices(slices, slice_summaries, stem: Path) -> list[Path]:
     for idx, h in enumerate(hists):
         ax = axes.flat[idx]
         lo, hi = edges[idx], edges[idx + 1]
-        per_feh = h.counts.sum(axis=1)
-        centres = 0.5 * (FEH_EDGES[1:] + FEH_EDGES[:-1])
-        hist, _ = np.histogram(centres, bins=coarse, weights=per_feh)
+        hist = h.estimate_histogram(coarse)
         if h.n:
             ax.stairs(hist / (h.n * 0.1), coarse, color="0.45", label="estimates")
         summary = slice_summaries[idx] if slice_summaries and idx < len(slice_summaries) else {}

@@ -23,6 +23,7 @@ __all__ = [
     "GalaxyModel",
     "density",
     "disk_feh_median",
+    "disk_feh_cdf",
     "sample_feh",
     "sample_age_gyr",
     "sample_kroupa_mass",
@@ -94,11 +95,17 @@ def disk_feh_median(absZ: np.ndarray, law: dict = DISK_FEH_IVEZIC2008) -> np.nda
     term; we solve for it on a fine grid because tests compare with it.
     """
     x = np.linspace(-0.8, 0.8, 3201)
+    offset = np.interp(0.5, disk_feh_cdf(x, 0.0), x)
+    return disk_feh_mu(absZ, law) + offset
+
+
+def disk_feh_cdf(feh, mu) -> np.ndarray:
+    """Cumulative distribution of the disk's two-Gaussian [Fe/H] mixture (the law above) where mu(|Z|) = ``mu``
+    (arrays broadcast): what ``sample_feh`` draws from."""
     from scipy.stats import norm
 
-    cdf = 0.63 * norm.cdf(x, -0.067, 0.2) + 0.37 * norm.cdf(x, -0.067 + 0.14, 0.2)
-    offset = np.interp(0.5, cdf, x)
-    return disk_feh_mu(absZ, law) + offset
+    a = np.asarray(mu, float) - 0.067
+    return 0.63 * norm.cdf(feh, a, 0.2) + 0.37 * norm.cdf(feh, a + 0.14, 0.2)
 
 
 def sample_feh(rng: np.random.Generator, pop: np.ndarray, absZ: np.ndarray,
