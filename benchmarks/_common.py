@@ -39,10 +39,13 @@ def machine() -> dict:
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
 
 
-def write_result(name: str, title: str, figures: dict, notes: str = "") -> Path:
+def write_result(name: str, title: str, figures: dict, notes: str = "", figure: str | None = None) -> Path:
+    """Write the result file; ``figure``: a PNG (path from the repository root) that BENCHMARKS.md shows."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {"name": name, "title": title, "figures": figures, "notes": notes, "machine": machine()}
+    if figure:
+        payload["figure"] = figure
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)

@@ -48,6 +48,8 @@ def render() -> str:
         out += _sections(r["figures"])
         if r.get("notes"):
             out += ["", r["notes"]]
+        if r.get("figure"):
+            out += ["", f"![{r['title']}]({r['figure']})"]
         out.append("")
     return "\n".join(out)
 

@@ -240,8 +240,8 @@ def test_invalid_configs_are_refused(change, message):
 
 
 def test_invalid_against_the_grid_or_the_field_are_refused(survey):
-    with pytest.raises(ValueError, match=r"isochrone grid's \[M/H\] range \[-2\.19, 0\.30\], got -3\.0"):
-        survey.members(replace(POOR, feh=-3.0))
+    with pytest.raises(ValueError, match=r"isochrone grid's \[M/H\] range \[-4\.00, 0\.30\], got -4\.5"):
+        survey.members(replace(POOR, feh=-4.5))
     with pytest.raises(ValueError, match="isochrone grid's age range"):
         survey.members(replace(POOR, age_gyr=19.0))
     with pytest.raises(ValueError, match="built for another seed"):

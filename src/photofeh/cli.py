@@ -207,7 +207,8 @@ def _simulate_cluster(args: argparse.Namespace, out: Path, fmt: str, footprints:
     config = cl.ClusterConfig(
         feh=feh, age_gyr=age, distance_kpc=dist, n_members=n, l_deg=l, b_deg=b, radius_arcmin=radius,
         binaries=not args.no_binaries, select_band=args.select_band, mag_range=tuple(args.mag_range),
-        footprints=footprints, disk_feh_law=args.disk_feh_law, isochrones=args.isochrones, seed=args.seed)
+        footprints=footprints, disk_feh_law=args.disk_feh_law, halo_feh_law=args.halo_feh_law, colours=args.colours,
+        isochrones=args.isochrones, seed=args.seed)
     t0 = time.perf_counter()
     try:
         survey = cl.ClusterFieldSurvey(config, field_radius)
@@ -245,7 +246,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     config = MockSurveyConfig(
         n_stars=args.n_stars, seed=args.seed, select_band=args.select_band,
         mag_range=tuple(args.mag_range), min_abs_b=args.min_abs_b, north_only=args.north_only, footprints=footprints,
-        disk_feh_law=args.disk_feh_law, binaries=not args.no_binaries, spec_only=args.spec_only,
+        disk_feh_law=args.disk_feh_law, halo_feh_law=args.halo_feh_law, colours=args.colours,
+        binaries=not args.no_binaries, spec_only=args.spec_only,
         isochrones=args.isochrones,
     )
     try:
@@ -677,8 +679,15 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--footprint", type=_footprint, action="append", metavar="SURVEY=TERMS",
                      help="override a survey footprint, e.g. 'sdss=min_b:30,min_dec:-5' "
                           "(terms: min_b, max_b, min_dec, max_dec); repeatable")
-    sim.add_argument("--disk-feh-law", choices=("ivezic2008", "bond2010"), default="ivezic2008",
-                     help="disk metallicity gradient parameters")
+    sim.add_argument("--disk-feh-law", choices=("calibrated", "ivezic2008", "bond2010"), default="calibrated",
+                     help="disk [Fe/H] law: 'calibrated' (median -0.05 in the plane, -0.65 far from it: later "
+                          "measurements), or the Ivezic et al. 2008 / Bond et al. 2010 parameters")
+    sim.add_argument("--halo-feh-law", choices=("an2015", "ivezic2008"), default="an2015",
+                     help="halo [Fe/H] law: 'an2015' (inner/outer halo at -1.4/-1.9 with the Youakim et al. 2020 "
+                          "metal-poor tail to -4), or the Ivezic et al. 2008 Gaussian (-1.46, 0.30)")
+    sim.add_argument("--colours", choices=("loci", "models"), default="loci",
+                     help="'loci': stellar-model SDSS colours moved onto the empirical loci of Yuan et al. 2015 "
+                          "(dwarfs) and Zhang et al. 2021 (giants); 'models': the raw PARSEC colours")
     sim.add_argument("--no-binaries", action="store_true", help="no unresolved binaries")
     sim.add_argument("--isochrones", help="another isochrone grid file with PARSEC-like columns")
     sim.add_argument("--cluster-lb", type=_lb_arg, metavar="L,B",

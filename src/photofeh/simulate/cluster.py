@@ -109,10 +109,11 @@ CLUSTER_COLUMNS: tuple[Column, ...] = (
 class ClusterConfig:
     """Everything that defines a mock cluster and its field; written into the file metadata.
 
-    ``select_band``, ``mag_range``, ``footprints``, ``disk_feh_law``, ``binaries`` and ``isochrones`` mean
-    what they mean in :class:`MockSurveyConfig` and apply to members and field alike. ``binary_fraction``
-    overrides, for members only, the field's mass-dependent fractions (None keeps them). ``ebv``: SFD-scale
-    E(B-V) to infinity over the whole field (None: the mock's dust map at the cluster).
+    ``select_band``, ``mag_range``, ``footprints``, ``disk_feh_law``, ``halo_feh_law``, ``colours``,
+    ``binaries`` and ``isochrones`` mean what they mean in :class:`MockSurveyConfig` and apply to members
+    and field alike. ``binary_fraction`` overrides, for members only, the field's mass-dependent fractions
+    (None keeps them). ``ebv``: SFD-scale E(B-V) to infinity over the whole field (None: the mock's dust
+    map at the cluster).
     """
 
     feh: float
@@ -130,7 +131,9 @@ class ClusterConfig:
     ebv: float | None = None
     footprints: dict[str, str] = field(default_factory=lambda: {
         k: v.to_text() for k, v in obs.DEFAULT_FOOTPRINTS.items()})
-    disk_feh_law: str = "ivezic2008"
+    disk_feh_law: str = "calibrated"
+    halo_feh_law: str = "an2015"
+    colours: str = "loci"
     isochrones: str | None = None
     seed: int = 42
 
@@ -192,7 +195,8 @@ def field_config(cluster: ClusterConfig) -> MockSurveyConfig:
     return MockSurveyConfig(
         n_stars=1, seed=cluster.seed, select_band=cluster.select_band, mag_range=tuple(cluster.mag_range),
         min_abs_b=0.0, footprints=dict(cluster.footprints), disk_feh_law=cluster.disk_feh_law,
-        binaries=cluster.binaries, spec_only=False, isochrones=cluster.isochrones)
+        halo_feh_law=cluster.halo_feh_law, colours=cluster.colours, binaries=cluster.binaries, spec_only=False,
+        isochrones=cluster.isochrones)
 
 
 # ------------------------------------------------------------------ sky geometry
@@ -495,7 +499,7 @@ class ClusterFieldSurvey(MockSurvey):
         for key, val in labels.items():
             cols[key] = np.where(cols["in_spec"], val, np.nan)
 
-        lo, hi = grid.mh_range
+        lo, hi = grid.model_mh_range
         cols.update({
             "feh_true": feh,
             "feh_beyond_grid": (feh < lo) | (feh > hi),

@@ -18,6 +18,11 @@ is interpolated (not snapped) in mass, age and metallicity.
 Bands the grid lacks are added here: Pan-STARRS1 grizy from PARSEC's SDSS
 magnitudes plus synthetic PS1-SDSS differences (see
 ``scripts/derive_ps1_offsets.py``) and CFIS u from the MegaPipe colour term.
+
+Two changes make the models look like real stars (issue 13; docs/mock_calibration.md):
+the grid is continued below its most metal-poor node to [M/H] = -4
+(:meth:`IsochroneGrid._extend_metal_poor`), and the SDSS colours are moved onto
+the empirical stellar loci (:mod:`photofeh.simulate.loci`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 from scipy.interpolate import RegularGridInterpolator
+
+from photofeh.simulate.loci import LocusCorrection
 
 __all__ = ["IsochroneGrid", "PHASES", "default_grid_path", "load_grid"]
 
@@ -68,6 +75,11 @@ ALL_BANDS = (
 # Physical quantities interpolated besides magnitudes.
 QUANTITIES = ("mini", "mass", "logte", "logg", "logl")
 REQUIRED_COLUMNS = ("MH", "LOGAGE", "MINI", "MASS", "LOGTE", "LOGG", "LOGL", "LABEL", *GRID_BANDS.values())
+
+# The metal-poor continuation of the grid (see IsochroneGrid._extend_metal_poor): nodes every
+# 0.5 dex down to [M/H] = -4, below the most metal-poor stars the mock's halo law draws.
+METAL_POOR_FLOOR = -4.0
+METAL_POOR_STEP = 0.5
 
 # Ages the Galaxy model needs (log10 yr): 0.1 to 15.8 Gyr.
 MIN_LOGAGE = 8.0
@@ -159,9 +171,16 @@ class IsochroneGrid:
     segment: np.ndarray
     n_valid: np.ndarray
     source: str
+    model_mh_range: tuple[float, float] = (np.nan, np.nan)  # the stellar models' own [M/H] range
+    locus_correction: LocusCorrection | None = None
 
     @classmethod
-    def from_table(cls, table: Table, source: str = "") -> IsochroneGrid:
+    def from_table(cls, table: Table, source: str = "", calibrate: bool = True,
+                   metal_poor_floor: float | None = METAL_POOR_FLOOR) -> IsochroneGrid:
+        """Resample the table's isochrones on the EEP axis; continue the grid to ``metal_poor_floor``
+        (None: stop at the table's last node) and, with ``calibrate``, move the SDSS colours onto the
+        empirical stellar loci (:mod:`photofeh.simulate.loci`). PS1 and CFIS bands follow from the
+        (corrected) SDSS ones."""
         mh = np.unique(np.round(np.asarray(table["MH"], float), 5))
         logage = np.unique(np.round(np.asarray(table["LOGAGE"], float), 5))
         logage = logage[logage >= MIN_LOGAGE - 1e-6]
@@ -194,11 +213,46 @@ class IsochroneGrid:
         mini = values["mini"]
         mini[:] = np.where(np.isnan(mini), np.nan, np.fmax.accumulate(np.nan_to_num(mini, nan=0.0), axis=-1))
         n_valid = np.sum(np.cumprod(~np.isnan(mini), axis=-1), axis=-1)
-        grid = cls(mh, logage, values, segment, n_valid, source)
-        grid._add_derived_bands()
+        grid = cls(mh, logage, values, segment, n_valid, source, model_mh_range=(float(mh[0]), float(mh[-1])))
+        if metal_poor_floor is not None and metal_poor_floor < mh[0] - 0.1:
+            grid._extend_metal_poor(metal_poor_floor)
+        # PS1 comes from the models' SDSS magnitudes before the SDSS locus correction: on the real
+        # Green et al. 2020 dwarfs the models' PS1 colours already match within 0.015 mag, and the
+        # correction would make g-r 0.02-0.03 too blue (docs/mock_calibration.md).
+        grid._add_ps1_bands()
+        if calibrate:
+            grid.locus_correction = LocusCorrection.from_grid(grid.mh, grid.logage, grid.segment, grid.values,
+                                                              red_giant_segment=PHASES.index("red giant"))
+            grid.locus_correction.apply(grid.values)
+        grid.values["cfis_u"] = cfis_u_from_sdss(grid.values["sdss_u"], grid.values["sdss_g"])
         return grid
 
-    def _add_derived_bands(self) -> None:
+    def _extend_metal_poor(self, floor: float) -> None:
+        """Add isochrones below the grid's most metal-poor one, down to [M/H] = ``floor``.
+
+        Every quantity q (masses, Teff, log g, magnitudes) at fixed age and EEP is continued from
+        the two lowest nodes f0 < f1 as if its metallicity dependence came from line blanketing
+        and opacities proportional to the metal abundance Z ~ 10^[M/H]:
+        q(f) = q(f0) + s / ln 10 (10^(f - f0) - 1), s = (q(f1) - q(f0)) / (f1 - f0).
+        It has the grid's own slope at f0 and converges as Z -> 0 (total change s / ln 10 = 0.43 s),
+        as the metallicity sensitivity of u-g fades in the most metal-poor stars (Ivezic et al.
+        2008, ApJ 684, 287, sect. 3: photometric [Fe/H] saturates below about -2). A linear
+        extrapolation would make a [Fe/H] = -4 star 1.8 s away from a -2.2 one instead of 0.43 s.
+        docs/mock_calibration.md compares the result with metal-poor globular clusters.
+        """
+        f0, f1 = self.mh[0], self.mh[1]
+        new_mh = np.arange(floor, f0 - 0.1, METAL_POOR_STEP)
+        c = (10.0 ** (new_mh - f0) - 1.0) / (np.log(10.0) * (f1 - f0))
+        for q, arr in self.values.items():
+            ext = arr[0][None] + c[:, None, None] * (arr[1] - arr[0])[None]
+            self.values[q] = np.concatenate([ext, arr], axis=0)
+        mini = self.values["mini"]
+        mini[:] = np.where(np.isnan(mini), np.nan, np.fmax.accumulate(np.nan_to_num(mini, nan=0.0), axis=-1))
+        self.mh = np.concatenate([new_mh, self.mh])
+        self.n_valid = np.sum(np.cumprod(~np.isnan(mini), axis=-1), axis=-1)
+
+    def _add_ps1_bands(self) -> None:
+        """PS1 grizy from the models' own SDSS magnitudes plus synthetic PS1-SDSS differences."""
         v = self.values
         feh = np.broadcast_to(self.mh[:, None, None], v["logte"].shape)
         ok = ~np.isnan(v["logte"])
@@ -207,7 +261,6 @@ class IsochroneGrid:
         for k, (ps1, sdss) in enumerate((("ps1_g", "sdss_g"), ("ps1_r", "sdss_r"), ("ps1_i", "sdss_i"),
                                          ("ps1_z", "sdss_z"), ("ps1_y", "sdss_z"))):
             v[ps1] = v[sdss] + delta[..., k]
-        v["cfis_u"] = cfis_u_from_sdss(v["sdss_u"], v["sdss_g"])
 
     # ------------------------------------------------------------------ lookup
     def corners(self, feh: np.ndarray, logage: np.ndarray):

