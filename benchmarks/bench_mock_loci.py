@@ -10,6 +10,11 @@ Measured:
 - the spectroscopic subsample's [Fe/H] percentiles (target: SEGUE DR17, about -2.5 / -0.6 / +0.15);
 - PS1 and Gaia colours at fixed PS1 g-i and [Fe/H] against the real low-reddening dwarfs of
   green2020_test_data_small.h5.
+- the main sequences of the three most metal-poor clusters with PS1 fiducials (M92, M15, M30, near
+  [Fe/H] = -2.3, just below the PARSEC grid) against the grid with and without its metal-poor
+  continuation;
+- the Bond et al. 2010 photometric [Fe/H] of the mock's F/G dwarfs per true [Fe/H] bin (the
+  metal-poor tail's colours, which no cluster reaches, against the published relation).
 A figure of u-g against g-r per [Fe/H] bin goes to benchmarks/figures/mock_loci.png.
 
 Usage: python benchmarks/bench_mock_loci.py [--n-stars N]
@@ -33,6 +38,69 @@ GR_BINS = np.arange(0.2, 0.5, 0.05)
 FEH_BINS = np.arange(-2.5, 0.0, 0.5)
 REAL = ROOT.parent / "shared" / "data" / "real" / "green2020_test_data_small.h5"
 FIGURE = ROOT / "benchmarks" / "figures" / "mock_loci"
+
+
+# PS1 main-sequence fiducials (g, i) below the turn-off, as committed in github.com/gregreen/
+# stellar-locus-fitter ("data/Edouard's GCs/fid_NGC*.txt", probably E. Bernard's PS1 fiducials;
+# attribution unverified), with the ([Fe/H], (m-M)0, E(B-V)) listed beside them in that repository's
+# gc_fiducials.py (Harris-catalogue-like values). Reddening: R(g_P1) = 3.172, R(i_P1) = 1.682
+# (Schlafly & Finkbeiner 2011, table 6, as listed there).
+CLUSTERS = {
+    "M92 (NGC 6341)": (-2.31, 14.65, 0.02, [(19.6, 19.298), (19.8, 19.475), (20.0, 19.648), (20.2, 19.818),
+                                           (20.4, 19.986), (20.6, 20.15), (20.8, 20.311), (21.0, 20.469),
+                                           (21.2, 20.626), (21.4, 20.78), (21.6, 20.933), (21.8, 21.085),
+                                           (22.0, 21.234)]),
+    "M15 (NGC 7078)": (-2.37, 15.39, 0.10, [(20.6, 20.129), (20.8, 20.301), (21.0, 20.471), (21.2, 20.638),
+                                           (21.4, 20.802), (21.6, 20.962), (21.8, 21.121), (22.0, 21.277),
+                                           (22.2, 21.43)]),
+    "M30 (NGC 7099)": (-2.27, 14.64, 0.03, [(19.7, 19.333), (19.9, 19.508), (20.1, 19.68), (20.3, 19.848),
+                                           (20.5, 20.013), (20.7, 20.177), (20.9, 20.338), (21.1, 20.497),
+                                           (21.3, 20.654), (21.5, 20.81), (21.7, 20.965), (21.9, 21.119),
+                                           (22.1, 21.273)]),
+}
+CLUSTER_AGE_GYR = 12.5
+
+
+def cluster_offsets() -> dict:
+    """Median (fiducial - model) g-i at the fiducial's M_g, for the continued grid and the grid's edge."""
+    from photofeh.simulate.isochrones import IsochroneGrid, load_grid
+
+    table = load_grid()
+    grids = {"grid continued to -4": IsochroneGrid.from_table(table),
+             "grid edge (-2.19)": IsochroneGrid.from_table(table, metal_poor_floor=None)}
+    out = {}
+    for name, (feh, dm, ebv, rows) in CLUSTERS.items():
+        g, i = np.array(rows).T
+        mg, gi = g - dm - 3.172 * ebv, g - i - (3.172 - 1.682) * ebv
+        row = {"[Fe/H]": feh, "M_g range": f"{mg.min():.1f}-{mg.max():.1f}"}
+        for label, grid in grids.items():
+            idx, w = grid.corners(np.array([feh]), np.array([np.log10(CLUSTER_AGE_GYR * 1e9)]))
+            n = grid.values["mini"].shape[-1]
+            iso = {q: sum(wk[0] * grid.values[q].reshape(-1, n)[ik[0]] for ik, wk in zip(idx, w, strict=True))
+                   for q in ("ps1_g", "ps1_i")}
+            ms = (grid.segment == 0) & np.isfinite(iso["ps1_g"]) & (iso["ps1_g"] > 4.6)
+            order = np.argsort(iso["ps1_g"][ms])
+            model = np.interp(mg, iso["ps1_g"][ms][order], (iso["ps1_g"] - iso["ps1_i"])[ms][order])
+            row[f"fiducial - model g-i, {label}"] = round(float(np.median(gi - model)), 3)
+        out[name] = row
+    return out
+
+
+def bond2010_scale(cat) -> dict:
+    """Median Bond et al. 2010 photometric [Fe/H] of F/G dwarfs per true [Fe/H] bin."""
+    ug = cat["mabs_sdss_u_true"] - cat["mabs_sdss_g_true"]
+    gr = cat["mabs_sdss_g_true"] - cat["mabs_sdss_r_true"]
+    A, B, C, D, E, F, G, H, I, J = (-13.13, 14.09, 28.04, -5.51, -5.90, -58.68, 9.14, -20.61, 0.0, 58.20)
+    x, y = ug, gr
+    phot = (A + B * x + C * y + D * x * y + E * x**2 + F * y**2 + G * x**2 * y + H * x * y**2 + I * x**3
+            + J * y**3)
+    fg = (cat["logg_true"] >= 3.5) & (gr > 0.2) & (gr < 0.6)
+    out = {}
+    for lo in np.arange(-4.0, 0.0, 0.5):
+        sel = fg & (cat["feh_true"] >= lo) & (cat["feh_true"] < lo + 0.5)
+        if sel.sum() >= 50:
+            out[f"true [Fe/H] {lo:+.1f} to {lo + 0.5:+.1f}"] = round(float(np.median(phot[sel])), 2)
+    return out
 
 
 def mock(n, seed, **kw):
@@ -136,6 +204,7 @@ def main() -> None:
         cats[name] = cat
         table, worst = locus_table(cat)
         figures[f"u-g minus the Yuan et al. 2015 locus at fixed g-r and [Fe/H], {name}"] = table
+        figures[f"Bond et al. 2010 photometric [Fe/H] of F/G dwarfs (median), {name}"] = bond2010_scale(cat)
         figures[f"summary, {name}"] = {
             "largest |median u-g residual| for -2 < [Fe/H] < 0, mag": worst,
             **spec_percentiles(mock(args.n_spec, args.seed + 1, spec_only=True, **kw)),
@@ -150,9 +219,13 @@ def main() -> None:
     summaries = {k.split(", ", 1)[1]: v for k, v in figures.items() if k.startswith("summary")}
     reals = {k.rsplit(", ", 1)[1]: v for k, v in figures.items() if k.startswith("real minus")}
     tables = {k: v for k, v in figures.items() if k.startswith("u-g minus")}
+    bond = {k.rsplit(", ", 1)[1]: v for k, v in figures.items() if k.startswith("Bond")}
+    clusters = cluster_offsets()
+    print(clusters)
     write_result("mock_loci", "Mock survey against empirical loci and real stars (before/after issue 13)",
                  {"summary": summaries, **({"real minus mock colours (green2020 dwarfs)": reals} if reals else {}),
-                  **tables},
+                  **tables, "metal-poor clusters: PS1 main sequence (12.5 Gyr models)": clusters,
+                  "Bond et al. 2010 photometric [Fe/H] of the mock's F/G dwarfs (median, by true [Fe/H])": bond},
                  notes="Targets (issue 13): |u-g residual| <= 0.03 mag for "
                        "-2 < [Fe/H] < 0 (the locus' range); SEGUE DR17 labelled stars span about -2.5 to +0.15 "
                        "(1st-99th percentile, median about -0.6). Colours: true unreddened absolute magnitudes of "

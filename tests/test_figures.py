@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from photofeh.galaxy.maps import BinnedQuantileMap, galactic_lb
-from photofeh.report.map_figures import ivezic2008_profiles, solar_profile
+from photofeh.report.map_figures import ivezic2008_profiles, reference_profiles, solar_profile
 from photofeh.report.style import axis_label, data_range, occupied_extent, sun_position_kpc
 
 
@@ -69,6 +69,30 @@ def test_ivezic2008_profiles_against_a_direct_draw():
     assert prof["disk_and_halo"][0] == pytest.approx(prof["disk"][0], abs=0.03)
     assert prof["disk_and_halo"][2] == pytest.approx(-1.46, abs=0.01)
     assert prof["halo"][1] < prof["disk_and_halo"][1] < prof["disk"][1]
+
+
+def test_reference_profiles_of_the_default_mock_laws_against_a_direct_draw():
+    """The default mock's laws (docs/mock_calibration.md): disk mu = -0.65 + 0.62 exp(-|Z| / 0.6 kpc) in the
+    same two-Gaussian mixture, halo 0.55 N(-1.40, 0.30) + 0.45 N(-1.90, 0.30) with a tail of slope 1 dex^-1
+    below -2.5, drawn here directly (the tail by inverse CDF of 10^(f + 2.5) on [-4, -2.5])."""
+    from scipy.stats import norm
+
+    rng = np.random.default_rng(5)
+    n = 2_000_000
+    mu = -0.65 + 0.62 * np.exp(-1.0 / 0.6)
+    disk = np.where(rng.random(n) < 0.37, rng.normal(mu - 0.067 + 0.14, 0.2, n), rng.normal(mu - 0.067, 0.2, n))
+    core = np.where(rng.random(n) < 0.55, rng.normal(-1.40, 0.30, n), rng.normal(-1.90, 0.30, n))
+    # the tail holds p_core(-2.5) / ln 10 of probability against the core's mass above -2.5 (slope 1 dex^-1)
+    p_edge = 0.55 * norm.pdf(-2.5, -1.40, 0.30) + 0.45 * norm.pdf(-2.5, -1.90, 0.30)
+    tail_mass = p_edge * (1 - 10 ** (-1.5)) / np.log(10)
+    above = core[core >= -2.5]
+    n_tail = int(round(above.size * tail_mass / np.mean(core >= -2.5)))
+    tail = -2.5 + np.log10(1 - rng.random(n_tail) * (1 - 10 ** (-1.5)))
+    halo = np.concatenate([above, tail])
+    prof = reference_profiles(np.array([1.0, 40.0]), disk_law="calibrated", halo_law="an2015")
+    assert prof["disk"][0] == pytest.approx(np.median(disk), abs=0.003)
+    assert prof["halo"][0] == pytest.approx(np.median(halo), abs=0.005)
+    assert prof["disk_and_halo"][1] == pytest.approx(np.median(halo), abs=0.01)
 
 
 def test_solar_profile_recovers_medians_and_their_errors():

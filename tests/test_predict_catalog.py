@@ -81,7 +81,10 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(model_dir, survey_fil
     assert rerun.returncode == 0, rerun.stderr
     report = json.loads(rerun.stdout)
     assert report["chunks_resumed"] >= 10 and report["chunks_done"] == report["chunks_total"] == 100
-    predict_catalog(model_dir, survey_file, tmp_path / "straight", PredictOptions(chunk_rows=600, progress=False))
+    # the same thread count as the killed run: torch's kernels may round the last bit of float32 differently
+    # with another (seen on a few out-of-domain stars, whose errors take the Monte Carlo path)
+    predict_catalog(model_dir, survey_file, tmp_path / "straight", PredictOptions(chunk_rows=600, progress=False,
+                                                                                   threads=1))
     assert read_out(tmp_path / "killed").equals(read_out(tmp_path / "straight"))
 
 

@@ -25,7 +25,7 @@ from photofeh.report.style import (
     sun_position_kpc,
 )
 
-__all__ = ["draw_map_figures", "solar_profile", "ivezic2008_profiles", "PROFILE_HALF_WIDTH_KPC"]
+__all__ = ["draw_map_figures", "solar_profile", "ivezic2008_profiles", "reference_profiles", "PROFILE_HALF_WIDTH_KPC"]
 
 PROFILE_HALF_WIDTH_KPC = 1.0  # the profile uses cells whose centre lies within R0 +- this (Ivezic 2008: 7-9 kpc)
 FEH_LABEL = "[Fe/H] (dex)"
@@ -57,20 +57,35 @@ def ivezic2008_profiles(abs_z: np.ndarray, R: float | None = None) -> dict[str, 
     """Median [Fe/H] against |Z| of the Ivezic et al. 2008 (section 4.3) disk law, of the halo (-1.46,
     independent of position), and of their mixture weighted by the Juric et al. 2008 (table 10) densities at
     Galactocentric radius ``R`` (the Sun's by default): what a volume-complete sample would show."""
+    return reference_profiles(abs_z, R, "ivezic2008", "ivezic2008")
+
+
+def reference_profiles(abs_z: np.ndarray, R: float | None = None, disk_law: str = "ivezic2008",
+                       halo_law: str = "ivezic2008") -> dict[str, np.ndarray]:
+    """:func:`ivezic2008_profiles` for any of the mock's disk and halo laws (``simulate.galaxy``): the
+    default mock's laws follow later measurements (docs/mock_calibration.md)."""
     from scipy.stats import norm
 
-    from photofeh.simulate.galaxy import HALO_FEH, density, disk_feh_cdf, disk_feh_median, disk_feh_mu
+    from photofeh.simulate.galaxy import (DISK_FEH_LAWS, HALO_FEH, density, disk_feh_cdf, disk_feh_median,
+                                          disk_feh_mu, halo_feh_pdf)
 
     if R is None:
         R, _ = sun_position_kpc()
+    law = DISK_FEH_LAWS[disk_law]
     z = np.asarray(abs_z, float)
-    disk = disk_feh_median(z)
-    halo = np.full(z.shape, HALO_FEH["mean"])
+    disk = disk_feh_median(z, law)
     rho_disk = density("thin", np.full(z.shape, R), z) + density("thick", np.full(z.shape, R), z)
     f_halo = density("halo", np.full(z.shape, R), z) / (rho_disk + density("halo", np.full(z.shape, R), z))
-    grid = np.linspace(-3.5, 1.0, 2251)
-    disk_cdf = disk_feh_cdf(grid, disk_feh_mu(z)[:, None])
-    cdf = (1 - f_halo[:, None]) * disk_cdf + f_halo[:, None] * norm.cdf(grid, HALO_FEH["mean"], HALO_FEH["sigma"])
+    grid = np.linspace(-4.5, 1.0, 2751)
+    if halo_law == "ivezic2008":
+        halo_cdf = norm.cdf(grid, HALO_FEH["mean"], HALO_FEH["sigma"])
+        halo = np.full(z.shape, HALO_FEH["mean"])
+    else:
+        pdf = halo_feh_pdf(grid)
+        halo_cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(grid))])
+        halo = np.full(z.shape, np.interp(0.5, halo_cdf, grid))
+    disk_cdf = disk_feh_cdf(grid, disk_feh_mu(z, law)[:, None])
+    cdf = (1 - f_halo[:, None]) * disk_cdf + f_halo[:, None] * halo_cdf
     both = np.array([np.interp(0.5, c, grid) for c in cdf])
     return {"disk": disk, "halo": halo, "disk_and_halo": both, "halo_fraction": f_halo}
 
@@ -141,6 +156,8 @@ def _profile(m: BinnedQuantileMap, min_count: int, slice_summaries, slices, stem
     ax.plot(z_fine, model["disk"], color="C3", ls="--", lw=1, label="Ivezic+08 disk")
     ax.plot(z_fine, model["halo"], color="C0", ls=":", lw=1, label="Ivezic+08 halo")
     ax.plot(z_fine, model["disk_and_halo"], color="k", lw=1, label="disk + halo (Juric+08 densities)")
+    later = reference_profiles(z_fine, disk_law="calibrated", halo_law="an2015")["disk_and_halo"]
+    ax.plot(z_fine, later, color="0.5", lw=1, ls="-.", label="later laws, disk + halo (mock default)")
     ax.fill_between(prof["abs_z"][ok], prof["q16"][ok], prof["q84"][ok], color="C2", alpha=0.2, lw=0,
                     label="16-84% of estimates")
     ax.errorbar(prof["abs_z"][ok], prof["median"][ok], prof["median_err"][ok], fmt="o", ms=3, color="C2",
