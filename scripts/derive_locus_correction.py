@@ -27,8 +27,9 @@ SHOWN_GI = {"dwarf": (0.3, 0.5, 0.8, 1.2, 1.6), "giant": (0.6, 0.8, 1.0, 1.2)}
 def print_tables(corr: LocusCorrection) -> None:
     for kind, gis in SHOWN_GI.items():
         locus = LOCI[kind]
+        (g0, g1), (f0, f1) = locus.gi_range, locus.feh_range
         print(f"\n### {kind}s: locus minus PARSEC at the model's g-i (mag); locus valid for "
-              f"{locus.gi_range[0]} < g-i < {locus.gi_range[1]}, {locus.feh_range[0]} < [Fe/H] < {locus.feh_range[1]}\n")
+              f"{g0} < g-i < {g1}, {f0} < [Fe/H] < {f1}\n")
         cols = [f"{c} @ g-i {g}" for c in ("u-g", "g-r", "i-z") for g in gis]
         print("| [M/H] node (table used) | " + " | ".join(cols) + " |")
         print("|---" * (len(cols) + 1) + "|")

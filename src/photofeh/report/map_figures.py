@@ -66,8 +66,15 @@ def reference_profiles(abs_z: np.ndarray, R: float | None = None, disk_law: str 
     default mock's laws follow later measurements (docs/mock_calibration.md)."""
     from scipy.stats import norm
 
-    from photofeh.simulate.galaxy import (DISK_FEH_LAWS, HALO_FEH, density, disk_feh_cdf, disk_feh_median,
-                                          disk_feh_mu, halo_feh_pdf)
+    from photofeh.simulate.galaxy import (
+        DISK_FEH_LAWS,
+        HALO_FEH,
+        density,
+        disk_feh_cdf,
+        disk_feh_median,
+        disk_feh_mu,
+        halo_feh_pdf,
+    )
 
     if R is None:
         R, _ = sun_position_kpc()
