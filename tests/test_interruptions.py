@@ -124,7 +124,9 @@ def test_kill_predict_at_seeded_points_then_resume(quick_model, survey_file, str
     final = subprocess.run([*CLI, *args], capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
     report = json.loads(final.stdout)
-    assert report["chunks_done"] == report["chunks_total"] == 600 and report["chunks_resumed"] >= 12
+    # at least the parts each kill waited for (the delayed kills may land before any part on a loaded machine)
+    waited_for = sum(int(v) for kind, v in points if kind == "parts") + 3
+    assert report["chunks_done"] == report["chunks_total"] == 600 and report["chunks_resumed"] >= waited_for
     assert leftovers(tmp_path) == []
     assert pq.read_table(out).to_pandas().equals(straight)
 

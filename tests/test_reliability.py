@@ -112,7 +112,11 @@ def test_values_sentinels_never_reach_the_network(model_dir, usable_stars, tmp_p
     assert report["values_replaced"] == {"sdss_u": 2, "ps1_r": 1, "gaia_bp": 1, "ebv": 1, "parallax": 1,
                                          "sdss_g": 1, "sdss_r_err": 1}
     got = pq.read_table(tmp_path / "p").to_pandas()
-    assert not got["usable"][:7].any() and got["usable"][7:].all() and np.isnan(got["sdss_r_err"][7])
+    # the other rows are exactly as usable as without the sentinels (a 2-epoch model may still put one of
+    # the coolest dwarfs outside the physical range: that row is unusable in both)
+    clean = load_model(model_dir).predict(usable_stars)
+    assert not got["usable"][:7].any() and np.isnan(got["sdss_r_err"][7])
+    assert np.array_equal(got["usable"][7:], clean["usable"][7:]) and got["usable"][7:].mean() > 0.99
     assert np.isnan(got["feh"][:7]).all()
     assert got.loc[got["usable"], "feh"].between(-5, 1.5).all()
 
