@@ -167,12 +167,19 @@ def spec_percentiles(spec) -> dict:
 
 
 def draw(cats: dict) -> None:
+    from photofeh.report.style import styled
+
+    with styled():
+        _draw(cats)
+
+
+def _draw(cats: dict) -> None:
     from photofeh.report.style import axis_label, new_figure, save_figure
 
     fig, axes = new_figure(2, 1, width="double", aspect=0.8, sharey=True)
     axes = axes[0]
-    gr_line = np.linspace(0.2, 0.5, 61)
     colours = {-2.0: "C0", -1.5: "C1", -1.0: "C2", -0.5: "C3"}
+    centres = GR_BINS + 0.025
     for ax, (name, cat) in zip(axes, cats.items(), strict=True):
         dw = cat["logg_true"] >= 3.5
         gr = (cat["mabs_sdss_g_true"] - cat["mabs_sdss_r_true"])[dw]
@@ -180,14 +187,15 @@ def draw(cats: dict) -> None:
         feh = cat["feh_true"][dw]
         for flo, col in colours.items():
             sel = (feh >= flo) & (feh < flo + 0.5)
-            centres = GR_BINS + 0.025
-            med = [np.median(ug[sel & (gr >= c - 0.025) & (gr < c + 0.025)]) for c in centres]
-            ax.plot(centres, med, "o", color=col, label=f"mock, [Fe/H] {flo:+.1f} to {flo + 0.5:+.1f}")
-            ax.plot(gr_line, u_minus_g_at_g_minus_r(gr_line, flo + 0.25), "-", color=col, lw=1)
+            bins = [sel & (gr >= c - 0.025) & (gr < c + 0.025) for c in centres]
+            ax.plot(centres, [np.median(ug[b]) for b in bins], "o", color=col,
+                    label=f"mock, [Fe/H] {flo:+.1f} to {flo + 0.5:+.1f}")
+            # the locus at the same stars' g-r and [Fe/H] (medians): what the mock's medians should equal
+            ax.plot(centres, [np.median(u_minus_g_at_g_minus_r(gr[b], feh[b])) for b in bins], "-", color=col, lw=1)
         ax.set_title(name)
         ax.set_xlabel(axis_label("sdss_g-sdss_r"))
     axes[0].set_ylabel(axis_label("sdss_u-sdss_g"))
-    axes[0].legend(fontsize=7, title="lines: Yuan et al. 2015 locus", title_fontsize=7)
+    axes[0].legend(fontsize=7, title="lines: Yuan et al. 2015 locus, same stars", title_fontsize=7)
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, FIGURE)
 

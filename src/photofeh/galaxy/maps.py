@@ -111,7 +111,7 @@ MAX_MAP_BYTES = 2 << 30  # the map's histogram counts (int64) must fit in 2 GiB
 
 
 def check_map_options(cell: float, r_max: float, z_max: float, min_parallax_snr: float = 5.0,
-                      max_rel_dist_err: float = 0.3, max_feh_err: float | None = 0.3,
+                      max_rel_dist_err: float = 0.3, max_feh_err: float | None = 0.6,
                       chunk_rows: int = 1_000_000, min_count: int = 1) -> None:
     """Every map option range-checked before any work starts (a 0.001 kpc cell would ask for ~750 GiB)."""
     def finite_in(name, value, lo, hi, open_lo=True):
@@ -199,7 +199,7 @@ def deconvolved_cells(products: MapProducts, min_count: int = 20, n_boot: int = 
 def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence[str] = "sdss_r",
                              giants: str = "exclude",
                              min_parallax_snr: float = 5.0, max_rel_dist_err: float = 0.3,
-                             max_feh_err: float | None = 0.3, cell: float = 0.5,
+                             max_feh_err: float | None = 0.6, cell: float = 0.5,
                              r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
                              stars_out: str | os.PathLike | None = None, absmag: str = "model",
                              out_of_domain: str = "exclude", slices: Sequence[float] | None = None,
