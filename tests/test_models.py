@@ -224,3 +224,4 @@ def test_config_reference_is_current_and_complete(tmp_path):
     cfg = TrainConfig(baseline_rounds=0, epochs=7, split=(0.8, 0.2, 0.0), class_operating_feh_max=None)
     (tmp_path / "c.toml").write_text(_to_toml(cfg))
     assert asdict(load_config(tmp_path / "c.toml")) == asdict(cfg)
+
