@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(2)
+    Path(args.work).mkdir(parents=True, exist_ok=True)
     run = Path(args.work) / "run"
     if not (run / "model" / "model.json").exists():
         cfg = replace(load_config(Path(__file__).resolve().parents[1] / "configs" / "default.toml"), epochs=20,
@@ -136,7 +137,7 @@ def main() -> None:
                "excess-noise Monte Carlo (20,000 such stars)": {"float32 vs float64": mc}}
     print(figures)
     write_result("precision", "Network arithmetic: bfloat16 inference and the float32 Monte Carlo (issue 14)",
-                 figures, notes="bfloat16 is measured and rejected: it is 1.5-4x faster than float32 on this AVX-512 "
+                 figures, notes="bfloat16 is measured and rejected: it is 1.3-1.4x faster than float32 on this AVX-512 "
                                 "BF16 CPU but moves [Fe/H] by 0.01-0.02 dex at the 99.9th percentile (issue 14's gate "
                                 "is 0.005), even with the first product, which reads the photometry, kept in float32; "
                                 "the 8-bit mantissa of the hidden activations is the limit. The Monte Carlo over "
