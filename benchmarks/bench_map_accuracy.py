@@ -23,7 +23,7 @@ from _common import ROOT, run_measured, write_result
 from bench_predict import PHOTOFEH, ensure_inputs, ensure_labelled_set
 
 from photofeh.galaxy.distances import galactocentric, star_distances
-from photofeh.galaxy.maps import BinnedQuantileMap
+from photofeh.galaxy.maps import MAX_FEH_ERR, BinnedQuantileMap
 from photofeh.io.readers import iter_table
 from photofeh.simulate.galaxy import DISK_FEH_LAWS, disk_feh_median
 
@@ -42,9 +42,9 @@ def science_model(work: Path, config: str, prior: str = "labels") -> Path:
 
 
 def maps_of(pred: Path, bands: list[str], which_band: int | None, cells: dict | None = None,
-            max_feh_err: float | None = 0.3) -> tuple[BinnedQuantileMap, BinnedQuantileMap]:
+            max_feh_err: float | None = MAX_FEH_ERR) -> tuple[BinnedQuantileMap, BinnedQuantileMap]:
     """Predicted and true [Fe/H] maps of the same stars: usable, in-domain predicted dwarfs with [Fe/H] error
-    <= 0.3 dex and distance error <= 30% (the defaults of `photofeh map`), placed with ``bands[which_band]``
+    <= 0.6 dex and distance error <= 30% (the defaults of `photofeh map`), placed with ``bands[which_band]``
     (None: any). ``cells``: a dict that receives, per 1-kpc cell (i, j), the (estimate, error) histogram for
     deconvolution (photofeh.galaxy.mdf.BinnedEstimates)."""
     from photofeh.galaxy.mdf import add_by_group
@@ -152,7 +152,7 @@ def main() -> None:
     print(json.dumps(figures, indent=2))
     write_result("map_accuracy", "[Fe/H] map recovered by the whole pipeline (mock survey)", figures,
                  notes="Models: default and masked configs, 30 epochs, 100,000 labelled mock stars (all with SDSS). "
-                       "The true map uses the same stars (usable, predicted dwarfs, [Fe/H] error <= 0.3 dex, "
+                       "The true map uses the same stars (usable, predicted dwarfs, [Fe/H] error <= 0.6 dex, "
                        "distance error <= 30%) with their true [Fe/H] and true "
                        "distances, both in astropy's Galactocentric frame. The disk-law column is the mock's "
                        "(calibrated) disk median at the bin centre; the stars' median departs from it where the "

@@ -516,11 +516,12 @@ def _slice_mdfs(slices, min_count: int) -> list[dict]:
     return out
 
 
-# The map's default [Fe/H]-error cut (dex). Photometric [Fe/H] errors grow as [Fe/H] falls (u-g loses its
-# sensitivity below about -2), so a cut near the halo stars' typical error keeps disk stars and drops halo
-# ones: on the demo's mock, 0.3 dex left 5% of the halo dwarfs at 4-8 kpc and gave median [Fe/H] -0.74 to
-# -1.05 there against a truth of -1.49 to -1.63; 0.6 dex gives -1.39 to -1.69 (docs/maps.md).
-MAP_MAX_FEH_ERR = 0.6
+
+
+def maps_default_feh_err() -> float:
+    from photofeh.galaxy.maps import MAX_FEH_ERR
+
+    return MAX_FEH_ERR
 
 
 def cmd_map(args: argparse.Namespace) -> int:
@@ -858,7 +859,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="combine with Gaia parallaxes of at least this S/N")
     fm.add_argument("--max-rel-dist-err", type=_bounded_float(0.0, 100.0), default=0.3,
                     help="leave out stars with a larger d error")
-    fm.add_argument("--max-feh-err", type=_bounded_float(0.0, 100.0), default=MAP_MAX_FEH_ERR,
+    fm.add_argument("--max-feh-err", type=_bounded_float(0.0, 100.0), default=maps_default_feh_err(),
                     help="leave out stars whose predicted [Fe/H] error is larger (vague predictions lean toward "
                          "the training mean); not much lower than the halo's typical error, or the cut selects "
                          "by metallicity (docs/maps.md)")
