@@ -39,6 +39,16 @@ def machine() -> dict:
             "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
 
 
+def mock_columns(config, workers: int = 2) -> dict:
+    """A whole mock catalogue (photofeh.simulate.MockSurveyConfig) in memory, as one dict of numpy columns."""
+    import numpy as np
+
+    from photofeh.simulate import iter_chunks
+
+    chunks = list(iter_chunks(config, chunk_size=10**9, workers=workers))
+    return {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+
+
 def write_result(name: str, title: str, figures: dict, notes: str = "", figure: str | None = None) -> Path:
     """Write the result file; ``figure``: a PNG (path from the repository root) that BENCHMARKS.md shows."""
     RESULTS.mkdir(exist_ok=True)

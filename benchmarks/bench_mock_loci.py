@@ -25,10 +25,10 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-from _common import ROOT, write_result
+from _common import ROOT, mock_columns, write_result
 
 from photofeh.bands import extinction_coefficient
-from photofeh.simulate import MockSurveyConfig, iter_chunks
+from photofeh.simulate import MockSurveyConfig
 from photofeh.simulate.loci import u_minus_g_at_g_minus_r
 
 VARIANTS = {"before (models, Ivezic 2008 laws)": dict(colours="models", disk_feh_law="ivezic2008",
@@ -104,8 +104,7 @@ def bond2010_scale(cat) -> dict:
 
 
 def mock(n, seed, **kw):
-    chunks = list(iter_chunks(MockSurveyConfig(n_stars=n, seed=seed, **kw), chunk_size=10**9, workers=2))
-    return {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+    return mock_columns(MockSurveyConfig(n_stars=n, seed=seed, **kw))
 
 
 def locus_table(cat) -> tuple[dict, float]:

@@ -15,12 +15,12 @@ import argparse
 import time
 
 import numpy as np
-from _common import write_result
+from _common import mock_columns, write_result
 
 from photofeh.bands import BANDS
 from photofeh.model.baselines import GradientBoostedBaseline
 from photofeh.model.evaluate import gaussian_fit_sigma
-from photofeh.simulate import MockSurveyConfig, iter_chunks
+from photofeh.simulate import MockSurveyConfig
 
 
 def sigma(residual: np.ndarray) -> float:
@@ -37,9 +37,7 @@ VARIANTS = {"before (models, Ivezic 2008 laws)": dict(colours="models", disk_feh
 
 def measure(n_stars: int, seed: int, **kw) -> dict:
     t0 = time.perf_counter()
-    chunks = list(iter_chunks(MockSurveyConfig(n_stars=n_stars, seed=seed, spec_only=True, **kw),
-                              chunk_size=10**9, workers=2))
-    cat = {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+    cat = mock_columns(MockSurveyConfig(n_stars=n_stars, seed=seed, spec_only=True, **kw))
     t_sim = time.perf_counter() - t0
     mag0 = {f: cat[f"sdss_{f}"] - BANDS[f"sdss_{f}"].r_ebv * cat["ebv"] for f in "ugriz"}
     X = np.column_stack([mag0["u"] - mag0["g"], mag0["g"] - mag0["r"], mag0["r"] - mag0["i"], mag0["i"] - mag0["z"]])

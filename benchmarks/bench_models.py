@@ -19,9 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
-from _common import ROOT, write_result
+from _common import ROOT, mock_columns, write_result
 
 from photofeh.bands import BANDS
 from photofeh.model.baselines import GradientBoostedBaseline, fit_ivezic, ivezic_feh, ivezic_valid
@@ -29,7 +28,7 @@ from photofeh.model.evaluate import class_metrics, regression_metrics
 from photofeh.model.networks import PRESETS, build_network
 from photofeh.model.predict import load_model
 from photofeh.model.train import load_config, prepare, split_indices, train
-from photofeh.simulate import MockSurveyConfig, iter_chunks
+from photofeh.simulate import MockSurveyConfig
 
 
 def inference_rate(arch: dict, n_features: int, labels, heads: str, n: int = 400_000, batch: int = 16384,
@@ -54,9 +53,7 @@ def main() -> None:
     ap.add_argument("--n-stars", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=31)
     args = ap.parse_args()
-    chunks = list(iter_chunks(MockSurveyConfig(n_stars=args.n_stars, seed=args.seed, spec_only=True),
-                              chunk_size=10**9, workers=2))
-    cat = {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
+    cat = mock_columns(MockSurveyConfig(n_stars=args.n_stars, seed=args.seed, spec_only=True))
     cfg = load_config(ROOT / "configs" / "default.toml")
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:

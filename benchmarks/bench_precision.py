@@ -22,20 +22,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import write_result
+from _common import mock_columns, write_result
 
 from photofeh.model.domain import feature_errors
 from photofeh.model.features import feature_matrix
 from photofeh.model.predict import load_model
 from photofeh.model.train import load_config, train
-from photofeh.simulate import MockSurveyConfig, iter_chunks
+from photofeh.simulate import MockSurveyConfig
 
 BATCH = 16384
-
-
-def table(config: MockSurveyConfig) -> dict:
-    chunks = list(iter_chunks(config, chunk_size=10**9, workers=2))
-    return {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
 
 
 def bf16_backbone(net, first_in_fp32: bool):
@@ -54,17 +49,6 @@ def bf16_backbone(net, first_in_fp32: bool):
     return forward
 
 
-def heads_of(net):
-    """PhotometricNetwork's heads on a backbone output (its forward after the backbone)."""
-    def heads(h):
-        backbone, net.backbone = net.backbone, torch.nn.Identity()
-        try:
-            return net(h)
-        finally:
-            net.backbone = backbone
-    return heads
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--work", default="/tmp/photofeh_bench_precision")
@@ -76,11 +60,10 @@ def main() -> None:
     if not (run / "model" / "model.json").exists():
         cfg = replace(load_config(Path(__file__).resolve().parents[1] / "configs" / "default.toml"), epochs=20,
                       baseline_rounds=0)
-        train(table(MockSurveyConfig(n_stars=20_000, seed=41, spec_only=True)), cfg, run, log=lambda s: None)
+        train(mock_columns(MockSurveyConfig(n_stars=20_000, seed=41, spec_only=True)), cfg, run, log=lambda s: None)
     model = load_model(run)
     net = model.members[0]
-    net.heads = heads_of(net)
-    stars = table(MockSurveyConfig(n_stars=400_000, seed=42))
+    stars = mock_columns(MockSurveyConfig(n_stars=400_000, seed=42))
     X, _ = feature_matrix(stars, model.features, model.ebv_column)
     keep = np.all(np.isfinite(X), axis=1)
     X = X[keep][:200_000]

@@ -518,12 +518,6 @@ def _slice_mdfs(slices, min_count: int) -> list[dict]:
 
 
 
-def maps_default_feh_err() -> float:
-    from photofeh.galaxy.maps import MAX_FEH_ERR
-
-    return MAX_FEH_ERR
-
-
 def cmd_map(args: argparse.Namespace) -> int:
     """Stream a prediction table: distances, Galactocentric R and |Z|, median [Fe/H] map."""
     import json
@@ -641,6 +635,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ parser
 def build_parser() -> argparse.ArgumentParser:
+    from photofeh.galaxy.maps import MAX_FEH_ERR
+
     parser = argparse.ArgumentParser(
         prog="photofeh",
         description="Stellar parameters ([Fe/H], log g, Teff, giant/dwarf) from multi-band photometry.",
@@ -859,7 +855,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="combine with Gaia parallaxes of at least this S/N")
     fm.add_argument("--max-rel-dist-err", type=_bounded_float(0.0, 100.0), default=0.3,
                     help="leave out stars with a larger d error")
-    fm.add_argument("--max-feh-err", type=_bounded_float(0.0, 100.0), default=maps_default_feh_err(),
+    fm.add_argument("--max-feh-err", type=_bounded_float(0.0, 100.0), default=MAX_FEH_ERR,
                     help="leave out stars whose predicted [Fe/H] error is larger (vague predictions lean toward "
                          "the training mean); not much lower than the halo's typical error, or the cut selects "
                          "by metallicity (docs/maps.md)")

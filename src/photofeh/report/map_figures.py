@@ -73,7 +73,7 @@ def reference_profiles(abs_z: np.ndarray, R: float | None = None, disk_law: str 
         disk_feh_cdf,
         disk_feh_median,
         disk_feh_mu,
-        halo_feh_pdf,
+        halo_feh_cdf,
     )
 
     if R is None:
@@ -88,8 +88,7 @@ def reference_profiles(abs_z: np.ndarray, R: float | None = None, disk_law: str 
         halo_cdf = norm.cdf(grid, HALO_FEH["mean"], HALO_FEH["sigma"])
         halo = np.full(z.shape, HALO_FEH["mean"])
     else:
-        pdf = halo_feh_pdf(grid)
-        halo_cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(grid))])
+        halo_cdf = halo_feh_cdf(grid)
         halo = np.full(z.shape, np.interp(0.5, halo_cdf, grid))
     disk_cdf = disk_feh_cdf(grid, disk_feh_mu(z, law)[:, None])
     cdf = (1 - f_halo[:, None]) * disk_cdf + f_halo[:, None] * halo_cdf

@@ -26,7 +26,7 @@ __all__ = [
     "density",
     "disk_feh_median",
     "disk_feh_cdf",
-    "halo_feh_pdf",
+    "halo_feh_cdf",
     "sample_feh",
     "sample_age_gyr",
     "sample_kroupa_mass",
@@ -98,13 +98,13 @@ DISK_FEH_CALIBRATED = {"mu_inf": -0.65, "dmu": 0.62, "H_mu": 0.6}
 DISK_FEH_LAWS = {"calibrated": DISK_FEH_CALIBRATED, "ivezic2008": DISK_FEH_IVEZIC2008, "bond2010": DISK_FEH_BOND2010}
 
 # Halo [Fe/H], independent of position. "ivezic2008": one Gaussian (-1.46, 0.30) (Ivezic 2008; galfast).
-# "an2015" (the default): inner and outer halo, 0.55 N(-1.40, 0.30) + 0.45 N(-1.90, 0.35): peaks and the
+# "an2015" (the default): inner and outer halo, 0.55 N(-1.40, 0.30) + 0.45 N(-1.90, 0.30): peaks and the
 # outer share (35-55%) from An et al. 2015 (ApJL 813, L28, Stripe 82 main-sequence stars at 5-10 kpc);
-# the widths are ours (An's were not retrieved). Below [Fe/H] = -2.5 the density continues as the
-# Pristine survey's metal-poor tail, d log10 N / d[Fe/H] = 1.0 +- 0.1 over -3.4 to -2.5 (Youakim et
-# al. 2020, MNRAS 492, 4986; a closed-box slope), joined continuously at -2.5 and stopped at -4.0
-# (the grid's metal-poor floor; Yong et al. 2013 see the MDF fall smoothly to -4.1). It gives a mode
-# of -1.52 (Youakim: peak -1.6), 5% of halo stars below -2.5 and 1.5% below -3.
+# the widths are Ivezic 2008's single halo width (An's were not retrieved). Below [Fe/H] = -2.5 the
+# density continues as the Pristine survey's metal-poor tail, d log10 N / d[Fe/H] = 1.0 +- 0.1 over
+# -3.4 to -2.5 (Youakim et al. 2020, MNRAS 492, 4986; a closed-box slope), joined continuously at -2.5
+# and stopped at -4.0 (the grid's metal-poor floor; Yong et al. 2013 see the MDF fall smoothly to
+# -4.1). It gives a median of -1.63 (Youakim: peak -1.6), 3.4% of halo stars below -2.5 and 1.0% below -3.
 HALO_FEH = {"mean": -1.46, "sigma": 0.30}
 HALO_FEH_AN2015 = {"components": ((0.55, -1.40, 0.30), (0.45, -1.90, 0.30)),
                    "tail_start": -2.5, "tail_slope_dex": 1.0, "floor": -4.0}
@@ -136,15 +136,6 @@ def disk_feh_cdf(feh, mu) -> np.ndarray:
     return 0.63 * norm.cdf(feh, a, 0.2) + 0.37 * norm.cdf(feh, a + 0.14, 0.2)
 
 
-def halo_feh_pdf(feh, law: dict = HALO_FEH_AN2015) -> np.ndarray:
-    """Normalised density of the "an2015" halo law: two Gaussians above ``tail_start``, the exponential
-    tail below it, nothing below ``floor``."""
-    x = np.linspace(law["floor"], 1.0, 20001)
-    raw = _halo_unnormalised(x, law)
-    norm = np.sum(0.5 * (raw[1:] + raw[:-1]) * np.diff(x))
-    return _halo_unnormalised(np.asarray(feh, float), law) / norm
-
-
 def _halo_unnormalised(x: np.ndarray, law: dict) -> np.ndarray:
     from scipy.stats import norm
 
@@ -156,14 +147,21 @@ def _halo_unnormalised(x: np.ndarray, law: dict) -> np.ndarray:
     return np.where(x < law["floor"], 0.0, np.where(x < t, tail, core(x)))
 
 
-def _halo_inverse_cdf(law: dict):
+def _tabulated_cdf(law: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The law's cumulative distribution on a fine [Fe/H] grid (trapezoids), once: sampling and figures share it."""
     x = np.linspace(law["floor"], 1.0, 20001)
     pdf = _halo_unnormalised(x, law)
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (pdf[1:] + pdf[:-1]) * np.diff(x))])
-    return cdf / cdf[-1], x
+    return x, cdf / cdf[-1]
 
 
-_HALO_ICDF = _halo_inverse_cdf(HALO_FEH_AN2015)
+_HALO_X, _HALO_CDF = _tabulated_cdf(HALO_FEH_AN2015)
+
+
+def halo_feh_cdf(feh) -> np.ndarray:
+    """Cumulative distribution of the "an2015" halo law (two Gaussians, the tail below ``tail_start``, nothing
+    below ``floor``): what ``sample_feh`` draws from."""
+    return np.interp(np.asarray(feh, float), _HALO_X, _HALO_CDF)
 
 
 def sample_feh(rng: np.random.Generator, pop: np.ndarray, absZ: np.ndarray,
@@ -175,7 +173,7 @@ def sample_feh(rng: np.random.Generator, pop: np.ndarray, absZ: np.ndarray,
     if halo_law == "ivezic2008":
         halo = rng.normal(HALO_FEH["mean"], HALO_FEH["sigma"], pop.size)
     elif halo_law == "an2015":
-        halo = np.interp(rng.random(pop.size), *_HALO_ICDF)
+        halo = np.interp(rng.random(pop.size), _HALO_CDF, _HALO_X)
     else:
         raise ValueError(f"unknown halo [Fe/H] law {halo_law!r}; known: {', '.join(HALO_FEH_LAWS)}")
     return np.where(pop == POPULATIONS.index("halo"), halo, disk)

@@ -179,8 +179,8 @@ class IsochroneGrid:
                    metal_poor_floor: float | None = METAL_POOR_FLOOR) -> IsochroneGrid:
         """Resample the table's isochrones on the EEP axis; continue the grid to ``metal_poor_floor``
         (None: stop at the table's last node) and, with ``calibrate``, move the SDSS colours onto the
-        empirical stellar loci (:mod:`photofeh.simulate.loci`). PS1 and CFIS bands follow from the
-        (corrected) SDSS ones."""
+        empirical stellar loci (:mod:`photofeh.simulate.loci`). PS1 bands come from the models' own SDSS
+        magnitudes (before the correction), CFIS u from the corrected SDSS u and g."""
         mh = np.unique(np.round(np.asarray(table["MH"], float), 5))
         logage = np.unique(np.round(np.asarray(table["LOGAGE"], float), 5))
         logage = logage[logage >= MIN_LOGAGE - 1e-6]

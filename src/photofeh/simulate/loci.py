@@ -23,17 +23,18 @@ exactly. docs/mock_calibration.md lists the sources and what was and was not ver
 
 The correction keeps g and i (hence g-i, the locus' independent variable) and moves u, r and z
 so that u-g, g-r, r-i and i-z reach the loci: Delta u = Delta(u-g), Delta r = -Delta(g-r),
-Delta z = -Delta(i-z). It is the median, over the old (> 2 Gyr) dwarfs, turn-off stars and subgiants
-(log g >= 3.5), or red giants, of each
-metallicity node of the stellar-model grid, of locus minus model at the model's g-i, tabulated in
-g-i, so it shifts the locus without erasing the models' spread in age and log g. It therefore
+Delta z = -Delta(i-z). It is the median, over the old (> 2 Gyr) dwarfs, turn-off stars and
+subgiants (log g >= 3.5), or red giants, of each metallicity node of the stellar-model grid, of
+locus minus model at the model's g-i, tabulated in g-i, so it shifts the locus without erasing the
+models' spread in age and log g. It therefore
 also absorbs the SDSS-AB offsets of the model magnitudes (u_AB = u_SDSS - 0.04, z_AB = z_SDSS +
 0.02; SDSS DR7 photometric calibration pages), which is why it is derived against the SDSS
-system. ``scripts/derive_locus_correction.py`` prints the tables and draws them.
+system. ``scripts/derive_locus_correction.py`` prints the tables.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,18 +61,6 @@ _ZHANG = {  # Zhang et al. 2021, table 1
 }
 
 
-@dataclass(frozen=True)
-class Locus:
-    """One empirical locus and the (g-i, [Fe/H]) box its paper gives it for."""
-
-    name: str
-    gi_range: tuple[float, float]
-    feh_range: tuple[float, float]
-
-    def __call__(self, g_i, feh) -> dict[str, np.ndarray]:
-        return (dwarf_locus if self.name == "dwarf" else giant_locus)(g_i, feh)
-
-
 def _cubic(a, x, y):
     return (a[0] + a[1] * y + a[2] * y**2 + a[3] * y**3 + a[4] * x + a[5] * x * y + a[6] * x * y**2
             + a[7] * x**2 + a[8] * y * x**2 + a[9] * x**3)
@@ -94,7 +83,19 @@ def giant_locus(g_i, feh) -> dict[str, np.ndarray]:
     return {"ug": _cubic(_ZHANG["ug"], x, y), "gr": gr, "ri": x - gr, "iz": _cubic(_ZHANG["iz"], x, y)}
 
 
-LOCI = {"dwarf": Locus("dwarf", (0.3, 1.6), (-2.0, 0.0)), "giant": Locus("giant", (0.55, 1.2), (-2.5, -0.3))}
+@dataclass(frozen=True)
+class Locus:
+    """One empirical locus (colours at given g-i and [Fe/H]) and the box its paper gives it for."""
+
+    colours: Callable[..., dict[str, np.ndarray]]
+    gi_range: tuple[float, float]
+    feh_range: tuple[float, float]
+
+    def __call__(self, g_i, feh) -> dict[str, np.ndarray]:
+        return self.colours(g_i, feh)
+
+
+LOCI = {"dwarf": Locus(dwarf_locus, (0.3, 1.6), (-2.0, 0.0)), "giant": Locus(giant_locus, (0.55, 1.2), (-2.5, -0.3))}
 
 
 def u_minus_g_at_g_minus_r(g_r, feh, locus: str = "dwarf") -> np.ndarray:
@@ -192,8 +193,3 @@ class LocusCorrection:
             values["sdss_u"][i] += d["ug"]
             values["sdss_r"][i] -= d["gr"]
             values["sdss_z"][i] -= d["iz"]
-
-    def table(self, kind: str, colour: str) -> list[tuple[float, list[float]]]:
-        """Rows (node [M/H], offsets per g-i bin) for documentation."""
-        return [(float(m), [round(float(v), 3) for v in row]) for m, row in zip(self.mh, self.delta[kind][colour],
-                                                                                 strict=True)]

@@ -37,7 +37,11 @@ class PhotometricNetwork(nn.Module):
         self.cls = nn.Linear(n_cls, 1) if classify else None
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.backbone(x)
+        return self.heads(self.backbone(x))
+
+    def heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The heads on the backbone's output ``h`` (apart, so that a benchmark can run the backbone in another
+        arithmetic: benchmarks/bench_precision.py)."""
         n = h.shape[1]
         heads = [self.reg[lab] for lab in self.order] + ([self.cls] if self.cls is not None else [])
         # Every head's weights on the backbone output in one matrix product; the causal inputs (the
