@@ -192,6 +192,24 @@ def test_heads_equal_the_concatenating_formulation(mode):
         torch.testing.assert_close(net.cls(cls_in)[:, 0], out["logit"], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("mode,classify", [("causal", True), ("independent", True), ("causal", False)])
+def test_folded_heads_give_the_network_outputs(mode, classify):
+    """Inference folds every head, the causal chain included, into one product: the same outputs (the
+    log-variance clamp included, checked with inputs large enough to reach it)."""
+    torch.manual_seed(2)
+    net = build_network({"name": "mlp", "widths": [32, 16]}, 5, ["teff", "feh", "logg", "mabs_sdss_r"], mode,
+                        classify).eval()
+    folded = net.folded()
+    x = torch.cat([torch.randn(300, 5), 1000 * torch.randn(20, 5)])
+    with torch.no_grad():
+        before, after = net(x), folded(x)
+    assert set(after) == set(before)
+    assert (before["logvar"] == 8.0).any() or (before["logvar"] == -12.0).any()
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], rtol=1e-5, atol=2e-5)
+    assert sum(isinstance(m, torch.nn.Linear) for m in folded.modules()) == 3  # two backbone layers + one
+
+
 def test_batchnorm_folding_keeps_the_outputs():
     from photofeh.model.predict import _fold_batchnorm
 

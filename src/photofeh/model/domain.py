@@ -113,18 +113,20 @@ class TrainingDomain:
         return cls(lo, hi, scale, centre, axes, pc_lo, pc_hi, pc_scale, err_max, label_lo, label_hi)
 
     def score(self, X: np.ndarray) -> np.ndarray:
-        """Largest excess beyond the training ranges, in robust sigmas (0 inside; NaN features ignored)."""
-        X = np.asarray(X, float)
+        """Largest excess beyond the training ranges, in robust sigmas (0 inside; NaN features ignored).
+        Float32, like the features (a score is compared with SCORE_LIMIT = 1, not summed)."""
+        X = np.asarray(X, np.float32)
+        f32 = np.float32
         with np.errstate(invalid="ignore"):
-            excess = np.maximum(self.lo - X, X - self.hi) / self.scale
-        score = np.nan_to_num(np.max(np.where(np.isfinite(excess), excess, -np.inf), axis=1, initial=0.0),
-                              neginf=0.0)
+            excess = np.maximum(self.lo.astype(f32) - X, X - self.hi.astype(f32)) / self.scale.astype(f32)
+        score = np.fmax.reduce(excess, axis=1, initial=0.0)  # fmax skips the NaN of missing features
         if len(self.axes):
             full = np.all(np.isfinite(X), axis=1)
-            pcs = ((X[full] - self.centre) / self.scale) @ self.axes.T
-            pc_excess = np.maximum(self.pc_lo - pcs, pcs - self.pc_hi) / self.pc_scale
+            pcs = ((X[full] - self.centre.astype(f32)) / self.scale.astype(f32)) @ self.axes.T.astype(f32)
+            pc_excess = (np.maximum(self.pc_lo.astype(f32) - pcs, pcs - self.pc_hi.astype(f32))
+                         / self.pc_scale.astype(f32))
             score[full] = np.maximum(score[full], pc_excess.max(axis=1, initial=0.0))
-        return np.maximum(score, 0.0)
+        return score
 
     def excess_error(self, X_err: np.ndarray) -> np.ndarray:
         """Feature errors beyond the training stars' largest (in quadrature; 0 where within or unknown)."""
