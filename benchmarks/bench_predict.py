@@ -98,7 +98,7 @@ def stage_profile(run: Path, source: Path, chunk_rows: int = 250_000, repeats: i
     read, keep = input_columns(model, table_columns(source), None, (), str(source))
     times: dict[str, list[float]] = {"read Parquet": [], "features (dereddening, colours)": [],
                                      "network (all heads, calibration, domain flags)": [],
-                                     "errors beyond the training stars' (Monte Carlo)": [], "write Parquet": []}
+                                     "errors beyond the training stars' (sigma points)": [], "write Parquet": []}
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(repeats):
             t0 = time.perf_counter()
@@ -118,12 +118,50 @@ def stage_profile(run: Path, source: Path, chunk_rows: int = 250_000, repeats: i
             times["read Parquet"].append(t1 - t0)
             times["features (dereddening, colours)"].append(t2 - t1)
             times["network (all heads, calibration, domain flags)"].append(t3 - t2)
-            times["errors beyond the training stars' (Monte Carlo)"].append((t3b - t3) - (t3 - t2))
+            times["errors beyond the training stars' (sigma points)"].append((t3b - t3) - (t3 - t2))
             times["write Parquet"].append(t5 - t4)
     per_million = {k: float(np.median(v)) * 1e6 / chunk_rows for k, v in times.items()}
     total = sum(per_million.values())
     return {k: {"s per million stars": round(v, 3), "share": f"{100 * v / total:.0f}%"}
             for k, v in per_million.items()}
+
+
+def dask_partition_cost(run: Path, source: Path, rows: int = 250_000, repeats: int = 4) -> dict:
+    # ``rows`` is the input's row-group size (ensure_inputs writes 250,000): Dask reads a row group per partition
+    """One chunk as a Dask worker handles it (pandas in, pandas out, one torch thread) against the same chunk
+    as the local loop handles it (numpy columns in, an Arrow table out), same thread, seconds per million stars:
+    the part of the Dask gap that is per-row work, not scheduling."""
+    import io
+
+    import torch
+
+    from photofeh.io.readers import iter_table, table_columns
+    from photofeh.model.predict import load_model
+    from photofeh.scale.distributed import predict_partition
+    from photofeh.scale.predict_catalog import PARQUET_WRITE, input_columns, predict_chunk
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    model = load_model(run)
+    read, keep = input_columns(model, table_columns(source), None, (), str(source))
+    local, dask = [], []
+    for k in range(repeats):
+        t0 = time.perf_counter()
+        chunk = next(iter_table(source, read, rows, start=k * rows))
+        table, _ = predict_chunk(model, chunk, keep)
+        pq.write_table(table, io.BytesIO(), **PARQUET_WRITE)
+        t1 = time.perf_counter()
+        frame = pq.ParquetFile(source).read_row_group(k, columns=read).to_pandas()  # a partition, as Dask reads it
+        out = predict_partition(frame, str(run), keep)
+        pq.write_table(pa.Table.from_pandas(out, preserve_index=False), io.BytesIO(), **PARQUET_WRITE)
+        t2 = time.perf_counter()
+        local.append(t1 - t0)
+        dask.append(t2 - t1)
+    torch.set_num_threads(threads)
+    per_m = 1e6 / rows
+    return {"local loop's chunk, s per million stars (1 thread)": round(float(np.median(local)) * per_m, 3),
+            "Dask worker's partition, s per million stars (1 thread)": round(float(np.median(dask)) * per_m, 3),
+            "ratio": round(float(np.median(np.array(dask) / np.array(local))), 2)}
 
 
 def main() -> None:
@@ -141,6 +179,7 @@ def main() -> None:
                      measure(run, usable, work / "out_dask", "--scheduler", "local:2")},
         "where the time goes (stages run one after the other, all-usable chunk of 250,000)":
             stage_profile(run, usable),
+        "a Dask partition's own work against the local loop's chunk": dask_partition_cost(run, usable),
     }
     print(json.dumps(figures, indent=2))
     write_result("predict", "Catalogue prediction (`photofeh predict`, default model, Parquet -> Parquet)", figures,
@@ -151,9 +190,10 @@ def main() -> None:
                        "scheduler and workers), sampled every 0.2 s. On 2 cores Dask adds process and "
                        "serialisation overhead; it is there for clusters. Target (issue 5): 300,000 stars/s; "
                        "issue 14: 1,000,000 in the loop. The all-usable stars are the mock's usable stars "
-                       "repeated; 12-17% of such stars have feature errors beyond the training stars' and get "
-                       "the Monte Carlo (32 more passes each), which dominates since that domain work (issue 11): "
-                       "on 2026-11-25, before it, the same run gave 652,297 stars/s in the loop.")
+                       "repeated; 17% of such stars have feature errors beyond the training stars' and get "
+                       "sigma points (two more passes per noisy feature, about 14 each; a 32-pass Monte Carlo "
+                       "before 2026-12-02), the largest cost since that domain work (issue 11): on 2026-11-25, "
+                       "before it, the same run gave 652,297 stars/s in the loop.")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ __all__ = ["TrainingDomain", "feature_errors", "SCORE_LIMIT", "LABEL_SIGMAS", "E
 RANGE_QUANTILES = (0.0005, 0.9995)
 ERROR_QUANTILE = 0.999
 SCORE_LIMIT = 1.0  # robust sigmas beyond the training range
-# A feature error above the training stars' largest is propagated (Monte Carlo over the excess); above this
+# A feature error above the training stars' largest is propagated (sigma points over the excess); above this
 # many times it, the star's photometry is noisier than anything the model learned from: out of the domain.
 ERROR_LIMIT_FACTOR = 2.0
 LABEL_SIGMAS = 3.0  # an estimate this many of its sigmas beyond the training labels is an extrapolation

@@ -181,7 +181,7 @@ class PhotometricModel:
         an ensemble, the mixture's (Lakshminarayanan et al. 2017: mean of the means; mean of the calibrated
         variances plus the variance of the means).
 
-        Batches of 4,096 rows keep the activations of the default network (128 wide) in the core's cache:
+        Batches of 4,096 rows keep the activations of the default network (at most 128 wide) in the core's cache:
         on 2 cores they ran 1.4-1.6x faster than 16,384-row batches (benchmarks/bench_predict.py).
         """
         n, L, M = len(Z), len(self.labels), len(self.members)
@@ -214,10 +214,10 @@ class PhotometricModel:
         For each feature j with an excess e_j, the estimate is evaluated at x and x +- sqrt(3) e_j, the
         three-point Gauss-Hermite rule (weights 2/3, 1/6, 1/6), exact for the mean and variance of any cubic
         in a Gaussian variable; the features' contributions add (independent errors; products of two
-        features' noise are left out). Against a 1,024-draw Monte Carlo of the same stars, its variance is
-        within 1% at the median and 9% for 68% of stars; the 32-draw Monte Carlo it replaced was 11% low at
-        the median with a 16-84% range of 0.67-1.43 (its own noise), and needed 32 evaluations per star where
-        this needs two per feature with an excess (about 13 for a faint star of the demo survey).
+        features' noise are left out). Against a 1,024-draw Monte Carlo of the same stars, its variance is 3%
+        high at the median and within 0.95-1.12 for 68% of stars; the 32-draw Monte Carlo it replaced was 16% low
+        at the median with a 16-84% range of 0.63-1.33 (its own noise), and needed 32 evaluations per star
+        where this needs two per feature with an excess (about 14 for a faint star; bench_precision.py).
         """
         h = np.sqrt(3.0)
         w_centre, w_side = 1.0 - 1.0 / h**2, 0.5 / h**2

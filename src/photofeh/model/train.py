@@ -265,7 +265,7 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
     "min_features": ("data", "with `missing = \"mask\"`: measured features a star needs to get a prediction"),
     "architecture": ("model", "the backbone: `{name = \"mlp\", widths = [...], dropout = ...}` or "
                               "`{name = \"resdense\", ...}`; `preset = \"<name>\"` picks a named one "
-                              "(fast-mlp, reference-mlp, reference-resdense)"),
+                              "(fast-mlp, wide-mlp, reference-mlp, reference-resdense)"),
     "heads": ("model", "`independent` heads, or `causal`: Teff, then [Fe/H] given Teff, then log g given both"),
     "ensemble": ("model", "members of the deep ensemble (1-100); their spread adds to the uncertainty"),
     "classify": ("model", "also predict the giant/dwarf class (log g < 3.5) with a calibrated probability"),
