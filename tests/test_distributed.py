@@ -42,7 +42,9 @@ def dataset(catalog: pd.DataFrame, tmp_path_factory) -> Path:
 def test_dask_output_equals_single_machine_row_for_row(model_dir, dataset, client, tmp_path):
     from photofeh.scale.distributed import _worker_model, predict_distributed
 
-    report = predict_distributed(model_dir, dataset, tmp_path / "dask_out", client=client)
+    # 3,000-row chunks: seven tasks, most spanning two of the five files
+    report = predict_distributed(model_dir, dataset, tmp_path / "dask_out", PredictOptions(chunk_rows=3000),
+                                 client=client)
     predict_catalog(model_dir, dataset, tmp_path / "local_out", PredictOptions(chunk_rows=3000, progress=False))
     dask_out = pq.read_table(tmp_path / "dask_out").to_pandas()
     local_out = pq.read_table(tmp_path / "local_out").to_pandas()
@@ -50,7 +52,7 @@ def test_dask_output_equals_single_machine_row_for_row(model_dir, dataset, clien
     assert list(dask_out.columns) == list(local_out.columns)
     pd.testing.assert_frame_equal(dask_out.reset_index(drop=True), local_out.reset_index(drop=True),
                                   check_dtype=False, rtol=1e-6)
-    # the model went to each worker once, not with every task (5 partitions, 2 workers)
+    # the model went to each worker once, not with every task (7 tasks, 2 workers)
     loads = client.run(lambda: _worker_model.cache_info().misses)
     assert sorted(loads.values()) in ([1, 1], [0, 1])
 
