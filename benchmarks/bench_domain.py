@@ -4,9 +4,9 @@ The default configuration is trained on the SEGUE-like labelled mock set (30,000
 to 6,000 other labelled mock stars (seed 3): as they are, with their u magnitudes garbled (shifted by 1 or
 3 mag), and with u errors inflated to 0.3, 1 and 2 mag (the magnitudes perturbed accordingly). For each:
 the fraction of usable stars in the domain, the [Fe/H] pull width (against the true [Fe/H], with the
-predicted errors) with the excess-error Monte Carlo and without it (feature errors withheld), and the median
-predicted error. Real stars: the SSPP DR9 sample (100 stars) through an SDSS-colour model trained the same
-way, with the number of stars out of the domain and of "impossible" estimates (beyond the training labels by
+predicted errors) with the excess-error propagation (sigma points) and without it (feature errors withheld),
+and the median predicted error. Real stars: the SSPP DR9 sample (100 stars) through an SDSS-colour model
+trained the same way, with the number of stars out of the domain and of "impossible" estimates (beyond the training labels by
 more than 3 sigma or unphysical) that stay in it (target 0).
 
 Usage: python benchmarks/bench_domain.py [--epochs N]

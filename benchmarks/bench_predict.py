@@ -164,6 +164,24 @@ def dask_partition_cost(run: Path, source: Path, rows: int = 250_000, repeats: i
             "ratio": round(float(np.median(np.array(dask) / np.array(local))), 2)}
 
 
+def forward_rate(run: Path, rows: int = 1_000_000, repeats: int = 5) -> float:
+    """The network's pure forward pass as predict runs it (heads folded, BATCH_ROWS), stars/s, median."""
+    import torch
+
+    from photofeh.model.predict import BATCH_ROWS, load_model
+
+    model = load_model(run)
+    z = torch.randn(rows, len(model.features))
+    times = []
+    with torch.inference_mode():
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for s in range(0, rows, BATCH_ROWS):
+                model.members[0](z[s:s + BATCH_ROWS])
+            times.append(time.perf_counter() - t0)
+    return rows / float(np.median(times))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n-stars", type=int, default=5_000_000)
@@ -171,15 +189,22 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(args.work)
     mock, usable, small, run = ensure_inputs(work, args.n_stars)
+    whole = measure(run, usable, work / "out_usable")
+    forward = forward_rate(run)
     figures = {
         "runs": {f"mock survey, {args.n_stars:,d} stars": measure(run, mock, work / "out_mock"),
-                 f"all usable, {args.n_stars:,d} stars": measure(run, usable, work / "out_usable"),
+                 f"all usable, {args.n_stars:,d} stars": whole,
                  "all usable, 1,000,000 stars": measure(run, small, work / "out_small"),
                  f"all usable, {args.n_stars:,d} stars, Dask LocalCluster (2 workers)":
                      measure(run, usable, work / "out_dask", "--scheduler", "local:2")},
         "where the time goes (stages run one after the other, all-usable chunk of 250,000)":
             stage_profile(run, usable),
-        "a Dask partition's own work against the local loop's chunk": dask_partition_cost(run, usable),
+        "a pandas partition's own work (the dask.dataframe path before 2026-12-02; HATS still) against the local "
+        "loop's chunk": dask_partition_cost(run, usable),
+        "whole command against the network's pure forward pass (same session)": {
+            "forward pass, stars/s": round(forward),
+            "whole command, all usable, stars/s": whole["stars/s (whole command)"],
+            "ratio": round(whole["stars/s (whole command)"] / forward, 3)},
     }
     print(json.dumps(figures, indent=2))
     write_result("predict", "Catalogue prediction (`photofeh predict`, default model, Parquet -> Parquet)", figures,
@@ -187,8 +212,9 @@ def main() -> None:
                        "stage times add up to more than the loop's time per star. 'prediction loop' excludes "
                        "start-up (imports, model loading: ~3 s; for Dask also the cluster start); 'whole command' "
                        "includes it. Peak memory is the resident memory of the process tree (for Dask: client, "
-                       "scheduler and workers), sampled every 0.2 s. On 2 cores Dask adds process and "
-                       "serialisation overhead; it is there for clusters. Target (issue 5): 300,000 stars/s; "
+                       "scheduler and workers), sampled every 0.2 s. Dask runs one task per chunk that reads, predicts "
+                       "and writes its own part (two processes share the cores better than torch's two threads). "
+                       "Target (issue 5): 300,000 stars/s; "
                        "issue 14: 1,000,000 in the loop. The all-usable stars are the mock's usable stars "
                        "repeated; 17% of such stars have feature errors beyond the training stars' and get "
                        "sigma points (two more passes per noisy feature, about 14 each; a 32-pass Monte Carlo "

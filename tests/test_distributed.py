@@ -90,3 +90,32 @@ def test_cli_scheduler_address(model_dir, dataset, client, tmp_path, capsys):
     assert report["stars"] == 20_000 and len(pq.read_table(tmp_path / "o")) == 20_000
     assert main(["predict", str(model_dir), str(dataset / "part-0.parquet").replace(".parquet", ".fits"),
                  "--out", str(tmp_path / "o2"), "--scheduler", client.scheduler.address]) == 1
+
+
+def test_dask_resumes_a_killed_run_local_or_dask(model_dir, dataset, client, tmp_path):
+    """A run's folder as a kill leaves it (the last chunks' parts and log lines missing, one part damaged) is
+    finished by a Dask run, which keeps the local run's manifest and parts: the output equals an
+    uninterrupted run's, and a run with other options is refused rather than mixed in."""
+    import json
+
+    from photofeh.scale.distributed import predict_distributed
+    from photofeh.scale.predict_catalog import CHUNK_LOG, ResumeMismatch, part_name
+
+    opts = PredictOptions(chunk_rows=3000, progress=False)
+    predict_catalog(model_dir, dataset, tmp_path / "whole", opts)
+    out = tmp_path / "out"
+    predict_catalog(model_dir, dataset, out, opts)
+    log = out / CHUNK_LOG
+    log.write_text("".join(line + "\n" for line in log.read_text().splitlines() if json.loads(line)["chunk"] < 4))
+    for k in range(4, 7):
+        (out / part_name(k)).unlink()
+    damaged = out / part_name(1)
+    damaged.write_bytes(damaged.read_bytes()[:-100])  # a part cut short (its checksum and size no longer match)
+    report = predict_distributed(model_dir, dataset, out, opts, client=client)
+    assert report["stars"] == 20_000
+    redone = [json.loads(line)["chunk"] for line in log.read_text().splitlines()[4:]]
+    assert sorted(redone) == [1, 4, 5, 6]
+    pd.testing.assert_frame_equal(pq.read_table(out).to_pandas(), pq.read_table(tmp_path / "whole").to_pandas(),
+                                  check_dtype=False, rtol=1e-6)
+    with pytest.raises(ResumeMismatch, match="chunk_rows"):
+        predict_distributed(model_dir, dataset, out, PredictOptions(chunk_rows=5000), client=client)

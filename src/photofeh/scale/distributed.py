@@ -24,14 +24,17 @@ import pandas as pd
 from photofeh.io.presets import resolve_preset
 from photofeh.io.readers import iter_table, known_rows, table_columns
 from photofeh.scale.predict_catalog import (
-    PARQUET_WRITE,
+    MANIFEST,
     IncompleteOutput,
+    Manifest,
     PredictOptions,
     input_columns,
     predict_chunk,
     prepare_run,
     provenance,
     resolve_device,
+    run_identity,
+    write_part,
 )
 
 __all__ = ["predict_partition", "predict_distributed", "is_hats_catalog", "open_client"]
@@ -113,10 +116,11 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
     from photofeh.io.locking import output_lock
 
     opts, model_dir, source, out = prepare_run(model_dir, source, out, options)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        # Dask and LSDB write with overwrite=True, which would wipe whatever is there
-        raise FileExistsError(f"{out} exists and is not an empty folder; on Dask the output must be new "
-                              "(nothing there is touched)")
+    resumable = not is_hats_catalog(source) and (out / MANIFEST).is_file()  # a Parquet run's, local or Dask
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not resumable:
+        # LSDB writes with overwrite=True, which would wipe whatever is there
+        raise FileExistsError(f"{out} exists, is not an empty folder and holds no photofeh prediction run; "
+                              "choose another --out (nothing there is touched)")
     with output_lock(out, f"photofeh predict --scheduler {scheduler} {source}", inside=True):
         return _predict_distributed(model_dir, source, out, opts, scheduler, client)
 
@@ -158,40 +162,50 @@ def _meta(model_dir: str, keep, preset, sample: pd.DataFrame, ebv=None, prior=No
 
 def _predict_parquet(client, model, model_dir: str, source: Path, out: Path, opts, preset, threads) -> int:
     """One task per chunk of ``opts.chunk_rows`` input rows, as the local run chunks them: the worker reads its
-    rows with pyarrow (Parquet seeks to them), predicts them and writes its part, and returns only the row
-    count. Against ``dask.dataframe`` (read_parquet -> map_partitions -> to_parquet) this skips two pandas
-    conversions per partition and the scheduler's bookkeeping of result frames: 1.8x faster on a 2-worker
-    LocalCluster, and faster than the single process (processes share the cores better than torch threads;
-    benchmarks/bench_predict.py)."""
+    rows with pyarrow (Parquet seeks to them), predicts them and writes its part, and returns only the part's
+    line for the chunk log, which the client appends as tasks finish. The output folder is a local run's
+    (:class:`~photofeh.scale.predict_catalog.Manifest`): a killed run, local or Dask, resumes where it
+    stopped, with either. Against ``dask.dataframe`` (read_parquet -> map_partitions -> to_parquet) this
+    also skips two pandas conversions per partition and the scheduler's bookkeeping of result frames: 1.8x
+    faster on a 2-worker LocalCluster, and faster than the single process (benchmarks/bench_predict.py)."""
+    from distributed import as_completed
+
+    from photofeh.io.locking import remove_partials
+
     if not (source.is_dir() or source.suffix in (".parquet", ".pq")):
         raise ValueError(f"{source}: on Dask the input must be a Parquet file or dataset (or a HATS catalogue); "
                          "convert other formats first, or run without --scheduler")
     read, keep = input_columns(model, table_columns(source), preset, opts.keep, str(source), opts.ebv)
     n_rows = known_rows(source) or 0
     out.mkdir(parents=True, exist_ok=True)
-    meta_kv = provenance(Path(model_dir), model, source, preset, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    remove_partials(out, inside=True)  # a killed run's half-written parts (we hold the lock)
+    manifest = Manifest(out, run_identity(source, "parquet", Path(model_dir), model, opts, read, keep, preset),
+                        log=lambda s: None)
+    metadata = provenance(Path(model_dir), model, source, preset, manifest.created)
     task = functools.partial(predict_part, source=str(source), read=read, keep=keep, chunk_rows=opts.chunk_rows,
                              out=str(out), model_dir=model_dir, preset=preset, device=opts.device, threads=threads,
-                             ebv=opts.ebv, prior=opts.prior, metadata=meta_kv)
-    futures = client.map(task, range(-(-n_rows // opts.chunk_rows)), pure=False)
-    return sum(client.gather(futures))
+                             ebv=opts.ebv, prior=opts.prior, metadata=metadata)
+    n_chunks = -(-n_rows // opts.chunk_rows)
+    pending = [k for k in range(n_chunks) if k not in manifest.done]
+    for future in as_completed(client.map(task, pending, pure=False)):
+        k, entry = future.result()  # a failed task raises here; the finished chunks stay logged
+        manifest.record_done(k, entry)
+    wrong = [k for k in range(n_chunks)
+             if manifest.done.get(k, {}).get("rows") != min(opts.chunk_rows, n_rows - k * opts.chunk_rows)]
+    if wrong:
+        raise IncompleteOutput(f"{out}: chunk(s) {wrong[:10]} do not hold their rows; delete {out} and run again")
+    return sum(manifest.done[k]["rows"] for k in range(n_chunks))
 
 
 def predict_part(k: int, source: str, read: list[str], keep: list[str], chunk_rows: int, out: str, model_dir: str,
-                 preset, device: str, threads: int | None, ebv, prior: str | None, metadata: dict) -> int:
+                 preset, device: str, threads: int | None, ebv, prior: str | None,
+                 metadata: dict) -> tuple[int, dict]:
     """On a worker: rows ``k * chunk_rows`` onwards of ``source`` -> ``out/part-k.parquet`` (written beside and
-    renamed, like a local run's parts); returns the rows written."""
-    import pyarrow.parquet as pq
-
-    from photofeh.io.catalog import atomic_output
-    from photofeh.scale.predict_catalog import part_name
-
+    renamed, like a local run's parts); returns ``k`` and the part's line for the chunk log."""
     model = _worker_model(model_dir, device, threads, prior)
     chunk = next(iter_table(source, read, chunk_rows, start=k * chunk_rows))
-    table, _ = predict_chunk(model, chunk, keep, preset, f"{source} chunk {k}", ebv)
-    with atomic_output(Path(out) / part_name(k)) as tmp:
-        pq.write_table(table.replace_schema_metadata(metadata), tmp, **PARQUET_WRITE)
-    return table.num_rows
+    table, replaced = predict_chunk(model, chunk, keep, preset, f"{source} rows {k * chunk_rows:,d}+", ebv)
+    return k, write_part(Path(out), k, chunk_rows, table, replaced, metadata)
 
 
 def _hats_rows(path: Path) -> int | None:

@@ -236,6 +236,33 @@ def model_digest(model_dir: Path) -> str:
     return h.hexdigest()
 
 
+def run_identity(source: Path, kind: str, model_dir: Path, model, opts: PredictOptions, read: Sequence[str],
+                 keep: Sequence[str], preset: Preset | None) -> dict:
+    """What a prediction run is, for its manifest: a run resumes only onto the same identity (a local run and
+    a Dask run of the same command share it, so either resumes the other)."""
+    return {"input": str(source.resolve()), "input_files": _fingerprint(source), "format": kind,
+            "model": model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": list(read),
+            "keep": list(keep), "preset": None if preset is None else preset.name, "ebv_column": opts.ebv.column,
+            "sfd_dir": opts.ebv.sfd_dir, "prior": model.estimate_prior}
+
+
+def write_part(folder: Path, k: int, chunk_rows: int, table: pa.Table, replaced: Mapping[str, int],
+               metadata: dict[str, str]) -> dict:
+    """Chunk ``k``'s part, fsynced and renamed into place; returns its line for the chunk log (rows, size,
+    checksum: see :class:`Manifest`)."""
+    name = part_name(k)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table.replace_schema_metadata(metadata), sink, **PARQUET_WRITE)
+    data = sink.getvalue()
+    with atomic_output(folder / name) as tmp:  # fsynced before the rename
+        with open(tmp, "wb") as f:
+            f.write(data)
+    unusable = table.num_rows - int(np.count_nonzero(table["usable"].to_numpy()))
+    return {"file": name, "rows": table.num_rows, "first_row": k * chunk_rows, "bytes": data.size,
+            "sha256": hashlib.sha256(data).hexdigest(), "unusable": unusable,
+            "replaced": {c: v for c, v in replaced.items() if v}}
+
+
 class Manifest:
     """What a run has finished: ``_manifest.json`` (written once: what the run is) and ``_chunks.jsonl``
     (one line appended per finished or failed chunk, so a 10^9-star run never rewrites a big file).
@@ -463,11 +490,8 @@ class _PredictionRun:
         self.n_chunks = None if self.n_total is None else -(-self.n_total // opts.chunk_rows)
         self.rows_read: dict[int, int] = {}
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.manifest = Manifest(self.folder, {
-            "input": str(source.resolve()), "input_files": _fingerprint(source), "format": self.kind,
-            "model": model_digest(model_dir), "chunk_rows": opts.chunk_rows, "columns_read": self.read,
-            "keep": self.keep, "preset": None if self.preset is None else self.preset.name,
-            "ebv_column": opts.ebv.column, "sfd_dir": opts.ebv.sfd_dir, "prior": self.model.estimate_prior}, log)
+        self.manifest = Manifest(self.folder, run_identity(source, self.kind, model_dir, self.model, opts, self.read,
+                                                           self.keep, self.preset), log)
         self.provenance = provenance(model_dir, self.model, source, self.preset, self.manifest.created)
 
     # ---------------------------------------------------------------- steps
@@ -489,19 +513,9 @@ class _PredictionRun:
             k += 1
 
     def _write(self, k: int, table: pa.Table, replaced: Counter) -> None:
-        """In the writer thread: the part, fsynced and renamed into place, then its line in the chunk log
-        with its rows, size and checksum (see :class:`Manifest`)."""
-        name = part_name(k)
-        sink = pa.BufferOutputStream()
-        pq.write_table(table.replace_schema_metadata(self.provenance), sink, **PARQUET_WRITE)
-        data = sink.getvalue()
-        with atomic_output(self.folder / name) as tmp:  # fsynced before the rename
-            with open(tmp, "wb") as f:
-                f.write(data)
-        unusable = table.num_rows - int(np.count_nonzero(table["usable"].to_numpy()))
-        self.manifest.record_done(k, {"file": name, "rows": table.num_rows, "first_row": k * self.opts.chunk_rows,
-                                      "bytes": data.size, "sha256": hashlib.sha256(data).hexdigest(),
-                                      "unusable": unusable, "replaced": {c: v for c, v in replaced.items() if v}})
+        """In the writer thread: the part, then its line in the chunk log (see :class:`Manifest`)."""
+        self.manifest.record_done(k, write_part(self.folder, k, self.opts.chunk_rows, table, replaced,
+                                                self.provenance))
 
     def _fail(self, k: int, exc: BaseException, stage: str) -> None:
         """Report a bad chunk with its rows: stop (raise) or record it and go on."""
