@@ -6,8 +6,8 @@ to 6,000 other labelled mock stars (seed 3): as they are, with their u magnitude
 the fraction of usable stars in the domain, the [Fe/H] pull width (against the true [Fe/H], with the
 predicted errors) with the excess-error propagation (sigma points) and without it (feature errors withheld),
 and the median predicted error. Real stars: the SSPP DR9 sample (100 stars) through an SDSS-colour model
-trained the same way, with the number of stars out of the domain and of "impossible" estimates (beyond the training labels by
-more than 3 sigma or unphysical) that stay in it (target 0).
+trained the same way, with the number of stars out of the domain and of "impossible" estimates (beyond the
+training labels by more than 3 sigma or unphysical) that stay in it (target 0).
 
 Usage: python benchmarks/bench_domain.py [--epochs N]
 """
