@@ -194,27 +194,32 @@ class MockSurvey:
         ebv_map = self.dust.map_ebv(l, b, self.cal.dust_patch[patch])
         ebv_star = self.dust.star_ebv(rng, ebv_map, b, d)
 
-        # only the selection band for now, to drop invisible proposals early
-        w1 = self.grid.locate(feh_grid, logage, m1, corners)
-        w2 = self.grid.locate(feh_grid, logage, q * m1, corners)
-        is_bin = is_bin & w2[4]
+        # the stars on their isochrones, only the accepted proposals (every draw above was made for all of
+        # them, so the catalogue does not depend on this) and only the selection band for now, to drop
+        # invisible proposals early
+        cand = np.flatnonzero(accept)
+        corners = [a[cand] for a in corners[0]], [x[cand] for x in corners[1]]
+        w1 = self.grid.locate(feh_grid[cand], logage[cand], m1[cand], corners)
+        w2 = self.grid.locate(feh_grid[cand], logage[cand], q[cand] * m1[cand], corners)
+        is_bin = is_bin[cand] & w2[4]
         sel_band, (mag_lo, mag_hi) = self.select_band, self.mag_range
         sel_names = [sel_band] + (["gaia_bp", "gaia_rp"] if sel_band.startswith("gaia") else [])
         mabs = self._system_mags(w1, w2, is_bin, sel_names)
         bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"] if "gaia_bp" in mabs else None
-        dm = 5.0 * np.log10(100.0 * d)
-        m_sel = mabs[sel_band] + dm + extinction_coefficient(sel_band, bp_rp0) * ebv_star
-        keep = accept & w1[4] & (m_sel >= mag_lo) & (m_sel < mag_hi)
-        idx = np.flatnonzero(keep)
+        dm = 5.0 * np.log10(100.0 * d[cand])
+        m_sel = mabs[sel_band] + dm + extinction_coefficient(sel_band, bp_rp0) * ebv_star[cand]
+        kept = np.flatnonzero(w1[4] & (m_sel >= mag_lo) & (m_sel < mag_hi))
+        idx = cand[kept]
 
         def sub(where):
             i_, w_, k_, f_, a_ = where
-            return [a[idx] for a in i_], [x[idx] for x in w_], k_[idx], f_[idx], a_[idx]
+            return [a[kept] for a in i_], [x[kept] for x in w_], k_[kept], f_[kept], a_[kept]
 
         w1, w2 = sub(w1), sub(w2)
+        is_bin, dm = is_bin[kept], dm[kept]
         pop, l, b, d, R, Z, phi = (x[idx] for x in (pop, l, b, d, R, Z, phi))
-        feh, age, m1, q, is_bin, patch = (x[idx] for x in (feh, age, m1, q, is_bin, patch))
-        ebv_map, ebv_star, dm = ebv_map[idx], ebv_star[idx], dm[idx]
+        feh, age, m1, q, patch = (x[idx] for x in (feh, age, m1, q, patch))
+        ebv_map, ebv_star = ebv_map[idx], ebv_star[idx]
         nk = idx.size
 
         mabs = self._system_mags(w1, w2, is_bin, list(SIMULATED_BANDS))
