@@ -91,7 +91,7 @@ def main() -> None:
     model = {"start-up s (T_start)": round(start, 2), "per-core rate r, stars/s": round(1 / per_star / cores),
              "fitted on": f"{small[0]:,d} and {small[1]:,d} stars", "cores": cores}
     _figure(sizes, wall, peak, start, per_star)
-    figures = {"runs": table, "cost model": model}
+    figures = {"runs": table, "cost model": {"T(N, n) = T_start + N / (n r)": model}}
     print(json.dumps(figures, indent=2))
     write_result("scaling", "Prediction time and memory against input size (issue 14)", figures, figure=FIGURE,
                  notes="Every star has every feature; 17% have feature errors beyond the training stars' (sigma "
