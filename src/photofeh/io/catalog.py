@@ -166,7 +166,10 @@ class CatalogWriter:
             import pyarrow.parquet as pq
 
             self._schema = self._arrow_schema()
-            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd")
+            # dictionary encoding for the string columns only: tried on every float column (Arrow's default) it
+            # made the mock survey's writing 3.2x slower and its file 1.5x larger (260 against 177 bytes per star)
+            strings = [c.name for c in self.columns if c.dtype == "string"]
+            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", use_dictionary=strings)
         else:
             from astropy.io import fits
 
