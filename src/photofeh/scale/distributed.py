@@ -1,10 +1,13 @@
-"""Predicting on a Dask cluster: a Parquet dataset through ``dask.dataframe``, a HATS catalogue through LSDB.
+"""Predicting on a Dask cluster: a Parquet dataset as tasks of one chunk each, a HATS catalogue through LSDB.
 
-Both call :func:`photofeh.scale.predict_catalog.predict_chunk` on every partition,
-so a row gets the same numbers as on one machine. A task carries the model
-folder's *path*; :func:`_worker_model` loads the model once per worker
-process and keeps it, so the task graph stays a few kilobytes whatever the
-number of partitions, and no worker unpickles weights per task.
+A Parquet task reads its chunk, predicts it and writes its part as a local run
+would (same chunks, parts, manifest and chunk log: either kind of run resumes
+the other); a HATS partition goes through LSDB's ``map_partitions``. Both call
+:func:`photofeh.scale.predict_catalog.predict_chunk`, so a row gets the same
+numbers as on one machine. A task carries the model folder's *path*;
+:func:`_worker_model` loads the model once per worker process and keeps it, so
+the task graph stays a few kilobytes whatever the number of chunks, and no
+worker unpickles weights per task.
 
 The scheduler is any ``dask.distributed`` address (a SLURM or Kubernetes
 cluster started with dask-jobqueue or dask-kubernetes, see docs/predict.md)
