@@ -516,8 +516,6 @@ def _slice_mdfs(slices, min_count: int) -> list[dict]:
     return out
 
 
-
-
 def cmd_map(args: argparse.Namespace) -> int:
     """Stream a prediction table: distances, Galactocentric R and |Z|, median [Fe/H] map."""
     import json

@@ -120,7 +120,7 @@ class PhotometricModel:
             excess = self.domain.excess_error(X_err)
             widen = (excess > 0).any(axis=1)
             if widen.any():
-                var[widen] += self._excess_error_variance(Xok[widen], excess[widen], batch_size)
+                var[widen] += self._excess_error_variance(Xok[widen], excess[widen], batch_size, mean[widen])
             noisy = self.domain.too_noisy(X_err)
         value = self.y_scale.inverse(mean)
         err = np.sqrt(var) * self.y_scale.std
@@ -206,8 +206,8 @@ class PhotometricModel:
             prob /= M
         return mean, var, prob
 
-    def _excess_error_variance(self, X: np.ndarray, excess: np.ndarray,
-                               batch_size: int = BATCH_ROWS) -> np.ndarray:
+    def _excess_error_variance(self, X: np.ndarray, excess: np.ndarray, batch_size: int = BATCH_ROWS,
+                               centre: np.ndarray | None = None) -> np.ndarray:
         """Variance (standardised label units) that feature errors beyond the training stars' add to the
         ensemble-mean estimate, by sigma points (the unscented transform; Julier & Uhlmann 1997, 2004).
 
@@ -218,6 +218,7 @@ class PhotometricModel:
         high at the median and within 0.95-1.12 for 68% of stars; the 32-draw Monte Carlo it replaced was 16% low
         at the median with a 16-84% range of 0.63-1.33 (its own noise), and needed 32 evaluations per star
         where this needs two per feature with an excess (about 14 for a faint star; bench_precision.py).
+        ``centre``: the ensemble means at ``X`` when the caller has them (predict_features), else computed.
         """
         h = np.sqrt(3.0)
         w_centre, w_side = 1.0 - 1.0 / h**2, 0.5 / h**2
@@ -226,7 +227,9 @@ class PhotometricModel:
         Xp = np.repeat(X[star], 2, axis=0)  # rows: (+, -) for every (star, feature) with an excess
         cols = np.repeat(feature, 2)
         Xp[np.arange(len(Xp)), cols] += np.ravel(np.column_stack([step, -step]))
-        f0 = self._ensemble(self._network_inputs(X), batch_size)[0][star]
+        if centre is None:
+            centre = self._ensemble(self._network_inputs(X), batch_size)[0]
+        f0 = centre[star]
         fp = self._ensemble(self._network_inputs(Xp), batch_size)[0].reshape(len(star), 2, -1)
         f0, fp = f0.astype(np.float64), fp.astype(np.float64)
         mean = w_centre * f0 + w_side * fp.sum(axis=1)

@@ -31,6 +31,7 @@ from photofeh.scale.predict_catalog import (
     IncompleteOutput,
     Manifest,
     PredictOptions,
+    check_complete,
     input_columns,
     predict_chunk,
     prepare_run,
@@ -193,10 +194,8 @@ def _predict_parquet(client, model, model_dir: str, source: Path, out: Path, opt
     for future in as_completed(client.map(task, pending, pure=False)):
         k, entry = future.result()  # a failed task raises here; the finished chunks stay logged
         manifest.record_done(k, entry)
-    wrong = [k for k in range(n_chunks)
-             if manifest.done.get(k, {}).get("rows") != min(opts.chunk_rows, n_rows - k * opts.chunk_rows)]
-    if wrong:
-        raise IncompleteOutput(f"{out}: chunk(s) {wrong[:10]} do not hold their rows; delete {out} and run again")
+    check_complete(manifest.done, {k: min(opts.chunk_rows, n_rows - k * opts.chunk_rows) for k in range(n_chunks)},
+                   source, out, out)
     return sum(manifest.done[k]["rows"] for k in range(n_chunks))
 
 

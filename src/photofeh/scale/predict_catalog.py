@@ -263,6 +263,20 @@ def write_part(folder: Path, k: int, chunk_rows: int, table: pa.Table, replaced:
             "replaced": {c: v for c, v in replaced.items() if v}}
 
 
+def check_complete(done: Mapping[int, dict], expected: Mapping[int, int], source: Path, out: Path,
+                   folder: Path) -> None:
+    """Rows written = rows read, chunk by chunk (``expected``: rows per chunk), for a local or a Dask run;
+    raise :class:`IncompleteOutput` naming what differs."""
+    wrong = [k for k in expected if done.get(k, {}).get("rows") != expected[k]]
+    extra = sorted(set(done) - set(expected))
+    total_in, total_out = sum(expected.values()), sum(v["rows"] for v in done.values())
+    if wrong or extra or total_in != total_out:
+        raise IncompleteOutput(
+            f"{out}: {total_out:,d} rows written for {total_in:,d} read from {source}"
+            + (f"; chunk(s) {wrong[:10]} differ" if wrong else "")
+            + (f"; unexpected chunk(s) {extra[:10]}" if extra else "") + f"; delete {folder} and predict again")
+
+
 class Manifest:
     """What a run has finished: ``_manifest.json`` (written once: what the run is) and ``_chunks.jsonl``
     (one line appended per finished or failed chunk, so a 10^9-star run never rewrites a big file).
@@ -587,18 +601,10 @@ class _PredictionRun:
             expected = {**{k: v["rows"] for k, v in done.items()}, **self.rows_read}
             last = max(expected, default=-1)
             expected.update({k: c for k in range(last) if expected.get(k) != c})  # whole chunks but the last
-        wrong = [k for k in expected if done.get(k, {}).get("rows") != expected[k]]
-        extra = sorted(set(done) - set(expected))
-        total_in, total_out = sum(expected.values()), sum(v["rows"] for v in done.values())
-        if total_in == 0:
+        if sum(expected.values()) == 0:
             raise IncompleteOutput(f"{self.source} yielded no rows: nothing was predicted (is it the file you "
                                    "meant, and does its mapping name its columns?)")
-        if wrong or extra or total_in != total_out:
-            raise IncompleteOutput(
-                f"{self.out}: {total_out:,d} rows written for {total_in:,d} read from {self.source}"
-                + (f"; chunk(s) {wrong[:10]} differ" if wrong else "") + (f"; unexpected chunk(s) {extra[:10]}"
-                                                                          if extra else "")
-                + f"; delete {self.folder} and predict again")
+        check_complete(done, expected, self.source, self.out, self.folder)
 
     def _summary(self, resumed: int, rows_this_run: int, seconds: float) -> PredictSummary:
         done, failed = self.manifest.done, self.manifest.failed

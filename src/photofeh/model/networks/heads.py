@@ -69,7 +69,6 @@ class PhotometricNetwork(nn.Module):
             result["logit"] = logit
         return result
 
-
     @torch.no_grad()
     def folded(self) -> FoldedNetwork:
         """The same function for inference, with every head in one matrix product.
