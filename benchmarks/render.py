@@ -23,14 +23,17 @@ def _table(figures: dict) -> list[str]:
 
 
 def _sections(figures: dict) -> list[str]:
-    """Figures whose values are tables of tables get one sub-table each."""
-    nested = {k: v for k, v in figures.items()
-              if isinstance(v, dict) and v and all(isinstance(x, dict) for x in v.values())}
-    if len(nested) != len(figures) or not all(
-            all(not isinstance(y, dict) for x in v.values() for y in x.values()) for v in nested.values()):
+    """Figures whose values are tables of tables, or flat tables next to them, get one sub-table each."""
+    def flat(v) -> bool:
+        return isinstance(v, dict) and bool(v) and not any(isinstance(x, dict) for x in v.values())
+
+    def nested(v) -> bool:
+        return isinstance(v, dict) and bool(v) and all(flat(x) for x in v.values())
+
+    if not any(nested(v) for v in figures.values()) or not all(flat(v) or nested(v) for v in figures.values()):
         return _table(figures)
     out = []
-    for title, table in nested.items():
+    for title, table in figures.items():
         out += [f"**{title}**", ""] + _table(table) + [""]
     return out
 
