@@ -203,7 +203,8 @@ def main() -> None:
     print(figures)
     write_result("precision", "Network arithmetic: bfloat16 inference and the excess-error sigma points (issue 14)",
                  figures, notes="bfloat16 is measured and rejected: it is 1.1-1.4x faster than float32 (run to "
-                                "run) on this AVX-512 BF16 CPU but moves [Fe/H] by 0.01-0.02 dex at the 99.9th percentile (issue 14's gate "
+                                "run) on this AVX-512 BF16 CPU but moves [Fe/H] by 0.01-0.02 dex at the 99.9th "
+                                "percentile (issue 14's gate "
                                 "is 0.005), even with the first product, which reads the photometry, kept in float32; "
                                 "the 8-bit mantissa of the hidden activations is the limit. The variance added by "
                                 "feature errors beyond the training stars' comes from sigma points (two evaluations "
