@@ -40,7 +40,8 @@ def dataset(catalog: pd.DataFrame, tmp_path_factory) -> Path:
 
 
 def test_dask_output_equals_single_machine_row_for_row(model_dir, dataset, client, tmp_path):
-    from photofeh.scale.distributed import _worker_model, predict_distributed
+    from photofeh.scale.distributed import predict_distributed
+    from photofeh.scale.predict_catalog import worker_model
 
     # 3,000-row chunks: seven tasks, most spanning two of the five files
     report = predict_distributed(model_dir, dataset, tmp_path / "dask_out", PredictOptions(chunk_rows=3000),
@@ -53,7 +54,7 @@ def test_dask_output_equals_single_machine_row_for_row(model_dir, dataset, clien
     pd.testing.assert_frame_equal(dask_out.reset_index(drop=True), local_out.reset_index(drop=True),
                                   check_dtype=False, rtol=1e-6)
     # the model went to each worker once, not with every task (7 tasks, 2 workers)
-    loads = client.run(lambda: _worker_model.cache_info().misses)
+    loads = client.run(lambda: worker_model.cache_info().misses)
     assert sorted(loads.values()) in ([1, 1], [0, 1])
 
 

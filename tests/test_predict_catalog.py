@@ -137,6 +137,9 @@ def test_cli_errors_name_the_problem(model_dir, catalog, tmp_path, capsys):
     assert "ps1_z" in capsys.readouterr().err
     assert main(["predict", str(model_dir), str(tmp_path / "missing.fits"), "--out", str(tmp_path / "o2")]) == 1
     assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", str(model_dir), str(tmp_path / "no_ps1z.parquet"), "--out", str(tmp_path / "o4"),
+                 "--workers", "2", "--scheduler", "local:2"]) == 1
+    assert "--workers is for a run on this machine" in capsys.readouterr().err
     if not torch.cuda.is_available():
         assert main(["predict", str(model_dir), str(tmp_path / "no_ps1z.parquet"), "--out", str(tmp_path / "o3"),
                      "--device", "cuda"]) == 1
@@ -176,3 +179,44 @@ def test_outputs_say_what_made_them(model_dir, survey_file, tmp_path):
         assert meta["photofeh_kind"] == "predictions" and meta["model_digest"] == model_digest(model_dir)
         assert meta["input"] == str(survey_file.resolve()) and meta["model_path"] == str(model_dir.resolve())
         assert json.loads(meta["model_labels"]) == ["feh", "logg", "teff", "mabs_sdss_r"] and meta["created"]
+
+
+def test_worker_processes_give_the_one_process_output_and_resume_after_kill_9(model_dir, survey_file, tmp_path):
+    """--workers 2: the same rows and numbers as one process (same threads per process), a kill -9 of the
+    run part-way is finished by rerunning it, and a missing or damaged part is redone."""
+    straight = tmp_path / "straight"
+    predict_catalog(model_dir, survey_file, straight, PredictOptions(chunk_rows=600, progress=False, threads=1))
+    args = [sys.executable, "-m", "photofeh.cli", "predict", str(model_dir), str(survey_file), "--out",
+            str(tmp_path / "killed"), "--chunk-rows", "600", "--quiet", "--threads", "1", "--workers", "2"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while _chunks_logged(tmp_path / "killed") < 5 and proc.poll() is None:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert 5 <= _chunks_logged(tmp_path / "killed") < 100
+    rerun = subprocess.run(args, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    report = json.loads(rerun.stdout)
+    assert report["chunks_resumed"] >= 5 and report["chunks_done"] == report["chunks_total"] == 100
+    assert report["workers"] == 2
+    assert read_out(tmp_path / "killed").equals(read_out(straight))
+    # a part lost and a part damaged after the run: a rerun with workers redoes both, nothing else
+    (tmp_path / "killed" / "part-000003.parquet").unlink()
+    damaged = tmp_path / "killed" / "part-000007.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:-100])
+    again = predict_catalog(model_dir, survey_file, tmp_path / "killed",
+                            PredictOptions(chunk_rows=600, progress=False, threads=1, workers=2))
+    assert sorted(again.redone_chunks) == [3, 7] and again.rows_this_run == 1200
+    assert read_out(tmp_path / "killed").equals(read_out(straight))
+
+
+def test_worker_processes_report_a_bad_chunk_with_its_rows(model_dir, dataset_with_a_bad_file, catalog, tmp_path):
+    opts = PredictOptions(chunk_rows=1000, progress=False, workers=2)
+    with pytest.raises(ChunkError, match=r"chunk 1 \(rows 1,000-1,999\)"):
+        predict_catalog(model_dir, dataset_with_a_bad_file, tmp_path / "stop", opts)
+    summary = predict_catalog(model_dir, dataset_with_a_bad_file, tmp_path / "skip",
+                              PredictOptions(chunk_rows=1000, progress=False, workers=2, on_error="skip"))
+    assert [f["chunk"] for f in summary.failed] == [1] and summary.rows == 2000
+    ids = catalog["source_id"].to_numpy()
+    assert np.array_equal(read_out(tmp_path / "skip")["source_id"], np.concatenate([ids[:1000], ids[2000:3000]]))

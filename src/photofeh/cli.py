@@ -457,9 +457,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
             preset = load_mapping(args.mapping)
         options = PredictOptions(chunk_rows=args.chunk_rows, keep=tuple(args.keep or ()), preset=preset,
                                  fmt=args.format, on_error=args.on_error, device=args.device, threads=args.threads,
-                                 progress=not args.quiet, ebv=EbvSource(args.ebv_column, args.sfd_dir),
-                                 prior=args.prior)
+                                 workers=args.workers, progress=not args.quiet,
+                                 ebv=EbvSource(args.ebv_column, args.sfd_dir), prior=args.prior)
         if args.scheduler:
+            if args.workers > 1:
+                raise ValueError("--workers is for a run on this machine; on Dask, the cluster's workers predict "
+                                 "(--scheduler local:N for N local processes)")
             from photofeh.scale.distributed import predict_distributed
 
             report = predict_distributed(args.model, args.input, args.out, options, args.scheduler)
@@ -477,7 +480,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError(str(exc).strip("'\"")) from None
     print(json.dumps({"output": str(summary.output), "stars": summary.rows, "unusable_stars": summary.unusable_rows,
                       "chunks_done": summary.chunks_done, "chunks_total": summary.chunks_total,
-                      "chunks_resumed": summary.resumed_chunks, "seconds": round(summary.seconds, 2),
+                      "chunks_resumed": summary.resumed_chunks, "workers": args.workers,
+                      "seconds": round(summary.seconds, 2),
                       "stars_per_second": round(summary.rate), "values_replaced": summary.replaced,
                       "duplicate_source_ids": summary.duplicate_ids,
                       "unphysical_predictions": summary.unphysical_predictions, "chunks_redone": summary.redone_chunks,
@@ -818,7 +822,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--chunk-rows", type=ROWS, default=250_000,
                     help="rows per chunk (one output part each; memory grows with it)")
     pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the network runs")
-    pr.add_argument("--threads", type=_bounded_int(1, 1024), help="CPU threads for the network (default: torch's)")
+    pr.add_argument("--threads", type=_bounded_int(1, 1024),
+                    help="CPU threads for the network, per worker (default: torch's; with --workers, the cores "
+                         "shared out)")
+    pr.add_argument("--workers", type=_bounded_int(1, 1024), default=1,
+                    help="processes on this machine, each reading, predicting and writing whole chunks (Parquet, "
+                         "FITS or HDF5 input; default 1): every stage runs in parallel, not only the network")
     pr.add_argument("--on-error", choices=("stop", "skip"), default="stop",
                     help="what to do with a chunk that cannot be read or predicted (it is reported with its rows)")
     pr.add_argument("--scheduler", metavar="ADDRESS",

@@ -5,7 +5,7 @@ would (same chunks, parts, manifest and chunk log: either kind of run resumes
 the other); a HATS partition goes through LSDB's ``map_partitions``. Both call
 :func:`photofeh.scale.predict_catalog.predict_chunk`, so a row gets the same
 numbers as on one machine. A task carries the model folder's *path*;
-:func:`_worker_model` loads the model once per worker process and keeps it, so
+:func:`~photofeh.scale.predict_catalog.worker_model` loads the model once per worker process and keeps it, so
 the task graph stays a few kilobytes whatever the number of chunks, and no
 worker unpickles weights per task.
 
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from photofeh.io.presets import resolve_preset
-from photofeh.io.readers import iter_table, known_rows, table_columns
+from photofeh.io.readers import known_rows, table_columns
 from photofeh.scale.predict_catalog import (
     MANIFEST,
     IncompleteOutput,
@@ -34,11 +34,11 @@ from photofeh.scale.predict_catalog import (
     check_complete,
     input_columns,
     predict_chunk,
+    predict_part,
     prepare_run,
     provenance,
-    resolve_device,
     run_identity,
-    write_part,
+    worker_model,
 )
 
 __all__ = ["predict_partition", "predict_distributed", "is_hats_catalog", "open_client"]
@@ -48,18 +48,6 @@ HATS_MARKERS = ("hats.properties", "properties", "collection.properties")
 # large numpy temporary is then a fresh mmap, page-faulted in, and prediction ran 2-3x slower in workers
 # (140k vs 440k stars/s per core, measured). A high mmap threshold gives the speed back; trimming stays.
 WORKER_MALLOC = {"MALLOC_MMAP_THRESHOLD_": 1 << 28}
-
-
-@functools.lru_cache(maxsize=2)
-def _worker_model(model_dir: str, device: str, threads: int | None, prior: str | None = None):
-    """The model, loaded at the first task a worker runs and reused by the others."""
-    import torch
-
-    from photofeh.model.predict import load_model
-
-    if threads:
-        torch.set_num_threads(threads)
-    return load_model(model_dir, resolve_device(device), prior)
 
 
 def _frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -78,7 +66,7 @@ def _frame_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
 def predict_partition(df: pd.DataFrame, model_dir: str, keep: list[str], preset=None, device: str = "cpu",
                       threads: int | None = None, ebv=None, prior: str | None = None) -> pd.DataFrame:
     """One partition -> its predictions, same index (LSDB keeps its HEALPix index)."""
-    model = _worker_model(str(model_dir), device, threads, prior)
+    model = worker_model(str(model_dir), device, threads, prior)
     table, _ = predict_chunk(model, _frame_columns(df), keep, preset, "partition", ebv)
     out = table.to_pandas()
     out.index = df.index
@@ -141,7 +129,7 @@ def _predict_distributed(model_dir: Path, source: Path, out: Path, opts: Predict
     local = own_client and scheduler.startswith("local")
     threads = opts.threads or (max(1, (os.cpu_count() or 1) // max(workers, 1)) if local else None)
     # on the client, for the column check and the output schema (the same cached copy _meta uses)
-    model = _worker_model(str(model_dir), "cpu", None, opts.prior)
+    model = worker_model(str(model_dir), "cpu", None, opts.prior)
     t0 = time.perf_counter()
     try:
         if hats:
@@ -197,17 +185,6 @@ def _predict_parquet(client, model, model_dir: str, source: Path, out: Path, opt
     check_complete(manifest.done, {k: min(opts.chunk_rows, n_rows - k * opts.chunk_rows) for k in range(n_chunks)},
                    source, out, out)
     return sum(manifest.done[k]["rows"] for k in range(n_chunks))
-
-
-def predict_part(k: int, source: str, read: list[str], keep: list[str], chunk_rows: int, out: str, model_dir: str,
-                 preset, device: str, threads: int | None, ebv, prior: str | None,
-                 metadata: dict) -> tuple[int, dict]:
-    """On a worker: rows ``k * chunk_rows`` onwards of ``source`` -> ``out/part-k.parquet`` (written beside and
-    renamed, like a local run's parts); returns ``k`` and the part's line for the chunk log."""
-    model = _worker_model(model_dir, device, threads, prior)
-    chunk = next(iter_table(source, read, chunk_rows, start=k * chunk_rows))
-    table, replaced = predict_chunk(model, chunk, keep, preset, f"{source} rows {k * chunk_rows:,d}+", ebv)
-    return k, write_part(Path(out), k, chunk_rows, table, replaced, metadata)
 
 
 def _hats_rows(path: Path) -> int | None:

@@ -20,6 +20,7 @@ import numpy as np
 
 from photofeh import __version__
 from photofeh.bands import BANDS, SIMULATED_BANDS, band, extinction_coefficient
+from photofeh.processes import available_cores, die_with_parent
 from photofeh.schema import MOCK_COLUMNS
 from photofeh.simulate import galaxy as gal
 from photofeh.simulate import observe as obs
@@ -294,38 +295,11 @@ def _cast(arr: np.ndarray, dtype: str) -> np.ndarray:
 _WORKER: MockSurvey | None = None
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask the kernel to kill this worker when its parent dies, however it dies (SIGKILL included):
-    Linux prctl(PR_SET_PDEATHSIG). Elsewhere a watchdog thread checks the parent every second."""
-    import ctypes
-    import signal
-    import sys
-    import threading
-    import time
-
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def _init_worker(config: MockSurveyConfig, parent: int) -> None:
     import signal
 
     global _WORKER
-    _die_with_parent(parent)
+    die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates the pool
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Pool.terminate() ends workers with SIGTERM: die quietly
     _WORKER = MockSurvey(config)
@@ -418,14 +392,6 @@ def simulate(config: MockSurveyConfig, out: str | os.PathLike, fmt: str | None =
 
 
 MAX_CHUNK_SIZE = 50_000_000  # rows held in memory at once (~0.4 KB each)
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (its affinity mask, e.g. a SLURM allocation), else all of them."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def check_workers(workers: int) -> None:

@@ -1,0 +1,42 @@
+"""Worker processes of simulate and predict: how many cores there are, and workers that end with their parent."""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["available_cores", "die_with_parent"]
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (its affinity mask, e.g. a SLURM allocation), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def die_with_parent(parent: int) -> None:
+    """Ask the kernel to kill this worker when its parent dies, however it dies (SIGKILL included):
+    Linux prctl(PR_SET_PDEATHSIG). Elsewhere a watchdog thread checks the parent every second."""
+    import ctypes
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
