@@ -242,6 +242,27 @@ def imf_fraction(lo, hi) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- positions
+GUIDE_BINS = 64  # bins of each distance CDF's guide table (GalaxyModel.sample)
+CHOICE_BINS = 1 << 16  # bins of the (population, cell) choice's guide table
+
+
+def guided_search(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
+                  strict: bool) -> np.ndarray:
+    """First index i in [lo, hi] with values[i] > target (``strict``) or >= target, for a non-decreasing
+    ``values`` and brackets known to hold the answer (from a guide table: Chen & Asau 1974); a vectorised
+    binary search that takes a step or two where the brackets are narrow. Returns the same indices as
+    ``np.searchsorted`` over the whole array."""
+    lo, hi = np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
+    todo = np.flatnonzero(lo < hi)
+    while todo.size:
+        l_, h_ = lo[todo], hi[todo]
+        mid = (l_ + h_) // 2
+        v = values[mid]
+        before = v <= target[todo] if strict else v < target[todo]
+        lo[todo] = np.where(before, mid + 1, l_)
+        hi[todo] = np.where(before, h_, mid)
+        todo = todo[lo[todo] < hi[todo]]
+    return lo
 @dataclass
 class GalaxyModel:
     """Draws (population, l, b, distance) from the Juric density in a sky region.
@@ -293,8 +314,15 @@ class GalaxyModel:
             cdfs.append(cum / np.where(cum[:, -1:] > 0, cum[:, -1:], 1.0))
         self.column = np.stack(cols)  # (pop, cell): expected number per steradian-ish
         self.cdf = np.stack(cdfs)  # (pop, cell, n_d)
+        # guide table (Chen & Asau 1974): for u in [g/G, (g+1)/G) the first distance node with CDF >= u lies
+        # between guide[..., g] and guide[..., g + 1], so the binary search in sample() takes a step or two
+        levels = np.arange(GUIDE_BINS + 1) / GUIDE_BINS
+        self._guide = np.concatenate([np.searchsorted(row, levels, side="left")
+                                      for row in self.cdf.reshape(-1, self.n_d)])
+        self._cdf_flat = self.cdf.reshape(-1)
         w = self.column.ravel()
         self._choice_cdf = np.cumsum(w) / w.sum()
+        self._choice_guide = np.searchsorted(self._choice_cdf, np.arange(CHOICE_BINS + 1) / CHOICE_BINS, side="right")
 
     def population_fractions(self) -> dict[str, float]:
         """Share of each population in the proposal (before any magnitude cut)."""
@@ -303,23 +331,24 @@ class GalaxyModel:
 
     def sample(self, rng: np.random.Generator, n: int):
         """Draw ``n`` proposals; returns pop index, l, b (deg), d (kpc), in-region mask."""
-        pick = np.searchsorted(self._choice_cdf, rng.random(n), side="right")
+        v = rng.random(n)
+        g = (v * CHOICE_BINS).astype(np.int64)  # exact: CHOICE_BINS is a power of two
+        pick = guided_search(self._choice_cdf, self._choice_guide[g], self._choice_guide[g + 1], v, strict=True)
         pick = np.minimum(pick, self._choice_cdf.size - 1)
         pop, cell = np.divmod(pick, len(self.cells))
         il, isb = self.cells[cell, 0], self.cells[cell, 1]
         l = rng.uniform(self._edges_l[il], self._edges_l[il + 1])
         b = np.degrees(np.arcsin(rng.uniform(self._edges_s[isb], self._edges_s[isb + 1])))
         u = rng.random(n)
-        # vectorised binary search for the first grid distance with CDF >= u
-        lo, hi = np.zeros(n, dtype=np.int64), np.full(n, self.n_d - 1)
-        while np.any(lo < hi):
-            mid = (lo + hi) // 2
-            below = self.cdf[pop, cell, mid] < u
-            lo = np.where(below, mid + 1, lo)
-            hi = np.where(below, hi, mid)
+        # the first grid distance with CDF >= u, in the (pop, cell) row of the flattened table
+        row = pick * self.n_d  # pick = pop * n_cells + cell
+        g = row // self.n_d * (GUIDE_BINS + 1) + (u * GUIDE_BINS).astype(np.int64)
+        lo = row + self._guide[g]
+        hi = row + np.minimum(self._guide[g + 1], self.n_d - 1)
+        lo = guided_search(self._cdf_flat, lo, hi, u, strict=False) - row
         k = np.clip(lo, 1, self.n_d - 1)
-        c0 = self.cdf[pop, cell, k - 1]
-        c1 = self.cdf[pop, cell, k]
+        c0 = self._cdf_flat[row + k - 1]
+        c1 = self._cdf_flat[row + k]
         t = np.where(c1 > c0, (u - c0) / np.where(c1 > c0, c1 - c0, 1.0), 0.5)
         d = np.exp(self.log_d[k - 1] + t * (self.log_d[k] - self.log_d[k - 1]))
         in_region = (np.abs(b) >= self.min_abs_b) & ((b > 0) | (not self.north_only))

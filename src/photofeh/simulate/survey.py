@@ -107,6 +107,7 @@ class MockSurvey:
             min_abs_b = max(min_abs_b, self.footprints["sdss"].min_b)
             self.select_band, self.mag_range = "sdss_g", SPEC_WINDOW_G
         self._sel_running_min = self.grid.running_min(self.select_band)
+        self._sel_guide = self.grid.brightness_guide(self._sel_running_min)
         self.galaxy = gal.GalaxyModel(min_abs_b=min_abs_b, d_max_kpc=d_max, visibility=self._visibility_envelope,
                                       north_only=config.north_only or (config.spec_only
                                                                         and self.footprints["sdss"].min_b > 0))
@@ -127,7 +128,8 @@ class MockSurvey:
         """Lowest initial mass that can be selected at d, highest still alive, and the IMF share between."""
         idx, w = corners
         last = self.grid.last_valid(idx)
-        first = self.grid.first_eep_brighter(self._sel_running_min, idx, self._faint_absolute_limit(d_kpc))
+        first = self.grid.first_eep_brighter(self._sel_running_min, idx, self._faint_absolute_limit(d_kpc),
+                                             self._sel_guide)
         m_lo = self.grid.blend("mini", idx, w, np.clip(first, 0, np.maximum(last, 0)))
         m_hi = self.grid.blend("mini", idx, w, np.maximum(last, 0))
         share = np.where((first <= last) & (last >= 1), gal.imf_fraction(m_lo, m_hi), 0.0)
@@ -157,14 +159,14 @@ class MockSurvey:
 
     # ----------------------------------------------------------------- stars
     def _system_mags(self, where1, where2, is_bin, names):
-        """Absolute magnitudes of primary plus (if any) unresolved secondary."""
-        out = {}
-        for name in names:
-            m1 = self.grid.evaluate(name, where1)
-            m2 = self.grid.evaluate(name, where2)
-            both = -2.5 * np.log10(10 ** (-0.4 * m1) + 10 ** (-0.4 * np.where(is_bin, m2, 99.0)))
-            out[name] = np.where(is_bin, both, m1)
-        return out
+        """Absolute magnitudes of primary plus (if any) unresolved secondary, all bands at once; the
+        secondaries are placed only for the binaries."""
+        mags = self.grid.evaluate_many(tuple(names), where1)
+        binary = np.flatnonzero(is_bin)
+        if binary.size:
+            m2 = self.grid.evaluate_many(tuple(names), self.grid.take(where2, binary))
+            mags[binary] = -2.5 * np.log10(10 ** (-0.4 * mags[binary]) + 10 ** (-0.4 * m2))
+        return {name: mags[:, j] for j, name in enumerate(names)}
 
     def block(self, k: int) -> dict[str, np.ndarray]:
         """All accepted stars of proposal block ``k`` (columns of :data:`MOCK_COLUMNS`).
