@@ -10,7 +10,6 @@ Gaia parallaxes with the mission's error model and zero-point offset.
 from __future__ import annotations
 
 import functools
-
 from dataclasses import dataclass, field
 
 import numpy as np
