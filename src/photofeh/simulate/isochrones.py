@@ -157,23 +157,21 @@ def _segment_coordinate(rows: dict[str, np.ndarray], first: bool) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class BrightnessGuide:
-    """First EEP brighter than each tabulated limit, per isochrone (:meth:`IsochroneGrid.brightness_guide`)."""
+class GuideTable:
+    """An EEP per isochrone at each of a uniform grid of values (a guide table, as in Chen & Asau 1974's
+    indexed search): :meth:`IsochroneGrid.brightness_guide`, :meth:`IsochroneGrid.mass_guide`."""
 
-    first_mag: float
+    first: float
     step: float
-    table: np.ndarray  # (isochrone, limit) -> first EEP with running_min < limit
-    n_eep: int
+    table: np.ndarray  # (isochrone, grid value) -> EEP
 
-    def bracket(self, iso: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Bounds lo <= answer <= hi from tabulated limits either side of ``limit`` (one more step each way,
-        against rounding at a tabulated value); limits off the table get the whole range."""
-        j = np.floor((limit - self.first_mag) / self.step).astype(np.int64)
+    def either_side(self, iso: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tabulated EEPs one grid step below and two above the cell holding ``x`` (a step more each way
+        than needed, against rounding at a grid value), and whether ``x`` lies inside the table."""
+        j = np.floor((x - self.first) / self.step).astype(np.int64)
         inside = (j >= 1) & (j < self.table.shape[1] - 2)
         j = np.clip(j, 1, self.table.shape[1] - 3)
-        lo = np.where(inside, self.table[iso, j + 2], 0).astype(np.int64)
-        hi = np.where(inside, self.table[iso, j - 1], self.n_eep).astype(np.int64)
-        return lo, hi
+        return self.table[iso, j - 1].astype(np.int64), self.table[iso, j + 2].astype(np.int64), inside
 
 
 @dataclass
@@ -302,7 +300,7 @@ class IsochroneGrid:
         return np.minimum.accumulate(np.nan_to_num(self.values[q], nan=np.inf), axis=-1)
 
     def first_eep_brighter(self, running_min: np.ndarray, idx, limit: np.ndarray,
-                           guide: BrightnessGuide | None = None) -> np.ndarray:
+                           guide: GuideTable | None = None) -> np.ndarray:
         """Earliest EEP at which any corner isochrone is brighter than ``limit``.
 
         Before it, every corner (hence any blend of them) is fainter than the
@@ -314,10 +312,10 @@ class IsochroneGrid:
         flat = running_min.reshape(-1)
         best = np.full(limit.shape, n_eep, dtype=np.int64)
         for iso in idx:
-            if guide is None:
-                lo, hi = np.zeros(limit.shape, dtype=np.int64), np.full(limit.shape, n_eep, dtype=np.int64)
-            else:
-                lo, hi = guide.bracket(iso, limit)
+            lo, hi = np.zeros(limit.shape, dtype=np.int64), np.full(limit.shape, n_eep, dtype=np.int64)
+            if guide is not None:  # the answer is non-increasing in the limit
+                below, above, inside = guide.either_side(iso, limit)
+                lo, hi = np.where(inside, above, lo), np.where(inside, below, hi)
             todo = np.flatnonzero(lo < hi)
             while todo.size:  # first index with running_min < limit (non-increasing array)
                 l_, h_ = lo[todo], hi[todo]
@@ -329,16 +327,29 @@ class IsochroneGrid:
             best = np.minimum(best, lo)
         return best
 
-    def brightness_guide(self, running_min: np.ndarray, step: float = 0.02) -> BrightnessGuide:
+    def brightness_guide(self, running_min: np.ndarray, step: float = 0.02) -> GuideTable:
         """A table for :meth:`first_eep_brighter`: per isochrone, the first EEP brighter than each of a grid
-        of limits ``step`` mag apart (a guide table, as in Chen & Asau 1974's indexed search)."""
+        of limits ``step`` mag apart."""
         finite = running_min[np.isfinite(running_min)]
         lo_mag, hi_mag = float(finite.min()) - step, float(finite.max()) + step
         limits = lo_mag + step * np.arange(int(np.ceil((hi_mag - lo_mag) / step)) + 1)
         rows = running_min.reshape(-1, running_min.shape[-1])
         # first index with running_min < L = number of entries >= L (non-increasing): searchsorted on -rm
         table = np.stack([np.searchsorted(-r, -limits, side="right") for r in rows]).astype(np.int16)
-        return BrightnessGuide(lo_mag, step, table, rows.shape[1])
+        return GuideTable(lo_mag, step, table)
+
+    def mass_guide(self, step: float = 0.002) -> GuideTable:
+        """A table for :meth:`locate`: per isochrone, the last EEP (among those it reaches) whose initial
+        mass is at most each of a grid of masses ``step`` dex apart; built once."""
+        if "_mass_guide" not in self.__dict__:
+            mini = self.values["mini"].reshape(-1, self.values["mini"].shape[-1])
+            n_valid = self.n_valid.reshape(-1)
+            lo, hi = np.log10(np.nanmin(mini)) - step, np.log10(np.nanmax(mini)) + step
+            masses = 10.0 ** (lo + step * np.arange(int(np.ceil((hi - lo) / step)) + 1))
+            table = np.stack([np.searchsorted(m[:v], masses, side="right") - 1 for m, v in zip(mini, n_valid,
+                                                                                                strict=True)])
+            self.__dict__["_mass_guide"] = GuideTable(float(lo), step, np.maximum(table, 0).astype(np.int16))
+        return self.__dict__["_mass_guide"]
 
     def last_valid(self, idx) -> np.ndarray:
         """Last EEP that all four corner isochrones reach."""
@@ -364,15 +375,29 @@ class IsochroneGrid:
         m_lo = self.blend("mini", idx, w, np.zeros_like(last))
         alive = (mini <= m_hi) & (last >= 1)
         m = np.clip(mini, m_lo, np.where(alive, m_hi, m_lo))
-        # vectorised binary search: the last EEP with blended mini <= m
-        lo = np.zeros_like(last)
-        hi = np.maximum(last, 0)
-        for _ in range(int(np.ceil(np.log2(self.values["mini"].shape[-1]))) + 1):
-            mid = (lo + hi + 1) // 2
-            below = self.blend("mini", idx, w, np.minimum(mid, hi)) <= m
-            active = lo < hi
-            lo = np.where(active & below, mid, lo)
-            hi = np.where(active & ~below, mid - 1, hi)
+        # vectorised binary search: the last EEP with blended mini <= m. The blend lies between its corners,
+        # so the answer lies between the corners' own answers, which the mass guide brackets
+        top = np.maximum(last, 0)
+        lo, hi = np.zeros_like(last), top.copy()
+        guide = self.mass_guide()
+        low, high = np.full_like(last, np.iinfo(np.int64).max), np.zeros_like(last)
+        known = np.ones(last.shape, bool)
+        for iso in idx:
+            below, above, inside = guide.either_side(iso, np.log10(m))
+            low, high, known = np.minimum(low, below), np.maximum(high, above), known & inside
+        lo = np.where(known, np.clip(low, 0, top), lo)
+        hi = np.where(known, np.clip(high, 0, top), hi)
+        mini = self.values["mini"].reshape(-1)
+        n_eep = self.values["mini"].shape[-1]
+        todo = np.flatnonzero(lo < hi)
+        while todo.size:
+            l_, h_ = lo[todo], hi[todo]
+            mid = (l_ + h_ + 1) // 2
+            blended = sum(wk[todo] * mini[iso[todo] * n_eep + mid] for iso, wk in zip(idx, w, strict=True))
+            below = blended <= m[todo]
+            lo[todo] = np.where(below, mid, l_)
+            hi[todo] = np.where(below, h_, mid - 1)
+            todo = todo[lo[todo] < hi[todo]]
         k = np.clip(lo, 0, np.maximum(last - 1, 0))
         m0 = self.blend("mini", idx, w, k)
         m1 = self.blend("mini", idx, w, k + 1)
