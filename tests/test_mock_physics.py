@@ -253,3 +253,63 @@ def test_footprints_make_bands_go_missing(catalog: pd.DataFrame):
     assert catalog.loc[catalog["dec"] < 29.5, "cfis_u"].isna().all()
     inside = (catalog["b"] > 35) & (catalog["dec"] > 0)
     assert catalog.loc[inside & (catalog["sdss_r"] < 21), "sdss_g"].notna().mean() > 0.99
+
+
+def test_guided_searches_find_what_a_full_search_finds(mock_survey):
+    """The guide tables that speed up a block (issue 14) change no answer: each search against a brute-force
+    one over the whole array (ties, plateaus and off-table values included)."""
+    from photofeh.simulate.galaxy import guided_search
+
+    rng = np.random.default_rng(3)
+    # a CDF with plateaus and ties; brackets from a guide table of 8 bins
+    cdf = np.sort(np.round(rng.random(200), 2))
+    guide = np.searchsorted(cdf, np.arange(9) / 8, side="right")
+    u = rng.random(5000)
+    g = (u * 8).astype(np.int64)
+    assert np.array_equal(guided_search(cdf, guide[g], guide[g + 1], u, strict=True),
+                          np.searchsorted(cdf, u, side="right"))
+    left = np.searchsorted(cdf, np.arange(9) / 8, side="left")
+    assert np.array_equal(guided_search(cdf, left[g], np.minimum(left[g + 1], cdf.size - 1), u, strict=False),
+                          np.minimum(np.searchsorted(cdf, u, side="left"), cdf.size - 1))
+
+    grid = mock_survey.grid
+    n = 3000
+    feh, logage = rng.uniform(-2.5, 0.4, n), rng.uniform(9.0, 10.12, n)
+    idx, w = grid.corners(feh, logage)
+    # the lowest visible mass: with and without the brightness guide, and by brute force
+    rm = mock_survey._sel_running_min
+    limit = rng.uniform(-6.0, 20.0, n)
+    limit[:20] = [-50.0, 50.0] * 10  # off the table
+    guided = grid.first_eep_brighter(rm, idx, limit, mock_survey._sel_guide)
+    assert np.array_equal(guided, grid.first_eep_brighter(rm, idx, limit))
+    flat = rm.reshape(-1, rm.shape[-1])
+    brute = np.min([(flat[iso] >= limit[:, None]).sum(axis=1) for iso in idx], axis=0)
+    assert np.array_equal(guided, brute)
+    # placing stars on the blended isochrone: the EEP interval against a scan of every EEP
+    mini = rng.uniform(0.1, 3.0, n)
+    _, _, k, _, alive = grid.locate(feh, logage, mini, (idx, w))
+    last = grid.last_valid(idx)
+    eeps = np.arange(grid.values["mini"].shape[-1])
+    blended = sum(wk[:, None] * grid.values["mini"].reshape(-1, eeps.size)[iso] for iso, wk in zip(idx, w,
+                                                                                                  strict=True))
+    m_lo, m_hi = blended[:, 0], blended[np.arange(n), np.maximum(last, 0)]
+    m = np.clip(mini, m_lo, np.where(alive, m_hi, m_lo))
+    with np.errstate(invalid="ignore"):
+        at_or_below = (blended <= m[:, None]) & (eeps[None, :] <= np.maximum(last, 0)[:, None])
+    scan = np.clip(np.where(at_or_below, eeps, 0).max(axis=1), 0, np.maximum(last - 1, 0))
+    assert np.array_equal(k, scan)
+    assert alive.sum() > n // 3  # the draw reaches main-sequence and evolved stars
+
+
+def test_gaia_errors_are_pygaias_to_the_bit():
+    """The kept spline model gives PyGaia's magnitude_uncertainty exactly (DR3, mmag -> mag)."""
+    from pygaia.errors.photometric import magnitude_uncertainty
+
+    from photofeh.bands import SIMULATED_BANDS
+    from photofeh.simulate.observe import _gaia_error
+
+    mag = np.linspace(3.0, 22.0, 500)
+    for name in ("gaia_g", "gaia_bp", "gaia_rp"):
+        band = SIMULATED_BANDS[name]
+        expected = magnitude_uncertainty(band.filt, np.clip(mag, 4.0, 21.0), release="dr3") / 1000.0
+        assert np.array_equal(_gaia_error(band, mag), expected)
