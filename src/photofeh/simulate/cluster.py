@@ -390,7 +390,7 @@ class ClusterFieldSurvey(MockSurvey):
         """Extinguished, noiseless magnitude in the selection band (what the window applies to)."""
         sel = self.select_band
         names = [sel] + (["gaia_bp", "gaia_rp"] if sel.startswith("gaia") else [])
-        mabs = self._system_mags(where1, where2, is_bin, names)
+        mabs = self._system_mags(where1, is_bin, self.grid.take(where2, np.flatnonzero(is_bin)), names)
         bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"] if "gaia_bp" in mabs else None
         return mabs[sel] + dm + extinction_coefficient(sel, bp_rp0) * ebv
 
@@ -474,7 +474,7 @@ class ClusterFieldSurvey(MockSurvey):
         corners = grid.corners(feh_grid, logage)
         w1 = grid.locate(feh_grid, logage, s["m1"], corners)
         w2 = grid.locate(feh_grid, logage, q * s["m1"], corners)
-        mabs = self._system_mags(w1, w2, is_bin, list(SIMULATED_BANDS))
+        mabs = self._system_mags(w1, is_bin, grid.take(w2, np.flatnonzero(is_bin)), list(SIMULATED_BANDS))
         bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"]
         dm = 5.0 * np.log10(100.0 * d)
         ebv_star = np.full(n, ebv_true)

@@ -231,8 +231,13 @@ IMF_TOTAL = float(kroupa_cumulative(np.array(IMF_RANGE[1])))
 
 def sample_kroupa_mass(rng: np.random.Generator, n: int, lo=IMF_RANGE[0], hi=IMF_RANGE[1]) -> np.ndarray:
     """Initial masses from the Kroupa 2001 IMF truncated to [lo, hi], by inverse CDF."""
+    return kroupa_mass(rng.random(n), lo, hi)
+
+
+def kroupa_mass(u: np.ndarray, lo=IMF_RANGE[0], hi=IMF_RANGE[1]) -> np.ndarray:
+    """The masses of :func:`sample_kroupa_mass` for given uniform draws ``u``."""
     c_lo, c_hi = kroupa_cumulative(np.asarray(lo, float)), kroupa_cumulative(np.asarray(hi, float))
-    return kroupa_inverse(c_lo + rng.random(n) * (c_hi - c_lo))
+    return kroupa_inverse(c_lo + u * (c_hi - c_lo))
 
 
 def imf_fraction(lo, hi) -> np.ndarray:

@@ -47,9 +47,13 @@ class DustModel:
         return np.minimum(self.e_pole / sinb * patch_factor, self.max_ebv)
 
     def star_ebv(self, rng, ebv_map, b_deg, d_kpc):
+        return self.star_ebv_from(rng.standard_normal(ebv_map.size), ebv_map, b_deg, d_kpc)
+
+    def star_ebv_from(self, draws, ebv_map, b_deg, d_kpc):
+        """The star's reddening for given standard-normal ``draws`` of the map's error (:meth:`star_ebv`)."""
         height = d_kpc * np.abs(np.sin(np.radians(b_deg)))
         frac = 1.0 - np.exp(-height / self.scale_height_kpc)
-        err = np.clip(1.0 + self.ebv_frac_error * rng.standard_normal(ebv_map.size), 0.0, None)
+        err = np.clip(1.0 + self.ebv_frac_error * draws, 0.0, None)
         return ebv_map * frac * err
 
 

@@ -158,13 +158,14 @@ class MockSurvey:
         return np.clip(1.2 * out, 1e-12, 1.0)
 
     # ----------------------------------------------------------------- stars
-    def _system_mags(self, where1, where2, is_bin, names):
-        """Absolute magnitudes of primary plus (if any) unresolved secondary, all bands at once; the
-        secondaries are placed only for the binaries."""
+    def _system_mags(self, where1, is_bin, secondaries, names):
+        """Absolute magnitudes of primary plus (if any) unresolved secondary, all bands at once.
+        ``secondaries``: the positions (:meth:`IsochroneGrid.locate`) of the binaries' secondaries only, in
+        the order of ``np.flatnonzero(is_bin)``."""
         mags = self.grid.evaluate_many(tuple(names), where1)
         binary = np.flatnonzero(is_bin)
         if binary.size:
-            m2 = self.grid.evaluate_many(tuple(names), self.grid.take(where2, binary))
+            m2 = self.grid.evaluate_many(tuple(names), secondaries)
             mags[binary] = -2.5 * np.log10(10 ** (-0.4 * mags[binary]) + 10 ** (-0.4 * m2))
         return {name: mags[:, j] for j, name in enumerate(names)}
 
@@ -189,43 +190,46 @@ class MockSurvey:
         m_lo, m_hi, share = self._visible_mass_range(corners, d)
         envelope = self.galaxy.visibility_at(pop, d)
         accept = in_region & (rng.random(n) * envelope < share)
-        m1 = gal.sample_kroupa_mass(rng, n, m_lo, np.maximum(m_hi, m_lo))
-        f_bin = np.where(m1 < BINARY_FRACTION["boundary_msun"], BINARY_FRACTION["low_mass"], BINARY_FRACTION["solar"])
-        is_bin = (rng.random(n) < f_bin) & cfg.binaries
-        q = rng.uniform(*BINARY_Q_RANGE, n)
-        patch = obs.sky_patch(l, b)
-        ebv_map = self.dust.map_ebv(l, b, self.cal.dust_patch[patch])
-        ebv_star = self.dust.star_ebv(rng, ebv_map, b, d)
-
-        # the stars on their isochrones, only the accepted proposals (every draw above was made for all of
-        # them, so the catalogue does not depend on this) and only the selection band for now, to drop
-        # invisible proposals early
+        # every proposal's draws are made (so the catalogue does not depend on what follows), but what they
+        # become is worked out for the accepted proposals only
         cand = np.flatnonzero(accept)
+        u_mass, u_bin = rng.random(n)[cand], rng.random(n)[cand]
+        q = rng.uniform(*BINARY_Q_RANGE, n)[cand]
+        u_dust = rng.standard_normal(n)[cand]
+        m1 = gal.kroupa_mass(u_mass, m_lo[cand], np.maximum(m_hi, m_lo)[cand])
+        f_bin = np.where(m1 < BINARY_FRACTION["boundary_msun"], BINARY_FRACTION["low_mass"], BINARY_FRACTION["solar"])
+        is_bin = (u_bin < f_bin) & cfg.binaries
+        patch = obs.sky_patch(l[cand], b[cand])
+        ebv_map = self.dust.map_ebv(l[cand], b[cand], self.cal.dust_patch[patch])
+        ebv_star = self.dust.star_ebv_from(u_dust, ebv_map, b[cand], d[cand])
+
+        # the stars on their isochrones (secondaries of the binaries only), and only the selection band for
+        # now, to drop invisible proposals early
         corners = [a[cand] for a in corners[0]], [x[cand] for x in corners[1]]
-        w1 = self.grid.locate(feh_grid[cand], logage[cand], m1[cand], corners)
-        w2 = self.grid.locate(feh_grid[cand], logage[cand], q[cand] * m1[cand], corners)
-        is_bin = is_bin[cand] & w2[4]
+        w1 = self.grid.locate(feh_grid[cand], logage[cand], m1, corners)
+        binary = np.flatnonzero(is_bin)
+        w2 = self.grid.locate(feh_grid[cand][binary], logage[cand][binary], (q * m1)[binary],
+                              ([a[binary] for a in corners[0]], [x[binary] for x in corners[1]]))
+        is_bin[binary] = w2[4]  # a secondary beyond the grid's end: no binary
+        w2 = self.grid.take(w2, np.flatnonzero(w2[4]))
         sel_band, (mag_lo, mag_hi) = self.select_band, self.mag_range
         sel_names = [sel_band] + (["gaia_bp", "gaia_rp"] if sel_band.startswith("gaia") else [])
-        mabs = self._system_mags(w1, w2, is_bin, sel_names)
+        mabs = self._system_mags(w1, is_bin, w2, sel_names)
         bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"] if "gaia_bp" in mabs else None
         dm = 5.0 * np.log10(100.0 * d[cand])
-        m_sel = mabs[sel_band] + dm + extinction_coefficient(sel_band, bp_rp0) * ebv_star[cand]
+        m_sel = mabs[sel_band] + dm + extinction_coefficient(sel_band, bp_rp0) * ebv_star
         kept = np.flatnonzero(w1[4] & (m_sel >= mag_lo) & (m_sel < mag_hi))
         idx = cand[kept]
-
-        def sub(where):
-            i_, w_, k_, f_, a_ = where
-            return [a[kept] for a in i_], [x[kept] for x in w_], k_[kept], f_[kept], a_[kept]
-
-        w1, w2 = sub(w1), sub(w2)
+        # the kept binaries' secondaries: their rows among the binaries, in the kept stars' order
+        w2 = self.grid.take(w2, np.searchsorted(np.flatnonzero(is_bin), kept[is_bin[kept]]))
+        w1 = self.grid.take(w1, kept)
         is_bin, dm = is_bin[kept], dm[kept]
         pop, l, b, d, R, Z, phi = (x[idx] for x in (pop, l, b, d, R, Z, phi))
-        feh, age, m1, q, patch = (x[idx] for x in (feh, age, m1, q, patch))
-        ebv_map, ebv_star = ebv_map[idx], ebv_star[idx]
+        feh, age = feh[idx], age[idx]
+        m1, q, patch, ebv_map, ebv_star = (x[kept] for x in (m1, q, patch, ebv_map, ebv_star))
         nk = idx.size
 
-        mabs = self._system_mags(w1, w2, is_bin, list(SIMULATED_BANDS))
+        mabs = self._system_mags(w1, is_bin, w2, list(SIMULATED_BANDS))
         bp_rp0 = mabs["gaia_bp"] - mabs["gaia_rp"]
         import astropy.units as u
         from astropy.coordinates import SkyCoord
