@@ -54,8 +54,12 @@ def galactocentric(l_deg, b_deg, d_kpc):
     l, b = np.radians(l_deg), np.radians(b_deg)
     x = FRAME["R0_kpc"] - d_kpc * np.cos(b) * np.cos(l)
     y = d_kpc * np.cos(b) * np.sin(l)
-    z = d_kpc * np.sin(b) + FRAME["Zsun_kpc"]
-    return np.hypot(x, y), z, np.degrees(np.arctan2(y, x))
+    return np.hypot(x, y), height_kpc(b_deg, d_kpc), np.degrees(np.arctan2(y, x))
+
+
+def height_kpc(b_deg, d_kpc):
+    """Z of :func:`galactocentric` alone (height above the Galactic plane, kpc)."""
+    return d_kpc * np.sin(np.radians(b_deg)) + FRAME["Zsun_kpc"]
 
 
 def density(pop: str, R: np.ndarray, Z: np.ndarray) -> np.ndarray:

@@ -165,13 +165,20 @@ class GuideTable:
     step: float
     table: np.ndarray  # (isochrone, grid value) -> EEP
 
-    def either_side(self, iso: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The tabulated EEPs one grid step below and two above the cell holding ``x`` (a step more each way
-        than needed, against rounding at a grid value), and whether ``x`` lies inside the table."""
+    def cells(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Flat offsets, into the table's rows, of the grid value one step below the cell holding ``x`` (a
+        step more than needed, against rounding at a grid value), and whether ``x`` lies inside the table;
+        for :meth:`either_side` on each corner isochrone."""
         j = np.floor((x - self.first) / self.step).astype(np.int64)
         inside = (j >= 1) & (j < self.table.shape[1] - 2)
-        j = np.clip(j, 1, self.table.shape[1] - 3)
-        return self.table[iso, j - 1].astype(np.int64), self.table[iso, j + 2].astype(np.int64), inside
+        return np.clip(j, 1, self.table.shape[1] - 3) - 1, inside
+
+    def either_side(self, iso: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The tabulated EEPs one grid step below and two above the cell (from :meth:`cells`) of isochrones
+        ``iso``."""
+        flat = self.table.reshape(-1)
+        at = iso * self.table.shape[1] + cell
+        return flat[at].astype(np.int64), flat[at + 3].astype(np.int64)
 
 
 @dataclass
@@ -311,10 +318,12 @@ class IsochroneGrid:
         n_eep = running_min.shape[-1]
         flat = running_min.reshape(-1)
         best = np.full(limit.shape, n_eep, dtype=np.int64)
+        if guide is not None:
+            cell, inside = guide.cells(limit)
         for iso in idx:
             lo, hi = np.zeros(limit.shape, dtype=np.int64), np.full(limit.shape, n_eep, dtype=np.int64)
             if guide is not None:  # the answer is non-increasing in the limit
-                below, above, inside = guide.either_side(iso, limit)
+                below, above = guide.either_side(iso, cell)
                 lo, hi = np.where(inside, above, lo), np.where(inside, below, hi)
             todo = np.flatnonzero(lo < hi)
             while todo.size:  # first index with running_min < limit (non-increasing array)
@@ -381,10 +390,10 @@ class IsochroneGrid:
         lo, hi = np.zeros_like(last), top.copy()
         guide = self.mass_guide()
         low, high = np.full_like(last, np.iinfo(np.int64).max), np.zeros_like(last)
-        known = np.ones(last.shape, bool)
+        cell, known = guide.cells(np.log10(m))
         for iso in idx:
-            below, above, inside = guide.either_side(iso, np.log10(m))
-            low, high, known = np.minimum(low, below), np.maximum(high, above), known & inside
+            below, above = guide.either_side(iso, cell)
+            low, high = np.minimum(low, below), np.maximum(high, above)
         lo = np.where(known, np.clip(low, 0, top), lo)
         hi = np.where(known, np.clip(high, 0, top), hi)
         mini = self.values["mini"].reshape(-1)

@@ -181,7 +181,7 @@ class MockSurvey:
         rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, k]))
         n = BLOCK_PROPOSALS
         pop, l, b, d, in_region = self.galaxy.sample(rng, n)
-        R, Z, phi = gal.galactocentric(l, b, d)
+        Z = gal.height_kpc(b, d)  # R and phi for the kept stars only, below
         feh = gal.sample_feh(rng, pop, np.abs(Z), self.feh_law, cfg.halo_feh_law)
         age = gal.sample_age_gyr(rng, pop)
         logage = np.log10(age * 1e9)
@@ -224,7 +224,8 @@ class MockSurvey:
         w2 = self.grid.take(w2, np.searchsorted(np.flatnonzero(is_bin), kept[is_bin[kept]]))
         w1 = self.grid.take(w1, kept)
         is_bin, dm = is_bin[kept], dm[kept]
-        pop, l, b, d, R, Z, phi = (x[idx] for x in (pop, l, b, d, R, Z, phi))
+        pop, l, b, d = (x[idx] for x in (pop, l, b, d))
+        R, Z, phi = gal.galactocentric(l, b, d)
         feh, age = feh[idx], age[idx]
         m1, q, patch, ebv_map, ebv_star = (x[kept] for x in (m1, q, patch, ebv_map, ebv_star))
         nk = idx.size
