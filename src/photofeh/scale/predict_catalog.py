@@ -363,7 +363,7 @@ class Manifest:
 
 
 # ------------------------------------------------------- one chunk in a worker
-class PartError(Exception):
+class PartError(ValueError):
     """A chunk a worker could not read or predict: ``stage`` ("read" or "predicted") and the message."""
 
     def __init__(self, stage: str, message: str):
