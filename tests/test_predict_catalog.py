@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -183,7 +184,8 @@ def test_outputs_say_what_made_them(model_dir, survey_file, tmp_path):
 
 def test_worker_processes_give_the_one_process_output_and_resume_after_kill_9(model_dir, survey_file, tmp_path):
     """--workers 2: the same rows and numbers as one process (same threads per process), a kill -9 of the
-    run part-way is finished by rerunning it, and a missing or damaged part is redone."""
+    run part-way, or of one of its workers, is finished by rerunning it, and a missing or damaged part is
+    redone."""
     straight = tmp_path / "straight"
     predict_catalog(model_dir, survey_file, straight, PredictOptions(chunk_rows=600, progress=False, threads=1))
     args = [sys.executable, "-m", "photofeh.cli", "predict", str(model_dir), str(survey_file), "--out",
@@ -201,6 +203,20 @@ def test_worker_processes_give_the_one_process_output_and_resume_after_kill_9(mo
     assert report["chunks_resumed"] >= 5 and report["chunks_done"] == report["chunks_total"] == 100
     assert report["workers"] == 2
     assert read_out(tmp_path / "killed").equals(read_out(straight))
+    # a worker killed (as by the kernel's out-of-memory killer): a clear error, exit code 1, then a rerun finishes
+    proc = subprocess.Popen([*args[:7], str(tmp_path / "worker_killed"), *args[8:]], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    while _chunks_logged(tmp_path / "worker_killed") < 3 and proc.poll() is None:
+        time.sleep(0.005)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    workers = [c for c in children if b"multiprocessing.spawn" in Path(f"/proc/{c}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    os.kill(int(workers[0]), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1 and "a worker process died" in err, err
+    rerun = subprocess.run([*args[:7], str(tmp_path / "worker_killed"), *args[8:]], capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert read_out(tmp_path / "worker_killed").equals(read_out(straight))
     # a part lost and a part damaged after the run: a rerun with workers redoes both, nothing else
     (tmp_path / "killed" / "part-000003.parquet").unlink()
     damaged = tmp_path / "killed" / "part-000007.parquet"

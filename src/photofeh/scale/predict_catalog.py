@@ -661,10 +661,11 @@ class _PredictionRun:
         """The pending chunks on ``opts.workers`` processes of this machine: each reads its chunk (the input is
         seekable), predicts it and writes its part (:func:`predict_part`, as a Dask task does); this process
         logs each part as it arrives, so a killed run resumes as a one-process run does. Every stage of a
-        chunk runs in parallel, not only the network's products: 1.05-1.33x faster than one process with two
+        chunk runs in parallel, not only the network's products: 1.03-1.22x faster than one process with two
         threads on 2 cores (benchmarks/bench_predict.py), and the way to use a many-core node."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures.process import BrokenProcessPool
 
         opts, c = self.opts, self.opts.chunk_rows
         pending = [k for k in range(self.n_chunks) if k not in self.manifest.done]
@@ -696,6 +697,10 @@ class _PredictionRun:
                     log_part(future)
                 except PartError as exc:
                     self._fail(futures[future], exc, exc.stage)  # raises under --on-error stop
+        except BrokenProcessPool:
+            raise ChunkError(f"a worker process died while predicting {self.source} (out of memory? try fewer "
+                             "--workers or smaller --chunk-rows); the chunks finished before are kept: rerun the "
+                             "same command to resume") from None
         finally:
             # stopped (an error, Ctrl-C): chunks being predicted finish, and are logged like those before them
             pool.shutdown(wait=True, cancel_futures=True)
