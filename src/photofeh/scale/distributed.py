@@ -28,8 +28,10 @@ from photofeh.io.presets import resolve_preset
 from photofeh.io.readers import known_rows, table_columns
 from photofeh.scale.predict_catalog import (
     MANIFEST,
+    ChunkError,
     IncompleteOutput,
     Manifest,
+    PartError,
     PredictOptions,
     check_complete,
     input_columns,
@@ -179,8 +181,16 @@ def _predict_parquet(client, model, model_dir: str, source: Path, out: Path, opt
                              ebv=opts.ebv, prior=opts.prior, metadata=metadata)
     n_chunks = -(-n_rows // opts.chunk_rows)
     pending = [k for k in range(n_chunks) if k not in manifest.done]
-    for future in as_completed(client.map(task, pending, pure=False)):
-        k, entry = future.result()  # a failed task raises here; the finished chunks stay logged
+    futures = client.map(task, pending, pure=False)
+    chunk_of = {f.key: k for f, k in zip(futures, pending, strict=True)}
+    for future in as_completed(futures):
+        try:
+            k, entry = future.result()
+        except PartError as exc:  # the finished chunks stay logged; the rest resume with the same command
+            k, c = chunk_of[future.key], opts.chunk_rows
+            client.cancel(futures)
+            raise ChunkError(f"{source}: chunk {k} (rows {k * c:,d}-{min(n_rows, (k + 1) * c) - 1:,d}) could not "
+                             f"be {exc.stage}: {exc} (rerun the same command to resume)") from None
         manifest.record_done(k, entry)
     check_complete(manifest.done, {k: min(opts.chunk_rows, n_rows - k * opts.chunk_rows) for k in range(n_chunks)},
                    source, out, out)
