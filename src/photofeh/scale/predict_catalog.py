@@ -661,7 +661,7 @@ class _PredictionRun:
         """The pending chunks on ``opts.workers`` processes of this machine: each reads its chunk (the input is
         seekable), predicts it and writes its part (:func:`predict_part`, as a Dask task does); this process
         logs each part as it arrives, so a killed run resumes as a one-process run does. Every stage of a
-        chunk runs in parallel, not only the network's products: 1.03-1.22x faster than one process with two
+        chunk runs in parallel, not only the network's products: 1.02-1.22x faster than one process with two
         threads on 2 cores (benchmarks/bench_predict.py), and the way to use a many-core node."""
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor, as_completed
