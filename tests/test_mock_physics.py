@@ -258,7 +258,7 @@ def test_footprints_make_bands_go_missing(catalog: pd.DataFrame):
 def test_guided_searches_find_what_a_full_search_finds(mock_survey):
     """The guide tables that speed up a block (issue 14) change no answer: each search against a brute-force
     one over the whole array (ties, plateaus and off-table values included)."""
-    from photofeh.simulate.galaxy import guided_search
+    from photofeh.simulate.guides import guided_search
 
     rng = np.random.default_rng(3)
     # a CDF with plateaus and ties; brackets from a guide table of 8 bins

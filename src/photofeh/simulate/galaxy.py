@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from photofeh.simulate.guides import guided_search
+
 __all__ = [
     "FRAME",
     "POPULATIONS",
@@ -255,23 +257,6 @@ GUIDE_BINS = 64  # bins of each distance CDF's guide table (GalaxyModel.sample)
 CHOICE_BINS = 1 << 16  # bins of the (population, cell) choice's guide table
 
 
-def guided_search(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
-                  strict: bool) -> np.ndarray:
-    """First index i in [lo, hi] with values[i] > target (``strict``) or >= target, for a non-decreasing
-    ``values`` and brackets known to hold the answer (from a guide table: Chen & Asau 1974); a vectorised
-    binary search that takes a step or two where the brackets are narrow. Returns the same indices as
-    ``np.searchsorted`` over the whole array."""
-    lo, hi = np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
-    todo = np.flatnonzero(lo < hi)
-    while todo.size:
-        l_, h_ = lo[todo], hi[todo]
-        mid = (l_ + h_) // 2
-        v = values[mid]
-        before = v <= target[todo] if strict else v < target[todo]
-        lo[todo] = np.where(before, mid + 1, l_)
-        hi[todo] = np.where(before, h_, mid)
-        todo = todo[lo[todo] < hi[todo]]
-    return lo
 @dataclass
 class GalaxyModel:
     """Draws (population, l, b, distance) from the Juric density in a sky region.

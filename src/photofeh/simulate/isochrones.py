@@ -27,6 +27,7 @@ the empirical stellar loci (:mod:`photofeh.simulate.loci`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,7 @@ import numpy as np
 from astropy.table import Table
 from scipy.interpolate import RegularGridInterpolator
 
+from photofeh.simulate.guides import GuideTable, guided_search
 from photofeh.simulate.loci import LocusCorrection
 
 __all__ = ["IsochroneGrid", "PHASES", "default_grid_path", "load_grid"]
@@ -156,29 +158,7 @@ def _segment_coordinate(rows: dict[str, np.ndarray], first: bool) -> np.ndarray:
     return x / x[-1] if x[-1] > 0 else np.zeros_like(x)
 
 
-@dataclass(frozen=True)
-class GuideTable:
-    """An EEP per isochrone at each of a uniform grid of values (a guide table, as in Chen & Asau 1974's
-    indexed search): :meth:`IsochroneGrid.brightness_guide`, :meth:`IsochroneGrid.mass_guide`."""
-
-    first: float
-    step: float
-    table: np.ndarray  # (isochrone, grid value) -> EEP
-
-    def cells(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Flat offsets, into the table's rows, of the grid value one step below the cell holding ``x`` (a
-        step more than needed, against rounding at a grid value), and whether ``x`` lies inside the table;
-        for :meth:`either_side` on each corner isochrone."""
-        j = np.floor((x - self.first) / self.step).astype(np.int64)
-        inside = (j >= 1) & (j < self.table.shape[1] - 2)
-        return np.clip(j, 1, self.table.shape[1] - 3) - 1, inside
-
-    def either_side(self, iso: np.ndarray, cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The tabulated EEPs one grid step below and two above the cell (from :meth:`cells`) of isochrones
-        ``iso``."""
-        flat = self.table.reshape(-1)
-        at = iso * self.table.shape[1] + cell
-        return flat[at].astype(np.int64), flat[at + 3].astype(np.int64)
+MASS_GUIDE_STEP_DEX = 0.002  # grid of IsochroneGrid.mass_guide, in log10 initial mass
 
 
 @dataclass
@@ -316,7 +296,7 @@ class IsochroneGrid:
         so the binary search takes a step or two instead of ~9; the answers are the same.
         """
         n_eep = running_min.shape[-1]
-        flat = running_min.reshape(-1)
+        brighter = -running_min.reshape(-1)  # non-decreasing along each isochrone
         best = np.full(limit.shape, n_eep, dtype=np.int64)
         if guide is not None:
             cell, inside = guide.cells(limit)
@@ -325,15 +305,9 @@ class IsochroneGrid:
             if guide is not None:  # the answer is non-increasing in the limit
                 below, above = guide.either_side(iso, cell)
                 lo, hi = np.where(inside, above, lo), np.where(inside, below, hi)
-            todo = np.flatnonzero(lo < hi)
-            while todo.size:  # first index with running_min < limit (non-increasing array)
-                l_, h_ = lo[todo], hi[todo]
-                mid = (l_ + h_) // 2
-                fainter = flat[iso[todo] * n_eep + np.minimum(mid, n_eep - 1)] >= limit[todo]
-                lo[todo] = np.where(fainter, mid + 1, l_)
-                hi[todo] = np.where(fainter, h_, mid)
-                todo = todo[lo[todo] < hi[todo]]
-            best = np.minimum(best, lo)
+            # the first index with running_min < limit, i.e. -running_min > -limit
+            start = iso * n_eep
+            best = np.minimum(best, guided_search(brighter, start + lo, start + hi, -limit, strict=True) - start)
         return best
 
     def brightness_guide(self, running_min: np.ndarray, step: float = 0.02) -> GuideTable:
@@ -347,18 +321,17 @@ class IsochroneGrid:
         table = np.stack([np.searchsorted(-r, -limits, side="right") for r in rows]).astype(np.int16)
         return GuideTable(lo_mag, step, table)
 
-    def mass_guide(self, step: float = 0.002) -> GuideTable:
+    @functools.cached_property
+    def mass_guide(self) -> GuideTable:
         """A table for :meth:`locate`: per isochrone, the last EEP (among those it reaches) whose initial
-        mass is at most each of a grid of masses ``step`` dex apart; built once."""
-        if "_mass_guide" not in self.__dict__:
-            mini = self.values["mini"].reshape(-1, self.values["mini"].shape[-1])
-            n_valid = self.n_valid.reshape(-1)
-            lo, hi = np.log10(np.nanmin(mini)) - step, np.log10(np.nanmax(mini)) + step
-            masses = 10.0 ** (lo + step * np.arange(int(np.ceil((hi - lo) / step)) + 1))
-            table = np.stack([np.searchsorted(m[:v], masses, side="right") - 1 for m, v in zip(mini, n_valid,
-                                                                                                strict=True)])
-            self.__dict__["_mass_guide"] = GuideTable(float(lo), step, np.maximum(table, 0).astype(np.int16))
-        return self.__dict__["_mass_guide"]
+        mass is at most each of a grid of masses MASS_GUIDE_STEP_DEX apart."""
+        step = MASS_GUIDE_STEP_DEX
+        mini = self.values["mini"].reshape(-1, self.values["mini"].shape[-1])
+        lo, hi = np.log10(np.nanmin(mini)) - step, np.log10(np.nanmax(mini)) + step
+        masses = 10.0 ** (lo + step * np.arange(int(np.ceil((hi - lo) / step)) + 1))
+        table = np.stack([np.searchsorted(m[:v], masses, side="right") - 1
+                          for m, v in zip(mini, self.n_valid.reshape(-1), strict=True)])
+        return GuideTable(float(lo), step, np.maximum(table, 0).astype(np.int16))
 
     def last_valid(self, idx) -> np.ndarray:
         """Last EEP that all four corner isochrones reach."""
@@ -388,7 +361,7 @@ class IsochroneGrid:
         # so the answer lies between the corners' own answers, which the mass guide brackets
         top = np.maximum(last, 0)
         lo, hi = np.zeros_like(last), top.copy()
-        guide = self.mass_guide()
+        guide = self.mass_guide
         low, high = np.full_like(last, np.iinfo(np.int64).max), np.zeros_like(last)
         cell, known = guide.cells(np.log10(m))
         for iso in idx:
@@ -396,14 +369,11 @@ class IsochroneGrid:
             low, high = np.minimum(low, below), np.maximum(high, above)
         lo = np.where(known, np.clip(low, 0, top), lo)
         hi = np.where(known, np.clip(high, 0, top), hi)
-        mini = self.values["mini"].reshape(-1)
-        n_eep = self.values["mini"].shape[-1]
         todo = np.flatnonzero(lo < hi)
         while todo.size:
             l_, h_ = lo[todo], hi[todo]
             mid = (l_ + h_ + 1) // 2
-            blended = sum(wk[todo] * mini[iso[todo] * n_eep + mid] for iso, wk in zip(idx, w, strict=True))
-            below = blended <= m[todo]
+            below = self.blend("mini", [a[todo] for a in idx], [x[todo] for x in w], mid) <= m[todo]
             lo[todo] = np.where(below, mid, l_)
             hi[todo] = np.where(below, h_, mid - 1)
             todo = todo[lo[todo] < hi[todo]]
