@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hypothesis import settings
 
@@ -60,3 +62,16 @@ def real_data_dir() -> Path:
         if c and Path(c).is_dir():
             return Path(c)
     return Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+
+
+@pytest.fixture()
+def dataset_with_a_bad_file(catalog: pd.DataFrame, tmp_path: Path) -> Path:
+    """Three files of 1,000 stars; in the middle one sdss_g holds text (a broken export)."""
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    for k in range(3):
+        part = catalog.iloc[k * 1000:(k + 1) * 1000].copy()
+        if k == 1:
+            part["sdss_g"] = part["sdss_g"].map(lambda v: f"{v:.3f} mag")
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
+    return folder

@@ -103,19 +103,6 @@ def test_resume_refuses_another_run_in_the_same_folder(model_dir, survey_file, t
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["precious.parquet"]
 
 
-@pytest.fixture()
-def dataset_with_a_bad_file(catalog: pd.DataFrame, tmp_path: Path) -> Path:
-    """Three files of 1,000 stars; in the middle one sdss_g holds text (a broken export)."""
-    folder = tmp_path / "ds"
-    folder.mkdir()
-    for k in range(3):
-        part = catalog.iloc[k * 1000:(k + 1) * 1000].copy()
-        if k == 1:
-            part["sdss_g"] = part["sdss_g"].map(lambda v: f"{v:.3f} mag")
-        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
-    return folder
-
-
 def test_a_bad_chunk_stops_or_is_skipped_with_its_rows(model_dir, dataset_with_a_bad_file, catalog, tmp_path):
     with pytest.raises(ChunkError, match=r"chunk 1 \(rows 1,000-1,999\)"):
         predict_catalog(model_dir, dataset_with_a_bad_file, tmp_path / "stop", PredictOptions(chunk_rows=1000,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_cores", "die_with_parent"]
+__all__ = ["available_cores", "die_with_parent", "become_worker"]
 
 
 def available_cores() -> int:
@@ -40,3 +40,13 @@ def die_with_parent(parent: int) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+
+
+def become_worker(parent: int) -> None:
+    """Set up a pool worker: it ends with ``parent`` (:func:`die_with_parent`), leaves Ctrl-C to the parent,
+    which stops the pool, and dies quietly on the SIGTERM with which a pool is terminated."""
+    import signal
+
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

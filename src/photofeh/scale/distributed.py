@@ -33,6 +33,7 @@ from photofeh.scale.predict_catalog import (
     Manifest,
     PartError,
     PredictOptions,
+    bad_chunk,
     check_complete,
     input_columns,
     predict_chunk,
@@ -187,10 +188,9 @@ def _predict_parquet(client, model, model_dir: str, source: Path, out: Path, opt
         try:
             k, entry = future.result()
         except PartError as exc:  # the finished chunks stay logged; the rest resume with the same command
-            k, c = chunk_of[future.key], opts.chunk_rows
             client.cancel(futures)
-            raise ChunkError(f"{source}: chunk {k} (rows {k * c:,d}-{min(n_rows, (k + 1) * c) - 1:,d}) could not "
-                             f"be {exc.stage}: {exc} (rerun the same command to resume)") from None
+            message = bad_chunk(source, chunk_of[future.key], opts.chunk_rows, n_rows, exc.stage, exc)[0]
+            raise ChunkError(f"{message} (rerun the same command to resume)") from None
         manifest.record_done(k, entry)
     check_complete(manifest.done, {k: min(opts.chunk_rows, n_rows - k * opts.chunk_rows) for k in range(n_chunks)},
                    source, out, out)

@@ -37,7 +37,7 @@ from photofeh.io.dust import EbvSource
 from photofeh.io.presets import Preset, apply_preset, resolve_preset
 from photofeh.io.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
 from photofeh.model.predict import UNPHYSICAL
-from photofeh.processes import available_cores, die_with_parent
+from photofeh.processes import available_cores, become_worker
 
 __all__ = ["PredictOptions", "PredictSummary", "predict_catalog", "predict_chunk", "input_columns",
            "ResumeMismatch", "ChunkError", "IncompleteOutput", "MANIFEST", "check_options", "prepare_run",
@@ -362,6 +362,15 @@ class Manifest:
             os.fsync(f.fileno())
 
 
+def bad_chunk(source: Path, k: int, chunk_rows: int, n_total: int | None, stage: str,
+              exc: BaseException) -> tuple[str, int, int]:
+    """What to say of chunk ``k`` that could not be read or predicted (local and Dask runs): the message
+    naming its rows, and its first and last row."""
+    first = k * chunk_rows
+    last = first + chunk_rows - 1 if n_total is None else min(first + chunk_rows, n_total) - 1
+    return f"{source}: chunk {k} (rows {first:,d}-{last:,d}) could not be {stage}: {exc}", first, last
+
+
 # ------------------------------------------------------- one chunk in a worker
 class PartError(ValueError):
     """A chunk a worker could not read or predict: ``stage`` ("read" or "predicted") and the message."""
@@ -384,14 +393,6 @@ def worker_model(model_dir: str, device: str, threads: int | None, prior: str | 
     if threads:
         torch.set_num_threads(threads)
     return load_model(model_dir, resolve_device(device), prior)
-
-
-def _init_worker(parent: int) -> None:
-    """A local worker: ends with the run that started it; Ctrl-C is that run's to handle."""
-    import signal
-
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def predict_part(k: int, source: str, read: list[str], keep: list[str], chunk_rows: int, out: str, model_dir: str,
@@ -590,10 +591,7 @@ class _PredictionRun:
 
     def _fail(self, k: int, exc: BaseException, stage: str) -> None:
         """Report a bad chunk with its rows: stop (raise) or record it and go on."""
-        c = self.opts.chunk_rows
-        first = k * c
-        last = first + c - 1 if self.n_total is None else min(first + c, self.n_total) - 1
-        message = f"{self.source}: chunk {k} (rows {first:,d}-{last:,d}) could not be {stage}: {exc}"
+        message, first, last = bad_chunk(self.source, k, self.opts.chunk_rows, self.n_total, stage, exc)
         if self.opts.on_error == "stop":
             raise ChunkError(message + " (rerun the same command to resume; --on-error skip to go past it)")
         self.log(f"skipped {message}")
@@ -678,7 +676,7 @@ class _PredictionRun:
         # spawned, not forked (torch's thread pools do not survive fork()), as children of this process, so
         # that they die with it (kill -9 included) instead of finishing chunks nobody will log
         pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(os.getpid(),))
+                                   initializer=become_worker, initargs=(os.getpid(),))
         rows, logged = 0, set()
         futures = {pool.submit(task, k): k for k in pending}
 
@@ -686,7 +684,6 @@ class _PredictionRun:
             nonlocal rows
             k, entry = future.result()
             self.manifest.record_done(k, entry)
-            self.rows_read[k] = entry["rows"]
             logged.add(k)
             rows += entry["rows"]
             bar.update(entry["rows"])

@@ -20,7 +20,7 @@ import numpy as np
 
 from photofeh import __version__
 from photofeh.bands import BANDS, SIMULATED_BANDS, band, extinction_coefficient
-from photofeh.processes import available_cores, die_with_parent
+from photofeh.processes import available_cores, become_worker
 from photofeh.schema import MOCK_COLUMNS
 from photofeh.simulate import galaxy as gal
 from photofeh.simulate import observe as obs
@@ -303,12 +303,8 @@ _WORKER: MockSurvey | None = None
 
 
 def _init_worker(config: MockSurveyConfig, parent: int) -> None:
-    import signal
-
     global _WORKER
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it terminates the pool
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Pool.terminate() ends workers with SIGTERM: die quietly
+    become_worker(parent)
     _WORKER = MockSurvey(config)
 
 
