@@ -313,3 +313,24 @@ def test_gaia_errors_are_pygaias_to_the_bit():
         band = SIMULATED_BANDS[name]
         expected = magnitude_uncertainty(band.filt, np.clip(mag, 4.0, 21.0), release="dr3") / 1000.0
         assert np.array_equal(_gaia_error(band, mag), expected)
+
+
+def test_galactic_to_icrs_is_astropys_transformation():
+    """The fixed rotation gives astropy's (ra, dec) to 1e-8 arcsec over the sky, poles and the Galactic centre
+    included, and the IAU-defined points: the Galactic centre at (266.405, -28.936) and the north Galactic pole
+    at (192.859, 27.128) (Liu, Zhu & Zhang 2011, A&A 526, A16, eqs. 4-5, ICRS)."""
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+
+    from photofeh.simulate.galaxy import galactic_to_icrs
+
+    rng = np.random.default_rng(4)
+    l = np.r_[rng.uniform(0.0, 360.0, 50_000), 0.0, 0.0, 0.0, 180.0]
+    b = np.r_[np.degrees(np.arcsin(rng.uniform(-1.0, 1.0, 50_000))), 0.0, 90.0, -90.0, 0.0]
+    ra, dec = galactic_to_icrs(l, b)
+    ref = SkyCoord(l=l * u.deg, b=b * u.deg, frame="galactic").icrs
+    sep = SkyCoord(ra=ra * u.deg, dec=dec * u.deg).separation(ref).arcsec
+    assert sep.max() < 1e-8
+    assert ((ra >= 0.0) & (ra < 360.0)).all()
+    assert (ra[-4], dec[-4]) == pytest.approx((266.405, -28.936), abs=1e-3)
+    assert (ra[-3], dec[-3]) == pytest.approx((192.859, 27.128), abs=1e-3)

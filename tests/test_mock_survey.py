@@ -49,6 +49,33 @@ def test_same_seed_same_catalogue_whatever_chunks_and_workers():
     assert a["source_id"].is_unique
 
 
+def test_workers_that_cannot_fork_build_their_own_survey(monkeypatch):
+    """Where processes are spawned (macOS, Windows), each worker builds the survey from its config: the same
+    catalogue as the forked workers that inherit it."""
+    import multiprocessing
+
+    cfg = MockSurveyConfig(n_stars=3_000, seed=3)
+    forked = catalog_frame(cfg, chunk_size=1_000, workers=2)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    pd.testing.assert_frame_equal(catalog_frame(cfg, chunk_size=1_000, workers=2), forked)
+
+
+def test_arrow_blocks_hold_the_numpy_blocks(mock_survey):
+    """What the workers send (Arrow, text as codes turned into strings) is the numpy block, column by column."""
+    from photofeh.simulate.isochrones import PHASES
+
+    table, block = mock_survey.block_table(2), mock_survey.block(2)
+    assert table.column_names == [c.name for c in MOCK_COLUMNS] and table.num_rows == block["ra"].size > 1000
+    for c in MOCK_COLUMNS:
+        column = table.column(c.name).to_numpy()
+        if c.dtype == "string":
+            assert column.tolist() == block[c.name].tolist(), c.name
+        else:
+            assert column.dtype == block[c.name].dtype and np.array_equal(column, block[c.name], equal_nan=True)
+    assert set(block["phase"]) <= set(PHASES) and {"main sequence", "red giant"} <= set(block["phase"])
+    assert set(block["pop"]) == {"thin", "thick", "halo"}
+
+
 def test_parquet_and_fits_hold_the_same_stars(tmp_path: Path):
     cfg = MockSurveyConfig(n_stars=3_000, seed=5, spec_only=True)
     simulate(cfg, tmp_path / "m.parquet", chunk_size=1_000)
@@ -74,13 +101,18 @@ def test_metadata_records_the_galactic_frame_and_config(tmp_path: Path):
     assert frame["R0_kpc"] == 8.0 and frame["Zsun_kpc"] == 0.025
     assert json.loads(meta[b"config"])["seed"] == 5
     assert pq.read_schema(tmp_path / "m.parquet").field("sdss_g").metadata[b"unit"] == b"mag"
+    # min/max statistics for the identifier alone: the rows come in random order, so a row group's range of
+    # any other column is the whole range and could skip nothing
+    group = pq.ParquetFile(tmp_path / "m.parquet").metadata.row_group(0)
+    stats = {group.column(j).path_in_schema: group.column(j).is_stats_set for j in range(group.num_columns)}
+    assert stats["source_id"] and not any(v for k, v in stats.items() if k != "source_id")
 
 
 def test_failed_run_leaves_no_file(tmp_path: Path, monkeypatch):
     from photofeh.simulate import survey
 
     calls = {"n": 0}
-    real = survey.MockSurvey.block
+    real = survey.MockSurvey.block_table
 
     def flaky(self, k):
         calls["n"] += 1
@@ -88,7 +120,7 @@ def test_failed_run_leaves_no_file(tmp_path: Path, monkeypatch):
             raise RuntimeError("disk full")
         return real(self, k)
 
-    monkeypatch.setattr(survey.MockSurvey, "block", flaky)
+    monkeypatch.setattr(survey.MockSurvey, "block_table", flaky)
     out = tmp_path / "m.parquet"
     with pytest.raises(RuntimeError, match="disk full"):
         simulate(MockSurveyConfig(n_stars=200_000, seed=1), out, chunk_size=1_000)

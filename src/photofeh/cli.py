@@ -138,16 +138,23 @@ class _Summary:
         self.spec = 0
         self.giants = 0
 
-    def add(self, chunk: dict[str, np.ndarray]) -> None:
+    def add(self, chunk) -> None:
+        """Count one chunk, an Arrow table (counted in Arrow's C++: no Python strings)."""
+        import pyarrow.compute as pc
+
         from photofeh.bands import SIMULATED_BANDS
 
-        self.rows += chunk["source_id"].size
-        self.pop.update(chunk["pop"].tolist())
-        self.phase.update(chunk["phase"].tolist())
+        def trues(values) -> int:
+            return int(pc.sum(values).as_py() or 0)
+
+        self.rows += chunk.num_rows
+        for name, counter in (("pop", self.pop), ("phase", self.phase)):
+            for item in pc.value_counts(chunk.column(name)).to_pylist():
+                counter[item["values"]] += item["counts"]
         for name in SIMULATED_BANDS:
-            self.detected[name] += int(np.isfinite(chunk[name]).sum())
-        self.spec += int(chunk["in_spec"].sum())
-        self.giants += int(chunk["is_giant_true"].sum())
+            self.detected[name] += trues(pc.is_finite(chunk.column(name)))
+        self.spec += trues(chunk.column("in_spec"))
+        self.giants += trues(chunk.column("is_giant_true"))
 
     def text(self) -> str:
         n = max(self.rows, 1)
@@ -195,6 +202,8 @@ def _lb_arg(text: str) -> tuple[float, float]:
 
 def _simulate_cluster(args: argparse.Namespace, out: Path, fmt: str, footprints: dict[str, str]) -> int:
     """``simulate --cluster``: one mock cluster and the field stars of its cone, to ``out``."""
+    import pyarrow as pa
+
     from photofeh.io.catalog import read_table
     from photofeh.simulate import cluster as cl
 
@@ -218,7 +227,7 @@ def _simulate_cluster(args: argparse.Namespace, out: Path, fmt: str, footprints:
         raise UserError(str(exc).strip("'\"")) from None
     table = read_table(out)
     summary = _Summary()
-    summary.add({c: table[c].to_numpy() for c in table.columns})
+    summary.add(pa.Table.from_pandas(table, preserve_index=False))
     members = int(table["cluster_member"].sum())
     print(f"wrote {out} ({fmt}) in {time.perf_counter() - t0:.1f} s: {members:,d} cluster members and "
           f"{len(table) - members:,d} field stars within {field_radius:g} arcmin of (l, b) = ({l:g}, {b:g})")
@@ -257,7 +266,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise UserError(str(exc).strip("'\"")) from None
     summary, progress = _Summary(), _Progress(config.n_stars, args.quiet)
 
-    def on_chunk(chunk: dict[str, np.ndarray], done: int) -> None:
+    def on_chunk(chunk, done: int) -> None:
         summary.add(chunk)
         progress(done)
 
