@@ -240,14 +240,14 @@ class PhotometricModel:
         Xp[np.arange(len(Xp)), cols] += np.ravel(np.column_stack([step, -step]))
         if centre is None:
             centre = self._ensemble(self._network_inputs(X), batch_size, mean_only=True)[0]
-        f0 = centre[star]
-        fp = self._ensemble(self._network_inputs(Xp), batch_size, mean_only=True)[0].reshape(len(star), 2, -1)
-        f0, fp = f0.astype(np.float64), fp.astype(np.float64)
-        mean = w_centre * f0 + w_side * fp.sum(axis=1)
-        contribution = w_centre * (f0 - mean) ** 2 + w_side * ((fp - mean[:, None]) ** 2).sum(axis=1)
-        var = np.zeros((len(X), contribution.shape[1]))
-        np.add.at(var, star, contribution)
-        return var.astype(np.float32)
+        f0 = centre[star].astype(np.float64)
+        fp = self._ensemble(self._network_inputs(Xp), batch_size, mean_only=True)[0].astype(np.float64)
+        plus, minus = fp[0::2], fp[1::2]
+        mean = w_centre * f0 + w_side * (plus + minus)
+        contribution = w_centre * (f0 - mean) ** 2 + w_side * ((plus - mean) ** 2 + (minus - mean) ** 2)
+        # each star's features add up (np.bincount per label: np.add.at was 5x slower)
+        return np.stack([np.bincount(star, weights=contribution[:, j], minlength=len(X))
+                         for j in range(contribution.shape[1])], axis=1).astype(np.float32)
 
     def predict(self, data, batch_size: int = BATCH_ROWS, counts: Counter | None = None, preset=None):
         """Predict every label with its error for a table of stars.
