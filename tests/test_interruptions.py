@@ -9,6 +9,7 @@ again gives the output of an uninterrupted run and removes what the killed one l
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -171,20 +172,26 @@ def _simulate_args(out: Path) -> list[str]:
             "--chunk-size", "20000", "--quiet"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
-def test_kill_simulate_with_workers(sig, tmp_path):
-    """The workers end with their parent (SIGKILL included); the next run on the output removes the hidden
-    partial file a SIGKILL leaves; SIGTERM leaves nothing."""
-    out = tmp_path / "mock.parquet"
+def _simulate_writing(out: Path) -> tuple[subprocess.Popen, list[int]]:
+    """`simulate --workers 2` started and seen writing: the process and its workers' pids."""
     proc = start(*_simulate_args(out))
     workers: list[int] = []
 
     def running() -> bool:
         workers[:] = children(proc.pid)
-        partial = list(tmp_path.glob(".mock.parquet.partial-*"))
+        partial = list(out.parent.glob(f".{out.name}.partial-*"))
         return len(workers) >= 2 and bool(partial) and partial[0].stat().st_size > 0
 
     wait_for(running, proc)
+    return proc, workers
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_kill_simulate_with_workers(sig, tmp_path):
+    """The workers end with their parent (SIGKILL included); the next run on the output removes the hidden
+    partial file a SIGKILL leaves; SIGTERM leaves nothing."""
+    out = tmp_path / "mock.parquet"
+    proc, workers = _simulate_writing(out)
     time.sleep(float(RNG.uniform(0.0, 1.0)))
     proc.send_signal(sig)
     _, err = proc.communicate()
@@ -202,6 +209,26 @@ def test_kill_simulate_with_workers(sig, tmp_path):
                            capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert leftovers(tmp_path) == [] and pq.read_metadata(out).num_rows == 400_000
+
+
+def test_a_killed_simulate_worker_ends_the_run_with_a_message(tmp_path):
+    """A worker killed by the system (the out-of-memory killer's SIGKILL) ends the run at once: exit 1, one
+    line that says so, nothing left behind. (A multiprocessing.Pool replaced the worker and waited for its
+    block for ever, deaf even to SIGTERM.)"""
+    out = tmp_path / "mock.parquet"
+    proc, workers = _simulate_writing(out)
+    os.kill(workers[-1], signal.SIGKILL)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("simulate hung after losing a worker") from None
+    assert proc.returncode == 1 and "a worker process died" in err and "Traceback" not in err, err
+    assert not out.exists() and leftovers(tmp_path) == []
+    t0 = time.monotonic()
+    while any(alive(w) for w in workers) and time.monotonic() - t0 < 10:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers), "the other worker outlived the run"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])

@@ -237,6 +237,7 @@ def _simulate_cluster(args: argparse.Namespace, out: Path, fmt: str, footprints:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from photofeh.io.catalog import check_writable, format_for
+    from photofeh.processes import WorkerDied
     from photofeh.simulate.observe import DEFAULT_FOOTPRINTS
     from photofeh.simulate.survey import MockSurvey, MockSurveyConfig, simulate
 
@@ -273,7 +274,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         simulate(config, out, fmt, args.chunk_size, args.workers, survey, on_chunk)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, WorkerDied) as exc:
         raise UserError(str(exc)) from None
     dt = time.perf_counter() - t0
     print(f"wrote {out} ({fmt}) in {dt:.1f} s, {config.n_stars / dt:,.0f} stars/s")

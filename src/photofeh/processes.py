@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["available_cores", "die_with_parent", "become_worker"]
+__all__ = ["available_cores", "die_with_parent", "become_worker", "WorkerDied", "wait_for"]
+
+
+class WorkerDied(RuntimeError):
+    """A worker process ended without answering (killed by the system, e.g. out of memory)."""
 
 
 def available_cores() -> int:
@@ -50,3 +54,13 @@ def become_worker(parent: int) -> None:
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def wait_for(future, poll_s: float = 0.5):
+    """``future.result()``, waiting in short slices: a signal delivered to another thread of this process
+    (SIGTERM lands on any thread) is then handled within ``poll_s``, where one long wait would never wake."""
+    while True:
+        try:
+            return future.result(timeout=poll_s)
+        except TimeoutError:
+            continue

@@ -20,7 +20,7 @@ import numpy as np
 
 from photofeh import __version__
 from photofeh.bands import BANDS, SIMULATED_BANDS, band, extinction_coefficient
-from photofeh.processes import available_cores, become_worker
+from photofeh.processes import WorkerDied, available_cores, become_worker, wait_for
 from photofeh.schema import MOCK_COLUMNS
 from photofeh.simulate import galaxy as gal
 from photofeh.simulate import observe as obs
@@ -340,9 +340,11 @@ def iter_blocks(survey: MockSurvey, workers: int = 1) -> Iterator:
     """Blocks 0, 1, 2, ... in order as Arrow tables, computed by ``workers`` processes.
 
     Where processes fork (Linux), the workers inherit ``survey`` instead of building their own (its isochrone
-    grid and tables took each worker 1.3-2 s). Workers end with the caller: when the stream is closed or fails
-    (Ctrl-C, SIGTERM, an error) they are terminated at once, and when the calling process is killed the
-    kernel kills them (PR_SET_PDEATHSIG).
+    grid and tables took each worker 1.3-2 s). A worker that dies (the out-of-memory killer) ends the stream
+    with :class:`~photofeh.processes.WorkerDied` (a multiprocessing.Pool replaced it and waited for its block
+    for ever). Workers end with the caller: when the stream is closed or fails (Ctrl-C, SIGTERM, an error)
+    they finish the block in hand and stop, and when the calling process is killed the kernel kills them
+    (PR_SET_PDEATHSIG).
     """
     global _WORKER
     if workers <= 1:
@@ -351,28 +353,27 @@ def iter_blocks(survey: MockSurvey, workers: int = 1) -> Iterator:
             yield survey.block_table(k)
             k += 1
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
     forked = "fork" in multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if forked else None)
     if forked:
-        _WORKER = survey  # what forked workers start with, replacements included
+        _WORKER = survey  # what the forked workers start with
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork" if forked else "spawn"),
+                               initializer=_init_worker, initargs=(None if forked else survey.config, os.getpid()))
     try:
-        pool = context.Pool(workers, initializer=_init_worker,
-                            initargs=(None if forked else survey.config, os.getpid()))
-    except BaseException:
-        _WORKER = None
-        raise
-    try:
-        window = [pool.apply_async(_run_block, (k,)) for k in range(2 * workers)]
+        window = [pool.submit(_run_block, k) for k in range(2 * workers)]
         k = len(window)
         while True:
             done = window.pop(0)
-            window.append(pool.apply_async(_run_block, (k,)))
+            window.append(pool.submit(_run_block, k))
             k += 1
-            yield done.get()
+            yield wait_for(done)
+    except BrokenProcessPool:
+        raise WorkerDied("a worker process died (killed by the system: out of memory? try fewer --workers); "
+                         "nothing was written") from None
     finally:
-        pool.terminate()
-        pool.join()
+        pool.shutdown(wait=False, cancel_futures=True)
         _WORKER = None
 
 
