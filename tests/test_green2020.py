@@ -48,6 +48,18 @@ def test_green2020_trains_and_predicts(tmp_path):
     assert pred.index.equals(held.index) and pred["usable"].mean() > 0.99
     m = regression_metrics(pred["feh"].to_numpy(), held["feh_spec"].to_numpy(float))
     assert m["sigma_gauss"] < 0.35 < float(np.nanstd(held["feh_spec"]))
+    # the archive file itself, streamed: two worker processes give one process's catalogue to the bit
+    import pandas as pd
+
+    from photofeh.scale.predict_catalog import PredictOptions, predict_catalog
+
+    outs = {}
+    for workers in (1, 2):
+        opts = PredictOptions(chunk_rows=2_500, preset="green2020", progress=False, threads=1, workers=workers)
+        summary = predict_catalog(tmp_path / "run", PATH, tmp_path / f"out{workers}", opts, log=lambda s: None)
+        assert summary.rows == 10_000 and summary.chunks_done == 4
+        outs[workers] = pd.read_parquet(tmp_path / f"out{workers}")
+    assert outs[1]["usable"].mean() > 0.99 and outs[2].equals(outs[1])
 
 
 def test_reddening_converted_to_sfd_ebv_with_the_factor_the_stars_give():
