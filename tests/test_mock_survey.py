@@ -144,5 +144,17 @@ def test_proposal_envelope_bounds_the_visible_share(mock_survey):
     corners = mock_survey.grid.corners(feh, logage)
     _, _, share = mock_survey._visible_mass_range(corners, d)
     envelope = mock_survey.galaxy.visibility_at(pop, d)
-    assert np.mean(share > envelope) < 1e-4
+    assert not np.any(share > envelope) and np.max(share / envelope) > 0.9  # bounding, and not loosely
     assert share.max() > 0.05  # nearby proposals can see most of the IMF
+
+
+def test_an_envelope_too_low_stops_the_survey_instead_of_biasing_it(monkeypatch, tmp_path: Path):
+    """A proposal that sees more of the IMF than its envelope would be accepted with probability 1 instead of
+    share / envelope: the run stops and says so rather than write a biased catalogue."""
+    from photofeh.simulate import galaxy as gal
+
+    real = gal.GalaxyModel.visibility_at
+    monkeypatch.setattr(gal.GalaxyModel, "visibility_at", lambda self, pop, d: 0.5 * real(self, pop, d))
+    with pytest.raises(ValueError, match=r"proposals of block 0 can see more of the IMF than the proposal envelope"):
+        simulate(MockSurveyConfig(n_stars=1_000, seed=3), tmp_path / "m.parquet")
+    assert list(tmp_path.iterdir()) == []

@@ -207,6 +207,13 @@ class MockSurvey:
         corners = self.grid.corners(feh_grid, logage)
         m_lo, m_hi, share = self._visible_mass_range(corners, d)
         envelope = self.galaxy.visibility_at(pop, d)
+        over = in_region & (share > envelope)
+        if over.any():  # share / envelope > 1 would be accepted as 1: too few such stars, a biased catalogue
+            worst = float(np.max(share[over] / envelope[over]))
+            raise ValueError(f"{int(over.sum())} proposals of block {k} can see more of the IMF than the proposal "
+                             f"envelope allows (share / envelope up to {worst:.3f}): the catalogue would be biased. "
+                             "The isochrone grid's blends exceed the envelope's 20% headroom "
+                             "(MockSurvey._visibility_envelope); with the default grid the largest ratio is 0.993")
         accept = in_region & (rng.random(n) * envelope < share)
         # every proposal's draws are made (so the catalogue does not depend on what follows), but what they
         # become is worked out for the accepted proposals only
