@@ -10,6 +10,7 @@ exactly the ``in_spec`` subset of the full one with the same seed.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -315,7 +316,9 @@ class MockSurvey:
         }
 
 
+@functools.cache
 def _mock_schema():
+    """The Arrow schema of every block, built once per process (not once per block)."""
     from photofeh.io.catalog import arrow_schema
 
     return arrow_schema(MOCK_COLUMNS)
