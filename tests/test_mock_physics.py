@@ -71,6 +71,16 @@ def test_halo_has_an2015_peaks_and_the_pristine_metal_poor_tail(catalog: pd.Data
     assert seen.min() >= -4.0 and (seen < -3.5).sum() > 20
 
 
+def test_halo_quantiles_are_the_interpolated_cdfs_inverse():
+    """The guided inverse of the halo law's tabulated CDF gives np.interp's answers to the bit, at random
+    probabilities and at the table's own nodes, its ends included."""
+    from photofeh.simulate.galaxy import _HALO_CDF, _HALO_X, _halo_feh_quantile
+
+    nodes = _HALO_CDF[_HALO_CDF < 1.0]  # draws lie in [0, 1)
+    u = np.concatenate([np.random.default_rng(8).random(200_000), nodes, [0.0, np.nextafter(1.0, 0.0)]])
+    assert np.array_equal(_halo_feh_quantile(u), np.interp(u, _HALO_CDF, _HALO_X))
+
+
 def test_stars_below_the_grid_are_flagged(catalog: pd.DataFrame):
     beyond = catalog["feh_beyond_grid"]
     assert beyond.sum() > 0
@@ -301,18 +311,19 @@ def test_guided_searches_find_what_a_full_search_finds(mock_survey):
     assert alive.sum() > n // 3  # the draw reaches main-sequence and evolved stars
 
 
-def test_gaia_errors_are_pygaias_to_the_bit():
-    """The kept spline model gives PyGaia's magnitude_uncertainty exactly (DR3, mmag -> mag)."""
+def test_gaia_errors_are_pygaias():
+    """The tabulated spline gives PyGaia's magnitude_uncertainty (DR3, mmag -> mag) to 1e-6, between the
+    table's nodes and beyond the valid 4-21 mag (clipped, as PyGaia requires)."""
     from pygaia.errors.photometric import magnitude_uncertainty
 
     from photofeh.bands import SIMULATED_BANDS
     from photofeh.simulate.observe import _gaia_error
 
-    mag = np.linspace(3.0, 22.0, 500)
+    mag = np.concatenate([np.random.default_rng(3).uniform(3.0, 22.0, 2_000), [4.0, 21.0, 17.0005]])
     for name in ("gaia_g", "gaia_bp", "gaia_rp"):
         band = SIMULATED_BANDS[name]
         expected = magnitude_uncertainty(band.filt, np.clip(mag, 4.0, 21.0), release="dr3") / 1000.0
-        assert np.array_equal(_gaia_error(band, mag), expected)
+        np.testing.assert_allclose(_gaia_error(band, mag), expected, rtol=1e-6, atol=0)
 
 
 def test_galactic_to_icrs_is_astropys_transformation():

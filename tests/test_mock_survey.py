@@ -108,6 +108,24 @@ def test_metadata_records_the_galactic_frame_and_config(tmp_path: Path):
     assert stats["source_id"] and not any(v for k, v in stats.items() if k != "source_id")
 
 
+def test_columns_are_required_and_a_null_stops_the_writer(tmp_path: Path):
+    """Missing values are NaN, never nulls: every Parquet column is REQUIRED (no definition levels to write or
+    read), and a null that slipped into a chunk stops the writing, leaving no file, instead of being written."""
+    import pyarrow as pa
+
+    from photofeh.io.catalog import CatalogWriter
+
+    simulate(MockSurveyConfig(n_stars=500, seed=5), tmp_path / "m.parquet")
+    schema = pq.ParquetFile(tmp_path / "m.parquet").schema
+    assert {schema.column(j).max_definition_level for j in range(len(schema))} == {0}
+    assert np.isnan(pq.read_table(tmp_path / "m.parquet", columns=["feh_spec"])["feh_spec"].to_numpy()).any()
+    cols = [c for c in MOCK_COLUMNS if c.name in ("source_id", "phase")]
+    with pytest.raises(pa.ArrowInvalid, match="phase"):
+        with CatalogWriter(tmp_path / "n.parquet", cols, n_rows=2) as writer:
+            writer.write({"source_id": np.array([1, 2]), "phase": np.array(["subgiant", None], dtype=object)})
+    assert not (tmp_path / "n.parquet").exists() and len(list(tmp_path.iterdir())) == 1
+
+
 def test_failed_run_leaves_no_file(tmp_path: Path, monkeypatch):
     from photofeh.simulate import survey
 

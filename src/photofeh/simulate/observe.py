@@ -131,25 +131,34 @@ def zero_point_table(seed: int, dust: DustModel) -> CalibrationTables:
 # ------------------------------------------------------------------ noise
 MAG_PER_REL_FLUX = 2.5 / np.log(10.0)  # 1.0857: sigma_mag = 1.0857 sigma_F / F
 def _gaia_error(b: Band, mag: np.ndarray) -> np.ndarray:
-    """Gaia (E)DR3 photometric error: the mission's spline via PyGaia.
+    """Gaia (E)DR3 photometric error (mag): the mission's spline via PyGaia.
 
-    Riello et al. 2021 / Gaia EDR3 photometric-uncertainty notebook; PyGaia
-    ``magnitude_uncertainty`` (valid 4 < m < 21) returns mmag.
+    Riello et al. 2021 / Gaia EDR3 photometric-uncertainty notebook; PyGaia's ``LogMagUncertainty`` (valid
+    4 < m < 21) at DR3's number of observations, tabulated once per process every 0.0005 mag and interpolated
+    linearly (:func:`_gaia_error_table`): within 8e-7 of the spline, and 10x cheaper than PyGaia's per-call
+    evaluation, which builds a pandas DataFrame (2.2 against 0.2 ms per band for 24,000 stars; a twentieth of
+    the mock survey's time).
     """
-    band = {"g": "g", "bp": "bp", "rp": "rp"}[b.filt]
-    # what pygaia's magnitude_uncertainty returns (10^logU mmag at DR3's number of observations), from one
-    # LogMagUncertainty kept for the process: the function builds a new one, reading its spline table from
-    # CSV, at every call (~7 ms, 10% of a block's time)
-    table = _gaia_uncertainty_model().estimate_for_maglist(band, np.clip(mag, 4.0, 21.0), "dr3")
-    (column,) = [c for c in table.columns if c.startswith("logU_")]
-    return np.power(10.0, table[column].to_numpy()) * 1000 / 1000.0
+    y = _gaia_error_table(b.filt)
+    u = (np.clip(mag, GAIA_ERROR_MAGS[0], GAIA_ERROR_MAGS[1]) - GAIA_ERROR_MAGS[0]) / GAIA_ERROR_STEP
+    i = np.minimum(u.astype(np.int64), y.size - 2)
+    return y[i] + (u - i) * (y[i + 1] - y[i])
 
 
-@functools.lru_cache(maxsize=1)
-def _gaia_uncertainty_model():
+GAIA_ERROR_MAGS, GAIA_ERROR_STEP = (4.0, 21.0), 0.0005  # PyGaia's valid range; the table's spacing
+
+
+@functools.cache
+def _gaia_error_table(filt: str) -> np.ndarray:
+    """The DR3 error (mag) of Gaia band ``filt`` (g, bp or rp) every GAIA_ERROR_STEP mag over GAIA_ERROR_MAGS,
+    from PyGaia's ``LogMagUncertainty.estimate_for_maglist`` (10^logU at DR3's number of observations)."""
     from pygaia.errors.photometric import LogMagUncertainty
 
-    return LogMagUncertainty()
+    lo, hi = GAIA_ERROR_MAGS
+    mags = np.linspace(lo, hi, int(round((hi - lo) / GAIA_ERROR_STEP)) + 1)
+    table = LogMagUncertainty().estimate_for_maglist(filt, mags, "dr3")
+    (column,) = [c for c in table.columns if c.startswith("logU_")]
+    return np.power(10.0, table[column].to_numpy())  # logU is log10 of the error in mag
 
 
 def observe_band(rng, b: Band, mag_true: np.ndarray, patch: np.ndarray,
