@@ -276,11 +276,13 @@ def test_guided_searches_find_what_a_full_search_finds(mock_survey):
     guide = np.searchsorted(cdf, np.arange(9) / 8, side="right")
     u = rng.random(5000)
     g = (u * 8).astype(np.int64)
-    assert np.array_equal(guided_search(cdf, guide[g], guide[g + 1], u, strict=True),
-                          np.searchsorted(cdf, u, side="right"))
     left = np.searchsorted(cdf, np.arange(9) / 8, side="left")
-    assert np.array_equal(guided_search(cdf, left[g], np.minimum(left[g + 1], cdf.size - 1), u, strict=False),
-                          np.minimum(np.searchsorted(cdf, u, side="left"), cdf.size - 1))
+    for scan in (0, 1, 2, 5, 40):  # the first entries compared at once, then the binary search
+        assert np.array_equal(guided_search(cdf, guide[g], guide[g + 1], u, strict=True, scan=scan),
+                              np.searchsorted(cdf, u, side="right"))
+        assert np.array_equal(guided_search(cdf, left[g], np.minimum(left[g + 1], cdf.size - 1), u, strict=False,
+                                            scan=scan),
+                              np.minimum(np.searchsorted(cdf, u, side="left"), cdf.size - 1))
 
     grid = mock_survey.grid
     n = 3000

