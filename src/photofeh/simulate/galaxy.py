@@ -160,17 +160,19 @@ def disk_feh_median(absZ: np.ndarray, law: dict = DISK_FEH_IVEZIC2008) -> np.nda
 def disk_feh_cdf(feh, mu) -> np.ndarray:
     """Cumulative distribution of the disk's two-Gaussian [Fe/H] mixture (the law above) where mu(|Z|) = ``mu``
     (arrays broadcast): what ``sample_feh`` draws from."""
-    from scipy.stats import norm
+    from scipy.special import ndtr  # the standard normal CDF (scipy.stats took 0.8 s to import)
 
     a = np.asarray(mu, float) - 0.067
-    return 0.63 * norm.cdf(feh, a, 0.2) + 0.37 * norm.cdf(feh, a + 0.14, 0.2)
+    return 0.63 * ndtr((feh - a) / 0.2) + 0.37 * ndtr((feh - a - 0.14) / 0.2)
+
+
+def _normal_pdf(x, mean: float, sigma: float):
+    return np.exp(-0.5 * ((x - mean) / sigma) ** 2) / (sigma * np.sqrt(2.0 * np.pi))
 
 
 def _halo_unnormalised(x: np.ndarray, law: dict) -> np.ndarray:
-    from scipy.stats import norm
-
     def core(f):
-        return sum(w * norm.pdf(f, m, s) for w, m, s in law["components"])
+        return sum(w * _normal_pdf(f, m, s) for w, m, s in law["components"])
 
     t = law["tail_start"]
     tail = core(t) * 10.0 ** (law["tail_slope_dex"] * (x - t))

@@ -32,6 +32,7 @@ __all__ = ["MockSurveyConfig", "MockSurvey", "simulate", "iter_chunks", "iter_ta
            "TEXT_LABELS", "check_workers", "available_cores"]
 
 BLOCK_PROPOSALS = 1 << 16
+PENDING_BLOCKS_PER_WORKER = 8  # blocks computed ahead: the workers keep going while the writing waits for the disk
 GIANT_LOGG = 3.5  # this project's giant/dwarf boundary (see relations.md)
 
 # Unresolved binaries: multiplicity ~0.44 for solar-type stars (Raghavan et
@@ -372,7 +373,7 @@ def iter_blocks(survey: MockSurvey, workers: int = 1) -> Iterator:
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork" if forked else "spawn"),
                                initializer=_init_worker, initargs=(None if forked else survey.config, os.getpid()))
     try:
-        window = [pool.submit(_run_block, k) for k in range(2 * workers)]
+        window = [pool.submit(_run_block, k) for k in range(PENDING_BLOCKS_PER_WORKER * workers)]
         k = len(window)
         while True:
             done = window.pop(0)
