@@ -202,7 +202,10 @@ class CatalogWriter:
             # its statistics could skip nothing, while computing them was a fifth of the writing
             # (1.37-1.50 against 1.18-1.20 s per million mock stars, one run)
             ids = [c.name for c in self.columns if c.dtype == "int64"]
-            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="zstd", use_dictionary=strings,
+            # snappy (Arrow's default, and the prediction parts'), not zstd: on the mock survey it wrote in 0.55-0.57
+            # against 0.92-0.99 us per star, a sixth of simulate's CPU, and reads back 1.3x faster, for files 17%
+            # larger (207 against 177 bytes per star)
+            self._writer = pq.ParquetWriter(self._tmp, self._schema, compression="snappy", use_dictionary=strings,
                                             write_statistics=ids)
         else:
             from astropy.io import fits
