@@ -32,7 +32,7 @@ __all__ = ["MockSurveyConfig", "MockSurvey", "simulate", "iter_chunks", "iter_ta
            "TEXT_LABELS", "check_workers", "available_cores"]
 
 BLOCK_PROPOSALS = 1 << 16
-PENDING_BLOCKS_PER_WORKER = 8  # blocks computed ahead: the workers keep going while the writing waits for the disk
+PENDING_BLOCKS_PER_WORKER = 2  # blocks computed ahead (8 used 3-5% more CPU: results waiting cold in memory)
 GIANT_LOGG = 3.5  # this project's giant/dwarf boundary (see relations.md)
 
 # Unresolved binaries: multiplicity ~0.44 for solar-type stars (Raghavan et
@@ -343,8 +343,22 @@ def _init_worker(config: MockSurveyConfig | None, parent: int) -> None:
 
 
 def _run_block(k: int):
+    """Block ``k`` as an Arrow IPC stream, what crosses to the writing process: making and pickling it took
+    0.16 us per star against 0.28 for pickling the table, and reading it back 0.05 against 0.12."""
+    import pyarrow as pa
+
     assert _WORKER is not None
-    return _WORKER.block_table(k)
+    table = _WORKER.block_table(k)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as stream:
+        stream.write_table(table)
+    return sink.getvalue()
+
+
+def _read_block(buffer):
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(buffer).read_all()
 
 
 def iter_blocks(survey: MockSurvey, workers: int = 1) -> Iterator:
@@ -379,7 +393,7 @@ def iter_blocks(survey: MockSurvey, workers: int = 1) -> Iterator:
             done = window.pop(0)
             window.append(pool.submit(_run_block, k))
             k += 1
-            yield wait_for(done)
+            yield _read_block(wait_for(done))
     except BrokenProcessPool:
         raise WorkerDied("a worker process died (killed by the system: out of memory? try fewer --workers); "
                          "nothing was written") from None
