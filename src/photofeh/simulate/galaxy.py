@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from photofeh.simulate.guides import guided_search
+from photofeh.simulate.guides import CdfGuide, guided_search
 
 __all__ = [
     "FRAME",
@@ -188,18 +188,14 @@ def _tabulated_cdf(law: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 _HALO_X, _HALO_CDF = _tabulated_cdf(HALO_FEH_AN2015)
-HALO_GUIDE_BINS = 1 << 16
-# guide table (Chen & Asau 1974) of the halo CDF: for u in [g/G, (g+1)/G) the first node with CDF > u lies
-# between _HALO_GUIDE[g] and _HALO_GUIDE[g + 1]
-_HALO_GUIDE = np.searchsorted(_HALO_CDF, np.arange(HALO_GUIDE_BINS + 1) / HALO_GUIDE_BINS, side="right")
+_HALO_GUIDE = CdfGuide.build(_HALO_CDF, 1 << 16)
 
 
 def _halo_feh_quantile(u: np.ndarray) -> np.ndarray:
     """The "an2015" halo law's [Fe/H] at cumulative probabilities ``u`` in [0, 1): np.interp(u, _HALO_CDF,
     _HALO_X) to the bit, its binary search over 20,001 nodes replaced by a guided one (4.4x faster on 65,536
     draws: 4% of the mock survey's time)."""
-    g = (u * HALO_GUIDE_BINS).astype(np.int64)  # exact: HALO_GUIDE_BINS is a power of two
-    j1 = guided_search(_HALO_CDF, _HALO_GUIDE[g], _HALO_GUIDE[g + 1], u, strict=True)
+    j1 = _HALO_GUIDE.first_above(u)
     j = j1 - 1
     slope = (_HALO_X[j1] - _HALO_X[j]) / (_HALO_CDF[j1] - _HALO_CDF[j])
     return slope * (u - _HALO_CDF[j]) + _HALO_X[j]  # np.interp's own arithmetic
@@ -356,8 +352,7 @@ class GalaxyModel:
                                       for row in self.cdf.reshape(-1, self.n_d)])
         self._cdf_flat = self.cdf.reshape(-1)
         w = self.column.ravel()
-        self._choice_cdf = np.cumsum(w) / w.sum()
-        self._choice_guide = np.searchsorted(self._choice_cdf, np.arange(CHOICE_BINS + 1) / CHOICE_BINS, side="right")
+        self._choice = CdfGuide.build(np.cumsum(w) / w.sum(), CHOICE_BINS)
 
     def population_fractions(self) -> dict[str, float]:
         """Share of each population in the proposal (before any magnitude cut)."""
@@ -367,9 +362,7 @@ class GalaxyModel:
     def sample(self, rng: np.random.Generator, n: int):
         """Draw ``n`` proposals; returns pop index, l, b (deg), d (kpc), in-region mask."""
         v = rng.random(n)
-        g = (v * CHOICE_BINS).astype(np.int64)  # exact: CHOICE_BINS is a power of two
-        pick = guided_search(self._choice_cdf, self._choice_guide[g], self._choice_guide[g + 1], v, strict=True)
-        pick = np.minimum(pick, self._choice_cdf.size - 1)
+        pick = np.minimum(self._choice.first_above(v), self._choice.cdf.size - 1)
         pop, cell = np.divmod(pick, len(self.cells))
         il, isb = self.cells[cell, 0], self.cells[cell, 1]
         l = rng.uniform(self._edges_l[il], self._edges_l[il + 1])

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["GuideTable", "guided_search"]
+__all__ = ["CdfGuide", "GuideTable", "guided_search"]
 
 
 def guided_search(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, target: np.ndarray,
@@ -65,3 +65,22 @@ class GuideTable:
         flat = self.table.reshape(-1)
         at = iso * self.table.shape[1] + cell
         return flat[at].astype(np.int64), flat[at + 3].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class CdfGuide:
+    """A cumulative distribution with its guide table (Chen & Asau 1974): for u in [g/B, (g+1)/B) the first
+    node with cdf > u lies between ``guide[g]`` and ``guide[g + 1]``, B = ``len(guide) - 1`` bins."""
+
+    cdf: np.ndarray
+    guide: np.ndarray
+
+    @classmethod
+    def build(cls, cdf: np.ndarray, bins: int) -> CdfGuide:
+        """``bins`` a power of two, so that ``u * bins`` is exact."""
+        return cls(cdf, np.searchsorted(cdf, np.arange(bins + 1) / bins, side="right"))
+
+    def first_above(self, u: np.ndarray) -> np.ndarray:
+        """``np.searchsorted(cdf, u, side="right")`` for ``u`` in [0, 1): the first node with cdf > u."""
+        g = (u * (self.guide.size - 1)).astype(np.int64)
+        return guided_search(self.cdf, self.guide[g], self.guide[g + 1], u, strict=True)
