@@ -52,16 +52,41 @@ def quick_model(spec_catalog: pd.DataFrame, tmp_path_factory) -> Path:
     return run / "model"
 
 
+# The shared real survey samples (../shared/data/real/README.md); every real-data test finds them through
+# real_sample(), the one finder, and benchmarks through real_data_dir().
+GREEN2020 = "green2020_test_data_small.h5"
+KEPLER_GIANTS = "kepler_giants_labels_photometry.txt"
+SEGUE_DR17 = "segue_dr17_colours_feh.csv"
+SSPP_DR9 = "sspp_dr9_sample.fits"
+REAL_SAMPLES = (GREEN2020, KEPLER_GIANTS, SEGUE_DR17, SSPP_DR9)
+
+
 def real_data_dir() -> Path:
-    """The shared real survey samples: $PHOTOFEH_REAL_DATA, ../shared/data/real beside the checkout,
-    or the workplace's /work/shared/data/real (a fresh clone elsewhere still finds them)."""
-    candidates = [os.environ.get("PHOTOFEH_REAL_DATA"),
-                  Path(__file__).resolve().parents[2] / "shared" / "data" / "real",
-                  Path("/work/shared/data/real")]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    return Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+    """The shared real survey samples: $PHOTOFEH_REAL_DATA when set (used as given, even if it does not
+    exist), else ../shared/data/real beside the checkout, else the workplace's /work/shared/data/real (a
+    fresh clone elsewhere still finds them)."""
+    if os.environ.get("PHOTOFEH_REAL_DATA"):
+        return Path(os.environ["PHOTOFEH_REAL_DATA"])
+    beside = Path(__file__).resolve().parents[2] / "shared" / "data" / "real"
+    for c in (beside, Path("/work/shared/data/real")):
+        if c.is_dir():
+            return c
+    return beside
+
+
+def real_sample(name: str) -> Path:
+    """The path of one shared real sample (one of REAL_SAMPLES). A missing sample skips the calling test,
+    except under CI=true (set by .ci/run), where it fails it: CI never passes by skipping the real data."""
+    if name not in REAL_SAMPLES:
+        raise ValueError(f"unknown real sample {name!r}; known: {', '.join(REAL_SAMPLES)}")
+    path = real_data_dir() / name
+    if not path.is_file():
+        message = (f"real sample {name} not found at {path} (looked in $PHOTOFEH_REAL_DATA, ../shared/data/real "
+                   "beside the checkout, /work/shared/data/real)")
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+    return path
 
 
 @pytest.fixture()

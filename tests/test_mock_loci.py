@@ -7,13 +7,10 @@ development sample.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
-
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "green2020_test_data_small.h5"
+from conftest import GREEN2020, real_sample
 
 
 def yuan2015(gi, feh):
@@ -83,14 +80,13 @@ def test_the_raw_models_were_too_blue_in_u(mock_survey):
     assert 0.05 < offset < 0.15
 
 
-@pytest.mark.skipif(not REAL.exists(), reason=f"real sample not found at {REAL}")
 def test_ps1_colours_match_real_dwarfs_of_green2020(catalog: pd.DataFrame):
     """Real wins: at fixed PS1 g-i and [Fe/H] the mock's PS1 g-r, i-z and z-y (true, unreddened) agree
     with real low-reddening dwarfs (LAMOST/APOGEE/GALAH labels) within 0.02 mag."""
     from photofeh.bands import BANDS
     from photofeh.io.real_samples import read_green2020
 
-    real = read_green2020(REAL)
+    real = read_green2020(real_sample(GREEN2020))
     ok = (real["ebv"] < 0.05) & (real["logg_spec"] > 4.0) & ~real["reddening_is_default"]
     real = real[ok]
     r = {b: (real[b] - BANDS[b].r_ebv * real["ebv"]).to_numpy() for b in ("ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y")}

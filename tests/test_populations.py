@@ -203,16 +203,14 @@ def test_map_deconvolves_slices_and_cells_and_leaves_out_of_domain_stars_out(qui
 def test_real_sspp_stars_with_impossible_estimates_or_huge_errors_are_out_of_the_domain(spec_catalog, tmp_path):
     """The real SSPP sample through a mock-trained SDSS model: a star whose u error exceeds every training
     star's, or whose estimate lies beyond the training labels by more than 3 sigma, is never in_domain."""
-    from conftest import real_data_dir
+    from conftest import SSPP_DR9, real_sample
 
     from photofeh.io.presets import apply_preset
     from photofeh.io.readers import read_columns
     from photofeh.model.predict import load_model
     from photofeh.model.train import TrainConfig, train
 
-    path = real_data_dir() / "sspp_dr9_sample.fits"
-    if not path.is_file():
-        pytest.skip(f"real sample not found at {path}")
+    path = real_sample(SSPP_DR9)
     cfg = TrainConfig(features=["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "sdss_g"],
                       labels=["feh", "logg", "teff"],
                       label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, epochs=4, seed=0,

@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pytest
 from astropy.table import Table
-from conftest import real_data_dir
+from conftest import KEPLER_GIANTS, SSPP_DR9, real_sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,8 +17,6 @@ from photofeh.io.presets import MAGNITUDE_SENTINELS, apply_preset, load_mapping
 from photofeh.io.readers import CatalogReadError, iter_table, read_columns
 from photofeh.simulate import MockSurveyConfig, simulate
 
-REAL = real_data_dir()
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real survey samples not found at {REAL}")
 NUMERIC = ["source_id", "ra", "dec", "ebv", "sdss_u", "sdss_g_err", "gaia_g", "parallax", "feh_true", "feh_spec"]
 
 
@@ -101,9 +99,8 @@ def test_bad_files_give_clear_errors(tmp_path: Path, formats):
         read_columns(truncated)
 
 
-@needs_real
 def test_real_sspp_table_through_its_preset():
-    raw = read_columns(REAL / "sspp_dr9_sample.fits")
+    raw = read_columns(real_sample(SSPP_DR9))
     out, report = apply_preset(raw, "sspp", "sspp_dr9_sample.fits")
     assert len(out["feh_spec"]) == 100  # no row dropped
     assert report["feh_spec"] == int(np.sum(raw["FEH_ADOP"] == -9999)) == 92
@@ -116,9 +113,8 @@ def test_real_sspp_table_through_its_preset():
                                              abs=1e-5)
 
 
-@needs_real
 def test_real_kepler_giants_through_their_preset():
-    raw = read_columns(REAL / "kepler_giants_labels_photometry.txt")
+    raw = read_columns(real_sample(KEPLER_GIANTS))
     out, report = apply_preset(raw, "kepler_huber17")
     assert len(out["logg_spec"]) == 2236
     assert 2.2 < np.nanmedian(out["logg_spec"]) < 3.0  # mostly red giants

@@ -595,19 +595,16 @@ def _green2020_columns(path: Path) -> dict[str, np.ndarray]:
 def test_values_real_samples_through_the_validation_layer():
     """The real samples: SSPP's -9999 labels and KIC's sentinels are counted; the Green et al. 2020 stars are
     clean, and their 92 negative parallaxes (measurements) stay."""
-    from conftest import real_data_dir
+    from conftest import GREEN2020, KEPLER_GIANTS, SSPP_DR9, real_sample
 
     from photofeh.io.presets import apply_preset
     from photofeh.io.readers import read_columns
 
-    real = real_data_dir()
-    if not real.is_dir():
-        pytest.skip(f"real survey samples not found at {real}")
-    sspp, counts = apply_preset(read_columns(real / "sspp_dr9_sample.fits"), "sspp", "sspp")
+    sspp, counts = apply_preset(read_columns(real_sample(SSPP_DR9)), "sspp", "sspp")
     assert counts["feh_spec"] == counts["teff_spec"] == 92  # 92 of the 100 rows carry FEH_ADOP = -9999
-    kepler, counts = apply_preset(read_columns(real / "kepler_giants_labels_photometry.txt"), "kepler_huber17")
+    kepler, counts = apply_preset(read_columns(real_sample(KEPLER_GIANTS)), "kepler_huber17")
     assert counts["kic_g"] == 33 and counts["feh_spec"] == 0
-    green, counts = clean_columns(_green2020_columns(real / "green2020_test_data_small.h5"), "green2020")
+    green, counts = clean_columns(_green2020_columns(real_sample(GREEN2020)), "green2020")
     assert sum(counts.values()) == 0 and int(np.sum(green["parallax"] < 0)) == 92
     for table in (sspp, kepler, green):
         for name, values in table.items():

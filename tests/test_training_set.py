@@ -8,12 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import real_data_dir
+from conftest import SSPP_DR9, real_sample
 
 from photofeh.cli import main
 from photofeh.io.cuts import Cuts, apply_cuts, load_cuts
-
-REAL = real_data_dir()
 
 
 def test_cuts_are_counted_in_order(tmp_path: Path):
@@ -35,11 +33,11 @@ def test_cuts_are_counted_in_order(tmp_path: Path):
         load_cuts(f)
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"real survey samples not found at {REAL}")
 def test_build_training_set_from_real_sspp_labels(tmp_path: Path, capsys):
     from astropy.table import Table
 
-    sspp = Table.read(REAL / "sspp_dr9_sample.fits")
+    sspp_path = real_sample(SSPP_DR9)
+    sspp = Table.read(sspp_path)
     rng = np.random.default_rng(0)
     n = len(sspp)
     # an SDSS PhotoObj-like table with the real column names, 0.1" from 90 of the SSPP stars, with a sentinel
@@ -52,7 +50,7 @@ def test_build_training_set_from_real_sspp_labels(tmp_path: Path, capsys):
     phot.to_parquet(tmp_path / "photoobj.parquet")
     (tmp_path / "cuts.toml").write_text('require_labels = ["feh_spec"]\n')
     out = tmp_path / "train.parquet"
-    assert main(["build-training-set", "--labels", f"{REAL / 'sspp_dr9_sample.fits'}:sspp",
+    assert main(["build-training-set", "--labels", f"{sspp_path}:sspp",
                  "--photometry", f"{tmp_path / 'photoobj.parquet'}:sdss_photoobj",
                  "--cuts", str(tmp_path / "cuts.toml"), "--out", str(out)]) == 0
     report = json.loads(Path(f"{out}.report.json").read_text())
@@ -111,12 +109,12 @@ def test_quality_flags_of_real_catalogues_are_cut_and_counted():
     np.testing.assert_allclose(cols["ps1_psf_minus_kron"], [0.01, 0.5], atol=1e-9)
 
 
-@pytest.mark.skipif(not REAL.is_dir(), reason=f"real survey samples not found at {REAL}")
 def test_build_training_set_from_a_label_table_that_carries_its_photometry(tmp_path: Path, capsys):
     """The real SSPP sample alone: no --photometry needed; the report counts the rows with labels (8 of 100)
     and the -9999 sentinels replaced; the same file given twice is refused."""
+    sspp_path = real_sample(SSPP_DR9)
     out = tmp_path / "train.parquet"
-    assert main(["build-training-set", "--labels", f"{REAL / 'sspp_dr9_sample.fits'}:sspp", "--out", str(out)]) == 0
+    assert main(["build-training-set", "--labels", f"{sspp_path}:sspp", "--out", str(out)]) == 0
     report = json.loads(Path(f"{out}.report.json").read_text())
     assert report["rows with labels"] == 8 and report["cuts"]["kept rows"] == 100
     assert report["values_replaced"]["feh_spec"] == 92
@@ -124,6 +122,6 @@ def test_build_training_set_from_a_label_table_that_carries_its_photometry(tmp_p
     assert {"sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z", "ebv", "feh_spec"} <= set(got.columns)
     assert int(np.isfinite(got["feh_spec"]).sum()) == 8
     capsys.readouterr()
-    assert main(["build-training-set", "--labels", f"{REAL / 'sspp_dr9_sample.fits'}:sspp", "--photometry",
-                 f"{REAL / 'sspp_dr9_sample.fits'}:sspp", "--out", str(tmp_path / "twice.parquet")]) == 1
+    assert main(["build-training-set", "--labels", f"{sspp_path}:sspp", "--photometry",
+                 f"{sspp_path}:sspp", "--out", str(tmp_path / "twice.parquet")]) == 1
     assert "both the label table and a photometric catalogue" in capsys.readouterr().err
