@@ -63,9 +63,12 @@ lint: setup
 bench: setup
 	$(PY) benchmarks/run_all.py
 
+# The generated pages, then BENCHMARKS.md and every measured number quoted in README.md and docs/*.md,
+# rendered from benchmarks/results/*.json (benchmarks/docnumbers.py; tests/test_docs_numbers.py checks them).
 docs: setup
 	$(PY) -m photofeh.schema > docs/schema.md
 	$(PY) -m photofeh.model.train > docs/config.md
+	$(PY) benchmarks/render.py
 
 clean:
 	rm -rf $(DEMO) .pytest_cache

@@ -1,9 +1,14 @@
-"""Render BENCHMARKS.md from benchmarks/results/*.json (never edit BENCHMARKS.md by hand)."""
+"""Render BENCHMARKS.md from benchmarks/results/*.json (never edit BENCHMARKS.md by hand), then the
+measured numbers quoted in README.md and docs/*.md (the markers of benchmarks/docnumbers.py).
+
+Usage: python benchmarks/render.py (make docs; make bench runs it after the benchmarks)."""
 
 from __future__ import annotations
 
 import json
+import sys
 
+import docnumbers
 from _common import RESULTS, ROOT
 
 
@@ -61,3 +66,9 @@ if __name__ == "__main__":
     target = ROOT / "BENCHMARKS.md"
     target.write_text(render())
     print(f"wrote {target}")
+    problems = docnumbers.render_docs()
+    for p in problems:
+        print(p)
+    print(f"rendered the numbers of README.md and docs/*.md: {sum(not p.error for p in problems)} updated, "
+          f"{sum(bool(p.error) for p in problems)} failed")
+    sys.exit(1 if any(p.error for p in problems) else 0)
