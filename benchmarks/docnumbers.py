@@ -11,7 +11,10 @@ The reference is the result file's name (``benchmarks/results/<name>.json``), th
 up at the top of the file; list items by their index). An optional last ``{...}`` formats it as Python's
 ``format`` does: ``{.3f}``, ``{+.2f}``, ``{.0%}``, ``{,}``, or with an expression of the value ``x``
 first: ``{x/1e6:.2f}``, ``{1-x:.0%}``, ``{abs(x):.2f}``, ``{x*100:.0f}``. Without one, the value is
-written as the JSON holds it. In a Markdown table a ``|`` inside a key is written ``\\|``.
+written as the JSON holds it. Several values joined by `` & `` enter an expression as x1, x2, ... (a string
+such as ``"17.0%"`` enters as 0.17):
+``<!-- r predict::read Parquet::s per million stars & predict::write Parquet::s per million stars {x1+x2:.2f} -->``.
+The keys may be shortened to some of them, in order, ending with the last, where only one path holds them. In a Markdown table a ``|`` inside a key is written ``\\|``.
 
 ``python benchmarks/render.py`` (``make docs``, and ``make bench`` after the benchmarks) rewrites the
 text between the markers; ``python benchmarks/docnumbers.py --check`` lists the markers whose text
@@ -47,33 +50,18 @@ def load_results(results: Path = RESULTS) -> dict[str, dict]:
 
 
 @dataclass(frozen=True)
-class Ref:
-    """A marker's reference: result file, keys, and how to format the value."""
+class Key:
+    """One value's place: the result file's name and the keys to it."""
 
     name: str
     keys: tuple[str, ...]
-    expr: str | None
-    fmt: str
 
     @classmethod
-    def parse(cls, ref: str) -> Ref:
-        expr, fmt = None, ""
-        m = _SPEC.search(ref)
-        if m:
-            ref = ref[:m.start()]
-            spec = m["spec"]
-            # "{x/1e6:.2f}": an expression, then the format; "{.2f}" or "{:.2f}": the format alone
-            head, colon, tail = spec.rpartition(":")
-            if colon:
-                expr, fmt = head.strip() or None, tail
-            elif "x" in spec:
-                expr = spec.strip()
-            else:
-                fmt = spec
+    def parse(cls, ref: str) -> Key:
         parts = [p.strip().replace("\\|", "|") for p in ref.split("::")]
         if len(parts) < 2 or not all(parts):
             raise ValueError(f"marker reference {ref!r}: expected NAME::KEY[::KEY...] [{{FORMAT}}]")
-        return cls(parts[0], tuple(parts[1:]), expr, fmt)
+        return cls(parts[0], tuple(parts[1:]))
 
     def lookup(self, results: dict[str, dict]):
         """The value in the result file. The keys are the whole path under ``figures`` (or under the top of
@@ -106,10 +94,45 @@ class Ref:
         raise KeyError(f"{list(self.keys)} is ambiguous in {self.name}.json: "
                        + "; ".join("::".join(p) for p in paths[:4]))
 
+    def __str__(self) -> str:
+        return "::".join((self.name, *self.keys))
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A marker's reference: one value (or several, joined by `` & ``, for an expression of x1, x2, ...;
+    x is x1) and how to format it."""
+
+    keys: tuple[Key, ...]
+    expr: str | None
+    fmt: str
+
+    @classmethod
+    def parse(cls, ref: str) -> Ref:
+        expr, fmt = None, ""
+        m = _SPEC.search(ref)
+        if m:
+            ref = ref[:m.start()]
+            spec = m["spec"]
+            # "{x/1e6:.2f}": an expression, then the format; "{.2f}" or "{:.2f}": the format alone
+            head, colon, tail = spec.rpartition(":")
+            if colon:
+                expr, fmt = head.strip() or None, tail
+            elif "x" in spec:
+                expr = spec.strip()
+            else:
+                fmt = spec
+        keys = tuple(Key.parse(part) for part in ref.split(" & "))
+        if len(keys) > 1 and expr is None:
+            raise ValueError(f"marker reference {ref!r}: several values need an expression of x1, x2, ...")
+        return cls(keys, expr, fmt)
+
     def render(self, results: dict[str, dict]) -> str:
-        value = self.lookup(results)
+        values = [key.lookup(results) for key in self.keys]
         if self.expr is not None:
-            value = _evaluate(self.expr, value)
+            value = _evaluate(self.expr, {"x": values[0], **{f"x{i}": v for i, v in enumerate(values, 1)}})
+        else:
+            value = values[0]
         if isinstance(value, (dict, list)):
             raise ValueError(f"{self} points at a {type(value).__name__}, not a value")
         if self.fmt:
@@ -119,7 +142,7 @@ class Ref:
         return json.dumps(value)
 
     def __str__(self) -> str:
-        return "::".join((self.name, *self.keys))
+        return " & ".join(map(str, self.keys))
 
 
 def _paths(node, prefix: tuple[str, ...] = ()):
@@ -139,23 +162,33 @@ def _holds(path: tuple[str, ...], keys: tuple[str, ...]) -> bool:
 
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
+_CALLS = {"abs": abs, "round": round, "min": min, "max": max}
 
 
-def _evaluate(expr: str, x: float) -> float:
-    """Arithmetic on x (+ - * / **, abs, round, numbers): nothing else is evaluated."""
+def _number(value) -> float:
+    """A result's value as a number: strings such as "17.0%" (0.17) or "1.5" are read."""
+    if isinstance(value, str):
+        text = value.strip().replace(",", "")
+        return float(text[:-1]) / 100 if text.endswith("%") else float(text)
+    return value
+
+
+def _evaluate(expr: str, names: dict[str, float]) -> float:
+    """Arithmetic on the named values (+ - * / **, abs, round, min, max, numbers): nothing else is
+    evaluated."""
     def ev(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
         if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
             return node.value
-        if isinstance(node, ast.Name) and node.id == "x":
-            return x
+        if isinstance(node, ast.Name) and node.id in names:
+            return _number(names[node.id])
         if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
             return _OPS[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
             return _OPS[type(node.op)](ev(node.operand))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("abs", "round"):
-            return {"abs": abs, "round": round}[node.func.id](*[ev(a) for a in node.args])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS:
+            return _CALLS[node.func.id](*[ev(a) for a in node.args])
         raise ValueError(f"not allowed in a marker's expression: {ast.dump(node)}")
 
     return ev(ast.parse(expr, mode="eval"))

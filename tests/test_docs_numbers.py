@@ -103,6 +103,9 @@ def test_markers_render_formats_expressions_and_short_paths():
     assert docnumbers.render_text(out, results)[1] == []
     _, problems = docnumbers.render_text("<!-- r r::rate -->1<!-- /r --> <!-- r r::nope -->2<!-- /r -->", results)
     assert "ambiguous" in problems[0].error and "no key path" in problems[1].error
+    two = "<!-- r r::a::rate & r::b::rate {x1/x2:,.0f} -->?<!-- /r --> <!-- r r::a::rate & r::b::rate -->?<!-- /r -->"
+    out, problems = docnumbers.render_text(two, results)
+    assert docnumbers.MARKER.search(out)["text"] == "186,480" and "need an expression" in problems[1].error
     with pytest.raises(ValueError, match="not allowed"):
         docnumbers.Ref.parse("r::a::rate {__import__('os'):.2f}").render(results)
 
