@@ -4,17 +4,21 @@ A measured value in the Markdown sits between two HTML comments (invisible on Gi
 
     <!-- r green2020::feh::network sigma -->0.195<!-- /r -->
     <!-- r green2020::teff::network sigma {.0f} -->101<!-- /r -->
-    <!-- r predict::runs::mock survey::stars/s (prediction loop) {x/1e6:.2f} -->0.93<!-- /r -->
+    <!-- r predict::mock survey, 5,000,000 stars::stars/s (prediction loop) {x/1e6:.2f} -->0.93<!-- /r -->
 
 The reference is the result file's name (``benchmarks/results/<name>.json``), then the keys under its
 ``figures``, separated by ``::`` (a key that is not under ``figures``, e.g. ``machine::date``, is looked
-up at the top of the file; list items by their index). An optional last ``{...}`` formats it as Python's
-``format`` does: ``{.3f}``, ``{+.2f}``, ``{.0%}``, ``{,}``, or with an expression of the value ``x``
-first: ``{x/1e6:.2f}``, ``{1-x:.0%}``, ``{abs(x):.2f}``, ``{x*100:.0f}``. Without one, the value is
-written as the JSON holds it. Several values joined by `` & `` enter an expression as x1, x2, ... (a string
-such as ``"17.0%"`` enters as 0.17):
-``<!-- r predict::read Parquet::s per million stars & predict::write Parquet::s per million stars {x1+x2:.2f} -->``.
-The keys may be shortened to some of them, in order, ending with the last, where only one path holds them. In a Markdown table a ``|`` inside a key is written ``\\|``.
+up at the top of the file; list items by their index). The keys may be shortened to some of them, in
+order, ending with the last, where only one path holds them (``predict::mock survey, 5,000,000 stars::
+stars/s (prediction loop)`` above skips ``runs``). In a Markdown table a ``|`` inside a key is written
+``\\|``.
+
+An optional last ``{...}`` formats the value as Python's ``format`` does: ``{.3f}``, ``{+.2f}``,
+``{.0%}``, ``{,}``, or with an expression of the value ``x`` first: ``{x/1e6:.2f}``, ``{1-x:.0%}``,
+``{abs(x):.2f}``. Without one, the value is written as the JSON holds it. Several values joined by
+`` & `` enter an expression as x1, x2, ... (a string such as ``"17.0%"`` enters as 0.17):
+``<!-- r predict::read Parquet::s per million stars & predict::write Parquet::s per million stars
+{x1+x2:.2f} -->`` (one line in the Markdown).
 
 ``python benchmarks/render.py`` (``make docs``, and ``make bench`` after the benchmarks) rewrites the
 text between the markers; ``python benchmarks/docnumbers.py --check`` lists the markers whose text
