@@ -74,15 +74,43 @@ def regression_metrics(pred: np.ndarray, ref: np.ndarray, err: np.ndarray | None
     return out
 
 
-def binned_metrics(pred, ref, by: np.ndarray, edges) -> list[dict]:
-    """Regression metrics in bins of another quantity (magnitude, colour, true [Fe/H])."""
+MIN_BIN_STARS = 20  # the fewest stars a bin of binned_metrics holds (sparser bins are merged)
+MAX_EXTRA_BINS = 50  # binned_metrics extends its grid by at most this many steps each way, then opens the end bin
+
+
+def binned_metrics(pred, ref, by: np.ndarray, edges, min_count: int = MIN_BIN_STARS) -> list[dict]:
+    """Regression metrics in bins of another quantity (magnitude, colour, true [Fe/H]), every star with a
+    finite prediction, reference and ``by`` in exactly one bin: the grid ``edges`` is extended by its step
+    to the extreme stars (the end bins then reach them), and a bin of fewer than ``min_count`` stars is merged
+    with its smaller neighbour until all hold ``min_count`` (none when the stars are fewer). Each bin gives
+    its edges (``lo``, ``hi``; the last one closed), ``n``, the median of ``by`` (``x_median``) and the metrics;
+    the ``n`` add up to the stars."""
+    pred, ref, by = (np.asarray(a, float) for a in (pred, ref, by))
+    ok = np.isfinite(pred) & np.isfinite(ref) & np.isfinite(by)
+    if ok.sum() < max(min_count, 1):
+        return []
+    pred, ref, by = pred[ok], ref[ok], by[ok]
+    e = np.asarray(edges, float)
+    step = float(e[1] - e[0]) if e.size > 1 else 1.0
+    below = min(int(np.ceil((e[0] - by.min()) / step - 1e-9)), MAX_EXTRA_BINS) if by.min() < e[0] else 0
+    above = min(int(np.ceil((by.max() - e[-1]) / step - 1e-9)), MAX_EXTRA_BINS) if by.max() > e[-1] else 0
+    e = np.concatenate([e[0] - step * np.arange(below, 0, -1), e, e[-1] + step * np.arange(1, above + 1)])
+    e[0], e[-1] = min(e[0], by.min()), max(e[-1], by.max())  # past MAX_EXTRA_BINS: open end bins
+    idx = np.clip(np.searchsorted(e, by, side="right") - 1, 0, e.size - 2)
+    counts = np.bincount(idx, minlength=e.size - 1)
+    groups = [[i, i + 1, int(c)] for i, c in enumerate(counts) if c > 0]  # [first edge, last edge, stars]
+    while len(groups) > 1 and min(g[2] for g in groups) < min_count:
+        i = min(range(len(groups)), key=lambda k: groups[k][2])
+        j = i - 1 if i == len(groups) - 1 or (i > 0 and groups[i - 1][2] <= groups[i + 1][2]) else i + 1
+        a, b = sorted((i, j))
+        groups[a:b + 1] = [[groups[a][0], groups[b][1], groups[a][2] + groups[b][2]]]
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-        sel = (by >= lo) & (by < hi)
-        if sel.sum() >= 20:
-            m = regression_metrics(pred[sel], ref[sel])
-            out.append({"lo": float(lo), "hi": float(hi), "n": m["n"], "sigma_gauss": m["sigma_gauss"],
-                        "robust_sigma": m["robust_sigma"], "bias_median": m["bias_median"]})
+    for first, last, _ in groups:
+        sel = (idx >= first) & (idx < last)
+        m = regression_metrics(pred[sel], ref[sel])
+        out.append({"lo": float(e[first]), "hi": float(e[last]), "n": m["n"], "x_median": float(np.median(by[sel])),
+                    "sigma_gauss": m["sigma_gauss"], "robust_sigma": m["robust_sigma"],
+                    "bias_median": m["bias_median"]})
     return out
 
 

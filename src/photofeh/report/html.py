@@ -39,17 +39,21 @@ CAPTIONS = {
                       "deconvolved distribution (blue) with its median.",
     "feh_sky": "Median [Fe/H] (left) and counts (right) of the mapped stars in HEALPix pixels of Galactic (l, b), "
                "Mollweide projection, l = 0 at the centre and growing to the left.",
-    "residuals": "Predictions against the references of the test stars (left) and the residuals with a Gaussian "
-                 "least-squares fit (right); the baselines' sigma is quoted on the stars both can predict.",
+    "residuals": "Predictions against the references of the test stars (left; the axes span every star, the "
+                 "metal-poor tail included, and far outliers are pinned at the edge as triangles) and the "
+                 "residuals with a Gaussian least-squares fit (right; residuals beyond 5 robust sigma are counted "
+                 "in the end bins); the baselines' sigma is quoted on the stars both can predict.",
     "calibration": "Calibration of the uncertainties: pulls (residual over the quoted error, label errors added "
                    "in quadrature) against N(0, 1), and the fraction of stars inside the 1, 2, 3 sigma intervals "
-                   "(Gaussian values in brackets).",
+                   "(Gaussian values in brackets); pulls beyond +-5 are counted in the end bins.",
     "confusion": "Giant/dwarf confusion matrices, counts and fractions of each true class, for all test stars "
                  "and for the metal-poor ones ([Fe/H] < -1.2) the halo studies need.",
     "history": "Training (dashed) and validation (solid) loss per epoch; the checkpoint kept is the best "
                "validation epoch.",
     "coverage": "Training coverage: the stars to predict (grey density) against the labelled training stars "
-                "(red contours enclosing 50, 90 and 99% of them), in the dereddened features the model sees.",
+                "(red contours enclosing 50, 90 and 99% of them), in the features as the model sees them "
+                "(dereddened, or observed for a model trained with deredden = false, as the axes say); the "
+                "axes span every star, far outliers pinned at the edge as triangles.",
 }
 
 STYLE = """
@@ -97,7 +101,9 @@ def _caption(stem: str) -> str:
     if stem.startswith("residual_trends_"):
         return (f"Residuals of {stem.removeprefix('residual_trends_')} in bins of magnitude, colour and [Fe/H]: "
                 "median (top) and robust sigma (bottom), the network beside the baselines fitted on the same "
-                "training stars.")
+                "training stars. Every test star is in a bin: the end bins reach the brightest, faintest and "
+                "most metal-poor stars, and a bin of fewer than 20 stars is merged with its neighbour; each "
+                "point sits at its bin's median.")
     return CAPTIONS.get(stem, "")
 
 
@@ -209,8 +215,9 @@ def _accuracy(run: Path) -> str:
 
 
 def _coverage_sample(provenance: dict, meta: dict, n_rows: int, total: int) -> tuple[dict | None, str]:
-    """Features of up to ``n_rows`` stars of the predictions' input catalogue of ``total`` rows (10 blocks
-    spread through it: a catalogue sorted on the sky is sampled everywhere, without reading all of it)."""
+    """Features of up to ``n_rows`` stars of the predictions' input catalogue of ``total`` rows: all of them
+    when they are no more, else 10 blocks that do not overlap, spread through it (a catalogue sorted on the sky
+    is sampled everywhere, without reading all of it). Each star is read at most once."""
     from photofeh.io.presets import apply_preset
     from photofeh.io.readers import CatalogReadError, iter_table
     from photofeh.model.features import feature_matrix, required_columns
@@ -221,8 +228,11 @@ def _coverage_sample(provenance: dict, meta: dict, n_rows: int, total: int) -> t
     features, ebv = meta["features"], meta.get("ebv_column", "ebv")
     preset = provenance.get("preset") or None
     try:
-        block = max(n_rows // 10, 1)
-        starts = np.unique(np.linspace(0, max(total - block, 0), 10).astype(int))
+        if total <= n_rows:
+            block, starts = max(total, 1), np.array([0])
+        else:
+            block = max(n_rows // 10, 1)
+            starts = np.unique(np.linspace(0, total - block, 10).astype(int))  # >= block apart: no overlap
         parts = []
         for s in starts:
             raw = next(iter_table(source, chunk_size=block, start=int(s)), None)
@@ -253,7 +263,8 @@ def _coverage(run: Path, meta: dict, pred_info: dict, out_dir: Path, n_rows: int
     predicted, what = _coverage_sample(provenance, meta, n_rows, pred_info["counts"]["stars"])
     if predicted is None:
         return out[0] + f"<p class='note'>No coverage plots: {_e(what)}.</p>"
-    paths = coverage_figure(labelled, predicted, meta["features"], out_dir / "coverage")
+    paths = coverage_figure(labelled, predicted, meta["features"], out_dir / "coverage",
+                            n_predicted_total=pred_info["counts"]["stars"], deredden=meta.get("deredden", True))
     out.append(f"<p class='muted'>Stars to predict: {_e(what)}.</p>")
     if paths:
         out.append(_figure(paths[0]))

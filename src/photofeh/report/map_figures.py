@@ -16,11 +16,15 @@ from photofeh.report.style import (
     CMAP_COUNTS,
     CMAP_SCATTER,
     CMAP_VALUE,
+    colorbar_extend,
     data_range,
+    feh_bins,
     mark_sun,
+    mdf_axis_range,
     new_figure,
     occupied_extent,
     save_figure,
+    shown,
     styled,
     sun_position_kpc,
 )
@@ -110,14 +114,22 @@ def _rz_map(m: BinnedQuantileMap, values: np.ndarray, occupied: np.ndarray, stem
     ax = axes[0, 0]
     kw = {"norm": norm} if norm is not None else {"vmin": vrange[0], "vmax": vrange[1]}
     mesh = ax.pcolormesh(m.x_edges, m.y_edges, np.ma.masked_invalid(values).T, cmap=cmap, shading="flat", **kw)
-    fig.colorbar(mesh, ax=ax, label=label, pad=0.01)
+    drawn = np.isfinite(values)
+    lo, hi = (norm.vmin, norm.vmax) if norm is not None else vrange
+    extend = colorbar_extend(values[drawn], lo, hi)  # cells beyond the colour range: the bar's arrows say so
+    fig.colorbar(mesh, ax=ax, label=label, pad=0.01, extend=extend)
     _rz_axes(ax, m, occupied)
     mark_sun(ax)
     ax.set_title(title)
+    x0, x1, y0, y1 = occupied_extent(m.x_edges, m.y_edges, occupied)
+    shown(ax, cells=int(drawn.sum()), stars=int(m.n[drawn].sum()), colour_range=(float(lo), float(hi)),
+          extend=extend, extent=(x0, x1, y0, y1))
     return save_figure(fig, stem)
 
 
 def _mdf_slices(slices, slice_summaries, stem: Path) -> list[Path]:
+    """The [Fe/H] histogram of the estimates and the deconvolved MDF of each |Z| slice, on a logarithmic axis
+    (the metal-poor tail is visible beside the disk's peak) spanning every estimate of every slice."""
     from photofeh.galaxy.mdf import MixtureMDF
 
     edges, hists = slices
@@ -125,36 +137,61 @@ def _mdf_slices(slices, slice_summaries, stem: Path) -> list[Path]:
     ncols = min(k, 3)
     nrows = int(np.ceil(k / ncols))
     fig, axes = new_figure(ncols, nrows, width="double", aspect=0.75, sharex=True)
-    grid = np.linspace(-3.5, 1.0, 451)
-    coarse = np.arange(-3.5, 1.0001, 0.1)
+    fine = np.linspace(-5.0, 1.5, 651)
+    summaries = [slice_summaries[i] if slice_summaries and i < len(slice_summaries) else {} for i in range(k)]
+    mixtures = [MixtureMDF.from_dict(s["mixture"]) if "mixture" in s else None for s in summaries]
+    lo, hi = mdf_axis_range(pdfs=[(fine, mx.pdf(fine)) for mx in mixtures if mx is not None])
+    for h in hists:
+        if h.n:
+            a, b = mdf_axis_range(h.feh_edges, h.counts.sum(axis=1))
+            lo, hi = min(lo, a), max(hi, b)
+    coarse = feh_bins(lo, hi)
+    hi = float(coarse[-1])
+    grid = np.linspace(lo, hi, 451)
     for idx, h in enumerate(hists):
         ax = axes.flat[idx]
-        lo, hi = edges[idx], edges[idx + 1]
+        z0, z1 = edges[idx], edges[idx + 1]
         hist = h.estimate_histogram(coarse)
+        peak = 0.0
         if h.n:
-            ax.stairs(hist / (h.n * 0.1), coarse, color="0.45", label="estimates")
-        summary = slice_summaries[idx] if slice_summaries and idx < len(slice_summaries) else {}
-        if "mixture" in summary:
-            ax.plot(grid, MixtureMDF.from_dict(summary["mixture"]).pdf(grid), color="C0", lw=1.5,
-                    label="deconvolved")
+            density = hist / (h.n * 0.1)
+            ax.stairs(density, coarse, color="0.45", label="estimates")
+            peak = float(density.max())
+        summary, mixture = summaries[idx], mixtures[idx]
+        if mixture is not None:
+            pdf = mixture.pdf(grid)
+            ax.plot(grid, pdf, color="C0", lw=1.5, label="deconvolved")
+            peak = max(peak, float(pdf.max()))
             ax.axvline(summary["median"], color="C0", ls="--", lw=1)
             ax.text(0.03, 0.95, f"median {summary['median']:.2f} $\\pm$ {summary['median_se']:.2f}",
                     transform=ax.transAxes, va="top", fontsize=7)
-        ax.set_title(f"{lo:g} < |Z| < {hi:g} kpc: {h.n:,d} stars")
-        ax.set_xlim(-3.0, 0.8)
-        if idx % ncols == 0:
-            ax.set_ylabel("stars per dex (normalised)")
-        if idx // ncols == nrows - 1:
+        ax.set_yscale("log")
+        floor = 0.5 / (max(h.n, 1) * 0.1)  # half a star per bin: one star shows
+        ax.set_ylim(min(floor, 0.1 * peak) if peak > 0 else floor, 3 * peak if peak > 0 else 1.0)
+        dropped = f"; {h.n_dropped:,d} out of range" if h.n_dropped else ""
+        ax.set_title(f"{z0:g} < |Z| < {z1:g} kpc: {h.n:,d} stars{dropped}", fontsize=8)
+        ax.set_xlim(lo, hi)
+        if idx + ncols >= k:  # nothing drawn below this panel
             ax.set_xlabel(FEH_LABEL)
+            ax.tick_params(labelbottom=True)
+        shown(ax, stars=int(h.n), histogram_stars=int(hist.sum()), dropped=int(h.n_dropped),
+              abs_z=(float(z0), float(z1)), estimate_range=mdf_axis_range(h.feh_edges, h.counts.sum(axis=1))
+              if h.n else None)
     for ax in list(axes.flat)[k:]:
         ax.set_visible(False)
-    axes.flat[0].legend(loc="center left")
+    fig.supylabel("stars per dex, normalised (log)", fontsize=9)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    for ax in list(axes.flat)[1:k]:  # the first slice may lack a deconvolution
+        more = ax.get_legend_handles_labels()
+        if len(more[0]) > len(handles):
+            handles, labels = more
+    fig.legend(handles, labels, loc="outside lower center", ncols=max(len(handles), 1), fontsize=7)
     return save_figure(fig, stem)
 
 
 def _profile(m: BinnedQuantileMap, min_count: int, slice_summaries, slices, stem: Path) -> list[Path]:
     prof = solar_profile(m, min_count)
-    fig, axes = new_figure(1, 1, width="single", aspect=0.8)
+    fig, axes = new_figure(1, 1, width="single", aspect=1.15)  # taller: the legend goes below the axes
     ax = axes[0, 0]
     ok = np.isfinite(prof["median"])
     z_fine = np.linspace(0.0, max(float(prof["abs_z"][ok].max()) + 0.5 if ok.any() else 5.0, 1.0), 200)
@@ -180,7 +217,9 @@ def _profile(m: BinnedQuantileMap, min_count: int, slice_summaries, slices, stem
     ax.set_ylabel(f"median {FEH_LABEL}")
     ax.set_title(f"{r0:.1f} < R < {r1:.1f} kpc, {int(prof['n'][ok].sum()):,d} stars")
     ax.set_xlim(0, z_fine[-1])
-    ax.legend(loc="upper right", fontsize=6)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=6)  # below: the data stay clear
+    shown(ax, stars=int(prof["n"][ok].sum()), points=int(ok.sum()),
+          data_range=(float(np.min(prof["q16"][ok])), float(np.max(prof["q84"][ok]))) if ok.any() else None)
     return save_figure(fig, stem)
 
 
@@ -203,9 +242,10 @@ def _sky(products: MapProducts, min_count: int, stem: Path) -> list[Path]:
               (axes[0, 1], np.ma.masked_invalid(counts[pix]), CMAP_COUNTS,
                {"norm": LogNorm(vmin=1, vmax=max(np.nanmax(counts) if np.isfinite(counts).any() else 10, 10))},
                "stars per pixel"))
-    for ax, values, cmap, kw, label in panels:
+    extends = (colorbar_extend(med, lo, hi), "neither")
+    for (ax, values, cmap, kw, label), extend in zip(panels, extends, strict=True):
         mesh = ax.pcolormesh(x, y, values, cmap=cmap, shading="flat", rasterized=True, **kw)
-        fig.colorbar(mesh, ax=ax, label=label, orientation="horizontal", pad=0.04, shrink=0.8)
+        fig.colorbar(mesh, ax=ax, label=label, orientation="horizontal", pad=0.04, shrink=0.8, extend=extend)
         ticks = np.radians([-120, -60, 0, 60, 120])
         ax.set_xticks(ticks, [f"{round(float(np.mod(-np.degrees(t), 360)))}°" for t in ticks], fontsize=6,
                       color="0.3")
@@ -214,8 +254,12 @@ def _sky(products: MapProducts, min_count: int, stem: Path) -> list[Path]:
         ax.set_xlabel("Galactic l (deg)")
         ax.set_ylabel("Galactic b (deg)")
     area = hp.nside2pixarea(products.nside, degrees=True)
-    axes[0, 0].set_title(f"median of pixels with >= {min_count} stars")
-    axes[0, 1].set_title(f"{int(n.sum()):,d} mapped stars; HEALPix nside {products.nside} ({area:.1f} deg$^2$)")
+    axes[0, 0].set_title(f"median of pixels with >= {min_count} stars", fontsize=8)
+    axes[0, 1].set_title(f"{int(n.sum()):,d} mapped stars\nHEALPix nside {products.nside} ({area:.1f} deg$^2$ pixels)",
+                         fontsize=8)
+    shown(axes[0, 0], pixels=int(np.isfinite(med).sum()), stars=int(n[np.isfinite(med)].sum()),
+          colour_range=(lo, hi), extend=extends[0])
+    shown(axes[0, 1], pixels=int((n > 0).sum()), stars=int(n.sum()))
     return save_figure(fig, stem)
 
 
@@ -226,26 +270,28 @@ def draw_map_figures(products: MapProducts, out_dir: str | Path, min_count: int 
     m = products.rz
     n = m.n
     cell = float(m.x_edges[1] - m.x_edges[0])
-    shown = n >= min_count
+    drawn_cells = n >= min_count
     median = m.median(min_count)
     total = int(n.sum())
     paths: list[Path] = []
     with styled():
         from matplotlib.colors import LogNorm
 
-        vrange = data_range(median[shown], step=0.1, minimum_width=0.4)
-        paths += _rz_map(m, median, shown, out / "feh_map", cmap=CMAP_VALUE, label=f"median {FEH_LABEL}",
-                         vrange=vrange, title=f"{total:,d} stars; cells with >= {min_count} stars")
+        vrange = data_range(median[drawn_cells], step=0.1, minimum_width=0.4)
+        in_cells = int(n[drawn_cells].sum())
+        paths += _rz_map(m, median, drawn_cells, out / "feh_map", cmap=CMAP_VALUE, label=f"median {FEH_LABEL}",
+                         vrange=vrange, title=f"{total:,d} stars, {in_cells:,d} of them in the cells of >= "
+                         f"{min_count} stars drawn")
         paths += _rz_map(m, np.where(n > 0, n, np.nan), n > 0, out / "feh_counts", cmap=CMAP_COUNTS,
                          label=f"stars per {cell:g} x {cell:g} kpc cell",
                          norm=LogNorm(vmin=1, vmax=max(int(n.max()), 10)), title=f"{total:,d} stars")
         scatter = _scatter(m, min_count)
-        paths += _rz_map(m, scatter, shown, out / "feh_scatter", cmap=CMAP_SCATTER,
+        paths += _rz_map(m, scatter, drawn_cells, out / "feh_scatter", cmap=CMAP_SCATTER,
                          label="[Fe/H] spread, (q84 - q16)/2 (dex)",
-                         vrange=data_range(scatter[shown], step=0.05, minimum_width=0.1),
+                         vrange=data_range(scatter[drawn_cells], step=0.05, minimum_width=0.1),
                          title="spread of the estimates (intrinsic and measurement)")
         if deconvolved is not None:
-            ok = shown & np.isfinite(deconvolved)
+            ok = drawn_cells & np.isfinite(deconvolved)
             paths += _rz_map(m, np.where(ok, deconvolved, np.nan), ok, out / "feh_map_deconvolved",
                              cmap=CMAP_VALUE, label=f"deconvolved median {FEH_LABEL}", vrange=vrange,
                              title=f"median of the deconvolved MDF per cell (>= {min_count} stars)")

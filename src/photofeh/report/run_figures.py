@@ -13,7 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh.report.style import CMAP_BACKGROUND, axis_label, data_range, new_figure, save_figure, styled
+from photofeh.report.style import (
+    CMAP_BACKGROUND,
+    axis_label,
+    draw_pinned,
+    new_figure,
+    save_figure,
+    shown,
+    span_range,
+    styled,
+)
 
 __all__ = ["history_figure", "coverage_panels", "coverage_figure"]
 
@@ -62,36 +71,52 @@ def coverage_panels(features: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def coverage_figure(labelled, predicted, features: Sequence[str], stem: str | Path,
-                    n_predicted_total: int | None = None) -> list[Path]:
+                    n_predicted_total: int | None = None, deredden: bool = True) -> list[Path]:
     """The predicted stars (grey-scale density) against the labelled ones (red contours enclosing 50, 90 and
     99% of them) in the panels of :func:`coverage_panels`; ``labelled`` and ``predicted`` map feature names
-    to arrays (dereddened, as the model sees them). Returns [] when no pair can be drawn."""
+    to arrays as the model sees them: dereddened, or observed for a model trained with ``deredden = false``
+    (``deredden``), as the axis labels say. The axes span every star; far outliers are pinned at the edge
+    (triangles). Returns [] when no pair can be drawn."""
     panels = coverage_panels(features)
     if not panels:
         return []
+    state = "dereddened" if deredden else "observed"
+    n_pred = len(np.asarray(predicted[panels[0][0]]))
+    n_lab = len(np.asarray(labelled[panels[0][0]]))
     with styled():
         fig, axes = new_figure(len(panels), 1, width=3.2 * len(panels), aspect=1.05)
         for ax, (fx, fy) in zip(axes[0], panels, strict=True):
             px, py = np.asarray(predicted[fx], float), np.asarray(predicted[fy], float)
             lx, ly = np.asarray(labelled[fx], float), np.asarray(labelled[fy], float)
             ok_p, ok_l = np.isfinite(px) & np.isfinite(py), np.isfinite(lx) & np.isfinite(ly)
-            xr = data_range(np.concatenate([px[ok_p], lx[ok_l]]), 0.5, 99.5, step=None)
-            yr = data_range(np.concatenate([py[ok_p], ly[ok_l]]), 0.5, 99.5, step=None)
-            if ok_p.sum():
-                hb = ax.hexbin(px[ok_p], py[ok_p], gridsize=50, bins="log", mincnt=1, cmap=CMAP_BACKGROUND,
+            xr = span_range(np.concatenate([px[ok_p], lx[ok_l]]))
+            yr = span_range(np.concatenate([py[ok_p], ly[ok_l]]))
+            inside = ok_p & (px >= xr[0]) & (px <= xr[1]) & (py >= yr[0]) & (py <= yr[1])
+            drawn = 0
+            if inside.sum():
+                hb = ax.hexbin(px[inside], py[inside], gridsize=50, bins="log", mincnt=1, cmap=CMAP_BACKGROUND,
                                extent=(*xr, *yr), linewidths=0)
                 fig.colorbar(hb, ax=ax, label="stars to predict per hexagon", orientation="horizontal", pad=0.15)
+                drawn = int(np.asarray(hb.get_array()).sum())
+            pinned = draw_pinned(ax, px[ok_p], py[ok_p], xr, yr, color="0.3")
+            pinned_labelled = draw_pinned(ax, lx[ok_l], ly[ok_l], xr, yr, color="C3")
             if ok_l.sum() >= 20:
                 _contours(ax, lx[ok_l], ly[ok_l], xr, yr)
             ax.set_xlim(*xr)
             ax.set_ylim(*yr)
             if fy in _magnitudes():
                 ax.invert_yaxis()
-            ax.set_xlabel(axis_label(fx).replace(", mag)", ", dereddened, mag)"))
-            ax.set_ylabel(axis_label(fy).replace(", mag)", ", dereddened, mag)"))
+            ax.set_xlabel(axis_label(fx).replace(", mag)", f", {state}, mag)"))
+            ax.set_ylabel(axis_label(fy).replace(", mag)", f", {state}, mag)"))
+            if pinned or pinned_labelled:
+                ax.text(0.03, 0.03, f"beyond the axes (triangles): {pinned:,d} to predict, {pinned_labelled:,d} "
+                        "labelled", transform=ax.transAxes, fontsize=6)
+            shown(ax, predicted=int(ok_p.sum()), drawn=drawn, pinned=pinned, labelled=int(ok_l.sum()),
+                  pinned_labelled=pinned_labelled, state=state)
         total = f" of {n_predicted_total:,d}" if n_predicted_total else ""
-        fig.suptitle(f"training coverage: {int(ok_p.sum()):,d} stars to predict{total} (grey)\nagainst "
-                     f"{int(ok_l.sum()):,d} labelled training stars (red: contours enclosing 50, 90, 99%)", fontsize=8)
+        fig.suptitle(f"training coverage: {n_pred:,d} stars to predict{total} (grey)\nagainst "
+                     f"{n_lab:,d} labelled training stars (red: contours enclosing 50, 90, 99%)", fontsize=8)
+        shown(fig, predicted=n_pred, predicted_total=n_predicted_total, labelled=n_lab, state=state)
         return save_figure(fig, stem)
 
 

@@ -18,7 +18,8 @@ import numpy as np
 
 __all__ = ["CMAP_VALUE", "CMAP_COUNTS", "CMAP_SCATTER", "CMAP_RESIDUAL", "CMAP_RATE", "CMAP_BACKGROUND", "FORMATS",
            "axis_label", "styled", "new_figure", "save_figure", "data_range", "occupied_extent", "mark_sun",
-           "sun_position_kpc"]
+           "sun_position_kpc", "span_range", "pin", "draw_pinned", "colorbar_extend", "shown", "record_figures",
+           "describe_figure", "mdf_axis_range", "feh_bins"]
 
 CMAP_VALUE = "viridis"      # a quantity such as median [Fe/H]
 CMAP_COUNTS = "cividis"     # star counts (logarithmic)
@@ -138,6 +139,10 @@ def save_figure(fig, stem: str | Path, formats: Sequence[str] = FORMATS) -> list
 
     stem = Path(stem)
     paths = []
+    if _RECORDERS:
+        description = describe_figure(fig)
+        for drawn in _RECORDERS:
+            drawn[stem.name] = description
     try:
         for fmt in formats:
             path = stem.with_name(f"{stem.name}.{fmt}")
@@ -200,3 +205,176 @@ def mark_sun(ax, R: float | None = None, z: float | None = None, label: bool = T
         ax.annotate("Sun", (R, abs(z)), xytext=(7, 5), textcoords="offset points", fontsize=8, zorder=6,
                     bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.8})
 
+
+
+def span_range(values, pad: float = 0.04, reach: float = 1.0, core: tuple[float, float] = (0.5, 99.5)
+               ) -> tuple[float, float]:
+    """An axis range showing every finite value: min..max, padded by ``pad`` of the width. A value lying more
+    than ``reach`` times the width of the ``core`` percentiles beyond them is an outlier: the range stops there
+    and the outliers are drawn pinned at its edge (:func:`pin`, :func:`draw_pinned`), never dropped. A sparse
+    tail (a metal-poor tail to -4 behind a disk at -0.5) is within reach and shown. (0, 1) when nothing is finite.
+    """
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return 0.0, 1.0
+    a, b = (float(x) for x in np.percentile(v, core))
+    w = max(b - a, 1e-9)
+    kept = v[(v >= a - reach * w) & (v <= b + reach * w)]  # the axis ends at the last star within reach
+    lo, hi = float(kept.min()), float(kept.max())
+    width = hi - lo if hi > lo else max(abs(lo), 1.0) * 0.1
+    return lo - pad * width, hi + pad * width
+
+
+def pin(values, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``values`` clipped into [lo, hi], and the masks of those below ``lo`` and above ``hi`` (NaN stays NaN)."""
+    v = np.asarray(values, float)
+    with np.errstate(invalid="ignore"):
+        below, above = v < lo, v > hi
+    return np.where(below, lo, np.where(above, hi, v)), below, above
+
+
+def draw_pinned(ax, x, y, xlim: tuple[float, float], ylim: tuple[float, float], color="C3") -> int:
+    """Points outside ``xlim`` x ``ylim`` drawn on the edge they lie beyond, as open triangles pointing out of
+    the panel (a corner takes the x direction); returns how many were pinned."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    px, left, right = pin(x, *xlim)
+    py, down, up = pin(y, *ylim)
+    out = left | right | down | up
+    for mask, marker in ((left, "<"), (right, ">"), (down & ~left & ~right, "v"), (up & ~left & ~right, "^")):
+        if mask.any():
+            ax.plot(px[mask], py[mask], ls="none", marker=marker, ms=4, mfc="none", mec=color, mew=0.8,
+                    clip_on=False, zorder=6)
+    return int(out.sum())
+
+
+def colorbar_extend(values, vmin: float, vmax: float) -> str:
+    """The ``extend`` of a colour bar whose range (vmin, vmax) does not hold every finite value: the cells
+    beyond it are drawn in the end colour, and the bar's arrow says so."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    low, high = bool(v.size and v.min() < vmin), bool(v.size and v.max() > vmax)
+    return {(False, False): "neither", (True, False): "min", (False, True): "max", (True, True): "both"}[(low, high)]
+
+
+def shown(ax, **info) -> None:
+    """Record on a panel what it shows (stars drawn, pinned, the range of the data...): read back by
+    :func:`describe_figure`, so that a test can hold a figure against the table it was drawn from."""
+    ax.__dict__.setdefault("photofeh_shown", {}).update(info)
+
+
+_RECORDERS: list[dict] = []
+
+
+@contextlib.contextmanager
+def record_figures() -> Iterator[dict[str, dict]]:
+    """While active, every figure written by :func:`save_figure` is also described (:func:`describe_figure`)
+    in the dict yielded, under its file stem (``residuals``, ``feh_profile``...)."""
+    drawn: dict[str, dict] = {}
+    _RECORDERS.append(drawn)
+    try:
+        yield drawn
+    finally:
+        _RECORDERS.remove(drawn)
+
+
+def _boxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+def describe_figure(fig) -> dict:
+    """What a figure shows, as drawn: per visible panel (colour bars apart) its title, axis labels, limits,
+    legend entries, texts and what :func:`shown` recorded; the points of its lines and markers that a legend
+    box covers; and every pair of texts (titles, labels, tick-free annotations, legends) whose boxes overlap,
+    or that reach outside the figure."""
+    from matplotlib.collections import PathCollection
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    panels, boxes = [], []
+    if fig._suptitle is not None and fig._suptitle.get_text():
+        boxes.append(("suptitle", fig._suptitle.get_window_extent(renderer)))
+    for k, legend in enumerate(fig.legends):
+        boxes.append((f"figure legend {k}", legend.get_window_extent(renderer)))
+    for i, ax in enumerate(fig.axes):
+        if not ax.get_visible() or ax.get_label() == "<colorbar>":
+            continue
+        legend = ax.get_legend()
+        covered = 0
+        if legend is not None:
+            lbox = legend.get_window_extent(renderer)
+            boxes.append((f"panel {i} legend", lbox))
+            for line in ax.get_lines():
+                xy = line.get_xydata()
+                if len(xy) and line.get_visible():
+                    d = ax.transData.transform(np.asarray(xy, float))
+                    covered += int(np.sum((d[:, 0] > lbox.x0) & (d[:, 0] < lbox.x1) & (d[:, 1] > lbox.y0)
+                                          & (d[:, 1] < lbox.y1)))
+            for coll in ax.collections:
+                if isinstance(coll, PathCollection) and len(coll.get_offsets()):
+                    d = coll.get_offset_transform().transform(np.asarray(coll.get_offsets(), float))
+                    covered += int(np.sum((d[:, 0] > lbox.x0) & (d[:, 0] < lbox.x1) & (d[:, 1] > lbox.y0)
+                                          & (d[:, 1] < lbox.y1)))
+        texts = [t for t in ax.texts if isinstance(t, Text) and t.get_visible() and t.get_text()]
+        for k, t in enumerate(texts):
+            boxes.append((f"panel {i} text {k}: {t.get_text()[:30]!r}", t.get_window_extent(renderer)))
+        for name, t in (("title", ax.title), ("xlabel", ax.xaxis.label), ("ylabel", ax.yaxis.label)):
+            if t.get_text():
+                boxes.append((f"panel {i} {name}", t.get_window_extent(renderer)))
+        panels.append({
+            "index": i, "title": ax.get_title(), "xlabel": ax.get_xlabel(), "ylabel": ax.get_ylabel(),
+            "xlim": tuple(float(v) for v in sorted(ax.get_xlim())),
+            "ylim": tuple(float(v) for v in sorted(ax.get_ylim())),
+            "xscale": ax.get_xscale(), "yscale": ax.get_yscale(),
+            "legend": [t.get_text() for t in legend.get_texts()] if legend is not None else [],
+            "legend_covers_points": covered, "texts": [t.get_text() for t in texts],
+            "shown": dict(getattr(ax, "photofeh_shown", {}))})
+    overlaps = [(a, b) for j, (a, ba) in enumerate(boxes) for b, bb in boxes[j + 1:] if _boxes_overlap(ba, bb)]
+    outside = [name for name, bx in boxes if bx.x0 < page.x0 - 1 or bx.x1 > page.x1 + 1 or bx.y0 < page.y0 - 1
+               or bx.y1 > page.y1 + 1]
+    return {"suptitle": fig._suptitle.get_text() if fig._suptitle is not None else "", "panels": panels,
+            "overlapping_texts": overlaps, "texts_outside": outside,
+            "legend": [t.get_text() for legend in fig.legends for t in legend.get_texts()],
+            "shown": dict(getattr(fig, "photofeh_shown", {}))}
+
+
+def mdf_axis_range(edges=None, counts=None, values=None, pdfs=(), step: float = 0.5,
+                   tail: float = 1e-3) -> tuple[float, float]:
+    """The [Fe/H] axis of a metallicity distribution: from the most metal-poor to the most metal-rich estimate
+    (``values``, or the non-empty bins of ``counts`` over ``edges``) and wide enough for every deconvolved
+    distribution (``pdfs``: (grid, density) pairs, from their ``tail`` to their 1 - ``tail`` quantile), out
+    to multiples of ``step`` (0.1 dex histogram bins then fit it exactly: :func:`feh_bins`). No tail is cut:
+    a star at -4 puts the axis at -4."""
+    lo, hi = [], []
+    if values is not None:
+        v = np.asarray(values, float)
+        v = v[np.isfinite(v)]
+        if v.size:
+            lo.append(float(v.min()))
+            hi.append(float(v.max()))
+    if edges is not None and counts is not None:
+        e, c = np.asarray(edges, float), np.asarray(counts)
+        full = np.nonzero(c > 0)[0]
+        if full.size:
+            lo.append(float(e[full[0]]))
+            hi.append(float(e[full[-1] + 1]))
+    for grid, density in pdfs:
+        g, d = np.asarray(grid, float), np.clip(np.asarray(density, float), 0, None)
+        cum = np.cumsum(d)
+        if cum[-1] > 0:
+            cum /= cum[-1]
+            lo.append(float(g[min(np.searchsorted(cum, tail), g.size - 1)]))
+            hi.append(float(g[min(np.searchsorted(cum, 1 - tail), g.size - 1)]))
+    if not lo:
+        return -3.0, 1.0
+    a, b = np.floor(min(lo) / step + 1e-9) * step, np.ceil(max(hi) / step - 1e-9) * step
+    return float(a), float(b if b > a else a + step)
+
+
+def feh_bins(lo: float, hi: float, width: float = 0.1) -> np.ndarray:
+    """Histogram edges of ``width`` from ``lo`` to at least ``hi`` (exactly, for the ranges of
+    :func:`mdf_axis_range`), rounded so that 0.1 dex steps do not drift."""
+    n = max(int(np.ceil((hi - lo) / width - 1e-6)), 1)
+    return np.round(lo + width * np.arange(n + 1), 10)
