@@ -158,7 +158,8 @@ def main() -> None:
                        "(calibrated) disk median at the bin centre; the stars' median departs from it where the "
                        "halo (median -1.65) takes over, above 2-3 kpc. Stars without SDSS have no u band: their "
                        "predictions regress toward the labelled set's mean (star by star the bias is 0.01 dex and "
-                       "the pulls ~1), so the medians of halo-dominated cells come out far too metal-rich. The "
+                       "the pulls ~1), so the medians of halo-dominated cells come out far from the truth (the table's "
+                       "median of estimates - true). The "
                        "masked model trained with prior = flat, and the deconvolved median of each cell "
                        "(photofeh.galaxy.mdf, from the estimates and their errors), are measured against that.")
 
