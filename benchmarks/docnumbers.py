@@ -167,6 +167,7 @@ def _holds(path: tuple[str, ...], keys: tuple[str, ...]) -> bool:
 _OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
 _CALLS = {"abs": abs, "round": round, "min": min, "max": max}
+_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge}
 
 
 def _number(value) -> float:
@@ -178,8 +179,8 @@ def _number(value) -> float:
 
 
 def _evaluate(expr: str, names: dict[str, float]) -> float:
-    """Arithmetic on the named values (+ - * / **, abs, round, min, max, numbers): nothing else is
-    evaluated."""
+    """Arithmetic on the named values (+ - * / **, abs, round, min, max, numbers, and one comparison,
+    which counts 1 when true: ``(abs(x1) < 0.1) + (abs(x2) < 0.1)``): nothing else is evaluated."""
     def ev(node):
         if isinstance(node, ast.Expression):
             return ev(node.body)
@@ -191,6 +192,8 @@ def _evaluate(expr: str, names: dict[str, float]) -> float:
             return _OPS[type(node.op)](ev(node.left), ev(node.right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
             return _OPS[type(node.op)](ev(node.operand))
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
+            return int(_COMPARE[type(node.ops[0])](ev(node.left), ev(node.comparators[0])))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS:
             return _CALLS[node.func.id](*[ev(a) for a in node.args])
         raise ValueError(f"not allowed in a marker's expression: {ast.dump(node)}")
@@ -263,6 +266,10 @@ _RATE = re.compile(r"\s*(?:stars?\s*/\s*s|stars? per s|per second|/\s*s\b|rows? 
 # Not measurements: versions (1.2.3, Python 3.11), dates, and numbers beside a comparison (cuts, ranges).
 _VERSION = re.compile(r"\d+\.\d+\.\d+|(?:Python|python|torch|numpy|version|v)\s?\d+\.\d+")
 _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
+# Bins and thresholds given with at most one decimal ("-2.5 to -2.0", "-3..-2.5", "below -2.5"): settings.
+_RANGE = re.compile(r"[-+−]?\d+(?:\.\d)?\s*(?:to|\.\.)\s*[-+−]?\d+(?:\.\d)?(?!\d|\.\d)")
+_THRESHOLD = re.compile(r"(?i)\b(?:below|above|under|over|beyond|at most|at least|fewer than|more than|less than|up to)"
+                        r"\s+(?:about\s+)?[-+−]?\d+(?:\.\d)?(?!\d|\.\d)%?")
 _COMPARE_BEFORE = re.compile(r"(?:<=?|>=?|≤|≥|≲|≳)\s*$")
 _COMPARE_AFTER = re.compile(r"^\s*(?:<=?|>=?|≤|≥|≲|≳)")
 
@@ -288,10 +295,11 @@ def _blank(text: str, pattern: re.Pattern) -> str:
 
 def quoted_numbers(text: str, path: Path = ROOT / "?", allowed: list[re.Pattern] = ()) -> list[Quoted]:
     """Decimal numbers, percentages and rates with a thousands separator outside markers, code, comments
-    and links, that are not versions, dates, or beside a comparison, and not inside a match of one of
-    ``allowed`` (phrases that quote constants or citations)."""
+    and links, that are not versions, dates, bins or thresholds with at most one decimal ("-2.5 to -2.0",
+    "below -2.5"), or beside a comparison, and not inside a match of one of ``allowed`` (phrases that
+    quote constants or citations)."""
     shown = _blank(text, _HIDDEN)
-    for pattern in (_VERSION, _DATE, *allowed):
+    for pattern in (*allowed, _VERSION, _DATE, _RANGE, _THRESHOLD):
         shown = _blank(shown, pattern)
     out = []
     for m in NUMBER.finditer(shown):
