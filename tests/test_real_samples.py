@@ -21,11 +21,12 @@ CHEAP_REAL_TESTS = ["tests/test_green2020.py",
 
 
 def test_no_test_module_builds_a_path_to_the_samples_of_its_own():
-    """A sample's file name joined onto a folder, real_data_dir() or a '.../shared/...' path outside
-    conftest.py is a second way to find the samples (tests/test_mock_loci.py had one, and skipped in a
-    fresh clone while the others ran)."""
+    """A sample's file name joined onto a folder, real_data_dir(), or a path to the shared folder built
+    from the test's own location or the workplace's outside conftest.py is a second way to find the
+    samples (tests/test_mock_loci.py had one, and skipped in a fresh clone while the others ran)."""
     names = "|".join(re.escape(n) for n in REAL_SAMPLES)
-    own_way = re.compile(rf"/\s*[\"']({names})[\"']|real_data_dir\(|[\"']shared[\"']|shared/data/real[\"'/]")
+    own_way = re.compile(rf"/\s*[\"']({names})[\"']|real_data_dir\(|/work/shared"
+                         r"|(parents\[\d+\]|parent)\s*/\s*[\"']shared")
     offenders = []
     for path in sorted(TESTS.glob("*.py")):
         if path.name in ("conftest.py", Path(__file__).name):
