@@ -12,18 +12,23 @@ import docnumbers
 from _common import RESULTS, ROOT
 
 
+def _cell(value) -> str:
+    """A table cell: a '|' in a key or value would end the cell."""
+    return str(value).replace("|", "\\|")
+
+
 def _table(figures: dict) -> list[str]:
     """A flat dict becomes a two-column table; a dict of dicts a table with one row per key."""
     rows = []
     if all(isinstance(v, dict) for v in figures.values()):
         keys = list(dict.fromkeys(k for v in figures.values() for k in v))
-        rows.append("| case | " + " | ".join(keys) + " |")
+        rows.append("| case | " + " | ".join(map(_cell, keys)) + " |")
         rows.append("|---" * (len(keys) + 1) + "|")
         for case, vals in figures.items():
-            rows.append(f"| {case} | " + " | ".join(f"{vals.get(k, '')}" for k in keys) + " |")
+            rows.append(f"| {_cell(case)} | " + " | ".join(_cell(vals.get(k, "")) for k in keys) + " |")
     else:
         rows += ["| figure | value |", "|---|---|"]
-        rows += [f"| {k} | {v} |" for k, v in figures.items()]
+        rows += [f"| {_cell(k)} | {_cell(v)} |" for k, v in figures.items()]
     return rows
 
 
@@ -35,11 +40,30 @@ def _sections(figures: dict) -> list[str]:
     def nested(v) -> bool:
         return isinstance(v, dict) and bool(v) and all(flat(x) for x in v.values())
 
+    if not all(flat(v) or nested(v) or not isinstance(v, dict) for v in figures.values()):
+        return _deep(figures)
     if not any(nested(v) for v in figures.values()) or not all(flat(v) or nested(v) for v in figures.values()):
         return _table(figures)
     out = []
     for title, table in figures.items():
         out += [f"**{title}**", ""] + _table(table) + [""]
+    return out
+
+
+def _deep(figures: dict, title: str = "") -> list[str]:
+    """Figures nested deeper than tables of tables: per branch, its scalars on one line and its tables
+    (dicts of values) as one table with a row each, titled by the branch's path."""
+    scalars = {k: v for k, v in figures.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in figures.items()
+              if isinstance(v, dict) and not any(isinstance(x, dict) for x in v.values())}
+    deeper = {k: v for k, v in figures.items() if isinstance(v, dict) and k not in tables}
+    out = [f"**{title}**", ""] if title and (scalars or tables) else []
+    if scalars:
+        out += ["; ".join(f"{_cell(k)}: {_cell(v)}" for k, v in scalars.items()), ""]
+    if tables:
+        out += _table(tables) + [""]
+    for key, value in deeper.items():
+        out += _deep(value, f"{title} / {key}" if title else key)
     return out
 
 
