@@ -147,8 +147,20 @@ def test_mdf_command_on_predictions(quick_model, spec_catalog, tmp_path, capsys)
     assert main(["predict", str(quick_model), str(tmp_path / "in.parquet"), "--out", str(tmp_path / "pred"),
                  "--keep", "sdss_g", "--quiet"]) == 0
     capsys.readouterr()
+    # the default: unfolded through the model's calibration sample; the fractions of the tail with errors
+    assert main(["mdf", str(tmp_path / "pred"), "--out", str(tmp_path / "unfolded"), "--where", "sdss_g < 19.5",
+                 "--bootstrap", "30"]) == 0
+    assert "labels prior" not in capsys.readouterr().err  # unfolding undoes the prior: no warning
+    report = json.loads((tmp_path / "unfolded" / "mdf.json").read_text())
+    assert set(report["fraction_below"]) == {"-1", "-1.5", "-2"} and "prior_note" in report
+    assert all(0 <= f["value"] <= 1 and 0 <= f["error"] < 0.5 for f in report["fraction_below"].values())
+    fractions = [report["fraction_below"][k]["value"] for k in ("-1", "-1.5", "-2")]
+    assert fractions == sorted(fractions, reverse=True)
+    assert report["mdf"]["calibration_stars"] > 500 and report["mdf"]["n_used"] == report["counts"]["selected"]
+    assert report["mdf"]["response_from"].endswith("model.json")
+    # extreme deconvolution with the estimates' own errors, as before
     assert main(["mdf", str(tmp_path / "pred"), "--out", str(tmp_path / "mdf"), "--where", "sdss_g < 19.5",
-                 "--bootstrap", "50"]) == 0
+                 "--bootstrap", "50", "--method", "xd"]) == 0
     captured = capsys.readouterr()
     assert "labels prior" in captured.err  # a labels-prior model: said on stderr and in the JSON
     report = json.loads((tmp_path / "mdf" / "mdf.json").read_text())
@@ -165,7 +177,8 @@ def test_mdf_command_on_predictions(quick_model, spec_catalog, tmp_path, capsys)
     assert main(["predict", str(quick_model), str(tmp_path / "in.parquet"), "--out", str(tmp_path / "flat"),
                  "--keep", "sdss_g", "--quiet", "--prior", "flat"]) == 0
     capsys.readouterr()
-    assert main(["mdf", str(tmp_path / "flat"), "--out", str(tmp_path / "m3"), "--bootstrap", "20"]) == 0
+    assert main(["mdf", str(tmp_path / "flat"), "--out", str(tmp_path / "m3"), "--bootstrap", "20",
+                 "--method", "xd"]) == 0
     assert "labels prior" not in capsys.readouterr().err
     assert json.loads((tmp_path / "m3" / "mdf.json").read_text())["model_prior"] == "flat"
     assert main(["predict", str(quick_model), str(tmp_path / "in.parquet"), "--out", str(tmp_path / "flat"),

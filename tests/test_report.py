@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from photofeh.cli import main
+from photofeh.report.style import record_figures
 
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
@@ -27,13 +28,15 @@ def reported(quick_model: Path, spec_catalog: pd.DataFrame, catalog: pd.DataFram
     shutil.copytree(quick_model.parent, run)
     spec_catalog.to_parquet(tmp / "spec.parquet")
     catalog.iloc[:40_000].to_parquet(tmp / "survey.parquet")
-    assert main(["evaluate", str(run), str(tmp / "spec.parquet")]) == 0
-    assert main(["predict", str(run), str(tmp / "survey.parquet"), "--out", str(tmp / "pred"), "--quiet",
-                 "--keep", "sdss_r", "ebv", "parallax", "parallax_error"]) == 0
-    assert main(["map", str(tmp / "pred"), "--out", str(tmp / "map"), "--min-count", "5", "--max-feh-err", "1",
-                 "--max-rel-dist-err", "1", "--cell", "1"]) == 0
-    assert main(["report", str(run), "--predictions", str(tmp / "pred"), "--map", str(tmp / "map")]) == 0
-    return {"run": run, "html": run / "report.html", "map": tmp / "map", "tmp": tmp}
+    with record_figures() as drawn:  # what each figure shows, to hold against the table it came from
+        assert main(["evaluate", str(run), str(tmp / "spec.parquet")]) == 0
+        assert main(["predict", str(run), str(tmp / "survey.parquet"), "--out", str(tmp / "pred"), "--quiet",
+                     "--keep", "sdss_r", "ebv", "parallax", "parallax_error"]) == 0
+        assert main(["map", str(tmp / "pred"), "--out", str(tmp / "map"), "--min-count", "5", "--max-feh-err", "1",
+                     "--max-rel-dist-err", "1", "--cell", "1", "--slices", "0", "1", "2", "4", "10"]) == 0
+        assert main(["report", str(run), "--predictions", str(tmp / "pred"), "--map", str(tmp / "map")]) == 0
+    return {"run": run, "html": run / "report.html", "map": tmp / "map", "tmp": tmp, "drawn": drawn,
+            "spec": spec_catalog}
 
 
 def test_report_is_self_contained_and_states_the_run(reported):
@@ -53,6 +56,142 @@ def test_report_is_self_contained_and_states_the_run(reported):
     digest = json.loads((reported["map"] / "map.json").read_text())["predictions"]["model_digest"]
     assert digest in page and "another model" not in page
     assert (reported["run"] / "coverage.png").exists() and (reported["run"] / "coverage.pdf").exists()
+
+
+def _clean(description: dict) -> None:
+    assert description["overlapping_texts"] == [], description["overlapping_texts"]
+    assert description["texts_outside"] == [], description["texts_outside"]
+    assert all(p["legend_covers_points"] == 0 for p in description["panels"])
+
+
+def test_every_report_figure_matches_its_table(reported, tmp_path):
+    """Each figure embedded in the report, held against the table it was drawn from: test_metrics.json and the
+    test stars for the evaluation figures, history.csv for the training curves, the predictions for the
+    coverage, map.json for the maps. A figure the report embeds without a check here fails the test."""
+    from photofeh.report.run_figures import history_figure
+
+    page = reported["html"].read_text()
+    stems = re.findall(r"<figcaption><b>([^<]+)</b>", page)
+    drawn = dict(reported["drawn"])
+    run = reported["run"]
+    with open(run / "history.csv") as fh:  # train drew history.png before this module: drawn again, recorded
+        import csv
+
+        rows = [{k: (int(v) if k in ("member", "epoch") else float(v)) for k, v in r.items()
+                 if k in ("member", "epoch", "train_loss", "val_loss")} for r in csv.DictReader(fh)]
+    with record_figures() as again:
+        history_figure(rows, tmp_path / "history")
+    drawn.update(again)
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    map_info = json.loads((reported["map"] / "map.json").read_text())
+    split = pd.read_parquet(run / "split.parquet")
+    test = reported["spec"][reported["spec"]["source_id"].isin(split.loc[split["split"] == "test", "source_id"])]
+    in_map = map_info["counts"]["in the map"]
+    label_columns = json.loads((run / "model" / "model.json").read_text())["label_columns"]
+    checked = set()
+
+    def check(stem: str) -> None:
+        d = drawn[stem]
+        _clean(d)
+        panels = d["panels"]
+        if stem == "history":
+            hist = pd.DataFrame(rows)
+            assert panels[0]["shown"]["members"] == hist["member"].nunique()
+            assert panels[0]["shown"]["epochs"] == hist.groupby("member").size().to_dict()
+        elif stem == "residuals":
+            for j, lab in enumerate(metrics["labels"]):
+                s = panels[2 * j]["shown"]
+                n = metrics["labels"][lab]["vs_labels"]["n"]
+                assert s["label"] == lab and s["stars"] == n and s["drawn"] + s["pinned"] == n
+                assert panels[2 * j + 1]["shown"]["stars"] == n
+                column = label_columns.get(lab)
+                if column in test and s["pinned"] == 0 and n == len(test):  # the axes span the test stars' labels
+                    lo, hi = panels[2 * j]["xlim"]
+                    assert lo <= test[column].min() <= test[column].max() <= hi
+                assert any(t.startswith(f"n = {n:,d}") for t in panels[2 * j]["texts"])
+        elif stem.startswith("residual_trends_"):
+            lab = stem.removeprefix("residual_trends_")
+            n = metrics["labels"][lab]["vs_labels"]["n"]
+            assert f"{n:,d} test stars" in d["suptitle"]
+            for panel, name in zip(panels, metrics["labels"][lab]["binned"], strict=False):
+                assert panel["shown"]["binned_by"] == name
+                assert panel["shown"]["stars"]["network"] == n  # every test star in a bin
+                bins = metrics["labels"][lab]["binned"][name]
+                assert panel["xlim"][0] <= bins[0]["lo"] and panel["xlim"][1] >= bins[-1]["hi"]
+                if name in test:
+                    assert bins[0]["lo"] <= test[name].min() and bins[-1]["hi"] >= test[name].max()
+        elif stem == "calibration":
+            for panel, lab in zip(panels, metrics["labels"], strict=False):
+                assert panel["shown"]["label"] == lab
+                assert panel["shown"]["stars"] == metrics["labels"][lab]["vs_labels"]["n"]
+        elif stem == "confusion":
+            key = "vs_truth" if "vs_truth" in metrics["class"] else "vs_labels"
+            assert panels[0]["shown"]["stars"] == sum(metrics["class"][key]["confusion"].values())
+        elif stem == "coverage":
+            total = 40_000  # the survey rows predicted; fewer than the report's 50,000: each read once
+            assert f"{total:,d} stars to predict of {total:,d}" in d["suptitle"]
+            meta = json.loads((run / "model" / "model.json").read_text())
+            state = "dereddened" if meta.get("deredden", True) else "observed"
+            assert all(state in p["xlabel"] for p in panels)
+            for p in panels:
+                assert p["shown"]["drawn"] + p["shown"]["pinned"] == p["shown"]["predicted"] <= total
+        elif stem in ("feh_map", "feh_counts"):
+            assert panels[0]["title"].startswith(f"{in_map:,d} stars")
+            if stem == "feh_counts":
+                assert panels[0]["shown"]["stars"] == in_map
+        elif stem == "feh_scatter" or stem == "feh_map_deconvolved":
+            assert panels[0]["shown"]["stars"] <= in_map
+        elif stem == "feh_profile":
+            assert 0 < panels[0]["shown"]["stars"] <= in_map
+            lo, hi = panels[0]["shown"]["data_range"]
+            assert panels[0]["ylim"][0] <= lo and panels[0]["ylim"][1] >= hi
+        elif stem == "feh_mdf_slices":
+            rows_ = map_info["mdf_by_abs_z"]
+            assert [p["shown"]["stars"] for p in panels] == [r["stars"] for r in rows_]
+            for p, r in zip(panels, rows_, strict=True):
+                assert p["title"].endswith(f"{r['stars']:,d} stars")
+                if r["stars"]:
+                    a, b = p["shown"]["estimate_range"]
+                    assert p["xlim"][0] <= a and p["xlim"][1] >= b
+        elif stem == "feh_sky":
+            assert panels[1]["shown"]["stars"] == in_map
+            assert panels[1]["title"].startswith(f"{in_map:,d} mapped stars")
+        else:
+            raise AssertionError(f"no check for the report's figure {stem}")
+        checked.add(stem)
+
+    for stem in stems:
+        check(stem)
+    assert {"history", "residuals", "calibration", "confusion", "coverage", "feh_map", "feh_profile",
+            "feh_mdf_slices", "feh_sky"} <= checked
+
+
+def test_report_coverage_reads_each_star_once_and_says_observed(reported, tmp_path):
+    """A model trained with deredden = false sees observed colours: the coverage axes say so. A catalogue of
+    fewer rows than the report's sample is read whole, once (not 50,000 of 10,000); a larger one in 10
+    blocks that do not overlap."""
+    from photofeh.report.html import _coverage_sample
+    from photofeh.report.run_figures import coverage_figure
+
+    run = reported["run"]
+    meta = json.loads((run / "model" / "model.json").read_text())
+    provenance = {"input": str(reported["tmp"] / "survey.parquet")}
+    survey = pd.read_parquet(reported["tmp"] / "survey.parquet", columns=["sdss_g"])
+    for n_rows, expect in ((50_000, 40_000), (8_000, 8_000)):
+        sample, what = _coverage_sample(provenance, meta, n_rows, len(survey))
+        assert what.startswith(f"{expect:,d} of {len(survey):,d} stars")
+        rows = np.column_stack([sample[f] for f in meta["features"]])
+        full = rows[np.isfinite(rows).all(axis=1)]  # stars with every feature: none read twice
+        assert len(rows) == expect and len(full) > 100 and np.unique(full, axis=0).shape[0] == len(full)
+    observed = dict(meta, deredden=False)
+    sample, _ = _coverage_sample(provenance, observed, 8_000, len(survey))
+    labelled = pd.read_parquet(run / "labelled_sample.parquet")
+    with record_figures() as drawn:
+        coverage_figure(labelled, sample, meta["features"], tmp_path / "coverage", n_predicted_total=len(survey),
+                        deredden=False)
+    d = drawn["coverage"]
+    assert f"8,000 stars to predict of {len(survey):,d}" in d["suptitle"]
+    assert all("observed" in p["xlabel"] and "dereddened" not in p["xlabel"] for p in d["panels"])
 
 
 def test_report_refuses_what_is_not_a_run(tmp_path, capsys):

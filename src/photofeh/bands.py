@@ -22,6 +22,9 @@ __all__ = [
     "extinction_coefficient",
     "lsst_error_model",
     "GAIA_PARALLAX_ZP_MAS",
+    "MAGNITUDE_SYSTEMS",
+    "AB_MINUS_VEGA",
+    "to_band_system",
 ]
 
 
@@ -50,10 +53,14 @@ class Band:
     zp_scatter
         RMS of the calibration zero point from one sky patch to another.
     system
-        ``"AB"`` or ``"Vega"``.
+        ``"AB"`` or ``"Vega"``: the magnitude system of the survey's own catalogues, which the schema keeps
+        (:data:`MAGNITUDE_SYSTEMS`; a table in the other system is converted or refused on reading,
+        :func:`to_band_system`).
     simulated
         Whether the mock survey makes this band (it has stellar-model magnitudes
         for it); other bands are known to the readers, features and dereddening only.
+    system_ref
+        What defines that system for this survey, with the reference.
     """
 
     name: str
@@ -68,6 +75,7 @@ class Band:
     zp_scatter: float
     system: str
     simulated: bool = True
+    system_ref: str = ""
 
     @property
     def err(self) -> str:
@@ -138,9 +146,37 @@ _NOT_SIMULATED = [
     ("kic_z", "kic", "z", 893.2, 1.263),
 ]
 
+# The magnitude system of each survey's catalogues, kept as it is in the schema (a model learns colours in
+# the system it was trained on: mixing systems shifts every colour by the difference of the zero points).
+MAGNITUDE_SYSTEMS: dict[str, tuple[str, str]] = {
+    "sdss": ("AB", "AB to a few hundredths (Fukugita et al. 1996, AJ 111, 1748; Oke & Gunn 1983): u_AB = u_SDSS "
+                   "- 0.04 and z_AB = z_SDSS + 0.02 (Abazajian et al. 2004, AJ 128, 502), not applied: the "
+                   "schema keeps the SDSS catalogue magnitudes"),
+    "ps1": ("AB", "AB (Tonry et al. 2012, ApJ 750, 99)"),
+    "cfis": ("AB", "AB: MegaCam/MegaPipe magnitudes (Gwyn 2008, PASP 120, 212; Ibata et al. 2017, ApJ 848, 128)"),
+    "gaia": ("Vega", "VEGAMAG (Riello et al. 2021, A&A 649, A3, section 5.4, which gives the AB zero points too)"),
+    "tmass": ("Vega", "Vega (Cohen, Wheaton & Megeath 2003, AJ 126, 1090; Skrutskie et al. 2006, AJ 131, 1163)"),
+    "wise": ("Vega", "Vega (Wright et al. 2010, AJ 140, 1868); AB offsets from Jarrett et al. 2011, ApJ 735, 112"),
+    "kic": ("AB", "SDSS-like, so AB to a few hundredths as SDSS is: calibrated to SDSS (Brown et al. 2011, AJ "
+                  "142, 112), with colour-dependent offsets of a few hundredths (Pinsonneault et al. 2012)"),
+}
+
+# m_AB - m_Vega of the Vega bands, to read a table given in the other system: Gaia EDR3 from the AB and VEGAMAG
+# zero points of Riello et al. 2021 (A&A 649, A3; G 25.8010 - 25.6874, BP 25.3540 - 25.3385,
+# RP 25.1040 - 24.7479); 2MASS from Blanton & Roweis 2007 (AJ 133, 734, section 2); WISE from Jarrett et al.
+# 2011 (ApJ 735, 112, section 2.2; the WISE Explanatory Supplement). No such offsets for the AB surveys: a
+# "Vega" SDSS, PS1, CFIS or KIC table is refused rather than shifted by an offset nobody published for it.
+AB_MINUS_VEGA: dict[str, float] = {
+    "gaia_g": 0.1136, "gaia_bp": 0.0155, "gaia_rp": 0.3561,
+    "tmass_j": 0.91, "tmass_h": 1.39, "tmass_ks": 1.85,
+    "wise_w1": 2.699, "wise_w2": 3.339,
+}
+
 BANDS: dict[str, Band] = {
-    **{row[0]: Band(*row[:9], zp_scatter=row[9], system="Vega" if row[1] == "gaia" else "AB") for row in _TABLE},
-    **{row[0]: Band(*row, *(np.nan,) * 5, system="AB" if row[1] == "kic" else "Vega", simulated=False)
+    **{row[0]: Band(*row[:9], zp_scatter=row[9], system=MAGNITUDE_SYSTEMS[row[1]][0],
+                    system_ref=MAGNITUDE_SYSTEMS[row[1]][1]) for row in _TABLE},
+    **{row[0]: Band(*row, *(np.nan,) * 5, system=MAGNITUDE_SYSTEMS[row[1]][0], simulated=False,
+                    system_ref=MAGNITUDE_SYSTEMS[row[1]][1])
        for row in _NOT_SIMULATED},
 }
 SIMULATED_BANDS: dict[str, Band] = {name: b for name, b in BANDS.items() if b.simulated}
@@ -153,6 +189,23 @@ def band(name: str) -> Band:
         return BANDS[name]
     except KeyError:
         raise KeyError(f"unknown band {name!r}; known bands: {', '.join(BANDS)}") from None
+
+
+def to_band_system(name: str, mags, system: str) -> np.ndarray:
+    """Magnitudes of band ``name`` given in ``system`` ("AB" or "Vega"), in the band's own system
+    (:attr:`Band.system`, what the schema and every model use). Converts with :data:`AB_MINUS_VEGA` where that
+    is published; raises ``ValueError`` naming the band otherwise."""
+    b = band(name)
+    if system not in ("AB", "Vega"):
+        raise ValueError(f"{name}: unknown magnitude system {system!r}; use AB or Vega")
+    m = np.asarray(mags, dtype=np.float64)
+    if system == b.system:
+        return m
+    if name not in AB_MINUS_VEGA:
+        raise ValueError(f"{name} magnitudes given in {system}, but {b.survey.upper()} is {b.system} "
+                         f"({b.system_ref}) and no published offset converts them: give {b.system} magnitudes")
+    offset = AB_MINUS_VEGA[name]
+    return m - offset if system == "AB" else m + offset
 
 
 def bands_of(survey: str) -> list[Band]:

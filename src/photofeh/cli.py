@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from photofeh import __version__
+from photofeh.errors import PhotofehError
 
 __all__ = ["main", "run"]
 
@@ -282,13 +283,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_table(path: str):
-    from photofeh.io.catalog import read_table
+def _load_table(path: str, preset: str | None = None, log=None):
+    """A whole labelled table as a DataFrame: Parquet and FITS as they are, any other format the readers
+    know (HDF5, CSV, text ...) or any table through a preset or mapping file (e.g. the green2020 HDF5 file
+    through ``table_preset = "green2020"``), validated like every input; replaced values are logged."""
+    from photofeh.io.catalog import FORMATS, read_table
 
     try:
-        return read_table(path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UserError(str(exc)) from None
+        if preset is None and any(str(path).lower().endswith(ext) for ext in FORMATS):
+            return read_table(path)
+        import pandas as pd
+
+        from photofeh.io.presets import apply_preset, resolve_preset
+        from photofeh.io.readers import read_columns
+
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path} does not exist")
+        cols, report = apply_preset(read_columns(path), resolve_preset(preset), str(path))
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        raise UserError(str(exc).strip("'\"") if not isinstance(exc, PhotofehError) else str(exc)) from None
+    replaced = {k: v for k, v in report.items() if v}
+    if replaced and log is not None:
+        log(f"{path}{f' (preset {preset})' if preset else ''}: values set to NaN on reading (sentinels, NaN/inf, "
+            "impossible): " + ", ".join(f"{k} {v:,d}" for k, v in sorted(replaced.items())))
+    return pd.DataFrame({k: v for k, v in cols.items() if np.ndim(v) == 1})
 
 
 def _train_config(args: argparse.Namespace):
@@ -296,7 +314,7 @@ def _train_config(args: argparse.Namespace):
 
     try:
         cfg = load_config(args.config) if args.config else TrainConfig()
-        for key in ("epochs", "seed", "ensemble", "prior", "baseline_rounds"):
+        for key in ("epochs", "seed", "ensemble", "prior", "baseline_rounds", "split_seed"):
             if getattr(args, key, None) is not None:
                 setattr(cfg, key, getattr(args, key))
         cfg.validate()  # the command-line overrides too, before any data is read
@@ -310,8 +328,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from photofeh.model.train import train
 
     cfg = _train_config(args)
-    table = _load_table(args.table)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
+    table = _load_table(args.table, cfg.table_preset, log)
     try:
         model_dir = train(table, cfg, args.out, log=log, overwrite=args.overwrite)
     except (KeyError, ValueError, OSError, OutputLocked) as exc:
@@ -335,7 +353,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model = load_model(model_dir)
     except ModelFormatError as exc:
         raise UserError(str(exc)) from None
-    table = _load_table(args.table)
+    # the table is read as the model's training table was (its config's table_preset) unless --preset says
+    table = _load_table(args.table, args.preset or model.meta.get("training", {}).get("config", {}).get(
+        "table_preset"), lambda s: print(s, file=sys.stderr))
     rows = None
     split_file = run / "split.parquet"
     if args.split != "all" and not split_file.exists() and "source_id" in table.columns:
@@ -365,7 +385,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     summary = {lab: {k: round(v, 4) for k, v in e["vs_labels"].items() if k in ("sigma_gauss", "robust_sigma",
                                                                                  "bias_median", "pull_std")}
                for lab, e in report["labels"].items()}
+    # where an absolute magnitude from the parallaxes was scored without the parallax input, or not at all
+    parallax = {lab: e["scored"] for lab, e in report["labels"].items() if "scored" in e}
     print(json.dumps({"n_usable": report["n_usable"], "vs_labels": summary,
+                      **({"parallax_labels_scored": parallax} if parallax else {}),
+                      **({"not_scored": report["not_scored"]} if report.get("not_scored") else {}),
                       "class": {k: {m: round(v, 3) for m, v in c.items() if m != "confusion"}
                                 for k, c in report.get("class", {}).items()}}, indent=2))
     print(f"metrics and figures in {out_dir}")
@@ -376,7 +400,7 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     from photofeh.model.train import lr_find
 
     cfg = _train_config(args)
-    suggestion = lr_find(_load_table(args.table), cfg, args.out)
+    suggestion = lr_find(_load_table(args.table, cfg.table_preset), cfg, args.out)
     print(f"suggested max_lr = {suggestion:.3g} (plot: {args.out})")
     return 0
 
@@ -503,12 +527,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _prior_note(provenance: dict, command: str) -> dict:
+def _prior_note(provenance: dict, command: str, unfolded: bool = False) -> dict:
     """The prior of the model behind the predictions, and a warning (also on stderr) when it is the labelled
-    stars' distribution: medians and distributions of such estimates lean toward it (docs/populations.md)."""
+    stars' distribution: medians and distributions of such estimates lean toward it (docs/populations.md).
+    Distributions unfolded through the model's measured response (``unfolded``) are free of it."""
     prior = provenance.get("model_prior", "labels" if provenance else "unknown")
     note = {"model_prior": prior}
-    if prior != "flat":
+    if unfolded:
+        note["prior_note"] = ("unfolded through the response the model measured on its validation stars: the "
+                              "estimates' prior (their shrinkage toward the labelled stars) is undone, not inherited")
+    elif prior != "flat":
         note["prior_warning"] = (f"the predictions come from a model with the {prior} prior: where the photometry "
                                  "says little, estimates lean toward the labelled stars' [Fe/H] distribution, so "
                                  "per-star estimates are biased toward it and deconvolved distributions count it "
@@ -518,14 +546,19 @@ def _prior_note(provenance: dict, command: str) -> dict:
     return note
 
 
-def _slice_mdfs(slices, min_count: int) -> list[dict]:
-    """Deconvolved metallicity distributions of the mapped stars per |Z| slice (photofeh.galaxy.mdf)."""
+def _slice_mdfs(slices, min_count: int, response=None) -> list[dict]:
+    """Metallicity distributions of the mapped stars per |Z| slice: unfolded through the model's measured
+    ``response`` (photofeh.galaxy.unfold), or, for models without one, deconvolved (photofeh.galaxy.mdf)."""
+    from photofeh.galaxy.populations import with_fractions
+    from photofeh.galaxy.unfold import unfold_mdf
+
     edges, hists = slices
     out = []
     for lo, hi, h in zip(edges[:-1], edges[1:], hists, strict=True):
         row = {"abs_z_kpc": [float(lo), float(hi)], "stars": int(h.n)}
         if h.n >= max(min_count, 10):
-            row.update(h.summary())
+            row.update(unfold_mdf(h, response, n_boot=50) if response is not None
+                       else with_fractions(h.summary(), "the model has no calibration sample: deconvolved"))
         out.append(row)
     return out
 
@@ -535,7 +568,13 @@ def cmd_map(args: argparse.Namespace) -> int:
     import json
 
     from photofeh.galaxy.distances import frame_description
-    from photofeh.galaxy.maps import check_map_options, deconvolved_cells, feh_map_from_predictions
+    from photofeh.galaxy.maps import (
+        check_map_input,
+        check_map_options,
+        deconvolved_cells,
+        feh_map_from_predictions,
+        predictions_absmag_reference,
+    )
     from photofeh.io.catalog import atomic_output, check_output_place
     from photofeh.io.locking import output_lock
     from photofeh.io.readers import CatalogReadError
@@ -548,13 +587,16 @@ def cmd_map(args: argparse.Namespace) -> int:
         check_output_place(out, [args.predictions])
         if args.stars:
             check_output_place(args.stars, [args.predictions])
+        reference, reference_from = predictions_absmag_reference(args.predictions)
+        check_map_input(args.predictions, args.band, args.absmag, reference)  # before anything is created
         out.mkdir(parents=True, exist_ok=True)
         with output_lock(out, f"photofeh map {args.predictions}", inside=True):
             products, counts = feh_map_from_predictions(
                 args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
                 max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
                 r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars,
-                absmag=args.absmag, out_of_domain=args.out_of_domain, slices=args.slices, deconvolve=args.deconvolve)
+                absmag=args.absmag, out_of_domain=args.out_of_domain, slices=args.slices, deconvolve=args.deconvolve,
+                absmag_reference=reference)
             fmap = products.rz
             with atomic_output(out / "feh_map.npz") as tmp, open(tmp, "wb") as f:
                 products.save(f)
@@ -568,10 +610,19 @@ def cmd_map(args: argparse.Namespace) -> int:
                                                                "z_max", "min_count", "out_of_domain", "slices",
                                                                "deconvolve")},
                       "counts": dict(counts), "cells_with_min_count": cells, "frame": frame_description(),
+                      "absmag_reference": {"bands": {f"mabs_{b}": reference.get(f"mabs_{b}", "dereddened")
+                                                     for b in ([args.band] if isinstance(args.band, str)
+                                                               else args.band)} if args.absmag == "model"
+                                           else {"mabs_sdss_r": "dereddened (Ivezic et al. 2008)"},
+                                           "from": reference_from if args.absmag == "model" else "relation"},
                       **_prior_note(provenance, "map")}
             slice_summaries = None
             if products.slices is not None:
-                slice_summaries = report["mdf_by_abs_z"] = _slice_mdfs(products.slices, args.min_count)
+                from photofeh.galaxy.populations import response_of_predictions
+
+                response, report["mdf_response_from"] = response_of_predictions(
+                    args.predictions, args.giants, args.max_feh_err)
+                slice_summaries = report["mdf_by_abs_z"] = _slice_mdfs(products.slices, args.min_count, response)
             median = None
             if args.deconvolve:
                 median, err = deconvolved_cells(products, args.min_count)
@@ -614,20 +665,23 @@ def cmd_mdf(args: argparse.Namespace) -> int:
             summary, counts, x = mdf_of_predictions(
                 args.predictions, where=args.where, max_feh_err=args.max_feh_err, giants=args.giants,
                 out_of_domain=args.out_of_domain, chunk_rows=args.chunk_rows, n_boot=args.bootstrap, seed=args.seed,
-                n_components=args.components)
+                n_components=args.components, method=args.method)
             provenance = read_provenance(args.predictions)
             report = {"photofeh_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                       "input": str(Path(args.predictions).resolve()), "predictions": provenance,
                       "options": {k: getattr(args, k) for k in ("where", "max_feh_err", "giants", "out_of_domain",
-                                                               "bootstrap", "seed", "components")},
-                      "counts": counts, **_prior_note(provenance, "mdf"), "mdf": summary}
+                                                               "bootstrap", "seed", "components", "method")},
+                      "counts": counts, **_prior_note(provenance, "mdf", "calibration_stars" in summary),
+                      "fraction_below": summary["fraction_below"],
+                      "mdf": summary}
             with atomic_output(out / "mdf.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
             plot_mdf(summary, x, out / "mdf", title=f"{counts.get('selected', 0):,d} stars")
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
-    print(json.dumps({"counts": counts, **{k: summary[k] for k in ("median", "median_se", "mean", "mean_se", "width",
-                                                                      "width_se", "n_components")}}, indent=2))
+    print(json.dumps({"counts": counts, "method": summary["method"],
+                      **{k: summary[k] for k in ("median", "median_se", "mean", "mean_se", "width", "width_se",
+                                                 "fraction_below")}}, indent=2))
     print(f"wrote {out / 'mdf.json'}, {out / 'mdf.png'} and {out / 'mdf.pdf'}")
     return 0
 
@@ -735,6 +789,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "for metallicity distributions and maps; docs/populations.md)")
     tr.add_argument("--baseline-rounds", type=_bounded_int(0, 100_000),
                     help="override the LightGBM rounds of the baselines fitted beside the network (0: none)")
+    tr.add_argument("--split-seed", type=_bounded_int(0, 2**63 - 1), metavar="N",
+                    help="override split_seed: choose the test stars by a hash of their source_id seeded with N, "
+                         "whatever the row order (20201125 with a test fraction of 0.30: the benchmarks' split "
+                         "of the green2020 sample; docs/config.md)")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace an existing run directory (only once the new run is complete)")
     tr.add_argument("--quiet", action="store_true", help="no per-epoch log")
@@ -748,6 +806,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model", help="run directory (from 'photofeh train') or model folder")
     ev.add_argument("table", help="labelled catalogue")
     ev.add_argument("--split", choices=("test", "validation", "train", "all"), default="test")
+    ev.add_argument("--preset", type=_preset_name,
+                    help="read the table through this preset (default: the table_preset the model was trained with)")
     ev.add_argument("--out", help="where to write metrics and figures (default: the run directory)")
     ev.add_argument("--no-figures", action="store_true", help="write test_metrics.json only")
     ev.set_defaults(func=cmd_evaluate)
@@ -915,7 +975,12 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--max-feh-err", type=_bounded_float(0.0, 100.0), help="leave out vaguer estimates")
     md.add_argument("--out-of-domain", choices=("exclude", "include"), default="exclude",
                     help="stars outside the model's training domain")
-    md.add_argument("--components", type=_bounded_int(1, 4), help="mixture components (default: chosen by BIC)")
+    md.add_argument("--method", choices=("unfold", "xd"), default="unfold",
+                    help="unfold: through the response the model measured on its validation stars (default; "
+                         "free of the estimates' shrinkage toward the labelled stars); xd: extreme deconvolution "
+                         "with the estimates' own errors (right only for likelihood-like estimates)")
+    md.add_argument("--components", type=_bounded_int(1, 4),
+                    help="mixture components of --method xd (default: chosen by BIC)")
     md.add_argument("--bootstrap", type=_bounded_int(0, 10_000), default=200, help="bootstrap resamples")
     md.add_argument("--seed", type=_bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap")
     md.add_argument("--chunk-rows", type=ROWS, default=1_000_000)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from photofeh.bands import SIMULATED_BANDS
+from photofeh.bands import AB_MINUS_VEGA, BANDS, SIMULATED_BANDS
 
-__all__ = ["Column", "MOCK_COLUMNS", "schema_markdown"]
+__all__ = ["Column", "MOCK_COLUMNS", "schema_markdown", "bands_markdown"]
 
 
 @dataclass(frozen=True)
@@ -80,5 +80,22 @@ def schema_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
+def bands_markdown() -> str:
+    """Every band the package knows, with its magnitude system and where that comes from (for
+    ``docs/schema.md``): the schema keeps each survey's own system."""
+    lines = ["## Bands and their magnitude systems", "",
+             "Every `{survey}_{band}` column holds magnitudes in that survey's own system, as its catalogues give "
+             "them (`photofeh.bands.MAGNITUDE_SYSTEMS`); models learn colours in those systems. A table in the "
+             "other system says so in its mapping file (`[systems]`, docs/catalogues.md): it is converted by the "
+             "offset m_AB - m_Vega below where one is published, and refused otherwise.", "",
+             "| band | survey | system | m_AB - m_Vega | source of the system |", "|---|---|---|---|---|"]
+    for b in BANDS.values():
+        offset = f"{AB_MINUS_VEGA[b.name]:+.4g}" if b.name in AB_MINUS_VEGA else "-"
+        lines.append(f"| `{b.name}` | {b.survey} | {b.system} | {offset} | {b.system_ref} |")
+    return "\n".join(lines) + "\n"
+
+
 if __name__ == "__main__":  # pragma: no cover
     print(schema_markdown(), end="")
+    print()
+    print(bands_markdown(), end="")

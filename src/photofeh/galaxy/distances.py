@@ -3,7 +3,10 @@
 Photometric parallax: a star's absolute magnitude M (the network's
 ``mabs_sdss_r`` label, or the Ivezic et al. 2008 relation for main-sequence
 stars) and its dereddened apparent magnitude m0 give d = 10^((m0 - M)/5 + 1)
-pc. Where Gaia's parallax is precise, it is combined with the photometric
+pc. A model trained on observed magnitudes with the reddening as an input
+learns M + A from the parallaxes; its M is then paired with the observed m
+(the model records which: ``absmag_reference``), so that the extinction is
+applied exactly once. Where Gaia's parallax is precise, it is combined with the photometric
 parallax by inverse-variance weighting in parallax space, where Gaia's errors
 are Gaussian (inverting a noisy parallax is biased: Bailer-Jones 2015, PASP
 127, 994). Positions use astropy's ``Galactocentric`` frame with its defaults
@@ -13,7 +16,7 @@ Bovy 2019), which every output states.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -21,7 +24,8 @@ from photofeh.bands import GAIA_PARALLAX_ZP_MAS
 
 __all__ = ["distance_kpc", "distance_error_kpc", "ivezic2008_abs_mag_r", "ivezic2008_mabs_with_error",
            "ivezic2008_columns", "ABSMAG_SOURCES", "combine_with_parallax",
-           "galactocentric", "frame_description", "star_distances", "LN10_OVER_5"]
+           "galactocentric", "frame_description", "star_distances", "apparent_magnitudes",
+           "distance_columns_needed", "LN10_OVER_5"]
 
 LN10_OVER_5 = np.log(10.0) / 5.0  # d(ln d)/d(mu)
 
@@ -154,8 +158,41 @@ def ivezic2008_columns(cols) -> dict[str, np.ndarray]:
             "absmag_valid": valid}
 
 
+def apparent_magnitudes(cols, bands: Sequence[str], reference: Mapping[str, str] | None = None
+                        ) -> dict[str, np.ndarray]:
+    """The apparent magnitude each band's absolute magnitude goes with: dereddened (m - A) where
+    ``reference[f"mabs_{band}"]`` is ``"dereddened"`` (the default), as observed where it is ``"observed"``
+    (that M_abs already holds the extinction: :func:`photofeh.model.parallax_labels.absmag_reference`).
+    So the extinction enters a distance exactly once."""
+    from photofeh.model.features import deredden
+
+    reference = reference or {}
+    observed = [b for b in bands if reference.get(f"mabs_{b}", "dereddened") == "observed"]
+    intrinsic = [b for b in bands if b not in observed]
+    out = {b: np.asarray(cols[b], float) for b in observed}
+    if intrinsic:
+        out.update(deredden(cols, intrinsic))
+    return out
+
+
+def distance_columns_needed(bands: Sequence[str], reference: Mapping[str, str] | None = None,
+                            available: Sequence[str] = ()) -> list[str]:
+    """Columns :func:`star_distances` needs for ``bands`` (E(B-V) and Gaia BP/RP only for bands whose
+    M_abs is intrinsic), less those in ``available``."""
+    reference = reference or {}
+    have = set(available)
+    intrinsic = [b for b in bands if reference.get(f"mabs_{b}", "dereddened") != "observed"]
+    need = [c for b in bands for c in (b, f"mabs_{b}", f"mabs_{b}_err")] + ["ra", "dec"]
+    if any(b.startswith("gaia_") for b in intrinsic):  # Gaia extinction depends on the intrinsic BP-RP
+        need += ["gaia_bp", "gaia_rp"]
+    if "ebv" not in have and any(f"A_{b}" not in have for b in intrinsic):
+        need.append("ebv")
+    return [c for c in dict.fromkeys(need) if c not in have]
+
+
 def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr: float = 5.0,
-                   absmag: str = "model") -> dict[str, np.ndarray]:
+                   absmag: str = "model", absmag_reference: Mapping[str, str] | None = None
+                   ) -> dict[str, np.ndarray]:
     """Per-star distances and Galactocentric positions from a prediction table.
 
     For each band (in order of preference) it needs the apparent magnitude
@@ -163,23 +200,21 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
     ``_err``; each star takes the first band in which both are measured
     (``dist_band``: its index in ``bands``, -1 for none), so a star without
     SDSS can still be placed with PS1. Uses ``parallax``/``parallax_error``
-    when present. Returns ``dist_kpc``, ``dist_err_kpc``, ``dist_band``,
-    ``parallax_used``, ``R_kpc``, ``z_kpc``, ``phi_deg``.
+    when present. ``absmag_reference``: for each ``mabs_<band>``, whether the
+    model's absolute magnitude is intrinsic (``"dereddened"``, the default) or
+    includes the extinction (``"observed"``: then the observed magnitude is
+    used and no E(B-V) is needed); ``photofeh map`` takes it from the
+    predictions' provenance. Returns ``dist_kpc``, ``dist_err_kpc``,
+    ``dist_band``, ``parallax_used``, ``R_kpc``, ``z_kpc``, ``phi_deg``.
     """
-    from photofeh.model.features import deredden
-
     bands = [bands] if isinstance(bands, str) else list(bands)
     if absmag not in ABSMAG_SOURCES:
         raise ValueError(f"absmag must be one of {ABSMAG_SOURCES}, got {absmag!r}")
-    if absmag == "ivezic2008":  # the relation gives M_r in SDSS: the distance uses SDSS r
+    if absmag == "ivezic2008":  # the relation gives intrinsic M_r in SDSS: the distance uses dereddened SDSS r
         cols = {**cols, **ivezic2008_columns(cols)}
         bands = ["sdss_r"]
-    missing = [c for b in bands for c in (b, f"mabs_{b}", f"mabs_{b}_err") if c not in cols]
-    missing += [c for c in ("ra", "dec") if c not in cols]
-    if any(b.startswith("gaia_") for b in bands):  # Gaia extinction depends on the intrinsic BP-RP
-        missing += [c for c in ("gaia_bp", "gaia_rp") if c not in cols and c not in missing]
-    if "ebv" not in cols and any(f"A_{b}" not in cols for b in bands):
-        missing.append("ebv")
+        absmag_reference = None
+    missing = distance_columns_needed(bands, absmag_reference, list(cols))
     if missing:
         raise KeyError(f"distances need column(s) {missing}: predict with a model that has the "
                        f"{', '.join(f'mabs_{b}' for b in bands)} label(s) (for real labels: parallax_labels, "
@@ -187,7 +222,7 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
                        f"{' '.join(bands)} ebv parallax parallax_error'; or map dwarfs with --absmag ivezic2008")
     n = len(cols["ra"])
     d, err, which = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1)
-    m0 = deredden(cols, bands)
+    m0 = apparent_magnitudes(cols, bands, absmag_reference)
     for k, b in enumerate(bands):
         mabs = np.asarray(cols[f"mabs_{b}"], float)
         take = (which < 0) & np.isfinite(m0[b]) & np.isfinite(mabs)

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["BinnedQuantileMap", "MapProducts", "feh_map_from_predictions", "galactic_lb", "SKY_NSIDE"]
+__all__ = ["BinnedQuantileMap", "MapProducts", "feh_map_from_predictions", "galactic_lb", "SKY_NSIDE",
+           "check_map_input", "predictions_absmag_reference"]
 
 # The maps' default [Fe/H]-error cut (dex). Photometric [Fe/H] errors grow as [Fe/H] falls (u-g loses its
 # sensitivity below about -2), so a cut near the halo stars' typical error keeps disk stars and drops halo
@@ -144,6 +145,59 @@ def check_map_options(cell: float, r_max: float, z_max: float, min_parallax_snr:
                          f"{MAX_MAP_BYTES / 2**30:.0f}); use a larger cell or a smaller extent")
 
 
+def predictions_absmag_reference(source: str | os.PathLike) -> tuple[dict[str, str], str]:
+    """What the absolute magnitudes of a ``photofeh predict`` output refer to (``{"mabs_<band>":
+    "dereddened" | "observed"}``, :func:`photofeh.model.parallax_labels.absmag_reference`) and where that was
+    read: the predictions' provenance, the model folder it names (outputs written before the provenance
+    recorded it), or nowhere (a table made by hand: intrinsic M_abs assumed, and said so)."""
+    import json
+
+    from photofeh.io.readers import table_metadata
+    from photofeh.model.parallax_labels import absmag_reference
+
+    meta = table_metadata(source)
+    if "model_absmag_reference" in meta:
+        return json.loads(meta["model_absmag_reference"]), "predictions' provenance"
+    model_json = Path(meta.get("model_path", "")) / "model.json" if meta.get("model_path") else None
+    if model_json is not None and model_json.is_file():
+        return absmag_reference(json.loads(model_json.read_text())), str(model_json)
+    return {}, "not recorded: M_abs taken as intrinsic (paired with dereddened magnitudes)"
+
+
+def check_map_input(source: str | os.PathLike, bands: str | Sequence[str] = "sdss_r", absmag: str = "model",
+                    absmag_reference: dict[str, str] | None = None) -> None:
+    """Refuse, before anything is written, a prediction table that cannot be mapped: no sky positions, no
+    predicted [Fe/H], or neither an absolute magnitude nor the photometry that goes with it in any band."""
+    from photofeh.galaxy.distances import distance_columns_needed
+    from photofeh.io.readers import table_columns
+
+    have = table_columns(source)
+    if not have:
+        return  # an unknown format: the streaming pass will say what it cannot read
+    bands = [bands] if isinstance(bands, str) else list(bands)
+    if absmag == "ivezic2008":
+        bands, absmag_reference = ["sdss_r"], None
+        have = [*have, "mabs_sdss_r", "mabs_sdss_r_err"]  # computed from g-i and [Fe/H]
+        lacking = [c for c in ("sdss_g", "sdss_i") if c not in have]
+    else:
+        lacking = []
+    lacking += [c for c in ("feh", "feh_err", "usable") if c not in have]
+    positions = [c for c in ("ra", "dec") if c not in have]
+    if positions:
+        raise ValueError(f"{source} has no sky positions ({', '.join(positions)} missing): a map needs ra and "
+                         "dec for every star. Keep them when predicting (they are kept whenever the input has "
+                         "them; 'photofeh predict ... --keep ra dec' for other names through a preset); a "
+                         "catalogue without positions (e.g. the Green et al. 2020 sample) can be predicted and "
+                         "given an MDF ('photofeh mdf') but not mapped")
+    per_band = {b: distance_columns_needed([b], absmag_reference, have) for b in bands}
+    if all(per_band.values()) or lacking:
+        need = sorted({c for cols in per_band.values() for c in cols} | set(lacking))
+        raise ValueError(f"{source} lacks column(s) {need} that distances need in every band of {bands}: predict "
+                         "with a model that has the mabs_<band> label(s) (for real labels: parallax_labels, "
+                         "docs/models.md) and keep the photometry, e.g. 'photofeh predict ... --keep "
+                         f"{' '.join(bands)} ebv parallax parallax_error'; or map dwarfs with --absmag ivezic2008")
+
+
 @dataclass
 class MapProducts:
     """What one streaming pass of ``photofeh map`` accumulates, each part in bounded memory.
@@ -209,7 +263,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                              r_max: float = 20.0, z_max: float = 10.0, chunk_rows: int = 1_000_000,
                              stars_out: str | os.PathLike | None = None, absmag: str = "model",
                              out_of_domain: str = "exclude", slices: Sequence[float] | None = None,
-                             deconvolve: bool = False, sky_nside: int = SKY_NSIDE) -> tuple[MapProducts, Counter]:
+                             deconvolve: bool = False, sky_nside: int = SKY_NSIDE,
+                             absmag_reference: dict[str, str] | None = None) -> tuple[MapProducts, Counter]:
     """Stream a ``photofeh predict`` output into the median [Fe/H] map of R and |Z|.
 
     Stars are left out, and counted, when their features were unusable, by
@@ -226,7 +281,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     each |Z| slice are kept as fixed-size histograms (``slices`` of the :class:`MapProducts`,
     :class:`photofeh.galaxy.mdf.BinnedEstimates`) for deconvolved metallicity distributions; ``deconvolve``: the same
     per map cell (``cells``, ~120 kB per occupied cell), for :func:`deconvolved_cells`. The mapped stars also
-    fill a sky map of [Fe/H] in HEALPix pixels of Galactic (l, b) (``sky_nside``). ``stars_out``: a Parquet
+    fill a sky map of [Fe/H] in HEALPix pixels of Galactic (l, b) (``sky_nside``). ``absmag_reference``: whether
+    each ``mabs_<band>`` includes the extinction (``"observed"``) or not (``"dereddened"``); by default read from
+    the predictions' provenance (:func:`predictions_absmag_reference`), so the extinction is applied exactly
+    once whatever the model's ``deredden`` setting. ``stars_out``: a Parquet
     file with, for every input row in
     order, the distance, its error, whether Gaia's parallax was used, R, z,
     phi (NaN for unusable rows) and ``in_map``.
@@ -249,6 +307,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                       max_rel_dist_err=max_rel_dist_err, max_feh_err=max_feh_err, chunk_rows=chunk_rows)
     if not isinstance(sky_nside, int) or sky_nside < 1 or sky_nside & (sky_nside - 1) or sky_nside > 256:
         raise ValueError(f"sky_nside must be a power of 2 from 1 to 256, got {sky_nside!r}")
+    if absmag_reference is None:
+        absmag_reference, _ = predictions_absmag_reference(source)
     products = MapProducts.empty(r_max=r_max, z_max=z_max, cell=cell, nside=sky_nside)
     products.cells = {} if deconvolve else None
     fmap = products.rz
@@ -278,7 +338,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                 counts["outside the training domain"] += int(outside.sum())
                 usable &= ~outside
             cols = {c: np.asarray(v)[usable] for c, v in chunk.items()}
-            pos = star_distances(cols, bands, min_parallax_snr, absmag)  # every usable star gets its distance
+            pos = star_distances(cols, bands, min_parallax_snr, absmag, absmag_reference)  # every usable star
             sel = np.ones(len(cols["feh"]), bool)  # then the map's own selection, each cut counted
             if absmag == "ivezic2008":  # main-sequence colours and [Fe/H] inside the relation's range only
                 outside = ~pos["absmag_valid"]

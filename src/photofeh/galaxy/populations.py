@@ -1,9 +1,11 @@
 """Metallicity distributions of selections of predicted stars: ``photofeh mdf`` and its figure.
 
 Reads a ``photofeh predict`` output chunk by chunk, applies the selection (a pandas query, the giant class,
-an error cut, the training domain), counts every star left out, and deconvolves the selected estimates with
-their errors (:mod:`photofeh.galaxy.mdf`). The estimates should come from a flat-prior model (``prior = "flat"``):
-deconvolving posterior means under the labels prior would count that prior twice (docs/populations.md).
+an error cut, the training domain), counts every star left out, and unfolds the selected estimates through
+the response the model measured on its validation stars (:mod:`photofeh.galaxy.unfold`), whatever prior the
+estimates carry. Deconvolving the estimates with their own errors (:mod:`photofeh.galaxy.mdf`, ``method =
+"xd"``) is right only for likelihood-like estimates with calibrated errors; on real stars it erased the
+metal-poor tail (docs/populations.md).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import numpy as np
 
 from photofeh.galaxy.mdf import MIN_STARS, BinnedEstimates, MixtureMDF, mdf_summary
 
-__all__ = ["mdf_of_predictions", "plot_mdf", "RAW_LIMIT"]
+__all__ = ["mdf_of_predictions", "plot_mdf", "RAW_LIMIT", "METHODS", "response_of_predictions",
+           "summary_distribution", "with_fractions"]
 
 # Beyond this many selected stars the estimates go into a BinnedEstimates: bounded memory and time (the
 # deconvolution and its bootstrap then cost the same for 10^5 and 10^9 stars; 1.5 million raw estimates
@@ -20,11 +23,48 @@ __all__ = ["mdf_of_predictions", "plot_mdf", "RAW_LIMIT"]
 RAW_LIMIT = 200_000
 
 
+METHODS = ("unfold", "xd")
+
+
+def response_of_predictions(source, giants: str = "include", max_feh_err: float | None = None):
+    """The measured response (:class:`photofeh.galaxy.unfold.ResponseSample`) of the model that made a
+    ``photofeh predict`` output, for the estimates it holds (its prior: ``predict --prior flat`` divides the
+    training prior out of the calibration stars' estimates too) and the same giant and error selection;
+    ``None`` (and why) when the model is not found or was trained before it kept a calibration sample."""
+    import json
+    from pathlib import Path
+
+    from photofeh.galaxy.unfold import ResponseSample
+    from photofeh.io.readers import table_metadata
+
+    meta = table_metadata(source)
+    model_json = Path(meta.get("model_path", "")) / "model.json" if meta.get("model_path") else None
+    if model_json is None or not model_json.is_file():
+        return None, "the predictions do not name a model folder that exists here (provenance 'model_path')"
+    model = json.loads(model_json.read_text())
+    response = ResponseSample.from_meta(model, meta.get("model_prior", "labels"))
+    if response is None:
+        return None, f"{model_json} has no calibration sample (a model trained before photofeh kept one)"
+    giant = np.asarray(model["calibration_sample"].get("giant", []), bool)
+    keep = np.ones(response.true.size, bool)
+    if giants != "include" and giant.size == keep.size:
+        keep &= ~giant if giants == "exclude" else giant
+    if max_feh_err is not None:
+        keep &= response.sigma <= max_feh_err
+    return ResponseSample(response.true[keep], response.estimate[keep], response.sigma[keep]), str(model_json)
+
+
 def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | None = None,
                        giants: str = "include", out_of_domain: str = "exclude", chunk_rows: int = 1_000_000,
-                       n_boot: int = 200, seed: int = 0, n_components: int | None = None
+                       n_boot: int = 200, seed: int = 0, n_components: int | None = None, method: str = "unfold"
                        ) -> tuple[dict, dict, np.ndarray | None]:
-    """The deconvolved MDF of a selection of a ``photofeh predict`` output (folder or file).
+    """The metallicity distribution of a selection of a ``photofeh predict`` output (folder or file).
+
+    ``method``: ``"unfold"`` (default) unfolds the estimates through the model's measured response
+    (:mod:`photofeh.galaxy.unfold`: free of the estimator's shrinkage and of its errors' calibration, with
+    the fractions below -1, -1.5 and -2); ``"xd"`` deconvolves them with their own errors
+    (:mod:`photofeh.galaxy.mdf`), which is right only for likelihood-like estimates with calibrated errors.
+    A model without a calibration sample falls back to ``"xd"``, and the summary says so.
 
     ``where``: a pandas query on the output's columns (``"abs(b) > 30 and sdss_g < 19"``; keep the columns
     with ``predict --keep``); ``max_feh_err``: leave out vaguer estimates; ``giants``: include, exclude or
@@ -40,6 +80,14 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
 
     if giants not in ("include", "exclude", "only"):
         raise ValueError(f"giants must be include, exclude or only, not {giants!r}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    response, response_from = (response_of_predictions(source, giants, max_feh_err) if method == "unfold"
+                               else (None, ""))
+    if method == "unfold" and response is None:
+        method, fallback = "xd", f"unfolding impossible: {response_from}; deconvolved with the estimates' errors"
+    else:
+        fallback = None
     if out_of_domain not in ("exclude", "include"):
         raise ValueError(f"out_of_domain must be exclude or include, not {out_of_domain!r}")
     counts: dict[str, int] = {"stars": 0}
@@ -80,6 +128,8 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
             keep &= ~vague
         x, e = frame["feh"].to_numpy(float)[keep], frame["feh_err"].to_numpy(float)[keep]
         count("selected", x.size)
+        if binned is None and method == "unfold":
+            binned = BinnedEstimates()
         if binned is None:
             xs.append(x)
             es.append(e)
@@ -91,13 +141,43 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
             binned.add(x, e)
     if counts["stars"] == 0:
         raise ValueError(f"{source} holds no predictions")
+    if method == "unfold":
+        from photofeh.galaxy.unfold import unfold_mdf
+
+        summary = unfold_mdf(binned if binned is not None else BinnedEstimates(), response, n_boot=n_boot,
+                             seed=seed)
+        summary["response_from"] = response_from
+        return summary, counts, binned
     if binned is not None:
-        return binned.summary(n_boot=n_boot, seed=seed, n_components=n_components), counts, binned
+        summary = binned.summary(n_boot=n_boot, seed=seed, n_components=n_components)
+        return with_fractions(summary, fallback), counts, binned
     x, e = (np.concatenate(a) if a else np.empty(0) for a in (xs, es))
     if x.size < MIN_STARS:
         raise ValueError(f"the selection holds {x.size} stars; an MDF needs at least {MIN_STARS} "
                          f"(counts: {counts})")
-    return mdf_summary(x, e, n_boot=n_boot, seed=seed, n_components=n_components), counts, x
+    return with_fractions(mdf_summary(x, e, n_boot=n_boot, seed=seed, n_components=n_components), fallback), counts, x
+
+
+def with_fractions(summary: dict, note: str | None) -> dict:
+    """An XD summary with the fractions below -1, -1.5 and -2 of its mixture (no bootstrap error: NaN)."""
+    from photofeh.galaxy.unfold import FRACTION_THRESHOLDS
+
+    mdf = MixtureMDF.from_dict(summary["mixture"])
+    summary["fraction_below"] = {f"{t:g}": {"value": float(mdf.cdf(t)), "error": float("nan")}
+                                 for t in FRACTION_THRESHOLDS}
+    summary["method"] = "extreme deconvolution with the estimates' errors (Bovy, Hogg & Roweis 2011)"
+    if note:
+        summary["method_note"] = note
+    return summary
+
+
+def summary_distribution(summary: dict):
+    """The distribution an MDF summary describes (an unfolded grid or an XD mixture); both have ``pdf``."""
+    if "distribution" in summary:
+        from photofeh.galaxy.unfold import GridMDF
+
+        return GridMDF.from_dict(summary["distribution"])
+    return MixtureMDF.from_dict(summary["mixture"])
 
 
 def plot_mdf(summary: dict, x: np.ndarray | BinnedEstimates | None, stem, title: str = "") -> list:
@@ -107,7 +187,7 @@ def plot_mdf(summary: dict, x: np.ndarray | BinnedEstimates | None, stem, title:
     paths."""
     from photofeh.report.style import feh_bins, mdf_axis_range, new_figure, save_figure, styled
 
-    mdf = MixtureMDF.from_dict(summary["mixture"])
+    mdf = summary_distribution(summary)
     fine = np.linspace(-5.0, 1.5, 1301)
     if isinstance(x, BinnedEstimates):
         lo, hi = mdf_axis_range(x.feh_edges, x.counts.sum(axis=1), pdfs=[(fine, mdf.pdf(fine))])

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from photofeh.errors import MissingColumnsError
+
 __all__ = ["sfd_ebv", "SFD_FILES", "DustMapMissing", "EbvSource"]
 
 SFD_FILES = ("SFD_dust_4096_ngp.fits", "SFD_dust_4096_sgp.fits")
@@ -76,7 +78,7 @@ class EbvSource:
             need += ["ra", "dec"]
         missing = [c for c in need if c.lower() not in lower]
         if missing:
-            raise KeyError(f"E(B-V) needs column(s) {missing}, which the input lacks")
+            raise MissingColumnsError(f"E(B-V) needs column(s) {missing}, which the input lacks")
         return [lower[c.lower()] for c in need]
 
     def provides(self) -> bool:

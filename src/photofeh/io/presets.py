@@ -5,11 +5,15 @@ the columns of an archive table, lists which of them are magnitudes (whose
 sentinels 99/999 mean "no measurement") and may derive columns (magnitudes
 from fluxes, errors from flux_over_error, SSPP magnitudes from colours).
 Every replaced sentinel is counted, so nothing disappears silently.
+Magnitudes keep each survey's own system (AB or Vega, :data:`photofeh.bands.MAGNITUDE_SYSTEMS`); a table in the
+other system says so (``systems``) and is converted where a published offset exists, refused otherwise.
 A user TOML file can extend a preset:
 
     base = "gaia_dr3"
     [columns]
     gaia_g = "my_g_column"
+    [systems]             # optional: bands given in the other magnitude system
+    wise_w1 = "AB"        # converted to WISE's Vega system (Jarrett et al. 2011)
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from photofeh.errors import InputError, MissingColumnsError, UnknownPresetError
 from photofeh.io.tomlfile import closest, read_toml
 from photofeh.io.validation import MAGNITUDE_SENTINELS, clean_columns
 
@@ -28,6 +33,10 @@ __all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "resolve_preset"
            "MAGNITUDE_SENTINELS"]
 
 GENERIC_SENTINELS = (-9999.0, -999.0)  # in any float column a preset maps (99 can be a real S/N)
+# Sky positions are optional in every preset: only matching on the sky (crossmatch, merge-photometry,
+# build-training-set), a dust map (--sfd-dir) and `map` need them, and each says so when they are absent;
+# `predict` and `train` do not, so a table without positions is read without them.
+POSITIONS = ("ra", "dec")
 
 # Gaia EDR3 photometric zero points (Vega) and their uncertainties, Riello et
 # al. 2021 (A&A 649, A3), section 5.4 / Gaia EDR3 documentation 5.5.1.
@@ -44,6 +53,9 @@ class Preset:
     derive: Callable[[Mapping[str, np.ndarray], dict[str, np.ndarray]], None] | None = None
     optional: tuple[str, ...] = field(default=())
     reads: tuple[str, ...] = ()  # raw columns ``derive`` uses beyond ``columns`` (so a reader can select them)
+    # (band, "AB" or "Vega") for bands the table gives in the other system than the survey's own
+    # (photofeh.bands.to_band_system converts them on reading, or refuses)
+    systems: tuple[tuple[str, str], ...] = ()
 
 
 # A_band / E(B-V) of Schlegel, Finkbeiner & Davis 1998 (ApJ 500, 525), table 6 (R_V = 3.1), with which the
@@ -125,8 +137,6 @@ def _green2020_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray])
     and converted to SFD E(B-V) (`ebv`, :data:`GREEN2020_EBV_PER_R`), so models may deredden (the default)
     or take the reddening as an input (config `deredden = false`).
     ``source_id``: a hash of the row's values (the file has no identifier), the same however it is chunked."""
-    import hashlib
-
     mag, err = np.asarray(raw["mag"], float), np.asarray(raw["mag_err"], float)
     for k, band in enumerate(GREEN2020_BANDS):
         out[band], out[f"{band}_err"] = mag[:, k], err[:, k]
@@ -142,9 +152,29 @@ def _green2020_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray])
     out["reddening_source"] = source.astype(object)
     out["reddening_is_default"] = source == "default"  # no map value: the sample's default, flagged
     out["label_source"] = np.char.strip(np.asarray(raw["atm_source"]).astype(str)).astype(object)
-    rows = np.ascontiguousarray(np.column_stack([mag, atm, out["parallax"]]).astype(np.float64))
+    out["source_id"] = row_hash(np.column_stack([mag, atm, out["parallax"]]))
+
+
+def row_hash(rows: np.ndarray) -> np.ndarray:
+    """A ``source_id`` for a file without identifiers: a 62-bit BLAKE2b hash of each row's float64 values, the
+    same however the file is chunked or ordered (rows with equal values share it, and a split keeps them
+    together)."""
+    import hashlib
+
+    rows = np.ascontiguousarray(np.asarray(rows, np.float64))
     digest = [hashlib.blake2b(r.tobytes(), digest_size=8).digest() for r in rows]
-    out["source_id"] = np.frombuffer(b"".join(digest), dtype=">u8").astype(np.int64) & ((1 << 62) - 1)
+    return np.frombuffer(b"".join(digest), dtype=">u8").astype(np.int64) & ((1 << 62) - 1)
+
+
+# The SEGUE colours of ../shared/data/real (Metallicity-Approximator, data/valid/data.csv): SDSS DR17 photoObj
+# colours u-g, g-r, r-i, i-z, not dereddened and without errors, and the SSPP [Fe/H] (FEHADOP). No magnitudes:
+# the colours are columns of their own (photofeh.model.features.colour_column), used as observed.
+SEGUE_COLOURS = {"sdss_u-sdss_g": "ug", "sdss_g-sdss_r": "gr", "sdss_r-sdss_i": "ri", "sdss_i-sdss_z": "iz"}
+
+
+def _segue_colours_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """``source_id``: a hash of the row's values (:func:`row_hash`; the file has no identifier)."""
+    out["source_id"] = row_hash(np.column_stack([np.asarray(out[c], float) for c in (*SEGUE_COLOURS, "feh_spec")]))
 
 
 def _sspp_derive(raw: Mapping[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
@@ -219,6 +249,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
            magnitudes=GREEN2020_BANDS, derive=_green2020_derive,
            reads=("mag", "mag_err", "atm_param", "atm_param_cov", "parallax", "parallax_err", "r", "r_err",
                   "r_source", "atm_source")),
+    Preset("segue_colours", "SDSS DR17 colours u-g, g-r, r-i, i-z (photoObj, not dereddened, no errors, no "
+           "positions) with SEGUE SSPP [Fe/H]", {**SEGUE_COLOURS, "feh_spec": "feh"}, derive=_segue_colours_derive),
     Preset("kepler_huber17", "Kepler-field stars with spectroscopic labels and TGAS parallaxes (Huber et al. 2017)",
            {"source_id": "KIC", "ra": "ra", "dec": "dec", "teff_spec": "teff", "teff_spec_err": "sig_teff",
             "logg_spec": "logg", "logg_spec_err": "sig_logg", "feh_spec": "feh", "feh_spec_err": "sig_feh",
@@ -239,7 +271,8 @@ def resolve_preset(preset: str | Preset | None) -> Preset | None:
     if str(preset).endswith(".toml"):
         return load_mapping(preset)
     if preset not in PRESETS:
-        raise KeyError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}, or a mapping file (.toml)")
+        raise UnknownPresetError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}, or a mapping file "
+                                 "(.toml)")
     return PRESETS[preset]
 
 
@@ -255,9 +288,10 @@ def load_mapping(path: str | Path) -> Preset:
     path = Path(path)
     raw = read_toml(path, "mapping")
     for key in raw:
-        if key not in ("base", "columns"):
-                raise ValueError(f"mapping file {path}: unknown setting {key!r}{closest(key, ('base', 'columns'))}; "
-                             "a mapping has base = \"<preset>\" and a [columns] table")
+        if key not in ("base", "columns", "systems"):
+            raise ValueError(f"mapping file {path}: unknown setting {key!r}"
+                             f"{closest(key, ('base', 'columns', 'systems'))}; a mapping has base = \"<preset>\", "
+                             "a [columns] table and an optional [systems] table")
     if "columns" not in raw:
         raise ValueError(f"mapping file {path}: no [columns] table; a mapping maps schema names to archive "
                          "columns under [columns]")
@@ -267,11 +301,17 @@ def load_mapping(path: str | Path) -> Preset:
     cols = raw.get("columns", {})
     if not isinstance(cols, dict) or not all(isinstance(v, str) for v in cols.values()):
         raise ValueError(f"mapping file {path}: [columns] must map schema names to archive column names")
+    systems = raw.get("systems", {})
+    from photofeh.bands import BANDS
+
+    if not isinstance(systems, dict) or any(k not in BANDS or v not in ("AB", "Vega") for k, v in systems.items()):
+        raise ValueError(f"mapping file {path}: [systems] maps band names ({', '.join(BANDS)}) to \"AB\" or "
+                         f"\"Vega\", got {systems!r}")
     parent = PRESETS[base] if base else Preset("user", "", {})
     mags = tuple(set(parent.magnitudes) | {k for k in cols if "_err" in k or k.split("_")[0] in
                                            ("sdss", "ps1", "gaia", "cfis")})
     return Preset(path.stem, f"{path} (on {parent.name})" if base else str(path), {**parent.columns, **cols}, mags,
-                  parent.derive, parent.optional, parent.reads)
+                  parent.derive, parent.optional, parent.reads, tuple({**dict(parent.systems), **systems}.items()))
 
 
 def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, source: str = "table"
@@ -281,7 +321,8 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
     schema names and is only validated: every reader's chunks go through here.
 
     Returns the new columns and a Counter of replaced values per column.
-    Raises ``KeyError`` naming the source and the missing archive columns.
+    Raises :class:`photofeh.errors.MissingColumnsError` (a ``KeyError``) naming the source and the missing
+    archive columns; sky positions are never required (:data:`POSITIONS`).
     """
     if hasattr(raw, "colnames") or hasattr(raw, "columns"):  # an astropy Table or a pandas DataFrame
         from photofeh.io.readers import as_columns
@@ -291,13 +332,9 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
         return clean_columns(raw, source)
     if isinstance(preset, str):
         if preset not in PRESETS:
-            raise KeyError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
+            raise UnknownPresetError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
         preset = PRESETS[preset]
-    missing = [arch for name, arch in preset.columns.items()
-               if _get(raw, arch) is None and name not in preset.optional]
-    if missing:
-        raise KeyError(f"{source}: preset {preset.name!r} needs column(s) {missing}, not found "
-                       f"(the table has e.g. {list(raw)[:10]})")
+    check_preset_columns(list(raw), preset, source)
     out: dict[str, np.ndarray] = {}
     report: Counter = Counter()
     for name, arch in preset.columns.items():
@@ -309,12 +346,20 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
             try:
                 a = a.astype(np.float64)
             except ValueError:
-                raise ValueError(f"{source}: column {arch!r} ({name}) is not numeric") from None
+                raise InputError(f"{source}: column {arch!r} ({name}) is not numeric") from None
             bad = np.isin(a, MAGNITUDE_SENTINELS if name in preset.magnitudes else GENERIC_SENTINELS) | ~np.isfinite(a)
             was_nan = np.isnan(a)
             report[name] += int((bad & ~was_nan).sum())
             a = np.where(bad, np.nan, a)
         out[name] = a
+    for name, system in preset.systems:  # magnitudes in the survey's own system (photofeh.bands)
+        if name in out:
+            from photofeh.bands import to_band_system
+
+            try:
+                out[name] = to_band_system(name, out[name], system)
+            except ValueError as exc:
+                raise InputError(f"{source}: preset {preset.name!r}: {exc}") from None
     if preset.derive is not None:
         preset.derive(raw, out)
     _check_units(out, preset, source)
@@ -325,6 +370,17 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
     return out, report
 
 
+def check_preset_columns(available, preset: Preset, source: str) -> None:
+    """Raise :class:`photofeh.errors.MissingColumnsError` when the table (columns ``available``, any case)
+    lacks a column ``preset`` needs: before any work, and for every chunk."""
+    lower = {str(c).lower() for c in available}
+    missing = [arch for name, arch in preset.columns.items()
+               if arch.lower() not in lower and name not in preset.optional and name not in POSITIONS]
+    if missing:
+        raise MissingColumnsError(f"{source}: preset {preset.name!r} needs column(s) {missing}, not found "
+                                  f"(the table has e.g. {list(available)[:10]})")
+
+
 def _check_units(out: dict[str, np.ndarray], preset: Preset, source: str) -> None:
     """Refuse columns whose values cannot be what the schema says (radians for degrees, fluxes for mags)."""
     for name, lo, hi in (("ra", 0.0, 360.0), ("dec", -90.0, 90.0)):
@@ -332,12 +388,12 @@ def _check_units(out: dict[str, np.ndarray], preset: Preset, source: str) -> Non
             v = np.asarray(out[name], float)
             v = v[np.isfinite(v)]
             if v.size and (v.min() < lo or v.max() > hi):
-                raise ValueError(f"{source}: column {preset.columns.get(name, name)!r} ({name}) has values outside "
+                raise InputError(f"{source}: column {preset.columns.get(name, name)!r} ({name}) has values outside "
                                  f"[{lo}, {hi}]: wrong units (degrees expected)?")
     for name in preset.magnitudes:
         if name in out and not name.endswith("_err"):
             v = np.asarray(out[name], float)
             v = v[np.isfinite(v)]
             if v.size and not -5.0 < np.median(v) < 40.0:
-                raise ValueError(f"{source}: column {preset.columns.get(name, name)!r} ({name}) has median "
+                raise InputError(f"{source}: column {preset.columns.get(name, name)!r} ({name}) has median "
                                  f"{np.median(v):.3g}, not a magnitude: fluxes or wrong units?")

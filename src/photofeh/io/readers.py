@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["as_columns", "READ_FORMATS", "CatalogReadError", "detect_format", "iter_table", "read_columns",
-           "count_rows", "table_columns", "known_rows"]
+           "count_rows", "table_columns", "table_metadata", "known_rows"]
 
 READ_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits",
                 ".fz": "fits", ".csv": "csv", ".csv.gz": "csv", ".txt": "text", ".dat": "text",
@@ -256,6 +256,18 @@ def table_columns(path: str | os.PathLike, fmt: str | None = None) -> list[str]:
         raise CatalogReadError(f"{path}: cannot read as {kind}: {type(exc).__name__}: {exc}") from None
     first = next(iter_table(path, chunk_size=1, fmt=fmt), {})
     return list(first)
+
+
+def table_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The key-value metadata of a Parquet file or folder (e.g. a prediction output's provenance), without
+    Arrow's and pandas' own keys; empty for other formats or when there is none."""
+    import pyarrow.dataset as ds
+
+    try:
+        meta = ds.dataset(str(path), format="parquet").schema.metadata or {}
+    except Exception:
+        return {}
+    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW") and k != b"pandas"}
 
 
 def known_rows(path: str | os.PathLike, fmt: str | None = None) -> int | None:

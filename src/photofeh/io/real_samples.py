@@ -12,8 +12,8 @@ import os
 
 import numpy as np
 
-__all__ = ["read_green2020", "green2020_test_mask", "reddening_per_unit", "GREEN2020_FEATURES", "GREEN2020_SPLIT_SEED",
-           "GREEN2020_TEST_FRACTION"]
+__all__ = ["read_green2020", "green2020_test_mask", "hashed_test_mask", "reddening_per_unit", "GREEN2020_FEATURES",
+           "GREEN2020_SPLIT_SEED", "GREEN2020_TEST_FRACTION"]
 
 GREEN2020_SPLIT_SEED = 20201125
 GREEN2020_TEST_FRACTION = 0.30
@@ -35,13 +35,27 @@ def read_green2020(path: str | os.PathLike):
 
 
 def green2020_test_mask(source_id: np.ndarray) -> np.ndarray:
-    """True for the 30% test stars: a SplitMix64 hash of (source_id, seed), the same on every machine."""
-    x = (np.asarray(source_id, np.uint64) ^ np.uint64(GREEN2020_SPLIT_SEED)) + np.uint64(0x9E3779B97F4A7C15)
+    """True for the 30% test stars: a SplitMix64 hash of (source_id, seed), the same on every machine
+    (``photofeh train --split-seed 20201125`` with a test fraction of 0.30 chooses the same stars)."""
+    return hashed_test_mask(source_id, GREEN2020_SPLIT_SEED, GREEN2020_TEST_FRACTION)
+
+
+def hashed_test_mask(source_id: np.ndarray, seed: int, fraction: float) -> np.ndarray:
+    """True for a ``fraction`` of the stars (in steps of 1e-4) chosen by a SplitMix64 hash (Steele et al. 2014)
+    of (source_id, seed): the same stars whatever the row order, the chunking or the machine. Integer ids are
+    hashed as they are; other ids (text) through a BLAKE2b digest of their text."""
+    ids = np.asarray(source_id)
+    if ids.dtype.kind not in "iu":
+        import hashlib
+
+        ids = np.array([int.from_bytes(hashlib.blake2b(str(v).encode(), digest_size=8).digest(), "big")
+                        for v in ids.tolist()], np.uint64)
+    x = (ids.astype(np.uint64) ^ np.uint64(seed)) + np.uint64(0x9E3779B97F4A7C15)
     with np.errstate(over="ignore"):
         x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         x = x ^ (x >> np.uint64(31))
-    return (x % np.uint64(10_000)).astype(np.int64) < int(GREEN2020_TEST_FRACTION * 10_000)
+    return (x % np.uint64(10_000)).astype(np.int64) < round(fraction * 10_000)
 
 
 def reddening_per_unit(stars, colour: tuple[str, str], reddening: str = "reddening_b19",

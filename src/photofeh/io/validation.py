@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from photofeh.errors import InputError
+
 __all__ = ["Rule", "RULES", "column_rule", "clean_columns", "MAGNITUDE_SENTINELS", "SENTINELS"]
 
 # Values archives write for "no measurement": SDSS/SExtractor 99 and -9999, PS1 -999, 2MASS/WISE null 999,
@@ -68,6 +70,9 @@ RULES: dict[str, Rule] = {
     "log g": Rule("log g", -1.5, 9.5),
     "Teff": Rule("Teff", 1500.0, 200_000.0),
     "absolute magnitude": Rule("absolute magnitude", -15.0, 30.0),
+    # a colour given as a column ({survey}_{band}-{survey}_{band}, e.g. a table of SDSS colours): the bluest
+    # stars have u-g ~ -0.5 and the reddest brown dwarfs optical-infrared colours of ~10 mag
+    "colour": Rule("colour", -20.0, 20.0),
     "label error": Rule("label error", 0.0, 1e5),
     "ra": Rule("ra", 0.0, 360.0),
     "dec": Rule("dec", -90.0, 90.0),
@@ -77,6 +82,7 @@ RULES: dict[str, Rule] = {
 SURVEY_PREFIXES = ("sdss", "ps1", "gaia", "cfis", "kic", "tmass", "wise", "unwise", "lsst", "decam", "hsc",
                    "smss", "galex", "ukidss", "vista", "des", "euclid")
 _MAG = re.compile(rf"^({'|'.join(SURVEY_PREFIXES)})_[a-z0-9]{{1,3}}$")
+_COLOUR = re.compile(rf"^({'|'.join(SURVEY_PREFIXES)})_[a-z0-9]{{1,3}}-({'|'.join(SURVEY_PREFIXES)})_[a-z0-9]{{1,3}}$")
 _LABEL = re.compile(r"^(feh|logg|teff|mabs_[a-z0-9]+_[a-z0-9]{1,3})(_spec|_true)?$")
 _LABEL_KINDS = {"feh": "[Fe/H]", "logg": "log g", "teff": "Teff"}
 
@@ -87,8 +93,10 @@ def column_rule(name: str) -> Rule | None:
         return RULES[name]
     if _MAG.match(name):
         return RULES["magnitude"]
-    if name.endswith("_err") and _MAG.match(name[:-4]):
+    if name.endswith("_err") and (_MAG.match(name[:-4]) or _COLOUR.match(name[:-4])):
         return RULES["magnitude error"]
+    if _COLOUR.match(name):
+        return RULES["colour"]
     if (name == "ebv" or name.startswith("ebv_") or (name.startswith("A_") and _MAG.match(name[2:]))
             or re.match(rf"^({'|'.join(SURVEY_PREFIXES)})_extinction_", name)):
         return RULES["extinction"]
@@ -116,7 +124,7 @@ def _as_float(values: np.ndarray, name: str, source: str) -> np.ndarray:
         return a.astype(np.float64)
     except (TypeError, ValueError):
         sample = next((v for v in a.ravel()[:1000] if not _is_number(v)), a.ravel()[:1])
-        raise ValueError(f"{source}: column {name!r} should hold numbers ({column_rule(name).kind}) but holds "
+        raise InputError(f"{source}: column {name!r} should hold numbers ({column_rule(name).kind}) but holds "
                          f"e.g. {sample!r}") from None
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["SCHEMA_VERSION", "save_model_folder", "load_model_folder", "ModelFormatError"]
+__all__ = ["SCHEMA_VERSION", "save_model_folder", "load_model_folder", "ModelFormatError", "model_digest"]
 
 SCHEMA_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -24,6 +24,18 @@ WEIGHTS, META = "model.safetensors", "model.json"
 
 class ModelFormatError(ValueError):
     """A model folder that cannot be used: missing files, wrong schema version."""
+
+
+def model_digest(model_dir: str | os.PathLike) -> str:
+    """SHA-256 of a model folder's two files: the identity of a model in every output made with it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in (META, WEIGHTS):
+        with open(Path(model_dir) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
 
 
 def save_model_folder(path: str | os.PathLike, members: list[torch.nn.Module], meta: dict) -> Path:
@@ -128,11 +140,14 @@ def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
     if not isinstance(meta["architecture"], dict):
         raise ValueError("architecture must be an object")
     arch, heads, classify = meta["architecture"], meta["heads"], meta.get("classify", True)
-    check_size(arch, network_inputs(F, missing), labels, heads, classify)
+    conditional = meta.get("class_conditional") or []
+    check_size(arch, network_inputs(F, missing), labels, heads, classify, conditional)
+    if conditional:
+        _finite_list(meta, "sigma_scale_giant", len(conditional), positive=True)
     from photofeh.model.networks import build_network
 
     with torch.device("meta"):
-        net = build_network(arch, network_inputs(F, missing), labels, heads, classify)
+        net = build_network(arch, network_inputs(F, missing), labels, heads, classify, conditional)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 

@@ -38,7 +38,8 @@ LABEL_SIGMAS = 3.0  # an estimate this many of its sigmas beyond the training la
 
 def feature_errors(table: Mapping[str, np.ndarray], features: Sequence[str]) -> np.ndarray:
     """1-sigma errors of the features where the table has them (NaN elsewhere): a colour's from its two bands
-    (independent errors), a magnitude's own, ``parallax`` from ``parallax_error``."""
+    (independent errors) or, for a colour given as a column, ``<colour>_err``; a magnitude's own, ``parallax``
+    from ``parallax_error``."""
     from photofeh.bands import BANDS
 
     n = len(next(iter(table.values()))) if table else 0
@@ -56,6 +57,8 @@ def feature_errors(table: Mapping[str, np.ndarray], features: Sequence[str]) -> 
             a, b = err(parts[0]), err(parts[1])
             if a is not None and b is not None:
                 np.sqrt(a * a + b * b, out=out[j])
+            elif f in table and f"{f}_err" in table:  # a colour given as a column, with its error
+                out[j] = np.asarray(table[f"{f}_err"], float)
         elif f in BANDS or f == "parallax":
             e = err(f)
             if e is not None:
@@ -111,7 +114,12 @@ class TrainingDomain:
             e = X_err[np.isfinite(X_err[:, j]), j]
             if e.size >= 10:
                 err_max[j] = np.quantile(e, ERROR_QUANTILE)
-        label_lo, label_hi = np.nanmin(y, axis=0), np.nanmax(y, axis=0)
+        # a label learned from parallaxes (photofeh.model.parallax_labels) has no values here: no range (NaN),
+        # so no extrapolation check for it (np.nanmin of an all-NaN column would only warn to say the same)
+        y = np.asarray(y, float)
+        known = np.isfinite(y).any(axis=0)
+        label_lo, label_hi = np.full(y.shape[1], np.nan), np.full(y.shape[1], np.nan)
+        label_lo[known], label_hi[known] = np.nanmin(y[:, known], axis=0), np.nanmax(y[:, known], axis=0)
         return cls(lo, hi, scale, centre, axes, pc_lo, pc_hi, pc_scale, err_max, label_lo, label_hi)
 
     def score(self, X: np.ndarray) -> np.ndarray:

@@ -95,7 +95,10 @@ def binned_metrics(pred, ref, by: np.ndarray, edges, min_count: int = MIN_BIN_ST
     below = min(int(np.ceil((e[0] - by.min()) / step - 1e-9)), MAX_EXTRA_BINS) if by.min() < e[0] else 0
     above = min(int(np.ceil((by.max() - e[-1]) / step - 1e-9)), MAX_EXTRA_BINS) if by.max() > e[-1] else 0
     e = np.concatenate([e[0] - step * np.arange(below, 0, -1), e, e[-1] + step * np.arange(1, above + 1)])
-    e[0], e[-1] = min(e[0], by.min()), max(e[-1], by.max())  # past MAX_EXTRA_BINS: open end bins
+    if below:  # an extended end bin reaches the extreme star exactly (past MAX_EXTRA_BINS steps: open)
+        e[0] = by.min()
+    if above:
+        e[-1] = by.max()
     idx = np.clip(np.searchsorted(e, by, side="right") - 1, 0, e.size - 2)
     counts = np.bincount(idx, minlength=e.size - 1)
     groups = [[i, i + 1, int(c)] for i, c in enumerate(counts) if c > 0]  # [first edge, last edge, stars]
@@ -124,6 +127,55 @@ def class_metrics(is_pred: np.ndarray, is_true: np.ndarray) -> dict:
 
 
 PARALLAX_REFERENCE_SNR = 10.0  # parallax-trained magnitudes are scored against parallaxes this precise
+
+
+def parallax_inputs_of(model) -> list[str]:
+    """The model's input features that carry the parallax (the ``parallax`` group of
+    :func:`photofeh.model.missing.feature_groups`: ``parallax``, ``parallax_error`` ...)."""
+    from photofeh.model.missing import feature_groups
+
+    return [f for f, g in zip(model.features, feature_groups(model.features), strict=True) if g == "parallax"]
+
+
+def _non_circular(model, cols, pred: dict, label_cols: dict) -> tuple[dict, dict, dict]:
+    """No label is scored against itself: an absolute magnitude learned from the parallaxes is scored against
+    M from the same parallaxes, so a model that takes the parallax as an input is scored on predictions made
+    with that input hidden (a ``missing = "mask"`` model predicts from what a star has: it was trained with the
+    parallax hidden at random), and not at all where it cannot be hidden (``missing = "require"``).
+
+    Returns the predictions to score, the label columns of the labels to score, and per parallax label a note
+    for the report (``{"scored": ..., "reference": ...}`` or ``{"not_scored": reason}``)."""
+    notes: dict = {}
+    plx_labels = [lab for lab in model.meta.get("parallax_labels", []) if lab in label_cols]
+    if not plx_labels:
+        return pred, label_cols, notes
+    reference = (f"M from the test stars' own parallaxes, where parallax / error >= {PARALLAX_REFERENCE_SNR:g} "
+                 "(zero point corrected; inverting them is biased by < 1% there)")
+    seen = parallax_inputs_of(model)
+    if not seen:
+        for lab in plx_labels:
+            notes[lab] = {"scored": "on every test star with a precise parallax: the model does not take the "
+                                    "parallax as an input", "reference": reference}
+        return pred, label_cols, notes
+    if not model.masked:
+        label_cols = {k: v for k, v in label_cols.items() if k not in plx_labels}
+        for lab in plx_labels:
+            notes[lab] = {"not_scored": f"the model takes the parallax as an input ({', '.join(seen)}) and cannot "
+                                        "predict without it (missing = \"require\"), so its M would be scored "
+                                        "against M from the same parallaxes, i.e. against itself"}
+        return pred, label_cols, notes
+    hidden = dict(cols)
+    for f in seen:
+        hidden[f] = np.full(len(np.asarray(cols[f])), np.nan)
+    blind = model.predict_columns(hidden)
+    pred = dict(pred)
+    for lab in plx_labels:
+        for key in [k for k in blind if k == lab or k.startswith(f"{lab}_")]:
+            pred[key] = blind[key]
+        notes[lab] = {"scored": f"on predictions made with the parallax input hidden ({', '.join(seen)} set "
+                                "missing): the model never saw the parallax it is scored against",
+                      "reference": reference}
+    return pred, label_cols, notes
 
 
 def _with_parallax_references(cols, model) -> tuple[dict, dict]:
@@ -174,9 +226,14 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
     cols, label_cols = _with_parallax_references(cols, model)
     check_label_columns(cols, model.labels, label_cols, "the evaluation table")
     pred = model.predict_columns(cols)  # validated above
+    pred, label_cols, parallax_notes = _non_circular(model, cols, pred, label_cols)
+    scored = [lab for lab in model.labels if lab in label_cols]
     usable = pred["usable"]
     report: dict = {"n_stars": int(usable.size), "n_usable": int(usable.sum()), "values_replaced": dict(replaced),
                     "labels": {}}
+    not_scored = {lab: note["not_scored"] for lab, note in parallax_notes.items() if "not_scored" in note}
+    if not_scored:
+        report["not_scored"] = not_scored
     mag_name = "sdss_r" if "sdss_r" in cols else ("gaia_g" if "gaia_g" in cols else None)
     mag = np.asarray(cols[mag_name], float) if mag_name else None
     colour = (np.asarray(cols["sdss_g"], float) - np.asarray(cols["sdss_r"], float)) if "sdss_g" in cols else None
@@ -192,9 +249,9 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
         X, _ = feature_matrix(cols, model.features, model.ebv_column, model.meta.get("deredden", True))
         base_pred = baselines.predict(X)
         report["baselines"] = {"fitted_on": "the run's training stars", **baselines.meta}
-    for lab in model.labels:
+    for lab in scored:
         c = label_cols[lab]
-        entry = {}
+        entry = dict(parallax_notes.get(lab, {}))
         ref = np.asarray(cols[c], float)
         ref_err = np.asarray(cols[f"{c}_err"], float) if f"{c}_err" in cols else None
         entry["vs_labels"] = regression_metrics(pred[lab], ref, pred[f"{lab}_err"], ref_err,
@@ -232,7 +289,7 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
         out.mkdir(parents=True, exist_ok=True)
         from photofeh.report.eval_figures import draw_evaluation_figures
 
-        drawn = draw_evaluation_figures(pred, cols, model.labels, label_cols, report, out, base_pred) if figures else []
+        drawn = draw_evaluation_figures(pred, cols, scored, label_cols, report, out, base_pred) if figures else []
         report["figures"] = sorted(p.name for p in drawn)
         with atomic_output(out / "test_metrics.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")

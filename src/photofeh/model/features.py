@@ -2,8 +2,10 @@
 
 A feature set is a list of names: ``"sdss_u-sdss_g"`` is a dereddened colour,
 ``"sdss_r"`` a dereddened magnitude, anything else a raw column (e.g.
-``"parallax"``). Rows lacking any feature are flagged, never given a fake
-value: missing photometry is data.
+``"parallax"``). A table of colours without magnitudes (the SEGUE colours of
+``../shared/data/real``) may give a colour as a column of that name; it is used
+where a band of it is absent. Rows lacking any feature are flagged, never given
+a fake value: missing photometry is data.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from photofeh.bands import BANDS, extinction_coefficient
+from photofeh.errors import MissingColumnsError
 from photofeh.io.readers import as_columns  # noqa: F401  (re-exported: tables in, columns out)
 
-__all__ = ["DEFAULT_FEATURES", "Standardizer", "as_columns", "deredden", "feature_matrix", "required_columns"]
+__all__ = ["DEFAULT_FEATURES", "Standardizer", "as_columns", "colour_column", "deredden", "feature_matrix",
+           "required_columns"]
 
 DEFAULT_FEATURES: tuple[str, ...] = (
     "sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z",
@@ -33,12 +37,24 @@ def _bands_in(feature: str) -> list[str]:
     return [p for p in feature.split("-") if p in BANDS]
 
 
-def required_columns(features: Sequence[str], ebv_column: str = "ebv", deredden: bool = True) -> list[str]:
-    """Catalogue columns needed to compute ``features`` (E(B-V) only when dereddening)."""
+def colour_column(feature: str, available) -> bool:
+    """True where the colour ``feature`` (``a-b``) is given as a column of its own and a band of it is not."""
+    parts = feature.split("-")
+    return (len(parts) == 2 and all(p in BANDS for p in parts) and feature in available
+            and not all(p in available for p in parts))
+
+
+def required_columns(features: Sequence[str], ebv_column: str = "ebv", deredden: bool = True,
+                     available=None) -> list[str]:
+    """Catalogue columns needed to compute ``features`` (E(B-V) only when dereddening). ``available``: the
+    table's columns, where known: a colour given as a column (:func:`colour_column`) then needs that column
+    instead of its two bands."""
     cols: list[str] = []
     for f in features:
         parts = f.split("-")
-        if all(p in BANDS for p in parts):
+        if available is not None and colour_column(f, available):
+            cols.append(f)
+        elif all(p in BANDS for p in parts):
             cols += parts
         else:
             cols.append(f)
@@ -65,7 +81,7 @@ def deredden(table: Mapping[str, np.ndarray], bands: Sequence[str], ebv_column: 
         if f"A_{b}" in table:
             return m - np.asarray(table[f"A_{b}"], dtype=np.float64)
         if ebv is None:
-            raise KeyError(f"no {ebv_column!r} column and no A_{b} column to deredden {b}")
+            raise MissingColumnsError(f"no {ebv_column!r} column and no A_{b} column to deredden {b}")
         return m - coefficient * ebv
 
     out = {b: extinguished(b, BANDS[b].r_ebv) for b in bands if BANDS[b].survey != "gaia"}
@@ -87,15 +103,18 @@ def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str],
     """Features as a float32 matrix and the mask of rows where all are finite.
 
     ``deredden_bands=False``: magnitudes and colours as observed, for a model that is given the reddening
-    as an input and learns the extinction itself (when no E(B-V) on the SFD scale is at hand)."""
-    bands = list(dict.fromkeys(b for f in features for b in _bands_in(f)))
-    missing = [c for c in required_columns(features, ebv_column, deredden_bands) if c not in table
+    as an input and learns the extinction itself (when no E(B-V) on the SFD scale is at hand).
+    A colour given as a column of its own (:func:`colour_column`) is used as it is, or dereddened with the
+    difference of its bands' coefficients."""
+    given = {f for f in features if colour_column(f, table)}
+    bands = list(dict.fromkeys(b for f in features if f not in given for b in _bands_in(f)))
+    missing = [c for c in required_columns(features, ebv_column, deredden_bands, table) if c not in table
                and not (c == ebv_column and all(f"A_{b}" in table for b in bands))]
     if missing:
         hint = (" (E(B-V) on the SFD scale: --sfd-dir with a local SFD map on build-training-set, merge-photometry "
                 "and predict, SDSS extinction_* through the sdss_photoobj preset, or A_<band> columns)"
                 if ebv_column in missing else "")
-        raise KeyError(f"the catalogue lacks columns {missing} needed for features {list(features)}{hint}")
+        raise MissingColumnsError(f"the catalogue lacks columns {missing} needed for features {list(features)}{hint}")
     if not deredden_bands:
         mag0 = {b: np.asarray(table[b], dtype=np.float64) for b in bands}
     else:
@@ -104,13 +123,36 @@ def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str],
     X = np.empty((n, len(features)), np.float32, order="F")  # filled column by column, contiguously
     for j, f in enumerate(features):
         parts = f.split("-")
-        if len(parts) == 2 and all(p in BANDS for p in parts):
+        if f in given:
+            X[:, j] = _given_colour(table, f, ebv_column, deredden_bands)
+        elif len(parts) == 2 and all(p in BANDS for p in parts):
             X[:, j] = mag0[parts[0]] - mag0[parts[1]]
         elif f in BANDS:
             X[:, j] = mag0[f]
         else:
             X[:, j] = np.asarray(table[f], dtype=np.float64)
     return X, np.all(np.isfinite(X), axis=1)
+
+
+def _given_colour(table: Mapping[str, np.ndarray], feature: str, ebv_column: str, deredden_bands: bool
+                  ) -> np.ndarray:
+    """A colour column, dereddened when asked: E(a-b) = A_a - A_b, from ``A_<band>`` columns or from the
+    bands' coefficients times E(B-V). Gaia's coefficients depend on the intrinsic colour (Casagrande et al.
+    2021): a Gaia colour is dereddened from its magnitudes only."""
+    colour = np.asarray(table[feature], dtype=np.float64)
+    if not deredden_bands:
+        return colour
+    excess = []
+    for b in feature.split("-"):
+        if f"A_{b}" in table:
+            excess.append(np.asarray(table[f"A_{b}"], dtype=np.float64))
+        elif BANDS[b].survey == "gaia":
+            raise ValueError(f"the colour {feature} is given as a column without its magnitudes: Gaia extinction "
+                             "depends on the intrinsic colour, so it is dereddened from the magnitudes only; give "
+                             "the magnitudes, A_<band> columns, or use it as observed (deredden = false)")
+        else:
+            excess.append(BANDS[b].r_ebv * np.asarray(table[ebv_column], dtype=np.float64))
+    return colour - (excess[0] - excess[1])
 
 
 @dataclass

@@ -30,8 +30,10 @@ import numpy as np
 import torch
 
 from photofeh.bands import BANDS, GAIA_PARALLAX_ZP_MAS
+from photofeh.errors import MissingColumnsError
 
-__all__ = ["band_of", "parallax_inputs", "mabs_from_parallax", "parallax_nll", "LN10_OVER_5"]
+__all__ = ["band_of", "parallax_inputs", "mabs_from_parallax", "parallax_nll", "absmag_reference",
+           "ABSMAG_REFERENCES", "LN10_OVER_5"]
 
 LN10_OVER_5 = np.log(10.0) / 5.0
 SCALE_MIN_SNR = 5.0  # stars used only to set the label's normalisation (any sensible scale works)
@@ -45,6 +47,33 @@ def band_of(label: str) -> str:
     return band
 
 
+# What an absolute-magnitude label refers to: "dereddened" (intrinsic: distance modulus from m - A) or
+# "observed" (M + A: the extinction is part of the label, as for a parallax label learned from observed
+# magnitudes by a model given the reddening as an input). Distances apply the extinction exactly once.
+ABSMAG_REFERENCES = ("dereddened", "observed")
+
+
+def absmag_reference(meta: Mapping) -> dict[str, str]:
+    """For each ``mabs_<band>`` label of a model's metadata, ``"dereddened"`` or ``"observed"``.
+
+    Recorded in model.json (``absmag_reference``) since issue 25; for older folders it follows from the
+    training setup: a parallax label of a model trained with ``deredden = false`` was fitted to observed
+    magnitudes (:func:`parallax_inputs`), so its M includes the extinction; every other M_abs label (a label
+    column such as the mock's ``mabs_sdss_r_true``, or a parallax label with dereddening) is intrinsic.
+    """
+    recorded = meta.get("absmag_reference") or {}
+    observed_plx = set(meta.get("parallax_labels") or []) if meta.get("deredden", True) is False else set()
+    out = {}
+    for label in meta.get("labels", []):
+        if not str(label).startswith("mabs_"):
+            continue
+        ref = recorded.get(label, "observed" if label in observed_plx else "dereddened")
+        if ref not in ABSMAG_REFERENCES:
+            raise ValueError(f"model.json: absmag_reference of {label} is {ref!r}, not one of {ABSMAG_REFERENCES}")
+        out[label] = ref
+    return out
+
+
 def parallax_inputs(cols: Mapping[str, np.ndarray], labels: Sequence[str], ebv_column: str = "ebv",
                     deredden_bands: bool = True, zero_point_mas: float = GAIA_PARALLAX_ZP_MAS) -> np.ndarray:
     """(n, 3P): for each parallax label, the dereddened apparent magnitude (observed with
@@ -56,7 +85,7 @@ def parallax_inputs(cols: Mapping[str, np.ndarray], labels: Sequence[str], ebv_c
     out = np.full((n, 3 * len(labels)), np.nan)
     missing = [c for c in ("parallax", "parallax_error") if c not in cols]
     if missing and labels:
-        raise KeyError(f"parallax labels {list(labels)} need column(s) {missing}")
+        raise MissingColumnsError(f"parallax labels {list(labels)} need column(s) {missing}")
     for k, lab in enumerate(labels):
         band = band_of(lab)
         out[:, 3 * k] = (deredden(cols, [band], ebv_column)[band] if deredden_bands
@@ -114,7 +143,8 @@ def parallax_nll(mean: torch.Tensor, logvar: torch.Tensor, aux: torch.Tensor, lo
     nodes = torch.as_tensor(_GH_NODES, dtype=mean.dtype)
     log_w = torch.as_tensor(np.log(_GH_WEIGHTS), dtype=mean.dtype)
     m_i = c.unsqueeze(-1) + np.sqrt(2.0) * s_c.unsqueeze(-1) * nodes  # (B, P, 32)
-    plx_i = torch.exp(np.log(10.0) * (2.0 - (m0.unsqueeze(-1) - m_i) / 5.0)).clamp(max=1e6)
+    # capped at 1e6 mas before the exponential, so that a wild node neither overflows nor sends back 0 x inf
+    plx_i = torch.exp((np.log(10.0) * (2.0 - (m0.unsqueeze(-1) - m_i) / 5.0)).clamp(max=np.log(1e6)))
     z = (plx.unsqueeze(-1) - plx_i) / plx_err.unsqueeze(-1)
     prior = (m_i - mu.unsqueeze(-1)) / sigma.unsqueeze(-1)
     log_terms = log_w - 0.5 * z**2 - 0.5 * prior**2 + nodes**2

@@ -4,7 +4,13 @@ Like astroNN's ``predict``, every label comes with its error, and the result is
 the kind of table it was given: a pandas DataFrame keeps its index, an astropy
 Table gets units, a dict of arrays gives a dict. Rows lacking a feature get NaN
 predictions and ``usable = False``, never a crash; archive column names are
-mapped with ``preset=`` (a preset name, a mapping file or a Preset).
+mapped with ``preset=`` (a preset name, a mapping file or a Preset). A
+``source_id`` column of the input (or one the preset makes) comes first in the
+result, and the run's provenance (model digest, photofeh version, prior, preset:
+what ``photofeh predict`` writes into its Parquet metadata) is in
+``DataFrame.attrs`` (an astropy Table's ``meta``). A table that lacks columns
+raises :class:`photofeh.errors.MissingColumnsError` (a ``KeyError``) with the
+message the command line prints.
 
 >>> import photofeh
 >>> from photofeh.simulate import MockSurveyConfig, iter_chunks
@@ -17,6 +23,13 @@ mapped with ``preset=`` (a preset name, a mapping file or a Preset).
 >>> out = model.predict(df)
 >>> out.index.equals(df.index), list(out.columns[:4])
 (True, ['feh', 'feh_err', 'logg', 'logg_err'])
+>>> out.attrs["model_digest"] == model.digest, out.attrs["model_prior"], out.attrs["preset"]
+(True, 'labels', '')
+>>> list(model.predict(df.reset_index()).columns[:2])
+['source_id', 'feh']
+>>> model.predict(df.drop(columns="sdss_g"))  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+photofeh.errors.MissingColumnsError: the catalogue lacks columns ['sdss_g'] that this model needs (features: ...)
 >>> from astropy.table import Table
 >>> model.predict(Table.from_pandas(df))["teff"].unit
 Unit("K")
@@ -31,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from photofeh.errors import MissingColumnsError
 from photofeh.io.validation import column_rule
 from photofeh.model.artifact import load_model_folder
 from photofeh.model.domain import SCORE_LIMIT, TrainingDomain, feature_errors
@@ -42,15 +56,17 @@ from photofeh.model.prior import divide_out, prior_of
 UNPHYSICAL = "predictions outside the physical range"
 BATCH_ROWS = 4096  # rows per forward pass (PhotometricModel._ensemble)
 
-__all__ = ["PhotometricModel", "load_model", "model_folder", "UNPHYSICAL"]
+__all__ = ["PhotometricModel", "load_model", "model_folder", "model_provenance", "UNPHYSICAL"]
 
 
 class PhotometricModel:
     """A trained (ensemble of) network(s) with its normalisation and calibration."""
 
     def __init__(self, meta: dict, state_dicts: list[dict[str, torch.Tensor]], device: str = "cpu",
-                 prior: str | None = None):
+                 prior: str | None = None, folder: str | os.PathLike | None = None):
         self.meta = meta
+        self.folder = None if folder is None else Path(folder)  # where it was loaded from (provenance)
+        self._digest: str | None = None
         # the prior of the estimates returned: the model's own, or "flat" (a labels-prior model's training
         # prior divided out at prediction time, photofeh.model.prior.divide_out)
         self.trained_prior = prior_of(meta)
@@ -79,6 +95,12 @@ class PhotometricModel:
         self._x_inv_std32 = (1.0 / self.x_scale.std).astype(np.float32)
         self.y_scale = Standardizer.from_dict(meta["label_standardizer"])
         self.sigma_scale = np.asarray(meta.get("sigma_scale", [1.0] * len(self.labels)), float)
+        # class-conditional labels (photofeh.model.networks.heads): their giant components follow the L labels
+        # in the ensemble's outputs, with the labels' normalisation and their own sigma scales
+        self.conditional: list[str] = list(meta.get("class_conditional") or [])
+        self._cond_index = [self.labels.index(lab) for lab in self.conditional]
+        if self.conditional:
+            self.sigma_scale = np.concatenate([self.sigma_scale, np.asarray(meta["sigma_scale_giant"], float)])
         self.temperature = float(meta.get("class_temperature", 1.0))
         self.masked = meta.get("missing", "require") == "mask"  # see photofeh.model.missing
         # the training domain (photofeh.model.domain); models trained before it was stored have none
@@ -88,15 +110,31 @@ class PhotometricModel:
         self.members = []
         for sd in state_dicts:
             net = build_network(meta["architecture"], n_inputs, self.labels, meta["heads"],
-                                classify=meta.get("classify", True))
+                                classify=meta.get("classify", True), class_conditional=self.conditional)
             net.load_state_dict(sd)
             net.eval()
             _fold_batchnorm(net)
             self.members.append(net.folded().requires_grad_(False).to(self.device))
 
     @property
+    def digest(self) -> str | None:
+        """SHA-256 of the model folder's files (:func:`photofeh.model.artifact.model_digest`), None for a model
+        built in memory."""
+        if self._digest is None and self.folder is not None:
+            from photofeh.model.artifact import model_digest
+
+            self._digest = model_digest(self.folder)
+        return self._digest
+
+    @property
     def required_columns(self) -> list[str]:
         return required_columns(self.features, self.ebv_column, self.meta.get("deredden", True))
+
+    def needed_columns(self, available) -> list[str]:
+        """The columns this model needs from a table with columns ``available``: as :attr:`required_columns`,
+        but a colour the table gives as a column of its own replaces its two bands
+        (:func:`photofeh.model.features.colour_column`)."""
+        return required_columns(self.features, self.ebv_column, self.meta.get("deredden", True), available)
 
     @torch.inference_mode()
     def predict_features(self, X: np.ndarray, batch_size: int = BATCH_ROWS, counts: Counter | None = None,
@@ -126,8 +164,14 @@ class PhotometricModel:
             if widen.any():
                 var[widen] += self._excess_error_variance(Xok[widen], excess[widen], batch_size, mean[widen])
             noisy = self.domain.too_noisy(X_err)
-        value = self.y_scale.inverse(mean)
-        err = np.sqrt(var) * self.y_scale.std
+        loc, scale = self.y_scale.mean, self.y_scale.std
+        if self.conditional:  # the giant components, in their labels' units
+            loc, scale = (np.concatenate([a, a[self._cond_index]]) for a in (loc, scale))
+        value = mean * scale + loc
+        err = np.sqrt(var) * scale
+        components: dict[str, np.ndarray] = {}
+        if self.conditional:
+            value, err, components = self._class_estimates(value, err, prob)
         # the last guard of "no silent bad value": a row whose outputs are not all finite (overflow in a
         # tampered or diverged model) is not usable, never a number marked usable
         finite = np.isfinite(value).all(axis=1) & np.isfinite(err).all(axis=1) & np.isfinite(prob)
@@ -157,6 +201,8 @@ class PhotometricModel:
         for j, lab in enumerate(self.labels):
             result[lab] = spread(value[:, j])
             result[f"{lab}_err"] = spread(err[:, j])
+        for name, values in components.items():
+            result[name] = spread(values[finite] if not finite.all() else values)
         if self.meta.get("classify", True):
             result["p_giant"] = spread(prob)
             with np.errstate(invalid="ignore"):
@@ -172,6 +218,32 @@ class PhotometricModel:
             result["domain_score"] = score.astype(np.float32)
             result["in_domain"] = inside
         return result
+
+    def _class_estimates(self, value: np.ndarray, err: np.ndarray, prob: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """The point estimate of each class-conditional label from its dwarf and giant components.
+
+        ``value``, ``err``: (n, L + C), the C giant components after the L labels (whose own columns hold the
+        dwarf components). The estimate is the component of the more probable class (P(giant) >= 0.5), and its
+        error the root mean square of the mixture about it, sqrt(p_c s_c^2 + (1 - p_c)(s_o^2 + (m_o - m_c)^2)),
+        where c is the chosen and o the other class: the spread of the value around the estimate under the
+        model's own mixture, so a star that may be either gets the error that says so. Returns the L columns
+        with these estimates, and the components as ``<label>_dwarf``, ``<label>_giant`` with ``_err``.
+        """
+        L = len(self.labels)
+        giant = prob >= 0.5
+        p_chosen = np.where(giant, prob, 1.0 - prob)
+        value, err = value.copy(), err.copy()
+        components: dict[str, np.ndarray] = {}
+        for k, (j, lab) in enumerate(zip(self._cond_index, self.conditional, strict=True)):
+            m_d, s_d, m_g, s_g = value[:, j], err[:, j], value[:, L + k], err[:, L + k]
+            components.update({f"{lab}_dwarf": m_d.copy(), f"{lab}_dwarf_err": s_d.copy(),
+                               f"{lab}_giant": m_g.copy(), f"{lab}_giant_err": s_g.copy()})
+            m_c, s_c = np.where(giant, m_g, m_d), np.where(giant, s_g, s_d)
+            m_o, s_o = np.where(giant, m_d, m_g), np.where(giant, s_d, s_g)
+            value[:, j] = m_c
+            err[:, j] = np.sqrt(p_chosen * s_c**2 + (1.0 - p_chosen) * (s_o**2 + (m_o - m_c) ** 2))
+        return value[:, :L], err[:, :L], components
 
     def _network_inputs(self, X: np.ndarray) -> np.ndarray:
         """Raw features -> the network's float32 inputs (standardised; for a masked model, plus the
@@ -192,7 +264,8 @@ class PhotometricModel:
         ``mean_only``: the means alone (the sigma points need no variances or probabilities); the other two
         are then zero.
         """
-        n, L, M = len(Z), len(self.labels), len(self.members)
+        C = len(self.conditional)
+        n, L, M = len(Z), len(self.labels) + C, len(self.members)
         s2 = torch.from_numpy((self.sigma_scale**2).astype(np.float32))
         mean = np.zeros((n, L), np.float32)
         var = np.zeros((n, L), np.float32)
@@ -201,11 +274,14 @@ class PhotometricModel:
         for net in self.members:
             for s in range(0, n, batch_size):
                 out = net(torch.from_numpy(Z[s:s + batch_size]).to(self.device))
-                m = out["mean"].cpu()
+                m, logvar = out["mean"], out["logvar"]
+                if C:  # the giant components of class-conditional labels after the labels
+                    m, logvar = torch.cat([m, out["mean_giant"]], 1), torch.cat([logvar, out["logvar_giant"]], 1)
+                m = m.cpu()
                 mean[s:s + batch_size] += m.numpy()
                 if mean_only:
                     continue
-                var[s:s + batch_size] += (out["logvar"].exp().cpu() * s2).numpy()
+                var[s:s + batch_size] += (logvar.exp().cpu() * s2).numpy()
                 if square is not None:
                     square[s:s + batch_size] += (m * m).numpy()
                 if "logit" in out:
@@ -256,23 +332,42 @@ class PhotometricModel:
         units) or a dict of arrays (the result is a dict). ``preset``: archive column names onto the schema
         (a preset name such as ``"gaia_dr3"``, a mapping file, or a Preset). ``counts``: a Counter that receives
         the values the validation layer replaced and the unphysical predictions.
+
+        The input's ``source_id`` (or the one the preset makes) is the result's first column; a DataFrame's
+        ``attrs`` (a Table's ``meta``) hold the provenance :func:`model_provenance` gives, with the preset and
+        the time, as ``photofeh predict`` writes it. Errors are those of the command line
+        (:mod:`photofeh.errors`): :class:`~photofeh.errors.MissingColumnsError` for a missing column,
+        :class:`~photofeh.errors.UnknownPresetError` for an unknown preset, both ``KeyError``.
         """
+        import time
+
         from photofeh.io.presets import apply_preset, resolve_preset
 
+        resolved = resolve_preset(preset)
         # no sentinel or impossible value reaches the network (photofeh.io.validation)
-        cols, report = apply_preset(as_columns(data), resolve_preset(preset), "catalogue")
+        cols, report = apply_preset(as_columns(data), resolved, "catalogue")
         if counts is not None:
             counts.update({k: v for k, v in report.items() if v})
-        return _like(data, self.predict_columns(cols, batch_size, counts))
+        result = self.predict_columns(cols, batch_size, counts)
+        if "source_id" in cols:
+            result = {"source_id": np.asarray(cols["source_id"]), **result}
+        out = _like(data, result)
+        info = {"photofeh_kind": "predictions", **model_provenance(self),
+                "preset": "" if resolved is None else resolved.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if hasattr(out, "attrs"):  # pandas
+            out.attrs.update(info)
+        elif hasattr(out, "meta"):  # astropy
+            out.meta.update(info)
+        return out
 
     def predict_columns(self, cols, batch_size: int = BATCH_ROWS,
                         counts: Counter | None = None) -> dict[str, np.ndarray]:
         """Predict from schema columns that have already been through the validation layer
         (:func:`photofeh.io.presets.apply_preset`), as a catalogue run's chunks have: a dict of arrays."""
-        missing = [c for c in self.required_columns if c not in cols]
+        missing = [c for c in self.needed_columns(cols) if c not in cols]
         if missing:
-            raise KeyError(f"the catalogue lacks columns {missing} that this model needs "
-                           f"(features: {', '.join(self.features)})")
+            raise MissingColumnsError(f"the catalogue lacks columns {missing} that this model needs "
+                                      f"(features: {', '.join(self.features)})")
         X, _ = feature_matrix(cols, self.features, self.ebv_column, self.meta.get("deredden", True))
         X_err = feature_errors(cols, self.features) if self.domain is not None else None
         return self.predict_features(X, batch_size, counts, X_err)
@@ -321,6 +416,29 @@ def _fold_batchnorm(module: torch.nn.Module) -> None:
         _fold_batchnorm(child)
 
 
+def model_provenance(model: PhotometricModel, model_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """What identifies the model behind predictions, as text (JSON for lists): photofeh version, model folder
+    and digest, labels, features, training stars, absolute-magnitude reference, the prior of the estimates and
+    the prior it was trained with. ``photofeh predict`` writes these into its Parquet metadata
+    (:func:`photofeh.scale.predict_catalog.provenance`); :meth:`PhotometricModel.predict` into ``attrs``."""
+    import json
+
+    from photofeh import __version__
+    from photofeh.model.artifact import model_digest
+    from photofeh.model.parallax_labels import absmag_reference
+
+    folder = Path(model_dir) if model_dir is not None else model.folder
+    training = model.meta.get("training", {})
+    return {"photofeh_version": __version__,
+            "model_path": "" if folder is None else str(folder.resolve()),
+            "model_digest": (model_digest(folder) if model_dir is not None else model.digest) or "",
+            "model_labels": json.dumps(model.labels), "model_features": json.dumps(model.features),
+            "model_trained_with": json.dumps({k: training.get(k) for k in ("n_train", "table_ids_sha256")}),
+            "model_absmag_reference": json.dumps(absmag_reference(model.meta)),
+            "model_prior": getattr(model, "estimate_prior", None) or prior_of(model.meta),
+            "model_trained_prior": prior_of(model.meta)}
+
+
 def model_folder(path: str | os.PathLike) -> Path:
     """A run directory (from ``photofeh train``) or the model folder inside it -> the model folder."""
     path = Path(path)
@@ -330,5 +448,6 @@ def model_folder(path: str | os.PathLike) -> Path:
 def load_model(path: str | os.PathLike, device: str = "cpu", prior: str | None = None) -> PhotometricModel:
     """Load a model folder written by ``photofeh train`` (or the run directory holding it). ``prior="flat"``
     on a labels-prior model divides its training prior out of the [Fe/H] estimates (docs/populations.md)."""
-    meta, states = load_model_folder(model_folder(path))
-    return PhotometricModel(meta, states, device, prior)
+    folder = model_folder(path)
+    meta, states = load_model_folder(folder)
+    return PhotometricModel(meta, states, device, prior, folder)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["PRIOR_BIN_WIDTH", "DIVIDE_OUT_CAP", "DIVIDE_OUT_BANDWIDTH", "divide_out", "flat_prior_weights",
-           "label_histogram", "prior_of"]
+           "label_histogram", "prior_of", "smoothed_prior"]
 
 # Bin width of the label histogram (dex): narrower than the photometric [Fe/H] errors (0.1-0.3 dex),
 # wide enough for tens of stars per bin in training sets of 10^4.
@@ -76,6 +76,16 @@ _GRID_STEP = 0.01
 _BLOCK = 16_384  # stars per block: the (stars x grid) arrays stay ~50 MB
 
 
+def smoothed_prior(histogram: dict, grid: np.ndarray, bandwidth: float = DIVIDE_OUT_BANDWIDTH) -> np.ndarray:
+    """The labelled stars' distribution (:func:`label_histogram`) on ``grid``, unnormalised: each bin a point
+    spread by a Gaussian kernel of ``bandwidth`` and by its own width (variance width^2 / 12)."""
+    edges, counts = np.asarray(histogram["edges"], float), np.asarray(histogram["counts"], float)
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    width = np.sqrt(bandwidth**2 + np.diff(edges)[:, None] ** 2 / 12.0)
+    return (counts[:, None] * np.exp(-0.5 * ((np.asarray(grid)[None, :] - centres[:, None]) / width) ** 2)
+            / width).sum(0)
+
+
 def divide_out(mean: np.ndarray, sigma: np.ndarray, histogram: dict, cap: float = DIVIDE_OUT_CAP,
                bandwidth: float = DIVIDE_OUT_BANDWIDTH) -> tuple[np.ndarray, np.ndarray]:
     """The flat-prior estimate and error of a label, from a labels-prior model's Gaussian estimate.
@@ -87,12 +97,9 @@ def divide_out(mean: np.ndarray, sigma: np.ndarray, histogram: dict, cap: float 
     floored (``bandwidth``, ``cap``). Exact for a Gaussian pi and a Gaussian posterior (the classic
     division of Gaussians); NaN inputs give NaN.
     """
-    edges, counts = np.asarray(histogram["edges"], float), np.asarray(histogram["counts"], float)
-    centres = 0.5 * (edges[:-1] + edges[1:])
+    edges = np.asarray(histogram["edges"], float)
     grid = np.arange(edges[0] - 0.5, edges[-1] + 0.5 + _GRID_STEP / 2, _GRID_STEP)
-    # histogram bins as points, each spread by the kernel and by its own width (variance width^2 / 12)
-    width = np.sqrt(bandwidth**2 + np.diff(edges)[:, None] ** 2 / 12.0)
-    pi = (counts[:, None] * np.exp(-0.5 * ((grid[None, :] - centres[:, None]) / width) ** 2) / width).sum(0)
+    pi = smoothed_prior(histogram, grid, bandwidth)
     log_pi = np.log(np.maximum(pi / pi.max(), 1.0 / cap))
     mean, sigma = np.asarray(mean, float), np.asarray(sigma, float)
     est, err = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)

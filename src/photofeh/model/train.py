@@ -39,6 +39,7 @@ from photofeh.model.missing import (
     network_inputs,
 )
 from photofeh.model.networks import PRESETS, build_network
+from photofeh.model.parallax_labels import absmag_reference
 
 __all__ = ["TrainConfig", "train", "load_config", "prepare", "lr_find", "GIANT_LOGG"]
 
@@ -83,6 +84,9 @@ class TrainConfig:
     parallax_labels: list[str] = field(default_factory=list)
     # the global parallax zero point of the Gaia release the parallaxes come from (mas, subtracted)
     parallax_zero_point: float = GAIA_PARALLAX_ZP_MAS
+    # labels predicted once for a dwarf and once for a giant, weighed by P(giant) (photofeh.model.networks.heads):
+    # an absolute magnitude of a K star is one of two values, not their mean
+    class_conditional: list[str] = field(default_factory=list)
     # the prior the estimates carry (photofeh.model.prior): "labels" (the labelled stars' distribution: best per-star
     # estimate) or "flat" in prior_label (training stars re-weighted, capped: small bias at every [Fe/H])
     prior: str = "labels"
@@ -92,6 +96,13 @@ class TrainConfig:
     # (tuned and stopped early on the validation split) and stored in the run (photofeh.model.baselines.
     # RunBaselines, with the Ivezic 2008 form); 0: no baselines
     baseline_rounds: int = 3000
+    # a number: the test stars are chosen by a seeded hash of their source_id (photofeh.io.real_samples.
+    # hashed_test_mask; 20201125 with a test fraction of 0.30 is the benchmarks' green2020 split), whatever the
+    # row order; training and validation stars are then drawn from the others. None: one seeded permutation
+    split_seed: int | None = None
+    # the preset (or mapping file) through which `photofeh train` and `evaluate` read the table (e.g.
+    # green2020, segue_colours, kepler_huber17); None: the table is in schema names
+    table_preset: str | None = None
 
     def validate(self) -> None:
         """Types and ranges of every setting; raises ``ValueError`` naming the setting."""
@@ -109,6 +120,14 @@ class TrainConfig:
             raise ValueError(f"every label needs a column in label_columns (or, for mabs_<band>, to be in "
                              f"parallax_labels); labels {self.labels}, columns {self.label_columns}")
         self.split = check_split(self.split)
+        if self.split_seed is not None and not 0 <= self.split_seed <= 2**63 - 1:
+            raise ValueError(f"split_seed must be from 0 to {2**63 - 1}, got {self.split_seed}")
+        if self.table_preset is not None and not self.table_preset.endswith(".toml"):
+            from photofeh.io.presets import PRESETS as TABLE_PRESETS
+
+            if self.table_preset not in TABLE_PRESETS:
+                raise ValueError(f"table_preset must be one of {', '.join(TABLE_PRESETS)} or a mapping file "
+                                 f"(.toml), got {self.table_preset!r}{closest(self.table_preset, TABLE_PRESETS)}")
         for name, lo, hi in (("ensemble", 1, 100), ("epochs", 1, 100_000), ("batch_size", 2, 1 << 20),
                              ("patience", 1, 100_000), ("seed", 0, 2**63 - 1), ("threads", 0, 1024),
                              ("baseline_rounds", 0, 100_000),
@@ -135,10 +154,13 @@ class TrainConfig:
                               ("class_operating_point", ("break-even", "f1", "half"))):
             if getattr(self, name) not in choices:
                 raise ValueError(f"{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
+        if self.class_conditional and "logg" not in self.labels:
+            raise ValueError(f"class_conditional {self.class_conditional} needs the label logg (a star's class, "
+                             f"log g < {GIANT_LOGG}, picks its component)")
         from photofeh.model.networks import check_size
 
         check_size(self.architecture, network_inputs(len(self.features), self.missing), self.labels, self.heads,
-                   self.classify)
+                   self.classify, self.class_conditional)
 
 
 def check_split(split) -> tuple[float, float, float]:
@@ -165,8 +187,9 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "batch_size": int, "max_lr": float, "weight_decay": float, "patience": int, "class_weight": float,
           "class_operating_point": str, "class_operating_feh_max": (float, None), "seed": int, "threads": int,
           "missing": str, "group_dropout": float, "min_features": int, "parallax_labels": [str],
-          "parallax_zero_point": float, "prior": str, "prior_label": str, "prior_weight_cap": float,
-          "baseline_rounds": int}
+          "parallax_zero_point": float, "class_conditional": [str], "prior": str, "prior_label": str,
+          "prior_weight_cap": float,
+          "baseline_rounds": int, "split_seed": (int, None), "table_preset": (str, None)}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
 
 
@@ -285,6 +308,10 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                 "photofeh.model.parallax_labels)"),
     "parallax_zero_point": ("data", "global zero point (mas) subtracted from the parallaxes: Gaia EDR3/DR3 -0.017 "
                                     "(Lindegren et al. 2021), DR2 -0.029 (Lindegren et al. 2018)"),
+    "class_conditional": ("model", "labels predicted twice, for a dwarf and for a giant (log g < 3.5), weighed by "
+                                   "P(giant): e.g. `[\"mabs_gaia_g\"]`, so that a K star's M_abs is the dwarf's or "
+                                   "the giant's, not a mean of both; needs `classify` and the label `logg` "
+                                   "(docs/real_data.md)"),
     "prior": ("model", "`labels`: estimates carry the labelled stars' distribution (best per-star estimate); "
                        "`flat`: training stars re-weighted to a flat distribution in `prior_label` (small bias "
                        "at every value: for populations, `photofeh mdf` and maps; docs/populations.md)"),
@@ -297,6 +324,16 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                  "network on the same training stars (a small search and early stopping on the "
                                  "validation split; docs/models.md) and stored in the run (with the refitted Ivezic "
                                  "et al. 2008 polynomial), for `evaluate` and the report; 0: no baselines"),
+    "split_seed": ("data", "a number: the test stars (`split`'s third fraction, in steps of 1e-4) are chosen by a "
+                           "seeded hash of their `source_id`, the same whatever the row order or the chunking, and "
+                           "training and validation stars are drawn from the others in the ratio of the first two; "
+                           "`20201125` with a test fraction of 0.30 is the benchmarks' fixed split of the green2020 "
+                           "sample (`configs/green2020.toml`; `photofeh train --split-seed N`); needs a `source_id` "
+                           "column; `\"none\"`: one seeded permutation of all stars"),
+    "table_preset": ("data", "the preset (`photofeh.io.presets`, e.g. `green2020`, `segue_colours`, "
+                             "`kepler_huber17`) or mapping file (`.toml`) through which `photofeh train` and "
+                             "`photofeh evaluate` read the table (any format `predict` reads); `\"none\"`: the table "
+                             "is in schema names"),
 }
 
 
@@ -308,7 +345,10 @@ def config_markdown() -> str:
              "A config file has up to three sections, `[data]`, `[model]` and `[train]`; a setting may sit in any",
              "of them, but not outside one. Unknown sections and settings are errors that name the closest known",
              "one; types and ranges are checked before any data is read. `configs/default.toml` is the default",
-             "model. `photofeh train` options `--epochs`, `--ensemble`, `--seed` override the file.", "",
+             "model; `configs/green2020.toml`, `configs/segue.toml` and `configs/kepler.toml` train on the real "
+             "samples",
+             "(docs/real_data.md). `photofeh train` options `--epochs`, `--ensemble`, `--seed`, `--prior`,",
+             "`--baseline-rounds` and `--split-seed` override the file.", "",
              "| setting | section | default | meaning |", "|---|---|---|---|"]
     for name in TrainConfig.__dataclass_fields__:
         section, meaning = CONFIG_DOCS[name]
@@ -332,6 +372,7 @@ class Prepared:
     aux: np.ndarray | None = None  # (n, 3P) m0, parallax, error of the parallax labels (model.parallax_labels)
     plx_index: list[int] = field(default_factory=list)  # their positions among the labels
     X_err: np.ndarray | None = None  # (n, F) feature errors where the table has them (photofeh.model.domain)
+    has_ids: bool = True  # False: the table had no source_id and ``ids`` numbers the rows
 
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
@@ -365,7 +406,8 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
     ids = np.asarray(cols["source_id"]) if "source_id" in cols else np.arange(n)
     from photofeh.model.domain import feature_errors
 
-    return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index, feature_errors(cols, cfg.features))
+    return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index, feature_errors(cols, cfg.features),
+                    "source_id" in cols)
 
 
 def label_standardizer(p: Prepared, rows: np.ndarray) -> Standardizer:
@@ -403,29 +445,64 @@ def split_indices(n: int, fractions, seed: int, ids: np.ndarray | None = None) -
     return groups[inverse]
 
 
+def assign_split(p: Prepared, cfg: TrainConfig) -> np.ndarray:
+    """0 = train, 1 = validation, 2 = test for every row: :func:`split_indices`, or with ``cfg.split_seed``
+    the test stars chosen by a seeded hash of their source_id (:func:`photofeh.io.real_samples.hashed_test_mask`)
+    and training and validation stars drawn from the others in the ratio of the first two fractions (what
+    benchmarks/bench_green2020.py does with the green2020 split: the same stars, the same model). There the
+    star or two that the rounding of the two counts leaves over are 3 = unused ("unused" in split.parquet),
+    in neither the training, the validation nor the test set, as in the benchmark."""
+    if cfg.split_seed is None:
+        return split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
+    if not p.has_ids:
+        raise ValueError("split_seed (--split-seed) chooses the test stars by their source_id, and the training "
+                         "table has no source_id column: add one, or leave split_seed out")
+    from photofeh.io.real_samples import hashed_test_mask
+
+    test = hashed_test_mask(p.ids, cfg.split_seed, cfg.split[2])
+    rest = np.flatnonzero(~test)
+    f_train = round(cfg.split[0] / (cfg.split[0] + cfg.split[1]), 12)
+    groups = np.full(len(p.X), 2, np.int8)
+    rest_groups = split_indices(rest.size, (f_train, 1.0 - f_train, 0.0), cfg.seed, p.ids[rest])
+    groups[rest] = np.where(rest_groups == 2, 3, rest_groups)
+    return groups
+
+
 # ---------------------------------------------------------------- loss
 def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tensor, giant: torch.Tensor,
                    per_label: bool = False, class_weight: float = 1.0, aux: torch.Tensor | None = None,
-                   plx: tuple | None = None, weight: torch.Tensor | None = None):
+                   plx: tuple | None = None, weight: torch.Tensor | None = None,
+                   conditional: torch.Tensor | None = None):
     """Gaussian negative log-likelihood per label, label errors added to the variance,
     plus binary cross-entropy for the class; NaN labels are masked out. ``plx`` = (label indices, loc,
     scale) of the parallax labels, whose likelihood is that of the measured parallaxes in ``aux``.
-    ``weight``: per-star weights (the prior's, :mod:`photofeh.model.prior`); every term is a weighted mean."""
-    valid = torch.isfinite(y)
+    ``weight``: per-star weights (the prior's, :mod:`photofeh.model.prior`); every term is a weighted mean.
+    ``conditional``: indices of the class-conditional labels (the columns of ``out["mean_giant"]``): a star of
+    known class (``giant`` 0 or 1) is scored by its class's component alone, which so learns p(y | x, class);
+    a star of unknown class by the mixture, -log[(1 - P) L_dwarf + P L_giant] with P = sigmoid(logit)."""
     w = torch.ones(len(y), dtype=y.dtype) if weight is None else weight
+    if conditional is None or not len(conditional):
+        nll, valid = _label_nll(out["mean"], out["logvar"], y, e, aux, plx)
+    else:
+        # the component a star is scored with is chosen before the likelihood, so that the other one (free
+        # for that star: nothing trains it there) is never evaluated: its gradient would be 0 x whatever it is
+        known, is_giant = torch.isfinite(giant)[:, None], (giant > 0.5)[:, None]
+        m_d, v_d = out["mean"][:, conditional], out["logvar"][:, conditional]
+        m_g, v_g = out["mean_giant"], out["logvar_giant"]
+        m_own, v_own = torch.where(is_giant, m_g, m_d), torch.where(is_giant, v_g, v_d)  # unknown: the dwarf's
+        m_alt, v_alt = torch.where(known, m_own, m_g), torch.where(known, v_own, v_g)  # unknown: the giant's
+        mean, logvar = out["mean"].clone(), out["logvar"].clone()
+        mean[:, conditional], logvar[:, conditional] = m_own, v_own
+        nll, valid = _label_nll(mean, logvar, y, e, aux, plx)
+        mean[:, conditional], logvar[:, conditional] = m_alt, v_alt
+        nll_alt, _ = _label_nll(mean, logvar, y, e, aux, plx)
+        logit = out["logit"][:, None]
+        mixture = -torch.logaddexp(torch.nn.functional.logsigmoid(logit) - nll_alt[:, conditional],
+                                   torch.nn.functional.logsigmoid(-logit) - nll[:, conditional])
+        nll = nll.clone()
+        nll[:, conditional] = torch.where(known, nll[:, conditional], mixture)
     wv = valid * w[:, None]
-    var = out["logvar"].exp() + e**2
-    resid = torch.where(valid, y - out["mean"], torch.zeros_like(y))
-    nll = 0.5 * (torch.log(var) + resid**2 / var)
-    nll = torch.where(valid, nll, torch.zeros_like(nll))
     per = (nll * wv).sum(0) / wv.sum(0).clamp(min=1e-12)
-    if plx is not None and len(plx[0]):
-        from photofeh.model.parallax_labels import parallax_nll
-
-        idx, loc, scale = plx
-        nll_p, ok = parallax_nll(out["mean"][:, idx], out["logvar"][:, idx], aux, loc, scale)
-        per = per.clone()
-        per[idx] = (nll_p * w[:, None]).sum(0) / (ok * w[:, None]).sum(0).clamp(min=1e-12)
     loss = per.sum()
     if "logit" in out:
         ok = torch.isfinite(giant)
@@ -433,6 +510,32 @@ def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tenso
             bce = torch.nn.functional.binary_cross_entropy_with_logits(out["logit"][ok], giant[ok], weight=w[ok])
             loss = loss + class_weight * bce * len(w[ok]) / w[ok].sum()
     return (loss, per) if per_label else loss
+
+
+def _label_nll(mean: torch.Tensor, logvar: torch.Tensor, y: torch.Tensor, e: torch.Tensor,
+               aux: torch.Tensor | None, plx: tuple | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, L) per-star negative log-likelihoods (0 where a star has no label) and the mask of those it has:
+    Gaussian with the label error added to the variance, or for a parallax label that of the measured
+    parallax (:func:`photofeh.model.parallax_labels.parallax_nll`)."""
+    valid = torch.isfinite(y)
+    var = logvar.exp() + e**2
+    resid = torch.where(valid, y - mean, torch.zeros_like(y))
+    nll = 0.5 * (torch.log(var) + resid**2 / var)
+    nll = torch.where(valid, nll, torch.zeros_like(nll))
+    if plx is not None and len(plx[0]):
+        from photofeh.model.parallax_labels import parallax_nll
+
+        idx, loc, scale = plx
+        nll_p, ok = parallax_nll(mean[:, idx], logvar[:, idx], aux, loc, scale)
+        nll, valid = nll.clone(), valid.clone()
+        nll[:, idx], valid[:, idx] = nll_p, ok
+    return nll, valid
+
+
+def conditional_index(cfg: TrainConfig) -> torch.Tensor | None:
+    """Indices among the labels of the class-conditional ones (the columns of a network's ``mean_giant``)."""
+    cond = [j for j, lab in enumerate(cfg.labels) if lab in cfg.class_conditional]
+    return torch.tensor(cond) if cond else None
 
 
 # ---------------------------------------------------------------- training
@@ -476,7 +579,8 @@ def _group_index(cfg: TrainConfig) -> torch.Tensor:
 
 def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log, plx=None) -> tuple:
     torch.manual_seed(cfg.seed * 1000 + member)
-    net = build_network(cfg.architecture, n_inputs, cfg.labels, cfg.heads, cfg.classify)
+    net = build_network(cfg.architecture, n_inputs, cfg.labels, cfg.heads, cfg.classify, cfg.class_conditional)
+    cond = conditional_index(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
     n = len(train_t[0])
     steps = max(1, n // cfg.batch_size)
@@ -496,7 +600,8 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
             if cfg.missing == "mask":  # hide whole surveys afresh in every batch
                 x = drop_groups(x, groups, cfg.group_dropout, gen)
             loss = multitask_loss(net(x), train_t[1][idx], train_t[2][idx], train_t[3][idx],
-                                  class_weight=cfg.class_weight, aux=train_t[4][idx], plx=plx, weight=train_t[5][idx])
+                                  class_weight=cfg.class_weight, aux=train_t[4][idx], plx=plx, weight=train_t[5][idx],
+                                  conditional=cond)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -505,7 +610,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
         net.eval()
         with torch.inference_mode():
             val = float(multitask_loss(net(val_t[0]), *val_t[1:4], class_weight=cfg.class_weight, aux=val_t[4],
-                                       plx=plx, weight=val_t[5]))
+                                       plx=plx, weight=val_t[5], conditional=cond))
         history.append({"member": member, "epoch": epoch + 1, "train_loss": total / steps, "val_loss": val,
                         "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0})
         log(f"member {member} epoch {epoch + 1:3d}  train {total / steps:8.4f}  val {val:8.4f}")
@@ -520,18 +625,44 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
     return net, history
 
 
-def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None) -> tuple[list[float], float, float]:
+def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None
+               ) -> tuple[list[float], float, float, list[float]]:
     """Per-label sigma scale and class temperature minimising the validation NLL (Guo et al. 2017),
-    and the probability threshold of the giant class (see :func:`_class_threshold`)."""
+    the probability threshold of the giant class (see :func:`_class_threshold`), and the sigma scales of
+    the giant components of class-conditional labels (their dwarf components' are in the first list): each
+    component calibrated on the validation stars of its own class."""
     with torch.inference_mode():
         outs = [net(val_t[0]) for net in nets]
-    mean = torch.stack([o["mean"] for o in outs]).double()
-    var = torch.stack([o["logvar"] for o in outs]).double().exp()
+    scales = _sigma_scales(outs, "mean", "logvar", val_t, plx)
+    giant_scales: list[float] = []
+    if cfg.class_conditional:
+        g = val_t[3].numpy()
+        cond = conditional_index(cfg).tolist()
+        for o in outs:  # the giant components in their labels' columns
+            o["mean_g"], o["logvar_g"] = o["mean"].clone(), o["logvar"].clone()
+            o["mean_g"][:, cond], o["logvar_g"][:, cond] = o["mean_giant"], o["logvar_giant"]
+        dwarf = _sigma_scales(outs, "mean", "logvar", val_t, plx, g == 0)
+        giant = _sigma_scales(outs, "mean_g", "logvar_g", val_t, plx, g == 1)
+        for j in cond:
+            scales[j] = dwarf[j]
+        giant_scales = [giant[j] for j in cond]
+    temperature, threshold = _class_calibration(outs, val_t, cfg, val_feh)
+    return scales, temperature, threshold, giant_scales
+
+
+def _sigma_scales(outs: list[dict], mean_key: str, logvar_key: str, val_t, plx, rows: np.ndarray | None = None
+                  ) -> list[float]:
+    """For each label, the factor on the networks' sigmas that minimises the NLL of the validation stars
+    (``rows``: a mask of them; all by default) for the ensemble's mixture (mean of the means, the members' mean
+    variance times the factor squared plus the spread of their means)."""
+    mean = torch.stack([o[mean_key] for o in outs]).double()
+    var = torch.stack([o[logvar_key] for o in outs]).double().exp()
     mu, v_model, v_ens = mean.mean(0).numpy(), var.mean(0).numpy(), mean.var(0, unbiased=False).numpy()
     y, e, w = val_t[1].double().numpy(), val_t[2].double().numpy(), val_t[5].double().numpy()
+    use = np.ones(len(y), bool) if rows is None else np.asarray(rows, bool)
     scales = []
     for j in range(y.shape[1]):
-        ok = np.isfinite(y[:, j])
+        ok = np.isfinite(y[:, j]) & use
 
         def nll(log_s, j=j, ok=ok):  # weighted by the prior's weights: calibrated for the population it serves
             v = np.exp(2 * log_s) * v_model[ok, j] + v_ens[ok, j] + e[ok, j] ** 2
@@ -543,8 +674,8 @@ def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None) -> 
 
         idx, loc, scale = plx
         cols = idx.tolist()
-        m_t, v_t, ens = (torch.from_numpy(np.ascontiguousarray(a[:, cols])) for a in (mu, v_model, v_ens))
-        aux = val_t[4].double()
+        m_t, v_t, ens = (torch.from_numpy(np.ascontiguousarray(a[use][:, cols])) for a in (mu, v_model, v_ens))
+        aux = val_t[4].double()[torch.from_numpy(use)]
         for k, j in enumerate(idx.tolist()):
             def nll_p(log_s, k=k):
                 # ensemble spread enters as extra variance: var = s^2 v_model + v_ens, as a log-variance
@@ -554,6 +685,11 @@ def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None) -> 
                 return float(out.sum() / ok.sum().clamp(min=1))
 
             scales[j] = float(np.exp(minimize_scalar(nll_p, bounds=(-2, 2), method="bounded").x))
+    return scales
+
+
+def _class_calibration(outs: list[dict], val_t, cfg: TrainConfig, val_feh: np.ndarray) -> tuple[float, float]:
+    """The class temperature minimising the validation cross-entropy and the operating threshold."""
     temperature = 1.0
     if cfg.classify:
         logit = torch.stack([o["logit"] for o in outs]).double().numpy()
@@ -574,7 +710,7 @@ def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None) -> 
         threshold = _class_threshold(p[subset], g[ok][subset] == 1, cfg.class_operating_point)
     else:
         threshold = 0.5
-    return scales, temperature, threshold
+    return temperature, threshold
 
 
 def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str) -> float:
@@ -685,7 +821,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
     n_duplicate = int(p.ids.size - np.unique(p.ids).size)
     if n_duplicate:
         log(f"{n_duplicate:,d} row(s) repeat a source_id; each id is kept on one side of the split")
-    split = split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
+    split = assign_split(p, cfg)
     has_label = np.isfinite(p.y).any(axis=1)
     if p.plx_index:  # a measured parallax is a label too (photofeh.model.parallax_labels)
         has_label |= np.isfinite(p.aux[:, 1::3]).any(axis=1)
@@ -712,7 +848,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         nets.append(net)
         history += hist
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
-    scales, temperature, threshold = _calibrate(nets, val_t, cfg, val_feh, plx)
+    scales, temperature, threshold, giant_scales = _calibrate(nets, val_t, cfg, val_feh, plx)
     train_seconds = time.perf_counter() - t_start
     meta = {
         "photofeh_version": __version__,
@@ -721,9 +857,12 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         "missing": cfg.missing, "min_features": cfg.min_features, "feature_groups": feature_groups(cfg.features),
         "labels": cfg.labels, "label_columns": cfg.label_columns, "parallax_labels": cfg.parallax_labels,
         "parallax_zero_point_mas": cfg.parallax_zero_point, "prior": prior,
+        "absmag_reference": absmag_reference({"labels": cfg.labels, "parallax_labels": cfg.parallax_labels,
+                                              "deredden": cfg.deredden}),
         "domain": TrainingDomain.fit(p.X[train_rows], p.X_err[train_rows], p.y[train_rows]).to_dict(),
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
         "sigma_scale": scales, "class_temperature": temperature,
+        "class_conditional": cfg.class_conditional, "sigma_scale_giant": giant_scales,
         "class_threshold": threshold, "giant_logg": GIANT_LOGG,
         "training": {"config": asdict(cfg), "n_rows": len(p.X), "n_train": len(train_rows),
                      "n_validation": len(val_rows), "table_ids_sha256": ids_digest(p.ids),
@@ -734,7 +873,10 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
     save_model_folder(run / "model", nets, meta)
-    pd.DataFrame({"source_id": p.ids, "split": np.array(["train", "validation", "test"])[split],
+    if "feh" in cfg.labels:  # the response of the finished model, for population MDFs (photofeh.galaxy.unfold)
+        meta["calibration_sample"] = calibration_sample(run / "model", p, val_rows, cfg)
+        save_model_folder(run / "model", nets, meta)
+    pd.DataFrame({"source_id": p.ids, "split": np.array(["train", "validation", "test", "unused"])[split],
                   "usable": p.usable}).to_parquet(run / "split.parquet")
     with open(run / "history.csv", "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(history[0]))
@@ -757,6 +899,29 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         base.save(run / BASELINE_FOLDER)
         log(f"baselines (LightGBM tuned on the validation split, at most {cfg.baseline_rounds} rounds; Ivezic 2008 "
             f"form) fitted on the same training stars in {base.meta['seconds']:.1f} s")
+
+
+CALIBRATION_SAMPLE_SIZE = 20_000  # validation stars kept in model.json (~0.6 MB of JSON at most)
+
+
+def calibration_sample(model_dir: Path, p: Prepared, val_rows: np.ndarray, cfg: TrainConfig) -> dict:
+    """The finished model's [Fe/H] estimates and errors (its own prior) on validation stars, beside their
+    labels: the estimator's response, measured on stars it was not fitted to, from which population MDFs
+    are unfolded (:mod:`photofeh.galaxy.unfold`). The validation stars only chose the epoch and scaled the
+    errors, so this is nearly independent of the fit. At most :data:`CALIBRATION_SAMPLE_SIZE` stars (seeded)."""
+    from photofeh.model.predict import load_model
+
+    rows = val_rows[np.isfinite(p.y[val_rows, cfg.labels.index("feh")])]
+    if rows.size > CALIBRATION_SAMPLE_SIZE:
+        rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, CALIBRATION_SAMPLE_SIZE, replace=False))
+    out = load_model(model_dir).predict_features(p.X[rows], X_err=p.X_err[rows] if p.X_err is not None else None)
+    ok = np.asarray(out["usable"], bool) & np.isfinite(out["feh"]) & np.isfinite(out["feh_err"])
+    sample = {"label": "feh", "split": "validation", "stars": int(ok.sum()),
+              "true": np.round(p.y[rows[ok], cfg.labels.index("feh")], 4).tolist(),
+              "estimate": np.round(out["feh"][ok], 4).tolist(), "sigma": np.round(out["feh_err"][ok], 4).tolist()}
+    if "is_giant" in out:  # so that a dwarfs-only (or giants-only) MDF is unfolded with their own response
+        sample["giant"] = np.asarray(out["is_giant"], bool)[ok].astype(int).tolist()
+    return sample
 
 
 LABELLED_SAMPLE = "labelled_sample.parquet"  # in a run: features and labels of up to 20,000 training stars
@@ -811,7 +976,7 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
     plx = _plx_spec(p, ys)
     torch.manual_seed(cfg.seed)
     net = build_network(cfg.architecture, network_inputs(len(cfg.features), cfg.missing), cfg.labels, cfg.heads,
-                        cfg.classify)
+                        cfg.classify, cfg.class_conditional)
     opt = torch.optim.AdamW(net.parameters(), lr=lr_min, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     lrs = np.geomspace(lr_min, lr_max, steps)
@@ -821,7 +986,8 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, len(X), (cfg.batch_size,), generator=gen)
-        loss = multitask_loss(net(X[idx]), y[idx], e[idx], g[idx], aux=a[idx], plx=plx)
+        loss = multitask_loss(net(X[idx]), y[idx], e[idx], g[idx], aux=a[idx], plx=plx,
+                              conditional=conditional_index(cfg))
         opt.zero_grad()
         loss.backward()
         opt.step()

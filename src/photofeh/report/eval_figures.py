@@ -41,7 +41,9 @@ def _bin_label(name: str) -> str:
 
 
 def _unit(lab: str) -> str:
-    return axis_label(lab).split("(")[-1].rstrip(")")
+    """The unit alone: ``dex``, ``K``, ``mag`` (not ``SDSS, mag``: the survey is on the other axes)."""
+    parts = axis_label(lab).split("(")[-1].rstrip(")").split(", ")
+    return parts[0] if parts[-1] == "cgs" else parts[-1]
 
 
 def _residuals(pred, cols, labels, label_cols, report, stem: Path) -> list[Path]:
@@ -133,7 +135,12 @@ def _trends(report, lab: str, stem: Path) -> list[Path]:
             x = np.array([b.get("x_median", 0.5 * (b["lo"] + b["hi"])) for b in rows])
             x = x + (k - (len(series) - 1) / 2) * 0.01 * (hi - lo)  # side by side, not on top of each other
             style = SERIES_STYLE.get(who, {"color": f"C{k + 4}", "marker": "D"})
-            axes[0, j].plot(x, [b["bias_median"] for b in rows], ls="-", lw=0.8, ms=3, label=who, **style)
+            y = np.array([b["bias_median"] for b in rows])
+            if who == NETWORK:  # the stars each point stands for: its bin, end bins out to the extreme stars
+                lo_b, hi_b = np.array([b["lo"] for b in rows]), np.array([b["hi"] for b in rows])
+                axes[0, j].errorbar(x, y, xerr=[np.maximum(x - lo_b, 0), np.maximum(hi_b - x, 0)], fmt="none",
+                                    ecolor="0.65", elinewidth=0.6, capsize=1.5, zorder=1)
+            axes[0, j].plot(x, y, ls="-", lw=0.8, ms=3, label=who, **style)
             axes[1, j].plot(x, [b["robust_sigma"] for b in rows], ls="-", lw=0.8, ms=3, **style)
         axes[0, j].axhline(0, color="0.6", lw=0.6)
         axes[1, j].set_xlabel(_bin_label(name))
@@ -184,7 +191,7 @@ def _calibration(pred, cols, labels, label_cols, stem: Path) -> list[Path]:
         if below.any() or above.any():
             note += f"\n{int(below.sum() + above.sum()):,d} beyond $\\pm$5:\nin the end bins"
         top.text(0.03, 0.97, note, transform=top.transAxes, va="top", fontsize=6)
-        top.set_ylim(0, max(float(density.max()), 0.4) * 1.15)
+        top.set_ylim(0, max(float(density.max()), 0.4) * (1.25 + 0.12 * note.count("\n")))  # room for the note
         top.set_xlabel("pull: residual / $\\sigma$")
         observed = np.array([np.mean(np.abs(pull) < kk) for kk in k])
         bottom.plot(k, erf(k / np.sqrt(2)), color="C3", lw=1, label="Gaussian")

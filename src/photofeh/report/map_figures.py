@@ -130,7 +130,7 @@ def _rz_map(m: BinnedQuantileMap, values: np.ndarray, occupied: np.ndarray, stem
 def _mdf_slices(slices, slice_summaries, stem: Path) -> list[Path]:
     """The [Fe/H] histogram of the estimates and the deconvolved MDF of each |Z| slice, on a logarithmic axis
     (the metal-poor tail is visible beside the disk's peak) spanning every estimate of every slice."""
-    from photofeh.galaxy.mdf import MixtureMDF
+    from photofeh.galaxy.populations import summary_distribution
 
     edges, hists = slices
     k = len(hists)
@@ -139,7 +139,7 @@ def _mdf_slices(slices, slice_summaries, stem: Path) -> list[Path]:
     fig, axes = new_figure(ncols, nrows, width="double", aspect=0.75, sharex=True)
     fine = np.linspace(-5.0, 1.5, 651)
     summaries = [slice_summaries[i] if slice_summaries and i < len(slice_summaries) else {} for i in range(k)]
-    mixtures = [MixtureMDF.from_dict(s["mixture"]) if "mixture" in s else None for s in summaries]
+    mixtures = [summary_distribution(s) if "mixture" in s or "distribution" in s else None for s in summaries]
     lo, hi = mdf_axis_range(pdfs=[(fine, mx.pdf(fine)) for mx in mixtures if mx is not None])
     for h in hists:
         if h.n:
@@ -217,7 +217,8 @@ def _profile(m: BinnedQuantileMap, min_count: int, slice_summaries, slices, stem
     ax.set_ylabel(f"median {FEH_LABEL}")
     ax.set_title(f"{r0:.1f} < R < {r1:.1f} kpc, {int(prof['n'][ok].sum()):,d} stars")
     ax.set_xlim(0, z_fine[-1])
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, fontsize=6)  # below: the data stay clear
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=1, fontsize=6)  # below: the data stay clear
     shown(ax, stars=int(prof["n"][ok].sum()), points=int(ok.sum()),
           data_range=(float(np.min(prof["q16"][ok])), float(np.max(prof["q84"][ok]))) if ok.any() else None)
     return save_figure(fig, stem)

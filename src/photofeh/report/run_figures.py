@@ -43,6 +43,8 @@ def history_figure(history: Sequence[dict], stem: str | Path) -> list[Path]:
         ax.set_ylabel("loss (Gaussian NLL per star)")
         ax.set_title(f"{len({h['member'] for h in history})} ensemble member(s); colours: members", fontsize=8)
         ax.legend(loc="upper right")
+        shown(ax, members=len({h["member"] for h in history}),
+              epochs={m: sum(h["member"] == m for h in history) for m in {h["member"] for h in history}})
         return save_figure(fig, stem)
 
 

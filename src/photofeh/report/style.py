@@ -207,21 +207,27 @@ def mark_sun(ax, R: float | None = None, z: float | None = None, label: bool = T
 
 
 
-def span_range(values, pad: float = 0.04, reach: float = 1.0, core: tuple[float, float] = (0.5, 99.5)
+def span_range(values, pad: float = 0.04, reach: float = 2.0, core: tuple[float, float] = (0.5, 99.5)
                ) -> tuple[float, float]:
-    """An axis range showing every finite value: min..max, padded by ``pad`` of the width. A value lying more
-    than ``reach`` times the width of the ``core`` percentiles beyond them is an outlier: the range stops there
-    and the outliers are drawn pinned at its edge (:func:`pin`, :func:`draw_pinned`), never dropped. A sparse
-    tail (a metal-poor tail to -4 behind a disk at -0.5) is within reach and shown. (0, 1) when nothing is finite.
+    """An axis range showing every finite value: min..max, padded by ``pad`` of the width. Walking out from
+    the ``core`` percentiles, a gap between neighbouring values wider than ``reach`` times the core's width
+    ends the axis: the values beyond it are outliers, drawn pinned at the edge (:func:`pin`,
+    :func:`draw_pinned`), never dropped. A sparse tail (a few stars down to -4 behind a disk at -0.5) has no
+    such gap and is shown whole. (0, 1) when nothing is finite.
     """
     v = np.asarray(values, float)
     v = v[np.isfinite(v)]
     if v.size == 0:
         return 0.0, 1.0
     a, b = (float(x) for x in np.percentile(v, core))
-    w = max(b - a, 1e-9)
-    kept = v[(v >= a - reach * w) & (v <= b + reach * w)]  # the axis ends at the last star within reach
-    lo, hi = float(kept.min()), float(kept.max())
+    limit = reach * max(b - a, 1e-9)
+    ends = []
+    for edge, beyond in ((a, np.sort(v[v < a])[::-1]), (b, np.sort(v[v > b]))):
+        gaps = np.abs(np.diff(np.concatenate([[edge], beyond])))
+        wide = np.nonzero(gaps > limit)[0]
+        kept = beyond[:wide[0]] if wide.size else beyond
+        ends.append(float(kept[-1]) if kept.size else edge)
+    lo, hi = ends
     width = hi - lo if hi > lo else max(abs(lo), 1.0) * 0.1
     return lo - pad * width, hi + pad * width
 

@@ -190,7 +190,8 @@ def _predict_parquet(client, model, model_dir: str, source: Path, out: Path, opt
         except PartError as exc:  # the finished chunks stay logged; the rest resume with the same command
             client.cancel(futures)
             message = bad_chunk(source, chunk_of[future.key], opts.chunk_rows, n_rows, exc.stage, exc)[0]
-            raise ChunkError(f"{message} (rerun the same command to resume)") from None
+            raise ChunkError(f"{message} (the input must change for this chunk; the finished chunks are kept)"
+                             if exc.bad_input else f"{message} (rerun the same command to resume)") from None
         manifest.record_done(k, entry)
     check_complete(manifest.done, {k: min(opts.chunk_rows, n_rows - k * opts.chunk_rows) for k in range(n_chunks)},
                    source, out, out)

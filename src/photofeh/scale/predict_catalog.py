@@ -32,10 +32,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from photofeh.errors import InputError, MissingColumnsError
 from photofeh.io.catalog import atomic_output, check_output_place
 from photofeh.io.dust import EbvSource
 from photofeh.io.presets import Preset, apply_preset, resolve_preset
 from photofeh.io.readers import CatalogReadError, detect_format, iter_table, known_rows, table_columns
+from photofeh.model.artifact import model_digest
 from photofeh.model.predict import UNPHYSICAL
 from photofeh.processes import available_cores, become_worker
 
@@ -110,14 +112,17 @@ def input_columns(model, available: Sequence[str], preset: Preset | None, keep: 
     extra = ebv.reads(available)
     lower = {c.lower(): c for c in available}
     ids = [c for c in ID_COLUMNS if c in available]
+    # a preset that derives columns (e.g. green2020's labels and source_id) may make a kept column: checked on
+    # the first row (probe_input)
     missing_keep = [c for c in keep if c not in available and c.lower() not in lower
-                    and not (preset and c in preset.columns and preset.columns[c].lower() in lower)]
+                    and not (preset and c in preset.columns and preset.columns[c].lower() in lower)
+                    and not (preset and preset.derive is not None)]
     if missing_keep:
-        raise KeyError(f"{source}: --keep column(s) {missing_keep} not in the input")
+        raise MissingColumnsError(f"{source}: --keep column(s) {missing_keep} not in the input")
     if preset is None:
         from photofeh.bands import BANDS
 
-        needed = list(model.required_columns)
+        needed = list(model.needed_columns(available))
         bands = [c for c in needed if c in BANDS]
         extinction = [f"A_{b}" for b in bands if f"A_{b}" in available]  # deredden prefers these
         if model.ebv_column in needed and model.ebv_column not in available and (
@@ -127,7 +132,7 @@ def input_columns(model, available: Sequence[str], preset: Preset | None, keep: 
         if missing:
             hint = (" (E(B-V): --ebv-column NAME for another column, --sfd-dir DIR for a local SFD map, or A_<band> "
                     "columns)" if model.ebv_column in missing else "")
-            raise KeyError(f"{source} lacks column(s) {missing} that the model needs (features: "
+            raise MissingColumnsError(f"{source} lacks column(s) {missing} that the model needs (features: "
                            f"{', '.join(model.features)}){hint}; map archive columns with --preset or --mapping")
         # feature errors where the input has them: errors beyond the training stars' widen the uncertainties
         # and mark the star out of the training domain (photofeh.model.domain)
@@ -139,6 +144,34 @@ def input_columns(model, available: Sequence[str], preset: Preset | None, keep: 
         wanted = {*preset.columns.values(), *preset.reads, *keep, *extra}
         read = [lower[c.lower()] for c in wanted if c.lower() in lower]
     return sorted(dict.fromkeys(read)), list(dict.fromkeys([*ids, *keep]))
+
+
+def probe_input(model, source: Path, read: Sequence[str], keep: Sequence[str], preset: Preset | None,
+                ebv: EbvSource, fmt: str | None = None) -> list[str]:
+    """The input's first row through the preset and the model, before anything is written: a table that lacks
+    a column the preset, the model or ``--keep`` needs is refused here, once, as bad input
+    (:class:`photofeh.errors.MissingColumnsError`), not chunk by chunk as failures to resume. Returns ``keep``
+    with the id columns the preset derives in front (green2020's hashed ``source_id``), so that the
+    predictions carry them."""
+    first = next(iter_table(source, list(read), 1, fmt), None)
+    if not first:
+        return list(keep)
+    cols, _ = apply_preset(first, preset, str(source))
+    missing = [c for c in keep if c not in cols and c not in first]
+    if missing:
+        made = f" nor made by the preset {preset.name!r}" if preset is not None else ""
+        raise MissingColumnsError(f"{source}: --keep column(s) {missing} not in the input{made} (it has e.g. "
+                                  f"{sorted(cols)[:12]})")
+    if not ebv.sfd_dir:  # the map is read at the first chunk, not for a probe
+        if ebv.provides():
+            cols = ebv.apply(cols, first, model.ebv_column, str(source), Counter())
+        try:
+            model.predict_columns(cols)
+        except MissingColumnsError as exc:
+            raise MissingColumnsError(f"{source}: {exc}; map archive columns with --preset or --mapping"
+                                      if preset is None else f"{source} (preset {preset.name!r}): {exc}") from None
+    ids = [c for c in ID_COLUMNS if c in cols and c not in keep and c not in first]
+    return [*ids, *keep]
 
 
 def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], preset: Preset | None = None,
@@ -164,30 +197,20 @@ def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], pre
 # ------------------------------------------------------------------ provenance
 def provenance(model_dir: Path, model, source: Path, preset: Preset | None, created: str) -> dict[str, str]:
     """What made a prediction output, as Parquet key-value metadata (every part, and the single file):
-    photofeh version, model path and digest, its labels and prior, the input and preset, and when the run
-    began (the same for every part of a resumed run, so resumed output stays identical)."""
-    from photofeh import __version__
-    from photofeh.model.prior import prior_of
+    photofeh version, model path and digest, its labels and prior (:func:`photofeh.model.predict.
+    model_provenance`, as the Python API's ``DataFrame.attrs``), the input and preset, and when the run began
+    (the same for every part of a resumed run, so resumed output stays identical)."""
+    from photofeh.model.predict import model_provenance
 
-    training = model.meta.get("training", {})
-    return {"photofeh_kind": "predictions", "photofeh_version": __version__,
-            "model_path": str(model_dir.resolve()), "model_digest": model_digest(model_dir),
-            "model_labels": json.dumps(model.labels), "model_features": json.dumps(model.features),
-            "model_trained_with": json.dumps({k: training.get(k) for k in ("n_train", "table_ids_sha256")}),
-            "model_prior": getattr(model, "estimate_prior", None) or prior_of(model.meta),
-            "model_trained_prior": prior_of(model.meta),
+    return {"photofeh_kind": "predictions", **model_provenance(model, model_dir),
             "input": str(source.resolve()), "preset": "" if preset is None else preset.name, "created": created}
 
 
 def read_provenance(path: str | os.PathLike) -> dict[str, str]:
     """The provenance metadata of a prediction output (folder or file); empty if it has none."""
-    import pyarrow.dataset as ds
+    from photofeh.io.readers import table_metadata
 
-    try:
-        meta = ds.dataset(str(path), format="parquet").schema.metadata or {}
-    except Exception:
-        return {}
-    return {k.decode(): v.decode() for k, v in meta.items() if not k.startswith(b"ARROW") and k != b"pandas"}
+    return table_metadata(path)
 
 
 # ------------------------------------------------------------------ manifest
@@ -227,16 +250,6 @@ def _fingerprint(path: Path) -> list:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return [[str(p.relative_to(path)) if path.is_dir() else p.name, p.stat().st_size, p.stat().st_mtime_ns]
             for p in files]
-
-
-def model_digest(model_dir: Path) -> str:
-    """SHA-256 of a model folder's two files: the identity of a model in every output made with it."""
-    h = hashlib.sha256()
-    for name in ("model.json", "model.safetensors"):
-        with open(model_dir / name, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
 
 
 def run_identity(source: Path, kind: str, model_dir: Path, model, opts: PredictOptions, read: Sequence[str],
@@ -375,9 +388,9 @@ def bad_chunk(source: Path, k: int, chunk_rows: int, n_total: int | None, stage:
 class PartError(ValueError):
     """A chunk a worker could not read or predict: ``stage`` ("read" or "predicted") and the message."""
 
-    def __init__(self, stage: str, message: str):
-        super().__init__(stage, message)
-        self.stage, self.message = stage, message
+    def __init__(self, stage: str, message: str, bad_input: bool = False):
+        super().__init__(stage, message, bad_input)
+        self.stage, self.message, self.bad_input = stage, message, bad_input
 
     def __str__(self) -> str:
         return self.message
@@ -410,7 +423,7 @@ def predict_part(k: int, source: str, read: list[str], keep: list[str], chunk_ro
     try:
         table, replaced = predict_chunk(model, chunk, keep, preset, f"{source} rows {k * chunk_rows:,d}+", ebv)
     except (KeyError, ValueError, TypeError) as exc:
-        raise PartError("predicted", str(exc)) from None
+        raise PartError("predicted", str(exc), isinstance(exc, InputError)) from None
     return k, write_part(Path(out), k, chunk_rows, table, replaced, metadata)
 
 
@@ -556,6 +569,7 @@ class _PredictionRun:
         self.kind = detect_format(source, opts.fmt)
         self.read, self.keep = input_columns(self.model, table_columns(source, opts.fmt), self.preset, opts.keep,
                                              str(source), opts.ebv)
+        self.keep = probe_input(self.model, source, self.read, self.keep, self.preset, opts.ebv, opts.fmt)
         self.n_total = known_rows(source, opts.fmt)
         if self.n_total == 0:
             raise CatalogReadError(f"{source} has no rows: nothing to predict")
@@ -593,6 +607,10 @@ class _PredictionRun:
         """Report a bad chunk with its rows: stop (raise) or record it and go on."""
         message, first, last = bad_chunk(self.source, k, self.opts.chunk_rows, self.n_total, stage, exc)
         if self.opts.on_error == "stop":
+            if isinstance(exc, InputError) or (isinstance(exc, PartError) and exc.bad_input):
+                # the same input gives the same error: rerunning cannot resume past it
+                raise ChunkError(message + " (the input must change for this chunk; the chunks finished before "
+                                 "are kept; --on-error skip to go past it)")
             raise ChunkError(message + " (rerun the same command to resume; --on-error skip to go past it)")
         self.log(f"skipped {message}")
         self.manifest.record_failed(k, {"first_row": first, "last_row": last, "stage": stage, "error": str(exc)})

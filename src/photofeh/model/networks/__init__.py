@@ -34,7 +34,8 @@ MAX_PARAMETERS = 200_000_000
 MAX_WIDTH = 1 << 16
 
 
-def check_size(arch: dict, n_inputs: int, labels: list[str], heads: str, classify: bool) -> int:
+def check_size(arch: dict, n_inputs: int, labels: list[str], heads: str, classify: bool,
+               class_conditional: list[str] | tuple[str, ...] = ()) -> int:
     """Build the network on PyTorch's "meta" device (shapes only, no memory) and refuse absurd sizes.
 
     Returns the parameter count; raises ``ValueError`` naming what is too large or malformed.
@@ -55,7 +56,7 @@ def check_size(arch: dict, n_inputs: int, labels: list[str], heads: str, classif
     if not 1 <= n_inputs <= MAX_WIDTH or not 1 <= len(labels) <= 64:
         raise ValueError(f"{n_inputs} inputs and {len(labels)} labels: expected 1-{MAX_WIDTH} and 1-64")
     with torch.device("meta"):
-        net = build_network(arch, n_inputs, labels, heads, classify)
+        net = build_network(arch, n_inputs, labels, heads, classify, class_conditional)
     n = sum(p.numel() for p in net.parameters())
     if n > MAX_PARAMETERS:
         raise ValueError(f"the architecture {arch} has {n:,d} parameters, more than the {MAX_PARAMETERS:,d} allowed")
