@@ -192,6 +192,10 @@ def test_report_coverage_reads_each_star_once_and_says_observed(reported, tmp_pa
     d = drawn["coverage"]
     assert f"8,000 stars to predict of {len(survey):,d}" in d["suptitle"]
     assert all("observed" in p["xlabel"] and "dereddened" not in p["xlabel"] for p in d["panels"])
+    from photofeh.report.html import _summary
+
+    assert "observed (deredden = false" in _summary(run, observed, {}, {})  # the model table says it too
+    assert "dereddened (E(B-V)" in _summary(run, meta, {}, {}) and meta.get("deredden", True)
 
 
 def test_report_refuses_what_is_not_a_run(tmp_path, capsys):

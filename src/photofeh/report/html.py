@@ -136,6 +136,9 @@ def _summary(run: Path, meta: dict, pred_info: dict, map_info: dict) -> str:
              ["values set to NaN by validation", sum(tr.get("values_replaced", {}).values())]]
     prior = meta.get("prior", {})
     model_rows = [["labels", ", ".join(meta.get("labels", []))], ["features", ", ".join(meta.get("features", []))],
+                  ["photometry the model sees", "dereddened (E(B-V) from the column "
+                   f"{meta.get('ebv_column', 'ebv')})" if meta.get("deredden", True) else
+                   "observed (deredden = false: the model learns the extinction)"],
                   ["missing photometry", meta.get("missing", "require")],
                   ["architecture", json.dumps(meta.get("architecture", ""))],
                   ["ensemble members", tr.get("config", {}).get("ensemble")],
