@@ -347,7 +347,7 @@ def describe_figure(fig) -> dict:
 
 
 def mdf_axis_range(edges=None, counts=None, values=None, pdfs=(), step: float = 0.5,
-                   tail: float = 1e-3) -> tuple[float, float]:
+                   tail: float = 1e-4) -> tuple[float, float]:
     """The [Fe/H] axis of a metallicity distribution: from the most metal-poor to the most metal-rich estimate
     (``values``, or the non-empty bins of ``counts`` over ``edges``) and wide enough for every deconvolved
     distribution (``pdfs``: (grid, density) pairs, from their ``tail`` to their 1 - ``tail`` quantile), out
