@@ -150,7 +150,8 @@ def _non_circular(model, cols, pred: dict, label_cols: dict) -> tuple[dict, dict
     if not plx_labels:
         return pred, label_cols, notes
     reference = (f"M from the test stars' own parallaxes, where parallax / error >= {PARALLAX_REFERENCE_SNR:g} "
-                 "(zero point corrected; inverting them is biased by < 1% there)")
+                 "(zero point corrected; the cut keeps the nearer stars at fixed photometry, so even exact "
+                 "magnitudes score too bright and pulls below 1 there: docs/real_data.md)")
     seen = parallax_inputs_of(model)
     if not seen:
         for lab in plx_labels:

@@ -1,0 +1,286 @@
+"""Photometric distances against parallaxes, by class, colour and [Fe/H]: one Gaussian M_abs against the
+class-conditional mixture (issue 25).
+
+In every sample the models never see the parallax: they learn M_abs from the parallaxes of their training stars
+through the likelihood of the measured parallaxes (``parallax_labels``; Leung & Bovy 2019, MNRAS 489, 2079) and
+predict it for held-out stars from photometry alone. d_phot = 10^((m - M)/5 - 2) kpc, with m observed where the
+model's M includes the extinction (``deredden = false``) and dereddened otherwise (the m the model was trained
+with: :func:`photofeh.model.parallax_labels.parallax_inputs`).
+
+- green2020: the fixed 30% test split of :func:`photofeh.io.real_samples.green2020_test_mask`, the other 70% to
+  fit; Gaia DR2 parallaxes, zero point -0.029 mas subtracted (Lindegren et al. 2018, A&A 616, A2).
+- kepler: the Huber et al. 2017 Kepler stars, 5-fold cross-validation (every star predicted by a model trained
+  on the other four fifths, folds from a seeded permutation of the KIC ids); KIC griz and 2MASS colours, M_Ks;
+  TGAS parallaxes with no zero point subtracted (their systematics, about 0.3 mas, vary over the sky rather
+  than being one offset: Lindegren et al. 2016, A&A 595, A4), observed magnitudes (the file has no E(B-V)).
+- mock: 40,000 labelled mock stars (seed 2), 30% test; simulated EDR3 parallaxes (zero point -0.017 mas, as
+  the mock draws them); dereddened SDSS, PS1 and Gaia colours with the mock's E(B-V).
+
+Models: "before", one Gaussian M_abs (the approach before issue 25); "after", M_abs class-conditional
+(``class_conditional``: a component for a dwarf and one for a giant, weighed by P(giant); the estimate is the
+more probable class's component, its error the root mean square of the mixture about it). On green2020
+"after, all bands" adds the 2MASS and WISE colours, which carry most of the giant/dwarf information left.
+
+Scored per group (class from the label log g < 3.5; four colour bins, BP-RP or for Kepler KIC g-i, observed;
+three bins of label [Fe/H]), on held-out stars with measured parallax S/N >= 10 as the issue asks: median
+d_phot/d_plx with the bootstrap standard error of the median, robust scatter (1.4826 MAD) of ln(d_phot/d_plx),
+and the pull of M_abs against M from the parallax, (M - M_plx) / sqrt(sigma_M^2 + sigma_Mplx^2), std and robust.
+The S/N cut selects on the quantity being tested: at fixed photometry it keeps the nearer, fainter stars, so
+even an exact model scores d_phot/d_plx > 1 and pulls < 1 on it. "exact model" gives what a model whose
+predictive distribution (for a star of the label's class: that class's component) were exactly right would
+score under the same cut: M drawn from it, a parallax from M and the star's parallax error, the same cut, the
+median of 20 draws. Beside it, a measure with no selection on the measured parallax: stars whose parallax
+S/N would be >= 10 at their photometric distance, and the median of d_phot * parallax (linear in the measured
+parallax, so its noise does not bias it). On the mock, also d_phot/d_true over all test stars.
+
+Usage: python benchmarks/bench_distances.py [--epochs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from _common import ROOT, labelled_mock, write_result
+
+COLUMNS = {"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}
+LABELS = ["feh", "logg", "teff"]
+GIANT_LOGG = 3.5
+REFERENCE_SNR = 10.0
+FEH_EDGES = (-0.5, 0.0)  # three bins of the label [Fe/H]: < -0.5, -0.5..0, >= 0
+COLOUR_BINS = {"green2020": ("BP-RP", (0.8, 1.0, 1.3)), "kepler": ("KIC g-i", (0.45, 0.65, 1.0)),
+               "mock": ("BP-RP", (0.8, 1.0, 1.3))}  # observed colours
+DR2_ZERO_POINT = -0.029  # mas, Lindegren et al. 2018 (A&A 616, A2), quasars
+GREEN2020_ALL_BANDS = ["gaia_bp-gaia_rp", "gaia_g-gaia_rp", "ps1_g-ps1_r", "ps1_r-ps1_i", "ps1_i-ps1_z",
+                       "ps1_z-ps1_y", "ps1_y-tmass_j", "tmass_j-tmass_h", "tmass_h-tmass_ks", "tmass_ks-wise_w1",
+                       "wise_w1-wise_w2", "gaia_g", "reddening_b19"]
+KEPLER_FEATURES = ["kic_g-kic_r", "kic_r-kic_i", "kic_i-kic_z", "kic_z-tmass_j", "tmass_j-tmass_h",
+                   "tmass_h-tmass_ks", "tmass_ks"]
+MOCK_FEATURES = ["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "ps1_g-ps1_r", "ps1_r-ps1_i",
+                 "ps1_i-ps1_z", "ps1_z-ps1_y", "gaia_bp-gaia_rp", "gaia_g-gaia_rp", "sdss_g"]
+
+
+def real_data() -> Path:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import real_data_dir
+
+    return real_data_dir()
+
+
+def _train_predict(fit: pd.DataFrame, held: pd.DataFrame, cfg, tmp: str) -> pd.DataFrame:
+    """Train on ``fit`` (its own training/validation split) and predict ``held``; the per-star frame that
+    :func:`scores` reads (the m the model was trained with, the zero-point-corrected parallax and its error)."""
+    from photofeh.model.parallax_labels import parallax_inputs
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import train
+
+    run = Path(tmp) / "run"
+    train(fit, cfg, run, log=lambda s: None, overwrite=True)
+    model = load_model(run)
+    pred = model.predict(held)
+    (label,) = cfg.parallax_labels
+    aux = parallax_inputs({c: held[c].to_numpy() for c in held.columns}, [label], cfg.ebv_column, cfg.deredden,
+                          cfg.parallax_zero_point)
+    out = pd.DataFrame({"m": aux[:, 0], "plx": aux[:, 1], "plx_err": aux[:, 2],
+                        "M": pred[label].to_numpy(), "M_err": pred[f"{label}_err"].to_numpy(),
+                        "p_giant": pred["p_giant"].to_numpy(),
+                        "logg": held["logg_spec"].to_numpy(float), "feh": held["feh_spec"].to_numpy(float)})
+    for c in ("dwarf", "giant"):
+        for s in ("", "_err"):
+            name = f"{label}_{c}{s}"
+            out[f"M_{c}{s}"] = pred[name].to_numpy() if name in pred else np.nan
+    if "dist_kpc_true" in held:
+        out["d_true"] = held["dist_kpc_true"].to_numpy(float)
+    return out
+
+
+def _config(features, label, conditional: bool, **kw):
+    from photofeh.model.train import TrainConfig
+
+    return TrainConfig(features=features, labels=[*LABELS, label], label_columns=dict(COLUMNS),
+                       parallax_labels=[label], class_conditional=[label] if conditional else [],
+                       baseline_rounds=0, threads=1, **kw)  # one thread: beside other processes 2 ran slower
+
+
+def green2020(epochs: int) -> dict[str, pd.DataFrame]:
+    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+
+    stars = read_green2020(real_data() / "green2020_test_data_small.h5")
+    test = green2020_test_mask(stars["source_id"].to_numpy())
+    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    gaia_ps1 = [f for f in GREEN2020_FEATURES if not f.startswith("parallax")]
+    out = {}
+    for name, features, conditional in (("before", gaia_ps1, False), ("after", gaia_ps1, True),
+                                        ("after, all bands", GREEN2020_ALL_BANDS, True)):
+        cfg = _config(features, "mabs_gaia_g", conditional, deredden=False, missing="mask",
+                      parallax_zero_point=DR2_ZERO_POINT, split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            frame = _train_predict(fit, held, cfg, tmp)
+        frame["colour"] = (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)
+        out[name] = frame
+    return out
+
+
+def kepler(epochs: int, folds: int = 5, seed: int = 25) -> dict[str, pd.DataFrame]:
+    from photofeh.io.presets import apply_preset
+    from photofeh.io.readers import read_columns
+
+    cols, _ = apply_preset(read_columns(real_data() / "kepler_giants_labels_photometry.txt"), "kepler_huber17")
+    stars = pd.DataFrame(cols)
+    ids = np.unique(stars["source_id"].to_numpy())
+    fold_of_id = dict(zip(ids, np.random.default_rng(seed).permutation(len(ids)) % folds, strict=True))
+    fold = stars["source_id"].map(fold_of_id).to_numpy()
+    out = {}
+    for name, conditional in (("before", False), ("after", True)):
+        parts = []
+        for k in range(folds):
+            fit, held = stars[fold != k].reset_index(drop=True), stars[fold == k].reset_index(drop=True)
+            cfg = _config(KEPLER_FEATURES, "mabs_tmass_ks", conditional, deredden=False, missing="mask",
+                          parallax_zero_point=0.0, split=(0.8, 0.2, 0.0), epochs=epochs, batch_size=128, seed=k)
+            with tempfile.TemporaryDirectory() as tmp:
+                frame = _train_predict(fit, held, cfg, tmp)
+            frame["colour"] = (held["kic_g"] - held["kic_i"]).to_numpy(float)
+            parts.append(frame)
+        out[name] = pd.concat(parts, ignore_index=True)
+    return out
+
+
+def mock(epochs: int) -> dict[str, pd.DataFrame]:
+    stars = labelled_mock(40_000, seed=2)
+    test = np.random.default_rng(25).random(len(stars)) < 0.3
+    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    out = {}
+    for name, conditional in (("before", False), ("after", True)):
+        cfg = _config(MOCK_FEATURES, "mabs_gaia_g", conditional, split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+        with tempfile.TemporaryDirectory() as tmp:
+            frame = _train_predict(fit, held, cfg, tmp)
+        frame["colour"] = (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)
+        out[name] = frame
+    return out
+
+
+# ---------------------------------------------------------------- scores
+def groups(frame: pd.DataFrame, colour_name: str, colour_edges) -> dict[str, np.ndarray]:
+    """Masks of the groups scored: class by the label log g, colour bins, label [Fe/H] bins."""
+    giant = frame["logg"].to_numpy() < GIANT_LOGG
+    known = np.isfinite(frame["logg"].to_numpy())
+    out = {f"dwarfs (log g >= {GIANT_LOGG})": known & ~giant, f"giants (log g < {GIANT_LOGG})": giant}
+    c = frame["colour"].to_numpy()
+    edges = [-np.inf, *colour_edges, np.inf]
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        out[_bin_name(colour_name, lo, hi)] = (c >= lo) & (c < hi)
+    f = frame["feh"].to_numpy()
+    edges = [-np.inf, *FEH_EDGES, np.inf]
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        out[_bin_name("[Fe/H]", lo, hi)] = (f >= lo) & (f < hi)
+    return out
+
+
+def _bin_name(name: str, lo: float, hi: float) -> str:
+    if not np.isfinite(lo):
+        return f"{name} < {hi:g}"
+    if not np.isfinite(hi):
+        return f"{name} >= {lo:g}"
+    return f"{name} {lo:g} to {hi:g}"
+
+
+def robust_sigma(x: np.ndarray) -> float:
+    return float(1.4826 * np.median(np.abs(x - np.median(x)))) if x.size else float("nan")
+
+
+def _measured(m, M, M_err, plx, plx_err) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stars with measured parallax S/N >= 10, d_phot/d_plx (= d_phot * parallax) and the M_abs pulls."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sel = (plx / plx_err >= REFERENCE_SNR) & np.isfinite(M)
+        ratio = 10 ** ((m - M) / 5 - 2) * plx
+        M_plx = m + 5 * np.log10(np.where(sel, plx, 1.0)) - 10
+        M_plx_err = 5 / np.log(10) * plx_err / plx
+        pull = (M - M_plx) / np.hypot(M_err, M_plx_err)
+    return sel, ratio, pull
+
+
+def exact_model_draws(frame: pd.DataFrame, draws: int = 20, seed: int = 0) -> list[tuple]:
+    """(selected, ratio, pull) of ``draws`` simulated skies in which each star's M_abs follows the model's own
+    predictive distribution (the component of the star's label class where the model has components)."""
+    rng = np.random.default_rng(seed)
+    giant = frame["logg"].to_numpy() < GIANT_LOGG
+    M, M_err = frame["M"].to_numpy(), frame["M_err"].to_numpy()
+    if np.isfinite(frame["M_dwarf"].to_numpy()).any():
+        mu = np.where(giant, frame["M_giant"], frame["M_dwarf"])
+        sigma = np.where(giant, frame["M_giant_err"], frame["M_dwarf_err"])
+    else:
+        mu, sigma = M, M_err
+    m, plx_err = frame["m"].to_numpy(), frame["plx_err"].to_numpy()
+    out = []
+    for _ in range(draws):
+        true_M = mu + sigma * rng.standard_normal(len(frame))
+        plx = 10 ** (2 - (m - true_M) / 5) + plx_err * rng.standard_normal(len(frame))
+        out.append(_measured(m, M, M_err, plx, plx_err))
+    return out
+
+
+def scores(frame: pd.DataFrame, colour_name: str, colour_edges, seed: int = 0) -> dict[str, dict]:
+    m, M, M_err = frame["m"].to_numpy(), frame["M"].to_numpy(), frame["M_err"].to_numpy()
+    plx, plx_err = frame["plx"].to_numpy(), frame["plx_err"].to_numpy()
+    sel, ratio, pull = _measured(m, M, M_err, plx, plx_err)
+    sims = exact_model_draws(frame, seed=seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d_phot = 10 ** ((m - M) / 5 - 2)
+        expected = (1 / d_phot) / plx_err >= REFERENCE_SNR
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name, g in groups(frame, colour_name, colour_edges).items():
+        k = sel & g
+        r = ratio[k]
+        row: dict = {"stars": int(k.sum())}
+        if k.sum() >= 3:
+            boot = [np.median(rng.choice(r, r.size)) for _ in range(200)]
+            row.update({"median d_phot/d_plx": round(float(np.median(r)), 3), "+-": round(float(np.std(boot)), 3),
+                        "robust scatter ln": round(robust_sigma(np.log(r)), 3),
+                        "M pull std": round(float(np.std(pull[k])), 2),
+                        "M pull robust": round(robust_sigma(pull[k]), 2),
+                        "exact model: median": round(float(np.median([np.median(s_r[s_k & g]) for s_k, s_r, _ in sims
+                                                                      if (s_k & g).sum()])), 3),
+                        "exact model: pull std": round(float(np.median([np.std(s_p[s_k & g]) for s_k, _, s_p in sims
+                                                                        if (s_k & g).sum()])), 2)})
+        e = expected & g & np.isfinite(plx)
+        row["stars, S/N_phot >= 10"] = int(e.sum())
+        if e.sum() >= 3:
+            row["median d_phot x parallax"] = round(float(np.median(d_phot[e] * plx[e])), 3)
+        if "d_true" in frame:
+            t = g & np.isfinite(M)
+            row["median d_phot/d_true, all"] = round(float(np.median(d_phot[t] / frame["d_true"].to_numpy()[t])), 3)
+        out[name] = row
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=80)
+    ap.add_argument("--samples", nargs="+", default=["green2020", "kepler", "mock"],
+                    choices=["green2020", "kepler", "mock"])
+    args = ap.parse_args()
+    figures: dict = {}
+    runners = {"green2020": green2020, "kepler": kepler, "mock": mock}
+    for sample in args.samples:
+        for model, frame in runners[sample](args.epochs).items():
+            key = f"{sample}, {model}"
+            figures[key] = scores(frame, *COLOUR_BINS[sample])
+            for group, row in figures[key].items():
+                print(f"{key:28s} {group:24s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+    write_result("distances", "Photometric distances against parallaxes: one Gaussian M_abs (before) and the "
+                 "class-conditional mixture (after), held-out stars, no parallax input", figures,
+                 notes=f"{args.epochs} epochs, default network, one member; samples "
+                       f"{', '.join(args.samples)}. Groups: class from the label log g; colour bins of observed "
+                       "BP-RP (Kepler: KIC g-i); label [Fe/H]. 'exact model': what a model whose predictive "
+                       "distribution were right would score under the same S/N cut (the cut keeps the nearer "
+                       "stars at fixed photometry); 'S/N_phot >= 10': stars selected on their photometric "
+                       "distance instead, no selection on the measured parallax.")
+
+
+if __name__ == "__main__":
+    main()
