@@ -14,6 +14,10 @@ from __future__ import annotations
 
 __all__ = ["PhotofehError", "InputError", "MissingColumnsError", "UnknownPresetError"]
 
+# Also in the hierarchy, where they are raised: photofeh.io.readers.CatalogReadError (an InputError: a file
+# that cannot be read) and photofeh.model.artifact.ModelFormatError (a PhotofehError and a ValueError: a model
+# folder that cannot be used).
+
 
 class PhotofehError(Exception):
     """A mistake in what photofeh was given (arguments, files, columns, values): the message says what and

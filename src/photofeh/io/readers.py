@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from photofeh.errors import InputError
+
 __all__ = ["as_columns", "READ_FORMATS", "CatalogReadError", "detect_format", "iter_table", "read_columns",
            "count_rows", "table_columns", "table_metadata", "known_rows"]
 
@@ -25,8 +27,8 @@ READ_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit"
                 ".votable": "votable"}
 
 
-class CatalogReadError(ValueError):
-    """A catalogue that cannot be read: the message names the file and what is wrong."""
+class CatalogReadError(InputError):
+    """A catalogue that cannot be read: the message names the file and what is wrong (a ``ValueError``)."""
 
 
 def detect_format(path: Path, fmt: str | None = None) -> str:

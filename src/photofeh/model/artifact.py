@@ -16,13 +16,15 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from photofeh.errors import PhotofehError
+
 __all__ = ["SCHEMA_VERSION", "save_model_folder", "load_model_folder", "ModelFormatError", "model_digest"]
 
 SCHEMA_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(PhotofehError, ValueError):
     """A model folder that cannot be used: missing files, wrong schema version."""
 
 
