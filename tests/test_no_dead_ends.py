@@ -131,7 +131,8 @@ def test_split_seed_gives_the_benchmarks_split_and_needs_source_id(green_stars, 
     # a table without source_id cannot be split by it: one clear line
     green_stars.drop(columns="source_id").iloc[:3000].to_parquet(tmp_path / "noid.parquet")
     (tmp_path / "c.toml").write_text('[data]\nfeatures = ["gaia_bp-gaia_rp", "gaia_g-gaia_rp", "gaia_g"]\n'
-                                     'labels = ["feh"]\nlabel_columns = { feh = "feh_spec" }\nderedden = false\n')
+                                     'labels = ["feh"]\nlabel_columns = { feh = "feh_spec" }\nderedden = false\n'
+                                     'classify = false\n')
     assert main(["train", str(tmp_path / "noid.parquet"), "--config", str(tmp_path / "c.toml"), "--split-seed", "7",
                  "--out", str(tmp_path / "run2"), "--epochs", "1", "--baseline-rounds", "0", "--quiet"]) == 1
     assert "no source_id column" in capsys.readouterr().err and not (tmp_path / "run2").exists()
@@ -223,3 +224,25 @@ def test_every_band_states_its_magnitude_system_and_other_systems_are_converted_
     (tmp_path / "bad.toml").write_text('[columns]\nsdss_g = "g"\n[systems]\nsdss_g = "ST"\n')
     with pytest.raises(ValueError, match=r"\[systems\]"):
         load_mapping(tmp_path / "bad.toml")
+
+
+def test_evaluate_reads_a_table_as_the_model_was_trained_or_in_schema_names(green_stars, tmp_path, capsys):
+    """train reads the HDF5 file through the config's table_preset; evaluate reads it the same way, takes a
+    table already in schema names as it is, and says which column a table lacks for the preset."""
+    from photofeh.cli import main
+
+    (tmp_path / "c.toml").write_text('[data]\ntable_preset = "green2020"\nfeatures = ["gaia_bp-gaia_rp", '
+                                     '"gaia_g-gaia_rp", "gaia_g"]\nlabels = ["feh"]\n'
+                                     'label_columns = { feh = "feh_spec" }\nderedden = false\nclassify = false\n')
+    h5 = str(real_sample(GREEN2020))
+    run = str(tmp_path / "run")
+    assert main(["train", h5, "--config", str(tmp_path / "c.toml"), "--out", run, "--epochs", "1",
+                 "--baseline-rounds", "0", "--quiet"]) == 0, capsys.readouterr().err
+    capsys.readouterr()
+    green_stars.to_parquet(tmp_path / "schema.parquet")
+    for table in (h5, str(tmp_path / "schema.parquet")):
+        assert main(["evaluate", run, table, "--no-figures"]) == 0, capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out.split("\nmetrics and figures")[0])["n_usable"] > 1000
+    pd.DataFrame({"gaia_g": [15.0]}).to_parquet(tmp_path / "other.parquet")
+    assert main(["evaluate", run, str(tmp_path / "other.parquet"), "--preset", "green2020", "--split", "all"]) == 1
+    assert "preset 'green2020' needs column 'mag'" in capsys.readouterr().err

@@ -353,9 +353,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         model = load_model(model_dir)
     except ModelFormatError as exc:
         raise UserError(str(exc)) from None
-    # the table is read as the model's training table was (its config's table_preset) unless --preset says
-    table = _load_table(args.table, args.preset or model.meta.get("training", {}).get("config", {}).get(
-        "table_preset"), lambda s: print(s, file=sys.stderr))
+    # the table is read as the model's training table was (its config's table_preset), unless --preset says
+    # otherwise or the table is already in schema names (it has every column the model needs)
+    preset = args.preset or model.meta.get("training", {}).get("config", {}).get("table_preset")
+    if preset and not args.preset:
+        from photofeh.io.readers import CatalogReadError, table_columns
+
+        try:
+            columns = table_columns(args.table)
+        except CatalogReadError as exc:
+            raise UserError(str(exc)) from None
+        if all(c in columns for c in model.needed_columns(columns)):
+            preset = None
+    table = _load_table(args.table, preset, lambda s: print(s, file=sys.stderr))
     rows = None
     split_file = run / "split.parquet"
     if args.split != "all" and not split_file.exists() and "source_id" in table.columns:

@@ -361,7 +361,11 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
             except ValueError as exc:
                 raise InputError(f"{source}: preset {preset.name!r}: {exc}") from None
     if preset.derive is not None:
-        preset.derive(raw, out)
+        try:
+            preset.derive(raw, out)
+        except KeyError as exc:  # a column the preset derives from
+            raise MissingColumnsError(f"{source}: preset {preset.name!r} needs column {exc}, not found (the table "
+                                      f"has e.g. {list(raw)[:10]})") from None
     _check_units(out, preset, source)
     out, report = clean_columns(out, source, report)
     if "source_id" in out:

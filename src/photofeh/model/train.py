@@ -110,6 +110,9 @@ class TrainConfig:
             _check_type(name, getattr(self, name), expected)
         if not self.features or not self.labels:
             raise ValueError("features and labels must not be empty")
+        if self.classify and "logg" not in self.labels:  # the class is learned from the log g labels
+            raise ValueError(f"classify (the giant/dwarf class, log g < {GIANT_LOGG:g}) needs the label logg; "
+                             f"add it to labels {self.labels} or set classify = false")
         from photofeh.model.parallax_labels import band_of
 
         for lab in self.parallax_labels:
@@ -292,7 +295,8 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                               "(fast-mlp, wide-mlp, reference-mlp, reference-resdense)"),
     "heads": ("model", "`independent` heads, or `causal`: Teff, then [Fe/H] given Teff, then log g given both"),
     "ensemble": ("model", "members of the deep ensemble (1-100); their spread adds to the uncertainty"),
-    "classify": ("model", "also predict the giant/dwarf class (log g < 3.5) with a calibrated probability"),
+    "classify": ("model", "also predict the giant/dwarf class (log g < 3.5) with a calibrated probability (needs "
+                          "the label `logg`)"),
     "epochs": ("train", "one-cycle schedule length (early stopping may end sooner)"),
     "batch_size": ("train", "stars per optimiser step (the training set needs at least one batch)"),
     "max_lr": ("train", "peak learning rate of the one-cycle schedule (`photofeh lr-find` suggests one)"),
