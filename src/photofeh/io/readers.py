@@ -150,9 +150,12 @@ def _iter_text(path: Path, columns, chunk_size: int):
     """Whitespace-separated text with one header line (e.g. isoclassify/TGAS tables)."""
     import pandas as pd
 
-    for part in pd.read_csv(path, sep=r"\s+", chunksize=chunk_size):
-        cols = _select(list(part.columns), columns, path)
-        yield {c: part[c].to_numpy() for c in cols}
+    # closed however the reading ends: a caller that takes only the first rows (table_columns) and drops the
+    # generator left the file open (a ResourceWarning, an error where warnings are)
+    with pd.read_csv(path, sep=r"\s+", chunksize=chunk_size) as reader:
+        for part in reader:
+            cols = _select(list(part.columns), columns, path)
+            yield {c: part[c].to_numpy() for c in cols}
 
 
 def _iter_astropy(path: Path, columns, chunk_size: int, fmt: str, start: int = 0):
