@@ -203,3 +203,21 @@ def test_evaluate_never_scores_a_parallax_magnitude_against_itself(tmp_path):
     report = evaluate_model(blind_model, test, figures=False)
     assert "does not take the parallax" in report["labels"]["mabs_gaia_g"]["scored"]
     assert "not_scored" not in report
+
+
+def test_the_distance_config_is_the_benchmarks_setup():
+    """configs/green2020_distances.toml trains what benchmarks/bench_distances.py scores as "after, all bands"."""
+    import sys
+    from pathlib import Path
+
+    from photofeh.model.train import load_config
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "benchmarks"))
+    import bench_distances as bench
+
+    cfg = load_config(root / "configs" / "green2020_distances.toml")
+    assert cfg.features == bench.GREEN2020_ALL_BANDS and not any("parallax" in f for f in cfg.features)
+    assert cfg.parallax_labels == cfg.class_conditional == ["mabs_gaia_g"]
+    assert cfg.parallax_zero_point == bench.DR2_ZERO_POINT and cfg.deredden is False and cfg.missing == "mask"
+    assert cfg.labels == [*bench.LABELS, "mabs_gaia_g"] and cfg.label_columns == bench.COLUMNS
