@@ -35,7 +35,7 @@ demo: setup
 		--keep sdss_r ebv parallax parallax_error --quiet
 	@echo "== stage 4: distances and the [Fe/H] maps in Galactocentric R-|Z| out to |Z| = 15 kpc (cf. Ivezic et al. 2008) =="
 	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map --r-max 25 --z-max 15 --slices 0 1 2 4 6 10 15
-	@echo "== stage 4b: the deconvolved metallicity distribution of the dwarfs (training prior divided out) =="
+	@echo "== stage 4b: the metallicity distribution of the dwarfs, unfolded through the model's measured response (flat-prior estimates) =="
 	rm -rf $(DEMO)/predictions_flat
 	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_flat --chunk-rows 250000 \
 		--prior flat --quiet
