@@ -63,6 +63,7 @@ def main() -> None:
     cfg = TrainConfig(features=GREEN2020_FEATURES, labels=LABELS, label_columns=COLUMNS, deredden=False,
                       missing="mask", split=(0.8, 0.2, 0.0), epochs=args.epochs, seed=0)
     figures: dict = {}
+    accuracy: dict = {}  # per label, then [Fe/H] per label source: one table
     with tempfile.TemporaryDirectory() as tmp:
         train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
         net = load_model(Path(tmp) / "run").predict(held)
@@ -80,21 +81,22 @@ def main() -> None:
         ref, ref_err = held[COLUMNS[lab]].to_numpy(float), held[f"{COLUMNS[lab]}_err"].to_numpy(float)
         m_net = regression_metrics(net[lab].to_numpy(), ref, net[f"{lab}_err"].to_numpy(), ref_err)
         m_gbm, m_old = regression_metrics(gbm[:, j], ref), regression_metrics(untuned[:, j], ref)
-        figures[lab] = {"network sigma": round(m_net["sigma_gauss"], 3),
-                        "LightGBM sigma": round(m_gbm["sigma_gauss"], 3),
-                        "network / LightGBM": round(m_net["sigma_gauss"] / m_gbm["sigma_gauss"], 3),
-                        "untuned LightGBM sigma": round(m_old["sigma_gauss"], 3),
-                        "network robust sigma": round(m_net["robust_sigma"], 3),
-                        "network bias": round(m_net["bias_median"], 3), "network pull std": round(m_net["pull_std"], 2),
-                        "stars": m_net["n"]}
+        accuracy[lab] = {"network sigma": round(m_net["sigma_gauss"], 3),
+                         "LightGBM sigma": round(m_gbm["sigma_gauss"], 3),
+                         "network / LightGBM": round(m_net["sigma_gauss"] / m_gbm["sigma_gauss"], 3),
+                         "untuned LightGBM sigma": round(m_old["sigma_gauss"], 3),
+                         "network robust sigma": round(m_net["robust_sigma"], 3),
+                         "network bias": round(m_net["bias_median"], 3),
+                         "network pull std": round(m_net["pull_std"], 2), "stars": m_net["n"]}
     for source in ("lamost", "apogee", "galah"):
         sel = (held["label_source"] == source).to_numpy()
         m = regression_metrics(net["feh"].to_numpy()[sel], held["feh_spec"].to_numpy(float)[sel],
                                net["feh_err"].to_numpy()[sel], held["feh_spec_err"].to_numpy(float)[sel])
-        figures[f"feh, {source} labels"] = {"network sigma": round(m["sigma_gauss"], 3),
-                                            "network robust sigma": round(m["robust_sigma"], 3),
-                                            "network bias": round(m["bias_median"], 3),
-                                            "network pull std": round(m["pull_std"], 2), "stars": m["n"]}
+        accuracy[f"feh, {source} labels"] = {"network sigma": round(m["sigma_gauss"], 3),
+                                             "network robust sigma": round(m["robust_sigma"], 3),
+                                             "network bias": round(m["bias_median"], 3),
+                                             "network pull std": round(m["pull_std"], 2), "stars": m["n"]}
+    figures["accuracy on the test stars"] = accuracy
     logg = held["logg_spec"].to_numpy(float)
     giant_true = np.where(np.isfinite(logg), logg < 3.5, np.nan)
     usable = net["usable"].to_numpy()
@@ -107,7 +109,8 @@ def main() -> None:
                                        "LightGBM contamination": round(c_gbm["giant_contamination"], 3),
                                        "untuned LightGBM completeness": round(c_old["giant_completeness"], 3),
                                        "untuned LightGBM contamination": round(c_old["giant_contamination"], 3)}
-    figures.update(feh_bias_bins(net["feh"].to_numpy(), gbm[:, 0], held["feh_spec"].to_numpy(float)))
+    figures["median [Fe/H] bias (estimate - label) in bins of the label [Fe/H]"] = feh_bias_bins(
+        net["feh"].to_numpy(), gbm[:, 0], held["feh_spec"].to_numpy(float))
     figures.update(dereddened_variants(fit, held, args.epochs))
     figures.update(distances(fit, held, args.epochs))
     search = "; ".join(f"{lab} {s['chosen']['num_leaves']} leaves, min_data_in_leaf {s['chosen']['min_data_in_leaf']}, "
@@ -133,10 +136,10 @@ def feh_bias_bins(net_feh: np.ndarray, gbm_feh: np.ndarray, label: np.ndarray) -
     both = np.isfinite(net_feh) & np.isfinite(gbm_feh) & np.isfinite(label)
     for lo, hi, name in FEH_BINS:
         sel = both & (label >= lo) & (label < hi)
-        out[f"feh median bias, label {name}"] = {
+        out[f"label {name}"] = {
             "stars": int(sel.sum()),
-            "network median bias": round(float(np.median(net_feh[sel] - label[sel])), 3) if sel.any() else None,
-            "LightGBM median bias": round(float(np.median(gbm_feh[sel] - label[sel])), 3) if sel.any() else None}
+            "network": round(float(np.median(net_feh[sel] - label[sel])), 3) if sel.any() else None,
+            "LightGBM": round(float(np.median(gbm_feh[sel] - label[sel])), 3) if sel.any() else None}
     return out
 
 
