@@ -31,7 +31,8 @@ predictive distribution (for a star of the label's class: that class's component
 score under the same cut: M drawn from it, a parallax from M and the star's parallax error, the same cut, the
 median of 20 draws. Beside it, a measure with no selection on the measured parallax: stars whose parallax
 S/N would be >= 10 at their photometric distance, and the median of d_phot * parallax (linear in the measured
-parallax, so its noise does not bias it). On the mock, also d_phot/d_true over all test stars.
+parallax, so its noise does not bias it). On the mock, also d_phot/d_true over all test stars, and the dwarfs
+split into single stars and unresolved binaries (the mock's truth).
 
 Usage: python benchmarks/bench_distances.py [--epochs N]
 """
@@ -95,6 +96,7 @@ def _train_predict(fit: pd.DataFrame, held: pd.DataFrame, cfg, tmp: str) -> pd.D
             out[f"M_{c}{s}"] = pred[name].to_numpy() if name in pred else np.nan
     if "dist_kpc_true" in held:
         out["d_true"] = held["dist_kpc_true"].to_numpy(float)
+        out["binary"] = held["is_binary_true"].to_numpy(bool)
     return out
 
 
@@ -169,6 +171,10 @@ def groups(frame: pd.DataFrame, colour_name: str, colour_edges) -> dict[str, np.
     giant = frame["logg"].to_numpy() < GIANT_LOGG
     known = np.isfinite(frame["logg"].to_numpy())
     out = {f"dwarfs (log g >= {GIANT_LOGG})": known & ~giant, f"giants (log g < {GIANT_LOGG})": giant}
+    if "binary" in frame:  # the mock knows which stars are unresolved binaries
+        b = frame["binary"].to_numpy()
+        out["dwarfs, single stars (mock truth)"] = known & ~giant & ~b
+        out["dwarfs, unresolved binaries (mock truth)"] = known & ~giant & b
     c = frame["colour"].to_numpy()
     edges = [-np.inf, *colour_edges, np.inf]
     for lo, hi in zip(edges[:-1], edges[1:], strict=True):
@@ -265,6 +271,14 @@ def main() -> None:
                     choices=["green2020", "kepler", "mock"])
     args = ap.parse_args()
     figures: dict = {}
+    from _common import RESULTS
+
+    previous = RESULTS / "distances.json"
+    if previous.exists():  # a run of some samples keeps the others' rows
+        import json
+
+        figures = {k: v for k, v in json.loads(previous.read_text())["figures"].items()
+                   if k.split(",")[0] not in args.samples}
     runners = {"green2020": green2020, "kepler": kepler, "mock": mock}
     for sample in args.samples:
         for model, frame in runners[sample](args.epochs).items():
@@ -272,14 +286,15 @@ def main() -> None:
             figures[key] = scores(frame, *COLOUR_BINS[sample])
             for group, row in figures[key].items():
                 print(f"{key:28s} {group:24s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+    order = list(runners)
+    figures = dict(sorted(figures.items(), key=lambda kv: order.index(kv[0].split(",")[0])))
     write_result("distances", "Photometric distances against parallaxes: one Gaussian M_abs (before) and the "
                  "class-conditional mixture (after), held-out stars, no parallax input", figures,
-                 notes=f"{args.epochs} epochs, default network, one member; samples "
-                       f"{', '.join(args.samples)}. Groups: class from the label log g; colour bins of observed "
-                       "BP-RP (Kepler: KIC g-i); label [Fe/H]. 'exact model': what a model whose predictive "
-                       "distribution were right would score under the same S/N cut (the cut keeps the nearer "
-                       "stars at fixed photometry); 'S/N_phot >= 10': stars selected on their photometric "
-                       "distance instead, no selection on the measured parallax.")
+                 notes=f"{args.epochs} epochs, default network, one member. Groups: class from the label log g; "
+                       "colour bins of observed BP-RP (Kepler: KIC g-i); label [Fe/H]. 'exact model': what a model "
+                       "whose predictive distribution were right would score under the same S/N cut (the cut keeps "
+                       "the nearer stars at fixed photometry); 'S/N_phot >= 10': stars selected on their "
+                       "photometric distance instead, no selection on the measured parallax.")
 
 
 if __name__ == "__main__":
