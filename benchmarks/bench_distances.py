@@ -34,12 +34,16 @@ S/N would be >= 10 at their photometric distance, and the median of d_phot * par
 parallax, so its noise does not bias it). On the mock, also d_phot/d_true over all test stars, and the dwarfs
 split into single stars and unresolved binaries (the mock's truth).
 
-Usage: python benchmarks/bench_distances.py [--epochs N]
+Each model is trained with three seeds (``--seeds``), and every figure is the mean over the three networks,
+with the range of the medians beside it: one network's draw moves a median by a few per cent.
+
+Usage: python benchmarks/bench_distances.py [--epochs N] [--seeds N] [--samples green2020 kepler mock]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 from pathlib import Path
@@ -108,7 +112,7 @@ def _config(features, label, conditional: bool, **kw):
                        baseline_rounds=0, threads=1, **kw)  # one thread: beside other processes 2 ran slower
 
 
-def green2020(epochs: int) -> dict[str, pd.DataFrame]:
+def green2020(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
     from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
 
     stars = read_green2020(real_data() / "green2020_test_data_small.h5")
@@ -119,7 +123,7 @@ def green2020(epochs: int) -> dict[str, pd.DataFrame]:
     for name, features, conditional in (("before", gaia_ps1, False), ("after", gaia_ps1, True),
                                         ("after, all bands", GREEN2020_ALL_BANDS, True)):
         cfg = _config(features, "mabs_gaia_g", conditional, deredden=False, missing="mask",
-                      parallax_zero_point=DR2_ZERO_POINT, split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+                      parallax_zero_point=DR2_ZERO_POINT, split=(0.8, 0.2, 0.0), epochs=epochs, seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
             frame = _train_predict(fit, held, cfg, tmp)
         frame["colour"] = (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)
@@ -127,14 +131,14 @@ def green2020(epochs: int) -> dict[str, pd.DataFrame]:
     return out
 
 
-def kepler(epochs: int, folds: int = 5, seed: int = 25) -> dict[str, pd.DataFrame]:
+def kepler(epochs: int, seed: int, folds: int = 5, fold_seed: int = 25) -> dict[str, pd.DataFrame]:
     from photofeh.io.presets import apply_preset
     from photofeh.io.readers import read_columns
 
     cols, _ = apply_preset(read_columns(real_data() / "kepler_giants_labels_photometry.txt"), "kepler_huber17")
     stars = pd.DataFrame(cols)
     ids = np.unique(stars["source_id"].to_numpy())
-    fold_of_id = dict(zip(ids, np.random.default_rng(seed).permutation(len(ids)) % folds, strict=True))
+    fold_of_id = dict(zip(ids, np.random.default_rng(fold_seed).permutation(len(ids)) % folds, strict=True))
     fold = stars["source_id"].map(fold_of_id).to_numpy()
     out = {}
     for name, conditional in (("before", False), ("after", True)):
@@ -142,7 +146,8 @@ def kepler(epochs: int, folds: int = 5, seed: int = 25) -> dict[str, pd.DataFram
         for k in range(folds):
             fit, held = stars[fold != k].reset_index(drop=True), stars[fold == k].reset_index(drop=True)
             cfg = _config(KEPLER_FEATURES, "mabs_tmass_ks", conditional, deredden=False, missing="mask",
-                          parallax_zero_point=0.0, split=(0.8, 0.2, 0.0), epochs=epochs, batch_size=128, seed=k)
+                          parallax_zero_point=0.0, split=(0.8, 0.2, 0.0), epochs=epochs, batch_size=128,
+                          seed=100 * seed + k)
             with tempfile.TemporaryDirectory() as tmp:
                 frame = _train_predict(fit, held, cfg, tmp)
             frame["colour"] = (held["kic_g"] - held["kic_i"]).to_numpy(float)
@@ -151,13 +156,18 @@ def kepler(epochs: int, folds: int = 5, seed: int = 25) -> dict[str, pd.DataFram
     return out
 
 
-def mock(epochs: int) -> dict[str, pd.DataFrame]:
-    stars = labelled_mock(40_000, seed=2)
+@functools.cache
+def _mock_stars() -> pd.DataFrame:
+    return labelled_mock(40_000, seed=2)
+
+
+def mock(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
+    stars = _mock_stars()
     test = np.random.default_rng(25).random(len(stars)) < 0.3
     fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
     out = {}
     for name, conditional in (("before", False), ("after", True)):
-        cfg = _config(MOCK_FEATURES, "mabs_gaia_g", conditional, split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+        cfg = _config(MOCK_FEATURES, "mabs_gaia_g", conditional, split=(0.8, 0.2, 0.0), epochs=epochs, seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
             frame = _train_predict(fit, held, cfg, tmp)
         frame["colour"] = (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)
@@ -264,11 +274,27 @@ def scores(frame: pd.DataFrame, colour_name: str, colour_edges, seed: int = 0) -
     return out
 
 
+def over_seeds(rows: list[dict]) -> dict:
+    """One group's scores over the training seeds: the mean of each figure (star counts as integers), and the
+    range of the median d_phot/d_plx and of d_phot x parallax (how much one network's draw moves them)."""
+    out: dict = {}
+    for key in rows[0]:
+        values = [r[key] for r in rows if key in r]
+        if len(values) < len(rows):
+            continue
+        mean = float(np.mean(values))
+        out[key] = int(round(mean)) if key.startswith("stars") else round(mean, 2 if "pull" in key else 3)
+        if key in ("median d_phot/d_plx", "median d_phot x parallax") and len(values) > 1:
+            out[f"{key}, seed range"] = f"{min(values):.3f}-{max(values):.3f}"
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=80)
     ap.add_argument("--samples", nargs="+", default=["green2020", "kepler", "mock"],
                     choices=["green2020", "kepler", "mock"])
+    ap.add_argument("--seeds", type=int, default=3, help="networks trained per model, seeds 0..N-1")
     args = ap.parse_args()
     figures: dict = {}
     from _common import RESULTS
@@ -281,16 +307,21 @@ def main() -> None:
                    if k.split(",")[0] not in args.samples}
     runners = {"green2020": green2020, "kepler": kepler, "mock": mock}
     for sample in args.samples:
-        for model, frame in runners[sample](args.epochs).items():
-            key = f"{sample}, {model}"
-            figures[key] = scores(frame, *COLOUR_BINS[sample])
+        per_seed: dict[str, list[dict]] = {}
+        for seed in range(args.seeds):
+            for model, frame in runners[sample](args.epochs, seed).items():
+                per_seed.setdefault(f"{sample}, {model}", []).append(scores(frame, *COLOUR_BINS[sample]))
+        for key, runs in per_seed.items():
+            figures[key] = {group: over_seeds([r[group] for r in runs]) for group in runs[0]}
             for group, row in figures[key].items():
                 print(f"{key:28s} {group:24s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
     order = list(runners)
     figures = dict(sorted(figures.items(), key=lambda kv: order.index(kv[0].split(",")[0])))
     write_result("distances", "Photometric distances against parallaxes: one Gaussian M_abs (before) and the "
                  "class-conditional mixture (after), held-out stars, no parallax input", figures,
-                 notes=f"{args.epochs} epochs, default network, one member. Groups: class from the label log g; "
+                 notes=f"{args.epochs} epochs, default network, one member; every figure the mean over "
+                       f"{args.seeds} networks trained with seeds 0-{args.seeds - 1} (the seed range of the "
+                       "medians beside them). Groups: class from the label log g; "
                        "colour bins of observed BP-RP (Kepler: KIC g-i); label [Fe/H]. 'exact model': what a model "
                        "whose predictive distribution were right would score under the same S/N cut (the cut keeps "
                        "the nearer stars at fixed photometry); 'S/N_phot >= 10': stars selected on their "
