@@ -328,8 +328,13 @@ def test_locks_a_second_writer_is_refused_naming_the_first(model_dir, small_inpu
         "train": (tmp_path / "run", ["train", str(tmp_path / "spec.parquet"), "--out", str(tmp_path / "run")]),
         "crossmatch": (tmp_path / "x.parquet", ["crossmatch", str(small_input), str(small_input), "--out",
                                                 str(tmp_path / "x.parquet")]),
-        "map": (tmp_path / "map", ["map", str(small_input), "--out", str(tmp_path / "map")]),
+        "map": (tmp_path / "map", ["map", str(tmp_path / "pred_like.parquet"), "--out", str(tmp_path / "map")]),
     }
+    # map checks its input before taking the lock (a table it cannot map is refused before anything is
+    # created): give it one it can map
+    pd.DataFrame({c: [1.0] * 20 for c in ("ra", "dec", "feh", "feh_err", "sdss_r", "mabs_sdss_r",
+                                          "mabs_sdss_r_err", "ebv")} | {"usable": [True] * 20}).to_parquet(
+        tmp_path / "pred_like.parquet")
     for name, (out, args) in outputs.items():
         with output_lock(out, "photofeh test-holder"):
             assert main(args) == 1, name
