@@ -231,7 +231,7 @@ def _draw_mdf(ax, mdf, summary, x, grid, title, log: bool = False) -> None:
         ax.stairs(density, edges, color="0.5", label=f"estimates ({n:,d} stars{note})")
         peak = float(density.max())
     pdf = mdf.pdf(grid)
-    ax.plot(grid, pdf, color="C0", lw=2, label="deconvolved MDF")
+    ax.plot(grid, pdf, color="C0", lw=2, label="unfolded MDF" if "calibration_stars" in summary else "deconvolved MDF")
     peak = max(peak, float(pdf.max()))
     ax.axvline(summary["median"], color="C0", ls="--",
                label=f"median {summary['median']:.2f} $\\pm$ {summary['median_se']:.2f}")
