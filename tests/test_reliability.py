@@ -318,6 +318,18 @@ def test_files_a_mapping_with_a_misspelt_section_is_refused(model_dir, small_inp
 
 
 # ------------------------------------------------------------------ locks
+def test_files_an_output_in_a_missing_folder_is_named_and_nothing_is_created(model_dir, small_input, tmp_path,
+                                                                                capsys):
+    """predict and train into a folder that does not exist: the folder is named, no '[Errno 2] ... .lock'."""
+    out = tmp_path / "no_such_folder" / "pred"
+    assert main(["predict", str(model_dir), str(small_input), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"folder {out.parent} does not exist" in err and "Errno" not in err
+    assert main(["train", str(small_input), "--out", str(tmp_path / "no_such_folder" / "run"), "--epochs", "1"]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "no_such_folder").exists()
+
+
 def test_locks_a_second_writer_is_refused_naming_the_first(model_dir, small_input, spec_catalog, tmp_path, capsys):
     spec_catalog.iloc[:600].to_parquet(tmp_path / "spec.parquet")
     outputs = {

@@ -496,6 +496,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from photofeh.scale.predict_catalog import PredictOptions
 
     preset = args.preset
+    parent = Path(args.out).resolve().parent
+    if not parent.is_dir():  # the lock file and the parts go beside the output: say so, not '[Errno 2] ... .lock'
+        raise UserError(f"cannot create {args.out}: folder {parent} does not exist (create it first)")
     try:
         if args.mapping:
             preset = load_mapping(args.mapping)
