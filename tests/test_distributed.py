@@ -93,6 +93,19 @@ def test_cli_scheduler_address(model_dir, dataset, client, tmp_path, capsys):
                  "--out", str(tmp_path / "o2"), "--scheduler", client.scheduler.address]) == 1
 
 
+def test_dask_refuses_an_input_lacking_a_feature_before_creating_anything(model_dir, catalog, client, tmp_path,
+                                                                            capsys):
+    """A Parquet input without a column the model needs: one bad-input message naming it, exit 1, no output
+    folder (as a local run), not a failure in every task."""
+    from photofeh.cli import main
+
+    catalog.iloc[:500].drop(columns=["sdss_u"]).to_parquet(tmp_path / "no_u.parquet")
+    out = tmp_path / "o"
+    assert main(["predict", str(model_dir), str(tmp_path / "no_u.parquet"), "--out", str(out),
+                 "--scheduler", client.scheduler.address]) == 1
+    assert "sdss_u" in capsys.readouterr().err and not out.exists()
+
+
 def test_dask_resumes_a_killed_run_local_or_dask(model_dir, dataset, client, tmp_path):
     """A run's folder as a kill leaves it (the last chunks' parts and log lines missing, one part damaged) is
     finished by a Dask run, which keeps the local run's manifest and parts: the output equals an

@@ -39,6 +39,7 @@ from photofeh.scale.predict_catalog import (
     predict_chunk,
     predict_part,
     prepare_run,
+    probe_input,
     provenance,
     run_identity,
     worker_model,
@@ -116,6 +117,12 @@ def predict_distributed(model_dir: str | os.PathLike, source: str | os.PathLike,
         # LSDB writes with overwrite=True, which would wipe whatever is there
         raise FileExistsError(f"{out} exists, is not an empty folder and holds no photofeh prediction run; "
                               "choose another --out (nothing there is touched)")
+    if not is_hats_catalog(source) and (source.is_dir() or source.suffix in (".parquet", ".pq")):
+        # the input's first row through the preset and the model before anything is created, as a local run does:
+        # a missing column is one bad-input error, not a failure in every task
+        model, preset = worker_model(str(model_dir), "cpu", None, opts.prior), resolve_preset(opts.preset)
+        read, keep = input_columns(model, table_columns(source), preset, opts.keep, str(source), opts.ebv)
+        probe_input(model, source, read, keep, preset, opts.ebv)
     with output_lock(out, f"photofeh predict --scheduler {scheduler} {source}", inside=True):
         return _predict_distributed(model_dir, source, out, opts, scheduler, client)
 
