@@ -51,3 +51,19 @@ def test_predict_returns_the_kind_of_table_it_was_given(quick_model, spec_catalo
                            + '\nsdss_u = "u_psf"\nsdss_g = "g_psf"\n')
         via_preset = model.predict(renamed, preset=str(mapping))
     np.testing.assert_array_equal(via_preset["feh"].to_numpy(), as_dict["feh"])
+
+
+def test_a_loaded_model_predicts_after_its_folder_is_gone(quick_model, spec_catalog, tmp_path):
+    """The provenance's digest is taken when the model is loaded: deleting (or moving) the folder afterwards
+    neither breaks predict nor changes the digest it reports (the benchmarks train into temporary folders)."""
+    import shutil
+
+    from photofeh.model.artifact import model_digest
+    from photofeh.model.predict import load_model
+
+    shutil.copytree(quick_model, tmp_path / "model")
+    expected = model_digest(tmp_path / "model")
+    model = load_model(tmp_path / "model")
+    shutil.rmtree(tmp_path / "model")
+    out = model.predict(spec_catalog.iloc[:100])
+    assert out.attrs["model_digest"] == expected and out["usable"].sum() > 90

@@ -448,6 +448,12 @@ def model_folder(path: str | os.PathLike) -> Path:
 def load_model(path: str | os.PathLike, device: str = "cpu", prior: str | None = None) -> PhotometricModel:
     """Load a model folder written by ``photofeh train`` (or the run directory holding it). ``prior="flat"``
     on a labels-prior model divides its training prior out of the [Fe/H] estimates (docs/populations.md)."""
+    from photofeh.model.artifact import model_digest
+
     folder = model_folder(path)
     meta, states = load_model_folder(folder)
-    return PhotometricModel(meta, states, device, prior, folder)
+    model = PhotometricModel(meta, states, device, prior, folder)
+    # the digest of the files as loaded, taken now: the provenance of every later prediction names the model
+    # that made it even if the folder has since been moved, changed or deleted
+    model._digest = model_digest(folder)
+    return model
