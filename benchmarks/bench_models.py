@@ -68,14 +68,15 @@ def main() -> None:
 
     p = prepare(cat, cfg)
     split = split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
-    test, trn = (split == 2) & p.usable, (split == 0) & p.usable
+    test, trn, val = (split == 2) & p.usable, (split == 0) & p.usable, (split == 1) & p.usable
     feh_spec, feh_true = cat["feh_spec"], cat["feh_true"]
     mag0 = {f: cat[f"sdss_{f}"] - BANDS[f"sdss_{f}"].r_ebv * cat["ebv"] for f in "ugr"}
     ug, gr = mag0["u"] - mag0["g"], mag0["g"] - mag0["r"]
     valid = ivezic_valid(ug, gr)
     coef = fit_ivezic(ug[trn], gr[trn], feh_spec[trn])
     poly = ivezic_feh(ug, gr, coef)
-    gbt = GradientBoostedBaseline(seed=cfg.seed).fit(p.X[trn], p.y[trn])
+    # the built-in tuned trees, tuned on the same validation split the networks stopped on (as train does)
+    gbt = GradientBoostedBaseline(seed=cfg.seed).fit(p.X[trn], p.y[trn], validation=(p.X[val], p.y[val]))
     gbt_pred = gbt.predict(p.X[test])
 
     def sig(pred, sel, ref=feh_spec):

@@ -65,8 +65,9 @@ def mock_part(epochs: int, tmp: Path) -> tuple[dict, dict]:
     cfg = replace(load_config(ROOT / "configs" / "default.toml"), epochs=epochs, baseline_rounds=0)
     p = prepare(cols, cfg)
     split = split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
-    test, trn = (split == 2) & p.usable, (split == 0) & p.usable
-    gbt = GradientBoostedBaseline(seed=cfg.seed).fit(p.X[trn], p.y[trn]).predict(p.X[test])[:, 0]
+    test, trn, val = (split == 2) & p.usable, (split == 0) & p.usable, (split == 1) & p.usable
+    gbt = GradientBoostedBaseline(seed=cfg.seed).fit(p.X[trn], p.y[trn], validation=(p.X[val], p.y[val])
+                                                     ).predict(p.X[test])[:, 0]
 
     def sigma(pred, ref):
         return round(regression_metrics(pred, ref)["sigma_gauss"], 4)
