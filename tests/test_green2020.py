@@ -9,6 +9,15 @@ from conftest import GREEN2020, real_sample
 from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
 
 
+def _config(epochs: int):
+    """The benchmarks' Gaia + PS1 setup: observed colours with the reddening as an input, masked PS1."""
+    from photofeh.model.train import TrainConfig
+
+    return TrainConfig(baseline_rounds=0, features=GREEN2020_FEATURES, labels=["feh", "logg", "teff"],
+                       label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, deredden=False,
+                       missing="mask", split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+
+
 @pytest.fixture(scope="module")
 def path():
     """The sample (skips when missing; fails under CI=true)."""
@@ -38,13 +47,11 @@ def test_green2020_trains_and_predicts(path, tmp_path):
     masked model: 3 epochs already beat the label scatter of the sample ([Fe/H] sigma 0.5 dex)."""
     from photofeh.model.evaluate import regression_metrics
     from photofeh.model.predict import load_model
-    from photofeh.model.train import TrainConfig, train
+    from photofeh.model.train import train
 
     stars = read_green2020(path)
     test = green2020_test_mask(stars["source_id"].to_numpy())
-    cfg = TrainConfig(baseline_rounds=0, features=GREEN2020_FEATURES, labels=["feh", "logg", "teff"],
-                      label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, deredden=False,
-                      missing="mask", split=(0.8, 0.2, 0.0), epochs=3, seed=0)
+    cfg = _config(epochs=3)
     train(stars[~test], cfg, tmp_path / "run", log=lambda s: None)
     held = stars[test]
     pred = load_model(tmp_path / "run").predict(held)
@@ -72,13 +79,11 @@ def test_green2020_mdf_keeps_the_metal_poor_tail(path, tmp_path, capsys):
     import json
 
     from photofeh.cli import main
-    from photofeh.model.train import TrainConfig, train
+    from photofeh.model.train import train
 
     stars = read_green2020(path)
     test = green2020_test_mask(stars["source_id"].to_numpy())
-    cfg = TrainConfig(baseline_rounds=0, features=GREEN2020_FEATURES, labels=["feh", "logg", "teff"],
-                      label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, deredden=False,
-                      missing="mask", split=(0.8, 0.2, 0.0), epochs=10, seed=0)
+    cfg = _config(epochs=10)
     train(stars[~test], cfg, tmp_path / "run", log=lambda s: None)
     held = stars[test]
     held.to_parquet(tmp_path / "test.parquet")

@@ -623,11 +623,11 @@ def cmd_map(args: argparse.Namespace) -> int:
                                                                "z_max", "min_count", "out_of_domain", "slices",
                                                                "deconvolve")},
                       "counts": dict(counts), "cells_with_min_count": cells, "frame": frame_description(),
-                      "absmag_reference": {"bands": {f"mabs_{b}": reference.get(f"mabs_{b}", "dereddened")
-                                                     for b in ([args.band] if isinstance(args.band, str)
-                                                               else args.band)} if args.absmag == "model"
-                                           else {"mabs_sdss_r": "dereddened (Ivezic et al. 2008)"},
-                                           "from": reference_from if args.absmag == "model" else "relation"},
+                      "absmag_reference": ({"bands": {f"mabs_{b}": reference.get(f"mabs_{b}", "dereddened")
+                                                      for b in args.band}, "from": reference_from}
+                                           if args.absmag == "model" else
+                                           {"bands": {"mabs_sdss_r": "dereddened (Ivezic et al. 2008)"},
+                                            "from": "relation"}),
                       **_prior_note(provenance, "map")}
             slice_summaries = None
             if products.slices is not None:

@@ -25,7 +25,7 @@ from photofeh.bands import GAIA_PARALLAX_ZP_MAS
 __all__ = ["distance_kpc", "distance_error_kpc", "ivezic2008_abs_mag_r", "ivezic2008_mabs_with_error",
            "ivezic2008_columns", "ABSMAG_SOURCES", "combine_with_parallax",
            "galactocentric", "frame_description", "star_distances", "apparent_magnitudes",
-           "distance_columns_needed", "LN10_OVER_5"]
+           "distance_columns_needed", "how_to_get_distances", "LN10_OVER_5"]
 
 LN10_OVER_5 = np.log(10.0) / 5.0  # d(ln d)/d(mu)
 
@@ -190,6 +190,13 @@ def distance_columns_needed(bands: Sequence[str], reference: Mapping[str, str] |
     return [c for c in dict.fromkeys(need) if c not in have]
 
 
+def how_to_get_distances(bands: Sequence[str]) -> str:
+    """What a user does when a prediction table lacks what distances need in ``bands``."""
+    return (f"predict with a model that has the {', '.join(f'mabs_{b}' for b in bands)} label(s) (for real "
+            "labels: parallax_labels, docs/models.md) and keep the photometry, e.g. 'photofeh predict ... --keep "
+            f"{' '.join(bands)} ebv parallax parallax_error'; or map dwarfs with --absmag ivezic2008")
+
+
 def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr: float = 5.0,
                    absmag: str = "model", absmag_reference: Mapping[str, str] | None = None
                    ) -> dict[str, np.ndarray]:
@@ -216,10 +223,7 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
         absmag_reference = None
     missing = distance_columns_needed(bands, absmag_reference, list(cols))
     if missing:
-        raise KeyError(f"distances need column(s) {missing}: predict with a model that has the "
-                       f"{', '.join(f'mabs_{b}' for b in bands)} label(s) (for real labels: parallax_labels, "
-                       "docs/models.md) and keep the photometry, e.g. 'photofeh predict ... --keep "
-                       f"{' '.join(bands)} ebv parallax parallax_error'; or map dwarfs with --absmag ivezic2008")
+        raise KeyError(f"distances need column(s) {missing}: {how_to_get_distances(bands)}")
     n = len(cols["ra"])
     d, err, which = np.full(n, np.nan), np.full(n, np.nan), np.full(n, -1)
     m0 = apparent_magnitudes(cols, bands, absmag_reference)

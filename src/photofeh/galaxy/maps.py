@@ -153,14 +153,15 @@ def predictions_absmag_reference(source: str | os.PathLike) -> tuple[dict[str, s
     import json
 
     from photofeh.io.readers import table_metadata
+    from photofeh.model.artifact import named_model_meta
     from photofeh.model.parallax_labels import absmag_reference
 
-    meta = table_metadata(source)
-    if "model_absmag_reference" in meta:
-        return json.loads(meta["model_absmag_reference"]), "predictions' provenance"
-    model_json = Path(meta.get("model_path", "")) / "model.json" if meta.get("model_path") else None
-    if model_json is not None and model_json.is_file():
-        return absmag_reference(json.loads(model_json.read_text())), str(model_json)
+    provenance = table_metadata(source)
+    if "model_absmag_reference" in provenance:
+        return json.loads(provenance["model_absmag_reference"]), "predictions' provenance"
+    meta, path = named_model_meta(provenance)
+    if meta is not None:
+        return absmag_reference(meta), str(path)
     return {}, "not recorded: M_abs taken as intrinsic (paired with dereddened magnitudes)"
 
 
@@ -168,7 +169,7 @@ def check_map_input(source: str | os.PathLike, bands: str | Sequence[str] = "sds
                     absmag_reference: dict[str, str] | None = None) -> None:
     """Refuse, before anything is written, a prediction table that cannot be mapped: no sky positions, no
     predicted [Fe/H], or neither an absolute magnitude nor the photometry that goes with it in any band."""
-    from photofeh.galaxy.distances import distance_columns_needed
+    from photofeh.galaxy.distances import distance_columns_needed, how_to_get_distances
     from photofeh.io.readers import table_columns
 
     have = table_columns(source)
@@ -192,10 +193,8 @@ def check_map_input(source: str | os.PathLike, bands: str | Sequence[str] = "sds
     per_band = {b: distance_columns_needed([b], absmag_reference, have) for b in bands}
     if all(per_band.values()) or lacking:
         need = sorted({c for cols in per_band.values() for c in cols} | set(lacking))
-        raise ValueError(f"{source} lacks column(s) {need} that distances need in every band of {bands}: predict "
-                         "with a model that has the mabs_<band> label(s) (for real labels: parallax_labels, "
-                         "docs/models.md) and keep the photometry, e.g. 'photofeh predict ... --keep "
-                         f"{' '.join(bands)} ebv parallax parallax_error'; or map dwarfs with --absmag ivezic2008")
+        raise ValueError(f"{source} lacks column(s) {need} that distances need in every band of {bands}: "
+                         f"{how_to_get_distances(bands)}")
 
 
 @dataclass

@@ -31,18 +31,15 @@ def response_of_predictions(source, giants: str = "include", max_feh_err: float 
     ``photofeh predict`` output, for the estimates it holds (its prior: ``predict --prior flat`` divides the
     training prior out of the calibration stars' estimates too) and the same giant and error selection;
     ``None`` (and why) when the model is not found or was trained before it kept a calibration sample."""
-    import json
-    from pathlib import Path
-
     from photofeh.galaxy.unfold import ResponseSample
     from photofeh.io.readers import table_metadata
+    from photofeh.model.artifact import named_model_meta
 
-    meta = table_metadata(source)
-    model_json = Path(meta.get("model_path", "")) / "model.json" if meta.get("model_path") else None
-    if model_json is None or not model_json.is_file():
+    provenance = table_metadata(source)
+    model, model_json = named_model_meta(provenance)
+    if model is None:
         return None, "the predictions do not name a model folder that exists here (provenance 'model_path')"
-    model = json.loads(model_json.read_text())
-    response = ResponseSample.from_meta(model, meta.get("model_prior", "labels"))
+    response = ResponseSample.from_meta(model, provenance.get("model_prior", "labels"))
     if response is None:
         return None, f"{model_json} has no calibration sample (a model trained before photofeh kept one)"
     giant = np.asarray(model["calibration_sample"].get("giant", []), bool)
@@ -82,14 +79,14 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
         raise ValueError(f"giants must be include, exclude or only, not {giants!r}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
+    if out_of_domain not in ("exclude", "include"):
+        raise ValueError(f"out_of_domain must be exclude or include, not {out_of_domain!r}")
     response, response_from = (response_of_predictions(source, giants, max_feh_err) if method == "unfold"
                                else (None, ""))
     if method == "unfold" and response is None:
         method, fallback = "xd", f"unfolding impossible: {response_from}; deconvolved with the estimates' errors"
     else:
         fallback = None
-    if out_of_domain not in ("exclude", "include"):
-        raise ValueError(f"out_of_domain must be exclude or include, not {out_of_domain!r}")
     counts: dict[str, int] = {"stars": 0}
 
     def count(key: str, n: int) -> None:

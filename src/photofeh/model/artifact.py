@@ -18,7 +18,8 @@ from safetensors.torch import load_file, save_file
 
 from photofeh.errors import PhotofehError
 
-__all__ = ["SCHEMA_VERSION", "save_model_folder", "load_model_folder", "ModelFormatError", "model_digest"]
+__all__ = ["SCHEMA_VERSION", "save_model_folder", "load_model_folder", "ModelFormatError", "model_digest",
+           "named_model_meta"]
 
 SCHEMA_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -38,6 +39,15 @@ def model_digest(model_dir: str | os.PathLike) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
     return h.hexdigest()
+
+
+def named_model_meta(provenance: dict[str, str]) -> tuple[dict | None, Path | None]:
+    """The metadata (model.json) of the model a prediction output's provenance names (``model_path``), and
+    its path; ``(None, None)`` when the provenance names none or the folder is not here."""
+    path = Path(provenance["model_path"]) / META if provenance.get("model_path") else None
+    if path is None or not path.is_file():
+        return None, None
+    return json.loads(path.read_text()), path
 
 
 def save_model_folder(path: str | os.PathLike, members: list[torch.nn.Module], meta: dict) -> Path:

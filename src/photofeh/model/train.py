@@ -876,10 +876,9 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
                                                                         for m in range(cfg.ensemble)]},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
-    save_model_folder(run / "model", nets, meta)
     if "feh" in cfg.labels:  # the response of the finished model, for population MDFs (photofeh.galaxy.unfold)
-        meta["calibration_sample"] = calibration_sample(run / "model", p, val_rows, cfg)
-        save_model_folder(run / "model", nets, meta)
+        meta["calibration_sample"] = calibration_sample(nets, meta, p, val_rows, cfg)
+    save_model_folder(run / "model", nets, meta)
     pd.DataFrame({"source_id": p.ids, "split": np.array(["train", "validation", "test", "unused"])[split],
                   "usable": p.usable}).to_parquet(run / "split.parquet")
     with open(run / "history.csv", "w", newline="") as fh:
@@ -908,17 +907,19 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
 CALIBRATION_SAMPLE_SIZE = 20_000  # validation stars kept in model.json (~0.6 MB of JSON at most)
 
 
-def calibration_sample(model_dir: Path, p: Prepared, val_rows: np.ndarray, cfg: TrainConfig) -> dict:
+def calibration_sample(nets: list[torch.nn.Module], meta: dict, p: Prepared, val_rows: np.ndarray,
+                       cfg: TrainConfig) -> dict:
     """The finished model's [Fe/H] estimates and errors (its own prior) on validation stars, beside their
     labels: the estimator's response, measured on stars it was not fitted to, from which population MDFs
     are unfolded (:mod:`photofeh.galaxy.unfold`). The validation stars only chose the epoch and scaled the
     errors, so this is nearly independent of the fit. At most :data:`CALIBRATION_SAMPLE_SIZE` stars (seeded)."""
-    from photofeh.model.predict import load_model
+    from photofeh.model.predict import PhotometricModel
 
     rows = val_rows[np.isfinite(p.y[val_rows, cfg.labels.index("feh")])]
     if rows.size > CALIBRATION_SAMPLE_SIZE:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, CALIBRATION_SAMPLE_SIZE, replace=False))
-    out = load_model(model_dir).predict_features(p.X[rows], X_err=p.X_err[rows] if p.X_err is not None else None)
+    model = PhotometricModel(meta, [{k: t.detach().cpu() for k, t in net.state_dict().items()} for net in nets])
+    out = model.predict_features(p.X[rows], X_err=p.X_err[rows] if p.X_err is not None else None)
     ok = np.asarray(out["usable"], bool) & np.isfinite(out["feh"]) & np.isfinite(out["feh_err"])
     sample = {"label": "feh", "split": "validation", "stars": int(ok.sum()),
               "true": np.round(p.y[rows[ok], cfg.labels.index("feh")], 4).tolist(),
