@@ -8,7 +8,8 @@
 (PyTorch) are imported only when it is first used, so ``import photofeh`` stays light.
 """
 
-__version__ = "0.1.0"
+from photofeh._version import __version__
+
 __all__ = ["__version__", "load_model"]
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from photofeh.io.presets import preset_label
+from photofeh.io.sky import radec
 
 __all__ = ["SkyMatcher", "MatchResult", "crossmatch_files", "merge_onto", "radec", "unit_vectors"]
 
@@ -58,14 +59,6 @@ def _moved(cols: Mapping[str, np.ndarray], epoch: float | None) -> tuple[np.ndar
 
 def has_proper_motions(cols) -> bool:
     return "pmra" in cols and "pmdec" in cols
-
-
-def radec(cols: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """The ra and dec columns of a table, whatever their case."""
-    lower = {k.lower(): k for k in cols}
-    if "ra" not in lower or "dec" not in lower:
-        raise KeyError(f"no ra/dec columns among {list(cols)[:12]}")
-    return np.asarray(cols[lower["ra"]], float), np.asarray(cols[lower["dec"]], float)
 
 
 def unit_vectors(ra_deg: np.ndarray, dec_deg: np.ndarray) -> np.ndarray:

@@ -86,7 +86,7 @@ class EbvSource:
 
     def apply(self, cols: dict, raw, target: str, source: str, counts) -> dict:
         """``cols`` with ``target`` (the model's E(B-V) column) taken from the column and/or filled from the map."""
-        from photofeh.io.crossmatch import radec
+        from photofeh.io.sky import radec
         from photofeh.io.validation import clean_columns
 
         cols = dict(cols)

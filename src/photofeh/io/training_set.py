@@ -82,8 +82,8 @@ def _build(labels, photometry, out: Path, labels_preset, radius_arcsec, cuts, ch
             current, current_preset = step, None
         table = pq.read_table(current)
         if sfd_dir is not None:
-            from photofeh.io.crossmatch import radec
             from photofeh.io.dust import sfd_ebv
+            from photofeh.io.sky import radec
 
             ebv_map = sfd_ebv(*radec({c: table.column(c).to_numpy() for c in ("ra", "dec")}), sfd_dir)
             table = table.append_column("ebv_sfd", pa.array(ebv_map))

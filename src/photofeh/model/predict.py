@@ -423,7 +423,7 @@ def model_provenance(model: PhotometricModel, model_dir: str | os.PathLike | Non
     (:func:`photofeh.scale.predict_catalog.provenance`); :meth:`PhotometricModel.predict` into ``attrs``."""
     import json
 
-    from photofeh import __version__
+    from photofeh._version import __version__
     from photofeh.model.artifact import model_digest
     from photofeh.model.parallax_labels import absmag_reference
 

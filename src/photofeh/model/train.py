@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from photofeh import __version__
+from photofeh._version import __version__
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS
 from photofeh.io.tomlfile import closest, read_toml
 from photofeh.io.validation import clean_columns

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh import __version__
+from photofeh._version import __version__
 
 __all__ = ["write_report", "REPORT_NAME", "COVERAGE_ROWS"]
 

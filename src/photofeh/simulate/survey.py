@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from photofeh import __version__
+from photofeh._version import __version__
 from photofeh.bands import BANDS, SIMULATED_BANDS, band, extinction_coefficient
 from photofeh.processes import WorkerDied, available_cores, become_worker, wait_for
 from photofeh.schema import MOCK_COLUMNS
