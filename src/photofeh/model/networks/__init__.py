@@ -6,7 +6,7 @@ features to ``{"mean": (n, L), "logvar": (n, L), "logit": (n,)}``.
 
 from __future__ import annotations
 
-from photofeh.model.networks.heads import PhotometricNetwork, build_network
+from photofeh.model.networks.heads import PhotometricNetwork
 from photofeh.model.networks.mlp import MLP
 from photofeh.model.networks.resdense import ResDense
 
@@ -14,6 +14,22 @@ __all__ = ["MLP", "ResDense", "PhotometricNetwork", "build_network", "check_size
            "MAX_PARAMETERS"]
 
 BACKBONES = {"mlp": MLP, "resdense": ResDense}
+
+
+def build_network(arch: dict, n_inputs: int, labels: list[str], heads: str = "independent",
+                  classify: bool = True, class_conditional: list[str] | tuple[str, ...] = ()) -> PhotometricNetwork:
+    """Build a network from an architecture dict ``{"name": "mlp" | "resdense", ...}``; ``class_conditional``:
+    labels predicted once for a dwarf and once for a giant (see :mod:`photofeh.model.networks.heads`)."""
+    arch = dict(arch)
+    name = arch.pop("name", None)
+    if name not in BACKBONES:
+        raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(BACKBONES)}")
+    try:
+        backbone = BACKBONES[name](n_inputs, **arch)
+    except TypeError as exc:
+        raise ValueError(f"bad options for architecture {name!r}: {exc}") from None
+    return PhotometricNetwork(backbone, labels, heads, classify, class_conditional)
+
 
 # Named configurations. "fast-mlp" is the default: 96-96-48 since 2026-12-02 (issue 14), 1.7x fewer
 # multiply-adds than "wide-mlp" (128-128-64, the default before) for [Fe/H] 0.003 dex (1.5%) less precise on

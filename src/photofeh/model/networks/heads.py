@@ -161,19 +161,3 @@ def check_class_conditional(labels, class_conditional, classify: bool) -> None:
     if class_conditional and not classify:
         raise ValueError("class_conditional labels need classify = true: P(giant) weighs their two components")
 
-
-def build_network(arch: dict, n_inputs: int, labels: list[str], heads: str = "independent",
-                  classify: bool = True, class_conditional: list[str] | tuple[str, ...] = ()) -> PhotometricNetwork:
-    """Build a network from an architecture dict ``{"name": "mlp" | "resdense", ...}``; ``class_conditional``:
-    labels predicted once for a dwarf and once for a giant (see the module's docstring)."""
-    from photofeh.model.networks import BACKBONES
-
-    arch = dict(arch)
-    name = arch.pop("name", None)
-    if name not in BACKBONES:
-        raise ValueError(f"unknown architecture {name!r}; choose from {', '.join(BACKBONES)}")
-    try:
-        backbone = BACKBONES[name](n_inputs, **arch)
-    except TypeError as exc:
-        raise ValueError(f"bad options for architecture {name!r}: {exc}") from None
-    return PhotometricNetwork(backbone, labels, heads, classify, class_conditional)
