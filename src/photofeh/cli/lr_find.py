@@ -1,0 +1,27 @@
+"""``photofeh lr-find``: the learning-rate range test, to choose a config's ``max_lr``."""
+
+from __future__ import annotations
+
+import argparse
+
+from photofeh.cli.common import load_table, train_config
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the range test and print the suggested max_lr (the plot shows why)."""
+    from photofeh.model.train import lr_find
+
+    cfg = train_config(args)
+    suggestion = lr_find(load_table(args.table, cfg.table_preset), cfg, args.out)
+    print(f"suggested max_lr = {suggestion:.3g} (plot: {args.out})")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """lr-find's arguments: the table and config of the training it prepares."""
+    lf = sub.add_parser("lr-find", help="learning-rate range test; saves its plot",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    lf.add_argument("table", help="labelled catalogue")
+    lf.add_argument("--config", help="TOML configuration")
+    lf.add_argument("--out", default="lr_finder.png", help="plot file")
+    lf.set_defaults(func=handle)
