@@ -1,10 +1,16 @@
-"""The command line's help is unchanged for users, whatever is refactored behind it."""
+"""The command line's help is unchanged for users, whatever is refactored behind it, and every command module
+is registered."""
 
 from __future__ import annotations
 
 import difflib
+from pathlib import Path
 
-from cli_help_tree import TREE_FILE, help_tree
+from cli_help_tree import TREE_FILE, command_names, help_tree
+
+from photofeh import cli
+
+SHARED = {"__init__", "__main__", "arguments", "common"}  # the modules of photofeh/cli that are not commands
 
 
 def test_help_tree_is_unchanged():
@@ -16,6 +22,14 @@ def test_help_tree_is_unchanged():
 
 
 def test_help_tree_has_every_command():
-    """The recorded tree is not trivially short: the top-level help and eleven commands' help."""
+    """The recorded tree holds the top-level help and one help per registered command, in the parser's order."""
     text = TREE_FILE.read_text()
-    assert text.count("$ photofeh ") == 12 and "usage: photofeh predict" in text
+    recorded = [line.split()[2] for line in text.splitlines() if line.startswith("$ photofeh ")][1:]
+    assert recorded == command_names() and len(recorded) == len(cli.COMMANDS)
+    assert "usage: photofeh predict" in text
+
+
+def test_every_command_module_is_registered():
+    """A command module left out of COMMANDS would be dead code that no command line reaches."""
+    modules = {p.stem for p in Path(cli.__file__).parent.glob("*.py")} - SHARED
+    assert modules == set(cli.COMMANDS)
