@@ -47,7 +47,8 @@ def main() -> None:
     from photofeh.io.validation import clean_columns
     from photofeh.model.predict import load_model
     from photofeh.model.train import TrainConfig, train
-    from photofeh.scale.predict_catalog import PARQUET_WRITE, _part_problem, input_columns, predict_chunk
+    from photofeh.scale.ledger import _part_problem
+    from photofeh.scale.predict_catalog import PARQUET_WRITE, input_columns, predict_chunk
     from photofeh.simulate import MockSurveyConfig, iter_chunks
 
     with tempfile.TemporaryDirectory(dir=args.work) as tmp:

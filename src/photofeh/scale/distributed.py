@@ -3,9 +3,9 @@
 A Parquet task reads its chunk, predicts it and writes its part as a local run
 would (same chunks, parts, manifest and chunk log: either kind of run resumes
 the other); a HATS partition goes through LSDB's ``map_partitions``. Both call
-:func:`photofeh.scale.predict_catalog.predict_chunk`, so a row gets the same
+:func:`photofeh.scale.chunks.predict_chunk`, so a row gets the same
 numbers as on one machine. A task carries the model folder's *path*;
-:func:`~photofeh.scale.predict_catalog.worker_model` loads the model once per worker process and keeps it, so
+:func:`~photofeh.scale.workers.worker_model` loads the model once per worker process and keeps it, so
 the task graph stays a few kilobytes whatever the number of chunks, and no
 worker unpickles weights per task.
 
@@ -26,24 +26,11 @@ import pandas as pd
 
 from photofeh.io.presets import resolve_preset
 from photofeh.io.readers import known_rows, table_columns
-from photofeh.scale.predict_catalog import (
-    MANIFEST,
-    ChunkError,
-    IncompleteOutput,
-    Manifest,
-    PartError,
-    PredictOptions,
-    bad_chunk,
-    check_complete,
-    input_columns,
-    predict_chunk,
-    predict_part,
-    prepare_run,
-    probe_input,
-    provenance,
-    run_identity,
-    worker_model,
-)
+from photofeh.scale.chunks import ChunkError, bad_chunk, input_columns, predict_chunk, probe_input, provenance
+from photofeh.scale.ledger import MANIFEST, IncompleteOutput, Manifest, check_complete, run_identity
+from photofeh.scale.options import PredictOptions
+from photofeh.scale.predict_catalog import prepare_run
+from photofeh.scale.workers import PartError, predict_part, worker_model
 
 __all__ = ["predict_partition", "predict_distributed", "is_hats_catalog", "open_client"]
 
@@ -166,7 +153,7 @@ def _predict_parquet(client, model, model_dir: str, source: Path, out: Path, opt
     """One task per chunk of ``opts.chunk_rows`` input rows, as the local run chunks them: the worker reads its
     rows with pyarrow (Parquet seeks to them), predicts them and writes its part, and returns only the part's
     line for the chunk log, which the client appends as tasks finish. The output folder is a local run's
-    (:class:`~photofeh.scale.predict_catalog.Manifest`): a killed run, local or Dask, resumes where it
+    (:class:`~photofeh.scale.ledger.Manifest`): a killed run, local or Dask, resumes where it
     stopped, with either. Against ``dask.dataframe`` (read_parquet -> map_partitions -> to_parquet) this
     also skips two pandas conversions per partition and the scheduler's bookkeeping of result frames: 1.8x
     faster on a 2-worker LocalCluster, and faster than the single process (benchmarks/bench_predict.py)."""
