@@ -10,7 +10,7 @@ A class-conditional label (``class_conditional``) has a second head: the first g
 the second for a giant (log g < 3.5), so that with the class probability the network states a two-component
 mixture, p(y | x) = (1 - P_giant) p(y | x, dwarf) + P_giant p(y | x, giant), instead of one Gaussian
 between two modes (the K-dwarf/K-giant ambiguity of an absolute magnitude; the loss in
-:func:`photofeh.model.train.multitask_loss`, the point estimate in
+:func:`photofeh.model.train_loop.multitask_loss`, the point estimate in
 :meth:`photofeh.model.predict.PhotometricModel.predict_features`).
 """
 
