@@ -76,16 +76,25 @@ def real_data() -> Path:
     return real_data_dir()
 
 
-def _train_predict(fit: pd.DataFrame, held: pd.DataFrame, cfg, tmp: str) -> pd.DataFrame:
-    """Train on ``fit`` (its own training/validation split) and predict ``held``; the per-star frame that
-    :func:`scores` reads (the m the model was trained with, the zero-point-corrected parallax and its error)."""
-    from photofeh.model.parallax_labels import parallax_inputs
+def _train_predict(fit: pd.DataFrame, held: pd.DataFrame, cfg, tmp: str) -> dict[bool, pd.DataFrame]:
+    """Train on ``fit`` (its own training/validation split) and predict ``held``; the per-star frames that
+    :func:`scores` reads (the m the model was trained with, the zero-point-corrected parallax and its error),
+    with the model's M_abs calibration (True) and without it (False: the networks' Gaussian as it is)."""
     from photofeh.model.predict import load_model
     from photofeh.model.train import train
 
     run = Path(tmp) / "run"
     train(fit, cfg, run, log=lambda s: None, overwrite=True)
     model = load_model(run)
+    out = {True: _frame(model, held, cfg)}
+    model.absmag_calibration = {}
+    out[False] = _frame(model, held, cfg)
+    return out
+
+
+def _frame(model, held: pd.DataFrame, cfg) -> pd.DataFrame:
+    from photofeh.model.parallax_labels import parallax_inputs
+
     pred = model.predict(held)
     (label,) = cfg.parallax_labels
     aux = parallax_inputs({c: held[c].to_numpy() for c in held.columns}, [label], cfg.ebv_column, cfg.deredden,
@@ -120,15 +129,25 @@ def green2020(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
     fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
     gaia_ps1 = [f for f in GREEN2020_FEATURES if not f.startswith("parallax")]
     out = {}
-    for name, features, conditional in (("before", gaia_ps1, False), ("after", gaia_ps1, True),
-                                        ("after, all bands", GREEN2020_ALL_BANDS, True)):
+    for name, features, conditional in (("", gaia_ps1, False), ("", gaia_ps1, True),
+                                        (", all bands", GREEN2020_ALL_BANDS, True)):
         cfg = _config(features, "mabs_gaia_g", conditional, deredden=False, missing="mask",
                       parallax_zero_point=DR2_ZERO_POINT, split=(0.8, 0.2, 0.0), epochs=epochs, seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
-            frame = _train_predict(fit, held, cfg, tmp)
-        frame["colour"] = (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)
-        out[name] = frame
+            frames = _train_predict(fit, held, cfg, tmp)
+        out.update(_variants(frames, conditional, name, (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)))
     return out
+
+
+def _variants(frames: dict[bool, pd.DataFrame], conditional: bool, suffix: str, colour) -> dict[str, pd.DataFrame]:
+    """The frames scored for one trained model: a single Gaussian M_abs uncalibrated is "before" (the approach
+    before issue 25); a class-conditional one is "after" with its calibration and "after, uncalibrated"
+    without (the networks' Gaussians as they are)."""
+    for frame in frames.values():
+        frame["colour"] = colour
+    if not conditional:
+        return {f"before{suffix}": frames[False]}
+    return {f"after{suffix}": frames[True], f"after, uncalibrated{suffix}": frames[False]}
 
 
 def kepler(epochs: int, seed: int, folds: int = 5, fold_seed: int = 25) -> dict[str, pd.DataFrame]:
@@ -141,18 +160,19 @@ def kepler(epochs: int, seed: int, folds: int = 5, fold_seed: int = 25) -> dict[
     fold_of_id = dict(zip(ids, np.random.default_rng(fold_seed).permutation(len(ids)) % folds, strict=True))
     fold = stars["source_id"].map(fold_of_id).to_numpy()
     out = {}
-    for name, conditional in (("before", False), ("after", True)):
-        parts = []
+    for conditional in (False, True):
+        parts: dict[str, list] = {}
         for k in range(folds):
             fit, held = stars[fold != k].reset_index(drop=True), stars[fold == k].reset_index(drop=True)
             cfg = _config(KEPLER_FEATURES, "mabs_tmass_ks", conditional, deredden=False, missing="mask",
                           parallax_zero_point=0.0, split=(0.8, 0.2, 0.0), epochs=epochs, batch_size=128,
                           seed=100 * seed + k)
             with tempfile.TemporaryDirectory() as tmp:
-                frame = _train_predict(fit, held, cfg, tmp)
-            frame["colour"] = (held["kic_g"] - held["kic_i"]).to_numpy(float)
-            parts.append(frame)
-        out[name] = pd.concat(parts, ignore_index=True)
+                frames = _train_predict(fit, held, cfg, tmp)
+            for name, frame in _variants(frames, conditional, "", (held["kic_g"] - held["kic_i"]).to_numpy(float)
+                                         ).items():
+                parts.setdefault(name, []).append(frame)
+        out.update({name: pd.concat(p, ignore_index=True) for name, p in parts.items()})
     return out
 
 
@@ -166,12 +186,11 @@ def mock(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
     test = np.random.default_rng(25).random(len(stars)) < 0.3
     fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
     out = {}
-    for name, conditional in (("before", False), ("after", True)):
+    for conditional in (False, True):
         cfg = _config(MOCK_FEATURES, "mabs_gaia_g", conditional, split=(0.8, 0.2, 0.0), epochs=epochs, seed=seed)
         with tempfile.TemporaryDirectory() as tmp:
-            frame = _train_predict(fit, held, cfg, tmp)
-        frame["colour"] = (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)
-        out[name] = frame
+            frames = _train_predict(fit, held, cfg, tmp)
+        out.update(_variants(frames, conditional, "", (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)))
     return out
 
 
@@ -263,15 +282,45 @@ def scores(frame: pd.DataFrame, colour_name: str, colour_edges, seed: int = 0) -
                                                                       if (s_k & g).sum()])), 3),
                         "exact model: pull std": round(float(np.median([np.std(s_p[s_k & g]) for s_k, _, s_p in sims
                                                                         if (s_k & g).sum()])), 2)})
+        row.update(deconvolved(m[g], M[g], M_err[g], plx[g], plx_err[g], rng))
         e = expected & g & np.isfinite(plx)
         row["stars, S/N_phot >= 10"] = int(e.sum())
         if e.sum() >= 3:
             row["median d_phot x parallax"] = round(float(np.median(d_phot[e] * plx[e])), 3)
         if "d_true" in frame:
-            t = g & np.isfinite(M)
-            row["median d_phot/d_true, all"] = round(float(np.median(d_phot[t] / frame["d_true"].to_numpy()[t])), 3)
+            from photofeh.model.absmag_calibration import ONE_SIGMA
+
+            t = g & np.isfinite(M) & np.isfinite(frame["d_true"].to_numpy())
+            true_ratio = d_phot[t] / frame["d_true"].to_numpy()[t]
+            row["median d_phot/d_true, all"] = round(float(np.median(true_ratio)), 3)
+            z = 5 * np.log10(true_ratio) / M_err[t]
+            row["pull width, true"] = round(float(np.quantile(np.abs(z), ONE_SIGMA)), 2)
         out[name] = row
     return out
+
+
+def deconvolved(m, M, M_err, plx, plx_err, rng, bootstrap: int = 5) -> dict:
+    """The group's median d_phot/d_true and its pull width with no selection on the parallax: the
+    distributions of M_true - M and of (M_true - M) / M_err deconvolved from the parallax errors of every star
+    with a parallax (:func:`photofeh.model.absmag_calibration.deconvolve_pulls`; on the mock it tracks the true
+    median to a per cent), with a bootstrap error of the median."""
+    from photofeh.model.absmag_calibration import deconvolve_pulls, pull_quantiles, symmetric_width
+
+    ok = np.isfinite(M) & np.isfinite(plx) & (plx_err > 0)
+    if ok.sum() < 30:
+        return {}
+    m, M, M_err, plx, plx_err = m[ok], M[ok], M_err[ok], plx[ok], plx_err[ok]
+    ones = np.ones(ok.sum())
+
+    def median_ratio(rows):
+        w = deconvolve_pulls(m[rows], M[rows], ones[rows], plx[rows], plx_err[rows])
+        return 10 ** (pull_quantiles(w, 0.5) / 5)
+
+    boot = [median_ratio(rng.integers(0, ok.sum(), ok.sum())) for _ in range(bootstrap)]
+    w = deconvolve_pulls(m, M, M_err, plx, plx_err)
+    width = symmetric_width(w, 0.0)  # about z = 0: the fraction of stars within their error of the estimate
+    return {"deconvolved median d_phot/d_true": round(float(median_ratio(slice(None))), 3),
+            "deconvolved +-": round(float(np.std(boot)), 3), "deconvolved pull width": round(width, 2)}
 
 
 def over_seeds(rows: list[dict]) -> dict:
@@ -284,7 +333,8 @@ def over_seeds(rows: list[dict]) -> dict:
             continue
         mean = float(np.mean(values))
         out[key] = int(round(mean)) if key.startswith("stars") else round(mean, 2 if "pull" in key else 3)
-        if key in ("median d_phot/d_plx", "median d_phot x parallax") and len(values) > 1:
+        if key in ("median d_phot/d_plx", "median d_phot x parallax", "deconvolved median d_phot/d_true"
+                   ) and len(values) > 1:
             out[f"{key}, seed range"] = f"{min(values):.3f}-{max(values):.3f}"
     return out
 

@@ -43,7 +43,8 @@ def test_mabs_from_parallax_is_the_distance_modulus():
 
 def test_parallax_labels_train_predict_and_map(spec_catalog, catalog, tmp_path, capsys):
     """On the mock, without a parallax input: M_G learned from parallaxes is as good as M_G learned from the
-    truth (the information limit of these inputs), far better than inverted high-S/N parallaxes; a map is
+    truth (the information limit of these inputs; in the median, better: the calibration takes the binaries'
+    tail into account), far better than inverted high-S/N parallaxes; a map is
     then made with --band gaia_g from a model that never saw an absolute-magnitude label."""
     from photofeh.cli import main
     from photofeh.model.predict import load_model
@@ -64,7 +65,9 @@ def test_parallax_labels_train_predict_and_map(spec_catalog, catalog, tmp_path, 
         r = load_model(tmp_path / name).predict(test)["mabs_gaia_g"].to_numpy() - test["mabs_gaia_g_true"].to_numpy()
         dwarf = ~test["is_giant_true"].to_numpy() & np.isfinite(r)
         results[name] = float(np.median(r[dwarf]))
-    assert abs(results["parallax"] - results["truth"]) < 0.15, results
+    # the parallax-learned M, calibrated on its validation parallaxes (photofeh.model.absmag_calibration), is
+    # right for the typical dwarf; one Gaussian fitted to the true M sits on the binaries' bright side
+    assert abs(results["parallax"]) < 0.1 and abs(results["parallax"]) < abs(results["truth"]), results
     assert abs(results["inverted"] - results["truth"]) > 0.5, results  # the S/N cut selects nearby dwarfs
     meta = json.loads((tmp_path / "parallax" / "model" / "model.json").read_text())
     assert meta["parallax_labels"] == ["mabs_gaia_g"] and meta["parallax_zero_point_mas"] == pytest.approx(-0.017)

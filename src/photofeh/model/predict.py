@@ -102,6 +102,8 @@ class PhotometricModel:
         if self.conditional:
             self.sigma_scale = np.concatenate([self.sigma_scale, np.asarray(meta["sigma_scale_giant"], float)])
         self.temperature = float(meta.get("class_temperature", 1.0))
+        # M_abs labels' error distribution measured on validation parallaxes (photofeh.model.absmag_calibration)
+        self.absmag_calibration: dict[str, dict] = dict(meta.get("absmag_calibration") or {})
         self.masked = meta.get("missing", "require") == "mask"  # see photofeh.model.missing
         # the training domain (photofeh.model.domain); models trained before it was stored have none
         self.domain = TrainingDomain.from_dict(meta["domain"]) if meta.get("domain") else None
@@ -170,6 +172,8 @@ class PhotometricModel:
         value = mean * scale + loc
         err = np.sqrt(var) * scale
         components: dict[str, np.ndarray] = {}
+        if self.absmag_calibration:
+            value, err = self._calibrated_absmag(value, err)
         if self.conditional:
             value, err, components = self._class_estimates(value, err, prob)
         # the last guard of "no silent bad value": a row whose outputs are not all finite (overflow in a
@@ -244,6 +248,24 @@ class PhotometricModel:
             value[:, j] = m_c
             err[:, j] = np.sqrt(p_chosen * s_c**2 + (1.0 - p_chosen) * (s_o**2 + (m_o - m_c) ** 2))
         return value[:, :L], err[:, :L], components
+
+    def _calibrated_absmag(self, value: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """M_abs estimates moved to the median of their measured error distribution and errors scaled to the
+        half-width about it that holds 68% (:mod:`photofeh.model.absmag_calibration`), by bin of the estimated
+        [Fe/H]; for a class-conditional label each component with its own class's calibration, before the
+        estimate is chosen between them. ``value``, ``err``: (n, L + C) as :meth:`_class_estimates` takes them."""
+        from photofeh.model.absmag_calibration import calibrate_column
+
+        value, err = value.copy(), err.copy()
+        feh = value[:, self.labels.index("feh")] if "feh" in self.labels else None
+        for lab, calibration in self.absmag_calibration.items():
+            j = self.labels.index(lab)
+            columns = ({"dwarf": j, "giant": len(self.labels) + self.conditional.index(lab)}
+                       if lab in self.conditional else {"all": j})
+            for group, col in columns.items():
+                value[:, col], err[:, col] = calibrate_column(value[:, col], err[:, col], feh, calibration[group],
+                                                              calibration["feh_edges"])
+        return value, err
 
     def _network_inputs(self, X: np.ndarray) -> np.ndarray:
         """Raw features -> the network's float32 inputs (standardised; for a masked model, plus the

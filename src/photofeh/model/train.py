@@ -172,6 +172,8 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
     }
     if "feh" in cfg.labels:  # the response of the finished model, for population MDFs (photofeh.galaxy.unfold)
         meta["calibration_sample"] = calibration_sample(nets, meta, p, val_rows, cfg)
+    if cfg.parallax_labels:  # the M_abs error distribution on validation parallaxes (model.absmag_calibration)
+        meta["absmag_calibration"] = _absmag_calibration(nets, meta, p, val_rows)
     save_model_folder(run / "model", nets, meta)
     pd.DataFrame({"source_id": p.ids, "split": np.array(["train", "validation", "test", "unused"])[split],
                   "usable": p.usable}).to_parquet(run / "split.parquet")
@@ -221,6 +223,18 @@ def calibration_sample(nets: list[torch.nn.Module], meta: dict, p: Prepared, val
     if "is_giant" in out:  # so that a dwarfs-only (or giants-only) MDF is unfolded with their own response
         sample["giant"] = np.asarray(out["is_giant"], bool)[ok].astype(int).tolist()
     return sample
+
+
+def _absmag_calibration(nets: list[torch.nn.Module], meta: dict, p: Prepared, val_rows: np.ndarray) -> dict:
+    """:func:`photofeh.model.absmag_calibration.measure_absmag_calibration` of the finished (uncalibrated)
+    model on its validation stars: they chose the epoch and the sigma scales, never the fit."""
+    from photofeh.model.absmag_calibration import measure_absmag_calibration
+    from photofeh.model.predict import PhotometricModel
+
+    model = PhotometricModel(meta, [{k: t.detach().cpu() for k, t in net.state_dict().items()} for net in nets])
+    X_err = p.X_err[val_rows] if p.X_err is not None else None
+    return measure_absmag_calibration(model, p.X[val_rows], X_err, p.aux[val_rows], meta["parallax_labels"],
+                                      p.giant[val_rows])
 
 
 LABELLED_SAMPLE = "labelled_sample.parquet"  # in a run: features and labels of up to 20,000 training stars
