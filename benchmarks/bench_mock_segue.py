@@ -1,0 +1,85 @@
+"""The mock's labelled stars against real SEGUE stars: median u-g at fixed g-r and [Fe/H] (issue 26, item 0).
+
+Real: segue_dr17_colours_feh.csv (19,530 SDSS DR17 stars with SSPP [Fe/H]; observed colours, not
+dereddened, no errors), found as the tests find it (tests/conftest.py). Mock: the spectroscopic sample
+(MockSurveyConfig(spec_only=True)), its observed (reddened, noisy) colours and SSPP-like labels, stars with
+u error < 0.05. Per cell of 0.05 mag in g-r and 0.5 dex in [Fe/H] holding >= 30 stars on both sides: mock
+minus real median u-g (target: within 0.03 mag everywhere). Also the labelled [Fe/H] percentiles.
+
+Usage: python benchmarks/bench_mock_segue.py [--n-stars N] [--seed S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+from _common import ROOT, mock_columns, write_result
+
+from photofeh.simulate import MockSurveyConfig
+from photofeh.simulate.realism import MAX_U_ERR, MIN_STARS, compare_ug_cells, mock_observed_colours
+
+TOLERANCE = 0.03
+
+
+def real_segue():
+    """(u-g, g-r, [Fe/H]) of the real SEGUE file, found as the tests find it (tests/conftest.py)."""
+    import pandas as pd
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import SEGUE_DR17, real_data_dir
+
+    real = pd.read_csv(real_data_dir() / SEGUE_DR17)
+    return real["ug"].to_numpy(), real["gr"].to_numpy(), real["feh"].to_numpy()
+
+
+def percentiles(feh) -> dict:
+    feh = np.asarray(feh)[np.isfinite(feh)]
+    p1, p50, p99 = np.percentile(feh, [1, 50, 99])
+    return {"stars": int(feh.size), "1st percentile": round(float(p1), 2), "median": round(float(p50), 2),
+            "99th percentile": round(float(p99), 2)}
+
+
+def cell_table(rows: list[dict]) -> dict:
+    """mock - real per cell as {[Fe/H] bin: {g-r bin: value}}."""
+    table: dict = {}
+    for r in rows:
+        f, g = r["[Fe/H]"], r["g-r"]
+        table.setdefault(f"[Fe/H] {f[0]:+.1f} to {f[1]:+.1f}", {})[f"g-r {g[0]:.2f}-{g[1]:.2f}"] = r["mock - real"]
+    return table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--n-stars", type=int, default=40_000, help="labelled mock stars (default 40,000)")
+    ap.add_argument("--seed", type=int, default=5)
+    args = ap.parse_args()
+    real = real_segue()
+    cat = mock_columns(MockSurveyConfig(n_stars=args.n_stars, seed=args.seed, spec_only=True))
+    mock = mock_observed_colours(cat)
+    rows = compare_ug_cells(real, mock)
+    diffs = np.array([r["mock - real"] for r in rows])
+    misses = {f"g-r {r['g-r'][0]:.2f}-{r['g-r'][1]:.2f}, [Fe/H] {r['[Fe/H]'][0]:+.1f} to {r['[Fe/H]'][1]:+.1f}":
+              f"{r['mock - real']:+.3f} (real {r['n_real']}, mock {r['n_mock']})"
+              for r in rows if abs(r["mock - real"]) > TOLERANCE}
+    summary = {"cells compared": len(rows), f"cells within {TOLERANCE} mag": int(np.sum(np.abs(diffs) <= TOLERANCE)),
+               "largest |mock - real|, mag": round(float(np.max(np.abs(diffs))), 3),
+               "median |mock - real|, mag": round(float(np.median(np.abs(diffs))), 3),
+               "mock labelled stars compared (u error < 0.05)": int(mock[0].size)}
+    for k, v in {**summary, **misses}.items():
+        print(f"{k}: {v}")
+    write_result(
+        "mock_segue", "Mock labelled stars against real SEGUE stars (issue 26, item 0)",
+        {"summary": summary,
+         "labelled [Fe/H]": {"real SEGUE DR17": percentiles(real[2]), "mock": percentiles(cat["feh_spec"])},
+         "mock minus real median u-g at fixed g-r and [Fe/H], mag": cell_table(rows),
+         f"cells beyond {TOLERANCE} mag": misses or {"none": ""}},
+        notes=f"Real: segue_dr17_colours_feh.csv, observed (not dereddened) colours, SSPP [Fe/H]. Mock: "
+              f"{args.n_stars:,d} labelled stars (spec-only survey, seed {args.seed}), observed reddened colours "
+              f"of stars with u error < {MAX_U_ERR}, SSPP-like labels. Cells of 0.05 mag in g-r by 0.5 dex "
+              f"in [Fe/H] with >= {MIN_STARS} stars on both sides.")
+
+
+if __name__ == "__main__":
+    main()
