@@ -54,7 +54,9 @@ def deconvolve_pulls(m: np.ndarray, M: np.ndarray, sigma: np.ndarray, parallax: 
     if not ok.any():
         return weights
     # log-likelihood of each star's parallax at each grid point (true M = M + sigma z)
-    predicted = 10.0 ** (2.0 - (m[:, None] - M[:, None] - sigma[:, None] * grid[None, :]) / 5.0)
+    # capped at 1e6 mas (as parallax_nll): a wide sigma times a far grid point would overflow, and such a point
+    # is impossible for the star whatever the cap
+    predicted = 10.0 ** np.minimum(2.0 - (m[:, None] - M[:, None] - sigma[:, None] * grid[None, :]) / 5.0, 6.0)
     log_like = -0.5 * ((plx[:, None] - predicted) / err[:, None]) ** 2
     like = np.exp(log_like - log_like.max(axis=1, keepdims=True))
     like_t = np.ascontiguousarray(like.T)
