@@ -16,13 +16,14 @@ from photofeh.model.evaluate import class_metrics, gaussian_fit_sigma, regressio
 from photofeh.model.networks import PRESETS, build_network
 from photofeh.model.predict import load_model
 from photofeh.model.train import TrainConfig, multitask_loss, train
+from photofeh.report.run_figures import history_figure
 
 
 @pytest.fixture(scope="module")
 def trained(spec_catalog: pd.DataFrame, tmp_path_factory) -> tuple[Path, pd.DataFrame]:
     run = tmp_path_factory.mktemp("run")
     cfg = TrainConfig(baseline_rounds=0, epochs=12, seed=1, batch_size=256)
-    train(spec_catalog, cfg, run, log=lambda s: None)
+    train(spec_catalog, cfg, run, log=lambda s: None, draw_history=history_figure)  # as the train command
     return run, spec_catalog
 
 

@@ -25,6 +25,7 @@ def handle(args: argparse.Namespace) -> int:
     from photofeh.model.artifact import ModelFormatError
     from photofeh.model.evaluate import evaluate_model
     from photofeh.model.predict import load_model, model_folder
+    from photofeh.report.eval_figures import draw_evaluation_figures
 
     run = Path(args.model)
     model_dir = model_folder(run)
@@ -68,7 +69,8 @@ def handle(args: argparse.Namespace) -> int:
 
     baselines = RunBaselines.load(run / BASELINE_FOLDER) if run != model_dir else None
     try:
-        report = evaluate_model(model, table, rows, out_dir, baselines=baselines, figures=not args.no_figures)
+        report = evaluate_model(model, table, rows, out_dir, baselines=baselines,
+                                figures=None if args.no_figures else draw_evaluation_figures)
     except (KeyError, ValueError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     summary = {lab: {k: round(v, 4) for k, v in e["vs_labels"].items() if k in ("sigma_gauss", "robust_sigma",

@@ -8,12 +8,15 @@ from photofeh.cli.common import load_table, train_config
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Run the range test and print the suggested max_lr (the plot shows why)."""
+    """Run the range test (photofeh.model), draw its curve (photofeh.report) and print the suggested max_lr (the
+    plot shows why)."""
     from photofeh.model.train import lr_find
+    from photofeh.report.run_figures import lr_range_figure
 
     cfg = train_config(args)
-    suggestion = lr_find(load_table(args.table, cfg.table_preset), cfg, args.out)
-    print(f"suggested max_lr = {suggestion:.3g} (plot: {args.out})")
+    found = lr_find(load_table(args.table, cfg.table_preset), cfg)
+    lr_range_figure(found.lrs, found.losses, found.suggestion, args.out)
+    print(f"suggested max_lr = {found.suggestion:.3g} (plot: {args.out})")
     return 0
 
 

@@ -10,15 +10,17 @@ from photofeh.cli.common import UserError, load_table, train_config
 
 
 def handle(args: argparse.Namespace) -> int:
-    """Train into ``--out`` (replaced only once the new run is complete with ``--overwrite``)."""
+    """Train into ``--out`` (replaced only once the new run is complete with ``--overwrite``), the training
+    curves drawn into the run (photofeh.report) before it is put in place."""
     from photofeh.io.locking import OutputLocked
     from photofeh.model.train import train
+    from photofeh.report.run_figures import history_figure
 
     cfg = train_config(args)
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     table = load_table(args.table, cfg.table_preset, log)
     try:
-        model_dir = train(table, cfg, args.out, log=log, overwrite=args.overwrite)
+        model_dir = train(table, cfg, args.out, log=log, overwrite=args.overwrite, draw_history=history_figure)
     except (KeyError, ValueError, OSError, OutputLocked) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     print(f"model written to {model_dir}")

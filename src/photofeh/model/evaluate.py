@@ -214,12 +214,15 @@ def check_label_columns(cols, labels, label_columns: dict, source: str) -> None:
 
 
 def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | os.PathLike | None = None,
-                   baselines=None, figures: bool = True) -> dict:
+                   baselines=None, figures=None) -> dict:
     """Evaluate a loaded model on a labelled table: against spectroscopic labels and, on a mock, the truth.
 
     ``baselines``: the run's :class:`photofeh.model.baselines.RunBaselines` (fitted on the same training stars),
     scored on the same stars as the network, overall and in the same bins. ``out_dir``: also write
-    ``test_metrics.json`` and, with ``figures``, the figures (:mod:`photofeh.report.eval_figures`)."""
+    ``test_metrics.json`` and, with ``figures``, the figures: ``figures(pred, cols, labels, label_columns,
+    report, out_dir, baseline_pred)`` draws them and returns their paths (the ``evaluate`` command passes
+    :func:`photofeh.report.eval_figures.draw_evaluation_figures`: this stage computes, the report stage
+    draws)."""
     cols = as_columns(table)
     if rows is not None:
         cols = {k: np.asarray(v)[rows] for k, v in cols.items()}
@@ -288,9 +291,7 @@ def evaluate_model(model, table, rows: np.ndarray | None = None, out_dir: str | 
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        from photofeh.report.eval_figures import draw_evaluation_figures
-
-        drawn = draw_evaluation_figures(pred, cols, scored, label_cols, report, out, base_pred) if figures else []
+        drawn = figures(pred, cols, scored, label_cols, report, out, base_pred) if figures else []
         report["figures"] = sorted(p.name for p in drawn)
         with atomic_output(out / "test_metrics.json") as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,7 +1,7 @@
 """Training: data split, heteroscedastic multi-task loss, one-cycle AdamW, best checkpoint.
 
 A run directory holds ``model/`` (the model folder), ``history.csv`` and
-``history.png``/``.pdf`` (training curves), ``split.parquet`` (the train/validation/
+``history.png``/``.pdf`` (training curves, drawn by the ``train`` command), ``split.parquet`` (the train/validation/
 test assignment of every star), ``config.toml`` (what was asked for),
 ``baselines/`` (LightGBM and the Ivezic 2008 form fitted on the same training
 stars) and ``labelled_sample.parquet`` (features and labels of up to 20,000
@@ -62,8 +62,12 @@ def ids_digest(ids: np.ndarray) -> str:
     return hashlib.sha256("\n".join(map(str, np.asarray(ids).tolist())).encode()).hexdigest()
 
 
-def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwrite: bool = False) -> Path:
+def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwrite: bool = False,
+          draw_history=None) -> Path:
     """Train on a labelled catalogue; write the run directory; return the model folder.
+
+    ``draw_history(history, stem)`` draws the training curves into the run before it is put in place (the
+    ``train`` command passes :func:`photofeh.report.run_figures.history_figure`; this stage draws no figure).
 
     The run is written to a hidden temporary folder beside ``run_dir`` and renamed at the end, so a run
     folder is complete or absent whenever the process stops. An existing, non-empty ``run_dir`` is
@@ -86,7 +90,7 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwr
         tmp = run.with_name(f".{run.name}.partial-{os.getpid()}")
         tmp.mkdir()
         try:
-            _train_into(table, cfg, tmp, log)
+            _train_into(table, cfg, tmp, log, draw_history)
             _replace_folder(tmp, run)
         finally:
             if tmp.exists():
@@ -105,7 +109,7 @@ def _replace_folder(new: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
+def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None) -> None:
     import pandas as pd
 
     from photofeh.model.domain import TrainingDomain
@@ -181,9 +185,8 @@ def _train_into(table, cfg: TrainConfig, run: Path, log) -> None:
         w = csv.DictWriter(fh, fieldnames=list(history[0]))
         w.writeheader()
         w.writerows(history)
-    from photofeh.report.run_figures import history_figure
-
-    history_figure(history, run / "history")
+    if draw_history is not None:
+        draw_history(history, run / "history")
     (run / "config.toml").write_text(_to_toml(cfg))
     _labelled_sample(p, cfg, train_rows).to_parquet(run / LABELLED_SAMPLE)
     log(f"trained {cfg.ensemble} member(s) in {train_seconds:.1f} s")

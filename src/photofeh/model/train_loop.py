@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -18,7 +19,7 @@ from photofeh.model.networks import build_network
 from photofeh.model.train_config import TrainConfig
 from photofeh.model.train_data import _group_index, _plx_spec, _tensors, label_standardizer, prepare
 
-__all__ = ["multitask_loss", "conditional_index", "lr_find"]
+__all__ = ["multitask_loss", "conditional_index", "lr_find", "LRRange"]
 
 def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tensor, giant: torch.Tensor,
                    per_label: bool = False, class_weight: float = 1.0, aux: torch.Tensor | None = None,
@@ -251,14 +252,21 @@ def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str) -> float:
     raise ValueError(f"class_operating_point must be 'break-even', 'f1' or 'half', got {rule!r}")
 
 
-def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float = 1e-6, lr_max: float = 1.0,
-            steps: int = 120) -> float:
-    """Learning-rate range test (Smith 2017): raise the rate exponentially, record the loss, save the plot.
+@dataclass(frozen=True)
+class LRRange:
+    """A learning-rate range test: the rates tried, the smoothed training loss at each, and the suggested
+    maximum rate (a tenth of the rate at the smoothed loss minimum)."""
 
-    Returns the suggested maximum rate: a tenth of the rate at the smoothed loss minimum.
+    lrs: np.ndarray
+    losses: list[float]
+    suggestion: float
+
+
+def lr_find(table, cfg: TrainConfig, lr_min: float = 1e-6, lr_max: float = 1.0, steps: int = 120) -> LRRange:
+    """Learning-rate range test (Smith 2017): raise the rate exponentially and record the loss.
+
+    The ``lr-find`` command draws the curve (:func:`photofeh.report.run_figures.lr_range_figure`).
     """
-    from photofeh.report.style import new_figure, styled
-
     _set_threads(cfg)
     p = prepare(table, cfg)
     rows = np.flatnonzero(p.usable & np.isfinite(p.y).any(axis=1))
@@ -289,16 +297,4 @@ def lr_find(table, cfg: TrainConfig, out_png: str | os.PathLike, lr_min: float =
             break
     lrs = lrs[:len(losses)]
     suggestion = float(lrs[int(np.nanargmin(losses))] / 10)
-    import matplotlib.pyplot as plt
-
-    with styled():
-        fig, axes = new_figure(1, 1, width="single", aspect=0.75)
-        ax = axes[0, 0]
-        ax.semilogx(lrs, losses, color="k", lw=1)
-        ax.axvline(suggestion, color="C3", ls="--", label=f"suggested max_lr = {suggestion:.2g}")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("smoothed training loss")
-        ax.legend()
-        fig.savefig(out_png)
-        plt.close(fig)
-    return suggestion
+    return LRRange(lrs, losses, suggestion)

@@ -161,7 +161,7 @@ def _training(run: Path) -> str:
     import csv
 
     out = ["<h2 id='training'>Training curves</h2>"]
-    if (run / "history.png").exists():  # train draws it with the same function
+    if (run / "history.png").exists():  # the train command draws it with the same function
         return out[0] + _figure(run / "history.png")
     history = run / "history.csv"
     if not history.exists():

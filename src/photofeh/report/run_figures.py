@@ -24,7 +24,7 @@ from photofeh.report.style import (
     styled,
 )
 
-__all__ = ["history_figure", "coverage_panels", "coverage_figure"]
+__all__ = ["history_figure", "lr_range_figure", "coverage_panels", "coverage_figure"]
 
 
 def history_figure(history: Sequence[dict], stem: str | Path) -> list[Path]:
@@ -46,6 +46,24 @@ def history_figure(history: Sequence[dict], stem: str | Path) -> list[Path]:
         shown(ax, members=len({h["member"] for h in history}),
               epochs={m: sum(h["member"] == m for h in history) for m in {h["member"] for h in history}})
         return save_figure(fig, stem)
+
+
+def lr_range_figure(lrs: Sequence[float], losses: Sequence[float], suggestion: float, path: str | Path) -> Path:
+    """The learning-rate range test (:func:`photofeh.model.train_loop.lr_find`): the smoothed training loss
+    against the rate, and the suggested max_lr; one file, its format from ``path``'s extension."""
+    import matplotlib.pyplot as plt
+
+    with styled():
+        fig, axes = new_figure(1, 1, width="single", aspect=0.75)
+        ax = axes[0, 0]
+        ax.semilogx(lrs, losses, color="k", lw=1)
+        ax.axvline(suggestion, color="C3", ls="--", label=f"suggested max_lr = {suggestion:.2g}")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("smoothed training loss")
+        ax.legend()
+        fig.savefig(path)
+        plt.close(fig)
+    return Path(path)
 
 
 def _survey(feature: str) -> str:
