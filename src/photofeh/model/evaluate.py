@@ -1,4 +1,4 @@
-"""Metrics and diagnostic figures for predicted stellar parameters.
+"""Metrics for predicted stellar parameters (the figures drawn from them: :mod:`photofeh.report.eval_figures`).
 
 The figure of merit is the reference system's: the sigma of a Gaussian
 least-squares fitted to the histogram of residuals (100 bins within +-5
