@@ -267,7 +267,7 @@ def test_coverage_figure_says_observed_or_dereddened_and_counts_every_star(tmp_p
 
 def test_plot_mdf_spans_the_metal_poor_tail_and_counts_its_stars(tmp_path):
     from photofeh.galaxy.mdf import BinnedEstimates, mdf_summary
-    from photofeh.galaxy.populations import plot_mdf
+    from photofeh.report.mdf_figures import plot_mdf
     from photofeh.report.style import record_figures
 
     rng = np.random.default_rng(3)

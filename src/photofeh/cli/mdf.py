@@ -15,10 +15,11 @@ def handle(args: argparse.Namespace) -> int:
     """Deconvolved metallicity distribution of a selection of predicted stars."""
     import json
 
-    from photofeh.galaxy.populations import mdf_of_predictions, plot_mdf
+    from photofeh.galaxy.populations import mdf_of_predictions
     from photofeh.io.catalog import atomic_output, check_output_place
     from photofeh.io.locking import output_lock
     from photofeh.io.readers import CatalogReadError
+    from photofeh.report.mdf_figures import plot_mdf
     from photofeh.scale.predict_catalog import read_provenance
 
     out = Path(args.out)
