@@ -24,12 +24,14 @@ def yuan2015(gi, feh):
     return ug, gr
 
 
-def yuan_ug_at_gr(gr, feh):
-    """u-g of the locus at fixed g-r, by interpolation along a fine g-i grid (g-r rises with g-i)."""
+def yuan_ug_at_gr(gr, feh, hold_below_range: bool = False):
+    """u-g of the locus at fixed g-r, by interpolation along a fine g-i grid (g-r rises with g-i); with
+    ``hold_below_range``, u-g held at its value at g-i = 0.3, the edge of the locus' range, below it."""
     gi = np.linspace(0.1, 1.8, 1701)
     out = np.empty(gr.size)
     for f in np.unique(np.round(feh, 2)):
-        ug_l, gr_l = yuan2015(gi, f)
+        _, gr_l = yuan2015(gi, f)
+        ug_l, _ = yuan2015(np.maximum(gi, 0.3) if hold_below_range else gi, f)
         sel = np.round(feh, 2) == f
         out[sel] = np.interp(gr[sel], gr_l, ug_l)
     return out
@@ -43,15 +45,20 @@ def test_the_abstracts_metallicity_sensitivity_is_in_the_transcribed_locus():
     assert gr0 - gr1 == pytest.approx(0.02, abs=0.01)
 
 
-def test_mock_u_minus_g_at_fixed_g_minus_r_follows_yuan2015(catalog: pd.DataFrame):
+def test_mock_u_minus_g_at_fixed_g_minus_r_follows_yuan2015_moved_onto_segue(catalog: pd.DataFrame):
     """Issue 13: the mock's median u-g at fixed g-r and [Fe/H] within 0.03 mag of the empirical
-    relation, in 0.05-mag g-r bins over 0.2-0.5 and 0.5-dex [Fe/H] bins over the locus' -2..0."""
+    relation, in 0.05-mag g-r bins over 0.2-0.5 and 0.5-dex [Fe/H] bins over the locus' -2..0. Issue 26: the
+    relation is the Yuan et al. 2015 locus (held at its g-i = 0.3 edge below it) plus the residual of real SEGUE
+    DR17 stars about it (simulate.loci.SEGUE_UG_RESIDUAL, checked against the real file in test_mock_segue)."""
+    from photofeh.simulate.loci import segue_ug_residual
+
     ms = catalog[catalog["logg_true"] >= 3.5]
     gr = (ms["mabs_sdss_g_true"] - ms["mabs_sdss_r_true"]).to_numpy()
     ug = (ms["mabs_sdss_u_true"] - ms["mabs_sdss_g_true"]).to_numpy()
     feh = ms["feh_true"].to_numpy()
     keep = (gr > 0.2) & (gr < 0.5) & (feh > -2.0) & (feh < 0.0)
-    resid = ug[keep] - yuan_ug_at_gr(gr[keep], feh[keep])
+    target = yuan_ug_at_gr(gr[keep], feh[keep], hold_below_range=True) + segue_ug_residual(gr[keep], feh[keep])
+    resid = ug[keep] - target
     gr, feh = gr[keep], feh[keep]
     checked = 0
     for lo in np.arange(0.2, 0.5, 0.05):

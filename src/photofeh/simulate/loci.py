@@ -23,10 +23,11 @@ exactly. docs/mock_calibration.md lists the sources and what was and was not ver
 
 The correction keeps g and i (hence g-i, the locus' independent variable) and moves u, r and z
 so that u-g, g-r, r-i and i-z reach the loci: Delta u = Delta(u-g), Delta r = -Delta(g-r),
-Delta z = -Delta(i-z). It is the median, over the old (> 2 Gyr) dwarfs, turn-off stars and
-subgiants (log g >= 3.5), or red giants, of each metallicity node of the stellar-model grid, of
+Delta z = -Delta(i-z). It is the median, over the old (> 2 Gyr; > 10 Gyr below [Fe/H] = -1) dwarfs and
+turn-off stars (log g >= 3.9), or red giants, of each metallicity node of the stellar-model grid, of
 locus minus model at the model's g-i, tabulated in g-i, so it shifts the locus without erasing the
-models' spread in age and log g. It therefore
+models' spread in age and log g. The dwarfs' u-g target is the locus moved onto real SEGUE DR17 stars
+(SEGUE_UG_RESIDUAL, issue 26). It therefore
 also absorbs the SDSS-AB offsets of the model magnitudes (u_AB = u_SDSS - 0.04, z_AB = z_SDSS +
 0.02; SDSS DR7 photometric calibration pages), which is why it is derived against the SDSS
 system. ``scripts/derive_locus_correction.py`` prints the tables.
@@ -97,9 +98,52 @@ class Locus:
 
 LOCI = {"dwarf": Locus(dwarf_locus, (0.3, 1.6), (-2.0, 0.0)), "giant": Locus(giant_locus, (0.55, 1.2), (-2.5, -0.3))}
 
+# Real SEGUE stars against the Yuan et al. 2015 locus (issue 26): median u-g of 19,530 SDSS DR17 stars with
+# SSPP [Fe/H] (segue_dr17_colours_feh.csv, ../shared/data/real) minus the locus at their g-r and [Fe/H] (clipped
+# to the locus' -2..0; u-g held at its g-i = 0.3 edge below it, dwarf_ug_held), per cell of dereddened g-r
+# (columns, centres SEGUE_UG_GR) and [Fe/H] (rows, centres SEGUE_UG_FEH); printed by
+# ``python benchmarks/bench_mock_segue.py --derive`` (photofeh.simulate.realism.derive_ug_residual: >= 30 stars a
+# cell, dereddened by the mock's median E(B-V) of labelled stars, 0.028; cells not measured take the nearest
+# measured one of their row). Where the real stars disagree with the locus, the real stars win: the locus is a fit
+# to Stripe 82 dwarfs with -2 < [Fe/H] < 0 and g-i > 0.3, and SEGUE DR17 finds the turn-off region (g-r 0.2-0.4)
+# 0.01-0.05 mag redder in u-g, and K dwarfs (g-r 0.55-0.85, [Fe/H] > -1) 0.04-0.12 mag bluer at fixed SSPP
+# [Fe/H], the label scale a model trained on the mock is then fine-tuned on. Rows below [Fe/H] = -1 are measured
+# only on g-r 0.15-0.45 (0.40 below -1.5): bluer, SEGUE's metal-poor stars are horizontal-branch stars and blue
+# stragglers, redder mostly red giants. The dwarf table adds it to the locus from [Fe/H] -2.5 to +0.5
+# (SEGUE_UG_FEH_RANGE).
+SEGUE_UG_GR = tuple(round(0.05 + 0.05 * k, 2) for k in range(20))
+SEGUE_UG_FEH = (-2.25, -1.75, -1.25, -0.75, -0.25, 0.25)
+SEGUE_UG_FEH_RANGE = (-2.5, 0.5)
+SEGUE_UG_RESIDUAL = np.array([
+    (-0.022, -0.022, -0.022, -0.022, -0.000, +0.024, +0.025, +0.047, +0.047, +0.047, +0.047, +0.047,
+     +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047),
+    (+0.040, +0.040, +0.040, -0.014, +0.013, +0.035, +0.038, +0.028, +0.028, +0.028, +0.028, +0.028,
+     +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028),
+    (+0.094, +0.094, +0.094, +0.025, +0.013, +0.025, +0.027, +0.013, -0.004, -0.004, -0.004, -0.004,
+     -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004),
+    (+0.117, +0.097, +0.044, +0.051, +0.036, +0.033, +0.024, +0.006, -0.009, -0.009, -0.017, -0.038,
+     -0.056, -0.061, -0.062, -0.062, -0.006, -0.018, -0.022, -0.022),
+    (+0.085, +0.075, +0.042, +0.034, +0.036, +0.039, +0.020, +0.007, -0.006, -0.007, -0.039, -0.080,
+     -0.088, -0.118, -0.096, -0.074, -0.042, -0.044, -0.041, -0.021),
+    (+0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, -0.002, -0.046,
+     -0.056, -0.089, -0.089, -0.089, -0.089, -0.089, -0.089, -0.089),
+])
 
-def u_minus_g_at_g_minus_r(g_r, feh, locus: str = "dwarf") -> np.ndarray:
-    """The locus' u-g at fixed g-r and [Fe/H] (g-r rises monotonically with g-i: Newton steps invert it)."""
+
+def segue_ug_residual(g_r, feh) -> np.ndarray:
+    """SEGUE DR17 minus Yuan et al. 2015 u-g at dereddened g-r and [Fe/H] (SEGUE_UG_RESIDUAL, bilinear, held
+    constant beyond the table's edges)."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    interp = RegularGridInterpolator((np.array(SEGUE_UG_FEH), np.array(SEGUE_UG_GR)), SEGUE_UG_RESIDUAL)
+    f = np.clip(np.asarray(feh, float), SEGUE_UG_FEH[0], SEGUE_UG_FEH[-1])
+    g = np.clip(np.asarray(g_r, float), SEGUE_UG_GR[0], SEGUE_UG_GR[-1])
+    f, g = np.broadcast_arrays(f, g)
+    return interp(np.column_stack([f.ravel(), g.ravel()])).reshape(f.shape)
+
+
+def g_minus_i_at_g_minus_r(g_r, feh, locus: str = "dwarf") -> np.ndarray:
+    """The locus' g-i at fixed g-r and [Fe/H] (g-r rises monotonically with g-i: Newton steps invert it)."""
     g_r, feh = np.broadcast_arrays(np.asarray(g_r, float), np.asarray(feh, float))
     curve = LOCI[locus]
     g_i, h = 2.0 * g_r, 1e-4
@@ -107,21 +151,46 @@ def u_minus_g_at_g_minus_r(g_r, feh, locus: str = "dwarf") -> np.ndarray:
         f = curve(g_i, feh)["gr"] - g_r
         slope = (curve(g_i + h, feh)["gr"] - curve(g_i - h, feh)["gr"]) / (2 * h)
         g_i = g_i - f / slope
-    return curve(g_i, feh)["ug"]
+    return g_i
+
+
+def u_minus_g_at_g_minus_r(g_r, feh, locus: str = "dwarf") -> np.ndarray:
+    """The locus' u-g at fixed g-r and [Fe/H]."""
+    feh = np.asarray(feh, float)
+    return LOCI[locus](g_minus_i_at_g_minus_r(g_r, feh, locus), feh)["ug"]
+
+
+def dwarf_ug_held(g_i, feh) -> np.ndarray:
+    """Yuan et al. 2015 u-g at (g-i, [Fe/H]) inside the locus' g-i range, held at its g-i = 0.3 value below it:
+    the polynomial is not continued past its data, where it turns up steeply (0.2 mag between g-i 0.3 and 0.2 at
+    [Fe/H] = -2) while real metal-poor turn-off stars of SEGUE keep a flat u-g (issue 26)."""
+    return dwarf_locus(np.maximum(np.asarray(g_i, float), LOCI["dwarf"].gi_range[0]), feh)["ug"]
 
 
 # Which grid points define the correction: old stars of one kind, by log g and EEP segment.
-DWARF_SELECTION = {"logg_min": 3.5, "logage_min": 9.3}  # > 2 Gyr dwarfs, turn-off and subgiants
+# > 2 Gyr dwarfs and turn-off stars, log g >= 3.9: subgiants (log g 3.5-3.9) cross the turn-off colours with
+# u-g 0.03-0.05 mag redder, and their share of the grid's points is not their share of stars, so with them in the
+# median the old metal-poor main sequence came out 0.035 mag bluer than the locus (issue 26)
+DWARF_SELECTION = {"logg_min": 3.9, "logage_min": 9.3}
+# Below [Fe/H] = -1 the real stars behind the loci are halo and thick-disk stars, all older than ~10 Gyr (the
+# mock's own thick disk and halo: 11 and 12 +- 1 Gyr, simulate.galaxy.AGES_GYR); the grid's young metal-poor
+# isochrones, which no real population has, would set the median at the turn-off colours with main-sequence stars
+# of higher log g and bluer u-g, leaving the old turn-off stars 0.03-0.05 mag redder than the locus (issue 26).
+DWARF_OLD_BELOW_FEH, DWARF_OLD_LOGAGE_MIN = -1.0, 10.0
 GIANT_SELECTION = {"logg_max": 3.5, "logage_min": 9.7}  # > 5 Gyr red-giant branch
 GI_STEP = 0.05
 # The g-i span of each correction table: the loci's own, except that the dwarf table starts at
 # g-i = 0.2, 0.1 mag below Yuan et al.'s range, to reach the turn-off of metal-poor stars (g-r ~ 0.2,
-# inside the 0.2 < g-r < 0.6 range of the Ivezic/Bond photometric-metallicity relation). Bluer
+# inside the 0.2 < g-r < 0.6 range of the Ivezic/Bond photometric-metallicity relation); there its u-g
+# target is the locus' value at g-i = 0.3 plus the SEGUE DR17 residual (issue 26: the polynomial turned up
+# by 0.1-0.2 mag below its range, and real metal-poor turn-off stars do not). Bluer
 # than that (horizontal branch, A stars) neither locus applies and the correction fades linearly
-# to zero at g-i = -0.1. Between log g 4.0 and 3.5, and between g-i 0.45 and 0.55, it passes from
+# to the SDSS-AB offsets alone (HOT_FLOOR: u-g +0.04, i-z +0.02; the module docstring) at g-i = -0.1,
+# which apply to every star. Between log g 4.0 and 3.5, and between g-i 0.45 and 0.55, it passes from
 # the dwarf table to the giant one.
 TABLE_GI_RANGE = {"dwarf": (0.2, 1.6), "giant": (0.55, 1.2)}
 HOT_TAPER_GI = (-0.1, 0.2)
+HOT_FLOOR = {"ug": 0.04, "gr": 0.0, "iz": 0.02}
 GIANT_BLEND_LOGG = (4.0, 3.5)
 GIANT_BLEND_GI = (0.45, 0.55)
 
@@ -136,8 +205,9 @@ class LocusCorrection:
     source_mh: dict[str, np.ndarray]  # locus -> node whose table each node uses (nearest inside the locus range)
 
     @classmethod
-    def from_grid(cls, mh, logage, segment, values, red_giant_segment: int) -> LocusCorrection:
-        """Tabulate the median locus-minus-model offsets over the grid's old dwarfs and red giants."""
+    def from_grid(cls, mh, logage, segment, values, red_giant_segment: int, segue: bool = True) -> LocusCorrection:
+        """Tabulate the median locus-minus-model offsets over the grid's old dwarfs and red giants; ``segue``: the
+        dwarfs' u-g target is the Yuan et al. 2015 locus plus the SEGUE DR17 residual (SEGUE_UG_RESIDUAL)."""
         mh = np.asarray(mh, float)
         colours = {"ug": values["sdss_u"] - values["sdss_g"], "gr": values["sdss_g"] - values["sdss_r"],
                    "iz": values["sdss_i"] - values["sdss_z"]}
@@ -146,7 +216,9 @@ class LocusCorrection:
         age = np.broadcast_to(np.asarray(logage)[None, :, None], gi.shape)
         seg = np.broadcast_to(np.asarray(segment)[None, None, :], gi.shape)
         kinds = {
-            "dwarf": (logg >= DWARF_SELECTION["logg_min"]) & (age >= DWARF_SELECTION["logage_min"]) & (seg <= 1),
+            "dwarf": (logg >= DWARF_SELECTION["logg_min"]) & (seg <= 1)
+            & (age >= np.where(np.asarray(mh)[:, None, None] < DWARF_OLD_BELOW_FEH, DWARF_OLD_LOGAGE_MIN,
+                               DWARF_SELECTION["logage_min"])),
             "giant": (logg <= GIANT_SELECTION["logg_max"]) & (age >= GIANT_SELECTION["logage_min"])
             & (seg == red_giant_segment),
         }
@@ -156,7 +228,8 @@ class LocusCorrection:
             lo, hi = TABLE_GI_RANGE[kind]
             c = np.arange(lo, hi + 1e-9, GI_STEP)
             centres[kind] = c
-            inside = np.flatnonzero((mh >= locus.feh_range[0] - 0.05) & (mh <= locus.feh_range[1] + 0.05))
+            feh_range = SEGUE_UG_FEH_RANGE if kind == "dwarf" and segue else locus.feh_range
+            inside = np.flatnonzero((mh >= feh_range[0] - 0.05) & (mh <= feh_range[1] + 0.05))
             nearest = inside[np.argmin(np.abs(mh[:, None] - mh[inside][None, :]), axis=1)]
             sources[kind] = mh[nearest]
             table = {col: np.zeros((mh.size, c.size)) for col in COLOURS}
@@ -165,6 +238,8 @@ class LocusCorrection:
                 pick = chosen[j] & np.isfinite(gi[j])
                 x = gi[j][pick]
                 ref = locus(x, np.clip(mh[j], *locus.feh_range))
+                if kind == "dwarf" and segue:
+                    ref["ug"] = dwarf_ug_held(x, np.clip(mh[j], *locus.feh_range)) + segue_ug_residual(ref["gr"], mh[j])
                 b = np.floor((x - lo) / GI_STEP + 0.5).astype(int)
                 for col in COLOURS:
                     diff = ref[col] - colours[col][j][pick]
@@ -182,7 +257,8 @@ class LocusCorrection:
         w_giant = (np.clip((GIANT_BLEND_LOGG[0] - logg) / (GIANT_BLEND_LOGG[0] - GIANT_BLEND_LOGG[1]), 0, 1)
                    * np.clip((g_i - GIANT_BLEND_GI[0]) / (GIANT_BLEND_GI[1] - GIANT_BLEND_GI[0]), 0, 1))
         taper = np.clip((g_i - HOT_TAPER_GI[0]) / (HOT_TAPER_GI[1] - HOT_TAPER_GI[0]), 0, 1)
-        return {col: np.nan_to_num(taper * ((1 - w_giant) * per_kind["dwarf"][col] + w_giant * per_kind["giant"][col]))
+        return {col: np.nan_to_num(HOT_FLOOR[col] + taper * ((1 - w_giant) * per_kind["dwarf"][col]
+                                                             + w_giant * per_kind["giant"][col] - HOT_FLOOR[col]))
                 for col in COLOURS}
 
     def apply(self, values: dict[str, np.ndarray]) -> None:

@@ -54,3 +54,41 @@ def compare_ug_cells(real: tuple, mock: tuple, min_stars: int = MIN_STARS) -> li
                      "median u-g real": round(r[key][0], 4), "median u-g mock": round(m[key][0], 4),
                      "mock - real": round(m[key][0] - r[key][0], 4)})
     return rows
+
+
+# The table of loci.SEGUE_UG_RESIDUAL: cells of dereddened g-r (centres every 0.05 mag) and [Fe/H] (centres
+# every 0.5 dex), dereddened with the mock's own median E(B-V) of labelled stars, so that the mock's reddened
+# colours meet the real observed ones. Where metal-poor real stars redder than the turn-off are mostly red giants
+# (SEGUE's K-giant categories), the dwarf residual is not measured: cells beyond DWARF_GR_MAX.
+RESIDUAL_GR = tuple(round(0.05 + 0.05 * k, 2) for k in range(20))  # 0.05 .. 1.00
+RESIDUAL_FEH = (-2.25, -1.75, -1.25, -0.75, -0.25, 0.25)
+RESIDUAL_EBV = 0.028
+DWARF_GR_MAX = {-2.25: 0.40, -1.75: 0.40, -1.25: 0.45}
+# and bluer than this, metal-poor SEGUE stars are blue horizontal-branch stars and blue stragglers, not turn-off stars
+DWARF_GR_MIN = {-2.25: 0.15, -1.75: 0.15, -1.25: 0.15}
+
+
+def derive_ug_residual(ug, gr, feh, ebv: float = RESIDUAL_EBV, min_stars: int = MIN_STARS) -> np.ndarray:
+    """Median real u-g minus the Yuan et al. 2015 dwarf locus (at [Fe/H] clipped to its -2..0) per cell of
+    (RESIDUAL_FEH, RESIDUAL_GR), from observed SDSS colours dereddened by ``ebv``; cells with fewer than
+    ``min_stars`` stars, or beyond DWARF_GR_MAX, take the nearest measured cell of their [Fe/H] row."""
+    from photofeh.bands import BANDS
+    from photofeh.simulate.loci import dwarf_ug_held, g_minus_i_at_g_minus_r
+
+    r = {b: BANDS[f"sdss_{b}"].r_ebv for b in "ugr"}
+    gr0 = np.asarray(gr, float) - (r["g"] - r["r"]) * ebv
+    ug0 = np.asarray(ug, float) - (r["u"] - r["g"]) * ebv
+    feh = np.asarray(feh, float)
+    locus_feh = np.clip(feh, -2.0, 0.0)
+    resid = ug0 - dwarf_ug_held(g_minus_i_at_g_minus_r(gr0, locus_feh), locus_feh)
+    table = np.full((len(RESIDUAL_FEH), len(RESIDUAL_GR)), np.nan)
+    for a, f in enumerate(RESIDUAL_FEH):
+        for b, g in enumerate(RESIDUAL_GR):
+            sel = (np.abs(gr0 - g) < GR_STEP / 2) & (np.abs(feh - f) < FEH_STEP / 2)
+            dwarfs = DWARF_GR_MIN.get(f, -np.inf) - 1e-9 <= g <= DWARF_GR_MAX.get(f, np.inf) + 1e-9
+            if sel.sum() >= min_stars and dwarfs:
+                table[a, b] = np.median(resid[sel])
+        ok = np.flatnonzero(np.isfinite(table[a]))
+        nearest = ok[np.argmin(np.abs(np.arange(len(RESIDUAL_GR))[:, None] - ok[None, :]), axis=1)]
+        table[a] = table[a, nearest]
+    return np.round(table, 3)
