@@ -22,10 +22,10 @@ $(STAMP): pyproject.toml
 demo: setup
 	mkdir -p $(DEMO)
 	@echo "== stage 1: a mock survey of 2,000,000 stars: the SDSS north cap (b > 30), 14 < u < 21.5 =="
-	$(VENV)/bin/photofeh simulate --n-stars 2000000 --seed 1 --out $(DEMO)/mock_survey.parquet --workers 2 \
+	$(VENV)/bin/photofeh simulate --n-stars 2000000 --seed 1 --out $(DEMO)/mock_survey.parquet --overwrite --workers 2 \
 		--min-abs-b 30 --north-only --footprint sdss=min_b:30 --select-band sdss_u --mag-range 14 21.5
 	@echo "== stage 1b: a spectroscopic training set (20,000 labelled stars) =="
-	$(VENV)/bin/photofeh simulate --n-stars 20000 --seed 2 --spec-only --out $(DEMO)/mock_spec.parquet --workers 2
+	$(VENV)/bin/photofeh simulate --n-stars 20000 --seed 2 --spec-only --out $(DEMO)/mock_spec.parquet --overwrite --workers 2
 	@echo "== stage 2: train the default network (and the baselines), evaluate it on its test split =="
 	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet --overwrite
 	$(VENV)/bin/photofeh evaluate $(DEMO)/run $(DEMO)/mock_spec.parquet
@@ -34,24 +34,24 @@ demo: setup
 	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions --chunk-rows 250000 \
 		--keep sdss_r ebv parallax parallax_error --quiet
 	@echo "== stage 4: distances and the [Fe/H] maps in Galactocentric R-|Z| out to |Z| = 15 kpc (cf. Ivezic et al. 2008) =="
-	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map --r-max 25 --z-max 15 --slices 0 1 2 4 6 10 15
+	$(VENV)/bin/photofeh map $(DEMO)/predictions --out $(DEMO)/map --overwrite --r-max 25 --z-max 15 --slices 0 1 2 4 6 10 15
 	@echo "== stage 4b: the metallicity distribution of the dwarfs, unfolded through the model's measured response (flat-prior estimates) =="
 	rm -rf $(DEMO)/predictions_flat
 	$(VENV)/bin/photofeh predict $(DEMO)/run $(DEMO)/mock_survey.parquet --out $(DEMO)/predictions_flat --chunk-rows 250000 \
 		--prior flat --quiet
-	$(VENV)/bin/photofeh mdf $(DEMO)/predictions_flat --out $(DEMO)/mdf --giants exclude --bootstrap 30
+	$(VENV)/bin/photofeh mdf $(DEMO)/predictions_flat --out $(DEMO)/mdf --overwrite --giants exclude --bootstrap 30
 	@echo "== stage 5: missing photometry: on an all-sky survey (|b| > 20, 14 < r < 22.5) many stars lack SDSS or Gaia; =="
 	@echo "==          a masked model predicts them too =="
-	$(VENV)/bin/photofeh simulate --n-stars 300000 --seed 3 --out $(DEMO)/mock_allsky.parquet --workers 2 --quiet
+	$(VENV)/bin/photofeh simulate --n-stars 300000 --seed 3 --out $(DEMO)/mock_allsky.parquet --overwrite --workers 2 --quiet
 	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/masked.toml --out $(DEMO)/run_masked --overwrite \
 		--epochs 30 --quiet
 	rm -rf $(DEMO)/predictions_masked
 	$(VENV)/bin/photofeh predict $(DEMO)/run_masked $(DEMO)/mock_allsky.parquet --out $(DEMO)/predictions_masked \
 		--chunk-rows 100000 --keep sdss_r ps1_r ebv parallax parallax_error --quiet
 	@echo "   (the [Fe/H] map uses stars with SDSS u only: see docs/maps.md, 'Which stars to map')"
-	$(VENV)/bin/photofeh map $(DEMO)/predictions_masked --out $(DEMO)/map_masked
+	$(VENV)/bin/photofeh map $(DEMO)/predictions_masked --out $(DEMO)/map_masked --overwrite
 	@echo "== stage 6: the run report: one self-contained HTML page =="
-	$(VENV)/bin/photofeh report $(DEMO)/run --predictions $(DEMO)/predictions --map $(DEMO)/map
+	$(VENV)/bin/photofeh report $(DEMO)/run --predictions $(DEMO)/predictions --map $(DEMO)/map --overwrite
 	@echo "open $(DEMO)/run/report.html in a browser"
 
 test: setup

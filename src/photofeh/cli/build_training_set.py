@@ -6,13 +6,17 @@ from __future__ import annotations
 import argparse
 
 from photofeh.cli.arguments import RADIUS, ROWS, bounded_float, catalogue_arg
-from photofeh.cli.common import catalogue_job
+from photofeh.cli.common import OVERWRITE_HELP, catalogue_job, check_output
 
 
 def handle(args: argparse.Namespace) -> int:
     """Match the labels to the photometry, apply the cuts; the report (every cut counted) goes to stdout."""
     from photofeh.io.cuts import Cuts, load_cuts
     from photofeh.io.training_set import build_training_set
+
+    inputs = [args.labels[0], *(path for path, _ in args.photometry), args.cuts, args.sfd_dir]
+    check_output(args.out, inputs, args.overwrite)
+    check_output(f"{args.out}.report.json", inputs, args.overwrite)
 
     def job():
         cuts = load_cuts(args.cuts) if args.cuts else Cuts()
@@ -40,5 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     bt.add_argument("--epoch", type=bounded_float(1900.0, 2100.0), metavar="YEAR",
                     help="move catalogues with proper motions to this epoch before each match (see crossmatch)")
     bt.add_argument("--out", required=True, help="output Parquet file (a .report.json is written beside it)")
+    bt.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     bt.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     bt.set_defaults(func=handle)

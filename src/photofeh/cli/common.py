@@ -15,12 +15,72 @@ import numpy as np
 
 from photofeh.errors import PhotofehError
 
-__all__ = ["UserError", "catalogue_job", "load_table", "prior_note", "train_config"]
+__all__ = ["ALLOW_INCOMPLETE_HELP", "OVERWRITE_HELP", "UserError", "catalogue_job", "check_output", "load_table",
+           "predictions_state", "prior_note", "train_config"]
+
+OVERWRITE_HELP = "replace an existing output (only once the new one is complete)"
 
 
 class UserError(Exception):
     """A mistake in the user's arguments or files: reported without a traceback."""
 
+
+
+def check_output(out: str | None, inputs=(), overwrite: bool = False, place: bool = True) -> None:
+    """The one output policy of every command, before any work: an output that is, holds or lies inside an
+    input (paths resolved, symlinks included) is refused, and so is an existing output unless ``overwrite``
+    (:func:`photofeh.io.catalog.check_overwrite`). ``place=False``: only the first two (an output that may
+    lie inside a run folder, as ``report``'s default RUN/report.html does)."""
+    from photofeh.io.catalog import check_output_place, check_overwrite
+
+    if out is None:
+        return
+    given = [i for i in inputs if i]
+    try:
+        if place:
+            check_output_place(out, given)
+        else:
+            o = Path(out).resolve()
+            for i in given:
+                r = Path(i).resolve()
+                if o == r or o in r.parents:
+                    raise ValueError(f"the output {out} is (or holds) the input {i}: choose another output")
+        check_overwrite(out, overwrite)
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+
+
+ALLOW_INCOMPLETE_HELP = ("use an unfinished prediction run (killed, or with chunks skipped by --on-error skip): "
+                         "only its finished chunks, and the outputs say so (without it, such a run is refused)")
+
+
+def predictions_state(path: str, allow_incomplete: bool, command: str) -> dict:
+    """Refuse an unfinished ``photofeh predict`` output (:func:`photofeh.scale.ledger.run_state`) unless
+    ``allow_incomplete``; then warn on stderr and return the note the command's outputs carry
+    (``{"incomplete_predictions": ...}``). A folder holding files that no chunk wrote is refused either way: a
+    dataset reader would count their rows too. ``{}`` for a finished run, a file, or a table made elsewhere."""
+    from photofeh.scale.ledger import run_state
+
+    state = run_state(path)
+    if state is None or state["complete"]:
+        return {}
+    why = "; ".join(state["problems"])
+    if state["foreign_files"]:
+        raise UserError(f"{path}: {why}. Move them out of the folder (or rerun the 'photofeh predict' command, "
+                        "which checks the folder again)")
+    total = state["chunks_total"]
+    counts = (f"{state['stars']:,d} stars in {state['chunks_done']:,d} of "
+              f"{f'{total:,d}' if total is not None else 'an unknown number of'} chunks")
+    if not allow_incomplete:
+        raise UserError(f"{path} is an unfinished prediction run ({counts}): {why}. Rerun the same 'photofeh "
+                        "predict' command to finish it, or pass --allow-incomplete to use its finished chunks "
+                        "(the outputs then say so)")
+    note = (f"INCOMPLETE: made from an unfinished prediction run ({counts}; {why}), with --allow-incomplete; "
+            "counts, maps and distributions cover only the finished chunks")
+    print(f"photofeh {command}: warning: {note}", file=sys.stderr)
+    return {"incomplete_predictions": {"note": note, **{k: state[k] for k in ("stars", "chunks_done",
+                                                                               "chunks_total", "failed_chunks",
+                                                                               "problems")}}}
 
 
 def load_table(path: str, preset: str | None = None, log=None):

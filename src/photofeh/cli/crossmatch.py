@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from photofeh.cli.arguments import RADIUS, ROWS, catalogue_arg, epoch_arg
-from photofeh.cli.common import catalogue_job
+from photofeh.cli.common import OVERWRITE_HELP, catalogue_job, check_output
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -13,6 +13,7 @@ def handle(args: argparse.Namespace) -> int:
     from photofeh.io.crossmatch import crossmatch_files
 
     (ref, ref_preset), (other, other_preset) = args.reference, args.other
+    check_output(args.out, [ref, other], args.overwrite)
     catalogue_job(crossmatch_files, ref, other, args.out, args.radius, ref_preset, other_preset, args.chunk_size,
                    "_2", args.epoch)
     print(f"wrote {args.out}")
@@ -35,5 +36,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "(Julian year, e.g. 2004.5 for SDSS imaging) before matching, or to each row's epoch in "
                          "this column of the other catalogue (Julian years or MJD, e.g. SDSS mjd)")
     cm.add_argument("--out", required=True, help="output Parquet file")
+    cm.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     cm.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     cm.set_defaults(func=handle)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from photofeh.cli.common import load_table, train_config
+from photofeh.cli.common import OVERWRITE_HELP, check_output, load_table, train_config
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -14,6 +14,7 @@ def handle(args: argparse.Namespace) -> int:
     from photofeh.report.run_figures import lr_range_figure
 
     cfg = train_config(args)
+    check_output(args.out, [args.table, args.config], args.overwrite)
     found = lr_find(load_table(args.table, cfg.table_preset), cfg)
     lr_range_figure(found.lrs, found.losses, found.suggestion, args.out)
     print(f"suggested max_lr = {found.suggestion:.3g} (plot: {args.out})")
@@ -27,4 +28,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     lf.add_argument("table", help="labelled catalogue")
     lf.add_argument("--config", help="TOML configuration")
     lf.add_argument("--out", default="lr_finder.png", help="plot file")
+    lf.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     lf.set_defaults(func=handle)

@@ -13,7 +13,14 @@ import numpy as np
 
 from photofeh import __version__
 from photofeh.cli.arguments import ROWS, bounded_float, bounded_int
-from photofeh.cli.common import UserError, prior_note
+from photofeh.cli.common import (
+    ALLOW_INCOMPLETE_HELP,
+    OVERWRITE_HELP,
+    UserError,
+    check_output,
+    predictions_state,
+    prior_note,
+)
 
 
 def _slice_mdfs(slices, min_count: int, response=None) -> list[dict]:
@@ -45,22 +52,26 @@ def handle(args: argparse.Namespace) -> int:
         feh_map_from_predictions,
         predictions_absmag_reference,
     )
-    from photofeh.io.catalog import atomic_output, check_output_place
+    from photofeh.io.catalog import atomic_output, folder_output
     from photofeh.io.locking import output_lock
     from photofeh.io.readers import CatalogReadError
     from photofeh.report.map_figures import draw_map_figures
     from photofeh.scale.predict_catalog import read_provenance
 
     out = Path(args.out)
+    check_output(out, [args.predictions], args.overwrite)
+    check_output(args.stars, [args.predictions, out], args.overwrite)
+    incomplete = predictions_state(args.predictions, args.allow_incomplete, "map")
+    if out.is_symlink():  # the folder it points to is replaced; the link stays
+        out = out.resolve()
     try:
         check_map_options(cell=args.cell, r_max=args.r_max, z_max=args.z_max, min_count=args.min_count)
-        check_output_place(out, [args.predictions])
-        if args.stars:
-            check_output_place(args.stars, [args.predictions])
         reference, reference_from = predictions_absmag_reference(args.predictions)
         check_map_input(args.predictions, args.band, args.absmag, reference)  # before anything is created
-        out.mkdir(parents=True, exist_ok=True)
-        with output_lock(out, f"photofeh map {args.predictions}", inside=True):
+        if not out.parent.is_dir():
+            raise OSError(f"cannot create {out}: folder {out.parent} does not exist")
+        final = out
+        with output_lock(final, f"photofeh map {args.predictions}", inside=True), folder_output(final) as out:
             products, counts = feh_map_from_predictions(
                 args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
                 max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
@@ -85,7 +96,7 @@ def handle(args: argparse.Namespace) -> int:
                                            if args.absmag == "model" else
                                            {"bands": {"mabs_sdss_r": "dereddened (Ivezic et al. 2008)"},
                                             "from": "relation"}),
-                      **prior_note(provenance, "map")}
+                      **prior_note(provenance, "map"), **incomplete}
             slice_summaries = None
             if products.slices is not None:
                 from photofeh.galaxy.populations import response_of_predictions
@@ -105,6 +116,7 @@ def handle(args: argparse.Namespace) -> int:
             report["figures"] = sorted(p.name for p in figures)
             with atomic_output(out / "map.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
+        out = final
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     if cells == 0:
@@ -166,4 +178,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="write map.json and the histograms (feh_map.npz) only, no figures (e.g. for many maps "
                          "in a loop; the figures can be drawn later from feh_map.npz)")
     fm.add_argument("--chunk-rows", type=ROWS, default=1_000_000)
+    fm.add_argument("--allow-incomplete", action="store_true", help=ALLOW_INCOMPLETE_HELP)
+    fm.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     fm.set_defaults(func=handle)

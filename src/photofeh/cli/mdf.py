@@ -8,7 +8,14 @@ from pathlib import Path
 
 from photofeh import __version__
 from photofeh.cli.arguments import ROWS, bounded_float, bounded_int
-from photofeh.cli.common import UserError, prior_note
+from photofeh.cli.common import (
+    ALLOW_INCOMPLETE_HELP,
+    OVERWRITE_HELP,
+    UserError,
+    check_output,
+    predictions_state,
+    prior_note,
+)
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -16,17 +23,22 @@ def handle(args: argparse.Namespace) -> int:
     import json
 
     from photofeh.galaxy.populations import mdf_of_predictions
-    from photofeh.io.catalog import atomic_output, check_output_place
+    from photofeh.io.catalog import atomic_output, folder_output
     from photofeh.io.locking import output_lock
     from photofeh.io.readers import CatalogReadError
     from photofeh.report.mdf_figures import plot_mdf
     from photofeh.scale.predict_catalog import read_provenance
 
     out = Path(args.out)
+    check_output(out, [args.predictions], args.overwrite)
+    incomplete = predictions_state(args.predictions, args.allow_incomplete, "mdf")
+    if out.is_symlink():  # the folder it points to is replaced; the link stays
+        out = out.resolve()
     try:
-        check_output_place(out, [args.predictions])
-        out.mkdir(parents=True, exist_ok=True)
-        with output_lock(out, f"photofeh mdf {args.predictions}", inside=True):
+        if not out.parent.is_dir():
+            raise OSError(f"cannot create {out}: folder {out.parent} does not exist")
+        final = out
+        with output_lock(final, f"photofeh mdf {args.predictions}", inside=True), folder_output(final) as out:
             summary, counts, x = mdf_of_predictions(
                 args.predictions, where=args.where, max_feh_err=args.max_feh_err, giants=args.giants,
                 out_of_domain=args.out_of_domain, chunk_rows=args.chunk_rows, n_boot=args.bootstrap, seed=args.seed,
@@ -36,12 +48,14 @@ def handle(args: argparse.Namespace) -> int:
                       "input": str(Path(args.predictions).resolve()), "predictions": provenance,
                       "options": {k: getattr(args, k) for k in ("where", "max_feh_err", "giants", "out_of_domain",
                                                                "bootstrap", "seed", "components", "method")},
-                      "counts": counts, **prior_note(provenance, "mdf", "calibration_stars" in summary),
+                      "counts": counts, **prior_note(provenance, "mdf", "calibration_stars" in summary), **incomplete,
                       "fraction_below": summary["fraction_below"],
                       "mdf": summary}
             with atomic_output(out / "mdf.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
-            plot_mdf(summary, x, out / "mdf", title=f"{counts.get('selected', 0):,d} stars")
+            plot_mdf(summary, x, out / "mdf", title=f"{counts.get('selected', 0):,d} stars"
+                     + (" (INCOMPLETE predictions)" if incomplete else ""))
+        out = final
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     print(json.dumps({"counts": counts, "method": summary["method"],
@@ -80,4 +94,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     md.add_argument("--bootstrap", type=bounded_int(0, 10_000), default=200, help="bootstrap resamples")
     md.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap")
     md.add_argument("--chunk-rows", type=ROWS, default=1_000_000)
+    md.add_argument("--allow-incomplete", action="store_true", help=ALLOW_INCOMPLETE_HELP)
+    md.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     md.set_defaults(func=handle)

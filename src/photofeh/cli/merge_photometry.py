@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from photofeh.cli.arguments import RADIUS, ROWS, catalogue_arg
-from photofeh.cli.common import catalogue_job
+from photofeh.cli.common import OVERWRITE_HELP, catalogue_job, check_output
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -14,6 +14,7 @@ def handle(args: argparse.Namespace) -> int:
     from photofeh.io.crossmatch import merge_onto
 
     base, base_preset = args.base
+    check_output(args.out, [base, *(path for path, _ in args.other), args.sfd_dir], args.overwrite)
     catalogue_job(merge_onto, base, args.other, args.out, args.radius, base_preset, args.chunk_size, args.sfd_dir)
     print(f"wrote {args.out}")
     return 0
@@ -34,5 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="folder with the SFD map files (SFD_dust_4096_ngp/sgp.fits): ebv at each star's position "
                          "where no catalogue gave one; never downloaded")
     mp.add_argument("--out", required=True, help="output Parquet file")
+    mp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     mp.add_argument("--chunk-size", type=ROWS, default=1_000_000)
     mp.set_defaults(func=handle)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from photofeh.cli.common import UserError
+from photofeh.cli.common import ALLOW_INCOMPLETE_HELP, OVERWRITE_HELP, UserError, check_output, predictions_state
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -13,8 +13,15 @@ def handle(args: argparse.Namespace) -> int:
     from photofeh.io.readers import CatalogReadError
     from photofeh.report.html import write_report
 
+    out = args.out or str(Path(args.run) / "report.html")
+    check_output(out, [args.run, args.predictions, args.map_dir], args.overwrite, place=False)
+    warnings = []
+    if args.predictions:
+        note = predictions_state(args.predictions, args.allow_incomplete, "report")
+        warnings += [note["incomplete_predictions"]["note"]] if note else []
     try:
-        path = write_report(args.run, predictions=args.predictions, map_dir=args.map_dir, out=args.out)
+        path = write_report(args.run, predictions=args.predictions, map_dir=args.map_dir, out=args.out,
+                            warnings=warnings)
     except (CatalogReadError, KeyError, ValueError, OSError) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     print(f"wrote {path} (self-contained: open it in any browser, e.g. file://{Path(path).resolve()})")
@@ -32,4 +39,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     rp.add_argument("--predictions", help="a 'photofeh predict' output made with the run's model (coverage, counts)")
     rp.add_argument("--map", dest="map_dir", help="a 'photofeh map' folder made from those predictions")
     rp.add_argument("--out", help="the HTML file to write (default: RUN/report.html)")
+    rp.add_argument("--allow-incomplete", action="store_true", help=ALLOW_INCOMPLETE_HELP)
+    rp.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     rp.set_defaults(func=handle)

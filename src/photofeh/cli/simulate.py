@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from photofeh.cli.arguments import band_name, bounded_float, bounded_int, footprint_arg, worker_count
-from photofeh.cli.common import UserError
+from photofeh.cli.common import OVERWRITE_HELP, UserError, check_output
 
 
 class _Progress:
@@ -156,6 +156,7 @@ def handle(args: argparse.Namespace) -> int:
         check_writable(out)
     except (ValueError, OSError) as exc:
         raise UserError(str(exc)) from None
+    check_output(out, [args.isochrones], args.overwrite)
     footprints = {k: v.to_text() for k, v in DEFAULT_FOOTPRINTS.items()}
     footprints.update(dict(args.footprint or []))
     if args.cluster is not None:
@@ -215,6 +216,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--seed", type=bounded_int(0, 2**63 - 1), default=42,
                      help="random seed; same seed, same catalogue")
     sim.add_argument("--out", required=True, help="output file (.parquet or .fits)")
+    sim.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     sim.add_argument("--format", choices=("parquet", "fits"), help="output format (default: from the extension)")
     sim.add_argument("--spec-only", action="store_true",
                      help="write only stars with spectroscopic labels (a training set of N stars)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from photofeh.cli.arguments import bounded_int, positive_int
-from photofeh.cli.common import UserError, load_table, train_config
+from photofeh.cli.common import UserError, check_output, load_table, train_config
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -17,10 +17,12 @@ def handle(args: argparse.Namespace) -> int:
     from photofeh.report.run_figures import history_figure
 
     cfg = train_config(args)
+    check_output(args.out, [args.table, args.config], overwrite=True)  # train refuses an existing run itself
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     table = load_table(args.table, cfg.table_preset, log)
     try:
-        model_dir = train(table, cfg, args.out, log=log, overwrite=args.overwrite, draw_history=history_figure)
+        model_dir = train(table, cfg, args.out, log=log, overwrite=args.overwrite, draw_history=history_figure,
+                          inputs=(args.table, args.config))
     except (KeyError, ValueError, OSError, OutputLocked) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     print(f"model written to {model_dir}")

@@ -17,7 +17,7 @@ import numpy as np
 from photofeh.schema import Column
 
 __all__ = ["CatalogWriter", "arrow_schema", "arrow_table", "atomic_output", "format_for", "check_writable",
-           "check_output_place", "read_table", "fsync"]
+           "check_output_place", "check_overwrite", "folder_output", "read_table", "replace_folder", "fsync"]
 
 FITS_STRING_WIDTH = 24  # fixed-width text columns in FITS ('horizontal branch' is 17)
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".fits": "fits", ".fit": "fits", ".fits.gz": "fits"}
@@ -66,6 +66,52 @@ def check_output_place(out: str | os.PathLike, inputs: Sequence[str | os.PathLik
                                                            "model/model.json")):
             raise ValueError(f"the output {out} lies inside {parent}, which holds another photofeh run or "
                              "model: choose a place outside it")
+
+
+def check_overwrite(out: str | os.PathLike, overwrite: bool) -> None:
+    """The one overwrite policy of every command: an existing output (a file, or a folder that is not empty)
+    is refused unless ``overwrite``; with it, the old output is replaced only once the new one is complete
+    (:func:`atomic_output`, :func:`folder_output`). Raises ``FileExistsError`` naming the output."""
+    path = Path(out).resolve()  # a link is judged by what it points to (a link to nothing yet is no output)
+    if not path.exists() or overwrite:
+        return
+    if path.is_dir() and not any(path.iterdir()):
+        return
+    raise FileExistsError(f"{out} exists; pass --overwrite to replace it (only once the new output is complete) "
+                          "or choose another --out")
+
+
+def replace_folder(new: Path, final: Path) -> None:
+    """Rename the complete folder ``new`` to ``final``; an existing ``final`` is moved aside first (under a
+    hidden ``.partial-<pid>-old`` name, which a killed process leaves for the next writer to remove) and
+    removed after. ``final`` must be a real path (a link is resolved by the caller: the link stays)."""
+    import shutil
+
+    old = final.with_name(f".{final.name}.partial-{os.getpid()}-old")
+    if final.exists() or final.is_symlink():
+        os.replace(final, old)
+    os.replace(new, final)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    elif old.exists() or old.is_symlink():
+        old.unlink()
+
+
+@contextmanager
+def folder_output(final: Path) -> Iterator[Path]:
+    """Yield a hidden temporary folder beside ``final``; it replaces ``final`` (:func:`replace_folder`) only if
+    the block completes, and is removed otherwise: an output folder is complete (the old one or the new one)
+    whenever the process stops. Call with ``final``'s lock held (:func:`photofeh.io.locking.output_lock`)."""
+    import shutil
+
+    tmp = partial_path(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_folder(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def partial_path(path: Path) -> Path:

@@ -63,10 +63,13 @@ def _holder(fd: int) -> str:
 def output_lock(path: str | os.PathLike, command: str, inside: bool = False) -> Iterator[list[Path]]:
     """Hold the exclusive lock of output ``path`` for the block; yield the leftovers removed.
 
-    Raises :class:`OutputLocked` at once if another process holds it, and ``OSError`` if the folder of
-    ``path`` does not exist or is not writable.
+    The lock is that of the real path (symlinks resolved): two runs given different links to one output
+    exclude each other. Raises :class:`OutputLocked` at once if another process holds it, and ``OSError`` if
+    the folder of ``path`` does not exist or is not writable.
     """
-    path = Path(path)
+    given = Path(path)
+    # the real path: a symlink to the output (or to a folder above it) takes the same lock as the output itself
+    path = Path(os.path.realpath(given))
     lock = lock_path(path)
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
@@ -75,8 +78,9 @@ def output_lock(path: str | os.PathLike, command: str, inside: bool = False) -> 
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise OutputLocked(f"{path} is being written by another process ({holder}); wait for it to finish "
-                               "or choose another output") from None
+            real = f" (the real path of {given})" if path != given.absolute() else ""
+            raise OutputLocked(f"{path}{real} is being written by another process ({holder}); wait for it to "
+                               "finish or choose another output") from None
         try:  # the previous holder may have removed the file between our open and our lock: take the new one
             same = os.stat(lock).st_ino == os.fstat(fd).st_ino
         except FileNotFoundError:

@@ -63,7 +63,7 @@ def ids_digest(ids: np.ndarray) -> str:
 
 
 def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwrite: bool = False,
-          draw_history=None) -> Path:
+          draw_history=None, inputs: tuple = ()) -> Path:
     """Train on a labelled catalogue; write the run directory; return the model folder.
 
     ``draw_history(history, stem)`` draws the training curves into the run before it is put in place (the
@@ -71,13 +71,19 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwr
 
     The run is written to a hidden temporary folder beside ``run_dir`` and renamed at the end, so a run
     folder is complete or absent whenever the process stops. An existing, non-empty ``run_dir`` is
-    refused unless ``overwrite`` (then it is replaced only once the new run is complete).
+    refused unless ``overwrite`` (then it is replaced only once the new run is complete). ``inputs``: the
+    files the table and config came from: a ``run_dir`` that is, holds or lies inside one is refused (with
+    ``overwrite`` it would be deleted). A ``run_dir`` that is a symlink stays one: the folder it points to is
+    replaced.
     """
-    from photofeh.io.catalog import check_output_place
+    from photofeh.io.catalog import check_output_place, replace_folder
     from photofeh.io.locking import output_lock
 
     cfg.validate()
     run = Path(run_dir)
+    if run.is_symlink():  # replace the folder the link points to, not the link (nothing left beside it)
+        run = run.resolve()
+    check_output_place(run, [i for i in inputs if i])
     if run.exists() and not run.is_dir():
         raise FileExistsError(f"{run} exists and is not a folder")
     if run.is_dir() and any(run.iterdir()) and not overwrite:
@@ -85,28 +91,17 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwr
                               "replace it")
     if not run.parent.is_dir():
         raise FileNotFoundError(f"cannot create {run}: folder {run.parent} does not exist")
-    check_output_place(run)
     with output_lock(run, "photofeh train"):
         tmp = run.with_name(f".{run.name}.partial-{os.getpid()}")
         tmp.mkdir()
         try:
             _train_into(table, cfg, tmp, log, draw_history)
-            _replace_folder(tmp, run)
+            replace_folder(tmp, run)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
     log(f"model in {run / 'model'}")
     return run / "model"
-
-
-def _replace_folder(new: Path, final: Path) -> None:
-    """Rename ``new`` to ``final``; an existing ``final`` is moved aside first and removed after."""
-    old = final.with_name(f".{final.name}.partial-{os.getpid()}-old")
-    if final.exists():
-        os.replace(final, old)
-    os.replace(new, final)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None) -> None:

@@ -13,6 +13,7 @@ import html
 import json
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -340,9 +341,11 @@ def _provenance(run: Path, meta: dict, pred_info: dict, map_info: dict) -> str:
     return "<h2 id='provenance'>Provenance</h2>" + _table(rows)
 
 
-def write_report(run, predictions=None, map_dir=None, out=None, coverage_rows: int = COVERAGE_ROWS) -> Path:
+def write_report(run, predictions=None, map_dir=None, out=None, coverage_rows: int = COVERAGE_ROWS,
+                 warnings: Sequence[str] = ()) -> Path:
     """Write the report of ``run`` (a ``photofeh train`` folder) to ``out`` (default ``run/report.html``);
-    ``predictions``: a ``photofeh predict`` output; ``map_dir``: a ``photofeh map`` folder."""
+    ``predictions``: a ``photofeh predict`` output; ``map_dir``: a ``photofeh map`` folder; ``warnings``: shown
+    at the top of the page (e.g. predictions from an unfinished run), with the map's own."""
     from photofeh.io.catalog import atomic_output
 
     run = Path(run)
@@ -357,7 +360,10 @@ def write_report(run, predictions=None, map_dir=None, out=None, coverage_rows: i
     meta = json.loads((run / "model" / "model.json").read_text())
     pred_info = _prediction_info(Path(predictions)) if predictions is not None else {}
     map_info = _read_json(Path(map_dir) / "map.json") if map_dir is not None else {}
-    sections = [_summary(run, meta, pred_info, map_info), _training(run), _accuracy(run),
+    warnings = [*warnings, *([map_info["incomplete_predictions"]["note"]]
+                             if isinstance(map_info.get("incomplete_predictions"), dict) else [])]
+    sections = [*(f"<p class='note'><b>WARNING</b>: {_e(w)}</p>" for w in warnings),
+                _summary(run, meta, pred_info, map_info), _training(run), _accuracy(run),
                 _coverage(run, meta, pred_info, out.parent, coverage_rows)]
     if map_dir is not None:
         sections.append(_map(Path(map_dir), map_info))

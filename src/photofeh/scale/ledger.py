@@ -23,11 +23,14 @@ from photofeh.io.presets import Preset
 from photofeh.model.artifact import model_digest
 from photofeh.scale.options import PredictOptions
 
-__all__ = ["MANIFEST", "CHUNK_LOG", "PARQUET_WRITE", "ResumeMismatch", "IncompleteOutput", "Manifest", "part_name",
-           "run_identity", "write_part", "check_complete"]
+__all__ = ["MANIFEST", "CHUNK_LOG", "COMPLETE", "PARQUET_WRITE", "ResumeMismatch", "IncompleteOutput", "Manifest",
+           "part_name", "run_identity", "write_part", "check_complete", "foreign_files", "run_state"]
 
 MANIFEST = "_manifest.json"  # a leading underscore: pyarrow datasets skip these when reading the parts
 CHUNK_LOG = "_chunks.jsonl"
+# Written last, once every input row is in a verified part: the parts a finished run holds (name -> bytes). A run
+# that starts (or resumes) removes it first, so a folder without it is unfinished (map, mdf, report refuse it).
+COMPLETE = "_complete.json"
 # Predictions are noise-like floats: dictionary encoding them made writing 6.6x slower and files larger
 # (250,000 rows: 0.45 s and 17 MB vs 0.07 s and 14 MB, BENCHMARKS.md).
 PARQUET_WRITE = {"compression": "snappy", "use_dictionary": False}
@@ -107,10 +110,24 @@ def write_part(folder: Path, k: int, chunk_rows: int, table: pa.Table, replaced:
             "replaced": {c: v for c, v in replaced.items() if v}}
 
 
+def foreign_files(folder: Path, parts: Sequence[str]) -> list[str]:
+    """The files of ``folder`` that a Parquet dataset reader (pandas.read_parquet, pyarrow.dataset, Dask) would
+    read besides the run's ``parts``: every file below it whose path has no component starting with ``.`` or
+    ``_`` (the prefixes those readers skip). A copied or stray part would add its rows twice."""
+    known = set(parts)
+    out = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and not any(c.startswith((".", "_")) for c in rel.parts) and str(rel) not in known:
+            out.append(str(rel))
+    return out
+
+
 def check_complete(done: Mapping[int, dict], expected: Mapping[int, int], source: Path, out: Path,
                    folder: Path) -> None:
-    """Rows written = rows read, chunk by chunk (``expected``: rows per chunk), for a local or a Dask run;
-    raise :class:`IncompleteOutput` naming what differs."""
+    """Rows written = rows read, chunk by chunk (``expected``: rows per chunk), for a local or a Dask run, and
+    no file beside the parts that a dataset reader would read too; raise :class:`IncompleteOutput` naming
+    what differs. Then the run is finished: its :data:`COMPLETE` record lists its parts."""
     wrong = [k for k in expected if done.get(k, {}).get("rows") != expected[k]]
     extra = sorted(set(done) - set(expected))
     total_in, total_out = sum(expected.values()), sum(v["rows"] for v in done.values())
@@ -119,6 +136,81 @@ def check_complete(done: Mapping[int, dict], expected: Mapping[int, int], source
             f"{out}: {total_out:,d} rows written for {total_in:,d} read from {source}"
             + (f"; chunk(s) {wrong[:10]} differ" if wrong else "")
             + (f"; unexpected chunk(s) {extra[:10]}" if extra else "") + f"; delete {folder} and predict again")
+    parts = {v["file"]: v["bytes"] for _, v in sorted(done.items())}
+    stray = foreign_files(folder, list(parts))
+    if stray:
+        raise IncompleteOutput(
+            f"{folder} holds {len(stray)} file(s) that no chunk of this run wrote ({', '.join(stray[:5])}"
+            f"{' ...' if len(stray) > 5 else ''}): pandas.read_parquet, pyarrow.dataset and Dask would read their "
+            "rows too (a copied part gives every row twice). Move them out of the folder and rerun the same command")
+    with atomic_output(folder / COMPLETE) as tmp:
+        tmp.write_text(json.dumps({"rows": total_out, "chunks": len(done), "parts": parts}, indent=0) + "\n")
+
+
+def run_state(path: str | os.PathLike) -> dict | None:
+    """What a reader of a ``photofeh predict`` output must know before using it: ``None`` for a file or a folder
+    that is not a prediction run (no manifest); else ``complete`` (its :data:`COMPLETE` record is there, every
+    part it lists has its size, and no other file would be read), ``stars`` and ``chunks_done`` in the finished
+    parts, ``chunks_total`` (when the input can still be counted), ``failed_chunks`` (skipped under
+    ``--on-error skip``), ``foreign_files`` and ``problems`` (why it is not complete, in words). Cheap: sizes
+    and the log are read, not the parts."""
+    folder = Path(path)
+    if not (folder.is_dir() and (folder / MANIFEST).is_file()):
+        return None
+    try:
+        identity = json.loads((folder / MANIFEST).read_text()).get("identity", {})
+    except (json.JSONDecodeError, AttributeError):
+        identity = {}
+    done: dict[int, dict] = {}
+    failed: dict[int, dict] = {}
+    if (folder / CHUNK_LOG).is_file():
+        for line in (folder / CHUNK_LOG).read_text().splitlines():
+            try:
+                entry = json.loads(line)
+                k = int(entry.pop("chunk"))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+                continue
+            if "error" in entry:
+                failed[k] = entry
+            else:
+                done[k] = entry
+                failed.pop(k, None)
+    problems = []
+    record = None
+    if (folder / COMPLETE).is_file():
+        try:
+            record = json.loads((folder / COMPLETE).read_text())
+        except json.JSONDecodeError:
+            problems.append(f"its {COMPLETE} is damaged")
+    if record is None and not problems:
+        problems.append(f"it has no {COMPLETE}: the run was stopped before its end, skipped chunks (--on-error "
+                        "skip) or is still running")
+    parts = dict(record.get("parts", {})) if isinstance(record, dict) else {e["file"]: e.get("bytes")
+                                                                             for e in done.values() if "file" in e}
+    missing = [n for n, size in parts.items() if not (folder / n).is_file() or (folder / n).stat().st_size != size]
+    if missing:
+        problems.append(f"{len(missing)} part(s) missing or changed since the run ({', '.join(missing[:5])})")
+    stray = foreign_files(folder, list(parts))
+    if stray:
+        problems.append(f"{len(stray)} file(s) that no chunk of the run wrote ({', '.join(stray[:5])}"
+                        f"{' ...' if len(stray) > 5 else ''}): a dataset reader would read their rows too")
+    if failed:
+        problems.append(f"{len(failed)} chunk(s) skipped (--on-error skip): {sorted(failed)[:10]}")
+    total = None
+    if record is None and identity.get("input") and identity.get("chunk_rows"):
+        from photofeh.io.readers import known_rows
+
+        try:
+            n = known_rows(identity["input"], identity.get("format"))
+        except Exception:  # the input moved or cannot be read here: the total is unknown
+            n = None
+        total = None if n is None else -(-n // int(identity["chunk_rows"]))
+    elif isinstance(record, dict):
+        total = record.get("chunks")
+    return {"complete": not problems, "stars": int(sum(e.get("rows", 0) for e in done.values())
+                                                   if record is None else record.get("rows", 0)),
+            "chunks_done": len(done), "chunks_total": total, "failed_chunks": sorted(failed),
+            "foreign_files": stray, "problems": problems}
 
 
 class Manifest:
@@ -154,6 +246,7 @@ class Manifest:
             self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             with atomic_output(self.path) as tmp:
                 tmp.write_text(json.dumps({"identity": identity, "created": self.created}, indent=1) + "\n")
+        (folder / COMPLETE).unlink(missing_ok=True)  # a run that starts is unfinished until check_complete
 
     def _replay(self) -> None:
         if not self.log.exists():

@@ -1,0 +1,230 @@
+"""The holes of issue 28 under bad input and faults, one class per section: each is a clear message and a
+non-zero exit, nothing half-written that looks complete, and nothing left behind (docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from photofeh.cli import main
+from photofeh.io.locking import output_lock
+from photofeh.scale.ledger import CHUNK_LOG, COMPLETE, run_state
+from photofeh.scale.predict_catalog import IncompleteOutput, PredictOptions, predict_catalog
+
+KEEP = ["sdss_r", "ebv", "parallax", "parallax_error"]
+
+
+@pytest.fixture(scope="module")
+def stars(spec_catalog: pd.DataFrame, tmp_path_factory) -> Path:
+    """2,000 labelled mock stars (photometry, parallaxes and E(B-V) with them) as a prediction input."""
+    path = tmp_path_factory.mktemp("bad_input") / "stars.parquet"
+    spec_catalog.iloc[:2000].reset_index(drop=True).to_parquet(path, row_group_size=500)
+    return path
+
+
+@pytest.fixture(scope="module")
+def finished(quick_model: Path, stars: Path, tmp_path_factory) -> Path:
+    """A finished prediction run of 5 chunks of 400 stars."""
+    out = tmp_path_factory.mktemp("finished") / "pred"
+    predict_catalog(quick_model, stars, out, PredictOptions(chunk_rows=400, keep=tuple(KEEP), progress=False),
+                    log=lambda s: None)
+    return out
+
+
+def unfinished_copy(finished: Path, dest: Path, chunks: int = 2) -> Path:
+    """What a run killed after ``chunks`` chunks leaves: the manifest, their parts and log lines, no record."""
+    shutil.copytree(finished, dest)
+    (dest / COMPLETE).unlink()
+    lines = (dest / CHUNK_LOG).read_text().splitlines()
+    (dest / CHUNK_LOG).write_text("".join(line + "\n" for line in lines[:chunks]))
+    for line in lines[chunks:]:
+        (dest / json.loads(line)["file"]).unlink()
+    return dest
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob(".*") if ".partial-" in p.name or p.name.endswith(".lock"))
+
+
+# ------------------------------------------------------------------ 1: an output that holds an input
+def test_outputs_train_overwrite_of_the_folder_holding_its_table_is_refused(spec_catalog, tmp_path, capsys):
+    """Issue 28, hole 1: `train DATA --out FOLDER_HOLDING_DATA --overwrite` deleted the table, exit 0."""
+    data = tmp_path / "work"
+    data.mkdir()
+    spec_catalog.iloc[:600].to_parquet(data / "spec.parquet")
+    (tmp_path / "link").symlink_to(data)
+    for out in (data, tmp_path / "link", data / "spec.parquet"):
+        assert main(["train", str(data / "spec.parquet"), "--out", str(out), "--overwrite", "--epochs", "1"]) == 1
+        err = capsys.readouterr().err
+        assert ("inside the output" in err or "also an input" in err) and "Traceback" not in err
+    assert (data / "spec.parquet").is_file() and sorted(p.name for p in data.iterdir()) == ["spec.parquet"]
+    config = data / "cfg.toml"
+    config.write_text("[train]\nepochs = 1\n")
+    assert main(["train", str(tmp_path / "elsewhere.parquet"), "--config", str(config), "--out", str(data),
+                 "--overwrite"]) == 1  # the config is an input too
+    assert config.is_file()
+
+
+@pytest.mark.parametrize("command", ["map", "mdf", "report", "crossmatch", "simulate", "lr-find"])
+def test_outputs_every_command_refuses_an_output_holding_an_input(command, finished, stars, quick_model, tmp_path,
+                                                                  capsys):
+    folder = tmp_path / "holds"
+    folder.mkdir()
+    shutil.copy(stars, folder / "in.parquet")
+    args = {"map": ["map", str(finished), "--out", str(finished.parent), "--overwrite"],
+            "mdf": ["mdf", str(finished), "--out", str(finished.parent), "--overwrite"],
+            "report": ["report", str(quick_model.parent), "--predictions", str(finished), "--out", str(finished)],
+            "crossmatch": ["crossmatch", str(folder / "in.parquet"), str(stars), "--out", str(folder),
+                           "--overwrite"],
+            "simulate": ["simulate", "--n-stars", "10", "--out", str(folder / "in.parquet"), "--overwrite",
+                         "--isochrones", str(folder / "in.parquet")],
+            "lr-find": ["lr-find", str(folder / "in.parquet"), "--out", str(folder / "in.parquet"), "--overwrite"]}
+    assert main(args[command]) == 1
+    err = capsys.readouterr().err
+    assert ("input" in err or "inside" in err) and "Traceback" not in err, err
+    assert (folder / "in.parquet").read_bytes() == stars.read_bytes() and run_state(finished)["complete"]
+
+
+# ------------------------------------------------------------------ 8: one overwrite policy
+def test_outputs_an_existing_output_is_refused_without_overwrite(stars, finished, tmp_path, capsys):
+    """Issue 28, hole 8: simulate, report, crossmatch and build-training-set replaced an existing --out."""
+    existing = tmp_path / "existing.parquet"
+    existing.write_bytes(b"mine")
+    cases = [["simulate", "--n-stars", "10", "--out", str(existing)],
+             ["crossmatch", str(stars), str(stars), "--out", str(existing)],
+             ["merge-photometry", str(stars), "--other", str(stars), "--out", str(existing)],
+             ["build-training-set", "--labels", str(stars), "--out", str(existing)],
+             ["lr-find", str(stars), "--out", str(existing)]]
+    for args in cases:
+        assert main(args) == 1, args
+        err = capsys.readouterr().err
+        assert f"{existing} exists; pass --overwrite" in err and "Traceback" not in err
+        assert existing.read_bytes() == b"mine"
+    for command in ("map", "mdf"):
+        folder = tmp_path / command
+        folder.mkdir()
+        (folder / "old.txt").write_text("mine")
+        assert main([command, str(finished), "--out", str(folder)]) == 1
+        assert "pass --overwrite" in capsys.readouterr().err and (folder / "old.txt").read_text() == "mine"
+
+
+def test_outputs_overwrite_replaces_a_folder_only_when_the_new_one_is_complete(finished, tmp_path, capsys,
+                                                                               monkeypatch):
+    out = tmp_path / "mdf"
+    out.mkdir()
+    (out / "old.txt").write_text("the previous output")
+    import photofeh.report.mdf_figures as figures
+
+    def broken(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(figures, "plot_mdf", broken)
+    assert main(["mdf", str(finished), "--out", str(out), "--overwrite", "--bootstrap", "0"]) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["old.txt"] and not leftovers(tmp_path)
+    monkeypatch.undo()
+    assert main(["mdf", str(finished), "--out", str(out), "--overwrite", "--bootstrap", "0"]) == 0
+    assert (out / "mdf.json").is_file() and not (out / "old.txt").exists() and not leftovers(tmp_path)
+
+
+def test_outputs_train_out_symlink_keeps_the_link_and_leaves_nothing(spec_catalog, tmp_path):
+    """Issue 28, hole 8: `train --out SYMLINK` replaced the link and left a .NAME.partial-PID-old behind."""
+    from photofeh.model.train import TrainConfig, train
+
+    real = tmp_path / "real_run"
+    real.mkdir()
+    (real / "old.txt").write_text("previous run")
+    link = tmp_path / "run"
+    link.symlink_to(real)
+    cfg = TrainConfig(epochs=1, batch_size=256, baseline_rounds=0, ensemble=1)
+    train(spec_catalog.iloc[:1500], cfg, link, log=lambda s: None, overwrite=True)
+    assert link.is_symlink() and (link / "model" / "model.json").is_file() and not (real / "old.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["real_run", "run"]
+
+
+# ------------------------------------------------------------------ 5: the lock of the real path
+def test_locks_a_symlink_to_a_locked_output_is_refused(finished, quick_model, stars, tmp_path, capsys):
+    """Issue 28, hole 5: a second run through a symlink to the same folder took the first's chunks."""
+    real = tmp_path / "pred"
+    link = tmp_path / "pred_link"
+    link.symlink_to(real)
+    with output_lock(real, "photofeh predict (the first)"):
+        assert main(["predict", str(quick_model), str(stars), "--out", str(link), "--quiet"]) == 1
+        err = capsys.readouterr().err
+        assert "being written by another process" in err and "the first" in err
+    with output_lock(tmp_path / "m", "photofeh map (the first)"):
+        (tmp_path / "m_link2").symlink_to(tmp_path / "m")
+        assert main(["map", str(finished), "--out", str(tmp_path / "m_link2"), "--no-figures"]) == 1
+        assert "being written by another process" in capsys.readouterr().err
+    assert not real.exists()
+
+
+# ------------------------------------------------------------------ 2: an unfinished prediction run
+@pytest.mark.parametrize("command", ["map", "mdf", "report"])
+def test_runs_an_unfinished_prediction_run_is_refused_unless_asked(command, finished, quick_model, tmp_path,
+                                                                   capsys):
+    """Issue 28, hole 2: map, mdf and report exited 0 on a run killed at chunk 10 of 120."""
+    pred = unfinished_copy(finished, tmp_path / "pred")
+    state = run_state(pred)
+    assert not state["complete"] and state["stars"] == 800 and state["chunks_total"] == 5
+    out = tmp_path / "out"
+    args = {"map": ["map", str(pred), "--out", str(out), "--no-figures", "--min-count", "1", "--cell", "2"],
+            "mdf": ["mdf", str(pred), "--out", str(out), "--bootstrap", "0"],
+            "report": ["report", str(quick_model.parent), "--predictions", str(pred), "--out",
+                       str(out / "r.html")]}[command]
+    out.mkdir()
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "unfinished prediction run (800 stars in 2 of 5 chunks)" in err and "--allow-incomplete" in err
+    assert "Traceback" not in err and not any(out.iterdir())
+    assert main([*args, "--allow-incomplete"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: INCOMPLETE" in err
+    if command == "report":
+        assert "INCOMPLETE: made from an unfinished prediction run" in (out / "r.html").read_text()
+    else:
+        report = json.loads((out / f"{'map' if command == 'map' else 'mdf'}.json").read_text())
+        assert report["incomplete_predictions"]["stars"] == 800
+        assert report["counts"]["stars"] == 800
+
+
+def test_runs_a_run_with_skipped_chunks_is_unfinished(finished, tmp_path):
+    pred = tmp_path / "pred"
+    shutil.copytree(finished, pred)
+    (pred / COMPLETE).unlink()
+    with open(pred / CHUNK_LOG, "a") as f:
+        f.write(json.dumps({"chunk": 5, "first_row": 2000, "last_row": 2400, "stage": "read", "error": "x"}) + "\n")
+    state = run_state(pred)
+    assert not state["complete"] and state["failed_chunks"] == [5]
+    assert run_state(finished)["complete"] and run_state(finished)["stars"] == 2000
+
+
+# ------------------------------------------------------------------ 7: what a dataset reader sees
+def test_runs_a_copied_part_is_never_read_twice(finished, quick_model, stars, tmp_path, capsys):
+    """Issue 28, hole 7: a copied part made the resume report N stars and pandas.read_parquet N + 400."""
+    pred = tmp_path / "pred"
+    shutil.copytree(finished, pred)
+    shutil.copy(pred / "part-000001.parquet", pred / "part-000001 (copy).parquet")
+    assert not run_state(pred)["complete"] and run_state(pred)["foreign_files"] == ["part-000001 (copy).parquet"]
+    with pytest.raises(IncompleteOutput, match=r"part-000001 \(copy\).parquet"):
+        predict_catalog(quick_model, stars, pred, PredictOptions(chunk_rows=400, keep=tuple(KEEP), progress=False),
+                        log=lambda s: None)
+    assert not (pred / COMPLETE).exists()
+    for args in (["map", str(pred), "--out", str(tmp_path / "m"), "--allow-incomplete"],
+                 ["mdf", str(pred), "--out", str(tmp_path / "d"), "--allow-incomplete"]):
+        assert main(args) == 1
+        err = capsys.readouterr().err
+        assert "dataset reader would read their rows too" in err and "Traceback" not in err
+    (pred / "part-000001 (copy).parquet").unlink()
+    predict_catalog(quick_model, stars, pred, PredictOptions(chunk_rows=400, keep=tuple(KEEP), progress=False),
+                    log=lambda s: None)
+    assert run_state(pred)["complete"]
+    assert len(pd.read_parquet(pred)) == 2000 == pq.read_table(pred).num_rows
+    assert np.array_equal(pd.read_parquet(pred)["source_id"], pd.read_parquet(finished)["source_id"])
