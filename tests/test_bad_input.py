@@ -228,3 +228,38 @@ def test_runs_a_copied_part_is_never_read_twice(finished, quick_model, stars, tm
     assert run_state(pred)["complete"]
     assert len(pd.read_parquet(pred)) == 2000 == pq.read_table(pred).num_rows
     assert np.array_equal(pd.read_parquet(pred)["source_id"], pd.read_parquet(finished)["source_id"])
+
+
+# ------------------------------------------------------------------ 6: mdf --where runs no code
+@pytest.mark.parametrize("query", [
+    "@pd.io.common.os.system('touch PWNED')",  # the probe of the issue: a pandas query resolved it
+    "__import__('os').system('touch PWNED')",
+    "feh.__class__", "feh[0] > 1", "open('x')", "(lambda: 1)()", "feh if usable else 0",
+    "[x for x in feh]", "'a' == 'a'", "abs(feh, 2)", "sdss_r.max() > 1", "no_such_column > 1",
+])
+def test_where_anything_but_a_selection_is_refused_before_reading(query, finished, tmp_path, capsys,
+                                                                    monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["mdf", str(finished), "--out", str(tmp_path / "m"), "--where", query, "--bootstrap", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "--where" in err and ("not allowed" in err or "not a valid" in err or "no column" in err), err
+    assert "Traceback" not in err and not (tmp_path / "PWNED").exists() and not (tmp_path / "m").exists()
+
+
+def test_where_selections_count_the_same_stars_as_numpy(finished):
+    from photofeh.galaxy.query import parse_where
+
+    frame = pd.read_parquet(finished)
+    cols = {c: frame[c].to_numpy() for c in frame.columns}
+    n = len(frame)
+    cases = {"abs(feh) > 1 and sdss_r < 18": (np.abs(cols["feh"]) > 1) & (cols["sdss_r"] < 18),
+             "-2 < feh <= -0.5 or not usable": ((-2 < cols["feh"]) & (cols["feh"] <= -0.5)) | ~cols["usable"],
+             "(feh_err * 2 < 0.4) & ~is_giant": (cols["feh_err"] * 2 < 0.4) & ~cols["is_giant"],
+             "log10(parallax) > -0.5": np.log10(np.where(cols["parallax"] > 0, cols["parallax"], np.nan)) > -0.5,
+             "sqrt(sdss_r ** 2) // 1 % 2 == 1": np.sqrt(cols["sdss_r"] ** 2) // 1 % 2 == 1,
+             "10 ** 10 ** 10 > feh": ~np.isnan(cols["feh"]), "True": np.ones(n, bool)}
+    for text, expected in cases.items():
+        got = parse_where(text, list(frame.columns))(cols, n)
+        assert got.dtype == bool and np.array_equal(got, expected), text
+    with pytest.raises(ValueError, match="gives numbers"):
+        parse_where("feh + 1", list(frame.columns))(cols, n)

@@ -69,7 +69,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     """mdf's arguments: the selection (query, giant class, error and domain cuts) and the deconvolution."""
     md = sub.add_parser(
         "mdf", help="deconvolved metallicity distribution of a selection of predicted stars",
-        description="Select stars of a 'photofeh predict' output (a pandas query on its columns, the giant class, "
+        description="Select stars of a 'photofeh predict' output (an expression on its columns, the giant class, "
                     "an error cut; stars outside the model's training domain are left out by default) and infer "
                     "their metallicity distribution by extreme deconvolution of the estimates with their errors "
                     "(a Gaussian mixture, Bovy, Hogg & Roweis 2011), with bootstrap errors on its median, mean and "
@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     md.add_argument("predictions", help="prediction folder or file from 'photofeh predict'")
     md.add_argument("--out", required=True, help="folder for mdf.json, mdf.png and mdf.pdf")
     md.add_argument("--where", metavar="QUERY",
-                    help="pandas query on the prediction columns, e.g. \"abs(b) > 30 and sdss_g < 19\" "
+                    help="selection on the prediction columns, e.g. \"abs(b) > 30 and sdss_g < 19\": column names, "
+                         "numbers, comparisons, and/or/not, + - * / ** and abs/sqrt/log10, nothing else "
                          "(keep the columns it needs with predict --keep)")
     md.add_argument("--giants", choices=("include", "exclude", "only"), default="include",
                     help="select by the model's giant class")

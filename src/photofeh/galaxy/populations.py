@@ -1,12 +1,12 @@
 """Metallicity distributions of selections of predicted stars: ``photofeh mdf`` (its figure is drawn by
 :mod:`photofeh.report.mdf_figures`).
 
-Reads a ``photofeh predict`` output chunk by chunk, applies the selection (a pandas query, the giant class,
-an error cut, the training domain), counts every star left out, and unfolds the selected estimates through
-the response the model measured on its validation stars (:mod:`photofeh.galaxy.unfold`), whatever prior the
-estimates carry. Deconvolving the estimates with their own errors (:mod:`photofeh.galaxy.mdf`, ``method =
-"xd"``) is right only for likelihood-like estimates with calibrated errors; on real stars it erased the
-metal-poor tail (docs/populations.md).
+Reads a ``photofeh predict`` output chunk by chunk, applies the selection (a checked expression on its columns,
+:mod:`photofeh.galaxy.query`; the giant class, an error cut, the training domain), counts every star left out,
+and unfolds the selected estimates through the response the model measured on its validation stars
+(:mod:`photofeh.galaxy.unfold`), whatever prior the estimates carry. Deconvolving the estimates with their own
+errors (:mod:`photofeh.galaxy.mdf`, ``method = "xd"``) is right only for likelihood-like estimates with
+calibrated errors; on real stars it erased the metal-poor tail (docs/populations.md).
 """
 
 from __future__ import annotations
@@ -64,12 +64,13 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     (:mod:`photofeh.galaxy.mdf`), which is right only for likelihood-like estimates with calibrated errors.
     A model without a calibration sample falls back to ``"xd"``, and the summary says so.
 
-    ``where``: a pandas query on the output's columns (``"abs(b) > 30 and sdss_g < 19"``; keep the columns
-    with ``predict --keep``); ``max_feh_err``: leave out vaguer estimates; ``giants``: include, exclude or
-    only (the model's class); ``out_of_domain``: exclude (default) or include stars outside the model's
-    training domain. Every star left out is counted. Returns ``(summary, counts, estimates)``: the summary of
-    :func:`mdf_summary`, the selection counts, and the selected estimates (past ``RAW_LIMIT`` stars, their
-    :class:`BinnedEstimates` histogram instead).
+    ``where``: a selection on the output's columns (``"abs(b) > 30 and sdss_g < 19"``; keep the columns with
+    ``predict --keep``): column names, numbers, comparisons, and/or/not, arithmetic and abs/sqrt/log10, parsed and
+    checked by :func:`photofeh.galaxy.query.parse_where`, never evaluated as code; ``max_feh_err``: leave out vaguer
+    estimates; ``giants``: include, exclude or only (the model's class); ``out_of_domain``: exclude (default) or
+    include stars outside the model's training domain. Every star left out is counted. Returns ``(summary, counts,
+    estimates)``: the summary of :func:`mdf_summary`, the selection counts, and the selected estimates (past
+    ``RAW_LIMIT`` stars, their :class:`BinnedEstimates` histogram instead).
     """
     import pandas as pd
 
@@ -93,6 +94,11 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     def count(key: str, n: int) -> None:
         counts[key] = counts.get(key, 0) + int(n)
 
+    if where:  # parsed and checked against the columns before any row is read; never eval'd (galaxy/query)
+        from photofeh.galaxy.query import parse_where
+        from photofeh.io.readers import table_columns
+
+        selection = parse_where(where, table_columns(source))
     xs, es, binned = [], [], None
     for raw in iter_table(source, chunk_size=chunk_rows):
         chunk, _ = clean_columns(raw, str(source))
@@ -108,11 +114,7 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
             count("outside the training domain", outside.sum())
             keep &= ~outside
         if where:
-            try:
-                chosen = frame.eval(where)
-            except Exception as exc:  # pandas raises many kinds; the message names the problem
-                raise ValueError(f"--where {where!r}: {exc}") from None
-            chosen = np.asarray(chosen, bool) if np.ndim(chosen) else np.full(len(frame), bool(chosen))
+            chosen = selection(chunk, len(frame))
             count("not selected by --where", (keep & ~chosen).sum())
             keep &= chosen
         if giants != "include" and "is_giant" in frame:
