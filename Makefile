@@ -6,7 +6,7 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 DEMO   := demo_output
 
-.PHONY: setup demo test lint bench docs clean
+.PHONY: setup demo test test-all lint bench docs clean
 
 setup: $(STAMP)
 
@@ -54,7 +54,12 @@ demo: setup
 	$(VENV)/bin/photofeh report $(DEMO)/run --predictions $(DEMO)/predictions --map $(DEMO)/map --overwrite
 	@echo "open $(DEMO)/run/report.html in a browser"
 
+# make test: every test but the few long end-to-end ones marked slow (@pytest.mark.slow); make test-all (what
+# CI's .ci/run runs) runs those too. benchmarks/bench_test_durations.py lists the slowest in README.md.
 test: setup
+	$(VENV)/bin/pytest -q -m "not slow"
+
+test-all: setup
 	$(VENV)/bin/pytest -q
 
 lint: setup

@@ -41,6 +41,7 @@ def test_mabs_from_parallax_is_the_distance_modulus():
     assert err[0] == pytest.approx(5 / np.log(10) * 0.1)
 
 
+@pytest.mark.slow  # three 20-epoch trainings on 15,000 stars: run by CI (.ci/run), not by make test
 def test_parallax_labels_train_predict_and_map(spec_catalog, catalog, tmp_path, capsys):
     """On the mock, without a parallax input: M_G learned from parallaxes is as good as M_G learned from the
     truth (the information limit of these inputs; in the median, better: the calibration takes the binaries'

@@ -468,7 +468,8 @@ def test_config_train_refuses_an_existing_folder_unless_overwrite(spec_catalog, 
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("precious")
-    args = ["train", str(tmp_path / "spec.parquet"), "--epochs", "1", "--quiet", "--out", str(mine)]
+    args = ["train", str(tmp_path / "spec.parquet"), "--epochs", "1", "--quiet", "--out", str(mine),
+            "--baseline-rounds", "30"]  # a baseline folder to list, fitted quickly
     assert main(args) == 1
     assert "--overwrite" in capsys.readouterr().err and (mine / "notes.txt").read_text() == "precious"
     assert main([*args, "--overwrite"]) == 0
@@ -481,7 +482,7 @@ def test_config_train_refuses_an_existing_folder_unless_overwrite(spec_catalog, 
 def test_config_evaluate_refuses_the_training_table_without_its_split(spec_catalog, tmp_path, capsys):
     spec_catalog.iloc[:2000].to_parquet(tmp_path / "spec.parquet")
     assert main(["train", str(tmp_path / "spec.parquet"), "--epochs", "1", "--quiet", "--out",
-                 str(tmp_path / "run")]) == 0
+                 str(tmp_path / "run"), "--baseline-rounds", "0"]) == 0
     (tmp_path / "run" / "split.parquet").unlink()  # as a hand-copied run might lack it
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "run"), str(tmp_path / "spec.parquet")]) == 1
