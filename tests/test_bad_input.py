@@ -263,3 +263,107 @@ def test_where_selections_count_the_same_stars_as_numpy(finished):
         assert got.dtype == bool and np.array_equal(got, expected), text
     with pytest.raises(ValueError, match="gives numbers"):
         parse_where("feh + 1", list(frame.columns))(cols, n)
+
+
+# ------------------------------------------------------------------ 3: evaluate on another table
+def test_evaluate_the_run_split_is_not_applied_to_another_table(quick_model, spec_catalog, tmp_path, capsys):
+    """Issue 28, hole 3: `evaluate RUN OTHER_TABLE` scored the 2 stars whose ids happened to be in the split."""
+    other = spec_catalog.iloc[:3000].copy()
+    other["source_id"] = other["source_id"] + 10**15  # another survey's stars; keep two ids of the run's
+    other.loc[other.index[:2], "source_id"] = spec_catalog["source_id"].iloc[:2].to_numpy()
+    other.to_parquet(tmp_path / "other.parquet")
+    out = tmp_path / "ev"
+    assert main(["evaluate", str(quick_model.parent), str(tmp_path / "other.parquet"), "--out", str(out),
+                 "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    assert "2,998 of the 3,000 stars" in err and "--split all" in err and "Traceback" not in err
+    assert not (out / "test_metrics.json").exists()
+    assert main(["evaluate", str(quick_model.parent), str(tmp_path / "other.parquet"), "--out", str(out),
+                 "--no-figures", "--split", "all"]) == 0
+    assert json.loads((out / "test_metrics.json").read_text())["n_usable"] > 2000
+
+
+# ------------------------------------------------------------------ 9: damaged run files, no traceback
+@pytest.mark.parametrize("damage", ["baselines.json", "lightgbm", "split.parquet"])
+def test_evaluate_damaged_run_files_are_named_not_tracebacks(damage, quick_model, spec_catalog, tmp_path,
+                                                             capsys):
+    run = tmp_path / "run"
+    shutil.copytree(quick_model.parent, run)
+    spec_catalog.iloc[:3000].to_parquet(tmp_path / "t.parquet")
+    target = {"baselines.json": run / "baselines" / "baselines.json", "split.parquet": run / "split.parquet",
+              "lightgbm": next((run / "baselines").glob("lightgbm_*.txt"))}[damage]
+    target.write_bytes(target.read_bytes()[: target.stat().st_size // 3] + b"\x00garbage{")
+    code = main(["evaluate", str(run), str(tmp_path / "t.parquet"), "--out", str(tmp_path / "ev"), "--no-figures"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and target.name in err, err
+    assert "damaged" in err or "cannot" in err or "not a whole" in err, err
+
+
+# ------------------------------------------------------------------ 4: model folders: checksums, full metadata
+def _model_copy(quick_model: Path, dest: Path, edit=None) -> Path:
+    shutil.copytree(quick_model, dest)
+    if edit is not None:
+        meta = json.loads((dest / "model.json").read_text())
+        edit(meta)
+        (dest / "model.json").write_text(json.dumps(meta))
+    return dest
+
+
+def test_model_flipped_weight_bytes_are_refused_by_the_checksum(quick_model, stars, tmp_path, capsys):
+    """Issue 28, hole 4: weights with 1,000 flipped bytes gave usable stars with [Fe/H] -7 and Teff 2,300 K."""
+    from photofeh.model.artifact import CHECKSUMS, ModelFormatError, load_model_folder
+
+    assert (quick_model / CHECKSUMS).is_file()
+    (tmp_path / "models").mkdir()
+    folder = _model_copy(quick_model, tmp_path / "models" / "bad")
+    w = folder / "model.safetensors"
+    data = bytearray(w.read_bytes())
+    header = 8 + int.from_bytes(data[:8], "little")
+    rng = np.random.default_rng(0)
+    for i in rng.choice(np.arange(header, len(data)), 1000, replace=False):
+        data[i] ^= 0x01  # low mantissa bits: finite weights, shapes intact, nonsense predictions
+    w.write_bytes(bytes(data))
+    with pytest.raises(ModelFormatError, match="does not match its checksum"):
+        load_model_folder(folder)
+    assert main(["predict", str(folder), str(stars), "--out", str(tmp_path / "p"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "does not match its checksum" in err and "Traceback" not in err and not (tmp_path / "p").exists()
+
+
+BROKEN_META = {
+    "prior counts all zero": (lambda m: m["prior"]["training_distribution"].update(
+        counts=[0] * len(m["prior"]["training_distribution"]["counts"])), "with some stars"),
+    "prior edges decreasing": (lambda m: m["prior"]["training_distribution"]["edges"].reverse(), "increasing"),
+    "prior not an object": (lambda m: m.update(prior=[1, 2]), "prior must be an object"),
+    "classify a string": (lambda m: m.update(classify="false"), "classify must be true or false"),
+    "deredden a number": (lambda m: m.update(deredden=1), "deredden must be true or false"),
+    "domain limit inf": (lambda m: m["domain"]["hi"].__setitem__(0, float("inf")), "not a finite number"),
+    "domain limit text": (lambda m: m["domain"]["lo"].__setitem__(0, "-1"), "not a finite number"),
+    "domain lo above hi": (lambda m: m["domain"].update(lo=[10.0] * len(m["domain"]["lo"]),
+                                                        hi=[0.0] * len(m["domain"]["hi"])), "must not exceed"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_META))
+def test_model_metadata_is_validated_in_full(case, quick_model, tmp_path):
+    """Issue 28, hole 4: a broken prior gave every star [Fe/H] = 0.500. Refused even without its checksum."""
+    from photofeh.model.artifact import CHECKSUMS, ModelFormatError, load_model_folder
+
+    edit, message = BROKEN_META[case]
+    folder = _model_copy(quick_model, tmp_path / "model", edit)
+    (folder / CHECKSUMS).unlink()  # so that the check, not the checksum, refuses it
+    with pytest.raises(ModelFormatError, match=message):
+        load_model_folder(folder)
+
+
+def test_model_edited_metadata_is_refused_and_old_folders_load_with_a_warning(quick_model, tmp_path):
+    from photofeh.model.artifact import CHECKSUMS, ModelFormatError, load_model_folder, model_digest
+
+    edited = _model_copy(quick_model, tmp_path / "edited", lambda m: m.update(class_threshold=0.4))
+    with pytest.raises(ModelFormatError, match="model.json does not match its checksum"):
+        load_model_folder(edited)
+    old = _model_copy(quick_model, tmp_path / "old")
+    (old / CHECKSUMS).unlink()
+    with pytest.warns(UserWarning, match=f"no {CHECKSUMS}.*{model_digest(old)}"):
+        meta, members = load_model_folder(old)
+    assert len(members) == meta["n_members"]

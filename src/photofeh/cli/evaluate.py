@@ -59,15 +59,32 @@ def handle(args: argparse.Namespace) -> int:
         if "source_id" not in table.columns:
             raise UserError(f"{args.table} has no source_id column, so the stars of the {args.split} split of {run} "
                             "cannot be found in it; use --split all to score every star")
-        split = pd.read_parquet(split_file)
+        try:
+            split = pd.read_parquet(split_file, columns=["source_id", "split"])
+        except Exception as exc:  # a damaged or foreign file: pyarrow and pandas raise many kinds
+            raise UserError(f"{split_file} cannot be read ({type(exc).__name__}: {exc}); the {args.split} stars "
+                            f"of {run} cannot be told from its training stars: restore it, or use --split all on "
+                            "a table the run was not trained on") from None
+        ids = table["source_id"]
+        unknown = int((~ids.isin(split["source_id"])).sum())
+        if unknown:  # another table: the run's split says nothing about these stars
+            raise UserError(f"{unknown:,d} of the {len(ids):,d} stars of {args.table} are not in {split_file}: it is "
+                            f"not the table {run} was trained on (or a part of it), so the run's {args.split} split "
+                            "does not apply to it. Use --split all to score every star of another table (none "
+                            "of its stars should be training stars), or give the training table")
         chosen = set(split.loc[split["split"] == args.split, "source_id"].to_numpy().tolist())
-        rows = np.flatnonzero(table["source_id"].isin(chosen).to_numpy())
+        rows = np.flatnonzero(ids.isin(chosen).to_numpy())
         if rows.size == 0:
             raise UserError(f"no star of {args.table} is in the {args.split} split of {run}")
     out_dir = Path(args.out) if args.out else (run if split_file.exists() else model_dir)
     from photofeh.model.baselines import BASELINE_FOLDER, RunBaselines
 
-    baselines = RunBaselines.load(run / BASELINE_FOLDER) if run != model_dir else None
+    try:
+        baselines = RunBaselines.load(run / BASELINE_FOLDER) if run != model_dir else None
+    except Exception as exc:  # damaged JSON or LightGBM text: json, lightgbm and numpy raise many kinds
+        why = str(exc).strip()[:300] if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"[:300]
+        raise UserError(f"the baselines of {run} are damaged and cannot be read: {why}; restore "
+                        f"{run / BASELINE_FOLDER} from a copy, or move it away to evaluate the network alone") from None
     try:
         report = evaluate_model(model, table, rows, out_dir, baselines=baselines,
                                 figures=None if args.no_figures else draw_evaluation_figures)

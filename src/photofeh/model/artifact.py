@@ -23,6 +23,10 @@ __all__ = ["SCHEMA_VERSION", "save_model_folder", "load_model_folder", "ModelFor
 
 SCHEMA_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
+# SHA-256 of the two files, written last at save and verified at load: a flipped byte in the weights or an edit
+# of the metadata that still validates (a prior table, a domain limit) is refused, not used. A folder without
+# it (saved before photofeh wrote it) loads with a warning naming its digest.
+CHECKSUMS = "checksums.json"
 
 
 class ModelFormatError(PhotofehError, ValueError):
@@ -62,7 +66,41 @@ def save_model_folder(path: str | os.PathLike, members: list[torch.nn.Module], m
     tmp_m.write_text(json.dumps(meta, indent=2, default=float) + "\n")
     os.replace(tmp_w, path / WEIGHTS)
     os.replace(tmp_m, path / META)
+    tmp_c = path / f".{CHECKSUMS}.tmp"
+    tmp_c.write_text(json.dumps({name: _sha256(path / name) for name in (META, WEIGHTS)}, indent=1) + "\n")
+    os.replace(tmp_c, path / CHECKSUMS)
     return path
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _verify_checksums(path: Path) -> None:
+    """The files against :data:`CHECKSUMS`; a folder without it loads with a warning (see above)."""
+    record = path / CHECKSUMS
+    if not record.is_file():
+        import warnings
+
+        warnings.warn(f"{path} has no {CHECKSUMS} (saved by a photofeh before 2026-12): its files cannot be "
+                      f"verified; model digest {model_digest(path)}", stacklevel=3)
+        return
+    try:
+        sums = json.loads(record.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{record} is not valid JSON: {exc}") from None
+    for name in (META, WEIGHTS):
+        if not isinstance(sums, dict) or not isinstance(sums.get(name), str):
+            raise ModelFormatError(f"{record} has no checksum of {name}")
+        if _sha256(path / name) != sums[name]:
+            raise ModelFormatError(f"{path / name} does not match its checksum in {record}: the file was changed "
+                                   "or damaged after the model was saved; restore the model folder from a copy")
 
 
 MAX_MEMBERS = 100
@@ -96,6 +134,7 @@ def load_model_folder(path: str | os.PathLike) -> tuple[dict, list[dict[str, tor
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFormatError(f"{path / META}: {str(exc).strip(chr(39))}") from None
     _check_weights_header(path / WEIGHTS, expected, meta["n_members"])
+    _verify_checksums(path)
     try:
         tensors = load_file(str(path / WEIGHTS))
     except Exception as exc:  # safetensors raises its own error types for damaged files
@@ -156,11 +195,67 @@ def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
     check_size(arch, network_inputs(F, missing), labels, heads, classify, conditional)
     if conditional:
         _finite_list(meta, "sigma_scale_giant", len(conditional), positive=True)
+    _check_prior_and_domain(meta, F, L)
     from photofeh.model.networks import build_network
 
     with torch.device("meta"):
         net = build_network(arch, network_inputs(F, missing), labels, heads, classify, conditional)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def _numbers(values, name: str, n: int | None = None, none_ok: bool = False) -> list:
+    """A list of finite numbers (``None`` allowed where ``none_ok``: an open limit), of length ``n`` if given."""
+    if not isinstance(values, list) or (n is not None and len(values) != n) or len(values) > 100_000:
+        raise ValueError(f"{name} must be a list of {n if n is not None else 'at most 100,000'} numbers")
+    for v in values:
+        if v is None and none_ok:
+            continue
+        if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"{name} holds {v!r}: not a finite number")
+    return values
+
+
+def _check_prior_and_domain(meta: dict, F: int, L: int) -> None:
+    """The switches are booleans, the prior's training histogram a histogram (increasing edges, counts >= 0,
+    some stars), and the training domain's limits finite numbers or open (null)."""
+    for key in ("classify", "deredden"):
+        if key in meta and not isinstance(meta[key], bool):
+            raise ValueError(f"{key} must be true or false, got {meta[key]!r}")
+    prior = meta.get("prior")
+    if prior is not None:
+        if not isinstance(prior, dict) or prior.get("kind", "labels") not in ("labels", "flat"):
+            raise ValueError("prior must be an object whose kind is labels or flat")
+        hist = prior.get("training_distribution")
+        if hist is not None:
+            if not isinstance(hist, dict):
+                raise ValueError("prior.training_distribution must be an object with edges and counts")
+            edges = _numbers(hist.get("edges"), "prior.training_distribution.edges")
+            counts = _numbers(hist.get("counts"), "prior.training_distribution.counts", max(len(edges) - 1, 0))
+            if len(edges) < 2 or any(b <= a for a, b in zip(edges[:-1], edges[1:], strict=True)):
+                raise ValueError("prior.training_distribution.edges must be at least 2 increasing numbers")
+            if any(c < 0 for c in counts) or not sum(counts) > 0:
+                raise ValueError("prior.training_distribution.counts must be >= 0 with some stars")
+    domain = meta.get("domain")
+    if domain:
+        if not isinstance(domain, dict):
+            raise ValueError("domain must be an object")
+        for key in ("lo", "hi", "scale", "centre", "pc_lo", "pc_hi", "pc_scale", "error_max"):
+            if key in domain:
+                _numbers(domain[key], f"domain.{key}", none_ok=True)
+        for key in ("lo", "hi", "scale", "centre", "error_max"):
+            if key in domain and len(domain[key]) != F:
+                raise ValueError(f"domain.{key} must hold {F} values (one per feature)")
+        for key in ("label_lo", "label_hi"):
+            if key in domain:
+                _numbers(domain[key], f"domain.{key}", L, none_ok=True)
+        if "axes" in domain:
+            if not isinstance(domain["axes"], list):
+                raise ValueError("domain.axes must be a list of rows")
+            for row in domain["axes"]:
+                _numbers(row, "domain.axes", F, none_ok=True)
+        if any(lo is not None and hi is not None and lo > hi
+               for lo, hi in zip(domain.get("lo", []), domain.get("hi", []), strict=False)):
+            raise ValueError("domain.lo must not exceed domain.hi")
 
 
 def _check_weights_header(path: Path, expected: dict[str, tuple[int, ...]], n_members: int) -> None:
