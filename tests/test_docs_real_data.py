@@ -49,6 +49,7 @@ def test_the_section_lists_every_labelled_sample_with_its_config():
     assert [c[1] for c in commands].count("evaluate") == 3 and {"predict", "mdf"} <= {c[1] for c in commands}
 
 
+@pytest.mark.slow  # the document's eight commands, three trainings: run by CI (make test-all), not make test
 @pytest.mark.filterwarnings("error")
 def test_real_data_commands_run_as_written(tmp_path, monkeypatch, capsys):
     from photofeh.cli import main

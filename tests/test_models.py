@@ -148,7 +148,7 @@ def test_cli_train_evaluate_and_lr_find(spec_catalog: pd.DataFrame, tmp_path: Pa
     spec_catalog.iloc[:5000].to_parquet(table)
     run = tmp_path / "run"
     assert main(["train", str(table), "--config", str(Path(__file__).parents[1] / "configs" / "default.toml"),
-                 "--out", str(run), "--epochs", "3", "--quiet"]) == 0
+                 "--out", str(run), "--epochs", "3", "--quiet", "--baseline-rounds", "30"]) == 0  # a quick baseline
     assert main(["evaluate", str(run), str(table), "--no-figures"]) == 0  # figures: tests/test_report.py
     metrics = json.loads((run / "test_metrics.json").read_text())
     n_test = int((pd.read_parquet(run / "split.parquet")["split"] == "test").sum())

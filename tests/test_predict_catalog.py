@@ -169,6 +169,7 @@ def test_outputs_say_what_made_them(model_dir, survey_file, tmp_path):
         assert json.loads(meta["model_labels"]) == ["feh", "logg", "teff", "mabs_sdss_r"] and meta["created"]
 
 
+@pytest.mark.slow  # four out-of-process runs of 100 parts: run by CI (make test-all), not make test
 def test_worker_processes_give_the_one_process_output_and_resume_after_kill_9(model_dir, survey_file, tmp_path):
     """--workers 2: the same rows and numbers as one process (same threads per process), a kill -9 of the
     run part-way, or of one of its workers, is finished by rerunning it, and a missing or damaged part is

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from photofeh.cli import main
 
@@ -44,6 +45,7 @@ def archive_tables(stars: pd.DataFrame, folder: Path, prefix: str) -> dict[str, 
     return paths
 
 
+@pytest.mark.slow  # five commands end to end, an 8-epoch training: run by CI (make test-all), not make test
 def test_archive_tables_to_a_map_in_five_commands(spec_catalog, catalog, tmp_path, capsys):
     labelled = spec_catalog.iloc[:12_000]
     apogee = pd.DataFrame({"APOGEE_ID": [f"2M{i:014d}" for i in labelled["source_id"]], "RA": labelled["ra"],
