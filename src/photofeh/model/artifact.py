@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from photofeh.errors import PhotofehError
 
 __all__ = ["SCHEMA_VERSION", "save_model_folder", "load_model_folder", "ModelFormatError", "model_digest",
-           "named_model_meta"]
+           "file_sha256", "named_model_meta"]
 
 SCHEMA_VERSION = 1
 WEIGHTS, META = "model.safetensors", "model.json"
@@ -67,12 +67,13 @@ def save_model_folder(path: str | os.PathLike, members: list[torch.nn.Module], m
     os.replace(tmp_w, path / WEIGHTS)
     os.replace(tmp_m, path / META)
     tmp_c = path / f".{CHECKSUMS}.tmp"
-    tmp_c.write_text(json.dumps({name: _sha256(path / name) for name in (META, WEIGHTS)}, indent=1) + "\n")
+    tmp_c.write_text(json.dumps({name: file_sha256(path / name) for name in (META, WEIGHTS)}, indent=1) + "\n")
     os.replace(tmp_c, path / CHECKSUMS)
     return path
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in blocks."""
     import hashlib
 
     h = hashlib.sha256()
@@ -98,7 +99,7 @@ def _verify_checksums(path: Path) -> None:
     for name in (META, WEIGHTS):
         if not isinstance(sums, dict) or not isinstance(sums.get(name), str):
             raise ModelFormatError(f"{record} has no checksum of {name}")
-        if _sha256(path / name) != sums[name]:
+        if file_sha256(path / name) != sums[name]:
             raise ModelFormatError(f"{path / name} does not match its checksum in {record}: the file was changed "
                                    "or damaged after the model was saved; restore the model folder from a copy")
 

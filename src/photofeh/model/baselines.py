@@ -215,11 +215,11 @@ class RunBaselines:
         if self.lightgbm is not None:
             for lab, booster in zip(self.meta.get("lightgbm_labels", self.labels), self.lightgbm.models, strict=True):
                 booster.save_model(str(folder / f"lightgbm_{lab}.txt"))
-        from photofeh.model.artifact import _sha256
+        from photofeh.model.artifact import file_sha256
 
         files = sorted(folder.glob("lightgbm_*.txt"))
         info = {"features": self.features, "labels": self.labels, "lightgbm": self.lightgbm is not None,
-                "files_sha256": {f.name: _sha256(f) for f in files},
+                "files_sha256": {f.name: file_sha256(f) for f in files},
                 "lightgbm_params": self.lightgbm.params if self.lightgbm is not None else None,
                 "allow_missing": bool(self.lightgbm.allow_missing) if self.lightgbm is not None else False,
                 "ivezic_coefficients": None if self.ivezic is None else [float(c) for c in self.ivezic],
@@ -243,7 +243,7 @@ class RunBaselines:
         if info["lightgbm"]:
             import lightgbm as lgb
 
-            from photofeh.model.artifact import _sha256
+            from photofeh.model.artifact import file_sha256
 
             # checked before LightGBM parses them: a damaged model file aborts the process inside its C++
             sums = info.get("files_sha256") or {}
@@ -251,7 +251,7 @@ class RunBaselines:
                 f = folder / f"lightgbm_{lab}.txt"
                 if not f.is_file():
                     raise ValueError(f"{f} is missing")
-                if f.name in sums and _sha256(f) != sums[f.name]:
+                if f.name in sums and file_sha256(f) != sums[f.name]:
                     raise ValueError(f"{f} does not match its checksum in baselines.json: damaged or changed")
                 if f.name not in sums and not all(m in f.read_bytes() for m in (b"end of trees",
                                                                                 b"end of parameters")):

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from photofeh.io.catalog import atomic_output
 from photofeh.io.presets import Preset
-from photofeh.model.artifact import model_digest
+from photofeh.model.artifact import file_sha256, model_digest
 from photofeh.scale.options import PredictOptions
 
 __all__ = ["MANIFEST", "CHUNK_LOG", "COMPLETE", "PARQUET_WRITE", "ResumeMismatch", "IncompleteOutput", "Manifest",
@@ -49,12 +49,7 @@ def part_name(k: int) -> str:
     return f"part-{k:06d}.parquet"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+_sha256 = file_sha256  # the parts' checksums, as the model folder's
 
 
 def _part_problem(folder: Path, k: int, entry: dict, chunk_rows: int) -> str | None:
