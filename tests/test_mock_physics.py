@@ -235,10 +235,40 @@ def test_population_mix_at_the_faint_end_is_halo_dominated(catalog: pd.DataFrame
 
 
 def test_unresolved_binaries_are_brighter_than_their_primary(catalog: pd.DataFrame, mock_survey):
+    """A binary's magnitudes are those of its two stars' summed fluxes, -2.5 log10(10^-0.4 m1 + 10^-0.4 m2),
+    computed here from the isochrone grid: the primary at the catalogue's [Fe/H], age and mass (its initial
+    mass recovered from the present one), the secondary at q times that. Single stars are their primary.
+    So a binary is brighter than its primary by 0 to 2.5 log10 2 = 0.753 mag (an equal twin), and near-twins
+    (q > 0.95) by most of that. Main-sequence stars only (there present and initial mass agree to 1e-6)."""
     bins = catalog[catalog["is_binary_true"]]
     assert 0.2 < catalog["is_binary_true"].mean() < 0.5
     assert bins["mass_ratio_true"].between(0.1, 1.0).all()
     assert catalog.loc[~catalog["is_binary_true"], "mass_ratio_true"].isna().all()
+
+    grid = mock_survey.grid
+    ms = catalog[catalog["phase"] == "main sequence"].iloc[::3]  # ~60,000 stars, a third of them binaries
+    feh = np.clip(ms["feh_true"].to_numpy(), *grid.mh_range)
+    logage = np.log10(ms["age_gyr_true"].to_numpy() * 1e9)
+    mass = ms["mass_true"].to_numpy()
+    mini = mass.copy()
+    for _ in range(6):  # initial mass from the present one: d(mass)/d(mini) = 1 on the main sequence
+        mini += mass - grid.evaluate("mass", grid.locate(feh, logage, mini))
+    primary = grid.locate(feh, logage, mini)
+    assert np.abs(grid.evaluate("logg", primary) - ms["logg_true"]).max() < 1e-3  # the same star found
+    binary = ms["is_binary_true"].to_numpy()
+    q = np.where(binary, ms["mass_ratio_true"].to_numpy(), 1.0)
+    secondary = grid.locate(feh, logage, q * mini)
+    idx, w = grid.corners(feh, logage)
+    on_grid = q * mini >= grid.blend("mini", idx, w, np.zeros(len(ms), int))  # secondaries the grid holds
+    for band in ("sdss_u", "sdss_g", "sdss_r", "gaia_g", "ps1_y"):
+        m1, m2 = grid.evaluate(band, primary), grid.evaluate(band, secondary)
+        system = np.where(binary, -2.5 * np.log10(10 ** (-0.4 * m1) + 10 ** (-0.4 * m2)), m1)
+        reported = ms[f"mabs_{band}_true"].to_numpy()
+        assert np.abs(reported - system).max() < 1e-3, band
+        brighter = (m1 - reported)[binary & on_grid]
+        assert brighter.min() > -1e-3 and brighter.max() < 2.5 * np.log10(2) + 1e-3, band
+        twins = (m1 - reported)[binary & on_grid & (q > 0.95)]
+        assert len(twins) > 100 and 0.55 < np.median(twins) < 2.5 * np.log10(2), band
 
 
 def test_ps1_agrees_with_tonry2012_in_its_validity_range(catalog: pd.DataFrame):
