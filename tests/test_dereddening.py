@@ -63,6 +63,52 @@ def test_local_sfd_map_is_read_never_downloaded(tmp_path: Path):
     assert sfd_ebv(c.ra.deg, c.dec.deg, tmp_path) == pytest.approx([0.03, 0.07], abs=1e-6)
 
 
+# a map that is a plane in each hemisphere's pixel grid: linear interpolation reads it exactly, so every
+# position's value says which pixel (and hemisphere) was read. E(B-V) = a + bx X + by Y, X and Y 0-indexed
+_SFD_PLANES = {1: (0.05, 0.002, 0.0007), -1: (0.30, 0.0015, -0.001)}  # LAM_NSGP: +1 north, -1 south
+
+
+def _sfd_map_with_a_gradient(folder: Path, scale: int = 32) -> None:
+    """Two (2 scale)^2 images with the header of the SFD files (SFD_dust_4096_ngp.fits: CTYPE GLON-ZEA /
+    GLAT-ZEA, CRVAL1 = 90, CRVAL2 = +-90, CD1_1 = -CD2_2 = -sqrt(2) 180 / pi / LAM_SCAL (0.0395646818624 for
+    LAM_SCAL = 2048), LONPOLE = 180, CRPIX = LAM_SCAL + 0.5, LAM_NSGP = +1 / -1)."""
+    n, cd = 2 * scale, np.degrees(np.sqrt(2.0)) / scale
+    Y, X = np.mgrid[0:n, 0:n].astype(float)
+    for pole, nsgp in (("ngp", 1), ("sgp", -1)):
+        a, bx, by = _SFD_PLANES[nsgp]
+        hdr = fits.Header({"CTYPE1": "GLON-ZEA", "CTYPE2": "GLAT-ZEA", "CRPIX1": scale + 0.5, "CRPIX2": scale + 0.5,
+                           "CRVAL1": 90.0, "CRVAL2": 90.0 * nsgp, "CD1_1": -cd, "CD1_2": 0.0, "CD2_1": 0.0,
+                           "CD2_2": cd, "LONPOLE": 180.0, "LAM_NSGP": nsgp, "LAM_SCAL": scale})
+        fits.PrimaryHDU((a + bx * X + by * Y).astype(np.float32), header=hdr).writeto(
+            folder / f"SFD_dust_4096_{pole}.fits")
+
+
+def test_local_sfd_map_is_read_in_the_sfd_lambert_projection(tmp_path: Path):
+    """E(B-V) at ICRS positions all over the sky against the SFD projection computed here by hand (Schlegel,
+    Finkbeiner & Davis 1998, appendix C, and their header comments / lambert_lb2xy in the SFD C code):
+    X = LAM_SCAL sqrt(1 - n sin b) cos l + CRPIX - 1, Y = -n LAM_SCAL sqrt(1 - n sin b) sin l + CRPIX - 1, n = +1
+    for b >= 0 (NGP file), -1 below (SGP file); (l, b) from (ra, dec) by the IAU 1958 definition (the north
+    Galactic pole at ICRS (192.85948, 27.12825), the north celestial pole at l = 122.93192). A swapped
+    hemisphere, a mirrored longitude, swapped axes or ra/dec read as l/b are all off by 0.01 to 0.3 mag."""
+    _sfd_map_with_a_gradient(tmp_path)
+    rng = np.random.default_rng(4)
+    ra, dec = rng.uniform(0, 360, 400), np.degrees(np.arcsin(rng.uniform(-1, 1, 400)))
+    a, d = np.radians(ra), np.radians(dec)
+    a_p, d_p, l_ncp = np.radians(192.85948), np.radians(27.12825), np.radians(122.93192)
+    sinb = np.sin(d) * np.sin(d_p) + np.cos(d) * np.cos(d_p) * np.cos(a - a_p)
+    l = l_ncp - np.arctan2(np.cos(d) * np.sin(a - a_p),
+                           np.sin(d) * np.cos(d_p) - np.cos(d) * np.sin(d_p) * np.cos(a - a_p))
+    away = np.abs(sinb) > np.sin(np.radians(5))  # inside the images (the b = 0 circle is their edge)
+    n = np.where(sinb >= 0, 1, -1)
+    rho = np.sqrt(1 - n * sinb) * 32
+    X, Y = rho * np.cos(l) + 31.5, -n * rho * np.sin(l) + 31.5
+    planes = np.array([_SFD_PLANES[int(k)] for k in n])
+    expected = planes[:, 0] + planes[:, 1] * X + planes[:, 2] * Y
+    got = sfd_ebv(ra, dec, tmp_path)
+    assert away.sum() > 300 and (n[away] > 0).sum() > 100 and (n[away] < 0).sum() > 100
+    np.testing.assert_allclose(got[away], expected[away], atol=1e-5)  # float32 images: ~3e-8
+
+
 def test_training_set_takes_ebv_from_a_local_map(tmp_path: Path):
     import pandas as pd
 
