@@ -17,6 +17,27 @@ def test_published_polynomial_values():
     assert ivezic_feh(0.85, 0.25) < -1.5
 
 
+def test_published_polynomial_across_the_validity_region():
+    """Bond et al. 2010, ApJ 716, 1, eq. A1 (the revision of Ivezic et al. 2008, ApJ 684, 287, eq. 4):
+    [Fe/H] = A + Bx + Cy + Dxy + Ex^2 + Fy^2 + Gx^2y + Hxy^2 + Ix^3 + Jy^3, x = u-g, y = g-r,
+    (A..J) = (-13.13, 14.09, 28.04, -5.51, -5.90, -58.68, 9.14, -20.61, 0.0, 58.20), written out here term by
+    term at eight colours spread over the validity region (0.2 < g-r < 0.6, -0.25 + 0.5x < y < 0.05 + 0.5x):
+    a coefficient 10% off moves one of them by 0.4 to 2 dex, two terms swapped (x^2 y for x y^2) by far more.
+    The values at these points, -2.17 to -0.68, lie in the paper's range of validity, -2.5 < [Fe/H] < 0."""
+    A, B, C, D, E, F, G, H, I, J = -13.13, 14.09, 28.04, -5.51, -5.90, -58.68, 9.14, -20.61, 0.0, 58.20
+    points = [(0.80, 0.22), (0.90, 0.25), (0.95, 0.40), (1.00, 0.30), (1.10, 0.35), (1.20, 0.45), (1.30, 0.50),
+              (1.40, 0.55)]
+    x, y = np.array(points).T
+    expected = (A + B * x + C * y + D * x * y + E * x**2 + F * y**2 + G * x**2 * y + H * x * y**2 + I * x**3
+                + J * y**3)
+    assert ivezic_valid(x, y).all()
+    np.testing.assert_allclose(ivezic_feh(x, y), expected, atol=1e-9)
+    np.testing.assert_allclose(IVEZIC_BOND2010, [A, B, C, D, E, F, G, H, I, J])
+    assert expected.min() > -2.5 and expected.max() < 0.0
+    # [Fe/H] rises with u-g at fixed g-r through the region (the metallicity signal: redder u-g, more metals)
+    assert np.all(np.diff(ivezic_feh(np.linspace(0.9, 1.3, 9), np.full(9, 0.4))) > 0)
+
+
 def test_validity_region():
     assert ivezic_valid(1.0, 0.3) and ivezic_valid(1.2, 0.5)
     assert not ivezic_valid(1.0, 0.7)  # too red
