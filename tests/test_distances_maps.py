@@ -44,6 +44,27 @@ def test_ivezic2008_relation_follows_the_parsec_main_sequence(catalog: pd.DataFr
     assert not ivezic2008_abs_mag_r(5.0, 0.0)[1] and not ivezic2008_abs_mag_r(1.0, -3.5)[1]
 
 
+def test_ivezic2008_relation_is_the_published_one():
+    """Ivezic et al. 2008, ApJ 684, 287, appendix A (eqs. A2 and A7), written out here at several points:
+    M_r = M_r^0(g-i) + dM_r([Fe/H]), M_r^0 = -5.06 + 14.32x - 12.97x^2 + 6.127x^3 - 1.267x^4 + 0.0967x^5,
+    dM_r = 4.50 - 1.11[Fe/H] - 0.18[Fe/H]^2; valid for 0.2 < g-i < 4.0 and -2.5 < [Fe/H] < 0.2. A coefficient
+    off, the [Fe/H] term's sign flipped or the colour and [Fe/H] swapped all move some point by >= 0.1 mag."""
+    g_i = np.array([0.3, 0.6, 0.8, 1.0, 1.5, 2.0, 2.8, 0.8, 0.8, 0.8])
+    feh = np.array([-1.5, -0.5, 0.0, -1.0, 0.0, -0.3, 0.1, -2.0, -1.0, -0.5])
+    x, f = g_i, feh
+    expected = (-5.06 + 14.32 * x - 12.97 * x**2 + 6.127 * x**3 - 1.267 * x**4 + 0.0967 * x**5
+                + 4.50 - 1.11 * f - 0.18 * f**2)
+    mr, valid = ivezic2008_abs_mag_r(g_i, feh)
+    np.testing.assert_allclose(mr, expected, atol=1e-9)
+    assert valid.all()
+    # the solar-metallicity main sequence at g-i = 0.8 (a K dwarf): M_r = 5.245; at [Fe/H] = -1.5, 1.26 mag fainter
+    assert mr[2] == pytest.approx(5.2449, abs=1e-3)
+    poor = ivezic2008_abs_mag_r(0.8, -1.5)[0] - ivezic2008_abs_mag_r(0.8, 0.0)[0]
+    assert poor == pytest.approx(1.11 * 1.5 - 0.18 * 1.5**2, abs=1e-9)  # 1.26
+    outside = ivezic2008_abs_mag_r(np.array([0.1, 4.5, 1.0, 1.0]), np.array([0.0, 0.0, -2.7, 0.3]))[1]
+    assert not outside.any()
+
+
 def test_galactocentric_positions_match_simple_geometry():
     """R, z from astropy's frame against X = R0 - d cos b cos l, Y = d cos b sin l, z = d sin b + z_sun,
     which ignores only the frame's tilt (the Sun lies z_sun above the plane: an angle z_sun/R0 = 2.6 mrad,
