@@ -14,6 +14,7 @@ from test_dereddening import _tiny_sfd_map
 from test_real_data_path import archive_tables
 
 from photofeh.cli import main
+from photofeh.model.predict import load_model
 
 SDSS_FEATURES = '["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "sdss_g"]'
 GAIA_PS1_FEATURES = ('["ps1_g-ps1_r", "ps1_r-ps1_i", "ps1_i-ps1_z", "ps1_z-ps1_y", "gaia_bp-gaia_rp", '
@@ -92,6 +93,21 @@ def test_each_label_preset_to_a_trained_model_and_predictions(layout, spec_catal
     pred = pd.read_parquet(tmp_path / "pred")
     assert len(pred) == len(stars) and pred["usable"].mean() > 0.5
     assert pred.loc[pred["usable"], "feh"].between(-5, 1.5).all()
+    # the label preset read the labels: the training table's are the stars' own, in their units
+    table = pd.read_parquet(tmp_path / "train.parquet")
+    key = ["ra", "dec"]
+    both = stars[key + ["feh_spec", "logg_spec", "teff_spec"]].merge(table, on=key, suffixes=("_star", ""))
+    assert len(both) == len(table) > 0.5 * len(stars)
+    for col in ("feh_spec", "logg_spec", "teff_spec"):
+        np.testing.assert_allclose(both[col], both[f"{col}_star"], rtol=1e-6, err_msg=col)
+    # and the archive preset at prediction read the same photometry and E(B-V) the training table holds: the
+    # predictions are the model's on the training table's own rows (a band, a unit or a sign misread moves them)
+    reference = load_model(tmp_path / "run" / "model").predict(table)
+    reference[key] = table[key]
+    same = pred.assign(ra=stars["ra"], dec=stars["dec"]).merge(reference, on=key, suffixes=("", "_reference"))
+    assert len(same) == len(table)
+    for col in ("feh", "feh_err", "logg", "teff"):
+        np.testing.assert_allclose(same[col], same[f"{col}_reference"], rtol=1e-5, atol=1e-5, err_msg=col)
 
 
 def test_cfis_megapipe_photometry_is_attached(spec_catalog, tmp_path):
