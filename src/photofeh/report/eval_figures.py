@@ -107,7 +107,7 @@ def _residuals(pred, cols, labels, label_cols, report, stem: Path) -> list[Path]
         bottom.set_xlabel(f"residual, predicted - reference ({_unit(lab)})")
         bottom.set_ylabel("stars per bin")
         bottom.set_ylim(0, float(hist.max()) * (1.2 + 0.12 * len(text)))  # room for the text above the peak
-        bottom.legend(loc="center right", fontsize=6)
+        bottom.legend(loc="best", fontsize=6)  # clear of histogram and text
         shown(bottom, label=lab, stars=int(hist.sum()), pinned=int(below.sum() + above.sum()))
     return save_figure(fig, stem)
 
