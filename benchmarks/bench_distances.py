@@ -283,6 +283,13 @@ def scores(frame: pd.DataFrame, colour_name: str, colour_edges, seed: int = 0) -
                         "exact model: pull std": round(float(np.median([np.std(s_p[s_k & g]) for s_k, _, s_p in sims
                                                                         if (s_k & g).sum()])), 2)})
         row.update(deconvolved(m[g], M[g], M_err[g], plx[g], plx_err[g], rng))
+        if np.isfinite(frame["M_dwarf"].to_numpy()).any():  # each star's own class's component (label class)
+            giant = frame["logg"].to_numpy() < GIANT_LOGG
+            own = np.where(giant, frame["M_giant"], frame["M_dwarf"])[g]
+            own_err = np.where(giant, frame["M_giant_err"], frame["M_dwarf_err"])[g]
+            width = deconvolved_width(m[g], own, own_err, plx[g], plx_err[g])
+            if width is not None:
+                row["deconvolved pull width, own class's component"] = width
         e = expected & g & np.isfinite(plx)
         row["stars, S/N_phot >= 10"] = int(e.sum())
         if e.sum() >= 3:
@@ -304,7 +311,7 @@ def deconvolved(m, M, M_err, plx, plx_err, rng, bootstrap: int = 5) -> dict:
     distributions of M_true - M and of (M_true - M) / M_err deconvolved from the parallax errors of every star
     with a parallax (:func:`photofeh.model.absmag_calibration.deconvolve_pulls`; on the mock it tracks the true
     median to a per cent), with a bootstrap error of the median."""
-    from photofeh.model.absmag_calibration import deconvolve_pulls, pull_quantiles, symmetric_width
+    from photofeh.model.absmag_calibration import deconvolve_pulls, pull_quantiles
 
     ok = np.isfinite(M) & np.isfinite(plx) & (plx_err > 0)
     if ok.sum() < 30:
@@ -317,10 +324,21 @@ def deconvolved(m, M, M_err, plx, plx_err, rng, bootstrap: int = 5) -> dict:
         return 10 ** (pull_quantiles(w, 0.5) / 5)
 
     boot = [median_ratio(rng.integers(0, ok.sum(), ok.sum())) for _ in range(bootstrap)]
-    w = deconvolve_pulls(m, M, M_err, plx, plx_err)
-    width = symmetric_width(w, 0.0)  # about z = 0: the fraction of stars within their error of the estimate
-    return {"deconvolved median d_phot/d_true": round(float(median_ratio(slice(None))), 3),
-            "deconvolved +-": round(float(np.std(boot)), 3), "deconvolved pull width": round(width, 2)}
+    out = {"deconvolved median d_phot/d_true": round(float(median_ratio(slice(None))), 3),
+           "deconvolved +-": round(float(np.std(boot)), 3),
+           "deconvolved pull width": deconvolved_width(m, M, M_err, plx, plx_err)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def deconvolved_width(m, M, M_err, plx, plx_err) -> float | None:
+    """The half-width about z = 0 that holds 68% of the deconvolved (M_true - M) / M_err: 1 where the errors
+    hold 68% of the stars (:func:`photofeh.model.absmag_calibration.symmetric_width`)."""
+    from photofeh.model.absmag_calibration import deconvolve_pulls, symmetric_width
+
+    ok = np.isfinite(M) & np.isfinite(M_err) & np.isfinite(plx) & (plx_err > 0)
+    if ok.sum() < 30:
+        return None
+    return round(symmetric_width(deconvolve_pulls(m[ok], M[ok], M_err[ok], plx[ok], plx_err[ok]), 0.0), 2)
 
 
 def over_seeds(rows: list[dict]) -> dict:
@@ -347,14 +365,6 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="networks trained per model, seeds 0..N-1")
     args = ap.parse_args()
     figures: dict = {}
-    from _common import RESULTS
-
-    previous = RESULTS / "distances.json"
-    if previous.exists():  # a run of some samples keeps the others' rows
-        import json
-
-        figures = {k: v for k, v in json.loads(previous.read_text())["figures"].items()
-                   if k.split(",")[0] not in args.samples}
     runners = {"green2020": green2020, "kepler": kepler, "mock": mock}
     for sample in args.samples:
         per_seed: dict[str, list[dict]] = {}
@@ -365,6 +375,15 @@ def main() -> None:
             figures[key] = {group: over_seeds([r[group] for r in runs]) for group in runs[0]}
             for group, row in figures[key].items():
                 print(f"{key:28s} {group:24s} " + "  ".join(f"{k} {v}" for k, v in row.items()))
+    from _common import RESULTS
+
+    previous = RESULTS / "distances.json"
+    if previous.exists():  # a run of some samples keeps the others' rows (read now: runs may overlap)
+        import json
+
+        kept = {k: v for k, v in json.loads(previous.read_text())["figures"].items()
+                if k.split(",")[0] not in args.samples}
+        figures = kept | figures
     order = list(runners)
     figures = dict(sorted(figures.items(), key=lambda kv: order.index(kv[0].split(",")[0])))
     write_result("distances", "Photometric distances against parallaxes: one Gaussian M_abs (before) and the "

@@ -70,7 +70,6 @@ ALLOWED: list[tuple[str, str]] = [
      "the green2020 preset's reddening scale, derived once by scripts/green2020_reddening_scale.py"),
     (r"coefficients \(0\.748, 0\.453, 0\.306, 0\.194,\s+0\.138", "Zhang & Yuan 2023's extinction coefficients"),
     (r"-0\.029 mas", "Gaia DR2 parallax zero point, Lindegren et al. 2018"),
-    (r"the 3% target", "issue 25's distance target"),
     (r"/ 2\.751|their 0\.86 recalibration", "SFD98's and Schlafly & Finkbeiner 2011's coefficients"),
     (r"99\.0 = no detection", "MegaPipe's sentinel"),
     (r"Sirius \(V = -1\.46\)|-10 to 2; -1\.5 to 9\.5", "the validation layer's physical ranges"),
