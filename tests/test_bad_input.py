@@ -367,3 +367,28 @@ def test_model_edited_metadata_is_refused_and_old_folders_load_with_a_warning(qu
     with pytest.warns(UserWarning, match=f"no {CHECKSUMS}.*{model_digest(old)}"):
         meta, members = load_model_folder(old)
     assert len(members) == meta["n_members"]
+
+
+# ---------------------------------------------------------------- a run that failed before any work (item 9)
+def test_runs_a_run_that_finished_no_chunk_does_not_block_the_corrected_command(tmp_path):
+    """A prediction folder holding only the manifest (and failed chunks) of a run that finished nothing is
+    started again with the new settings, said in the log; one that finished a chunk still refuses them."""
+    from photofeh.scale.ledger import MANIFEST, Manifest, ResumeMismatch
+
+    said: list[str] = []
+    folder = tmp_path / "out"
+    folder.mkdir()
+    Manifest(folder, {"chunk_rows": 100, "keep": []}, said.append)
+    (folder / CHUNK_LOG).write_text(json.dumps({"chunk": 0, "error": "MemoryError"}) + "\n")
+    fresh = Manifest(folder, {"chunk_rows": 100, "keep": ["ra"]}, said.append)
+    assert fresh.done == {} and fresh.failed == {} and not (folder / CHUNK_LOG).exists()
+    assert json.loads((folder / MANIFEST).read_text())["identity"] == {"chunk_rows": 100, "keep": ["ra"]}
+    assert any("finished no chunk" in line for line in said)
+    # the same settings resume as before (nothing replaced)
+    assert Manifest(folder, {"chunk_rows": 100, "keep": ["ra"]}, said.append).created == fresh.created
+    # a finished chunk (its part and its line) is work: other settings are refused, nothing touched
+    (folder / "part-00000.parquet").write_bytes(b"PAR1")
+    (folder / CHUNK_LOG).write_text(json.dumps({"chunk": 0, "rows": 100}) + "\n")
+    with pytest.raises(ResumeMismatch, match="keep"):
+        Manifest(folder, {"chunk_rows": 100, "keep": []}, said.append)
+    assert (folder / "part-00000.parquet").exists() and (folder / CHUNK_LOG).exists()

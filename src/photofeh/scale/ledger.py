@@ -226,22 +226,43 @@ class Manifest:
         self.failed: dict[int, dict] = {}
         self.redone: list[int] = []
         self._lock = threading.Lock()
+        saved = None
         if self.path.exists():
             try:
                 saved = json.loads(self.path.read_text())
             except json.JSONDecodeError:
                 raise ResumeMismatch(f"{self.path} is not valid JSON; delete {folder} to start again") from None
-            if saved.get("identity") != identity:
+            if saved.get("identity") != identity and not self._finished_nothing():
                 diff = [k for k in identity if saved.get("identity", {}).get(k) != identity[k]]
                 raise ResumeMismatch(f"{folder} holds a run with a different {', '.join(diff)}; use another --out "
                                      f"or delete it to start again")
+        if saved is not None and saved.get("identity") == identity:
             self.created = saved.get("created", "")
             self._replay()
         else:
+            if saved is not None:  # an earlier run that failed before finishing any chunk: nothing to keep
+                log(f"{folder}: the earlier run there finished no chunk; starting again with these settings")
+                self.log.unlink(missing_ok=True)
             self.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
             with atomic_output(self.path) as tmp:
                 tmp.write_text(json.dumps({"identity": identity, "created": self.created}, indent=1) + "\n")
         (folder / COMPLETE).unlink(missing_ok=True)  # a run that starts is unfinished until check_complete
+
+    def _finished_nothing(self) -> bool:
+        """True when the folder holds no part and its chunk log no finished chunk (failures only, or none): a
+        run that failed before any work (issue 28), which must not block the corrected command."""
+        if any(p.name not in (MANIFEST, CHUNK_LOG, COMPLETE) and not p.name.startswith(".")
+               for p in self.folder.iterdir()):
+            return False
+        if not self.log.exists():
+            return True
+        for line in self.log.read_text().splitlines():
+            try:
+                if "error" not in json.loads(line):
+                    return False
+            except (json.JSONDecodeError, TypeError):
+                continue
+        return True
 
     def _replay(self) -> None:
         if not self.log.exists():
