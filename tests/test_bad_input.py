@@ -392,3 +392,13 @@ def test_runs_a_run_that_finished_no_chunk_does_not_block_the_corrected_command(
     with pytest.raises(ResumeMismatch, match="keep"):
         Manifest(folder, {"chunk_rows": 100, "keep": []}, said.append)
     assert (folder / "part-00000.parquet").exists() and (folder / CHUNK_LOG).exists()
+
+
+def test_duplicate_source_ids_are_counted_without_a_preset():
+    """A table already in the schema (no preset) reports its repeated source_ids as a preset's does (item 9:
+    predict said 0)."""
+    from photofeh.io.presets import apply_preset
+
+    cols = {"source_id": np.array([1, 2, 2, 3, 3, 3]), "sdss_g": np.full(6, 18.0)}
+    assert apply_preset(cols, None)[1]["duplicate source_id"] == 3
+    assert apply_preset({"source_id": np.arange(4), "sdss_g": np.full(4, 18.0)}, None)[1]["duplicate source_id"] == 0

@@ -102,7 +102,7 @@ def load_table(path: str, preset: str | None = None, log=None):
         cols, report = apply_preset(read_columns(path), resolve_preset(preset), str(path))
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise UserError(str(exc).strip("'\"") if not isinstance(exc, PhotofehError) else str(exc)) from None
-    replaced = {k: v for k, v in report.items() if v}
+    replaced = {k: v for k, v in report.items() if v and k != "duplicate source_id"}  # counted, not NaN
     if replaced and log is not None:
         log(f"{path}{f' (preset {preset})' if preset else ''}: values set to NaN on reading (sentinels, NaN/inf, "
             "impossible): " + ", ".join(f"{k} {v:,d}" for k, v in sorted(replaced.items())))

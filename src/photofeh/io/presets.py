@@ -329,7 +329,7 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
 
         raw = as_columns(raw)
     if preset is None:
-        return clean_columns(raw, source)
+        return _count_duplicates(*clean_columns(raw, source))
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise UnknownPresetError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}")
@@ -367,7 +367,11 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
             raise MissingColumnsError(f"{source}: preset {preset.name!r} needs column {exc}, not found (the table "
                                       f"has e.g. {list(raw)[:10]})") from None
     _check_units(out, preset, source)
-    out, report = clean_columns(out, source, report)
+    return _count_duplicates(*clean_columns(out, source, report))
+
+
+def _count_duplicates(out: dict[str, np.ndarray], report: Counter) -> tuple[dict[str, np.ndarray], Counter]:
+    """Rows of the chunk repeating a source_id, counted (``"duplicate source_id"``) with or without a preset."""
     if "source_id" in out:
         ids = out["source_id"]
         report["duplicate source_id"] = int(ids.size - np.unique(ids).size)
