@@ -169,10 +169,12 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None) -> N
                                                                         for m in range(cfg.ensemble)]},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
-    if "feh" in cfg.labels:  # the response of the finished model, for population MDFs (photofeh.galaxy.unfold)
-        meta["calibration_sample"] = calibration_sample(nets, meta, p, val_rows, cfg)
-    if cfg.parallax_labels:  # the M_abs error distribution on validation parallaxes (model.absmag_calibration)
-        meta["absmag_calibration"] = _absmag_calibration(nets, meta, p, val_rows)
+    if "feh" in cfg.labels or cfg.parallax_labels:
+        finished = _finished_model(nets, meta)  # as predict will load it, before either measurement is added
+        if "feh" in cfg.labels:  # its response, for population MDFs (photofeh.galaxy.unfold)
+            meta["calibration_sample"] = calibration_sample(finished, p, val_rows, cfg)
+        if cfg.parallax_labels:  # its M_abs error distribution on validation parallaxes (model.absmag_calibration)
+            meta["absmag_calibration"] = _absmag_calibration(finished, p, val_rows, cfg)
     save_model_folder(run / "model", nets, meta)
     pd.DataFrame({"source_id": p.ids, "split": np.array(["train", "validation", "test", "unused"])[split],
                   "usable": p.usable}).to_parquet(run / "split.parquet")
@@ -201,18 +203,21 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None) -> N
 CALIBRATION_SAMPLE_SIZE = 20_000  # validation stars kept in model.json (~0.6 MB of JSON at most)
 
 
-def calibration_sample(nets: list[torch.nn.Module], meta: dict, p: Prepared, val_rows: np.ndarray,
-                       cfg: TrainConfig) -> dict:
+def _finished_model(nets: list[torch.nn.Module], meta: dict):
+    """The trained networks as a :class:`photofeh.model.predict.PhotometricModel`, in memory."""
+    from photofeh.model.predict import PhotometricModel
+
+    return PhotometricModel(meta, [{k: t.detach().cpu() for k, t in net.state_dict().items()} for net in nets])
+
+
+def calibration_sample(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfig) -> dict:
     """The finished model's [Fe/H] estimates and errors (its own prior) on validation stars, beside their
     labels: the estimator's response, measured on stars it was not fitted to, from which population MDFs
     are unfolded (:mod:`photofeh.galaxy.unfold`). The validation stars only chose the epoch and scaled the
     errors, so this is nearly independent of the fit. At most :data:`CALIBRATION_SAMPLE_SIZE` stars (seeded)."""
-    from photofeh.model.predict import PhotometricModel
-
     rows = val_rows[np.isfinite(p.y[val_rows, cfg.labels.index("feh")])]
     if rows.size > CALIBRATION_SAMPLE_SIZE:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, CALIBRATION_SAMPLE_SIZE, replace=False))
-    model = PhotometricModel(meta, [{k: t.detach().cpu() for k, t in net.state_dict().items()} for net in nets])
     out = model.predict_features(p.X[rows], X_err=p.X_err[rows] if p.X_err is not None else None)
     ok = np.asarray(out["usable"], bool) & np.isfinite(out["feh"]) & np.isfinite(out["feh_err"])
     sample = {"label": "feh", "split": "validation", "stars": int(ok.sum()),
@@ -223,15 +228,13 @@ def calibration_sample(nets: list[torch.nn.Module], meta: dict, p: Prepared, val
     return sample
 
 
-def _absmag_calibration(nets: list[torch.nn.Module], meta: dict, p: Prepared, val_rows: np.ndarray) -> dict:
+def _absmag_calibration(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfig) -> dict:
     """:func:`photofeh.model.absmag_calibration.measure_absmag_calibration` of the finished (uncalibrated)
     model on its validation stars: they chose the epoch and the sigma scales, never the fit."""
     from photofeh.model.absmag_calibration import measure_absmag_calibration
-    from photofeh.model.predict import PhotometricModel
 
-    model = PhotometricModel(meta, [{k: t.detach().cpu() for k, t in net.state_dict().items()} for net in nets])
     X_err = p.X_err[val_rows] if p.X_err is not None else None
-    return measure_absmag_calibration(model, p.X[val_rows], X_err, p.aux[val_rows], meta["parallax_labels"],
+    return measure_absmag_calibration(model, p.X[val_rows], X_err, p.aux[val_rows], cfg.parallax_labels,
                                       p.giant[val_rows])
 
 
