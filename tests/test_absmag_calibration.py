@@ -110,3 +110,93 @@ def test_a_trained_model_stores_and_applies_its_calibration(tmp_path):
     model.absmag_calibration = {}  # the networks' Gaussian as it is
     raw = truth - model.predict(test)["mabs_gaia_g"].to_numpy()
     assert np.median(raw) > 0.08
+
+
+# ---------------------------------------------------------------- by cell of estimated [Fe/H] and Teff
+class _FixedModel:
+    """Stands in for a PhotometricModel: ``predict_features`` returns fixed estimates (no network)."""
+
+    conditional: list[str] = []
+
+    def __init__(self, out: dict):
+        self.out = out
+
+    def predict_features(self, X, X_err=None):
+        return self.out
+
+
+def _colour_offset_sky(n: int, seed: int, offsets: dict[int, float], sigma: float = 0.3):
+    """Stars whose estimated M errs by a known offset (in units of sigma) per Teff bin of TEFF_EDGES, on top of
+    a Gaussian of width sigma; 6% metal-poor ([Fe/H] < -1.2), parallax errors 0.05 mas (S/N ~ 2-60)."""
+    from photofeh.model.absmag_calibration import TEFF_EDGES
+
+    rng = np.random.default_rng(seed)
+    teff = rng.uniform(4000.0, 6600.0, n)
+    feh = np.where(rng.random(n) < 0.06, rng.uniform(-2.0, -1.3, n), rng.uniform(-0.5, 0.3, n))
+    t_bin = np.searchsorted(TEFF_EDGES, teff, side="right")
+    shift = np.array([offsets.get(int(t), 0.0) for t in t_bin]) * sigma
+    M = rng.normal(5.0, 1.0, n)
+    true_M = M + shift + sigma * rng.standard_normal(n)
+    m = rng.uniform(11.0, 17.0, n)
+    err = np.full(n, 0.05)
+    plx = 10 ** (2 - (m - true_M) / 5) + err * rng.standard_normal(n)
+    out = {"usable": np.ones(n, bool), "feh": feh, "teff": teff, "mabs_gaia_g": M,
+           "mabs_gaia_g_err": np.full(n, sigma)}
+    return out, np.column_stack([m, plx, err]), true_M, t_bin
+
+
+def test_calibration_recovers_a_known_offset_per_teff_bin():
+    """M that errs by +0.6, 0, -0.4, +0.2 and -0.5 sigma in the five Teff bins (e.g. a network whose K dwarfs
+    come out too far): each cell of the metal-rich bin recovers its bin's offset within 0.1 sigma (3% in
+    distance at sigma = 0.3 mag); the metal-poor cells, short of stars, take their [Fe/H] bin's calibration and
+    say so, the empty middle [Fe/H] bin's cells their Teff bins'; applied to new stars, the median of
+    M_true - M is within 0.03 mag of 0 in every Teff bin, where one offset for all leaves the bins' own."""
+    from photofeh.model.absmag_calibration import calibrate_column, measure_absmag_calibration
+
+    offsets = {0: 0.6, 1: 0.0, 2: -0.4, 3: 0.2, 4: -0.5}
+    out, aux, _, _ = _colour_offset_sky(6000, 20, offsets)
+    cal = measure_absmag_calibration(_FixedModel(out), np.zeros((6000, 1)), None, aux, ["mabs_gaia_g"])
+    label = cal["mabs_gaia_g"]
+    assert label["teff_edges"] == [4500.0, 5000.0, 5500.0, 6000.0] and label["feh_edges"] == [-1.2, -0.6]
+    group = label["all"]
+    for t, want in offsets.items():
+        cell = group["cells"][2][t]
+        assert cell["calibrated"] and "from" not in cell
+        assert cell["median"] == pytest.approx(want, abs=0.1), (t, cell)
+        assert group["teff_bins"][t]["median"] == pytest.approx(want, abs=0.1)
+        assert group["cells"][1][t]["from"] == "Teff bin"  # no star has -1.2 <= [Fe/H] < -0.6
+        assert group["cells"][1][t]["median"] == group["teff_bins"][t]["median"]
+        poor = group["cells"][0][t]  # ~360 metal-poor stars over five Teff bins: < 100 informative each
+        assert poor["from"] == "[Fe/H] bin" and poor["median"] == group["bins"][0]["median"]
+    assert group["bins"][0]["calibrated"] and group["bins"][1]["from"] == "all"
+
+    new, _, true_M, t_bin = _colour_offset_sky(6000, 21, offsets)
+    M, sigma = new["mabs_gaia_g"], new["mabs_gaia_g_err"]
+    M_cal, _ = calibrate_column(M, sigma, new["feh"], group, label["feh_edges"], new["teff"], label["teff_edges"])
+    old_format = {"all": group["all"], "bins": group["bins"]}  # a model.json from before the Teff bins
+    M_old, _ = calibrate_column(M, sigma, new["feh"], old_format, label["feh_edges"], new["teff"],
+                                label["teff_edges"])
+    metal_rich = new["feh"] >= -0.6
+    for t, want in offsets.items():
+        rows = metal_rich & (t_bin == t)
+        assert abs(np.median(true_M[rows] - M_cal[rows])) < 0.03, t
+        # by [Fe/H] bin alone (the old format): each Teff bin keeps its offset less the mean one
+        lag = np.median(true_M[rows] - M_old[rows])
+        assert lag == pytest.approx(0.3 * (want - group["bins"][2]["median"]), abs=0.04), t
+
+
+def test_calibration_without_estimates_falls_back_to_the_coarser_groups():
+    """Rows without an estimated Teff take their [Fe/H] bin's calibration, rows with neither the group's."""
+    from photofeh.model.absmag_calibration import calibrate_column
+
+    def c(median):
+        return {"median": median, "width": 1.0}
+
+    group = {"all": c(0.0), "bins": [c(1.0), c(2.0)], "teff_bins": [c(10.0), c(20.0)],
+             "cells": [[c(100.0), c(200.0)], [c(300.0), c(400.0)]]}
+    feh = np.array([-1.0, -1.0, 0.5, np.nan, 0.5, np.nan])
+    teff = np.array([4000.0, 6000.0, 6000.0, 6000.0, np.nan, np.nan])
+    M, _ = calibrate_column(np.zeros(6), np.ones(6), feh, group, [0.0], teff, [5000.0])
+    np.testing.assert_array_equal(M, [100.0, 200.0, 400.0, 20.0, 2.0, 0.0])
+    M, _ = calibrate_column(np.zeros(6), np.ones(6), feh, group, [0.0])  # no Teff: by [Fe/H] bin, as before
+    np.testing.assert_array_equal(M, [1.0, 1.0, 2.0, 0.0, 2.0, 0.0])

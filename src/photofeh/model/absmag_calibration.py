@@ -13,9 +13,10 @@ parallaxes most likely, varpi_i ~ N(10^(2 - (m_i - M_i - sigma_i z) / 5), sigma_
 (Richardson-Lucy) iteration (Richardson 1972, JOSA 62, 55; Lucy 1974, AJ 79, 745). It uses every star with a
 parallax, faint and negative ones included, so nothing is selected on the measured parallax (Lutz & Kelker
 1973). Per class (each component of a class-conditional label on the validation stars of its labelled class,
-as its sigma scale), the median of z shifts the point estimate to the population's median and the half-width
-about it that holds 68% of z rescales the error: after calibration ``M`` is the median of M_true for stars like
-it and ``M_err`` the half-width that holds 68% of them (not the standard deviation of a distribution with tails).
+as its sigma scale) and per cell of estimated [Fe/H] and Teff, the median of z shifts the point estimate to the
+population's median and the half-width about it that holds 68% of z rescales the error: after calibration ``M``
+is the median of M_true for stars like it and ``M_err`` the half-width that holds 68% of them (not the standard
+deviation of a distribution with tails).
 The same deconvolution measures held-out groups in ``benchmarks/bench_distances.py``.
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 
 __all__ = ["Z_GRID", "deconvolve_pulls", "pull_quantiles", "fit_absmag_calibration", "apply_absmag_calibration",
            "MIN_INFORMATIVE_STARS", "ONE_SIGMA", "FEH_EDGES", "measure_absmag_calibration", "calibrate_column",
-           "symmetric_width"]
+           "symmetric_width", "TEFF_EDGES"]
 
 Z_GRID = np.arange(-10.0, 10.0 + 1e-9, 0.05)  # pulls: a misclassified giant can be 8 sigma away
 EM_ITERATIONS = 300  # started from N(0, 1); the median and 16/84% quantiles settle well before (checked to 1e-3)
@@ -128,6 +129,11 @@ def apply_absmag_calibration(M: np.ndarray, sigma: np.ndarray, calibration: Mapp
 
 
 FEH_EDGES = (-1.2, -0.6)  # estimated [Fe/H] bins: halo, thick disk, thin disk (their M errors differ)
+# estimated Teff bins: M-type and late K (< 4500 K), K (4500-5000, 5000-5500), G (5500-6000) and F dwarfs; K dwarfs
+# have BP-RP ~1.0-1.4 (Pecaut & Mamajek 2013, ApJS 208, 9, Table 5: K0V 5270 K, BP-RP 0.98; K5V 4450 K, 1.43).
+# On green2020 the network's dwarf M_G errs differently along the sequence: after one offset per [Fe/H] bin the
+# dwarfs at estimated Teff 5000-5500 K came out 7% too far and those above 6000 K 6% too near (bench_distances)
+TEFF_EDGES = (4500.0, 5000.0, 5500.0, 6000.0)
 
 
 def measure_absmag_calibration(model, X: np.ndarray, X_err: np.ndarray | None, aux: np.ndarray,
@@ -138,16 +144,23 @@ def measure_absmag_calibration(model, X: np.ndarray, X_err: np.ndarray | None, a
 
     A class-conditional label has each component calibrated on the stars of its class (``giant``: 1, 0 or NaN
     from the labels), as its sigma scale was; any other label on all stars (group ``"all"``). Within a group,
-    one calibration per bin of the model's estimated [Fe/H] (:data:`FEH_EDGES`): metal-poor dwarfs are farther
-    and their parallaxes weaker, so the network's M errs differently for them (on the mock, a single offset
-    left halo dwarfs 0.2 mag too faint); a bin short of informative stars takes its group's calibration.
-    Returns ``{label: {"feh_edges": [...], group: {"all": {...}, "bins": [{...}, ...]}}}``.
+    one calibration per cell of the model's estimated [Fe/H] (:data:`FEH_EDGES`) and estimated Teff
+    (:data:`TEFF_EDGES`, where the model estimates Teff): metal-poor dwarfs are farther and their parallaxes
+    weaker, so the network's M errs differently for them (on the mock, a single offset left halo dwarfs 0.2 mag
+    too faint), and along the dwarf sequence it errs differently with colour (green2020's K dwarfs). A cell short
+    of informative stars takes the finest calibrated group that holds it: its [Fe/H] bin, else its Teff bin,
+    else the whole group (``"from"`` says which).
+    Returns ``{label: {"feh_edges": [...], "teff_edges": [...], group: {"all": {...}, "bins": [...],
+    "teff_bins": [...], "cells": [[...] per Teff bin] per [Fe/H] bin}}}``; a model.json written before the Teff
+    bins (no ``teff_edges``) is applied by [Fe/H] bin alone (:func:`calibrate_column`).
     """
     out = model.predict_features(X, X_err=X_err)
     usable = np.asarray(out["usable"], bool)
     giant = np.full(len(X), np.nan) if giant is None else np.asarray(giant, float)
     edges = list(FEH_EDGES) if "feh" in out else []
-    feh_bin = _feh_bins(out["feh"], edges) if edges else np.zeros(len(X), int)
+    teff_edges = list(TEFF_EDGES) if "teff" in out else []
+    feh_bin = _bins(out["feh"], edges) if edges else np.zeros(len(X), int)
+    teff_bin = _bins(out["teff"], teff_edges) if teff_edges else np.zeros(len(X), int)
     result = {}
     for k, label in enumerate(parallax_labels):
         m, plx, err = aux[:, 3 * k], aux[:, 3 * k + 1], aux[:, 3 * k + 2]
@@ -156,29 +169,68 @@ def measure_absmag_calibration(model, X: np.ndarray, X_err: np.ndarray | None, a
                                                                       ("giant", usable & (giant == 1)))}
         else:
             groups = {"all": (usable, label)}
-        result[label] = {"feh_edges": edges}
+        result[label] = {"feh_edges": edges, "teff_edges": teff_edges}
         for name, (rows, column) in groups.items():
-            M, sigma = out[column], out[f"{column}_err"]
-            whole = fit_absmag_calibration(m, M, sigma, plx, err, {"all": rows})["all"]
-            bins = fit_absmag_calibration(m, M, sigma, plx, err,
-                                          {str(b): rows & (feh_bin == b) for b in range(len(edges) + 1)})
-            result[label][name] = {"all": whole, "bins": [c if c["calibrated"] else {**whole, "from": "all"}
-                                                          for c in bins.values()]}
+            result[label][name] = _group_calibration(m, out[column], out[f"{column}_err"], plx, err, rows, feh_bin,
+                                                     teff_bin, len(edges) + 1, len(teff_edges) + 1)
     return result
 
 
-def _feh_bins(feh: np.ndarray, edges: list[float]) -> np.ndarray:
-    """The bin of each estimated [Fe/H]; -1 where it is not finite (those rows take the group's calibration)."""
-    feh = np.asarray(feh, float)
-    return np.where(np.isfinite(feh), np.searchsorted(edges, feh, side="right"), -1)
+def _group_calibration(m, M, sigma, plx, err, rows, feh_bin, teff_bin, nf: int, nt: int) -> dict:
+    """One group's calibration as a whole, by [Fe/H] bin, by Teff bin and by cell (:func:`_finest` fallbacks)."""
+    def fit(masks: dict[str, np.ndarray]) -> list[dict]:
+        return list(fit_absmag_calibration(m, M, sigma, plx, err, masks).values())
+
+    (whole,) = fit({"all": rows})
+    feh_fits = fit({str(b): rows & (feh_bin == b) for b in range(nf)})
+    teff_fits = fit({str(t): rows & (teff_bin == t) for t in range(nt)})
+    cell_fits = fit({f"{b},{t}": rows & (feh_bin == b) & (teff_bin == t) for b in range(nf) for t in range(nt)})
+    cells = [[_finest(cell_fits[b * nt + t], feh_fits[b], teff_fits[t], whole) for t in range(nt)] for b in range(nf)]
+    return {"all": whole, "bins": [_finest(c, whole) for c in feh_fits],
+            "teff_bins": [_finest(c, whole) for c in teff_fits], "cells": cells}
+
+
+_FALLBACK_NAMES = ("[Fe/H] bin", "Teff bin", "all")
+
+
+def _finest(own: dict, *coarser: dict) -> dict:
+    """``own`` where it is calibrated, else the first calibrated of ``coarser`` (the last, the whole group, is
+    used whatever it says), marked with where it came from."""
+    if own["calibrated"]:
+        return own
+    names = _FALLBACK_NAMES[-len(coarser):]
+    for name, c in zip(names, coarser, strict=True):
+        if c["calibrated"] or name == "all":
+            return {**{k: v for k, v in c.items() if k != "from"}, "from": name}
+    raise AssertionError("unreachable")
+
+
+def _bins(values: np.ndarray, edges: list[float]) -> np.ndarray:
+    """The bin of each estimate; -1 where it is not finite (those rows take a coarser calibration)."""
+    values = np.asarray(values, float)
+    return np.where(np.isfinite(values), np.searchsorted(edges, values, side="right"), -1)
 
 
 def calibrate_column(M: np.ndarray, sigma: np.ndarray, feh: np.ndarray | None, calibration: Mapping,
-                     edges: list[float]) -> tuple[np.ndarray, np.ndarray]:
-    """One group's calibration (``{"all": ..., "bins": [...]}``) applied to its column, bin by bin of the
-    estimated [Fe/H]; rows without one take the group's."""
-    b = _feh_bins(feh, edges) if (edges and feh is not None) else np.full(len(M), -1)
-    groups = {str(k): b == k for k in range(len(calibration["bins"]))}
-    groups["all"] = b == -1
-    table = {str(k): c for k, c in enumerate(calibration["bins"])} | {"all": calibration["all"]}
+                     edges: list[float], teff: np.ndarray | None = None, teff_edges: list[float] | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """One group's calibration (``{"all": ..., "bins": [...]}``, with ``"teff_bins"`` and ``"cells"`` where it
+    was measured in Teff bins as well) applied to its column: by cell of estimated [Fe/H] and Teff; a row with
+    only one of the two estimates by that one's bin, a row with neither by the group's. Without ``cells`` (a
+    model.json from before the Teff bins) or without ``teff``, by [Fe/H] bin alone, as such models were."""
+    n = len(M)
+    b = _bins(feh, edges) if (edges and feh is not None) else np.full(n, -1)
+    table: dict[str, Mapping] = {"all": calibration["all"]}
+    groups: dict[str, np.ndarray] = {}
+    use_teff = bool(teff_edges) and teff is not None and "cells" in calibration
+    t = _bins(teff, teff_edges) if use_teff else np.full(n, -1)
+    for k, c in enumerate(calibration["bins"]):
+        table[f"f{k}"], groups[f"f{k}"] = c, (b == k) & (t == -1)
+    if use_teff:
+        for j, c in enumerate(calibration["teff_bins"]):
+            table[f"t{j}"], groups[f"t{j}"] = c, (b == -1) & (t == j)
+        for k, row in enumerate(calibration["cells"]):
+            for j, c in enumerate(row):
+                table[f"c{k},{j}"], groups[f"c{k},{j}"] = c, (b == k) & (t == j)
+    groups["all"] = (b == -1) & (t == -1)
     return apply_absmag_calibration(M, sigma, table, groups)
