@@ -15,6 +15,7 @@ def handle(args: argparse.Namespace) -> int:
     from photofeh.io.locking import OutputLocked
     from photofeh.model.train import train
     from photofeh.report.run_figures import history_figure
+    from photofeh.simulate.cache import cached_mock
 
     cfg = train_config(args)
     check_output(args.out, [args.table, args.config], overwrite=True)  # train refuses an existing run itself
@@ -22,7 +23,7 @@ def handle(args: argparse.Namespace) -> int:
     table = load_table(args.table, cfg.table_preset, log)
     try:
         model_dir = train(table, cfg, args.out, log=log, overwrite=args.overwrite, draw_history=history_figure,
-                          inputs=(args.table, args.config))
+                          inputs=(args.table, args.config), mock_source=cached_mock)
     except (KeyError, ValueError, OSError, OutputLocked) as exc:
         raise UserError(str(exc).strip("'\"")) from None
     print(f"model written to {model_dir}")

@@ -63,7 +63,7 @@ def ids_digest(ids: np.ndarray) -> str:
 
 
 def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwrite: bool = False,
-          draw_history=None, inputs: tuple = ()) -> Path:
+          draw_history=None, inputs: tuple = (), mock_source=None) -> Path:
     """Train on a labelled catalogue; write the run directory; return the model folder.
 
     ``draw_history(history, stem)`` draws the training curves into the run before it is put in place (the
@@ -71,7 +71,9 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwr
 
     The run is written to a hidden temporary folder beside ``run_dir`` and renamed at the end, so a run
     folder is complete or absent whenever the process stops. An existing, non-empty ``run_dir`` is
-    refused unless ``overwrite`` (then it is replaced only once the new run is complete). ``inputs``: the
+    refused unless ``overwrite`` (then it is replaced only once the new run is complete).
+    ``mock_source``: what simulates (or reads from its cache) the mock of a ``[pretrain]`` table (the command
+    passes :func:`photofeh.simulate.cache.cached_mock`). ``inputs``: the
     files the table and config came from: a ``run_dir`` that is, holds or lies inside one is refused (with
     ``overwrite`` it would be deleted). A ``run_dir`` that is a symlink stays one: the folder it points to is
     replaced.
@@ -95,7 +97,7 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwr
         tmp = run.with_name(f".{run.name}.partial-{os.getpid()}")
         tmp.mkdir()
         try:
-            _train_into(table, cfg, tmp, log, draw_history)
+            _train_into(table, cfg, tmp, log, draw_history, mock_source)
             replace_folder(tmp, run)
         finally:
             if tmp.exists():
@@ -104,7 +106,7 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwr
     return run / "model"
 
 
-def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None) -> None:
+def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock_source=None) -> None:
     import pandas as pd
 
     from photofeh.model.domain import TrainingDomain
@@ -112,6 +114,9 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None) -> N
     _set_threads(cfg)
     t_start = time.perf_counter()
     p = prepare(table, cfg)
+    from photofeh.model.label_noise import apply_label_errors
+
+    label_errors = apply_label_errors(p, cfg)
     if p.replaced:
         log("values set to NaN by validation (sentinels, NaN/inf, impossible): "
             + ", ".join(f"{k} {v:,d}" for k, v in sorted(p.replaced.items())))
@@ -138,10 +143,15 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None) -> N
             f"stars {prior['effective_train_stars']:,.0f} of {len(train_rows):,d}")
     train_t = _tensors(p, train_rows, xs, ys, cfg, weight=prior.pop("train_weights"))
     val_t = _tensors(p, val_rows, xs, ys, cfg, hide=True, weight=prior.pop("val_weights"))
+    init, pretraining = None, None
+    if cfg.pretrain:  # the mock's weights, fitted with this table's normalisation (photofeh.model.pretrain)
+        from photofeh.model.pretrain import pretrain_from_config
+
+        init, pretraining = pretrain_from_config(cfg, xs, ys, mock_source, log)
     nets, history = [], []
     for member in range(cfg.ensemble):
         net, hist = _fit_member(cfg, member, train_t, val_t, network_inputs(len(cfg.features), cfg.missing), log,
-                                plx)
+                                plx, init_state=init)
         nets.append(net)
         history += hist
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
@@ -164,6 +174,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None) -> N
         "training": {"config": asdict(cfg), "n_rows": len(p.X), "n_train": len(train_rows),
                      "n_validation": len(val_rows), "table_ids_sha256": ids_digest(p.ids),
                      "values_replaced": dict(p.replaced), "duplicate_source_ids": n_duplicate,
+                     "label_errors": label_errors, "pretraining": pretraining,
                      "seconds": round(train_seconds, 1), "epochs_run": [max(h["epoch"] for h in history
                                                                             if h["member"] == m)
                                                                         for m in range(cfg.ensemble)]},

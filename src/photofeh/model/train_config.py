@@ -66,6 +66,13 @@ class TrainConfig:
     prior: str = "labels"
     prior_label: str = "feh"
     prior_weight_cap: float = 3.0
+    # label noise in the likelihood (photofeh.model.label_noise): each label's error (`<column>_err`, else the
+    # constant of label_errors) is added to the Gaussian NLL's variance; False: label errors ignored
+    label_noise: bool = True
+    label_errors: dict[str, float] = field(default_factory=dict)
+    # pretraining on the mock survey before the real labels (photofeh.model.pretrain; the [pretrain] table of a
+    # config file, photofeh.model.pretrain_config); empty: none
+    pretrain: dict = field(default_factory=dict)
     # most LightGBM rounds per label of the gradient-boosted baseline fitted beside the network on the same split
     # (tuned and stopped early on the validation split) and stored in the run (photofeh.model.baselines.
     # RunBaselines, with the Ivezic 2008 form); 0: no baselines
@@ -122,6 +129,15 @@ class TrainConfig:
         if not abs(self.parallax_zero_point) <= 1.0:  # Gaia's global offsets are tens of microarcseconds
             raise ValueError(f"parallax_zero_point must be a few hundredths of a mas (|value| <= 1), "
                              f"got {self.parallax_zero_point}")
+        for lab, err in self.label_errors.items():
+            if lab not in self.labels or lab in self.parallax_labels:
+                raise ValueError(f"label_errors: {lab!r} is not a label with a column ({self.labels})")
+            if not (np.isfinite(err) and err >= 0):
+                raise ValueError(f"label_errors: the error of {lab!r} must be a finite number >= 0, got {err!r}")
+        if self.pretrain:
+            from photofeh.model.pretrain_config import pretrain_config
+
+            pretrain_config(self.pretrain)
         if self.prior == "flat" and self.prior_label not in self.labels:
             raise ValueError(f"prior_label {self.prior_label!r} must be one of the labels {self.labels}")
         if not (np.isfinite(self.prior_weight_cap) and 1.0 <= self.prior_weight_cap <= 1e4):
@@ -166,6 +182,7 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "missing": str, "group_dropout": float, "min_features": int, "parallax_labels": [str],
           "parallax_zero_point": float, "class_conditional": [str], "prior": str, "prior_label": str,
           "prior_weight_cap": float,
+          "label_noise": bool, "label_errors": {str: float}, "pretrain": {str: object},
           "baseline_rounds": int, "split_seed": (int, None), "table_preset": (str, None)}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
 
@@ -201,7 +218,7 @@ def _check_type(name: str, value, expected) -> None:
     raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
-SECTIONS = ("data", "model", "train")
+SECTIONS = ("data", "model", "train", "pretrain")  # [pretrain]: a table of its own (the setting `pretrain`)
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -223,6 +240,9 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
                              "[model] or [train]")
         if not isinstance(value, dict):
             raise ValueError(f"{path}: {key!r} must be a section ([{key}]), not a value")
+        if key == "pretrain":
+            flat["pretrain"] = value
+            continue
         flat.update(value)
     unknown = [k for k in flat if k not in known]
     if unknown:
@@ -296,6 +316,14 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
     "prior_label": ("model", "with `prior = \"flat\"`: the label whose distribution is flattened"),
     "prior_weight_cap": ("model", "with `prior = \"flat\"`: largest weight of one star relative to the mean "
                                   "(caps the noise of sparse bins)"),
+    "label_noise": ("train", "add each label's error (`<column>_err`, e.g. green2020's covariances, else "
+                             "`label_errors`) to the likelihood's variance, so noisy labels do not set the "
+                             "network's width (photofeh.model.label_noise); false: ignore label errors"),
+    "label_errors": ("data", "a constant error per label for stars whose table gives none, e.g. "
+                             "`{ feh = 0.10 }`, the SSPP's [Fe/H] scatter for the SEGUE colours"),
+    "pretrain": ("pretrain", "pretraining on the mock survey, then fine-tuning on the real labels: a "
+                             "`[pretrain]` table (keys below; `photofeh train` simulates the mock once and caches "
+                             "it); empty: no pretraining"),
     "seed": ("train", "seed of the split, initialisation, batches and dropout: same seed, same model"),
     "threads": ("train", "CPU threads for training; 0: all cores"),
     "baseline_rounds": ("train", "most LightGBM rounds per label of the gradient-boosted baseline fitted beside the "
@@ -334,6 +362,12 @@ def config_markdown() -> str:
         lines.append(f"| `{name}` | [{section}] | `{default}` | {meaning} |")
     lines += ["| `preset` | [model] | - | a named architecture (sets `architecture`; keys given in "
               "`architecture` override it) |"]
+    from photofeh.model.pretrain_config import PRETRAIN_DOCS, PretrainConfig
+
+    pre = asdict(PretrainConfig())
+    lines += ["", "## `[pretrain]`: pretraining on the mock survey (issue 26)", "",
+              "| key | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{k}` | `{_to_toml_value(pre[k])}` | {PRETRAIN_DOCS[k]} |" for k in pre]
     return "\n".join(lines) + "\n"
 
 

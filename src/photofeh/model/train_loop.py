@@ -94,9 +94,13 @@ def _set_threads(cfg: TrainConfig) -> None:
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
 
 
-def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log, plx=None) -> tuple:
+def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log, plx=None,
+                init_state: dict | None = None) -> tuple:
+    """``init_state``: weights to start from (a pretrained network's, photofeh.model.pretrain), else random."""
     torch.manual_seed(cfg.seed * 1000 + member)
     net = build_network(cfg.architecture, n_inputs, cfg.labels, cfg.heads, cfg.classify, cfg.class_conditional)
+    if init_state is not None:  # a pretrained network's weights (photofeh.model.pretrain)
+        net.load_state_dict(init_state)
     cond = conditional_index(cfg)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
     n = len(train_t[0])
