@@ -183,6 +183,14 @@ def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
     _finite_list(meta["input_standardizer"], "std", F, positive=True)
     _finite_list(meta["label_standardizer"], "mean", L)
     _finite_list(meta["label_standardizer"], "std", L, positive=True)
+    noise_aware = meta.get("noise_aware", False)
+    if not isinstance(noise_aware, bool):
+        raise ValueError(f"noise_aware must be true or false, got {noise_aware!r}")
+    if noise_aware:  # the standardiser of the log-errors the network reads (photofeh.model.noise)
+        if not isinstance(meta.get("error_standardizer"), dict):
+            raise ValueError("a noise_aware model needs error_standardizer, an object with mean and std")
+        _finite_list(meta["error_standardizer"], "mean", F)
+        _finite_list(meta["error_standardizer"], "std", F, positive=True)
     if "sigma_scale" in meta:
         _finite_list(meta, "sigma_scale", L, positive=True)
     for key, lo, hi in (("class_temperature", 1e-6, 1e6), ("class_threshold", 0.0, 1.0), ("min_features", 1, F)):
@@ -193,14 +201,14 @@ def _check_meta(meta: dict) -> dict[str, tuple[int, ...]]:
         raise ValueError("architecture must be an object")
     arch, heads, classify = meta["architecture"], meta["heads"], meta.get("classify", True)
     conditional = meta.get("class_conditional") or []
-    check_size(arch, network_inputs(F, missing), labels, heads, classify, conditional)
+    check_size(arch, network_inputs(F, missing, noise_aware), labels, heads, classify, conditional)
     if conditional:
         _finite_list(meta, "sigma_scale_giant", len(conditional), positive=True)
     _check_prior_and_domain(meta, F, L)
     from photofeh.model.networks import build_network
 
     with torch.device("meta"):
-        net = build_network(arch, network_inputs(F, missing), labels, heads, classify, conditional)
+        net = build_network(arch, network_inputs(F, missing, noise_aware), labels, heads, classify, conditional)
     return {k: tuple(v.shape) for k, v in net.state_dict().items()}
 
 

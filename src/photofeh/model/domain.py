@@ -144,10 +144,11 @@ class TrainingDomain:
             ex = np.sqrt(np.clip(np.asarray(X_err, float) ** 2 - self.error_max**2, 0.0, None))
         return np.nan_to_num(ex, nan=0.0)
 
-    def too_noisy(self, X_err: np.ndarray) -> np.ndarray:
-        """True where a feature error exceeds ERROR_LIMIT_FACTOR times the training stars' largest."""
+    def too_noisy(self, X_err: np.ndarray, factor: float = ERROR_LIMIT_FACTOR) -> np.ndarray:
+        """True where a feature error exceeds ``factor`` times the training stars' largest (a noise-aware model,
+        trained on the whole range of errors, passes 1)."""
         with np.errstate(invalid="ignore"):
-            return np.any(np.asarray(X_err, float) > ERROR_LIMIT_FACTOR * self.error_max, axis=1)
+            return np.any(np.asarray(X_err, float) > factor * self.error_max, axis=1)
 
     def label_extrapolation(self, value: np.ndarray, err: np.ndarray) -> np.ndarray:
         """True where an estimate lies beyond the training labels by more than LABEL_SIGMAS of its error."""

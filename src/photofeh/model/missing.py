@@ -20,7 +20,8 @@ import torch
 
 from photofeh.bands import BANDS
 
-__all__ = ["feature_groups", "masked_inputs", "enough_features", "drop_groups", "network_inputs", "MISSING_MODES"]
+__all__ = ["feature_groups", "masked_inputs", "enough_features", "drop_groups", "network_inputs", "with_errors",
+           "MISSING_MODES"]
 
 MISSING_MODES = ("require", "mask")
 
@@ -40,9 +41,19 @@ def feature_groups(features: Sequence[str]) -> list[str]:
     return groups
 
 
-def network_inputs(n_features: int, missing: str) -> int:
-    """Network input width: the features, and in "mask" mode one measured-bit per feature."""
-    return n_features * (2 if missing == "mask" else 1)
+def network_inputs(n_features: int, missing: str, noise_aware: bool = False) -> int:
+    """Network input width: the features, in "mask" mode one measured-bit per feature, and for a noise-aware
+    model (:mod:`photofeh.model.noise`) the standardised log-error of each feature after them."""
+    return n_features * ((2 if missing == "mask" else 1) + (1 if noise_aware else 0))
+
+
+def with_errors(inputs: np.ndarray, z_err: np.ndarray | None) -> np.ndarray:
+    """Append a noise-aware model's standardised log-errors (0 where unknown, i.e. the training mean, like a
+    missing feature) to the inputs of :func:`masked_inputs` or the plain standardised features."""
+    if z_err is None:
+        return inputs
+    return np.concatenate([inputs, np.nan_to_num(z_err, nan=0.0, posinf=0.0, neginf=0.0)], axis=1).astype(
+        inputs.dtype, copy=False)
 
 
 def masked_inputs(z: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -59,20 +70,23 @@ def enough_features(x: np.ndarray, min_features: int) -> np.ndarray:
 def drop_groups(x: torch.Tensor, group_index: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
     """Hide each feature group of each row with probability ``p`` (values and bits set to 0).
 
-    ``x`` is (B, 2F) from :func:`masked_inputs`; ``group_index`` (F,) maps
-    features to groups 0..G-1. A row never loses all its measured groups.
+    ``x`` is (B, 2F) from :func:`masked_inputs`, or (B, 3F) with a noise-aware model's errors after them (a
+    hidden feature's error is hidden too); ``group_index`` (F,) maps features to groups 0..G-1. A row never
+    loses all its measured groups.
     """
     n_features = group_index.numel()
     n_groups = int(group_index.max()) + 1
     hide = torch.rand((x.shape[0], n_groups), generator=generator) < p
-    present = x[:, n_features:] > 0
+    present = x[:, n_features:2 * n_features] > 0
     group_present = _group_any(present, group_index, n_groups)
     left = group_present & ~hide
     hide &= left.any(dim=1, keepdim=True)  # keep the row as it was rather than hide everything
     hidden = hide[:, group_index]
     out = x.clone()
     out[:, :n_features][hidden] = 0.0
-    out[:, n_features:][hidden] = 0.0
+    out[:, n_features:2 * n_features][hidden] = 0.0
+    if x.shape[1] == 3 * n_features:
+        out[:, 2 * n_features:][hidden] = 0.0
     return out
 
 

@@ -49,7 +49,7 @@ from photofeh.io.validation import column_rule
 from photofeh.model.artifact import load_model_folder
 from photofeh.model.domain import SCORE_LIMIT, TrainingDomain, feature_errors
 from photofeh.model.features import Standardizer, as_columns, feature_matrix, required_columns
-from photofeh.model.missing import enough_features, masked_inputs, network_inputs
+from photofeh.model.missing import enough_features, masked_inputs, network_inputs, with_errors
 from photofeh.model.networks import build_network
 from photofeh.model.prior import divide_out, prior_of
 
@@ -107,7 +107,10 @@ class PhotometricModel:
         self.masked = meta.get("missing", "require") == "mask"  # see photofeh.model.missing
         # the training domain (photofeh.model.domain); models trained before it was stored have none
         self.domain = TrainingDomain.from_dict(meta["domain"]) if meta.get("domain") else None
-        n_inputs = network_inputs(len(self.features), meta.get("missing", "require"))
+        # a noise-aware model (photofeh.model.noise) is told each star's feature errors: no sigma points
+        self.noise_aware = bool(meta.get("noise_aware", False))
+        self.e_scale = Standardizer.from_dict(meta["error_standardizer"]) if self.noise_aware else None
+        n_inputs = network_inputs(len(self.features), meta.get("missing", "require"), self.noise_aware)
         self.device = torch.device(device)
         self.members = []
         for sd in state_dicts:
@@ -130,13 +133,23 @@ class PhotometricModel:
 
     @property
     def required_columns(self) -> list[str]:
-        return required_columns(self.features, self.ebv_column, self.meta.get("deredden", True))
+        return self._with_errors(required_columns(self.features, self.ebv_column, self.meta.get("deredden", True)))
 
     def needed_columns(self, available) -> list[str]:
         """The columns this model needs from a table with columns ``available``: as :attr:`required_columns`,
         but a colour the table gives as a column of its own replaces its two bands
         (:func:`photofeh.model.features.colour_column`)."""
-        return required_columns(self.features, self.ebv_column, self.meta.get("deredden", True), available)
+        return self._with_errors(required_columns(self.features, self.ebv_column, self.meta.get("deredden", True),
+                                                  available))
+
+    def _with_errors(self, columns: list[str]) -> list[str]:
+        """A noise-aware model also needs the error of every band and of the parallax it reads."""
+        if not self.noise_aware:
+            return columns
+        from photofeh.bands import BANDS
+
+        errs = [f"{c}_err" for c in columns if c in BANDS] + ["parallax_error" for c in columns if c == "parallax"]
+        return list(dict.fromkeys([*columns, *errs]))
 
     @torch.inference_mode()
     def predict_features(self, X: np.ndarray, batch_size: int = BATCH_ROWS, counts: Counter | None = None,
@@ -157,9 +170,16 @@ class PhotometricModel:
         else:
             ok = np.all(np.isfinite(X), axis=1)  # the network sees usable rows only; the others stay NaN
         Xok = X[ok]
-        mean, var, prob = self._ensemble(self._network_inputs(Xok), batch_size)
+        if self.noise_aware and X_err is None:
+            raise ValueError("this noise-aware model needs the feature errors (X_err) of every star")
+        E_ok = np.asarray(X_err, np.float32)[ok] if self.noise_aware else None
+        mean, var, prob = self._ensemble(self._network_inputs(Xok, E_ok), batch_size)
         noisy = np.zeros(len(Xok), bool)
-        if self.domain is not None and X_err is not None:
+        if self.noise_aware and self.domain is not None:
+            # the network read each star's errors: one pass gives its uncertainty. A star noisier than the
+            # re-observed training stars is beyond what it learned: out of the domain
+            noisy = self.domain.too_noisy(E_ok, factor=1.0)
+        elif self.domain is not None and X_err is not None:
             X_err = np.asarray(X_err, np.float32)[ok]
             excess = self.domain.excess_error(X_err)
             widen = (excess > 0).any(axis=1)
@@ -270,12 +290,17 @@ class PhotometricModel:
                                                               calibration.get("teff_edges"))
         return value, err
 
-    def _network_inputs(self, X: np.ndarray) -> np.ndarray:
+    def _network_inputs(self, X: np.ndarray, X_err: np.ndarray | None = None) -> np.ndarray:
         """Raw features -> the network's float32 inputs (standardised; for a masked model, plus the
-        measured-bits)."""
+        measured-bits; for a noise-aware model, plus the standardised log-errors ``X_err``)."""
         Z = np.subtract(X, self._x_mean32, dtype=np.float32)
         Z *= self._x_inv_std32
-        return masked_inputs(Z) if self.masked else Z
+        Z = masked_inputs(Z) if self.masked else Z
+        if not self.noise_aware:
+            return Z
+        from photofeh.model.noise import error_inputs
+
+        return with_errors(Z, self.e_scale.transform(error_inputs(X_err)))
 
     @torch.inference_mode()
     def _ensemble(self, Z: np.ndarray, batch_size: int,
@@ -394,7 +419,7 @@ class PhotometricModel:
             raise MissingColumnsError(f"the catalogue lacks columns {missing} that this model needs "
                                       f"(features: {', '.join(self.features)})")
         X, _ = feature_matrix(cols, self.features, self.ebv_column, self.meta.get("deredden", True))
-        X_err = feature_errors(cols, self.features) if self.domain is not None else None
+        X_err = feature_errors(cols, self.features) if self.domain is not None or self.noise_aware else None
         return self.predict_features(X, batch_size, counts, X_err)
 
 

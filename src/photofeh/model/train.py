@@ -27,7 +27,6 @@ import torch
 
 from photofeh._version import __version__
 from photofeh.model.artifact import save_model_folder
-from photofeh.model.features import Standardizer
 from photofeh.model.missing import feature_groups, network_inputs
 from photofeh.model.parallax_labels import absmag_reference
 from photofeh.model.train_config import (
@@ -41,11 +40,14 @@ from photofeh.model.train_config import (
 )
 from photofeh.model.train_data import (
     Prepared,
+    _inputs,
     _plx_spec,
     _tensors,
     assign_split,
+    input_scaling,
     label_standardizer,
     prepare,
+    reobserved,
     split_indices,
     training_prior,
 )
@@ -133,7 +135,9 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
         raise ValueError(f"too few usable labelled stars: {len(train_rows)} for training (at least batch_size = "
                          f"{cfg.batch_size} needed), {len(val_rows)} for validation (at least 10 needed); "
                          f"{int((~p.usable).sum())} rows lack a feature, {int((~has_label).sum())} have no label")
-    xs = Standardizer.fit(p.X[train_rows])
+    # the inputs as the network first meets them: measured, or for a noise-aware model re-observed (model.noise)
+    X_train, E_train, xs, es = input_scaling(p, train_rows, cfg)
+    X_val, E_val = reobserved(p, val_rows, cfg, 1) if p.reobserver is not None else (p.X[val_rows], None)
     ys = label_standardizer(p, train_rows)
     plx = _plx_spec(p, ys)
     prior = training_prior(p.y[:, cfg.labels.index(cfg.prior_label)] if cfg.prior_label in cfg.labels else None,
@@ -141,8 +145,18 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
     if cfg.prior == "flat":
         log(f"prior flat in {cfg.prior_label}: weights up to {prior['max_weight']:.1f}, effective training "
             f"stars {prior['effective_train_stars']:,.0f} of {len(train_rows):,d}")
-    train_t = _tensors(p, train_rows, xs, ys, cfg, weight=prior.pop("train_weights"))
-    val_t = _tensors(p, val_rows, xs, ys, cfg, hide=True, weight=prior.pop("val_weights"))
+    train_t = _tensors(p, train_rows, xs, ys, cfg, weight=prior.pop("train_weights"), X=X_train, X_err=E_train,
+                       es=es)
+    val_t = _tensors(p, val_rows, xs, ys, cfg, hide=True, weight=prior.pop("val_weights"), X=X_val, X_err=E_val,
+                     es=es)
+    reobserve = None
+    if p.reobserver is not None:
+        sources = ", ".join(f"{k} {r.source}" for k, r in p.reobserver.relations.items())
+        log(f"noise-aware: training stars re-observed every epoch down to {cfg.noise_limit_band} = "
+            f"{cfg.noise_limit:g} (error relations: {sources})")
+
+        def reobserve(member: int, epoch: int) -> torch.Tensor:
+            return _inputs(*reobserved(p, train_rows, cfg, 2, member, epoch), xs, es, cfg)
     init, pretraining = None, None
     if cfg.pretrain:  # the mock's weights, fitted with this table's normalisation (photofeh.model.pretrain)
         from photofeh.model.pretrain import pretrain_from_config
@@ -150,8 +164,9 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
         init, pretraining = pretrain_from_config(cfg, xs, ys, mock_source, log)
     nets, history = [], []
     for member in range(cfg.ensemble):
-        net, hist = _fit_member(cfg, member, train_t, val_t, network_inputs(len(cfg.features), cfg.missing), log,
-                                plx, init_state=init)
+        net, hist = _fit_member(cfg, member, train_t, val_t,
+                                network_inputs(len(cfg.features), cfg.missing, cfg.noise_aware), log, plx, reobserve,
+                                init_state=init)
         nets.append(net)
         history += hist
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
@@ -166,8 +181,10 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
         "parallax_zero_point_mas": cfg.parallax_zero_point, "prior": prior,
         "absmag_reference": absmag_reference({"labels": cfg.labels, "parallax_labels": cfg.parallax_labels,
                                               "deredden": cfg.deredden}),
-        "domain": TrainingDomain.fit(p.X[train_rows], p.X_err[train_rows], p.y[train_rows]).to_dict(),
+        "domain": TrainingDomain.fit(X_train, p.X_err[train_rows] if E_train is None else E_train,
+                                     p.y[train_rows]).to_dict(),
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
+        "noise_aware": cfg.noise_aware,
         "sigma_scale": scales, "class_temperature": temperature,
         "class_conditional": cfg.class_conditional, "sigma_scale_giant": giant_scales,
         "class_threshold": threshold, "giant_logg": GIANT_LOGG,
@@ -180,12 +197,17 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
                                                                         for m in range(cfg.ensemble)]},
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
     }
+    if p.reobserver is not None:
+        meta["error_standardizer"] = es.to_dict()
+        meta["noise"] = {"limit_band": cfg.noise_limit_band, "limit": cfg.noise_limit,
+                         "keep_fraction": cfg.noise_keep_fraction, "errors_from": cfg.noise_errors_from,
+                         "relations": {k: r.to_dict() for k, r in p.reobserver.relations.items()}}
     if "feh" in cfg.labels or cfg.parallax_labels:
         finished = _finished_model(nets, meta)  # as predict will load it, before either measurement is added
         if "feh" in cfg.labels:  # its response, for population MDFs (photofeh.galaxy.unfold)
-            meta["calibration_sample"] = calibration_sample(finished, p, val_rows, cfg)
+            meta["calibration_sample"] = calibration_sample(finished, p, val_rows, cfg, X_val, E_val)
         if cfg.parallax_labels:  # its M_abs error distribution on validation parallaxes (model.absmag_calibration)
-            meta["absmag_calibration"] = _absmag_calibration(finished, p, val_rows, cfg)
+            meta["absmag_calibration"] = _absmag_calibration(finished, p, val_rows, cfg, X_val, E_val)
     save_model_folder(run / "model", nets, meta)
     pd.DataFrame({"source_id": p.ids, "split": np.array(["train", "validation", "test", "unused"])[split],
                   "usable": p.usable}).to_parquet(run / "split.parquet")
@@ -221,15 +243,19 @@ def _finished_model(nets: list[torch.nn.Module], meta: dict):
     return PhotometricModel(meta, [{k: t.detach().cpu() for k, t in net.state_dict().items()} for net in nets])
 
 
-def calibration_sample(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfig) -> dict:
+def calibration_sample(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfig, X_val: np.ndarray | None = None,
+                       E_val: np.ndarray | None = None) -> dict:
     """The finished model's [Fe/H] estimates and errors (its own prior) on validation stars, beside their
     labels: the estimator's response, measured on stars it was not fitted to, from which population MDFs
     are unfolded (:mod:`photofeh.galaxy.unfold`). The validation stars only chose the epoch and scaled the
-    errors, so this is nearly independent of the fit. At most :data:`CALIBRATION_SAMPLE_SIZE` stars (seeded)."""
+    errors, so this is nearly independent of the fit. At most :data:`CALIBRATION_SAMPLE_SIZE` stars (seeded).
+    ``X_val``, ``E_val``: the validation stars' features and errors as the model met them (re-observed, for a
+    noise-aware model: the response then spans the survey's depth), else the measured ones."""
     rows = val_rows[np.isfinite(p.y[val_rows, cfg.labels.index("feh")])]
     if rows.size > CALIBRATION_SAMPLE_SIZE:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, CALIBRATION_SAMPLE_SIZE, replace=False))
-    out = model.predict_features(p.X[rows], X_err=p.X_err[rows] if p.X_err is not None else None)
+    X, X_err = _validation_inputs(p, val_rows, rows, X_val, E_val)
+    out = model.predict_features(X, X_err=X_err)
     ok = np.asarray(out["usable"], bool) & np.isfinite(out["feh"]) & np.isfinite(out["feh_err"])
     sample = {"label": "feh", "split": "validation", "stars": int(ok.sum()),
               "true": np.round(p.y[rows[ok], cfg.labels.index("feh")], 4).tolist(),
@@ -239,14 +265,25 @@ def calibration_sample(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfi
     return sample
 
 
-def _absmag_calibration(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfig) -> dict:
+def _validation_inputs(p: Prepared, val_rows: np.ndarray, rows: np.ndarray, X_val: np.ndarray | None,
+                       E_val: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Features and errors of ``rows`` (a sorted subset of the sorted ``val_rows``): from ``X_val``/``E_val``
+    (aligned with ``val_rows``) where given, else as measured."""
+    if X_val is None:
+        return p.X[rows], p.X_err[rows] if p.X_err is not None else None
+    at = np.searchsorted(val_rows, rows)
+    return X_val[at], (E_val[at] if E_val is not None else p.X_err[rows] if p.X_err is not None else None)
+
+
+def _absmag_calibration(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfig, X_val: np.ndarray | None = None,
+                        E_val: np.ndarray | None = None) -> dict:
     """:func:`photofeh.model.absmag_calibration.measure_absmag_calibration` of the finished (uncalibrated)
-    model on its validation stars: they chose the epoch and the sigma scales, never the fit."""
+    model on its validation stars: they chose the epoch and the sigma scales, never the fit. A noise-aware model
+    is measured on them re-observed (their parallaxes, the labels, as measured: the star is the same)."""
     from photofeh.model.absmag_calibration import measure_absmag_calibration
 
-    X_err = p.X_err[val_rows] if p.X_err is not None else None
-    return measure_absmag_calibration(model, p.X[val_rows], X_err, p.aux[val_rows], cfg.parallax_labels,
-                                      p.giant[val_rows])
+    X, X_err = _validation_inputs(p, val_rows, val_rows, X_val, E_val)
+    return measure_absmag_calibration(model, X, X_err, p.aux[val_rows], cfg.parallax_labels, p.giant[val_rows])
 
 
 LABELLED_SAMPLE = "labelled_sample.parquet"  # in a run: features and labels of up to 20,000 training stars

@@ -61,6 +61,14 @@ class TrainConfig:
     # labels predicted once for a dwarf and once for a giant, weighed by P(giant) (photofeh.model.networks.heads):
     # an absolute magnitude of a K star is one of two values, not their mean
     class_conditional: list[str] = field(default_factory=list)
+    # noise-aware training (photofeh.model.noise): the feature errors are network inputs, and every epoch re-observes
+    # each training star fainter (up to noise_limit in noise_limit_band) with the survey's noise at its new magnitudes
+    noise_aware: bool = False
+    noise_limit_band: str = "sdss_r"
+    noise_limit: float = 22.5
+    noise_keep_fraction: float = 0.2
+    # a catalogue whose (magnitude, error) pairs define the survey's error relations; "": the training table's
+    noise_errors_from: str = ""
     # the prior the estimates carry (photofeh.model.prior): "labels" (the labelled stars' distribution: best per-star
     # estimate) or "flat" in prior_label (training stars re-weighted, capped: small bias at every [Fe/H])
     prior: str = "labels"
@@ -124,6 +132,16 @@ class TrainConfig:
             if not (np.isfinite(value) and (lo < value if open_lo else lo <= value) and value <= hi):
                 raise ValueError(f"{name} must be a finite number in {'(' if open_lo else '['}{lo}, {hi}], "
                                  f"got {value}")
+        if self.noise_aware:
+            from photofeh.bands import BANDS
+
+            if self.noise_limit_band not in BANDS:
+                raise ValueError(f"noise_limit_band must be a band ({', '.join(BANDS)}), got {self.noise_limit_band!r}"
+                                 f"{closest(self.noise_limit_band, list(BANDS))}")
+            if not (np.isfinite(self.noise_limit) and 5.0 <= self.noise_limit <= 30.0):
+                raise ValueError(f"noise_limit must be a magnitude from 5 to 30, got {self.noise_limit}")
+            if not 0.0 <= self.noise_keep_fraction <= 1.0:
+                raise ValueError(f"noise_keep_fraction must be in [0, 1], got {self.noise_keep_fraction}")
         if not 0 <= self.group_dropout < 1:
             raise ValueError(f"group_dropout must be in [0, 1), got {self.group_dropout}")
         if not abs(self.parallax_zero_point) <= 1.0:  # Gaia's global offsets are tens of microarcseconds
@@ -152,8 +170,8 @@ class TrainConfig:
                              f"log g < {GIANT_LOGG}, picks its component)")
         from photofeh.model.networks import check_size
 
-        check_size(self.architecture, network_inputs(len(self.features), self.missing), self.labels, self.heads,
-                   self.classify, self.class_conditional)
+        check_size(self.architecture, network_inputs(len(self.features), self.missing, self.noise_aware), self.labels,
+                   self.heads, self.classify, self.class_conditional)
 
 
 def check_split(split) -> tuple[float, float, float]:
@@ -180,8 +198,9 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "batch_size": int, "max_lr": float, "weight_decay": float, "patience": int, "class_weight": float,
           "class_operating_point": str, "class_operating_feh_max": (float, None), "seed": int, "threads": int,
           "missing": str, "group_dropout": float, "min_features": int, "parallax_labels": [str],
-          "parallax_zero_point": float, "class_conditional": [str], "prior": str, "prior_label": str,
-          "prior_weight_cap": float,
+          "parallax_zero_point": float, "class_conditional": [str], "noise_aware": bool, "noise_limit_band": str,
+          "noise_limit": float, "noise_keep_fraction": float, "noise_errors_from": str, "prior": str,
+          "prior_label": str, "prior_weight_cap": float,
           "label_noise": bool, "label_errors": {str: float}, "pretrain": {str: object},
           "baseline_rounds": int, "split_seed": (int, None), "table_preset": (str, None)}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
@@ -310,6 +329,17 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                    "P(giant): e.g. `[\"mabs_gaia_g\"]`, so that a K star's M_abs is the dwarf's or "
                                    "the giant's, not a mean of both; needs `classify` and the label `logg` "
                                    "(docs/real_data.md)"),
+    "noise_aware": ("train", "the feature errors are network inputs and every epoch re-observes each training star "
+                             "fainter, with a survey's noise at its new magnitudes, so one forward pass gives a "
+                             "calibrated estimate for stars down to `noise_limit` (photofeh.model.noise; "
+                             "docs/models.md)"),
+    "noise_limit_band": ("train", "with `noise_aware`: the band whose survey limit bounds the re-observation"),
+    "noise_limit": ("train", "with `noise_aware`: the faintest magnitude in `noise_limit_band` a star is "
+                             "re-observed at"),
+    "noise_keep_fraction": ("train", "with `noise_aware`: fraction of stars kept at their own photometry each epoch"),
+    "noise_errors_from": ("train", "with `noise_aware`: a catalogue (e.g. the survey to predict) whose magnitudes and "
+                                   "errors define the error relations; `\"\"`: the training table's, with "
+                                   "photofeh.bands' depths where it does not reach faint enough"),
     "prior": ("model", "`labels`: estimates carry the labelled stars' distribution (best per-star estimate); "
                        "`flat`: training stars re-weighted to a flat distribution in `prior_label` (small bias "
                        "at every value: for populations, `photofeh mdf` and maps; docs/populations.md)"),

@@ -15,7 +15,8 @@ from photofeh.model.features import Standardizer, as_columns, feature_matrix
 from photofeh.model.missing import drop_groups, enough_features, feature_groups, masked_inputs
 from photofeh.model.train_config import GIANT_LOGG, TrainConfig
 
-__all__ = ["Prepared", "prepare", "label_standardizer", "split_indices", "assign_split", "training_prior"]
+__all__ = ["Prepared", "prepare", "label_standardizer", "split_indices", "assign_split", "training_prior",
+           "input_scaling", "reobserved"]
 
 @dataclass
 class Prepared:
@@ -30,6 +31,7 @@ class Prepared:
     plx_index: list[int] = field(default_factory=list)  # their positions among the labels
     X_err: np.ndarray | None = None  # (n, F) feature errors where the table has them (photofeh.model.domain)
     has_ids: bool = True  # False: the table had no source_id and ``ids`` numbers the rows
+    reobserver: object | None = None  # noise-aware training: re-observes the stars (photofeh.model.noise.Reobserver)
 
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
@@ -63,8 +65,15 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
     ids = np.asarray(cols["source_id"]) if "source_id" in cols else np.arange(n)
     from photofeh.model.domain import feature_errors
 
+    reobserver = None
+    if cfg.noise_aware:
+        from photofeh.model.noise import Reobserver, error_relations_for
+
+        reobserver = Reobserver(cols, cfg.features, error_relations_for(cols, cfg.features, cfg.noise_errors_from),
+                                cfg.noise_limit_band, cfg.noise_limit, cfg.noise_keep_fraction, cfg.ebv_column,
+                                cfg.deredden, require_all=cfg.missing == "require")
     return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index, feature_errors(cols, cfg.features),
-                    "source_id" in cols)
+                    "source_id" in cols, reobserver)
 
 
 def label_standardizer(p: Prepared, rows: np.ndarray) -> Standardizer:
@@ -125,17 +134,54 @@ def assign_split(p: Prepared, cfg: TrainConfig) -> np.ndarray:
     return groups
 
 
-def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer, cfg: TrainConfig,
-             hide: bool = False, weight: np.ndarray | None = None):
-    """Training tensors; in "mask" mode the inputs carry measured-bits, and with ``hide`` surveys are
-    hidden once, reproducibly (the validation set then scores the model on the mixture it will meet)."""
-    z = xs.transform(p.X[rows])
+def _inputs(X: np.ndarray, X_err: np.ndarray | None, xs: Standardizer, es: Standardizer | None, cfg: TrainConfig,
+            hide: bool = False) -> torch.Tensor:
+    """The network's inputs from raw features (and, for a noise-aware model, their errors,
+    :mod:`photofeh.model.noise`); in "mask" mode with measured-bits, and with ``hide`` surveys hidden once,
+    reproducibly (the validation set then scores the model on the mixture it will meet)."""
+    from photofeh.model.missing import with_errors
+    from photofeh.model.noise import error_inputs
+
+    z = xs.transform(X)
     if cfg.missing == "mask":
         z = masked_inputs(z)
-        if hide:
-            z = drop_groups(torch.from_numpy(z), _group_index(cfg), cfg.group_dropout,
-                            torch.Generator().manual_seed(cfg.seed + 7)).numpy()
-    X = torch.from_numpy(z)
+    z = with_errors(z, es.transform(error_inputs(X_err)) if es is not None else None)
+    if cfg.missing == "mask" and hide:
+        z = drop_groups(torch.from_numpy(z), _group_index(cfg), cfg.group_dropout,
+                        torch.Generator().manual_seed(cfg.seed + 7)).numpy()
+    return torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+
+
+def input_scaling(p: Prepared, rows: np.ndarray, cfg: TrainConfig
+                  ) -> tuple[np.ndarray, np.ndarray | None, Standardizer, Standardizer | None]:
+    """The features (and errors) of ``rows`` as the network first meets them, and the input normalisation fitted
+    to them: for a noise-aware model one seeded re-observation (:mod:`photofeh.model.noise`) and the standardiser
+    of the log-errors too; else the features as measured, and no error inputs."""
+    if p.reobserver is None:
+        return p.X[rows], None, Standardizer.fit(p.X[rows]), None
+    from photofeh.model.noise import error_inputs
+
+    X, E = p.reobserver.draw(rows, np.random.default_rng([cfg.seed, 0x401]))
+    logs = error_inputs(E)
+    known = np.isfinite(logs).any(axis=0)  # a feature without an error (e.g. parallax_error itself): 0 and 1
+    mean, std = np.zeros(logs.shape[1]), np.ones(logs.shape[1])
+    fitted = Standardizer.fit(logs[:, known])
+    mean[known], std[known] = fitted.mean, fitted.std
+    return X, E, Standardizer.fit(X), Standardizer(mean, std)
+
+
+def reobserved(p: Prepared, rows: np.ndarray, cfg: TrainConfig, *key: int) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded re-observation of stars ``rows`` (features, errors); ``key`` picks the draw."""
+    return p.reobserver.draw(rows, np.random.default_rng([cfg.seed, 0x402, *key]))
+
+
+def _tensors(p: Prepared, rows: np.ndarray, xs: Standardizer, ys: Standardizer, cfg: TrainConfig,
+             hide: bool = False, weight: np.ndarray | None = None, X: np.ndarray | None = None,
+             X_err: np.ndarray | None = None, es: Standardizer | None = None):
+    """Training tensors (inputs by :func:`_inputs`, from ``X`` and ``X_err`` where given: re-observed stars);
+    in "mask" mode the inputs carry measured-bits, and with ``hide`` surveys are hidden once."""
+    X = _inputs(p.X[rows] if X is None else X, p.X_err[rows] if X_err is None and es is not None else X_err,
+                xs, es, cfg, hide)
     y = torch.from_numpy(((p.y[rows] - ys.mean) / ys.std).astype(np.float32))
     e = torch.from_numpy((p.e[rows] / ys.std).astype(np.float32))
     g = torch.from_numpy(p.giant[rows].astype(np.float32))

@@ -13,11 +13,17 @@ import numpy as np
 import torch
 from scipy.optimize import minimize_scalar
 
-from photofeh.model.features import Standardizer
 from photofeh.model.missing import drop_groups, network_inputs
 from photofeh.model.networks import build_network
 from photofeh.model.train_config import TrainConfig
-from photofeh.model.train_data import _group_index, _plx_spec, _tensors, label_standardizer, prepare
+from photofeh.model.train_data import (
+    _group_index,
+    _plx_spec,
+    _tensors,
+    input_scaling,
+    label_standardizer,
+    prepare,
+)
 
 __all__ = ["multitask_loss", "conditional_index", "lr_find", "LRRange"]
 
@@ -95,8 +101,9 @@ def _set_threads(cfg: TrainConfig) -> None:
 
 
 def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log, plx=None,
-                init_state: dict | None = None) -> tuple:
-    """``init_state``: weights to start from (a pretrained network's, photofeh.model.pretrain), else random."""
+                reobserve=None, init_state: dict | None = None) -> tuple:
+    """One member of the ensemble, its best epoch by validation loss. ``reobserve(member, epoch)``: the training
+    inputs of that epoch, its stars re-observed afresh (noise-aware training, :mod:`photofeh.model.noise`)."""
     torch.manual_seed(cfg.seed * 1000 + member)
     net = build_network(cfg.architecture, n_inputs, cfg.labels, cfg.heads, cfg.classify, cfg.class_conditional)
     if init_state is not None:  # a pretrained network's weights (photofeh.model.pretrain)
@@ -113,6 +120,8 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
     for epoch in range(cfg.epochs):
         t0 = time.perf_counter()
         net.train()
+        if reobserve is not None:
+            train_t = (reobserve(member, epoch), *train_t[1:])
         perm = torch.randperm(n, generator=gen)
         total = 0.0
         for s in range(steps):
@@ -274,12 +283,13 @@ def lr_find(table, cfg: TrainConfig, lr_min: float = 1e-6, lr_max: float = 1.0, 
     _set_threads(cfg)
     p = prepare(table, cfg)
     rows = np.flatnonzero(p.usable & np.isfinite(p.y).any(axis=1))
-    xs, ys = Standardizer.fit(p.X[rows]), label_standardizer(p, rows)
-    X, y, e, g, a, _ = _tensors(p, rows, xs, ys, cfg, hide=True)
+    ys = label_standardizer(p, rows)
+    X0, E0, xs, es = input_scaling(p, rows, cfg)
+    X, y, e, g, a, _ = _tensors(p, rows, xs, ys, cfg, hide=True, X=X0, X_err=E0, es=es)
     plx = _plx_spec(p, ys)
     torch.manual_seed(cfg.seed)
-    net = build_network(cfg.architecture, network_inputs(len(cfg.features), cfg.missing), cfg.labels, cfg.heads,
-                        cfg.classify, cfg.class_conditional)
+    net = build_network(cfg.architecture, network_inputs(len(cfg.features), cfg.missing, cfg.noise_aware), cfg.labels,
+                        cfg.heads, cfg.classify, cfg.class_conditional)
     opt = torch.optim.AdamW(net.parameters(), lr=lr_min, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     lrs = np.geomspace(lr_min, lr_max, steps)
