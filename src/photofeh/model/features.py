@@ -77,22 +77,22 @@ def deredden(table: Mapping[str, np.ndarray], bands: Sequence[str], ebv_column: 
     ebv = np.asarray(table[ebv_column], dtype=np.float64) if ebv_column in table else None
 
     def extinguished(b: str, coefficient) -> np.ndarray:
-        m = np.asarray(table[b], dtype=np.float64)
         if f"A_{b}" in table:
-            return m - np.asarray(table[f"A_{b}"], dtype=np.float64)
+            return np.subtract(table[b], table[f"A_{b}"], dtype=np.float64)
         if ebv is None:
             raise MissingColumnsError(f"no {ebv_column!r} column and no A_{b} column to deredden {b}")
-        return m - coefficient * ebv
+        # m - coefficient E(B-V) in float64, the float32 magnitude converted inside the subtraction (no copy)
+        out = np.multiply(coefficient, ebv)
+        return np.subtract(table[b], out, out=out, dtype=np.float64)
 
     out = {b: extinguished(b, BANDS[b].r_ebv) for b in bands if BANDS[b].survey != "gaia"}
     gaia = [b for b in bands if BANDS[b].survey == "gaia"]
     if gaia:
-        bp = np.asarray(table["gaia_bp"], dtype=np.float64)
-        rp = np.asarray(table["gaia_rp"], dtype=np.float64)
-        x = bp - rp
+        observed = np.subtract(table["gaia_bp"], table["gaia_rp"], dtype=np.float64)
+        x = observed
         if ebv is not None:
             for _ in range(gaia_iterations):
-                x = (bp - rp) - (extinction_coefficient("gaia_bp", x) - extinction_coefficient("gaia_rp", x)) * ebv
+                x = observed - (extinction_coefficient("gaia_bp", x) - extinction_coefficient("gaia_rp", x)) * ebv
         for b in gaia:
             out[b] = extinguished(b, extinction_coefficient(b, x))
     return out
@@ -126,7 +126,8 @@ def feature_matrix(table: Mapping[str, np.ndarray], features: Sequence[str],
         if f in given:
             X[:, j] = _given_colour(table, f, ebv_column, deredden_bands)
         elif len(parts) == 2 and all(p in BANDS for p in parts):
-            X[:, j] = mag0[parts[0]] - mag0[parts[1]]
+            # computed in float64, rounded to float32 as it is stored (as an assignment would)
+            np.subtract(mag0[parts[0]], mag0[parts[1]], out=X[:, j], casting="same_kind")
         elif f in BANDS:
             X[:, j] = mag0[f]
         else:
