@@ -114,6 +114,12 @@ class ErrorRelation:
         return cls(float(d["floor2"]), float(d["a"]), float(d["b"]), str(d["source"]))
 
 
+def _catalogue_limit(band: str) -> float:
+    """The faintest magnitude a band's catalogue reports at any S/N: Gaia's (photofeh.bands m5), else none."""
+    b = BANDS.get(band)
+    return float(b.m5) if b is not None and b.survey == "gaia" else np.inf
+
+
 def _has_band_model(band: str) -> bool:
     b = BANDS.get(band)
     return b is not None and bool(np.isfinite(b.m5)) and b.gamma > 0
@@ -168,12 +174,14 @@ class Reobserver:
             keep |= {"parallax", "parallax_error", PARALLAX_MAG}
         self.cols = {k: np.asarray(v) for k, v in cols.items() if k in keep}
         # the magnitude at which each band's error reaches S/N = 5: how far a star may fade and keep it
+        # (or where its catalogue stops whatever the S/N: Gaia at G ~ 21, photofeh.bands' m5 for Gaia, as the mock
+        # survey has it; Gaia Collaboration, Brown et al. 2021, A&A 649, A1)
         grid = np.arange(10.0, 30.0, 0.01)
         self.detection_mag = {}
         for b in bands:
             s = self.relations[b].sigma(grid)
             over = np.flatnonzero(s > MAG_PER_REL_FLUX / DETECTION_SNR)
-            self.detection_mag[b] = float(grid[over[0]]) if over.size else float(grid[-1])
+            self.detection_mag[b] = min(float(grid[over[0]]) if over.size else float(grid[-1]), _catalogue_limit(b))
 
     def fades(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Delta (mag) per star: uniform up to the survey limit in the limit band (or, for a model that needs
@@ -205,7 +213,8 @@ class Reobserver:
                 flux = np.maximum(flux, 1.0 / DETECTION_SNR)  # below zero flux, ~1e-7 of draws, held at S/N 1)
             with np.errstate(invalid="ignore", divide="ignore"):
                 snr = flux / rel_new
-                detected = np.isfinite(mag) if self.require_all else snr >= DETECTION_SNR
+                reported = (snr >= DETECTION_SNR) & (mag <= _catalogue_limit(b))
+                detected = np.isfinite(mag) if self.require_all else reported
                 out[b] = np.where(detected, mag - 2.5 * np.log10(np.where(flux > 0, flux, np.nan)), np.nan)
                 out[f"{b}_err"] = np.where(detected, MAG_PER_REL_FLUX / snr, np.nan)
         if self.parallax:
@@ -215,8 +224,9 @@ class Reobserver:
             err = np.asarray(out["parallax_error"], float)
             err = np.where(np.isfinite(err) & (err > 0), err, self.relations["parallax"].sigma(g_faded - fade)) * shrink
             err_new = np.maximum(self.relations["parallax"].sigma(g_faded), err)
-            out["parallax"] = plx + np.sqrt(np.clip(err_new**2 - err**2, 0.0, None)) * rng.standard_normal(rows.size)
-            out["parallax_error"] = err_new
+            plx = plx + np.sqrt(np.clip(err_new**2 - err**2, 0.0, None)) * rng.standard_normal(rows.size)
+            seen = self.require_all | (g_faded <= _catalogue_limit(PARALLAX_MAG))  # no astrometry beyond Gaia's G
+            out["parallax"], out["parallax_error"] = np.where(seen, plx, np.nan), np.where(seen, err_new, np.nan)
         return out
 
     def draw(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
