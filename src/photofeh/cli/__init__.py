@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from photofeh import __version__
-from photofeh.cli.common import UserError, train_config
+from photofeh.cli.common import UserError, check_address_space, limit_malloc_arenas, resource_failure, train_config
 
 __all__ = ["COMMANDS", "UserError", "build_parser", "main", "run"]
 
@@ -56,9 +57,26 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+# set by main when a command ran out of a resource: run() then ends the process at once (see there)
+_OUT_OF_RESOURCES = False
+
+
+def _resource_note(args: argparse.Namespace, problem: str) -> str:
+    """The one line of a command that ran out of disk, file size or memory, and what is left of its output."""
+    out = getattr(args, "out", None)
+    if args.command == "predict":
+        left = f"the chunks finished in {out} are kept: rerun the same command to resume"
+    else:
+        left = (f"nothing was left half-written{f' at {out}' if out else ''} (outputs are renamed into place only "
+                "when complete)")
+    return f"{problem}; {left}"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command and return its exit code: 0 done, 1 a user error (one line on stderr, no traceback),
-    2 bad arguments (argparse), 3 a prediction run that skipped chunks, 130 interrupted."""
+    """Run one command and return its exit code: 0 done, 1 a user error (one line on stderr, no traceback) or
+    a run out of disk, file size or memory (:func:`photofeh.cli.common.resource_failure`: one line naming the
+    limit), 2 bad arguments (argparse), 3 a prediction run that skipped chunks, 130 interrupted."""
+    global _OUT_OF_RESOURCES
     import signal
     import threading
 
@@ -69,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
+        check_address_space()
         return args.func(args)
     except (UserError, OutputLocked) as exc:
         print(f"photofeh {args.command}: error: {exc}", file=sys.stderr)
@@ -79,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"photofeh {args.command}: interrupted; no partial output was kept", file=sys.stderr)
         return 130
+    except Exception as exc:
+        problem = resource_failure(exc)
+        if problem is None:
+            raise
+        _OUT_OF_RESOURCES = True
+        print(f"photofeh {args.command}: error: {_resource_note(args, problem)}", file=sys.stderr)
+        return 1
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
@@ -90,6 +116,7 @@ def run() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _terminate)  # main restores this handler, not the default, when it returns
+    limit_malloc_arenas()  # before any library starts a thread
     code = 130
     try:
         code = main()
@@ -103,4 +130,13 @@ def run() -> None:
                 break
             except KeyboardInterrupt:
                 continue
+    if _OUT_OF_RESOURCES:
+        # out of memory, native libraries' threads and finalisers may abort (exit 134) after the message; the
+        # outputs are durable (fsynced and renamed) and the locks are the kernel's: end here, code as said
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe or stream
+                pass
+        os._exit(code)
     sys.exit(code)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from photofeh.cli.arguments import preset_name
-from photofeh.cli.common import UserError, load_table
+from photofeh.cli.common import UserError, load_table, user_errors
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -29,20 +29,16 @@ def handle(args: argparse.Namespace) -> int:
 
     run = Path(args.model)
     model_dir = model_folder(run)
-    try:
+    with user_errors(ModelFormatError):
         model = load_model(model_dir)
-    except ModelFormatError as exc:
-        raise UserError(str(exc)) from None
     # the table is read as the model's training table was (its config's table_preset), unless --preset says
     # otherwise or the table is already in schema names (it has every column the model needs)
     preset = args.preset or model.meta.get("training", {}).get("config", {}).get("table_preset")
     if preset and not args.preset:
         from photofeh.io.readers import CatalogReadError, table_columns
 
-        try:
+        with user_errors(CatalogReadError):
             columns = table_columns(args.table)
-        except CatalogReadError as exc:
-            raise UserError(str(exc)) from None
         if all(c in columns for c in model.needed_columns(columns)):
             preset = None
     table = load_table(args.table, preset, lambda s: print(s, file=sys.stderr))
@@ -85,11 +81,9 @@ def handle(args: argparse.Namespace) -> int:
         why = str(exc).strip()[:300] if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"[:300]
         raise UserError(f"the baselines of {run} are damaged and cannot be read: {why}; restore "
                         f"{run / BASELINE_FOLDER} from a copy, or move it away to evaluate the network alone") from None
-    try:
+    with user_errors(KeyError, ValueError):
         report = evaluate_model(model, table, rows, out_dir, baselines=baselines,
                                 figures=None if args.no_figures else draw_evaluation_figures)
-    except (KeyError, ValueError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
     summary = {lab: {k: round(v, 4) for k, v in e["vs_labels"].items() if k in ("sigma_gauss", "robust_sigma",
                                                                                  "bias_median", "pull_std")}
                for lab, e in report["labels"].items()}

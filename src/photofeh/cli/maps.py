@@ -20,6 +20,8 @@ from photofeh.cli.common import (
     check_output,
     predictions_state,
     prior_note,
+    staged_folder,
+    user_errors,
 )
 
 
@@ -52,8 +54,7 @@ def handle(args: argparse.Namespace) -> int:
         feh_map_from_predictions,
         predictions_absmag_reference,
     )
-    from photofeh.io.catalog import atomic_output, folder_output
-    from photofeh.io.locking import output_lock
+    from photofeh.io.catalog import atomic_output
     from photofeh.io.readers import CatalogReadError
     from photofeh.report.map_figures import draw_map_figures
     from photofeh.scale.predict_catalog import read_provenance
@@ -62,16 +63,11 @@ def handle(args: argparse.Namespace) -> int:
     check_output(out, [args.predictions], args.overwrite)
     check_output(args.stars, [args.predictions, out], args.overwrite)
     incomplete = predictions_state(args.predictions, args.allow_incomplete, "map")
-    if out.is_symlink():  # the folder it points to is replaced; the link stays
-        out = out.resolve()
-    try:
+    with user_errors(CatalogReadError, KeyError, ValueError, OSError):
         check_map_options(cell=args.cell, r_max=args.r_max, z_max=args.z_max, min_count=args.min_count)
         reference, reference_from = predictions_absmag_reference(args.predictions)
         check_map_input(args.predictions, args.band, args.absmag, reference)  # before anything is created
-        if not out.parent.is_dir():
-            raise OSError(f"cannot create {out}: folder {out.parent} does not exist")
-        final = out
-        with output_lock(final, f"photofeh map {args.predictions}", inside=True), folder_output(final) as out:
+        with staged_folder(out, f"photofeh map {args.predictions}") as stage:
             products, counts = feh_map_from_predictions(
                 args.predictions, bands=args.band, giants=args.giants, min_parallax_snr=args.min_parallax_snr,
                 max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
@@ -79,7 +75,7 @@ def handle(args: argparse.Namespace) -> int:
                 absmag=args.absmag, out_of_domain=args.out_of_domain, slices=args.slices, deconvolve=args.deconvolve,
                 absmag_reference=reference)
             fmap = products.rz
-            with atomic_output(out / "feh_map.npz") as tmp, open(tmp, "wb") as f:
+            with atomic_output(stage / "feh_map.npz") as tmp, open(tmp, "wb") as f:
                 products.save(f)
             cells = int(np.sum(fmap.n >= args.min_count))
             provenance = read_provenance(args.predictions)
@@ -107,18 +103,15 @@ def handle(args: argparse.Namespace) -> int:
             median = None
             if args.deconvolve:
                 median, err = deconvolved_cells(products, args.min_count)
-                with atomic_output(out / "feh_map_deconvolved.npz") as tmp, open(tmp, "wb") as f:
+                with atomic_output(stage / "feh_map_deconvolved.npz") as tmp, open(tmp, "wb") as f:
                     np.savez(f, x_edges=fmap.x_edges, y_edges=fmap.y_edges, median=median, median_err=err,
                              n=fmap.n)
                 report["deconvolved_cells"] = int(np.isfinite(median).sum())
             figures = [] if args.no_figures else draw_map_figures(
-                products, out, min_count=args.min_count, deconvolved=median, slice_summaries=slice_summaries)
+                products, stage, min_count=args.min_count, deconvolved=median, slice_summaries=slice_summaries)
             report["figures"] = sorted(p.name for p in figures)
-            with atomic_output(out / "map.json") as tmp:
+            with atomic_output(stage / "map.json") as tmp:
                 tmp.write_text(json.dumps(report, indent=2) + "\n")
-        out = final
-    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
     if cells == 0:
         raise UserError(f"no (R, |Z|) cell holds {args.min_count} stars ({counts['in the map']:,d} stars in the map, "
                         f"counts in {out / 'map.json'}): lower --min-count, use larger --cell, or relax the cuts")

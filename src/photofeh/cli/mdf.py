@@ -11,10 +11,11 @@ from photofeh.cli.arguments import ROWS, bounded_float, bounded_int
 from photofeh.cli.common import (
     ALLOW_INCOMPLETE_HELP,
     OVERWRITE_HELP,
-    UserError,
     check_output,
     predictions_state,
     prior_note,
+    staged_folder,
+    user_errors,
 )
 
 
@@ -23,8 +24,7 @@ def handle(args: argparse.Namespace) -> int:
     import json
 
     from photofeh.galaxy.populations import mdf_of_predictions
-    from photofeh.io.catalog import atomic_output, folder_output
-    from photofeh.io.locking import output_lock
+    from photofeh.io.catalog import atomic_output
     from photofeh.io.readers import CatalogReadError
     from photofeh.report.mdf_figures import plot_mdf
     from photofeh.scale.predict_catalog import read_provenance
@@ -32,32 +32,24 @@ def handle(args: argparse.Namespace) -> int:
     out = Path(args.out)
     check_output(out, [args.predictions], args.overwrite)
     incomplete = predictions_state(args.predictions, args.allow_incomplete, "mdf")
-    if out.is_symlink():  # the folder it points to is replaced; the link stays
-        out = out.resolve()
-    try:
-        if not out.parent.is_dir():
-            raise OSError(f"cannot create {out}: folder {out.parent} does not exist")
-        final = out
-        with output_lock(final, f"photofeh mdf {args.predictions}", inside=True), folder_output(final) as out:
-            summary, counts, x = mdf_of_predictions(
-                args.predictions, where=args.where, max_feh_err=args.max_feh_err, giants=args.giants,
-                out_of_domain=args.out_of_domain, chunk_rows=args.chunk_rows, n_boot=args.bootstrap, seed=args.seed,
-                n_components=args.components, method=args.method)
-            provenance = read_provenance(args.predictions)
-            report = {"photofeh_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                      "input": str(Path(args.predictions).resolve()), "predictions": provenance,
-                      "options": {k: getattr(args, k) for k in ("where", "max_feh_err", "giants", "out_of_domain",
-                                                               "bootstrap", "seed", "components", "method")},
-                      "counts": counts, **prior_note(provenance, "mdf", "calibration_stars" in summary), **incomplete,
-                      "fraction_below": summary["fraction_below"],
-                      "mdf": summary}
-            with atomic_output(out / "mdf.json") as tmp:
-                tmp.write_text(json.dumps(report, indent=2) + "\n")
-            plot_mdf(summary, x, out / "mdf", title=f"{counts.get('selected', 0):,d} stars"
-                     + (" (INCOMPLETE predictions)" if incomplete else ""))
-        out = final
-    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
+    with user_errors(CatalogReadError, KeyError, ValueError, OSError), \
+            staged_folder(out, f"photofeh mdf {args.predictions}") as stage:
+        summary, counts, x = mdf_of_predictions(
+            args.predictions, where=args.where, max_feh_err=args.max_feh_err, giants=args.giants,
+            out_of_domain=args.out_of_domain, chunk_rows=args.chunk_rows, n_boot=args.bootstrap, seed=args.seed,
+            n_components=args.components, method=args.method)
+        provenance = read_provenance(args.predictions)
+        report = {"photofeh_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "input": str(Path(args.predictions).resolve()), "predictions": provenance,
+                  "options": {k: getattr(args, k) for k in ("where", "max_feh_err", "giants", "out_of_domain",
+                                                           "bootstrap", "seed", "components", "method")},
+                  "counts": counts, **prior_note(provenance, "mdf", "calibration_stars" in summary), **incomplete,
+                  "fraction_below": summary["fraction_below"],
+                  "mdf": summary}
+        with atomic_output(stage / "mdf.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+        plot_mdf(summary, x, stage / "mdf", title=f"{counts.get('selected', 0):,d} stars"
+                 + (" (INCOMPLETE predictions)" if incomplete else ""))
     print(json.dumps({"counts": counts, "method": summary["method"],
                       **{k: summary[k] for k in ("median", "median_se", "mean", "mean_se", "width", "width_se",
                                                  "fraction_below")}}, indent=2))

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from photofeh.cli.arguments import ROWS, bounded_int, preset_name
-from photofeh.cli.common import UserError
+from photofeh.cli.common import UserError, user_errors
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -29,31 +29,30 @@ def handle(args: argparse.Namespace) -> int:
     if not parent.is_dir():  # the lock file and the parts go beside the output: say so, not '[Errno 2] ... .lock'
         raise UserError(f"cannot create {args.out}: folder {parent} does not exist (create it first)")
     try:
-        if args.mapping:
-            preset = load_mapping(args.mapping)
-        options = PredictOptions(chunk_rows=args.chunk_rows, keep=tuple(args.keep or ()), preset=preset,
-                                 fmt=args.format, on_error=args.on_error, device=args.device, threads=args.threads,
-                                 workers=args.workers, progress=not args.quiet,
-                                 ebv=EbvSource(args.ebv_column, args.sfd_dir), prior=args.prior)
-        if args.scheduler:
-            if args.workers > 1:
-                raise ValueError("--workers is for a run on this machine; on Dask, the cluster's workers predict "
-                                 "(--scheduler local:N for N local processes)")
-            from photofeh.scale.distributed import predict_distributed
+        with user_errors(CatalogReadError, ModelFormatError, KeyError, ValueError, OSError):
+            if args.mapping:
+                preset = load_mapping(args.mapping)
+            options = PredictOptions(chunk_rows=args.chunk_rows, keep=tuple(args.keep or ()), preset=preset,
+                                     fmt=args.format, on_error=args.on_error, device=args.device, threads=args.threads,
+                                     workers=args.workers, progress=not args.quiet,
+                                     ebv=EbvSource(args.ebv_column, args.sfd_dir), prior=args.prior)
+            if args.scheduler:
+                if args.workers > 1:
+                    raise ValueError("--workers is for a run on this machine; on Dask, the cluster's workers predict "
+                                     "(--scheduler local:N for N local processes)")
+                from photofeh.scale.distributed import predict_distributed
 
-            report = predict_distributed(args.model, args.input, args.out, options, args.scheduler)
-            print(json.dumps(report, indent=2))
-            return 0
-        from photofeh.scale.predict_catalog import predict_catalog
+                report = predict_distributed(args.model, args.input, args.out, options, args.scheduler)
+                print(json.dumps(report, indent=2))
+                return 0
+            from photofeh.scale.predict_catalog import predict_catalog
 
-        summary = predict_catalog(args.model, args.input, args.out, options,
-                                  log=lambda s: print(s, file=sys.stderr))
+            summary = predict_catalog(args.model, args.input, args.out, options,
+                                      log=lambda s: print(s, file=sys.stderr))
     except KeyboardInterrupt:
         print("photofeh predict: interrupted; finished chunks are kept: rerun the same command to resume",
               file=sys.stderr)
         return 130
-    except (CatalogReadError, ModelFormatError, KeyError, ValueError, OSError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
     print(json.dumps({"output": str(summary.output), "stars": summary.rows, "unusable_stars": summary.unusable_rows,
                       "chunks_done": summary.chunks_done, "chunks_total": summary.chunks_total,
                       "chunks_resumed": summary.resumed_chunks, "workers": args.workers,

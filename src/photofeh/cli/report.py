@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from photofeh.cli.common import ALLOW_INCOMPLETE_HELP, OVERWRITE_HELP, UserError, check_output, predictions_state
+from photofeh.cli.common import ALLOW_INCOMPLETE_HELP, OVERWRITE_HELP, check_output, predictions_state, user_errors
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -19,11 +19,9 @@ def handle(args: argparse.Namespace) -> int:
     if args.predictions:
         note = predictions_state(args.predictions, args.allow_incomplete, "report")
         warnings += [note["incomplete_predictions"]["note"]] if note else []
-    try:
+    with user_errors(CatalogReadError, KeyError, ValueError, OSError):
         path = write_report(args.run, predictions=args.predictions, map_dir=args.map_dir, out=args.out,
                             warnings=warnings)
-    except (CatalogReadError, KeyError, ValueError, OSError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
     print(f"wrote {path} (self-contained: open it in any browser, e.g. file://{Path(path).resolve()})")
     return 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from photofeh.cli.arguments import band_name, bounded_float, bounded_int, footprint_arg, worker_count
-from photofeh.cli.common import OVERWRITE_HELP, UserError, check_output
+from photofeh.cli.common import OVERWRITE_HELP, UserError, check_output, user_errors
 
 
 class _Progress:
@@ -127,12 +127,10 @@ def _simulate_cluster(args: argparse.Namespace, out: Path, fmt: str, footprints:
         footprints=footprints, disk_feh_law=args.disk_feh_law, halo_feh_law=args.halo_feh_law, colours=args.colours,
         isochrones=args.isochrones, seed=args.seed)
     t0 = time.perf_counter()
-    try:
+    with user_errors(ValueError, KeyError, FileNotFoundError, OSError):
         survey = cl.ClusterFieldSurvey(config, field_radius)
         config.validate(survey.grid)
         cl.write_cluster_catalog(config, out, field_radius, fmt, survey)
-    except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
     table = read_table(out)
     summary = _Summary()
     summary.add(pa.Table.from_pandas(table, preserve_index=False))
@@ -151,11 +149,9 @@ def handle(args: argparse.Namespace) -> int:
     from photofeh.simulate.survey import MockSurvey, MockSurveyConfig, simulate
 
     out = Path(args.out)
-    try:
+    with user_errors(ValueError, OSError):
         fmt = format_for(out, args.format)
         check_writable(out)
-    except (ValueError, OSError) as exc:
-        raise UserError(str(exc)) from None
     check_output(out, [args.isochrones], args.overwrite)
     footprints = {k: v.to_text() for k, v in DEFAULT_FOOTPRINTS.items()}
     footprints.update(dict(args.footprint or []))
@@ -170,11 +166,9 @@ def handle(args: argparse.Namespace) -> int:
         binaries=not args.no_binaries, spec_only=args.spec_only,
         isochrones=args.isochrones,
     )
-    try:
+    with user_errors(ValueError, KeyError, FileNotFoundError):
         config.validate()
         survey = MockSurvey(config)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
     summary, progress = _Summary(), _Progress(config.n_stars, args.quiet)
 
     def on_chunk(chunk, done: int) -> None:
@@ -182,10 +176,8 @@ def handle(args: argparse.Namespace) -> int:
         progress(done)
 
     t0 = time.perf_counter()
-    try:
+    with user_errors(ValueError, OSError, WorkerDied):
         simulate(config, out, fmt, args.chunk_size, args.workers, survey, on_chunk)
-    except (ValueError, OSError, WorkerDied) as exc:
-        raise UserError(str(exc)) from None
     dt = time.perf_counter() - t0
     print(f"wrote {out} ({fmt}) in {dt:.1f} s, {config.n_stars / dt:,.0f} stars/s")
     print(summary.text())

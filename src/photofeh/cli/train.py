@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from photofeh.cli.arguments import bounded_int, positive_int
-from photofeh.cli.common import UserError, check_output, load_table, train_config
+from photofeh.cli.common import check_output, load_table, train_config, user_errors
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -21,11 +21,9 @@ def handle(args: argparse.Namespace) -> int:
     check_output(args.out, [args.table, args.config], overwrite=True)  # train refuses an existing run itself
     log = (lambda s: None) if args.quiet else (lambda s: print(s, file=sys.stderr))
     table = load_table(args.table, cfg.table_preset, log)
-    try:
+    with user_errors(KeyError, ValueError, OSError, OutputLocked):
         model_dir = train(table, cfg, args.out, log=log, overwrite=args.overwrite, draw_history=history_figure,
                           inputs=(args.table, args.config), mock_source=cached_mock)
-    except (KeyError, ValueError, OSError, OutputLocked) as exc:
-        raise UserError(str(exc).strip("'\"")) from None
     print(f"model written to {model_dir}")
     return 0
 
