@@ -97,7 +97,11 @@ def conditional_index(cfg: TrainConfig) -> torch.Tensor | None:
 
 
 def _set_threads(cfg: TrainConfig) -> None:
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    """``cfg.threads``; 0: OMP_NUM_THREADS where the environment sets it (a batch system's allocation, a test
+    run beside other work: PyTorch's OpenMP threads spin-wait, and beside busy processes 2 threads took 20x
+    the CPU time of one), else every core."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    torch.set_num_threads(cfg.threads or (int(env) if env.isdigit() and int(env) > 0 else 0) or os.cpu_count() or 1)
 
 
 def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log, plx=None,
