@@ -66,7 +66,7 @@ class TrainConfig:
     noise_aware: bool = False
     noise_limit_band: str = "sdss_r"
     noise_limit: float = 22.5
-    noise_keep_fraction: float = 0.2
+    noise_keep_fraction: float = 0.5
     # a catalogue whose (magnitude, error) pairs define the survey's error relations; "": the training table's
     noise_errors_from: str = ""
     # the prior the estimates carry (photofeh.model.prior): "labels" (the labelled stars' distribution: best per-star
