@@ -109,6 +109,33 @@ def test_gaia_stops_at_its_catalogue_limit():
     assert strict.fades(np.arange(n), np.random.default_rng(6)).max() <= 21.0 - 19.1 + 1e-9
 
 
+def test_relations_from_the_catalogue_to_predict(tmp_path):
+    """noise_errors_from: the survey's own errors define the relations, read from its file (here a survey 1 mag
+    shallower than photofeh.bands' SDSS r), not the training table's."""
+    from dataclasses import replace
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from photofeh.model.noise import error_relations_for
+
+    rng = np.random.default_rng(8)
+    shallow = replace(BANDS["sdss_r"], m5=BANDS["sdss_r"].m5 - 1.0)
+    mag = rng.uniform(15.0, 22.0, 30_000)
+    table = {"sdss_r": mag, "sdss_r_err": lsst_error_model(mag, shallow),
+             "sdss_g": mag + 0.5, "sdss_g_err": lsst_error_model(mag + 0.5, BANDS["sdss_g"])}
+    pq.write_table(pa.table(table), tmp_path / "survey.parquet")
+    training = {b: np.full(100, 17.0) for b in ("sdss_g", "sdss_r")} | {f"{b}_err": np.full(100, 0.01)
+                                                                       for b in ("sdss_g", "sdss_r")}
+    own = error_relations_for(training, ["sdss_g-sdss_r"])
+    theirs = error_relations_for(training, ["sdss_g-sdss_r"], str(tmp_path / "survey.parquet"))
+    assert own["sdss_r"].source == "bands" and theirs["sdss_r"].source == "catalogue"
+    assert theirs["sdss_r"].sigma(21.5) == pytest.approx(float(lsst_error_model(21.5, shallow)), rel=0.05)
+    assert theirs["sdss_r"].sigma(21.5) > 1.5 * own["sdss_r"].sigma(21.5)
+    with pytest.raises(ValueError, match="lacks columns"):
+        error_relations_for(training, ["sdss_r-sdss_i"], str(tmp_path / "survey.parquet"))
+
+
 def test_relations_need_each_band_error():
     with pytest.raises(ValueError, match="sdss_g_err"):
         fit_error_relations({"sdss_g": np.ones(10), "sdss_r": np.ones(10), "sdss_r_err": np.ones(10)},
