@@ -15,11 +15,24 @@ with: :func:`photofeh.model.parallax_labels.parallax_inputs`).
   than being one offset: Lindegren et al. 2016, A&A 595, A4), observed magnitudes (the file has no E(B-V)).
 - mock: 40,000 labelled mock stars (seed 2), 30% test; simulated EDR3 parallaxes (zero point -0.017 mas, as
   the mock draws them); dereddened SDSS, PS1 and Gaia colours with the mock's E(B-V).
+- mock-depth, by magnitude: the class-conditional model trained as for "mock" (the same 70% of the labelled
+  stars, SEGUE's 14 < g < 20.2) but with ``missing = "mask"``, so that it predicts what a survey star has,
+  applied to a survey-depth mock with true distances: two r-selected mocks (|b| > 20; 15,000 stars at
+  10 < r < 16 and 30,000 at 16 < r < 22.5, seed 31 and 32, each a fair sample of its range: the bright one
+  fills the bright bins), faint stars and stars without some bands included. Scored per 1.5-mag bin of observed
+  G from 10 to 22 (Gaia's catalogue stops at G = 21, and a star without BP has no dereddened G: such stars
+  have no M_G distance and are counted as such): the median M_true - M and the pulls (M_true - M) / M_err of
+  the stars with an estimate, the median d_phot/d_true of those with a distance, for all stars and by true
+  class, and for the dwarfs the median d_phot/d_true deconvolved from the bin's parallaxes (the measure used on
+  real stars) beside the truth.
 
 Models: "before", one Gaussian M_abs (the approach before issue 25); "after", M_abs class-conditional
 (``class_conditional``: a component for a dwarf and one for a giant, weighed by P(giant); the estimate is the
 more probable class's component, its error the root mean square of the mixture about it). On green2020
 "after, all bands" adds the 2MASS and WISE colours, which carry most of the giant/dwarf information left.
+"after" is calibrated on validation parallaxes per cell of estimated [Fe/H] and Teff
+(:mod:`photofeh.model.absmag_calibration`); "after, [Fe/H]-binned calibration" is the same networks with the
+calibration by [Fe/H] bin alone (the calibration before the Teff bins), "after, uncalibrated" without any.
 
 Scored per group (class from the label log g < 3.5; four colour bins, BP-RP or for Kepler KIC g-i, observed;
 three bins of label [Fe/H]), on held-out stars with measured parallax S/N >= 10 as the issue asks: median
@@ -37,7 +50,7 @@ split into single stars and unresolved binaries (the mock's truth).
 Each model is trained with three seeds (``--seeds``), and every figure is the mean over the three networks,
 with the range of the medians beside it: one network's draw moves a median by a few per cent.
 
-Usage: python benchmarks/bench_distances.py [--epochs N] [--seeds N] [--samples green2020 kepler mock]
+Usage: python benchmarks/bench_distances.py [--epochs N] [--seeds N] [--samples green2020 kepler mock mock-depth]
 """
 
 from __future__ import annotations
@@ -76,20 +89,31 @@ def real_data() -> Path:
     return real_data_dir()
 
 
-def _train_predict(fit: pd.DataFrame, held: pd.DataFrame, cfg, tmp: str) -> dict[bool, pd.DataFrame]:
+def _train_predict(fit: pd.DataFrame, held: pd.DataFrame, cfg, tmp: str) -> dict:
     """Train on ``fit`` (its own training/validation split) and predict ``held``; the per-star frames that
     :func:`scores` reads (the m the model was trained with, the zero-point-corrected parallax and its error),
-    with the model's M_abs calibration (True) and without it (False: the networks' Gaussian as it is)."""
+    with the model's M_abs calibration (True), with its calibration by [Fe/H] bin alone ("feh": the form
+    before the Teff bins) and without it (False: the networks' Gaussian as it is)."""
     from photofeh.model.predict import load_model
     from photofeh.model.train import train
 
     run = Path(tmp) / "run"
     train(fit, cfg, run, log=lambda s: None, overwrite=True)
     model = load_model(run)
+    calibration = model.absmag_calibration
     out = {True: _frame(model, held, cfg)}
+    model.absmag_calibration = _feh_binned(calibration)
+    out["feh"] = _frame(model, held, cfg)
     model.absmag_calibration = {}
     out[False] = _frame(model, held, cfg)
     return out
+
+
+def _feh_binned(calibration: dict) -> dict:
+    """A model's M_abs calibration as it was before the Teff bins: per group, the whole and the [Fe/H] bins
+    (:func:`photofeh.model.absmag_calibration.calibrate_column` applies such a one by [Fe/H] bin alone)."""
+    return {label: {k: ({"all": v["all"], "bins": v["bins"]} if isinstance(v, dict) else v)
+                    for k, v in c.items() if k != "teff_edges"} for label, c in calibration.items()}
 
 
 def _frame(model, held: pd.DataFrame, cfg) -> pd.DataFrame:
@@ -110,6 +134,9 @@ def _frame(model, held: pd.DataFrame, cfg) -> pd.DataFrame:
     if "dist_kpc_true" in held:
         out["d_true"] = held["dist_kpc_true"].to_numpy(float)
         out["binary"] = held["is_binary_true"].to_numpy(bool)
+        out["M_true"] = held[f"{label}_true"].to_numpy(float)
+        out["giant_true"] = held["is_giant_true"].to_numpy(bool)
+        out["G"] = held["gaia_g"].to_numpy(float)
     return out
 
 
@@ -147,7 +174,8 @@ def _variants(frames: dict[bool, pd.DataFrame], conditional: bool, suffix: str, 
         frame["colour"] = colour
     if not conditional:
         return {f"before{suffix}": frames[False]}
-    return {f"after{suffix}": frames[True], f"after, uncalibrated{suffix}": frames[False]}
+    return {f"after{suffix}": frames[True], f"after, [Fe/H]-binned calibration{suffix}": frames["feh"],
+            f"after, uncalibrated{suffix}": frames[False]}
 
 
 def kepler(epochs: int, seed: int, folds: int = 5, fold_seed: int = 25) -> dict[str, pd.DataFrame]:
@@ -191,6 +219,78 @@ def mock(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
         with tempfile.TemporaryDirectory() as tmp:
             frames = _train_predict(fit, held, cfg, tmp)
         out.update(_variants(frames, conditional, "", (held["gaia_bp"] - held["gaia_rp"]).to_numpy(float)))
+    return out
+
+
+DEPTH_MOCKS = (((10.0, 16.0), 15_000, 31), ((16.0, 22.5), 30_000, 32))  # SDSS r range, stars, seed
+G_EDGES = tuple(np.arange(10.0, 22.01, 1.5))  # observed Gaia G bins of the by-magnitude part
+
+
+@functools.cache
+def _depth_stars() -> pd.DataFrame:
+    """The survey-depth mock: the default survey (|b| > 20) in two r ranges, each a fair sample of its range."""
+    from photofeh.simulate.survey import MockSurveyConfig
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import catalog_frame
+
+    return pd.concat([catalog_frame(MockSurveyConfig(n_stars=n, seed=seed, mag_range=r))
+                      for r, n, seed in DEPTH_MOCKS], ignore_index=True)
+
+
+def mock_depth(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
+    """The labelled mock's class-conditional model, trained to predict from what a star has (``missing =
+    "mask"``), on the survey-depth mock: calibrated, by [Fe/H] bin alone, and uncalibrated."""
+    stars = _mock_stars()
+    test = np.random.default_rng(25).random(len(stars)) < 0.3
+    fit = stars[~test].reset_index(drop=True)
+    cfg = _config(MOCK_FEATURES, "mabs_gaia_g", True, missing="mask", split=(0.8, 0.2, 0.0), epochs=epochs,
+                  seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        frames = _train_predict(fit, _depth_stars(), cfg, tmp)
+    return {"after": frames[True], "after, [Fe/H]-binned calibration": frames["feh"],
+            "after, uncalibrated": frames[False]}
+
+
+def by_magnitude(frame: pd.DataFrame, seed: int = 0) -> dict[str, dict]:
+    """Per bin of observed G (:data:`G_EDGES`) and class (all stars, and by the mock's true class): the stars,
+    how many have an M_G estimate (the masked model needs 3 measured features: the brightest stars, saturated
+    in SDSS and PS1, have only Gaia's two colours) and a distance (the dereddened G needs BP-RP for its
+    extinction coefficient: most stars fainter than G ~ 20 have no BP), the median M_true - M_G (mag) and the
+    pulls z = (M_true - M_G) / M_G_err (median; half-width about 0 holding 68%, 1 for errors that hold 68% of
+    the stars) of the stars with an estimate, the median d_phot/d_true with its bootstrap error of those with a
+    distance, and for the dwarfs the median d_phot/d_true deconvolved from the bin's parallaxes
+    (:func:`deconvolved`), what the real samples are scored with."""
+    from photofeh.model.absmag_calibration import ONE_SIGMA
+
+    rng = np.random.default_rng(seed)
+    G, m, M, M_err = (frame[c].to_numpy(float) for c in ("G", "m", "M", "M_err"))
+    d_true, M_true, giant = frame["d_true"].to_numpy(float), frame["M_true"].to_numpy(float), frame["giant_true"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = 10 ** ((m - M) / 5 - 2) / d_true
+    out: dict[str, dict] = {}
+    for lo, hi in zip(G_EDGES[:-1], G_EDGES[1:], strict=True):
+        in_bin = (G >= lo) & (G < hi)
+        for cls, rows in (("all", in_bin), ("dwarfs (truth)", in_bin & ~giant), ("giants (truth)", in_bin & giant)):
+            est = rows & np.isfinite(M) & np.isfinite(M_err)
+            dist = est & np.isfinite(ratio)
+            row: dict = {"stars": int(rows.sum()), "with an estimate": int(est.sum()),
+                         "with a distance": int(dist.sum())}
+            if est.sum() >= 30:
+                z = (M_true[est] - M[est]) / M_err[est]
+                row.update({"median M_true - M": round(float(np.median(M_true[est] - M[est])), 3),
+                            "pull median": round(float(np.median(z)), 2),
+                            "pull width": round(float(np.quantile(np.abs(z), ONE_SIGMA)), 2)})
+            if dist.sum() >= 30:
+                r = ratio[dist]
+                boot = [np.median(rng.choice(r, r.size)) for _ in range(200)]
+                row.update({"median d_phot/d_true": round(float(np.median(r)), 3), "+-": round(float(np.std(boot)), 3)})
+                if cls.startswith("dwarfs"):
+                    plx, plx_err = frame["plx"].to_numpy(float)[dist], frame["plx_err"].to_numpy(float)[dist]
+                    dec = deconvolved(m[dist], M[dist], M_err[dist], plx, plx_err, rng, bootstrap=0)
+                    if "deconvolved median d_phot/d_true" in dec:
+                        row["deconvolved median d_phot/d_true"] = dec["deconvolved median d_phot/d_true"]
+            out[f"G {lo:g} to {hi:g}, {cls}"] = row
     return out
 
 
@@ -323,10 +423,12 @@ def deconvolved(m, M, M_err, plx, plx_err, rng, bootstrap: int = 5) -> dict:
         w = deconvolve_pulls(m[rows], M[rows], ones[rows], plx[rows], plx_err[rows])
         return 10 ** (pull_quantiles(w, 0.5) / 5)
 
+    out = {"deconvolved median d_phot/d_true": round(float(median_ratio(slice(None))), 3)}
+    if not bootstrap:
+        return out
     boot = [median_ratio(rng.integers(0, ok.sum(), ok.sum())) for _ in range(bootstrap)]
-    out = {"deconvolved median d_phot/d_true": round(float(median_ratio(slice(None))), 3),
-           "deconvolved +-": round(float(np.std(boot)), 3),
-           "deconvolved pull width": deconvolved_width(m, M, M_err, plx, plx_err)}
+    out.update({"deconvolved +-": round(float(np.std(boot)), 3),
+                "deconvolved pull width": deconvolved_width(m, M, M_err, plx, plx_err)})
     return {k: v for k, v in out.items() if v is not None}
 
 
@@ -350,9 +452,10 @@ def over_seeds(rows: list[dict]) -> dict:
         if len(values) < len(rows):
             continue
         mean = float(np.mean(values))
-        out[key] = int(round(mean)) if key.startswith("stars") else round(mean, 2 if "pull" in key else 3)
-        if key in ("median d_phot/d_plx", "median d_phot x parallax", "deconvolved median d_phot/d_true"
-                   ) and len(values) > 1:
+        out[key] = (int(round(mean)) if key.startswith(("stars", "with a"))
+                    else round(mean, 2 if "pull" in key else 3))
+        if key in ("median d_phot/d_plx", "median d_phot x parallax", "deconvolved median d_phot/d_true",
+                   "median d_phot/d_true", "median M_true - M") and len(values) > 1:
             out[f"{key}, seed range"] = f"{min(values):.3f}-{max(values):.3f}"
     return out
 
@@ -360,17 +463,18 @@ def over_seeds(rows: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=80)
-    ap.add_argument("--samples", nargs="+", default=["green2020", "kepler", "mock"],
-                    choices=["green2020", "kepler", "mock"])
+    ap.add_argument("--samples", nargs="+", default=["green2020", "kepler", "mock", "mock-depth"],
+                    choices=["green2020", "kepler", "mock", "mock-depth"])
     ap.add_argument("--seeds", type=int, default=3, help="networks trained per model, seeds 0..N-1")
     args = ap.parse_args()
     figures: dict = {}
-    runners = {"green2020": green2020, "kepler": kepler, "mock": mock}
+    runners = {"green2020": green2020, "kepler": kepler, "mock": mock, "mock-depth": mock_depth}
     for sample in args.samples:
         per_seed: dict[str, list[dict]] = {}
         for seed in range(args.seeds):
             for model, frame in runners[sample](args.epochs, seed).items():
-                per_seed.setdefault(f"{sample}, {model}", []).append(scores(frame, *COLOUR_BINS[sample]))
+                score = by_magnitude(frame) if sample == "mock-depth" else scores(frame, *COLOUR_BINS[sample])
+                per_seed.setdefault(f"{sample}, {model}", []).append(score)
         for key, runs in per_seed.items():
             figures[key] = {group: over_seeds([r[group] for r in runs]) for group in runs[0]}
             for group, row in figures[key].items():
