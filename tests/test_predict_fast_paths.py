@@ -182,3 +182,35 @@ def test_domain_checks_equal_row_wise_forms():
     none = TrainingDomain(**{**domain.__dict__, "error_max": np.full(len(domain.error_max), np.nan)})
     assert not none.excess_error(E).any() and none.excess_error(E).shape == E.shape
     assert not none.too_noisy(E).any()
+
+
+def test_two_chunks_at_once_write_what_one_at_a_time_writes(quick_model, catalog, tmp_path):
+    """The default thread layout (COMPUTE_THREADS chunks predicted at once, one torch thread each on 2 cores)
+    writes the parts, rows and chunk log that one chunk at a time on torch's threads (--threads) writes, and
+    leaves torch's thread count as it found it; a resumed run of either finishes the other's folder."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import torch
+
+    from photofeh.scale.ledger import CHUNK_LOG
+    from photofeh.scale.predict_catalog import PredictOptions, predict_catalog
+
+    source = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pandas(catalog.iloc[:9_000], preserve_index=False), source, row_group_size=700)
+    threads = torch.get_num_threads()
+    tables, logs = [], []
+    for name, extra in (("two", {}), ("one", {"threads": 1})):
+        out = tmp_path / name
+        summary = predict_catalog(quick_model, source, out, PredictOptions(chunk_rows=1_000, progress=False, **extra))
+        assert summary.rows == 9_000 and summary.chunks_done == 9
+        assert torch.get_num_threads() == threads
+        tables.append(pq.read_table(out))
+        logs.append({e["chunk"]: (e["rows"], e["first_row"], e["unusable"])
+                     for e in map(json.loads, (out / CHUNK_LOG).read_text().splitlines()) if "sha256" in e})
+    assert logs[0] == logs[1] and tables[0].schema.names == tables[1].schema.names
+    for name in tables[0].schema.names:
+        a, b = tables[0][name].to_numpy(), tables[1][name].to_numpy()
+        np.testing.assert_array_equal(a, b, err_msg=name)  # NaN where NaN: same bits otherwise
+    assert 0 < int(np.count_nonzero(tables[0]["usable"].to_numpy())) < 9_000
