@@ -13,12 +13,18 @@ with peak memory independent of the input size. Three inputs:
 
 It also times each stage on one chunk, one after the other, to say where the time goes.
 
-Usage: python benchmarks/bench_predict.py [--n-stars N] [--work DIR]
+Issue 27 (item 3), with sigma points off (a copy of each model whose domain records no error limit): ``--part
+survey-depth`` times every stage of the pipeline in CPU seconds on the survey-depth mock (the default model on
+its all-usable stars, the masked model on the whole catalogue) and the whole command against the network's pure
+forward pass in alternating rounds; ``--part layouts`` the whole command in predict's thread layouts.
+
+Usage: python benchmarks/bench_predict.py [--n-stars N] [--work DIR] [--part all|survey-depth|layouts] [--tag T]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -183,13 +189,259 @@ def forward_rate(run: Path, rows: int = 1_000_000, repeats: int = 5) -> float:
     return rows / float(np.median(times))
 
 
+# ------------------------------------------------ survey depth, stage by stage (issue 27, item 3)
+SURVEY_STAGES = ("read Parquet", "validate (sentinels, ranges, duplicate ids)", "features (dereddening, colours)",
+                 "feature errors", "domain score", "forward pass (network, in the pipeline)",
+                 "predict_features' other work (calibration, ranges, rows back in place)", "output table",
+                 "write Parquet part (checksum, fsync)")
+
+
+def without_sigma_points(model_dir: Path, dest: Path) -> Path:
+    """A copy of a model folder whose training domain records no feature-error limit (``error_max`` null), so
+    that no star gets sigma points: the path a noise-aware model takes by default (issue 27), for measuring
+    only. Its checksums are rewritten, so it loads like any model folder."""
+    import shutil
+
+    from photofeh.model.artifact import CHECKSUMS, META, WEIGHTS, file_sha256
+
+    if not (dest / CHECKSUMS).exists():
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(model_dir, dest)
+        meta = json.loads((dest / META).read_text())
+        if meta.get("domain"):
+            meta["domain"]["error_max"] = [None] * len(meta["domain"]["error_max"])
+        (dest / META).write_text(json.dumps(meta, indent=2) + "\n")
+        sums = {name: file_sha256(dest / name) for name in (META, WEIGHTS)}
+        (dest / CHECKSUMS).write_text(json.dumps(sums, indent=1) + "\n")
+    return dest
+
+
+def ensure_survey_inputs(work: Path, n: int) -> dict[str, tuple[Path, Path]]:
+    """(model folder without sigma points, input) for the default model on the all-usable stars of the
+    survey-depth mock (simulate's default 14 < r < 22.5, faint stars included) and for the masked model
+    (configs/masked.toml) on the whole mock."""
+    mock, usable, _, run = ensure_inputs(work, n)
+    masked_run = work / "run_masked"
+    if not (masked_run / "model" / "model.json").exists():
+        run_measured([PHOTOFEH, "train", str(work / "spec.parquet"), "--config", str(ROOT / "configs" / "masked.toml"),
+                      "--out", str(masked_run), "--epochs", "5", "--quiet"])
+    return {"default model, all-usable stars": (without_sigma_points(run / "model", work / "model_nosigma"), usable),
+            "masked model, whole catalogue": (without_sigma_points(masked_run / "model", work / "masked_nosigma"),
+                                              mock)}
+
+
+class _Clock:
+    """Seconds spent in wrapped functions, by stage."""
+
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = dict.fromkeys(SURVEY_STAGES, 0.0)
+
+    def wrap(self, stage: str, fn):
+        def timed(*args, **kwargs):
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spent[stage] += time.process_time() - t0
+
+        return timed
+
+
+def pipeline_stages(model_dir: Path, source: Path, chunk_rows: int = 250_000) -> dict[str, float]:
+    """One pass over ``source`` through the code ``photofeh predict`` runs, stages one after the other, torch
+    on one thread: CPU seconds (the process's, pyarrow's threads included) per million input rows for each
+    stage, which the machine's load moves far less than wall time. Each stage is timed by wrapping the function
+    the pipeline calls (the pipeline itself is unchanged), so the stages are those of the current code."""
+    import tempfile
+
+    import torch
+
+    import photofeh.model.predict as predict_module
+    import photofeh.scale.chunks as chunks_module
+    from photofeh.io.readers import iter_table, known_rows, table_columns
+    from photofeh.model.predict import load_model
+    from photofeh.scale.chunks import input_columns, predict_chunk, provenance
+    from photofeh.scale.ledger import write_part
+
+    clock = _Clock()
+    model = load_model(model_dir)
+    read, keep = input_columns(model, table_columns(source), None, (), str(source))
+    meta = provenance(model_dir, model, source, None, "bench")
+    saved = (chunks_module.apply_preset, predict_module.feature_matrix, predict_module.feature_errors)
+    chunks_module.apply_preset = clock.wrap(SURVEY_STAGES[1], chunks_module.apply_preset)
+    predict_module.feature_matrix = clock.wrap(SURVEY_STAGES[2], predict_module.feature_matrix)
+    predict_module.feature_errors = clock.wrap(SURVEY_STAGES[3], predict_module.feature_errors)
+    if model.domain is not None:
+        model.domain.score = clock.wrap(SURVEY_STAGES[4], model.domain.score)
+    model._ensemble = clock.wrap(SURVEY_STAGES[5], model._ensemble)
+    columns = clock.wrap("predict_columns", model.predict_columns)
+    clock.spent["predict_columns"] = 0.0
+    model.predict_columns = columns
+    whole = 0.0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            reader = iter_table(source, read, chunk_rows)
+            for k in itertools.count():
+                t0 = time.process_time()
+                chunk = next(reader, None)
+                t1 = time.process_time()
+                if chunk is None:
+                    break
+                table, replaced = predict_chunk(model, chunk, keep)
+                t2 = time.process_time()
+                write_part(Path(tmp), k, chunk_rows, table, replaced, meta)
+                t3 = time.process_time()
+                clock.spent[SURVEY_STAGES[0]] += t1 - t0
+                whole += t2 - t1
+                clock.spent[SURVEY_STAGES[8]] += t3 - t2
+    finally:
+        chunks_module.apply_preset, predict_module.feature_matrix, predict_module.feature_errors = saved
+        torch.set_num_threads(threads)
+    s = clock.spent
+    inner = s[SURVEY_STAGES[2]] + s[SURVEY_STAGES[3]] + s[SURVEY_STAGES[4]] + s[SURVEY_STAGES[5]]
+    s[SURVEY_STAGES[6]] = s.pop("predict_columns") - inner
+    s[SURVEY_STAGES[7]] = whole - s[SURVEY_STAGES[1]] - inner - s[SURVEY_STAGES[6]]
+    per_million = 1e6 / known_rows(source)
+    return {stage: s[stage] * per_million for stage in SURVEY_STAGES}
+
+
+def network_forward_rate(model_dir: Path, rows: int = 1_000_000, threads: int | None = None,
+                         clock=time.perf_counter, streams: int = 1) -> float:
+    """The network's pure forward pass as predict runs it (heads folded, batches of BATCH_ROWS, every member),
+    on random inputs of the network's own width: stars per second of ``clock``, one timing; ``threads``: torch's
+    threads for it (default: as they are); ``streams``: Python threads each passing its share of the rows (with
+    one torch thread each, the layout of predict's default on 2 cores)."""
+    import threading
+
+    import torch
+
+    from photofeh.model.predict import BATCH_ROWS, load_model
+
+    model = load_model(model_dir)
+    width = next(m for m in model.members[0].modules() if isinstance(m, torch.nn.Linear)).in_features
+    z = torch.randn(rows, width, generator=torch.Generator().manual_seed(0))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+
+    def passes(part: torch.Tensor) -> None:
+        with torch.inference_mode():
+            for net in model.members:
+                for s in range(0, len(part), BATCH_ROWS):
+                    net(part[s:s + BATCH_ROWS])
+
+    try:
+        t0 = clock()
+        workers = [threading.Thread(target=passes, args=(part,)) for part in torch.chunk(z, streams)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return rows / (clock() - t0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def survey_depth(work: Path, n: int, rounds: int) -> dict:
+    """Issue 27, item 3, sigma points off: per-stage cost (median of ``rounds`` passes) and the whole command
+    against the network's pure forward pass in alternating rounds, for both models."""
+    cases = ensure_survey_inputs(work, n)
+    stages: dict[str, dict[str, float]] = {}
+    against: dict[str, dict] = {}
+    for case, (model_dir, source) in cases.items():
+        passes = [pipeline_stages(model_dir, source) for _ in range(rounds)]
+        per_stage = {st: float(np.median([p[st] for p in passes])) for st in SURVEY_STAGES}
+        commands, forwards = [], []
+        for _ in range(rounds):
+            commands.append(measure(model_dir, source, work / "out_survey"))
+            # the faster of torch's threads on one stream and one torch thread on each of two streams
+            forwards.append(max(network_forward_rate(model_dir), network_forward_rate(model_dir, threads=1,
+                                                                                      streams=2)))
+        ratios = [c["stars/s (whole command)"] / f for c, f in zip(commands, forwards, strict=True)]
+        loops = [c["stars/s (prediction loop)"] / f for c, f in zip(commands, forwards, strict=True)]
+        mid = sorted(range(rounds), key=lambda i: ratios[i])[rounds // 2]
+        forward = float(np.median(forwards))
+        per_stage["forward pass alone (pure, one thread, same run)"] = float(np.median(
+            [1e6 / network_forward_rate(model_dir, threads=1, clock=time.process_time) for _ in range(rounds)]))
+        for st, v in per_stage.items():
+            stages.setdefault(st, {})[case] = round(v, 3)
+        against[case] = {"stars": commands[mid]["stars"], "usable": commands[mid]["usable"],
+                         "forward pass (the faster layout), stars/s": round(forward),
+                         "whole command, stars/s": commands[mid]["stars/s (whole command)"],
+                         "prediction loop, stars/s": commands[mid]["stars/s (prediction loop)"],
+                         "ratio per round (whole command)": ", ".join(f"{r:.2f}" for r in ratios),
+                         "ratio (whole command, median)": round(float(np.median(ratios)), 3),
+                         "ratio (loop, median)": round(float(np.median(loops)), 3),
+                         "peak memory GiB": commands[mid]["peak memory GiB"]}
+    totals = {case: round(sum(stages[st][case] for st in SURVEY_STAGES), 3) for case in cases}
+    stages["total, stages one after the other"] = totals
+    return {"stages": stages, "against": against}
+
+
+def thread_layouts(work: Path, n: int, rounds: int) -> dict:
+    """The whole command on the survey-depth mock's all-usable stars (default model, sigma points off) with
+    predict's default layout (half the cores as torch threads: one on 2 cores) against torch's two threads
+    (--threads 2, the default before), in alternating rounds: wall and CPU seconds (the process's user + system
+    time) per million stars, medians."""
+    import resource
+
+    model_dir, source = ensure_survey_inputs(work, n)["default model, all-usable stars"]
+    layouts = {"half the cores as torch threads (the default; one here)": (),
+               "torch's two threads (--threads 2, the default before)": ("--threads", "2")}
+    walls: dict[str, list[float]] = {k: [] for k in layouts}
+    cpus: dict[str, list[float]] = {k: [] for k in layouts}
+    for _ in range(rounds):
+        for name, extra in layouts.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            result = measure(model_dir, source, work / "out_layouts", *extra)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            walls[name].append(result["wall s"])
+            cpus[name].append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    per_m = 1e6 / n
+    return {name: {"wall s per million stars (median)": round(float(np.median(walls[name])) * per_m, 2),
+                   "CPU s per million stars (median)": round(float(np.median(cpus[name])) * per_m, 2),
+                   "wall s per round": ", ".join(f"{w:.1f}" for w in walls[name])} for name in layouts}
+
+
+def write_survey_depth(figures: dict, n: int, tag: str) -> None:
+    """The survey-depth sections into results/predict.json, the file's other figures kept (reread now)."""
+    from _common import RESULTS
+
+    path = RESULTS / "predict.json"
+    old = json.loads(path.read_text())
+    suffix = f", {tag}" if tag else ""
+    if "layouts" in figures:
+        old["figures"][f"thread layouts of the whole command, all-usable stars of the survey-depth mock ({n:,d} "
+                       f"stars, sigma points off{suffix})"] = figures["layouts"]
+        write_result("predict", old["title"], old["figures"], notes=old.get("notes", ""))
+        return
+    old["figures"][f"where the time goes at survey depth, CPU s per million stars ({n:,d} stars, sigma points off, "
+                   f"stages one after the other, torch on one thread{suffix})"] = figures["stages"]
+    old["figures"][f"whole command against the network's pure forward pass at survey depth ({n:,d} stars, sigma "
+                   f"points off{suffix})"] = figures["against"]
+    write_result("predict", old["title"], old["figures"], notes=old.get("notes", ""))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n-stars", type=int, default=5_000_000)
     ap.add_argument("--work", default="/tmp/photofeh_bench_predict", help="where inputs are made (and kept)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of one process and --workers 2")
+    ap.add_argument("--part", choices=("all", "survey-depth", "layouts"), default="all",
+                    help="survey-depth: only issue 27's stage-by-stage and forward-pass comparison (sigma points off); "
+                         "layouts: only the whole command in predict's thread layouts")
+    ap.add_argument("--tag", default="", help="appended to the survey-depth sections' titles (e.g. 'before')")
     args = ap.parse_args()
     work = Path(args.work)
+    if args.part == "layouts":
+        write_survey_depth({"layouts": thread_layouts(work, args.n_stars, args.rounds)}, args.n_stars, args.tag)
+        return
+    if args.part == "survey-depth":
+        figures = survey_depth(work, args.n_stars, args.rounds)
+        print(json.dumps(figures, indent=2))
+        write_survey_depth(figures, args.n_stars, args.tag)
+        return
     mock, usable, small, run = ensure_inputs(work, args.n_stars)
     # one process (torch's two threads) and two worker processes (one thread each), alternating
     rounds: dict[str, list[dict]] = {"one process": [], "--workers 2": []}

@@ -184,10 +184,10 @@ def test_domain_checks_equal_row_wise_forms():
     assert not none.too_noisy(E).any()
 
 
-def test_two_chunks_at_once_write_what_one_at_a_time_writes(quick_model, catalog, tmp_path):
-    """The default thread layout (COMPUTE_THREADS chunks predicted at once, one torch thread each on 2 cores)
-    writes the parts, rows and chunk log that one chunk at a time on torch's threads (--threads) writes, and
-    leaves torch's thread count as it found it; a resumed run of either finishes the other's folder."""
+def test_default_thread_layout_writes_what_torchs_threads_write(quick_model, catalog, tmp_path):
+    """The default thread layout (half the cores as torch threads: one on 2 cores, see
+    default_torch_threads) writes the parts, rows and chunk log that torch's two threads (--threads 2) write,
+    and a run leaves torch's thread count as it found it."""
     import json
 
     import pyarrow as pa
@@ -201,7 +201,7 @@ def test_two_chunks_at_once_write_what_one_at_a_time_writes(quick_model, catalog
     pq.write_table(pa.Table.from_pandas(catalog.iloc[:9_000], preserve_index=False), source, row_group_size=700)
     threads = torch.get_num_threads()
     tables, logs = [], []
-    for name, extra in (("two", {}), ("one", {"threads": 1})):
+    for name, extra in (("default", {}), ("two", {"threads": 2})):
         out = tmp_path / name
         summary = predict_catalog(quick_model, source, out, PredictOptions(chunk_rows=1_000, progress=False, **extra))
         assert summary.rows == 9_000 and summary.chunks_done == 9

@@ -96,8 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="rows per chunk (one output part each; memory grows with it)")
     pr.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the network runs")
     pr.add_argument("--threads", type=bounded_int(1, 1024),
-                    help="CPU threads for the network, per worker, one chunk at a time (default: two chunks "
-                         "predicted at once, the cores shared out between them; with --workers, among the workers)")
+                    help="CPU threads for the network, per worker (default: half the cores, one on 2, the "
+                         "others left to reading and writing; with --workers, the cores shared out)")
     pr.add_argument("--workers", type=bounded_int(1, 1024), default=1,
                     help="processes on this machine, each reading, predicting and writing whole chunks (Parquet, "
                          "FITS or HDF5 input; default 1): every stage runs in parallel, not only the network")

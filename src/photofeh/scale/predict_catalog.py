@@ -24,7 +24,7 @@ import os
 import queue
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -70,13 +70,18 @@ __all__ = ["PredictOptions", "PredictSummary", "predict_catalog", "predict_chunk
            "CHUNK_LOG", "PARQUET_WRITE", "part_name", "worker_model"]
 
 SEEKABLE = ("fits", "parquet", "hdf5")
-# Chunks predicted at once on a CPU when --threads is not given, each in a thread of its own with the cores
-# divided out as torch threads (one each on 2 cores). One chunk on torch's two threads left the second core to
-# torch alone: the numpy stages ran on one, and torch's idle thread spun on the other, taking it from the reader
-# and writer threads (the whole command used twice the CPU time of --threads 1 on a loaded machine, for a longer
-# wall time). Two chunks at once run every stage on both cores (benchmarks/bench_predict.py). A chunk's stages
-# release the GIL in numpy, pyarrow and torch.
-COMPUTE_THREADS = 2
+
+
+def default_torch_threads() -> int:
+    """Torch's threads for a one-process run on a CPU when --threads is not given: half the cores (one on 2).
+
+    The network runs on one thread, the numpy stages on it too, while the reader and writer threads (and
+    pyarrow's decoding) take the other cores. Torch's default, every core, left an idle torch thread spinning
+    on the second core of 2 while the numpy stages ran, taking it from the reader and writer: the whole command
+    took 3x the CPU time and twice the wall time of one torch thread on this shared machine. Two chunks
+    predicted at once in two threads (one torch thread each) were measured too, and took 1.1-1.2x the wall time
+    of one chunk at a time (benchmarks/bench_predict.py --part layouts; BENCHMARKS.md)."""
+    return max(1, available_cores() // 2)
 
 
 def _prefetch(chunks: Iterator, depth: int = 2) -> Iterator:
@@ -138,11 +143,17 @@ def predict_catalog(model_dir: str | os.PathLike, source: str | os.PathLike, out
     output's lock for the whole run (a second writer is refused, see :mod:`photofeh.io.locking`) and ends
     by checking that every input row was written once (:class:`IncompleteOutput` otherwise).
     """
+    import torch
+
     from photofeh.io.locking import output_lock
 
     opts, model_dir, source, out = prepare_run(model_dir, source, out, options)
-    with output_lock(out, f"photofeh predict {source}", inside=True):
-        return _PredictionRun(model_dir, source, out, opts, log).run()
+    threads = torch.get_num_threads()  # the run sets its own (default_torch_threads); given back after it
+    try:
+        with output_lock(out, f"photofeh predict {source}", inside=True):
+            return _PredictionRun(model_dir, source, out, opts, log).run()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def prepare_run(model_dir, source, out, options: PredictOptions | None) -> tuple[PredictOptions, Path, Path, Path]:
@@ -179,18 +190,10 @@ class _PredictionRun:
                                   "choose another --out (nothing there is touched)")
         remove_partials(self.folder, inside=True)  # a killed run's half-written parts (we hold the lock)
         self.model_dir, self.device = model_dir, resolve_device(opts.device)
-        # the thread layout: on a CPU, by default, chunks are predicted COMPUTE_THREADS at a time, each on one
-        # torch thread; --threads N gives torch N threads for one chunk at a time (see COMPUTE_THREADS)
-        self.compute_threads, self._torch_threads = 1, None
-        if opts.threads or self.device != "cpu" or opts.workers > 1:
-            if opts.threads:
-                self._torch_threads = torch.get_num_threads()
-                torch.set_num_threads(opts.threads)
-        else:
-            cores = available_cores()
-            self.compute_threads = max(1, min(cores, COMPUTE_THREADS))
-            self._torch_threads = torch.get_num_threads()
-            torch.set_num_threads(max(1, cores // self.compute_threads))
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        elif self.device == "cpu" and opts.workers == 1:
+            torch.set_num_threads(default_torch_threads())
         self.model = load_model(model_dir, self.device, opts.prior)
         self.preset = resolve_preset(opts.preset)
         self.kind = detect_format(source, opts.fmt)
@@ -262,19 +265,15 @@ class _PredictionRun:
                     bar.close()
                 return self._summary(resumed, rows_this_run, time.perf_counter() - t0)
             self.log(f"--workers: a {self.kind} input is read as one stream; predicting in this process")
-        writer = self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photofeh-write")
-        compute = ThreadPoolExecutor(max_workers=self.compute_threads, thread_name_prefix="photofeh-predict")
-        self._writes: list[Future] = []
-        self._rows_this_run = 0
-        computing: deque[tuple[int, Future]] = deque()  # chunks being predicted, in input order
+        writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="photofeh-write")
+        in_flight: list[Future] = []
+        rows_this_run = 0
         try:
             runs = self._pending_runs()
             while runs:
                 first, last = runs.pop(0)
                 for k, chunk, exc in self._chunks(first, last):
                     if exc is not None:
-                        while computing:  # every chunk before the bad one is written first
-                            self._collect(*computing.popleft(), bar)
                         self._fail(k, exc, "read")  # raises under --on-error stop
                         if self.kind not in SEEKABLE:
                             self.log(f"{self.source}: a {self.kind} file cannot be read past a bad block; "
@@ -286,39 +285,23 @@ class _PredictionRun:
                     if k in manifest.done:  # only in unseekable streams, read from the start
                         continue
                     start = k * self.opts.chunk_rows
-                    computing.append((k, compute.submit(predict_chunk, self.model, chunk, self.keep, self.preset,
-                                                        f"{self.source} rows {start:,d}+", self.opts.ebv)))
-                    del chunk  # held by its task only: freed as soon as it is predicted
-                    while len(computing) >= self.compute_threads or (computing and computing[0][1].done()):
-                        self._collect(*computing.popleft(), bar)
-            while computing:
-                self._collect(*computing.popleft(), bar)
-            for f in self._writes:
+                    try:
+                        table, replaced = predict_chunk(self.model, chunk, self.keep, self.preset,
+                                                        f"{self.source} rows {start:,d}+", self.opts.ebv)
+                    except (KeyError, ValueError, TypeError) as err:
+                        self._fail(k, err, "predicted")
+                        continue
+                    in_flight.append(writer.submit(self._write, k, table, replaced))
+                    while len(in_flight) > 2 or (in_flight and in_flight[0].done()):
+                        in_flight.pop(0).result()  # at most two chunks wait to be written; errors surface
+                    rows_this_run += table.num_rows
+                    bar.update(table.num_rows)
+            for f in in_flight:
                 f.result()
         finally:
-            compute.shutdown(wait=True, cancel_futures=True)  # interrupted: chunks being predicted are dropped
             writer.shutdown(wait=True)  # even when interrupted: finished chunks are kept and logged
             bar.close()
-            if self._torch_threads is not None:
-                import torch
-
-                torch.set_num_threads(self._torch_threads)
-        return self._summary(resumed, self._rows_this_run, time.perf_counter() - t0)
-
-    def _collect(self, k: int, prediction: Future, bar) -> None:
-        """A predicted chunk to the writer thread (at most two wait to be written; their errors surface here),
-        or its failure reported (:meth:`_fail`)."""
-        try:
-            table, replaced = prediction.result()
-        except (KeyError, ValueError, TypeError) as err:
-            self._fail(k, err, "predicted")
-            return
-        writes = self._writes
-        writes.append(self._writer.submit(self._write, k, table, replaced))
-        while len(writes) > 2 or (writes and writes[0].done()):
-            writes.pop(0).result()
-        self._rows_this_run += table.num_rows
-        bar.update(table.num_rows)
+        return self._summary(resumed, rows_this_run, time.perf_counter() - t0)
 
     def _run_workers(self, bar) -> int:
         """The pending chunks on ``opts.workers`` processes of this machine: each reads its chunk (the input is
