@@ -19,7 +19,17 @@ the parallax distances of test stars with parallax S/N > 10, dwarfs and giants a
 are Gaia DR2 (Green et al. 2021 was submitted on 30 June 2020 and revised on 18 November 2020, before EDR3 on
 3 December 2020), so the DR2 zero point of -0.029 mas (Lindegren et al. 2018, A&A 616, A2) is subtracted.
 
-Usage: python benchmarks/bench_green2020.py [--epochs N]
+Calibration across depth (issue 27 item 2): the network above and a noise-aware variant (the same inputs, the
+feature errors as inputs, training stars re-observed fainter every epoch down to G = 20, photofeh.model.noise),
+each scored per 1-mag bin of Gaia G on the test stars as observed and on the same test stars re-observed once
+(seeded) at a G drawn uniformly between their own and 20: Gaussian-fit sigma, pull width (1.4826 MAD of the
+pulls), pull std (pulls within 5) and the fraction within 1 sigma, for [Fe/H], log g and Teff. Pulls divide the
+residual by the quadrature sum of the estimate's error and the label's. Re-observed, both models are scored on
+the stars both predict in their domain (the plain network widens its errors by sigma points there), and
+each on all the stars in its own domain.
+
+Usage: python benchmarks/bench_green2020.py [--epochs N] [--part calibration]
+(--part calibration trains only the two networks of the calibration and merges its table into the result file)
 """
 
 from __future__ import annotations
@@ -46,7 +56,10 @@ def real_sample() -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=80)
+    ap.add_argument("--part", choices=("all", "calibration"), default="all")
     args = ap.parse_args()
+    if args.part == "calibration":
+        return calibration_only(args.epochs)
 
     import pandas as pd
 
@@ -112,6 +125,7 @@ def main() -> None:
     figures["median [Fe/H] bias (estimate - label) in bins of the label [Fe/H]"] = feh_bias_bins(
         net["feh"].to_numpy(), gbm[:, 0], held["feh_spec"].to_numpy(float))
     figures.update(dereddened_variants(fit, held, args.epochs))
+    figures[CALIBRATION] = calibration_across_depth(fit, held, cfg, args.epochs)
     figures.update(distances(fit, held, args.epochs))
     search = "; ".join(f"{lab} {s['chosen']['num_leaves']} leaves, min_data_in_leaf {s['chosen']['min_data_in_leaf']}, "
                        f"feature_fraction {s['chosen']['feature_fraction']}, {s['best_iteration']} rounds"
@@ -123,7 +137,121 @@ def main() -> None:
                                 "default network, missing = mask; LightGBM: the built-in baseline of the same run, "
                                 f"tuned on its validation split ({search}); untuned LightGBM: the trees of earlier "
                                 "versions on the same training stars; labels from LAMOST DD-Payne, APOGEE and GALAH "
-                                "as published with the sample, errors from its covariances.")
+                                "as published with the sample, errors from its covariances."
+                                + CALIBRATION_NOTE.format(epochs=args.epochs))
+
+
+CALIBRATION = "calibration by Gaia G (issue 27 item 2)"
+# The survey the noise-aware variant is meant for: Gaia x PS1 to G = 20. Beyond it Gaia DR2's parallaxes carry
+# little (sigma_plx ~ 0.7 mas at G = 20, Lindegren et al. 2018, A&A 616, A2, table B.1: a 1-kpc dwarf at 1 mas
+# reads at S/N ~ 1.4) and its BP/RP fluxes are background-dominated (Riello et al. 2021, A&A 649, A3, section 8:
+# flux excess and background at G > 19-20), while PS1 3pi reaches 21.4-23.3 (5 sigma, Chambers et al. 2016):
+# G = 20 is the depth at which every input still means something.
+NOISE_LIMIT_G = 20.0
+G_EDGES = np.array([-np.inf, *np.arange(11.0, 20.01, 1.0)])
+MIN_BIN_STARS = 30
+
+
+def pull_scores(est: np.ndarray, err: np.ndarray, ref: np.ndarray, ref_err: np.ndarray) -> dict:
+    """Gaussian-fit sigma of the residuals; pulls over the estimate's and the label's errors in quadrature."""
+    from photofeh.model.evaluate import gaussian_fit_sigma, robust_sigma
+
+    r = est - ref
+    z = r / np.sqrt(err**2 + np.nan_to_num(ref_err) ** 2)
+    return {"stars": int(r.size), "sigma": round(gaussian_fit_sigma(r)[1], 4), "bias": round(float(np.median(r)), 4),
+            "pull_width": round(robust_sigma(z), 3), "pull_std": round(float(np.std(z[np.abs(z) < 5])), 3),
+            "within 1 sigma": round(float(np.mean(np.abs(z) < 1)), 3), "median_error": round(float(np.median(err)), 4)}
+
+
+def by_g(pred, held, g: np.ndarray, rows: np.ndarray) -> dict:
+    """Per label: all the stars ``rows``, then per 1-mag bin of ``g`` (bins of fewer than 30 stars left out)."""
+    out = {}
+    for lab in LABELS:
+        est, err = pred[lab].to_numpy(float), pred[f"{lab}_err"].to_numpy(float)
+        ref, ref_err = held[COLUMNS[lab]].to_numpy(float), held[f"{COLUMNS[lab]}_err"].to_numpy(float)
+        ok = rows & np.isfinite(est) & np.isfinite(err) & np.isfinite(ref)
+        part = {"all": pull_scores(est[ok], err[ok], ref[ok], ref_err[ok])}
+        for lo, hi in zip(G_EDGES[:-1], G_EDGES[1:], strict=True):
+            sel = ok & (g >= lo) & (g < hi)
+            if sel.sum() >= MIN_BIN_STARS:
+                part[f"G < {hi:g}" if lo == -np.inf else f"{lo:g}..{hi:g}"] = pull_scores(
+                    est[sel], err[sel], ref[sel], ref_err[sel])
+        out[lab] = part
+    return out
+
+
+def reobserved_test_stars(fit, held, features, seed: int = 1):
+    """The test stars re-observed once at a G uniform between their own and NOISE_LIMIT_G (photofeh.model.noise,
+    error relations fitted to the stars to fit, as the noise-aware training fits them)."""
+    from photofeh.model.noise import Reobserver, fit_error_relations
+
+    relations = fit_error_relations({c: fit[c].to_numpy() for c in fit.columns}, features)
+    reob = Reobserver({c: held[c].to_numpy() for c in held.columns}, features, relations, "gaia_g", NOISE_LIMIT_G,
+                      keep_fraction=0.0, ebv_column="ebv", deredden=False, require_all=False)
+    faded = held.copy()
+    for c, v in reob.columns(np.arange(len(held)), np.random.default_rng(seed)).items():
+        faded[c] = v
+    return faded
+
+
+def calibration_across_depth(fit, held, cfg, epochs: int) -> dict:
+    """The network of ``cfg`` and its noise-aware variant, per 1-mag bin of G, as observed and re-observed."""
+    import dataclasses
+
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import train
+
+    base = dataclasses.replace(cfg, epochs=epochs, baseline_rounds=0, threads=1)
+    variants = {"network": base, "noise-aware network": dataclasses.replace(
+        base, noise_aware=True, noise_limit_band="gaia_g", noise_limit=NOISE_LIMIT_G)}
+    faded = reobserved_test_stars(fit, held, cfg.features)
+    preds = {}
+    for name, c in variants.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            train(fit, c, Path(tmp) / "run", log=lambda s: None)
+            model = load_model(Path(tmp) / "run")
+            preds[name] = (model.predict(held), model.predict(faded))
+    inside = {name: [(p["usable"] & p.get("in_domain", p["usable"])).to_numpy(bool) for p in pair]
+              for name, pair in preds.items()}
+    both_faded = np.logical_and.reduce([v[1] for v in inside.values()])
+    out = {"noise_limit G": NOISE_LIMIT_G}
+    for name, (pred, pred_faded) in preds.items():
+        out[name] = {"test stars in the domain": int(inside[name][0].sum()),
+                     "re-observed test stars in the domain": int(inside[name][1].sum()),
+                     "as observed": by_g(pred, held, held["gaia_g"].to_numpy(float), inside[name][0]),
+                     "re-observed to G = 20": by_g(pred_faded, held, faded["gaia_g"].to_numpy(float), both_faded),
+                     "re-observed to G = 20, own domain": by_g(pred_faded, held, faded["gaia_g"].to_numpy(float),
+                                                               inside[name][1])}
+    return out
+
+
+def calibration_only(epochs: int) -> None:
+    """Only the calibration table, merged into the existing result file (the other figures kept as they are)."""
+    import json
+
+    from _common import RESULTS
+
+    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.model.train import TrainConfig
+
+    stars = read_green2020(real_sample())
+    test = green2020_test_mask(stars["source_id"].to_numpy())
+    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    cfg = TrainConfig(features=GREEN2020_FEATURES, labels=LABELS, label_columns=COLUMNS, deredden=False,
+                      missing="mask", split=(0.8, 0.2, 0.0), epochs=epochs, seed=0)
+    old = json.loads((RESULTS / "green2020.json").read_text())
+    figures = dict(old["figures"])
+    figures[CALIBRATION] = calibration_across_depth(fit, held, cfg, epochs)
+    notes = old["notes"].split(" Calibration by G:")[0]
+    if " Other figures:" not in notes:
+        notes += (f" Other figures: the whole bench run of {old['machine']['date']} on {old['machine']['cpu']} "
+                  f"(photofeh {old['machine']['versions']['photofeh']}).")
+    write_result("green2020", old["title"], figures, notes=notes + CALIBRATION_NOTE.format(epochs=epochs))
+
+
+CALIBRATION_NOTE = (" Calibration by G: the network's configuration and its noise-aware variant (noise_limit G = 20), "
+                    "{epochs} epochs, one thread, no baseline, retrained for this table; pulls over the estimate's "
+                    "and the label's errors in quadrature.")
 
 
 FEH_BINS = ((-np.inf, -1.5, "[Fe/H] < -1.5"), (-1.5, -1.0, "-1.5 <= [Fe/H] < -1"),
