@@ -16,7 +16,7 @@ message the command line prints.
 >>> from photofeh.simulate import MockSurveyConfig, iter_chunks
 >>> from photofeh.model.train import TrainConfig, train
 >>> stars = next(iter_chunks(MockSurveyConfig(n_stars=3000, seed=5, spec_only=True), chunk_size=3000))
->>> run = train(stars, TrainConfig(epochs=2), tmp_dir / "run", log=lambda s: None)
+>>> run = train(stars, TrainConfig(epochs=2, baseline_rounds=0), tmp_dir / "run", log=lambda s: None)
 >>> model = photofeh.load_model(tmp_dir / "run")
 >>> import pandas as pd
 >>> df = pd.DataFrame(stars).set_index("source_id").iloc[:5]
