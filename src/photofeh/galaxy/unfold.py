@@ -145,7 +145,18 @@ class ResponseSample:
 
     def resampled(self, rng: np.random.Generator) -> ResponseSample:
         i = rng.integers(0, self.true.size, self.true.size)
-        return ResponseSample(self.true[i], self.estimate[i], self.sigma[i])
+        out = ResponseSample(self.true[i], self.estimate[i], self.sigma[i])
+        out._estimate_kernel = self.estimate_kernel()[i]  # the same rows: computed once, not per bootstrap
+        return out
+
+    def estimate_kernel(self) -> np.ndarray:
+        """(stars, estimate bins): each star's Gaussian kernel in e over :data:`EST_GRID`, normalised."""
+        we = getattr(self, "_estimate_kernel", None)
+        if we is None:
+            we = np.exp(-0.5 * ((self.estimate[:, None] - EST_GRID[None, :]) / BANDWIDTH_ESTIMATE) ** 2)  # (n, E)
+            we /= we.sum(axis=1, keepdims=True)
+            self._estimate_kernel = we
+        return we
 
     def strata_edges(self) -> np.ndarray:
         """Error terciles of the calibration stars, open at both ends."""
@@ -162,8 +173,7 @@ class ResponseSample:
         the calibration stars' range, where their response is extrapolated (and the bootstrap says how
         little that constrains)."""
         support = (TRUE_GRID >= self.true.min() - REACH_DEX) & (TRUE_GRID <= self.true.max() + REACH_DEX)
-        we = np.exp(-0.5 * ((self.estimate[:, None] - EST_GRID[None, :]) / BANDWIDTH_ESTIMATE) ** 2)  # (n, E)
-        we /= we.sum(axis=1, keepdims=True)
+        we = self.estimate_kernel()
         k = np.clip(np.searchsorted(edges, self.sigma, side="right") - 1, 0, len(edges) - 2)
         resp = []
         for s in range(len(edges) - 1):
