@@ -99,6 +99,8 @@ def _logged(folder: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
 
 
+@pytest.mark.slow  # nine runs of predict: CI (make test-all); make test keeps the SIGTERM test below and SIGKILLs in
+# test_predict_catalog (test_sigkill_then_rerun_gives_the_uninterrupted_output)
 def test_kill_predict_at_seeded_points_then_resume(quick_model, survey_file, straight, tmp_path):
     """Six SIGKILLs (three after k new parts, three after a delay, start-up included) and one SIGTERM."""
     out = tmp_path / "out"
@@ -128,6 +130,27 @@ def test_kill_predict_at_seeded_points_then_resume(quick_model, survey_file, str
     # at least the parts each kill waited for (the delayed kills may land before any part on a loaded machine)
     waited_for = sum(int(v) for kind, v in points if kind == "parts") + 3
     assert report["chunks_done"] == report["chunks_total"] == 600 and report["chunks_resumed"] >= waited_for
+    assert leftovers(tmp_path) == []
+    assert pq.read_table(out).to_pandas().equals(straight)
+
+
+def test_sigterm_predict_says_how_to_resume_and_the_same_command_finishes(quick_model, survey_file, straight,
+                                                                        tmp_path):
+    """SIGTERM part-way (a batch system's kill): exit 130, a message that says how to resume, no half-written
+    part left; the same command again resumes and gives the uninterrupted run's output."""
+    out = tmp_path / "out"
+    args = ["predict", str(quick_model), str(survey_file), "--out", str(out), "--chunk-rows", CHUNK, "--quiet",
+            "--threads", "1"]
+    proc = start(*args)
+    wait_for(lambda: _logged(out) >= 3, proc)  # running: the handler is installed
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate()
+    assert proc.returncode == 130 and "rerun the same command to resume" in err and "Traceback" not in err
+    assert not [p for p in leftovers(tmp_path) if ".partial-" in p]
+    final = subprocess.run([*CLI, *args], capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    report = json.loads(final.stdout)
+    assert report["chunks_done"] == report["chunks_total"] == 600 and report["chunks_resumed"] >= 3
     assert leftovers(tmp_path) == []
     assert pq.read_table(out).to_pandas().equals(straight)
 
