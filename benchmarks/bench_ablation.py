@@ -1,4 +1,5 @@
-"""Ablation of issue 26, items 1 and 2: label noise in the likelihood and pretraining on the mock, on real stars.
+"""Ablation of issue 26, items 1, 2 and 4: label noise in the likelihood, pretraining on the mock and the seed
+study's network, on real stars.
 
 Rows, each trained by photofeh.model.train.train (what `photofeh train` runs) on the same fixed split:
 - real labels only: label errors ignored (label_noise = false), no pretraining;
@@ -6,6 +7,12 @@ Rows, each trained by photofeh.model.train.train (what `photofeh train` runs) on
   the SSPP's 0.10 dex: photofeh.model.label_noise.SSPP_FEH_ERR);
 - + mock pretraining: the network pretrained on the calibrated mock ([pretrain]), then fine-tuned;
 - both;
+- seed network (ResDense, narrowed): the seed study's deep model (the "reference-resdense" preset: residual dense
+  blocks, each ending in a feature-wise attention gate, U-Net-like skips; photofeh.model.networks.resdense) with
+  causal heads (Teff, then [Fe/H] given Teff, then log g; photofeh.model.networks.heads), narrowed to
+  SEED_NETWORK so that it trains on this shared 2-core CPU in minutes, with label noise on (the kept setting);
+- seed network (ResDense, depth 12, 512 wide): the same at the seed study's depth and a 4x wider top, a check
+  of whether the narrowing is what limits it;
 - tuned LightGBM: the run's own baseline (photofeh.model.baselines.RunBaselines, tuned on the validation split),
   fitted on the training stars of the first row.
 Samples: the SEGUE colours (configs/segue-colours.toml: the table of scripts/segue_schema_table.py, 20% test stars
@@ -16,6 +23,7 @@ robust sigma, the median bias in 0.5-dex bins of label [Fe/H] holding >= 30 star
 sigma of residual / sqrt(sigma^2 + the label error the row assumed^2)), training seconds and prediction rate.
 
 Usage: nice -n 10 python benchmarks/bench_ablation.py [--samples segue green2020] [--sizes all 1000 3000]
+       [--rows "seed network (ResDense, narrowed)"]   (only those rows, merged into the existing ablation.json)
 """
 
 from __future__ import annotations
@@ -33,6 +41,8 @@ import pandas as pd
 from _common import ROOT, write_result
 
 from photofeh.model.evaluate import gaussian_fit_sigma, robust_sigma
+from photofeh.model.missing import network_inputs
+from photofeh.model.networks import check_size
 from photofeh.model.train import load_config, prepare, train
 from photofeh.simulate.cache import cached_mock
 
@@ -52,8 +62,20 @@ PRETRAIN = {
     "green2020": {"n_stars": 40_000, "seed": 1, "spec_only": False, "select_band": "gaia_g",
                   "mag_range": [10.0, 17.0], "min_abs_b": 10.0, "labels": "true", "epochs": 8},
 }
-ROWS = {"real labels only": (False, False), "+ label noise": (True, False), "+ mock pretraining": (False, True),
-        "both": (True, True)}
+# The seed study's network narrowed for the CPU: "reference-resdense" (photofeh.model.networks.PRESETS: 64 -> 2048
+# features, depth 12, dropout 0.1; 25.2 million parameters on four colours) at nfeatures_max 256 and depth 6
+# (encoder 64-128-256, decoder 128-64, each block gated by attention): 0.39 million parameters, 65x fewer, which
+# trains 40 epochs on the 12,500 SEGUE training stars in minutes on one thread of the shared machine, where the
+# full width would take about an hour per row (no GPU is lent to this benchmark's runs). SEED_NETWORK_WIDER: the
+# seed's depth 12 (encoder 64-128-256-512-512-512, decoder 512-512-256-128-64), 4.7 million parameters.
+SEED_NETWORK = {"name": "resdense", "nfeatures_init": 64, "nfeatures_max": 256, "depth": 6, "dropout": 0.1}
+SEED_NETWORK_WIDER = {**SEED_NETWORK, "nfeatures_max": 512, "depth": 12}
+SEED_ROW = "seed network (ResDense, narrowed)"
+# row -> (label noise, mock pretraining, architecture (None: the config's) and heads (None: the config's))
+ROWS = {"real labels only": (False, False, None, None), "+ label noise": (True, False, None, None),
+        "+ mock pretraining": (False, True, None, None), "both": (True, True, None, None),
+        SEED_ROW: (True, False, SEED_NETWORK, "causal"),
+        "seed network (ResDense, depth 12, 512 wide)": (True, False, SEED_NETWORK_WIDER, "causal")}
 
 
 def sample_table(name: str) -> tuple[pd.DataFrame, object]:
@@ -129,6 +151,9 @@ def run_row(table: pd.DataFrame, cfg, workdir: Path, name: str, log) -> tuple[di
     row = scores(np.asarray(out["feh"], float), np.asarray(out["feh_err"], float), y, label_errors_used(test, cfg))
     row["training stars"] = meta["training"]["n_train"]
     row["training seconds"] = meta["training"]["seconds"]
+    row["network parameters"] = check_size(cfg.architecture, network_inputs(len(cfg.features), cfg.missing,
+                                                                            cfg.noise_aware),
+                                           cfg.labels, cfg.heads, cfg.classify, cfg.class_conditional)
     row["predict stars/s"] = round(rate)
     if meta["training"].get("pretraining"):
         row["pretraining seconds"] = meta["training"]["pretraining"]["seconds"]
@@ -150,6 +175,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--samples", nargs="+", default=["segue", "green2020"], choices=["segue", "green2020"])
     ap.add_argument("--sizes", nargs="+", default=["all", "3000", "1000"])
+    ap.add_argument("--rows", nargs="+", default=list(ROWS), choices=list(ROWS),
+                    help="rows to train (the tuned LightGBM comes with 'real labels only'); the others are kept "
+                         "from the existing results/ablation.json")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=40, help="real-label epochs (the configs' 80 halved: shared CPU)")
     ap.add_argument("--baseline-rounds", type=int, default=1000, help="most LightGBM rounds (tuned, stopped early)")
@@ -169,20 +197,24 @@ def main() -> None:
                 key = f"{'SEGUE colours' if sample == 'segue' else 'green2020'}, " + \
                       ("all labels" if size == "all" else f"{int(size):,d} labels")
                 rows = {}
-                for row, (noise, pre) in ROWS.items():
+                lgbm_row = None
+                for row in args.rows:
+                    noise, pre, arch, heads = ROWS[row]
                     # few labels: smaller batches, so that an epoch is more than one step
                     batch = base_cfg.batch_size if size == "all" else min(base_cfg.batch_size, max(64, int(size) // 16))
                     cfg = replace(base_cfg, label_noise=noise, seed=args.seed, epochs=args.epochs, threads=1,
                                   batch_size=batch,
                                   pretrain={**PRETRAIN[sample], "cache_dir": args.cache} if pre else {},
-                                  baseline_rounds=args.baseline_rounds if row == "real labels only" else 0)
+                                  baseline_rounds=args.baseline_rounds if row == "real labels only" else 0,
+                                  architecture=dict(arch or base_cfg.architecture), heads=heads or base_cfg.heads)
                     t0 = time.perf_counter()
                     rows[row], lgbm = run_row(table, cfg, workdir, row, log)
                     if lgbm is not None:
                         lgbm_row = lgbm
                     print(f"{key} / {row}: {rows[row]} ({time.perf_counter() - t0:.0f} s)", flush=True)
-                rows["tuned LightGBM"] = lgbm_row
-                print(f"{key} / tuned LightGBM: {lgbm_row}", flush=True)
+                if lgbm_row is not None:
+                    rows["tuned LightGBM"] = lgbm_row
+                    print(f"{key} / tuned LightGBM: {lgbm_row}", flush=True)
                 figures[key] = rows
                 save(figures, args)  # after each table: a run cut short keeps what it measured
     finally:
@@ -194,10 +226,15 @@ def save(figures: dict, args) -> None:
     import json
 
     path = ROOT / "benchmarks" / "results" / "ablation.json"
-    if path.exists():  # another sample's run may have written meanwhile: keep its tables
-        figures = {**json.loads(path.read_text())["figures"], **figures}
+    if path.exists():  # another sample's or row's run may have written meanwhile: keep its tables and rows
+        old = json.loads(path.read_text())["figures"]
+        figures = {**old, **{key: {**old.get(key, {}), **rows} for key, rows in figures.items()}}
+    order = [*ROWS, "tuned LightGBM"]
+    figures = {key: dict(sorted(rows.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+               for key, rows in figures.items()}
     write_result(
-        "ablation", "Label noise and mock pretraining on real stars (issue 26, items 1 and 2)", figures,
+        "ablation", "Label noise, mock pretraining and the seed network on real stars (issue 26, items 1, 2 and 4)",
+        figures,
         notes="Test stars of fixed, seeded splits ([Fe/H]): SEGUE colours (configs/segue-colours.toml, 20% test by a "
               f"hash of source_id seeded with {SPLIT_SEED}; with 1,000 or 3,000 labels, the training and "
               "validation stars drawn from the rest, the same test stars) and green2020 (configs/green2020.toml, "
@@ -208,8 +245,11 @@ def save(figures: dict, args) -> None:
               + f". Network seed {args.seed}, one run per row, {args.epochs} epochs on the real labels (patience as "
               f"the config), one thread (with 1,000 or 3,000 labels batches of 64 or 187 stars), LightGBM at most "
               f"{args.baseline_rounds} rounds: differences of a few thousandths of a dex are within the seed-to-seed "
-              "scatter. Training seconds on the shared 2-core machine, loaded "
-              "by other sessions (load 5-12): compare them within a table only.")
+              "scatter. Seed network: " + ", ".join(f"{k} {v}" for k, v in SEED_NETWORK.items())
+              + " (the depth-12 row: nfeatures_max 512, depth 12), causal heads, label noise on (the seed study's "
+              "'reference-resdense' narrowed from 2048 features and depth 12; no GPU lent for the full width). "
+              "Training seconds on the shared 2-core machine, loaded by other sessions (load 5-12): compare them "
+              "within a table only.")
 
 
 if __name__ == "__main__":
