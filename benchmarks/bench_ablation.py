@@ -65,9 +65,10 @@ PRETRAIN = {
 # The seed study's network narrowed for the CPU: "reference-resdense" (photofeh.model.networks.PRESETS: 64 -> 2048
 # features, depth 12, dropout 0.1; 25.2 million parameters on four colours) at nfeatures_max 256 and depth 6
 # (encoder 64-128-256, decoder 128-64, each block gated by attention): 0.39 million parameters, 65x fewer, which
-# trains 40 epochs on the 12,500 SEGUE training stars in minutes on one thread of the shared machine, where the
-# full width would take about an hour per row (no GPU is lent to this benchmark's runs). SEED_NETWORK_WIDER: the
-# seed's depth 12 (encoder 64-128-256-512-512-512, decoder 512-512-256-128-64), 4.7 million parameters.
+# trains 40 epochs on the 12,500 SEGUE training stars in about half a minute on one thread of the shared machine
+# (results/ablation.json), where the full width would take tens of minutes per row (no GPU lent to these runs).
+# SEED_NETWORK_WIDER: the seed's depth 12 (encoder 64-128-256-512-512-512, decoder 512-512-256-128-64), 4.7 million
+# parameters.
 SEED_NETWORK = {"name": "resdense", "nfeatures_init": 64, "nfeatures_max": 256, "depth": 6, "dropout": 0.1}
 SEED_NETWORK_WIDER = {**SEED_NETWORK, "nfeatures_max": 512, "depth": 12}
 SEED_ROW = "seed network (ResDense, narrowed)"
