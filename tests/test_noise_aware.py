@@ -190,7 +190,7 @@ def test_noise_aware_calibration_holds_from_bright_to_faint(tmp_path):
     from photofeh.simulate import MockSurveyConfig, iter_chunks
 
     stars = next(iter_chunks(MockSurveyConfig(n_stars=12_000, seed=5, spec_only=True), chunk_size=12_000))
-    train(stars, TrainConfig(epochs=15, noise_aware=True, baseline_rounds=0, seed=1, threads=1), tmp_path / "run",
+    train(stars, TrainConfig(epochs=40, noise_aware=True, baseline_rounds=0, seed=1, threads=1), tmp_path / "run",
           log=lambda s: None)
     model = load_model(tmp_path / "run" / "model")
     test = next(iter_chunks(MockSurveyConfig(n_stars=4000, seed=9, spec_only=True), chunk_size=4000))

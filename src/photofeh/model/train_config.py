@@ -48,7 +48,7 @@ class TrainConfig:
     # giants the class is for (None: all validation stars)
     class_operating_feh_max: float | None = -1.2
     seed: int = 0
-    threads: int = 0  # 0: all cores
+    threads: int = 0  # 0: OMP_NUM_THREADS where set, else all cores
     # missing photometry (photofeh.model.missing): "require" every feature, or "mask": predict from what a star
     # has, training with whole surveys hidden at random (group_dropout) and at least min_features measured
     missing: str = "require"
@@ -355,7 +355,8 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                              "`[pretrain]` table (keys below; `photofeh train` simulates the mock once and caches "
                              "it); empty: no pretraining"),
     "seed": ("train", "seed of the split, initialisation, batches and dropout: same seed, same model"),
-    "threads": ("train", "CPU threads for training; 0: all cores"),
+    "threads": ("train", "CPU threads for training; 0: `OMP_NUM_THREADS` where the environment sets it, else all "
+                         "cores"),
     "baseline_rounds": ("train", "most LightGBM rounds per label of the gradient-boosted baseline fitted beside the "
                                  "network on the same training stars (a small search and early stopping on the "
                                  "validation split; docs/models.md) and stored in the run (with the refitted Ivezic "
