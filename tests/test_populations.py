@@ -86,6 +86,41 @@ def test_dividing_out_a_gaussian_prior_matches_the_analytic_result():
     assert np.isnan(est[3]) and np.isnan(err[3])
 
 
+def test_divided_out_prior_for_a_catalogue_chunk_matches_the_gaussian_division():
+    """A chunk's worth of stars goes through the interpolated table: against the analytic division of Gaussians
+    (as above, likelihoods inside the grid) to 0.01 dex and 3%, and, with the default floor and smoothing, against
+    the direct grid sums to 0.002 dex and 0.5% over the range of estimates and errors a catalogue has."""
+    from photofeh.model.prior import (
+        DIVIDE_OUT_BANDWIDTH,
+        DIVIDE_OUT_CAP,
+        PRIOR_BIN_WIDTH,
+        TABLE_MIN_STARS,
+        _divide_direct,
+        divide_out,
+        label_histogram,
+    )
+
+    rng = np.random.default_rng(1)
+    m0, s0, bw = -0.5, 0.4, 0.05
+    hist = label_histogram(rng.normal(m0, s0, 2_000_000))
+    n = TABLE_MIN_STARS + 10_000
+    mu, s = rng.uniform(-1.2, 0.2, n), rng.uniform(0.05, 0.2, n)  # likelihoods well inside the grid
+    est, err = divide_out(mu, s, hist, cap=1e9, bandwidth=bw)
+    S = s0**2 + bw**2 + PRIOR_BIN_WIDTH**2 / 12
+    prec = 1 / s**2 - 1 / S
+    np.testing.assert_allclose(est, (mu / s**2 - m0 / S) / prec, atol=0.01)
+    np.testing.assert_allclose(err, 1 / np.sqrt(prec), rtol=0.03)
+    # with the default floor and smoothing, over every estimate and error a catalogue may hold
+    key = (tuple(np.asarray(hist["edges"], float)), tuple(np.asarray(hist["counts"], float)), DIVIDE_OUT_CAP,
+           DIVIDE_OUT_BANDWIDTH)
+    # (errors from twice the sums' 0.01-dex step: below it the sums themselves are coarse)
+    wide_mu, wide_s = rng.uniform(-3.5, 0.8, n), np.exp(rng.uniform(np.log(0.02), np.log(2.5), n))
+    est, err = divide_out(wide_mu, wide_s, hist)
+    direct_est, direct_err = _divide_direct(wide_mu, wide_s, key)
+    np.testing.assert_allclose(est, direct_est, atol=0.002)
+    np.testing.assert_allclose(err, direct_err, rtol=0.005)
+
+
 def test_training_domain_flags_corrupted_and_noisy_photometry(quick_model, spec_catalog):
     from photofeh.model.predict import load_model
 

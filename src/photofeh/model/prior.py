@@ -14,6 +14,8 @@ benchmark measures (BENCHMARKS.md, docs/populations.md).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 __all__ = ["PRIOR_BIN_WIDTH", "DIVIDE_OUT_CAP", "DIVIDE_OUT_BANDWIDTH", "divide_out", "flat_prior_weights",
@@ -96,22 +98,81 @@ def divide_out(mean: np.ndarray, sigma: np.ndarray, histogram: dict, cap: float 
     are returned. pi is the training histogram stored in model.json (:func:`label_histogram`), smoothed and
     floored (``bandwidth``, ``cap``). Exact for a Gaussian pi and a Gaussian posterior (the classic
     division of Gaussians); NaN inputs give NaN.
+
+    For many stars (a catalogue's chunk) the two moments are interpolated in a table over (mean, log sigma)
+    computed once per prior (:func:`_division_table`; within 0.002 dex and 0.5% of the direct sums, tested), which
+    is several times faster than a 0.01-dex grid sum per star; stars outside the table are summed directly.
     """
-    edges = np.asarray(histogram["edges"], float)
-    grid = np.arange(edges[0] - 0.5, edges[-1] + 0.5 + _GRID_STEP / 2, _GRID_STEP)
-    pi = smoothed_prior(histogram, grid, bandwidth)
-    log_pi = np.log(np.maximum(pi / pi.max(), 1.0 / cap))
     mean, sigma = np.asarray(mean, float), np.asarray(sigma, float)
     est, err = np.full(mean.shape, np.nan), np.full(mean.shape, np.nan)
     ok = np.flatnonzero(np.isfinite(mean) & np.isfinite(sigma) & (sigma > 0))
-    for s in range(0, ok.size, _BLOCK):
-        rows = ok[s:s + _BLOCK]
-        logq = -0.5 * ((grid[None, :] - mean[rows, None]) / sigma[rows, None]) ** 2 - log_pi[None, :]
+    key = (tuple(np.asarray(histogram["edges"], float)), tuple(np.asarray(histogram["counts"], float)),
+           float(cap), float(bandwidth))
+    if ok.size >= TABLE_MIN_STARS:
+        m_axis, s_axis, d_table, r_table = _division_table(key)
+        inside = ((mean[ok] >= m_axis[0]) & (mean[ok] <= m_axis[-1]) & (sigma[ok] >= np.exp(s_axis[0]))
+                  & (sigma[ok] <= np.exp(s_axis[-1])))
+        rows = ok[inside]
+        d, r = _bilinear(m_axis, s_axis, (d_table, r_table), mean[rows], np.log(sigma[rows]))
+        est[rows], err[rows] = mean[rows] + d, sigma[rows] * r
+        ok = ok[~inside]
+    if ok.size:
+        est[ok], err[ok] = _divide_direct(mean[ok], sigma[ok], key)
+    return est, err
+
+
+TABLE_MIN_STARS = 50_000  # fewer stars are summed directly (building a table costs about a second)
+_TABLE_MEAN_STEP = 0.01  # dex
+_TABLE_LOG_SIGMA = (np.log(0.01), np.log(3.0), 100)  # sigma from 0.01 to 3 dex, 5.9% apart
+
+
+def _prior_grid(key: tuple) -> tuple[np.ndarray, np.ndarray]:
+    edges, counts, cap, bandwidth = key
+    histogram = {"edges": list(edges), "counts": list(counts)}
+    grid = np.arange(edges[0] - 0.5, edges[-1] + 0.5 + _GRID_STEP / 2, _GRID_STEP)
+    pi = smoothed_prior(histogram, grid, bandwidth)
+    return grid, np.log(np.maximum(pi / pi.max(), 1.0 / cap))
+
+
+def _divide_direct(mean: np.ndarray, sigma: np.ndarray, key: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of N(theta; mean, sigma^2) / pi(theta) on the prior's grid, block by block."""
+    grid, log_pi = _prior_grid(key)
+    est, err = np.empty(mean.shape), np.empty(mean.shape)
+    for s in range(0, mean.size, _BLOCK):
+        m, sg = mean[s:s + _BLOCK], sigma[s:s + _BLOCK]
+        logq = -0.5 * ((grid[None, :] - m[:, None]) / sg[:, None]) ** 2 - log_pi[None, :]
         q = np.exp(logq - logq.max(axis=1, keepdims=True))
         q /= q.sum(axis=1, keepdims=True)
-        est[rows] = q @ grid
-        err[rows] = np.sqrt(np.maximum(q @ grid**2 - est[rows] ** 2, 0.0))
+        est[s:s + _BLOCK] = q @ grid
+        err[s:s + _BLOCK] = np.sqrt(np.maximum(q @ grid**2 - est[s:s + _BLOCK] ** 2, 0.0))
     return est, err
+
+
+@functools.lru_cache(maxsize=8)
+def _division_table(key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(mean axis, log-sigma axis, est - mean, err / sigma) of :func:`_divide_direct` on a grid: the shift and
+    the error ratio are smooth in both, so a bilinear interpolation holds them to 0.002 dex and 0.5%."""
+    grid, _ = _prior_grid(key)
+    m_axis = np.arange(grid[0], grid[-1] + _TABLE_MEAN_STEP / 2, _TABLE_MEAN_STEP)
+    s_axis = np.linspace(*_TABLE_LOG_SIGMA)
+    mm, ss = np.meshgrid(m_axis, np.exp(s_axis), indexing="ij")
+    est, err = _divide_direct(mm.ravel(), ss.ravel(), key)
+    return m_axis, s_axis, (est - mm.ravel()).reshape(mm.shape), (err / ss.ravel()).reshape(mm.shape)
+
+
+def _bilinear(x_axis: np.ndarray, y_axis: np.ndarray, tables: tuple, x: np.ndarray, y: np.ndarray) -> list:
+    """Bilinear interpolation of tables on a regular (x, y) grid at points inside it."""
+    fx = (x - x_axis[0]) / (x_axis[1] - x_axis[0])
+    fy = (y - y_axis[0]) / (y_axis[1] - y_axis[0])
+    i = np.clip(fx.astype(int), 0, x_axis.size - 2)
+    j = np.clip(fy.astype(int), 0, y_axis.size - 2)
+    tx, ty = fx - i, fy - j
+    out = []
+    for t in tables:
+        low = (1 - ty) * t[i, j] + ty * t[i, j + 1]
+        high = (1 - ty) * t[i + 1, j] + ty * t[i + 1, j + 1]
+        out.append((1 - tx) * low + tx * high)
+    return out
 
 
 def prior_of(meta: dict) -> str:
