@@ -1,8 +1,8 @@
 """Time and peak memory of `photofeh predict` against input size, and the cost model of docs/scaling.md.
 
 Inputs of 10^6, 10^7 and 5 x 10^7 stars with every feature present (the usable stars of
-benchmarks/bench_predict.py's 5-million-star mock, repeated: 17% of them have feature errors beyond the
-training stars'), Parquet in and out, default model, 2 cores. Each size is predicted ``--repeats`` times
+benchmarks/bench_predict.py's 5-million-star mock, repeated), Parquet in and out, the default model (noise-aware:
+one forward pass per star), 2 cores. Each size is predicted ``--repeats`` times
 (the largest once) in a fresh process; wall time includes start-up. The cost model
 
     T(N, n) = T_start + N / (n r),        memory = M_0 + chunk_rows m_row (flat in N)
@@ -94,9 +94,11 @@ def main() -> None:
     figures = {"runs": table, "cost model": {"T(N, n) = T_start + N / (n r)": model}}
     print(json.dumps(figures, indent=2))
     write_result("scaling", "Prediction time and memory against input size (issue 14)", figures, figure=FIGURE,
-                 notes="Every star has every feature; 17% have feature errors beyond the training stars' (sigma "
-                       "points). Wall time of the whole command, start-up included; peak memory of the process "
-                       "tree. The model line is fitted on the two smaller sizes only; the largest checks it.")
+                 notes="Every star has every feature; the model is configs/default.toml's, noise-aware since "
+                       "2026-12-06 (one forward pass per star, no sigma points; before, 17% of these stars had "
+                       "feature errors beyond the training stars' and took sigma points). Wall time of the whole "
+                       "command, start-up included; peak memory of the process tree. The model line is fitted on "
+                       "the two smaller sizes only; the largest checks it.")
 
 
 def _figure(sizes, wall, peak, start, per_star) -> None:
