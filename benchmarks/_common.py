@@ -63,6 +63,18 @@ def write_result(name: str, title: str, figures: dict, notes: str = "", figure: 
     return path
 
 
+def median_seconds(fn, repeats: int = 7) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` in this process (the machine's speed drifts: never one run)."""
+    import statistics
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def _tree_rss_bytes(pid: int) -> int:
     """Resident memory of a process and all its descendants (Linux /proc)."""
     total, stack = 0, [pid]

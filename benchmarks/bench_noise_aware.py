@@ -23,7 +23,7 @@ import argparse
 import time
 
 import numpy as np
-from _common import ROOT, labelled_mock, mock_columns, write_result
+from _common import ROOT, labelled_mock, median_seconds, mock_columns, write_result
 
 from photofeh.model.evaluate import gaussian_fit_sigma, robust_sigma
 
@@ -51,15 +51,6 @@ def binned(values: np.ndarray, edges: np.ndarray, est, err, true) -> dict:
         if rows.sum() >= MIN_STARS:
             out[f"{lo:g}..{hi:g}"] = scores(est[rows], err[rows], true[rows])
     return out
-
-
-def timed(fn, repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -122,9 +113,9 @@ def main() -> None:
                     # that got a given estimate is their stated error (given the truth, a shrinking estimator's
                     # scatter is smaller than its posterior width)
                     "by estimated [Fe/H]": binned(est[ok], FEH_EDGES, est[ok], err[ok], true[ok])}
-            whole = timed(lambda model=model: model.predict_columns(cols))
-            Xok, Eok = model_inputs(model, cols)
-            forward = timed(lambda model=model, Z=Xok: model._ensemble(Z, 4096))
+            whole = median_seconds(lambda model=model: model.predict_columns(cols), repeats=3)
+            Z = model_inputs(model, cols)
+            forward = median_seconds(lambda model=model, Z=Z: model._ensemble(Z, 4096), repeats=3)
             part["stars/s (predict_columns)"] = round(rows.size / whole)
             part["stars/s (forward pass)"] = round(rows.size / forward)
             part["ratio to the forward pass"] = round(forward / whole, 3)
@@ -147,7 +138,7 @@ def model_inputs(model, cols):
 
     X, ok = feature_matrix(cols, model.features, model.ebv_column, model.meta.get("deredden", True))
     E = feature_errors(cols, model.features).astype(np.float32) if model.noise_aware else None
-    return model._network_inputs(X[ok], None if E is None else E[ok]), E
+    return model._network_inputs(X[ok], None if E is None else E[ok])
 
 
 if __name__ == "__main__":
