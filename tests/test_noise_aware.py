@@ -200,7 +200,7 @@ def test_noise_aware_calibration_holds_from_bright_to_faint(tmp_path):
     widths, errors, scatters = [], [], []
     for fade in (0.0, 2.0, 3.5):
         if fade:
-            X, E = _draw_at(re, rows, fade)
+            X, E = re.draw(rows, np.random.default_rng(int(fade * 10)), fade=fade)
         else:
             from photofeh.model.domain import feature_errors
             from photofeh.model.features import feature_matrix
@@ -218,12 +218,3 @@ def test_noise_aware_calibration_holds_from_bright_to_faint(tmp_path):
     assert errors[0] < errors[1] < errors[2], errors
     assert scatters[0] < scatters[2], scatters
 
-
-def _draw_at(re: Reobserver, rows: np.ndarray, fade: float):
-    """Features and errors of ``rows`` re-observed ``fade`` mag farther away."""
-    from photofeh.model.domain import feature_errors
-    from photofeh.model.features import feature_matrix
-
-    cols = re.columns(rows, np.random.default_rng(int(fade * 10)), fade=fade)
-    X, _ = feature_matrix(cols, re.features, re.ebv_column, re.deredden)
-    return X, feature_errors(cols, re.features)

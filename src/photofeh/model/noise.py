@@ -229,12 +229,13 @@ class Reobserver:
             out["parallax"], out["parallax_error"] = np.where(seen, plx, np.nan), np.where(seen, err_new, np.nan)
         return out
 
-    def draw(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Raw features and their errors of stars ``rows``, re-observed."""
+    def draw(self, rows: np.ndarray, rng: np.random.Generator, fade: np.ndarray | float | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw features and their errors of stars ``rows``, re-observed (``fade``: as :meth:`columns`)."""
         from photofeh.model.domain import feature_errors
         from photofeh.model.features import feature_matrix
 
-        cols = self.columns(rows, rng)
+        cols = self.columns(rows, rng, fade)
         X, _ = feature_matrix(cols, self.features, self.ebv_column, self.deredden)
         return X, feature_errors(cols, self.features).astype(np.float32)
 
