@@ -99,10 +99,10 @@ class ErrorRelation:
     def from_band(cls, band: str) -> ErrorRelation:
         """Ivezic et al. 2019 eq. 5 with the band's m5 and gamma (:data:`photofeh.bands.BANDS`), rewritten at the
         pivot: (0.04 - gamma) X + gamma X^2 with X = x 10^(0.4 (20 - m5))."""
-        b = BANDS[band]
-        if not (np.isfinite(b.m5) and b.gamma > 0):
+        if not _has_band_model(band):
             raise ValueError(f"{band}: its catalogue does not show how its errors grow and photofeh.bands has no "
                              "error model for it: give noise_errors_from a catalogue that reaches the survey limit")
+        b = BANDS[band]
         s = 10.0 ** (0.4 * (PIVOT_MAG - b.m5))
         return cls(b.sigma_sys**2, (0.04 - b.gamma) * s, b.gamma * s * s, "bands")
 
