@@ -172,20 +172,20 @@ class PhotometricModel:
         Xok = X[ok]
         if self.noise_aware and X_err is None:
             raise ValueError("this noise-aware model needs the feature errors (X_err) of every star")
-        E_ok = np.asarray(X_err, np.float32)[ok] if self.noise_aware else None
+        E_ok = np.asarray(X_err, np.float32)[ok] if X_err is not None else None
         mean, var, prob = self._ensemble(self._network_inputs(Xok, E_ok), batch_size)
         noisy = np.zeros(len(Xok), bool)
-        if self.noise_aware and self.domain is not None:
-            # the network read each star's errors: one pass gives its uncertainty. A star noisier than the
-            # re-observed training stars is beyond what it learned: out of the domain
-            noisy = self.domain.too_noisy(E_ok, factor=1.0)
-        elif self.domain is not None and X_err is not None:
-            X_err = np.asarray(X_err, np.float32)[ok]
-            excess = self.domain.excess_error(X_err)
-            widen = (excess > 0).any(axis=1)
-            if widen.any():
-                var[widen] += self._excess_error_variance(Xok[widen], excess[widen], batch_size, mean[widen])
-            noisy = self.domain.too_noisy(X_err)
+        if self.domain is not None and E_ok is not None:
+            if self.noise_aware:
+                # the network read each star's errors: one pass gives its uncertainty. A star noisier than the
+                # re-observed training stars is beyond what it learned: out of the domain
+                noisy = self.domain.too_noisy(E_ok, factor=1.0)
+            else:
+                excess = self.domain.excess_error(E_ok)
+                widen = (excess > 0).any(axis=1)
+                if widen.any():
+                    var[widen] += self._excess_error_variance(Xok[widen], excess[widen], batch_size, mean[widen])
+                noisy = self.domain.too_noisy(E_ok)
         loc, scale = self.y_scale.mean, self.y_scale.std
         if self.conditional:  # the giant components, in their labels' units
             loc, scale = (np.concatenate([a, a[self._cond_index]]) for a in (loc, scale))
