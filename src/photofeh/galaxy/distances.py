@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS
+from photofeh.galaxy.distance_posterior import DISTANCE_PRIORS
 
 __all__ = ["distance_kpc", "distance_error_kpc", "ivezic2008_abs_mag_r", "ivezic2008_mabs_with_error",
            "ivezic2008_columns", "ABSMAG_SOURCES", "combine_with_parallax",
@@ -198,8 +199,8 @@ def how_to_get_distances(bands: Sequence[str]) -> str:
 
 
 def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr: float = 5.0,
-                   absmag: str = "model", absmag_reference: Mapping[str, str] | None = None
-                   ) -> dict[str, np.ndarray]:
+                   absmag: str = "model", absmag_reference: Mapping[str, str] | None = None,
+                   prior: str = "none") -> dict[str, np.ndarray]:
     """Per-star distances and Galactocentric positions from a prediction table.
 
     For each band (in order of preference) it needs the apparent magnitude
@@ -213,10 +214,20 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
     used and no E(B-V) is needed); ``photofeh map`` takes it from the
     predictions' provenance. Returns ``dist_kpc``, ``dist_err_kpc``,
     ``dist_band``, ``parallax_used``, ``R_kpc``, ``z_kpc``, ``phi_deg``.
+
+    Where the table has a class-conditional model's components (``mabs_<band>_dwarf``, ``_giant``, their
+    ``_err`` and ``p_giant``), each star's distance is its two-component posterior
+    (:func:`photofeh.galaxy.distance_posterior.mixture_distances`), never a distance between the classes, with
+    the columns ``dist_dwarf_kpc``, ``dist_giant_kpc``, ``dist_lo_kpc``, ``dist_hi_kpc`` (16th/84th
+    percentiles) and ``p_giant_dist``. ``prior``: ``"none"`` (the estimate of the more probable class, as
+    without components) or ``"juric2008"``, the stars' density along each line of sight, which corrects the
+    Malmquist bias and reweighs the classes; then ``dist_err_kpc`` is half the 16-84% interval.
     """
     bands = [bands] if isinstance(bands, str) else list(bands)
     if absmag not in ABSMAG_SOURCES:
         raise ValueError(f"absmag must be one of {ABSMAG_SOURCES}, got {absmag!r}")
+    if prior not in DISTANCE_PRIORS:
+        raise ValueError(f"prior must be one of {DISTANCE_PRIORS}, got {prior!r}")
     if absmag == "ivezic2008":  # the relation gives intrinsic M_r in SDSS: the distance uses dereddened SDSS r
         cols = {**cols, **ivezic2008_columns(cols)}
         bands = ["sdss_r"]
@@ -234,12 +245,45 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
         m_err = np.asarray(cols[f"{b}_err"], float)[take] if f"{b}_err" in cols else 0.0
         err[take] = distance_error_kpc(d[take], np.asarray(cols[f"mabs_{b}_err"], float)[take], m_err)
         which[take] = k
+    extra = _mixture_columns(cols, bands, m0, which, prior)
+    if prior != "none":
+        has = np.isfinite(extra["dist_kpc"])
+        d[has], err[has] = extra["dist_kpc"][has], 0.5 * (extra["dist_hi_kpc"] - extra["dist_lo_kpc"])[has]
+    extra.pop("dist_kpc")
     if "parallax" in cols and "parallax_error" in cols:
         d, err, used = combine_with_parallax(d, err, cols["parallax"], cols["parallax_error"], min_parallax_snr)
     else:
         used = np.zeros(n, bool)
     out = {"dist_kpc": d, "dist_err_kpc": err, "dist_band": which, "parallax_used": used,
-           **galactocentric(cols["ra"], cols["dec"], d)}
+           **galactocentric(cols["ra"], cols["dec"], d), **{k: v for k, v in extra.items() if v is not None}}
     if absmag == "ivezic2008":
         out["absmag_valid"] = cols["absmag_valid"]
+    return out
+
+
+def _mixture_columns(cols, bands: Sequence[str], m0: Mapping[str, np.ndarray], which: np.ndarray, prior: str
+                     ) -> dict[str, np.ndarray | None]:
+    """The two-component distance posterior's columns for each star in the band it was placed with
+    (:func:`photofeh.galaxy.distance_posterior.mixture_distances`); ``dist_kpc`` NaN where the table has no
+    class components for that band (and, with no components in any band, only that)."""
+    from photofeh.galaxy.distance_posterior import galactic, mixture_distances
+
+    n = len(which)
+    out: dict[str, np.ndarray | None] = {"dist_kpc": np.full(n, np.nan)}
+    lb = galactic(cols["ra"], cols["dec"]) if prior == "juric2008" else (None, None)
+    for k, b in enumerate(bands):
+        names = [f"mabs_{b}_dwarf", f"mabs_{b}_dwarf_err", f"mabs_{b}_giant", f"mabs_{b}_giant_err"]
+        rows = which == k
+        if not rows.any() or (prior == "none" and not all(c in cols for c in [*names, "p_giant"])):
+            continue
+        if all(c in cols for c in [*names, "p_giant"]):
+            args = [np.asarray(cols[c], float)[rows] for c in [*names, "p_giant"]]
+        else:  # one Gaussian M_abs: the dwarf slot alone
+            args = [np.asarray(cols[f"mabs_{b}"], float)[rows], np.asarray(cols[f"mabs_{b}_err"], float)[rows]]
+        res = mixture_distances(np.asarray(m0[b], float)[rows], *args,
+                                **({} if lb[0] is None else {"l_deg": lb[0][rows], "b_deg": lb[1][rows]}))
+        for name, v in res.items():
+            if out.get(name) is None:
+                out[name] = np.full(n, np.nan)
+            out[name][rows] = v
     return out

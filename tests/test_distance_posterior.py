@@ -1,0 +1,106 @@
+"""Distance posteriors of class-conditional absolute magnitudes (:mod:`photofeh.galaxy.distance_posterior`),
+against the true distances of stars drawn from the Juric et al. 2008 Galaxy by the mock's own sampler
+(:class:`photofeh.simulate.galaxy.GalaxyModel`), magnitude-limited as a survey is."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+
+from photofeh.galaxy.distance_posterior import mixture_distances
+from photofeh.galaxy.distances import star_distances
+
+M_DWARF, M_GIANT, SIGMA, GIANT_SHARE = 5.0, 0.5, 0.6, 0.1
+
+
+@functools.cache
+def survey(n: int = 6000, seed: int = 3):
+    """Dwarfs (M = 5) and giants (M = 0.5), both with a 0.6-mag spread, placed by the Juric density at |b| > 30
+    and kept at 14 < m < 19.5: (m, l, b, d_true, giant)."""
+    from photofeh.simulate.galaxy import GalaxyModel
+
+    rng = np.random.default_rng(seed)
+    gm = GalaxyModel(min_abs_b=30.0, n_l=24, n_sinb=12, n_d=200, d_max_kpc=100.0)
+    _, l, b, d, inside = gm.sample(rng, 60 * n)
+    l, b, d = l[inside], b[inside], d[inside]
+    giant = rng.random(len(d)) < GIANT_SHARE
+    m = np.where(giant, M_GIANT, M_DWARF) + SIGMA * rng.standard_normal(len(d)) + 5 * np.log10(d) + 10
+    keep = np.flatnonzero((m > 14) & (m < 19.5))[:n]
+    return m[keep], l[keep], b[keep], d[keep], giant[keep]
+
+
+@functools.cache
+def _posterior(prior: bool):
+    m, l, b, _, _ = survey()
+    n = len(m)
+    pos = {"l_deg": l, "b_deg": b} if prior else {}
+    return mixture_distances(m, np.full(n, M_DWARF), np.full(n, SIGMA), np.full(n, M_GIANT), np.full(n, SIGMA),
+                             np.full(n, GIANT_SHARE), **pos)
+
+
+def test_line_of_sight_prior_removes_the_malmquist_bias():
+    """At a given apparent magnitude the stars that are intrinsically brighter than average come from a larger
+    volume: the dwarfs' distances from their mean M alone come out short (classic Malmquist bias; the giants,
+    in the halo's falling density, less so); with the prior along the line of sight each class's posterior
+    median is within 3% of the truth."""
+    m, _, _, d, giant = survey()
+    none, prior = _posterior(False), _posterior(True)
+    assert np.median(none["dist_dwarf_kpc"][~giant] / d[~giant]) < 0.96  # the bias is there to remove
+    for cls, column in ((~giant, "dist_dwarf_kpc"), (giant, "dist_giant_kpc")):
+        assert cls.sum() > 400
+        assert abs(np.median(prior[column][cls] / d[cls]) - 1) < 0.03
+    bright = ~giant & (m < 17)  # nearby dwarfs: a flat density, the bias at its largest (-1.38 sigma^2 in M)
+    assert np.median(none["dist_dwarf_kpc"][bright] / d[bright]) < 0.93
+    assert abs(np.median(prior["dist_dwarf_kpc"][bright] / d[bright]) - 1) < 0.03
+
+
+def test_prior_class_probability_is_calibrated():
+    """Colours that cannot tell a dwarf from a giant (P(giant) = 0.1 for every star): the line of sight and the
+    apparent magnitude can, in part. Among stars given P(giant | m, l, b) in a range, the share of true giants
+    matches its mean; and the classes split better than by P(giant) alone."""
+    _, _, _, _, giant = survey()
+    p = _posterior(True)["p_giant_dist"]
+    for lo, hi in ((0.0, 0.1), (0.1, 0.5), (0.5, 1.0)):
+        rows = (p >= lo) & (p < hi)
+        assert rows.sum() > 100
+        assert abs(giant[rows].mean() - p[rows].mean()) < 0.05
+    assert np.mean(p[giant]) - np.mean(p[~giant]) > 0.04  # 0 without the prior
+
+
+def test_a_bimodal_star_is_not_placed_between_its_modes():
+    """P(giant) = 0.45, the classes' distance moduli 4.5 mag apart (10 and 79 kpc): the estimate is the dwarf's
+    distance, not one between the two; the interval spans both, and both class distances are reported."""
+    r = mixture_distances(np.array([20.0]), np.array([5.0]), np.array([0.2]), np.array([0.5]), np.array([0.2]),
+                          np.array([0.45]))
+    d_dwarf, d_giant = 10 ** ((20.0 - 5.0) / 5 - 2), 10 ** ((20.0 - 0.5) / 5 - 2)
+    assert r["dist_dwarf_kpc"][0] == pytest.approx(d_dwarf, rel=0.01)
+    assert r["dist_giant_kpc"][0] == pytest.approx(d_giant, rel=0.01)
+    assert r["dist_kpc"][0] == pytest.approx(d_dwarf, rel=0.01)
+    assert r["dist_lo_kpc"][0] < d_dwarf < d_giant < r["dist_hi_kpc"][0]
+    assert r["p_giant_dist"][0] == pytest.approx(0.45, abs=1e-6)
+
+
+def test_star_distances_takes_the_components_and_the_prior():
+    """A prediction table with a class-conditional model's components: without a prior the distance is the
+    more probable class's (as the point estimate M was chosen); with the Juric prior the nearby dwarfs'
+    Malmquist bias goes, and the columns of both classes are there."""
+    m, l, b, d, giant = survey()
+    from photofeh.simulate.galaxy import galactic_to_icrs
+
+    ra, dec = galactic_to_icrs(l, b)
+    n = len(m)
+    cols = {"ra": ra, "dec": dec, "sdss_r": m, "ebv": np.zeros(n), "mabs_sdss_r": np.full(n, M_DWARF),
+            "mabs_sdss_r_err": np.full(n, 1.0), "mabs_sdss_r_dwarf": np.full(n, M_DWARF),
+            "mabs_sdss_r_dwarf_err": np.full(n, SIGMA), "mabs_sdss_r_giant": np.full(n, M_GIANT),
+            "mabs_sdss_r_giant_err": np.full(n, SIGMA), "p_giant": np.full(n, GIANT_SHARE)}
+    plain = star_distances(cols, "sdss_r")
+    assert np.allclose(plain["dist_kpc"], 10 ** ((m - M_DWARF) / 5 - 2), rtol=1e-3)
+    assert {"dist_dwarf_kpc", "dist_giant_kpc", "dist_lo_kpc", "dist_hi_kpc", "p_giant_dist"} <= set(plain)
+    with_prior = star_distances(cols, "sdss_r", prior="juric2008")
+    dwarfs = ~giant & (with_prior["p_giant_dist"] < 0.5)
+    assert abs(np.median(with_prior["dist_kpc"][dwarfs] / d[dwarfs]) - 1) < 0.03
+    assert np.median(plain["dist_kpc"][dwarfs] / d[dwarfs]) < 0.965
+    with pytest.raises(ValueError, match="prior"):
+        star_distances(cols, "sdss_r", prior="flat")
