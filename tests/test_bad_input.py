@@ -402,3 +402,64 @@ def test_duplicate_source_ids_are_counted_without_a_preset():
     cols = {"source_id": np.array([1, 2, 2, 3, 3, 3]), "sdss_g": np.full(6, 18.0)}
     assert apply_preset(cols, None)[1]["duplicate source_id"] == 3
     assert apply_preset({"source_id": np.arange(4), "sdss_g": np.full(4, 18.0)}, None)[1]["duplicate source_id"] == 0
+
+
+# ------------------------------------------------------------------ 9: a killed simulate leaves files behind
+def _killed_while_writing(folder: Path, write) -> list[str]:
+    """Fork a child that runs ``write(out)``, which SIGKILLs it part-way; return what the folder holds after
+    the lock's janitor has had up to 10 s (it held nothing before)."""
+    import os
+    import signal
+    import time
+
+    out = folder / "mock.parquet"
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            write(out)
+        finally:
+            os._exit(3)  # only if write() did not kill us
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    t0 = time.monotonic()
+    while any(folder.iterdir()) and time.monotonic() - t0 < 10:
+        time.sleep(0.02)
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_sigkill_simulate_mid_catalogue_leaves_nothing(mock_survey, tmp_path):
+    """Issue 28, hole 9: a SIGKILLed `simulate` left `.mock.parquet.partial-PID` and `.mock.parquet.lock`.
+    The catalogue is written to an unnamed file (O_TMPFILE) and the janitor the lock forked removes the lock
+    file. Killed after its first chunk of two; a subprocess `photofeh simulate` in test_interruptions."""
+    import os
+    import signal
+
+    from photofeh.simulate import MockSurveyConfig, simulate
+
+    def write(out: Path) -> None:
+        def kill(table, rows: int) -> None:
+            assert rows == 300 and sorted(os.listdir(out.parent)) == [".mock.parquet.lock"]
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        simulate(MockSurveyConfig(n_stars=600, seed=3), out, chunk_size=300, on_chunk=kill, survey=mock_survey)
+
+    assert _killed_while_writing(tmp_path, write) == []
+
+
+def test_sigkill_leaves_nothing_where_the_unnamed_file_is_unsupported(tmp_path, monkeypatch):
+    """Without O_TMPFILE (other systems, some file systems) the hidden `.NAME.partial-PID` is written; the
+    janitor removes it with the lock."""
+    import os
+    import signal
+
+    import photofeh.io.catalog as catalog
+
+    monkeypatch.setattr(catalog, "_unnamed_file", lambda folder: None)
+
+    def write(out: Path) -> None:
+        with output_lock(out, "photofeh simulate"), catalog.atomic_output(out) as tmp:
+            tmp.write_bytes(b"half a catalogue")
+            assert tmp.name.startswith(".mock.parquet.partial-")
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    assert _killed_while_writing(tmp_path, write) == []

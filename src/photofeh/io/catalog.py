@@ -7,6 +7,7 @@ temporary file is removed, so no half-written catalogue is ever left behind.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -129,14 +130,63 @@ def fsync(path: Path) -> None:
         os.close(fd)
 
 
+def _unnamed_file(folder: Path) -> int | None:
+    """A file without a name in ``folder`` (Linux ``O_TMPFILE``, kernel >= 3.11), open for writing, or None
+    where the system or the file system does not support it (then a hidden named file is used).
+
+    Nothing names the file until it is linked in: a process killed while writing (SIGKILL included) leaves
+    nothing in the folder, and the kernel frees the blocks. It is reached by its path ``/proc/self/fd/N``,
+    so any library that opens a path writes to it."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not os.path.isdir("/proc/self/fd"):
+        return None
+    try:
+        fd = os.open(folder, flag | os.O_WRONLY | os.O_CLOEXEC, 0o666)  # the umask applies, as for a named file
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):  # unsupported here
+            return None
+        raise
+    return fd
+
+
+def _link_into_place(fd: int, final: Path, durable: bool) -> None:
+    """Give the unnamed file ``fd`` the name ``final`` (replacing what was there): linked under the hidden
+    temporary name, then renamed over ``final`` (``linkat`` cannot replace). Between the two a kill leaves
+    the hidden name, which the next writer removes."""
+    folder = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if durable:
+            os.fsync(fd)
+        staged = partial_path(final).name
+        # a dst_dir_fd makes os.link call linkat(AT_SYMLINK_FOLLOW), which follows /proc's link to the file
+        os.link(f"/proc/self/fd/{fd}", staged, dst_dir_fd=folder)
+        os.replace(staged, final.name, src_dir_fd=folder, dst_dir_fd=folder)
+        if durable:
+            os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
 @contextmanager
 def atomic_output(path: Path, durable: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; it becomes ``path`` only if the block completes.
+    """Yield a temporary path to write; it becomes ``path`` only if the block completes.
 
-    The temporary name is hidden and carries the process id (``.<name>.partial-<pid>``): a killed
-    process leaves only such names, which the next writer of ``path`` removes (``photofeh.io.locking``).
-    ``durable``: the file is fsynced before the rename and the folder after it.
+    On Linux the path is that of an unnamed file in ``path``'s folder (``/proc/self/fd/N``, see
+    :func:`_unnamed_file`): a killed process leaves nothing. Elsewhere (or where the file system lacks
+    ``O_TMPFILE``) it is a hidden name carrying the process id (``.<name>.partial-<pid>``): a killed process
+    leaves only such names, which the next writer of ``path`` removes (``photofeh.io.locking``). Write the
+    path by opening it (not by renaming another file onto it); do not hand it to another process.
+    ``durable``: the file is fsynced before it is named and the folder after.
     """
+    path = Path(path)
+    fd = _unnamed_file(path.parent)
+    if fd is not None:
+        try:
+            yield Path(f"/proc/self/fd/{fd}")
+            _link_into_place(fd, path, durable)
+        finally:
+            os.close(fd)
+        return
     tmp = partial_path(path)
     try:
         yield tmp
@@ -208,7 +258,7 @@ class CatalogWriter:
         self.n_rows = n_rows
         self.metadata = metadata or {}
         self.rows_written = 0
-        self._tmp = partial_path(self.path)
+        self._stage = atomic_output(self.path)  # an unnamed file (Linux) or a hidden one, named when complete
         self._writer = None
 
     # -- fits
@@ -228,10 +278,11 @@ class CatalogWriter:
         return hdr
 
     def __enter__(self) -> CatalogWriter:
+        self._tmp = self._stage.__enter__()
         try:
             self._open()
-        except BaseException:
-            self._tmp.unlink(missing_ok=True)
+        except BaseException as exc:
+            self._stage.__exit__(type(exc), exc, exc.__traceback__)  # removes the temporary file
             raise
         return self
 
@@ -289,16 +340,12 @@ class CatalogWriter:
         try:
             if self._writer is not None:
                 self._writer.close()
-        finally:
             if exc_type is None and self.n_rows is not None and self.rows_written != self.n_rows:
-                self._tmp.unlink(missing_ok=True)
                 raise RuntimeError(f"{self.path}: wrote {self.rows_written} rows, expected {self.n_rows}")
-            if exc_type is None:
-                fsync(self._tmp)
-                os.replace(self._tmp, self.path)
-                fsync(self.path.parent)
-            else:
-                self._tmp.unlink(missing_ok=True)
+        except BaseException as failure:
+            self._stage.__exit__(type(failure), failure, failure.__traceback__)  # nothing is named
+            raise
+        self._stage.__exit__(exc_type, exc, tb)  # named (fsynced) only if the block completed
 
 
 def read_table(path: str | os.PathLike, columns: Sequence[str] | None = None):

@@ -10,6 +10,13 @@ only names outputs are written under before they are complete) belong to
 no live process and are removed. On network file systems ``flock`` is
 emulated with POSIX byte-range locks (Linux NFS since 2.6.12), which also
 exclude writers on other hosts.
+
+A SIGKILL cannot be handled, so a small process forked when the lock is
+taken (:func:`_start_janitor`) waits for its parent: if the parent ends
+without releasing the lock, it removes the lock file and the parent's
+hidden temporary names beside the output. A killed command thus leaves
+nothing, unless the janitor is killed with it (a whole process group or
+control group killed at once); then the next writer removes the leftovers.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -48,6 +56,98 @@ def remove_partials(path: Path, inside: bool = False) -> list[Path]:
         else:
             p.unlink(missing_ok=True)
     return found
+
+
+JANITOR_NAME = "photofeh-clean"  # the janitor's process name (/proc/PID/comm)
+
+
+def _janitor(done: int, held: int, lock: Path, output: Path, owner: int) -> None:
+    """In the forked janitor: wait until the owner closes ``done``; a byte first means it released the lock
+    itself. Otherwise it died holding it: take the lock once the kernel has released it, and while holding it
+    remove the owner's hidden temporary names beside ``output`` and the lock file. Never returns."""
+    try:
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a Ctrl-C or hang-up of the group:
+                signal.signal(sig, signal.SIG_IGN)                      # the owner cleans up; we wait for it
+        except ValueError:  # forked from a thread Python does not take for the main one
+            pass
+        try:  # named in ps and top (15 characters at most)
+            with open("/proc/self/comm", "w") as comm:
+                comm.write(JANITOR_NAME)
+        except OSError:
+            pass
+        mine = os.open(lock, os.O_RDWR)  # our own open file: the inherited one (held) carries the owner's lock
+        if os.fstat(mine).st_ino != os.fstat(held).st_ino:
+            os._exit(0)  # the owner already released it and another writer made a new one
+        first, second = sorted((done, mine))
+        os.closerange(0, first)  # nothing of the owner's stays open here (its lock above all)
+        os.closerange(first + 1, second)
+        os.closerange(second + 1, 1 << 20)
+        while True:
+            try:
+                said = os.read(done, 1)
+                break
+            except InterruptedError:
+                continue
+        if said:
+            os._exit(0)
+        for _ in range(500):  # a dead process's files are released a moment after its pipe reads as closed
+            try:
+                fcntl.flock(mine, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                time.sleep(0.01)
+        else:
+            os._exit(0)  # another writer holds it now, and will remove the leftovers itself
+        if os.fstat(mine).st_nlink and os.stat(lock).st_ino == os.fstat(mine).st_ino:  # still the owner's file
+            for p in output.parent.glob(f".{output.name}.partial-{owner}*"):
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    p.unlink(missing_ok=True)
+            os.unlink(lock)  # holding it: a writer that opened the old file retries (output_lock)
+    except BaseException:
+        pass
+    os._exit(0)
+
+
+def _start_janitor(lock: Path, held: int, output: Path) -> tuple[int, int] | None:
+    """Fork the process that cleans up after this one if it is killed (see the module's doc): returns its pid
+    and the pipe end that tells it this process released the lock itself; None where ``os.fork`` is missing
+    or fails (then a killed run's leftovers wait for the next writer)."""
+    if not hasattr(os, "fork"):
+        return None
+    read_end, write_end = os.pipe()
+    owner = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        os.close(read_end)
+        os.close(write_end)
+        return None
+    if pid == 0:
+        _janitor(read_end, held, lock, output, owner)
+    os.close(read_end)
+    return pid, write_end
+
+
+def _stop_janitor(janitor: tuple[int, int] | None) -> None:
+    """Tell the janitor the lock was released, and reap it (it exits at once)."""
+    if janitor is None:
+        return
+    pid, write_end = janitor
+    try:
+        os.write(write_end, b"x")
+    except OSError:
+        pass
+    os.close(write_end)
+    for _ in range(200):  # at most ~1 s; an unreaped janitor is harmless
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:  # reaped by someone else
+            return
+        time.sleep(0.005)
 
 
 def _holder(fd: int) -> str:
@@ -88,14 +188,18 @@ def output_lock(path: str | os.PathLike, command: str, inside: bool = False) -> 
         if same:
             break
         os.close(fd)
+    janitor = None
     try:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, {command}, since "
                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        yield remove_partials(path, inside)
+        removed = remove_partials(path, inside)
+        janitor = _start_janitor(lock, fd, path)
+        yield removed
     finally:
         try:
             os.unlink(lock)  # while still holding it: a waiter then retries on a fresh file (see above)
         except OSError:
             pass
         os.close(fd)
+        _stop_janitor(janitor)
