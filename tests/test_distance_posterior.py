@@ -80,6 +80,11 @@ def test_a_bimodal_star_is_not_placed_between_its_modes():
     assert r["dist_kpc"][0] == pytest.approx(d_dwarf, rel=0.01)
     assert r["dist_lo_kpc"][0] < d_dwarf < d_giant < r["dist_hi_kpc"][0]
     assert r["p_giant_dist"][0] == pytest.approx(0.45, abs=1e-6)
+    sure = mixture_distances(np.array([20.0, 20.0]), np.array([5.0, 5.0]), np.array([0.2, 0.2]),
+                             np.array([0.5, 0.5]), np.array([0.2, 0.2]), np.array([0.0, 1.0]))
+    assert np.allclose(sure["dist_dwarf_kpc"], d_dwarf, rtol=0.01) and np.allclose(sure["dist_giant_kpc"], d_giant,
+                                                                                    rtol=0.01)
+    assert np.allclose(sure["dist_kpc"], [d_dwarf, d_giant], rtol=0.01)
 
 
 def test_star_distances_takes_the_components_and_the_prior():
@@ -102,5 +107,36 @@ def test_star_distances_takes_the_components_and_the_prior():
     dwarfs = ~giant & (with_prior["p_giant_dist"] < 0.5)
     assert abs(np.median(with_prior["dist_kpc"][dwarfs] / d[dwarfs]) - 1) < 0.03
     assert np.median(plain["dist_kpc"][dwarfs] / d[dwarfs]) < 0.965
+    within = star_distances(cols, "sdss_r", prior="juric2008-within-class")
+    assert np.allclose(within["p_giant_dist"], GIANT_SHARE)  # the model's P(giant) kept
+    assert np.allclose(within["dist_dwarf_kpc"], with_prior["dist_dwarf_kpc"], rtol=1e-9)
     with pytest.raises(ValueError, match="prior"):
         star_distances(cols, "sdss_r", prior="flat")
+
+
+def test_map_writes_the_posterior_columns(tmp_path):
+    """``photofeh map --distance-prior juric2008`` (its Python function): every star's class distances and
+    interval go to the --stars file, and the giant cut follows the posterior class."""
+    import pandas as pd
+
+    from photofeh.galaxy.maps import feh_map_from_predictions
+    from photofeh.simulate.galaxy import galactic_to_icrs
+
+    m, l, b, d, giant = survey()
+    k = slice(0, 1500)
+    ra, dec = galactic_to_icrs(l[k], b[k])
+    n = len(ra)
+    table = pd.DataFrame({"ra": ra, "dec": dec, "sdss_r": m[k], "ebv": np.zeros(n), "feh": np.full(n, -0.5),
+                          "feh_err": np.full(n, 0.1), "usable": np.ones(n, bool), "is_giant": np.zeros(n, bool),
+                          "mabs_sdss_r": np.full(n, M_DWARF), "mabs_sdss_r_err": np.full(n, SIGMA),
+                          "mabs_sdss_r_dwarf": np.full(n, M_DWARF), "mabs_sdss_r_dwarf_err": np.full(n, SIGMA),
+                          "mabs_sdss_r_giant": np.full(n, M_GIANT), "mabs_sdss_r_giant_err": np.full(n, SIGMA),
+                          "p_giant": np.full(n, GIANT_SHARE)})
+    table.to_parquet(tmp_path / "pred.parquet")
+    _, counts = feh_map_from_predictions(tmp_path / "pred.parquet", stars_out=tmp_path / "stars.parquet",
+                                         absmag_reference={}, distance_prior="juric2008", max_rel_dist_err=10.0)
+    stars = pd.read_parquet(tmp_path / "stars.parquet")
+    expected = _posterior(True)
+    assert np.allclose(stars["dist_giant_kpc"], expected["dist_giant_kpc"][k], rtol=1e-6)
+    assert np.allclose(stars["p_giant_dist"], expected["p_giant_dist"][k], rtol=1e-6)
+    assert counts["removed by giants=exclude"] == int(np.sum(expected["p_giant_dist"][k] >= 0.5)) > 0

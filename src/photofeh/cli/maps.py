@@ -23,6 +23,7 @@ from photofeh.cli.common import (
     staged_folder,
     user_errors,
 )
+from photofeh.galaxy.distance_posterior import DISTANCE_PRIORS
 
 
 def _slice_mdfs(slices, min_count: int, response=None) -> list[dict]:
@@ -73,7 +74,7 @@ def handle(args: argparse.Namespace) -> int:
                 max_rel_dist_err=args.max_rel_dist_err, max_feh_err=args.max_feh_err, cell=args.cell,
                 r_max=args.r_max, z_max=args.z_max, chunk_rows=args.chunk_rows, stars_out=args.stars,
                 absmag=args.absmag, out_of_domain=args.out_of_domain, slices=args.slices, deconvolve=args.deconvolve,
-                absmag_reference=reference)
+                absmag_reference=reference, distance_prior=args.distance_prior)
             fmap = products.rz
             with atomic_output(stage / "feh_map.npz") as tmp, open(tmp, "wb") as f:
                 products.save(f)
@@ -85,7 +86,7 @@ def handle(args: argparse.Namespace) -> int:
                       "options": {k: getattr(args, k) for k in ("band", "absmag", "giants", "min_parallax_snr",
                                                                "max_rel_dist_err", "max_feh_err", "cell", "r_max",
                                                                "z_max", "min_count", "out_of_domain", "slices",
-                                                               "deconvolve")},
+                                                               "deconvolve", "distance_prior")},
                       "counts": dict(counts), "cells_with_min_count": cells, "frame": frame_description(),
                       "absmag_reference": ({"bands": {f"mabs_{b}": reference.get(f"mabs_{b}", "dereddened")
                                                       for b in args.band}, "from": reference_from}
@@ -142,6 +143,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="absolute magnitudes from the model's mabs_<band> label, or from the Ivezic et al. 2008 "
                          "main-sequence M_r(g-i, [Fe/H]) with the predicted [Fe/H] (keep sdss_g sdss_r sdss_i "
                          "when predicting; stars outside 0.2 < g-i < 4.0, -2.5 < [Fe/H] < 0.2 are left out)")
+    fm.add_argument("--distance-prior", choices=DISTANCE_PRIORS, default="none",
+                    help="prior on each star's distance: none, or the Juric et al. 2008 disc and halo density "
+                         "along its line of sight (corrects the Malmquist bias; with a class-conditional model it "
+                         "also weighs dwarf against giant, '-within-class': P(giant) kept; docs/maps.md)")
     fm.add_argument("--giants", choices=("exclude", "include", "only"), default="exclude",
                     help="giants by the model's class (Ivezic 2008 mapped main-sequence stars)")
     fm.add_argument("--min-parallax-snr", type=bounded_float(0.0, 1e4, open_lo=False), default=5.0,

@@ -30,7 +30,10 @@ __all__ = ["los_log_prior", "mixture_distances", "galactic", "MU_POINTS", "DISTA
 MU_POINTS = 400  # grid points in distance modulus per star (spacing <= 0.03 mag for modes 3.5 mag apart)
 SPAN_SIGMA = 6.0  # each component's grid reaches this many sigma either side
 BLOCK = 8192  # rows per block: BLOCK x MU_POINTS floats, ~26 MB per array
-DISTANCE_PRIORS = ("none", "juric2008")
+# "juric2008": the prior weighs the classes too; "juric2008-within-class": it moves each class's distance only and
+# P(giant) stays the model's (for a model that read the apparent magnitude: its P(giant) holds the class odds at
+# that magnitude already, learned on a training set like the survey)
+DISTANCE_PRIORS = ("none", "juric2008", "juric2008-within-class")
 _LN10_5 = np.log(10.0) / 5.0
 
 
@@ -57,8 +60,8 @@ def galactic(ra_deg, dec_deg) -> tuple[np.ndarray, np.ndarray]:
     return g.l.deg, g.b.deg
 
 
-def mixture_distances(m, M_dwarf, s_dwarf, M_giant=None, s_giant=None, p_giant=None, l_deg=None, b_deg=None
-                      ) -> dict[str, np.ndarray]:
+def mixture_distances(m, M_dwarf, s_dwarf, M_giant=None, s_giant=None, p_giant=None, l_deg=None, b_deg=None,
+                      reweigh_classes: bool = True) -> dict[str, np.ndarray]:
     """Each star's distance posterior from its dwarf and giant absolute magnitudes, weighed by ``p_giant``
     and, where ``l_deg``/``b_deg`` are given, by the line-of-sight prior (:func:`los_log_prior`).
 
@@ -66,7 +69,10 @@ def mixture_distances(m, M_dwarf, s_dwarf, M_giant=None, s_giant=None, p_giant=N
     has the dwarf component alone. Returns ``dist_kpc`` (the more probable class's posterior median),
     ``dist_lo_kpc``, ``dist_hi_kpc`` (16th, 84th percentiles of the mixture), ``dist_dwarf_kpc``,
     ``dist_giant_kpc`` and ``p_giant_dist`` (the class probability given the distance prior too; p_giant
-    without it). Rows without a finite m or dwarf component are NaN.
+    without it). Rows without a finite m or dwarf component are NaN. ``reweigh_classes=False`` keeps
+    ``p_giant`` as the classes' weights and applies the prior within each class only: for a model whose
+    P(giant) already read the apparent magnitude on a training set like the survey, whose class odds at that
+    magnitude it has learned (the prior would count them twice).
     """
     m = np.asarray(m, float)
     n = len(m)
@@ -84,35 +90,40 @@ def mixture_distances(m, M_dwarf, s_dwarf, M_giant=None, s_giant=None, p_giant=N
         r = rows[start:start + BLOCK]
         l_r = np.asarray(l_deg, float)[r] if use_prior else None
         b_r = np.asarray(b_deg, float)[r] if use_prior else None
-        block = _posterior_block(m[r], *(c[r] for c in comps), p[r], l_r, b_r)
+        block = _posterior_block(m[r], *(c[r] for c in comps), p[r], l_r, b_r, reweigh_classes)
         for k, v in block.items():
             out[k][r] = v
     return out
 
 
-def _posterior_block(m, Md, sd, Mg, sg, p, l_deg, b_deg) -> dict[str, np.ndarray]:
-    """:func:`mixture_distances` for one block of usable rows, on a per-star grid of distance modulus."""
-    has_g = np.isfinite(Mg) & (sg > 0) & np.isfinite(p) & (p > 0)
+def _posterior_block(m, Md, sd, Mg, sg, p, l_deg, b_deg, reweigh: bool = True) -> dict[str, np.ndarray]:
+    """:func:`mixture_distances` for one block of usable rows, on a per-star grid of distance modulus: each
+    class's posterior normalised on its own (its median), the class probability from the classes' evidences
+    (the prior-weighted likelihoods' integrals) where ``reweigh``, and the mixture's percentiles."""
+    has_g = np.isfinite(Mg) & (sg > 0) & np.isfinite(p)
     mu_d, mu_g = m - Md, np.where(has_g, m - Mg, m - Md)
     sg = np.where(has_g, sg, sd)
     lo = np.minimum(mu_d - SPAN_SIGMA * sd, np.where(has_g, mu_g - SPAN_SIGMA * sg, np.inf))
     hi = np.maximum(mu_d + SPAN_SIGMA * sd, np.where(has_g, mu_g + SPAN_SIGMA * sg, -np.inf))
     mu = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, MU_POINTS)[None, :]
     pg = np.where(has_g, np.clip(p, 0.0, 1.0), 0.0)
-    with np.errstate(divide="ignore"):
-        log_wd = np.log1p(-pg)[:, None] - 0.5 * ((mu - mu_d[:, None]) / sd[:, None]) ** 2 - np.log(sd)[:, None]
-        log_wg = np.log(pg)[:, None] - 0.5 * ((mu - mu_g[:, None]) / sg[:, None]) ** 2 - np.log(sg)[:, None]
-    if l_deg is not None:
-        prior = los_log_prior(l_deg, b_deg, mu)
-        log_wd, log_wg = log_wd + prior, log_wg + prior
-    top = np.maximum(log_wd.max(axis=1), log_wg.max(axis=1))[:, None]
-    wd, wg = np.exp(log_wd - top), np.exp(log_wg - top)
-    cd, cg = np.cumsum(wd, axis=1), np.cumsum(wg, axis=1)
-    total = cd[:, -1] + cg[:, -1]
-    p_post = cg[:, -1] / total
+    prior = los_log_prior(l_deg, b_deg, mu) if l_deg is not None else 0.0
+    log_ev, cum = [], []
+    for centre, sigma in ((mu_d, sd), (mu_g, sg)):
+        lw = -0.5 * ((mu - centre[:, None]) / sigma[:, None]) ** 2 - np.log(sigma)[:, None] + prior
+        top = lw.max(axis=1)
+        c = np.cumsum(np.exp(lw - top[:, None]), axis=1)
+        log_ev.append(np.log(c[:, -1]) + top)  # log of the class's evidence (grid sum), up to a shared constant
+        cum.append(c / c[:, -1:])
+    with np.errstate(divide="ignore", over="ignore"):
+        if reweigh:  # P(giant | data, prior) from the odds p / (1 - p) times the evidences' ratio
+            log_odds = np.log(pg) - np.log1p(-pg) + log_ev[1] - log_ev[0]
+            p_post = np.where(has_g, 1.0 / (1.0 + np.exp(-log_odds)), 0.0)
+        else:
+            p_post = pg
+    both = (1.0 - p_post)[:, None] * cum[0] + p_post[:, None] * cum[1]
 
-    def quantile(cum, q):  # the grid mu where the cumulative weight reaches q of the row's total
-        frac = cum / cum[:, -1:]
+    def quantile(frac, q):  # the grid mu where the cumulative fraction reaches q
         k = np.clip((frac < q).sum(axis=1), 1, MU_POINTS - 1)
         i = np.arange(len(frac))
         f0, f1 = frac[i, k - 1], frac[i, k]
@@ -122,12 +133,9 @@ def _posterior_block(m, Md, sd, Mg, sg, p, l_deg, b_deg) -> dict[str, np.ndarray
     def kpc(x):
         return 10.0 ** (x / 5.0 - 2.0)
 
-    with np.errstate(invalid="ignore", divide="ignore"):
-        med_d = quantile(cd, 0.5)
-        med_g = np.where(cg[:, -1] > 0, quantile(np.where(cg[:, -1:] > 0, cg, 1.0), 0.5), np.nan)
-        both = cd + cg
-        out = {"dist_dwarf_kpc": kpc(med_d), "dist_giant_kpc": np.where(has_g, kpc(med_g), np.nan),
-               "dist_lo_kpc": kpc(quantile(both, 0.158655)), "dist_hi_kpc": kpc(quantile(both, 0.841345)),
-               "p_giant_dist": np.where(has_g, p_post, np.where(np.isfinite(p), 0.0, np.nan))}
+    out = {"dist_dwarf_kpc": kpc(quantile(cum[0], 0.5)),
+           "dist_giant_kpc": np.where(has_g, kpc(quantile(cum[1], 0.5)), np.nan),
+           "dist_lo_kpc": kpc(quantile(both, 0.158655)), "dist_hi_kpc": kpc(quantile(both, 0.841345)),
+           "p_giant_dist": np.where(has_g | ~np.isfinite(p), p_post, 0.0)}
     out["dist_kpc"] = np.where(out["p_giant_dist"] >= 0.5, out["dist_giant_kpc"], out["dist_dwarf_kpc"])
     return out

@@ -221,7 +221,8 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
     the columns ``dist_dwarf_kpc``, ``dist_giant_kpc``, ``dist_lo_kpc``, ``dist_hi_kpc`` (16th/84th
     percentiles) and ``p_giant_dist``. ``prior``: ``"none"`` (the estimate of the more probable class, as
     without components) or ``"juric2008"``, the stars' density along each line of sight, which corrects the
-    Malmquist bias and reweighs the classes; then ``dist_err_kpc`` is half the 16-84% interval.
+    Malmquist bias and reweighs the classes (``"juric2008-within-class"``: P(giant) kept as the model gave it);
+    then ``dist_err_kpc`` is half the 16-84% interval.
     """
     bands = [bands] if isinstance(bands, str) else list(bands)
     if absmag not in ABSMAG_SOURCES:
@@ -270,7 +271,7 @@ def _mixture_columns(cols, bands: Sequence[str], m0: Mapping[str, np.ndarray], w
 
     n = len(which)
     out: dict[str, np.ndarray | None] = {"dist_kpc": np.full(n, np.nan)}
-    lb = galactic(cols["ra"], cols["dec"]) if prior == "juric2008" else (None, None)
+    lb = galactic(cols["ra"], cols["dec"]) if prior != "none" else (None, None)
     for k, b in enumerate(bands):
         names = [f"mabs_{b}_dwarf", f"mabs_{b}_dwarf_err", f"mabs_{b}_giant", f"mabs_{b}_giant_err"]
         rows = which == k
@@ -281,7 +282,8 @@ def _mixture_columns(cols, bands: Sequence[str], m0: Mapping[str, np.ndarray], w
         else:  # one Gaussian M_abs: the dwarf slot alone
             args = [np.asarray(cols[f"mabs_{b}"], float)[rows], np.asarray(cols[f"mabs_{b}_err"], float)[rows]]
         res = mixture_distances(np.asarray(m0[b], float)[rows], *args,
-                                **({} if lb[0] is None else {"l_deg": lb[0][rows], "b_deg": lb[1][rows]}))
+                                **({} if lb[0] is None else {"l_deg": lb[0][rows], "b_deg": lb[1][rows]}),
+                                reweigh_classes=prior != "juric2008-within-class")
         for name, v in res.items():
             if out.get(name) is None:
                 out[name] = np.full(n, np.nan)

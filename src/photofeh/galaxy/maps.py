@@ -255,6 +255,10 @@ def deconvolved_cells(products: MapProducts, min_count: int = 20, n_boot: int = 
     return median, err
 
 
+# a class-conditional model's distance columns (photofeh.galaxy.distance_posterior), written with --stars
+MIXTURE_COLUMNS = ("dist_dwarf_kpc", "dist_giant_kpc", "dist_lo_kpc", "dist_hi_kpc", "p_giant_dist")
+
+
 def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence[str] = "sdss_r",
                              giants: str = "exclude",
                              min_parallax_snr: float = 5.0, max_rel_dist_err: float = 0.3,
@@ -263,7 +267,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                              stars_out: str | os.PathLike | None = None, absmag: str = "model",
                              out_of_domain: str = "exclude", slices: Sequence[float] | None = None,
                              deconvolve: bool = False, sky_nside: int = SKY_NSIDE,
-                             absmag_reference: dict[str, str] | None = None) -> tuple[MapProducts, Counter]:
+                             absmag_reference: dict[str, str] | None = None,
+                             distance_prior: str = "none") -> tuple[MapProducts, Counter]:
     """Stream a ``photofeh predict`` output into the median [Fe/H] map of R and |Z|.
 
     Stars are left out, and counted, when their features were unusable, by
@@ -283,7 +288,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
     fill a sky map of [Fe/H] in HEALPix pixels of Galactic (l, b) (``sky_nside``). ``absmag_reference``: whether
     each ``mabs_<band>`` includes the extinction (``"observed"``) or not (``"dereddened"``); by default read from
     the predictions' provenance (:func:`predictions_absmag_reference`), so the extinction is applied exactly
-    once whatever the model's ``deredden`` setting. ``stars_out``: a Parquet
+    once whatever the model's ``deredden`` setting. ``distance_prior``: ``"juric2008"`` (or
+    ``"juric2008-within-class"``) places each star by its distance posterior with the stars' density along its
+    line of sight (:func:`photofeh.galaxy.distances.star_distances`); where the prior reweighs the classes the
+    giant selection follows the posterior class. ``stars_out``: a Parquet
     file with, for every input row in
     order, the distance, its error, whether Gaia's parallax was used, R, z,
     phi (NaN for unusable rows) and ``in_map``.
@@ -337,7 +345,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                 counts["outside the training domain"] += int(outside.sum())
                 usable &= ~outside
             cols = {c: np.asarray(v)[usable] for c, v in chunk.items()}
-            pos = star_distances(cols, bands, min_parallax_snr, absmag, absmag_reference)  # every usable star
+            pos = star_distances(cols, bands, min_parallax_snr, absmag, absmag_reference,  # every usable star
+                                 prior=distance_prior)
             sel = np.ones(len(cols["feh"]), bool)  # then the map's own selection, each cut counted
             if absmag == "ivezic2008":  # main-sequence colours and [Fe/H] inside the relation's range only
                 outside = ~pos["absmag_valid"]
@@ -350,7 +359,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                 counts[f"[Fe/H] error > {max_feh_err:g} dex"] += int(vague.sum())
                 sel &= ~vague
             if giants != "include":
-                giant = np.asarray(cols["is_giant"], bool)
+                giant = (pos["p_giant_dist"] >= 0.5 if distance_prior == "juric2008" and "p_giant_dist" in pos
+                         else np.asarray(cols["is_giant"], bool))
                 cut = sel & (giant if giants == "exclude" else ~giant)
                 counts[f"removed by giants={giants}"] += int(cut.sum())
                 sel &= ~cut
@@ -378,7 +388,7 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             counts["in the map"] += used
             if tmp is not None:
                 table = {c: chunk[c] for c in ("source_id", "ra", "dec") if c in chunk}
-                for c in out_cols:
+                for c in (*out_cols, *(c for c in MIXTURE_COLUMNS if c in pos)):
                     full = np.zeros(n, bool) if pos[c].dtype == bool else (
                         np.full(n, -1) if pos[c].dtype.kind == "i" else np.full(n, np.nan))
                     full[usable] = pos[c]
