@@ -37,13 +37,14 @@ def handle(args: argparse.Namespace) -> int:
         summary, counts, x = mdf_of_predictions(
             args.predictions, where=args.where, max_feh_err=args.max_feh_err, giants=args.giants,
             out_of_domain=args.out_of_domain, chunk_rows=args.chunk_rows, n_boot=args.bootstrap, seed=args.seed,
-            n_components=args.components, method=args.method)
+            n_components=args.components, method=args.method, estimate=args.estimate)
         provenance = read_provenance(args.predictions)
         report = {"photofeh_version": __version__, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   "input": str(Path(args.predictions).resolve()), "predictions": provenance,
                   "options": {k: getattr(args, k) for k in ("where", "max_feh_err", "giants", "out_of_domain",
-                                                           "bootstrap", "seed", "components", "method")},
-                  "counts": counts, **prior_note(provenance, "mdf", "calibration_stars" in summary), **incomplete,
+                                                           "bootstrap", "seed", "components", "method", "estimate")},
+                  "counts": counts, **prior_note({**provenance, "model_prior": "flat"} if args.estimate == "population"
+                                                 else provenance, "mdf", "calibration_stars" in summary), **incomplete,
                   "fraction_below": summary["fraction_below"],
                   "mdf": summary}
         with atomic_output(stage / "mdf.json") as tmp:
@@ -84,6 +85,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "with the estimates' own errors (right only for likelihood-like estimates)")
     md.add_argument("--components", type=bounded_int(1, 4),
                     help="mixture components of --method xd (default: chosen by BIC)")
+    md.add_argument("--estimate", choices=("feh", "population"), default="feh",
+                    help="the estimates to use: feh, or population: the feh_population column of a model trained "
+                         "with prior = \"likelihood\" (its likelihood, free of the training prior)")
     md.add_argument("--bootstrap", type=bounded_int(0, 10_000), default=200, help="bootstrap resamples")
     md.add_argument("--seed", type=bounded_int(0, 2**32 - 1), default=0, help="seed of the bootstrap")
     md.add_argument("--chunk-rows", type=ROWS, default=1_000_000)

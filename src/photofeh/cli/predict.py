@@ -108,7 +108,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "worker processes; the input must be a Parquet dataset or a HATS catalogue")
     pr.add_argument("--prior", choices=("labels", "flat"),
                     help="prior of the [Fe/H] estimates: the model's own (default), or flat: a labels-prior "
-                         "model's training distribution divided out (for metallicity distributions and maps; "
-                         "docs/populations.md)")
+                         "model's training distribution divided out, a likelihood model's feh_population (for "
+                         "metallicity distributions and maps; docs/populations.md)")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=handle)

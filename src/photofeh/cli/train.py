@@ -40,9 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--epochs", type=positive_int, help="override the number of epochs")
     tr.add_argument("--ensemble", type=positive_int, help="override the number of ensemble members")
     tr.add_argument("--seed", type=bounded_int(0, 2**63 - 1), help="override the seed")
-    tr.add_argument("--prior", choices=("labels", "flat"),
-                    help="override the prior: labels (best per-star estimate) or flat (small bias at every [Fe/H], "
-                         "for metallicity distributions and maps; docs/populations.md)")
+    tr.add_argument("--prior", choices=("labels", "flat", "likelihood"),
+                    help="override the prior: labels (best per-star estimate), flat (small bias at every [Fe/H], "
+                         "for metallicity distributions and maps; docs/populations.md) or likelihood (both from "
+                         "one model: feh per star and feh_population)")
     tr.add_argument("--baseline-rounds", type=bounded_int(0, 100_000),
                     help="override the LightGBM rounds of the baselines fitted beside the network (0: none)")
     tr.add_argument("--split-seed", type=bounded_int(0, 2**63 - 1), metavar="N",

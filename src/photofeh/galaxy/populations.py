@@ -27,11 +27,13 @@ RAW_LIMIT = 200_000
 METHODS = ("unfold", "xd")
 
 
-def response_of_predictions(source, giants: str = "include", max_feh_err: float | None = None):
+def response_of_predictions(source, giants: str = "include", max_feh_err: float | None = None,
+                            estimate: str = "feh"):
     """The measured response (:class:`photofeh.galaxy.unfold.ResponseSample`) of the model that made a
     ``photofeh predict`` output, for the estimates it holds (its prior: ``predict --prior flat`` divides the
     training prior out of the calibration stars' estimates too) and the same giant and error selection;
-    ``None`` (and why) when the model is not found or was trained before it kept a calibration sample."""
+    ``None`` (and why) when the model is not found or was trained before it kept a calibration sample.
+    ``estimate = "population"``: the response of a likelihood model's population column (photofeh.model.likelihood)."""
     from photofeh.galaxy.unfold import ResponseSample
     from photofeh.io.readers import table_metadata
     from photofeh.model.artifact import named_model_meta
@@ -40,7 +42,8 @@ def response_of_predictions(source, giants: str = "include", max_feh_err: float 
     model, model_json = named_model_meta(provenance)
     if model is None:
         return None, "the predictions do not name a model folder that exists here (provenance 'model_path')"
-    response = ResponseSample.from_meta(model, provenance.get("model_prior", "labels"))
+    response = ResponseSample.from_meta(model, "flat" if estimate == "population"
+                                        else provenance.get("model_prior", "labels"))
     if response is None:
         return None, f"{model_json} has no calibration sample (a model trained before photofeh kept one)"
     giant = np.asarray(model["calibration_sample"].get("giant", []), bool)
@@ -54,8 +57,8 @@ def response_of_predictions(source, giants: str = "include", max_feh_err: float 
 
 def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | None = None,
                        giants: str = "include", out_of_domain: str = "exclude", chunk_rows: int = 1_000_000,
-                       n_boot: int = 200, seed: int = 0, n_components: int | None = None, method: str = "unfold"
-                       ) -> tuple[dict, dict, np.ndarray | None]:
+                       n_boot: int = 200, seed: int = 0, n_components: int | None = None, method: str = "unfold",
+                       estimate: str = "feh") -> tuple[dict, dict, np.ndarray | None]:
     """The metallicity distribution of a selection of a ``photofeh predict`` output (folder or file).
 
     ``method``: ``"unfold"`` (default) unfolds the estimates through the model's measured response
@@ -68,9 +71,11 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     ``predict --keep``): column names, numbers, comparisons, and/or/not, arithmetic and abs/sqrt/log10, parsed and
     checked by :func:`photofeh.galaxy.query.parse_where`, never evaluated as code; ``max_feh_err``: leave out vaguer
     estimates; ``giants``: include, exclude or only (the model's class); ``out_of_domain``: exclude (default) or
-    include stars outside the model's training domain. Every star left out is counted. Returns ``(summary, counts,
-    estimates)``: the summary of :func:`mdf_summary`, the selection counts, and the selected estimates (past
-    ``RAW_LIMIT`` stars, their :class:`BinnedEstimates` histogram instead).
+    include stars outside the model's training domain; ``estimate``: ``"feh"`` (default) or ``"population"``,
+    the ``feh_population`` column of a model trained with ``prior = "likelihood"`` (a Gaussian likelihood with
+    its width, what deconvolving with the estimates' errors assumes). Every star left out is counted.
+    Returns ``(summary, counts, estimates)``: the summary of :func:`mdf_summary`, the selection counts, and the
+    selected estimates (past ``RAW_LIMIT`` stars, their :class:`BinnedEstimates` histogram instead).
     """
     import pandas as pd
 
@@ -83,7 +88,10 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
         raise ValueError(f"method must be one of {METHODS}, not {method!r}")
     if out_of_domain not in ("exclude", "include"):
         raise ValueError(f"out_of_domain must be exclude or include, not {out_of_domain!r}")
-    response, response_from = (response_of_predictions(source, giants, max_feh_err) if method == "unfold"
+    if estimate not in ("feh", "population"):
+        raise ValueError(f"estimate must be feh or population, not {estimate!r}")
+    col = "feh" if estimate == "feh" else "feh_population"
+    response, response_from = (response_of_predictions(source, giants, max_feh_err, estimate) if method == "unfold"
                                else (None, ""))
     if method == "unfold" and response is None:
         method, fallback = "xd", f"unfolding impossible: {response_from}; deconvolved with the estimates' errors"
@@ -102,12 +110,13 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
     xs, es, binned = [], [], None
     for raw in iter_table(source, chunk_size=chunk_rows):
         chunk, _ = clean_columns(raw, str(source))
-        for c in ("feh", "feh_err", "usable"):
+        for c in (col, f"{col}_err", "usable"):
             if c not in chunk:
-                raise KeyError(f"{source} lacks the {c} column of a 'photofeh predict' output")
+                raise KeyError(f"{source} lacks the {c} column of a 'photofeh predict' output"
+                               + (" (a model trained with prior = \"likelihood\" writes it)" if col != "feh" else ""))
         frame = pd.DataFrame(chunk)
         count("stars", len(frame))
-        keep = frame["usable"].to_numpy(bool) & np.isfinite(frame["feh"].to_numpy(float))
+        keep = frame["usable"].to_numpy(bool) & np.isfinite(frame[col].to_numpy(float))
         count("not usable", (~keep).sum())
         if "in_domain" in frame and out_of_domain == "exclude":
             outside = keep & ~frame["in_domain"].to_numpy(bool)
@@ -123,10 +132,10 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
             count(f"removed by giants={giants}", cut.sum())
             keep &= ~cut
         if max_feh_err is not None:
-            vague = keep & ~(frame["feh_err"].to_numpy(float) <= max_feh_err)
+            vague = keep & ~(frame[f"{col}_err"].to_numpy(float) <= max_feh_err)
             count(f"[Fe/H] error > {max_feh_err:g} dex", vague.sum())
             keep &= ~vague
-        x, e = frame["feh"].to_numpy(float)[keep], frame["feh_err"].to_numpy(float)[keep]
+        x, e = frame[col].to_numpy(float)[keep], frame[f"{col}_err"].to_numpy(float)[keep]
         count("selected", x.size)
         if binned is None and method == "unfold":
             binned = BinnedEstimates()

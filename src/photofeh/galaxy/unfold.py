@@ -141,6 +141,9 @@ class ResponseSample:
             from photofeh.model.prior import divide_out
 
             out = cls(out.true, *divide_out(out.estimate, out.sigma, info["training_distribution"]))
+        if prior == "flat" and info.get("kind") == "likelihood" and sample.get("estimate_population"):
+            # a likelihood model's flat-prior estimates are its population column (photofeh.model.likelihood)
+            out = cls(out.true, sample["estimate_population"], sample["sigma_population"])
         return out
 
     def resampled(self, rng: np.random.Generator) -> ResponseSample:

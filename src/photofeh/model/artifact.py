@@ -232,8 +232,8 @@ def _check_prior_and_domain(meta: dict, F: int, L: int) -> None:
             raise ValueError(f"{key} must be true or false, got {meta[key]!r}")
     prior = meta.get("prior")
     if prior is not None:
-        if not isinstance(prior, dict) or prior.get("kind", "labels") not in ("labels", "flat"):
-            raise ValueError("prior must be an object whose kind is labels or flat")
+        if not isinstance(prior, dict) or prior.get("kind", "labels") not in ("labels", "flat", "likelihood"):
+            raise ValueError("prior must be an object whose kind is labels, flat or likelihood")
         hist = prior.get("training_distribution")
         if hist is not None:
             if not isinstance(hist, dict):

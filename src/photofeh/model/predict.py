@@ -49,6 +49,7 @@ from photofeh.io.validation import column_rule
 from photofeh.model.artifact import load_model_folder
 from photofeh.model.domain import SCORE_LIMIT, TrainingDomain, feature_errors
 from photofeh.model.features import Standardizer, as_columns, feature_matrix, required_columns
+from photofeh.model.likelihood import LikelihoodPrior
 from photofeh.model.missing import enough_features, masked_inputs, network_inputs, with_errors
 from photofeh.model.networks import build_network
 from photofeh.model.prior import divide_out, prior_of
@@ -70,7 +71,7 @@ class PhotometricModel:
         # the prior of the estimates returned: the model's own, or "flat" (a labels-prior model's training
         # prior divided out at prediction time, photofeh.model.prior.divide_out)
         self.trained_prior = prior_of(meta)
-        self.estimate_prior = prior or self.trained_prior
+        self.estimate_prior = prior or ("labels" if self.trained_prior == "likelihood" else self.trained_prior)
         if self.estimate_prior not in ("labels", "flat"):
             raise ValueError(f"prior must be labels or flat, got {prior!r}")
         if self.estimate_prior == "labels" and self.trained_prior == "flat":
@@ -85,6 +86,7 @@ class PhotometricModel:
                 raise ValueError("this model does not record its training distribution (trained before "
                                  "photofeh stored it): retrain it, or train with prior = \"flat\"")
             self._divide = (label, hist)
+        self._likelihood = LikelihoodPrior.from_meta(meta)
         self.features: list[str] = meta["features"]
         self.labels: list[str] = meta["labels"]
         self.ebv_column: str = meta.get("ebv_column", "ebv")
@@ -202,6 +204,8 @@ class PhotometricModel:
             value, err = self._calibrated_absmag(value, err)
         if self.conditional:
             value, err, components = self._class_estimates(value, err, prob)
+        if self._likelihood is not None:  # the posterior (or with prior flat the likelihood) and <label>_population
+            value, err, components = self._likelihood.estimates(value, err, components, self.estimate_prior)
         # the last guard of "no silent bad value": a row whose outputs are not all finite (overflow in a
         # tampered or diverged model) is not usable, never a number marked usable
         finite = np.isfinite(prob)

@@ -142,6 +142,12 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
     plx = _plx_spec(p, ys)
     prior = training_prior(p.y[:, cfg.labels.index(cfg.prior_label)] if cfg.prior_label in cfg.labels else None,
                            train_rows, val_rows, cfg)
+    likelihood = None
+    if cfg.prior == "likelihood":  # the head is a likelihood, scored through this histogram (model.likelihood)
+        from photofeh.model.likelihood import LikelihoodPrior
+
+        likelihood = LikelihoodPrior.from_meta({"prior": prior, "labels": cfg.labels,
+                                                "label_standardizer": ys.to_dict()})
     if cfg.prior == "flat":
         log(f"prior flat in {cfg.prior_label}: weights up to {prior['max_weight']:.1f}, effective training "
             f"stars {prior['effective_train_stars']:,.0f} of {len(train_rows):,d}")
@@ -166,11 +172,13 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
     for member in range(cfg.ensemble):
         net, hist = _fit_member(cfg, member, train_t, val_t,
                                 network_inputs(len(cfg.features), cfg.missing, cfg.noise_aware), log, plx, reobserve,
-                                init_state=init)
+                                init_state=init, likelihood=likelihood)
         nets.append(net)
         history += hist
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
     scales, temperature, threshold, giant_scales = _calibrate(nets, val_t, cfg, val_feh, plx)
+    if likelihood is not None:
+        scales[likelihood.index] = likelihood.calibrated_scale(nets, val_t)
     train_seconds = time.perf_counter() - t_start
     meta = {
         "photofeh_version": __version__,
@@ -260,6 +268,9 @@ def calibration_sample(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfi
     sample = {"label": "feh", "split": "validation", "stars": int(ok.sum()),
               "true": np.round(p.y[rows[ok], cfg.labels.index("feh")], 4).tolist(),
               "estimate": np.round(out["feh"][ok], 4).tolist(), "sigma": np.round(out["feh_err"][ok], 4).tolist()}
+    if "feh_population" in out:  # a likelihood model's second estimate (photofeh.model.likelihood)
+        sample["estimate_population"] = np.round(out["feh_population"][ok], 4).tolist()
+        sample["sigma_population"] = np.round(out["feh_population_err"][ok], 4).tolist()
     if "is_giant" in out:  # so that a dwarfs-only (or giants-only) MDF is unfolded with their own response
         sample["giant"] = np.asarray(out["is_giant"], bool)[ok].astype(int).tolist()
     return sample

@@ -70,7 +70,9 @@ class TrainConfig:
     # a catalogue whose (magnitude, error) pairs define the survey's error relations; "": the training table's
     noise_errors_from: str = ""
     # the prior the estimates carry (photofeh.model.prior): "labels" (the labelled stars' distribution: best per-star
-    # estimate) or "flat" in prior_label (training stars re-weighted, capped: small bias at every [Fe/H])
+    # estimate) or "flat" in prior_label (training stars re-weighted, capped: small bias at every [Fe/H]), or
+    # "likelihood": prior_label's head is a likelihood trained through the labels' exact histogram, so that one pass
+    # gives both the per-star posterior and the likelihood's population estimate (photofeh.model.likelihood)
     prior: str = "labels"
     prior_label: str = "feh"
     prior_weight_cap: float = 3.0
@@ -156,11 +158,11 @@ class TrainConfig:
             from photofeh.model.pretrain_config import pretrain_config
 
             pretrain_config(self.pretrain)
-        if self.prior == "flat" and self.prior_label not in self.labels:
+        if self.prior in ("flat", "likelihood") and self.prior_label not in self.labels:
             raise ValueError(f"prior_label {self.prior_label!r} must be one of the labels {self.labels}")
         if not (np.isfinite(self.prior_weight_cap) and 1.0 <= self.prior_weight_cap <= 1e4):
             raise ValueError(f"prior_weight_cap must be from 1 to 10000, got {self.prior_weight_cap}")
-        for name, choices in (("prior", ("labels", "flat")), ("missing", MISSING_MODES),
+        for name, choices in (("prior", ("labels", "flat", "likelihood")), ("missing", MISSING_MODES),
                               ("heads", ("independent", "causal")),
                               ("class_operating_point", ("break-even", "f1", "half"))):
             if getattr(self, name) not in choices:
@@ -342,8 +344,12 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                    "photofeh.bands' depths where it does not reach faint enough"),
     "prior": ("model", "`labels`: estimates carry the labelled stars' distribution (best per-star estimate); "
                        "`flat`: training stars re-weighted to a flat distribution in `prior_label` (small bias "
-                       "at every value: for populations, `photofeh mdf` and maps; docs/populations.md)"),
-    "prior_label": ("model", "with `prior = \"flat\"`: the label whose distribution is flattened"),
+                       "at every value: for populations, `photofeh mdf` and maps; docs/populations.md); "
+                       "`likelihood`: `prior_label`'s head is a likelihood trained through the labels' exact "
+                       "histogram: predictions carry both the per-star posterior (`feh`) and the likelihood's "
+                       "population estimate (`feh_population`), from one pass"),
+    "prior_label": ("model", "with `prior = \"flat\"` or `\"likelihood\"`: the label whose distribution is "
+                             "flattened or known"),
     "prior_weight_cap": ("model", "with `prior = \"flat\"`: largest weight of one star relative to the mean "
                                   "(caps the noise of sparse bins)"),
     "label_noise": ("train", "add each label's error (`<column>_err`, e.g. green2020's covariances, else "

@@ -217,7 +217,7 @@ def training_prior(values: np.ndarray | None, train_rows: np.ndarray, val_rows: 
     if values is None:
         return {**out, **ones}
     out["training_distribution"] = label_histogram(values[train_rows])
-    if cfg.prior == "labels":
+    if cfg.prior != "flat":  # labels, or likelihood (the histogram enters its loss: photofeh.model.likelihood)
         return {**out, **ones}
     w_train = flat_prior_weights(values[train_rows], values[train_rows], cfg.prior_weight_cap)
     w_val = flat_prior_weights(values[val_rows], values[train_rows], cfg.prior_weight_cap)

@@ -30,14 +30,16 @@ __all__ = ["multitask_loss", "conditional_index", "lr_find", "LRRange"]
 def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tensor, giant: torch.Tensor,
                    per_label: bool = False, class_weight: float = 1.0, aux: torch.Tensor | None = None,
                    plx: tuple | None = None, weight: torch.Tensor | None = None,
-                   conditional: torch.Tensor | None = None):
+                   conditional: torch.Tensor | None = None, likelihood=None):
     """Gaussian negative log-likelihood per label, label errors added to the variance,
     plus binary cross-entropy for the class; NaN labels are masked out. ``plx`` = (label indices, loc,
     scale) of the parallax labels, whose likelihood is that of the measured parallaxes in ``aux``.
     ``weight``: per-star weights (the prior's, :mod:`photofeh.model.prior`); every term is a weighted mean.
     ``conditional``: indices of the class-conditional labels (the columns of ``out["mean_giant"]``): a star of
     known class (``giant`` 0 or 1) is scored by its class's component alone, which so learns p(y | x, class);
-    a star of unknown class by the mixture, -log[(1 - P) L_dwarf + P L_giant] with P = sigmoid(logit)."""
+    a star of unknown class by the mixture, -log[(1 - P) L_dwarf + P L_giant] with P = sigmoid(logit).
+    ``likelihood``: a :class:`photofeh.model.likelihood.LikelihoodPrior`, whose label's head is a likelihood
+    scored through the training labels' known histogram (its normaliser added)."""
     w = torch.ones(len(y), dtype=y.dtype) if weight is None else weight
     if conditional is None or not len(conditional):
         nll, valid = _label_nll(out["mean"], out["logvar"], y, e, aux, plx)
@@ -59,6 +61,8 @@ def multitask_loss(out: dict[str, torch.Tensor], y: torch.Tensor, e: torch.Tenso
                                    torch.nn.functional.logsigmoid(-logit) - nll[:, conditional])
         nll = nll.clone()
         nll[:, conditional] = torch.where(known, nll[:, conditional], mixture)
+    if likelihood is not None:
+        nll = likelihood.add_normaliser(nll, valid, out, e)
     wv = valid * w[:, None]
     per = (nll * wv).sum(0) / wv.sum(0).clamp(min=1e-12)
     loss = per.sum()
@@ -105,7 +109,7 @@ def _set_threads(cfg: TrainConfig) -> None:
 
 
 def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, log, plx=None,
-                reobserve=None, init_state: dict | None = None) -> tuple:
+                reobserve=None, init_state: dict | None = None, likelihood=None) -> tuple:
     """One member of the ensemble, its best epoch by validation loss. ``reobserve(member, epoch)``: the training
     inputs of that epoch, its stars re-observed afresh (noise-aware training, :mod:`photofeh.model.noise`)."""
     torch.manual_seed(cfg.seed * 1000 + member)
@@ -135,7 +139,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
                 x = drop_groups(x, groups, cfg.group_dropout, gen)
             loss = multitask_loss(net(x), train_t[1][idx], train_t[2][idx], train_t[3][idx],
                                   class_weight=cfg.class_weight, aux=train_t[4][idx], plx=plx, weight=train_t[5][idx],
-                                  conditional=cond)
+                                  conditional=cond, likelihood=likelihood)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -144,7 +148,7 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
         net.eval()
         with torch.inference_mode():
             val = float(multitask_loss(net(val_t[0]), *val_t[1:4], class_weight=cfg.class_weight, aux=val_t[4],
-                                       plx=plx, weight=val_t[5], conditional=cond))
+                                       plx=plx, weight=val_t[5], conditional=cond, likelihood=likelihood))
         history.append({"member": member, "epoch": epoch + 1, "train_loss": total / steps, "val_loss": val,
                         "lr": sched.get_last_lr()[0], "seconds": time.perf_counter() - t0})
         log(f"member {member} epoch {epoch + 1:3d}  train {total / steps:8.4f}  val {val:8.4f}")
