@@ -19,10 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from _common import ROOT, labelled_mock, write_result
+
+from photofeh.model.train_config import load_config
 
 THRESHOLDS = ("-1", "-1.5", "-2")
 SLICES = (0.0, 1.0, 2.0, 4.0, 6.0, 10.0, 15.0)
@@ -30,6 +33,11 @@ SLICES = (0.0, 1.0, 2.0, 4.0, 6.0, 10.0, 15.0)
 # labels' distribution, the true one convolved with the labels' errors; coverage is checked against both.
 REFERENCES = {"feh_spec": "the labels", "feh_true": "the true [Fe/H]"}
 PARTS = ("green2020", "mock", "coverage")
+
+
+def default_config(epochs: int):
+    """configs/default.toml (noise-aware) with ``epochs``, one thread, no baselines."""
+    return replace(load_config(ROOT / "configs" / "default.toml"), epochs=epochs, baseline_rounds=0, threads=1)
 
 
 def _compare(summary: dict, truth: np.ndarray, xd=None) -> dict:
@@ -52,12 +60,12 @@ def _compare(summary: dict, truth: np.ndarray, xd=None) -> dict:
     return row
 
 
-def _unfold_and_xd(est, err, response, n_boot: int, seed: int = 0):
+def _unfold_and_xd(est, err, response, n_boot: int, seed: int = 0, teff=None):
     from photofeh.galaxy.mdf import BinnedEstimates, MixtureMDF
     from photofeh.galaxy.unfold import unfold_mdf
 
     b = BinnedEstimates()
-    b.add(est, err)
+    b.add(est, err, teff)
     return unfold_mdf(b, response, n_boot=n_boot, seed=seed), MixtureMDF.from_dict(b.summary(n_boot=0)["mixture"])
 
 
@@ -68,16 +76,16 @@ def green2020(epochs: int) -> dict:
     from conftest import GREEN2020, real_sample
 
     from photofeh.galaxy.unfold import ResponseSample
-    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.io.real_samples import green2020_test_mask, read_green2020
     from photofeh.model.predict import load_model
-    from photofeh.model.train import TrainConfig, train
+    from photofeh.model.train import train
 
     stars = read_green2020(real_sample(GREEN2020))
     test = green2020_test_mask(stars["source_id"].to_numpy())
     fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
-    cfg = TrainConfig(features=GREEN2020_FEATURES, labels=["feh", "logg", "teff"],
-                      label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, deredden=False,
-                      missing="mask", split=(0.8, 0.2, 0.0), epochs=epochs, seed=0, baseline_rounds=0)
+    # the real-data model of configs/green2020.toml, fitted on the 70% outside the fixed test split
+    cfg = replace(load_config(ROOT / "configs" / "green2020.toml"), split=(0.8, 0.2, 0.0), split_seed=None,
+                  table_preset=None, epochs=epochs, baseline_rounds=0, threads=1)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
@@ -87,7 +95,8 @@ def green2020(epochs: int) -> dict:
             pred = load_model(Path(tmp) / "run", prior=prior).predict(held)
             ok = pred["usable"].to_numpy(bool) & np.isfinite(label)
             response = ResponseSample.from_meta(meta, prior)
-            s, xd = _unfold_and_xd(pred["feh"].to_numpy()[ok], pred["feh_err"].to_numpy()[ok], response, 200)
+            s, xd = _unfold_and_xd(pred["feh"].to_numpy()[ok], pred["feh_err"].to_numpy()[ok], response, 200,
+                                   teff=pred["teff"].to_numpy()[ok])
             out[f"test split, {prior} prior"] = {**_compare(s, label[ok], xd),
                                                  "calibration stars": s["calibration_stars"]}
     return out
@@ -98,14 +107,14 @@ def mock_survey(epochs: int, survey_stars: int) -> dict:
     import pyarrow.dataset as ds
 
     from photofeh.cli import main
-    from photofeh.model.train import TrainConfig, train
+    from photofeh.model.train import train
     from photofeh.simulate.survey import MockSurveyConfig, simulate
 
     spec = labelled_mock(20_000, seed=2)
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        train(spec, TrainConfig(epochs=epochs, seed=0, baseline_rounds=0), tmp / "run", log=lambda s: None)
+        train(spec, default_config(epochs), tmp / "run", log=lambda s: None)
         simulate(MockSurveyConfig(n_stars=survey_stars, seed=1), tmp / "survey.parquet")
         args = ["predict", str(tmp / "run"), str(tmp / "survey.parquet"), "--out", str(tmp / "pred"), "--quiet",
                 "--keep", "sdss_r", "ebv", "parallax", "parallax_error"]
@@ -141,7 +150,7 @@ def coverage(epochs: int, seeds: int) -> dict:
     within the stated error (68% nominal) and within twice it (95%)."""
     from photofeh.galaxy.unfold import ResponseSample
     from photofeh.model.predict import load_model
-    from photofeh.model.train import TrainConfig, train
+    from photofeh.model.train import train
 
     spec = labelled_mock(20_000, seed=2)
     hits1 = {(r, k): 0 for r in REFERENCES for k in THRESHOLDS}
@@ -149,7 +158,7 @@ def coverage(epochs: int, seeds: int) -> dict:
     import json
 
     with tempfile.TemporaryDirectory() as tmp:
-        train(spec, TrainConfig(epochs=epochs, seed=0, baseline_rounds=0), Path(tmp) / "run", log=lambda s: None)
+        train(spec, default_config(epochs), Path(tmp) / "run", log=lambda s: None)
         meta = json.loads((Path(tmp) / "run" / "model" / "model.json").read_text())
         response = ResponseSample.from_meta(meta)
         model = load_model(Path(tmp) / "run")
@@ -157,7 +166,8 @@ def coverage(epochs: int, seeds: int) -> dict:
             test = labelled_mock(3000, seed=1000 + seed)
             pred = model.predict(test)
             ok = pred["usable"].to_numpy(bool)
-            s, _ = _unfold_and_xd(pred["feh"].to_numpy()[ok], pred["feh_err"].to_numpy()[ok], response, 100, seed)
+            s, _ = _unfold_and_xd(pred["feh"].to_numpy()[ok], pred["feh_err"].to_numpy()[ok], response, 100, seed,
+                                  pred["teff"].to_numpy()[ok])
             for ref in REFERENCES:
                 t = test[ref].to_numpy()[ok]
                 for k in THRESHOLDS:

@@ -382,8 +382,9 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                 edges, hists = products.slices
                 k = np.digitize(z[inside], edges) - 1
                 feh_in, err_in = cols["feh"][inside], np.asarray(cols["feh_err"], float)[inside]
+                teff_in = np.asarray(cols["teff"], float)[inside] if "teff" in cols else None  # unfolding's matching
                 for j, h in enumerate(hists):
-                    h.add(feh_in[k == j], err_in[k == j])
+                    h.add(feh_in[k == j], err_in[k == j], None if teff_in is None else teff_in[k == j])
             counts["outside the map"] += int(good.sum()) - used
             counts["in the map"] += used
             if tmp is not None:

@@ -48,14 +48,18 @@ from photofeh.galaxy.xd import (
     mdf_summary,
 )
 
-__all__ = ["VAR_FLOOR", "MIN_STARS", "MAX_COMPONENTS", "FEH_EDGES", "ERR_EDGES", "MixtureMDF", "fit_mdf",
+__all__ = ["VAR_FLOOR", "MIN_STARS", "MAX_COMPONENTS", "FEH_EDGES", "ERR_EDGES", "TEFF_EDGES", "MixtureMDF", "fit_mdf",
            "mdf_summary", "BinnedEstimates", "add_by_group"]
 
 # BinnedEstimates bins: estimate -5..+1.5 dex in 0.02 dex; error 0..0.5 in 0.02, then 0.5..1.5 in 0.05 dex.
 FEH_EDGES = np.round(np.linspace(-5.0, 1.5, 326), 10)
 ERR_EDGES = np.round(np.concatenate([np.linspace(0.0, 0.5, 26), np.linspace(0.55, 1.5, 20)]), 10)
+# Teff bins (K) of the side histogram (error x Teff) that lets the unfolding match its calibration stars to the
+# stars in the histogram (photofeh.galaxy.unfold): at a given error, the estimate's response depends on the colour
+TEFF_EDGES = np.array([5000.0, 5500.0, 6000.0, 6500.0])
 FEH_EDGES.setflags(write=False)
 ERR_EDGES.setflags(write=False)
+TEFF_EDGES.setflags(write=False)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -72,14 +76,17 @@ class BinnedEstimates:
     s^2 plus the estimate bin width^2 / 12 (Sheppard 1898). Stars with a non-finite or
     non-positive error are counted in ``n_invalid``. Stars whose estimate falls outside
     -5..+1.5 dex, or whose error is >= 1.5 dex, are counted in ``n_out_of_range``. Both
-    counts are reported as dropped.
+    counts are reported as dropped. Beside it, ``teff_counts`` (error bins x :data:`TEFF_EDGES` bins, the last
+    column for stars added without a Teff) count the same stars by the model's Teff estimate: what the unfolding
+    matches its calibration stars to.
     """
 
     feh_edges = FEH_EDGES
     err_edges = ERR_EDGES
 
-    def __init__(self, counts=None, n_invalid: int = 0, n_out_of_range: int = 0) -> None:
+    def __init__(self, counts=None, n_invalid: int = 0, n_out_of_range: int = 0, teff_counts=None) -> None:
         shape = (FEH_EDGES.size - 1, ERR_EDGES.size - 1)
+        teff_shape = (ERR_EDGES.size - 1, TEFF_EDGES.size + 2)
         if counts is None:
             self.counts = np.zeros(shape, np.int64)
         else:
@@ -89,6 +96,11 @@ class BinnedEstimates:
             if not np.issubdtype(counts.dtype, np.integer) or np.any(counts < 0):
                 raise ValueError("counts must be non-negative integers")
             self.counts = counts.astype(np.int64, copy=True)
+        if teff_counts is None:  # stars of unknown Teff: every star in the last column
+            self.teff_counts = np.zeros(teff_shape, np.int64)
+            self.teff_counts[:, -1] = self.counts.sum(axis=0)
+        else:
+            self.teff_counts = np.asarray(teff_counts, np.int64).reshape(teff_shape).copy()
         self.n_invalid = int(n_invalid)
         self.n_out_of_range = int(n_out_of_range)
 
@@ -101,8 +113,9 @@ class BinnedEstimates:
     def n_dropped(self) -> int:
         return self.n_invalid + self.n_out_of_range
 
-    def add(self, x, err) -> int:
-        """Accumulate one chunk of stars; returns how many landed in the histogram."""
+    def add(self, x, err, teff=None) -> int:
+        """Accumulate one chunk of stars (``teff``: the model's Teff estimates, optional); returns how many landed
+        in the histogram."""
         x, err, valid = _usable(x, err)
         with np.errstate(invalid="ignore"):
             inside = valid & (x >= FEH_EDGES[0]) & (x < FEH_EDGES[-1]) & (err < ERR_EDGES[-1])
@@ -110,6 +123,12 @@ class BinnedEstimates:
         ie = np.clip(np.searchsorted(ERR_EDGES, err[inside], side="right") - 1, 0, ERR_EDGES.size - 2)
         flat = ix * (ERR_EDGES.size - 1) + ie
         self.counts += np.bincount(flat, minlength=self.counts.size).reshape(self.counts.shape)
+        it = np.full(ie.size, TEFF_EDGES.size + 1)
+        if teff is not None:
+            t = np.asarray(teff, float)[inside]
+            it = np.where(np.isfinite(t), np.searchsorted(TEFF_EDGES, t, side="right"), it)
+        self.teff_counts += np.bincount(ie * self.teff_counts.shape[1] + it, minlength=self.teff_counts.size
+                                        ).reshape(self.teff_counts.shape)
         self.n_invalid += int(x.size - valid.sum())
         self.n_out_of_range += int(valid.sum() - inside.sum())
         return int(inside.sum())
@@ -119,7 +138,7 @@ class BinnedEstimates:
         if not isinstance(other, BinnedEstimates):
             raise TypeError(f"cannot merge BinnedEstimates with {type(other).__name__}")
         return BinnedEstimates(self.counts + other.counts, self.n_invalid + other.n_invalid,
-                               self.n_out_of_range + other.n_out_of_range)
+                               self.n_out_of_range + other.n_out_of_range, self.teff_counts + other.teff_counts)
 
     def estimate_histogram(self, edges) -> np.ndarray:
         """Stars per bin of ``edges`` in [Fe/H] estimate (whatever their error), from the fine bins' centres:

@@ -52,7 +52,7 @@ def response_of_predictions(source, giants: str = "include", max_feh_err: float 
         keep &= ~giant if giants == "exclude" else giant
     if max_feh_err is not None:
         keep &= response.sigma <= max_feh_err
-    return ResponseSample(response.true[keep], response.estimate[keep], response.sigma[keep]), str(model_json)
+    return response.subset(keep), str(model_json)
 
 
 def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | None = None,
@@ -136,6 +136,7 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
             count(f"[Fe/H] error > {max_feh_err:g} dex", vague.sum())
             keep &= ~vague
         x, e = frame[col].to_numpy(float)[keep], frame[f"{col}_err"].to_numpy(float)[keep]
+        teff = frame["teff"].to_numpy(float)[keep] if "teff" in frame else None  # for the unfolding's matching
         count("selected", x.size)
         if binned is None and method == "unfold":
             binned = BinnedEstimates()
@@ -147,7 +148,7 @@ def mdf_of_predictions(source, where: str | None = None, max_feh_err: float | No
                 binned.add(np.concatenate(xs), np.concatenate(es))
                 xs, es = [], []
         else:
-            binned.add(x, e)
+            binned.add(x, e, teff)
     if counts["stars"] == 0:
         raise ValueError(f"{source} holds no predictions")
     if method == "unfold":

@@ -241,7 +241,8 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
             f"form) fitted on the same training stars in {base.meta['seconds']:.1f} s")
 
 
-CALIBRATION_SAMPLE_SIZE = 20_000  # validation stars kept in model.json (~0.6 MB of JSON at most)
+CALIBRATION_SAMPLE_SIZE = 20_000  # validation entries kept in model.json (~1.2 MB of JSON at most)
+CALIBRATION_DRAWS = 7  # extra re-observations of each validation star (noise-aware models), within that size
 
 
 def _finished_model(nets: list[torch.nn.Module], meta: dict):
@@ -256,23 +257,42 @@ def calibration_sample(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfi
     """The finished model's [Fe/H] estimates and errors (its own prior) on validation stars, beside their
     labels: the estimator's response, measured on stars it was not fitted to, from which population MDFs
     are unfolded (:mod:`photofeh.galaxy.unfold`). The validation stars only chose the epoch and scaled the
-    errors, so this is nearly independent of the fit. At most :data:`CALIBRATION_SAMPLE_SIZE` stars (seeded).
+    errors, so this is nearly independent of the fit. At most :data:`CALIBRATION_SAMPLE_SIZE` entries (seeded).
     ``X_val``, ``E_val``: the validation stars' features and errors as the model met them (re-observed, for a
-    noise-aware model: the response then spans the survey's depth), else the measured ones."""
+    noise-aware model: the response then spans the survey's depth), else the measured ones. A noise-aware model's
+    validation stars are re-observed up to :data:`CALIBRATION_DRAWS` times more (seeded): the response of faint
+    stars depends on their colour (the estimate falls back on what the colours and magnitude say of a star's
+    population), so the unfolding matches the calibration stars to the selected ones in error and Teff, which needs
+    more than one draw per star (``star``: the validation star of each entry, for the bootstrap; ``teff``: the
+    model's Teff estimate, where it has one). ``true_err``: the labels' errors, which the unfolding takes out of
+    the response (a response measured against noisy labels is flatter than the true one)."""
     rows = val_rows[np.isfinite(p.y[val_rows, cfg.labels.index("feh")])]
     if rows.size > CALIBRATION_SAMPLE_SIZE:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, CALIBRATION_SAMPLE_SIZE, replace=False))
     X, X_err = _validation_inputs(p, val_rows, rows, X_val, E_val)
-    out = model.predict_features(X, X_err=X_err)
-    ok = np.asarray(out["usable"], bool) & np.isfinite(out["feh"]) & np.isfinite(out["feh_err"])
-    sample = {"label": "feh", "split": "validation", "stars": int(ok.sum()),
-              "true": np.round(p.y[rows[ok], cfg.labels.index("feh")], 4).tolist(),
-              "estimate": np.round(out["feh"][ok], 4).tolist(), "sigma": np.round(out["feh_err"][ok], 4).tolist()}
-    if "feh_population" in out:  # a likelihood model's second estimate (photofeh.model.likelihood)
-        sample["estimate_population"] = np.round(out["feh_population"][ok], 4).tolist()
-        sample["sigma_population"] = np.round(out["feh_population_err"][ok], 4).tolist()
-    if "is_giant" in out:  # so that a dwarfs-only (or giants-only) MDF is unfolded with their own response
-        sample["giant"] = np.asarray(out["is_giant"], bool)[ok].astype(int).tolist()
+    draws = [(X, X_err)]
+    if p.reobserver is not None:
+        extra = int(np.clip(CALIBRATION_SAMPLE_SIZE // max(rows.size, 1) - 1, 0, CALIBRATION_DRAWS))
+        draws += [reobserved(p, rows, cfg, 3, k) for k in range(extra)]
+    true, true_err = p.y[rows, cfg.labels.index("feh")], p.e[rows, cfg.labels.index("feh")]
+    sample = {"label": "feh", "split": "validation", "true": [], "true_err": [], "estimate": [], "sigma": [],
+              "star": []}
+    for X, X_err in draws:
+        out = model.predict_features(X, X_err=X_err)
+        ok = np.asarray(out["usable"], bool) & np.isfinite(out["feh"]) & np.isfinite(out["feh_err"])
+        sample["true"] += np.round(true[ok], 4).tolist()
+        sample["true_err"] += np.round(true_err[ok], 4).tolist()  # the labels' errors (0: unknown)
+        sample["estimate"] += np.round(out["feh"][ok], 4).tolist()
+        sample["sigma"] += np.round(out["feh_err"][ok], 4).tolist()
+        sample["star"] += np.flatnonzero(ok).tolist()
+        if "feh_population" in out:  # a likelihood model's second estimate (photofeh.model.likelihood)
+            sample.setdefault("estimate_population", []).extend(np.round(out["feh_population"][ok], 4).tolist())
+            sample.setdefault("sigma_population", []).extend(np.round(out["feh_population_err"][ok], 4).tolist())
+        if "teff" in out:
+            sample.setdefault("teff", []).extend(np.round(out["teff"][ok], 0).tolist())
+        if "is_giant" in out:  # so that a dwarfs-only (or giants-only) MDF is unfolded with their own response
+            sample.setdefault("giant", []).extend(np.asarray(out["is_giant"], bool)[ok].astype(int).tolist())
+    sample["stars"] = len(sample["true"])
     return sample
 
 
