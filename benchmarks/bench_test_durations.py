@@ -4,9 +4,11 @@ benchmarks/results/test_durations.json, rewrites the table rows of README.md's b
 renders the numbers (BENCHMARKS.md and README.md's markers, as benchmarks/render.py does). Nothing in the
 block is typed by hand.
 
-Usage: .venv/bin/python benchmarks/bench_test_durations.py [--allow-failures] [extra pytest arguments]
-(about as long as `make test`). A run in which a test fails writes nothing, unless --allow-failures (for a
-tree where work in progress elsewhere fails a test): then the failures are counted in the result file.
+Usage: .venv/bin/python benchmarks/bench_test_durations.py [--allow-failures] [--slow-too] [extra pytest
+arguments] (about as long as `make test`). A run in which a test fails writes nothing, unless --allow-failures
+(for a tree where work in progress elsewhere fails a test): then the failures are counted in the result file.
+--slow-too then runs the tests marked slow alone (pytest -m slow), which `make test-all` (CI) adds: the two
+walls together bound CI's test time from above (the shared fixtures are built twice).
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ DURATION = re.compile(r"^(?P<seconds>\d+\.\d+)s (?P<phase>setup|call|teardown)\s
 SUMMARY = re.compile(r"(?P<count>\d+) (?P<what>passed|failed|skipped|deselected|errors?|xfailed|xpassed)")
 
 
-def run_suite(extra: list[str], allow_failures: bool = False) -> tuple[str, float, float]:
+def run_suite(extra: list[str], allow_failures: bool = False, selection: str = SELECTION) -> tuple[str, float, float]:
     """pytest's output, the wall seconds and the CPU seconds (user + system) of the run's process tree."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", SELECTION,
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", selection,
                            f"--durations={N_SLOWEST}", *extra], cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -56,16 +58,21 @@ def parse(output: str) -> tuple[list[dict], dict[str, int]]:
     return slowest[:N_SLOWEST], counts
 
 
-def block_rows(n: int) -> str:
+def block_rows(n: int, slow: bool = False) -> str:
     """The block's text: its sentence and one table row per slow test, every value a render marker."""
     r = "test_durations"
+    ci = (f" The tests marked slow, which CI's `make test-all` adds, took "
+          f"<!-- r {r}::slow tests::wall seconds {{.0f}} -->?<!-- /r --> s more "
+          f"(<!-- r {r}::slow tests::tests passed {{,}} -->?<!-- /r --> tests run alone, "
+          f"<!-- r {r}::slow tests::cpu seconds {{.0f}} -->?<!-- /r --> s of CPU): CI's tests take at most "
+          f"<!-- r {r}::slow tests::make test-all wall seconds at most {{.0f}} -->?<!-- /r --> s." if slow else "")
     rows = [f"`make test` (pytest -m \"{SELECTION}\") on <!-- r {r}::machine::cores -->?<!-- /r --> cores: "
             f"<!-- r {r}::suite::tests passed {{,}} -->?<!-- /r --> tests passed in "
             f"<!-- r {r}::suite::wall seconds {{.0f}} -->?<!-- /r --> s "
             f"(<!-- r {r}::suite::cpu seconds {{.0f}} -->?<!-- /r --> s of CPU), measured "
             f"<!-- r {r}::machine::date -->?<!-- /r --> by `benchmarks/bench_test_durations.py`; this machine's "
             "speed drifts several-fold from minute to minute. Its slowest tests (pytest `--durations`; a "
-            "setup is the first build of a shared fixture):",
+            "setup is the first build of a shared fixture):" + ci,
             "", "| # | test | phase | seconds |", "|---|---|---|---|"]
     for k in range(1, n + 1):
         rows.append(f"| {k} | <!-- r {r}::slowest::{k}::test -->?<!-- /r --> | <!-- r {r}::slowest::{k}::phase -->"
@@ -74,8 +81,8 @@ def block_rows(n: int) -> str:
 
 
 def main(argv: list[str]) -> None:
-    allow_failures = "--allow-failures" in argv
-    extra = [a for a in argv if a != "--allow-failures"]
+    allow_failures, slow_too = "--allow-failures" in argv, "--slow-too" in argv
+    extra = [a for a in argv if a not in ("--allow-failures", "--slow-too")]
     output, wall, cpu = run_suite(extra, allow_failures)
     slowest, counts = parse(output)
     if not slowest or "passed" not in counts:
@@ -86,6 +93,14 @@ def main(argv: list[str]) -> None:
                          "deselected": counts.get("deselected", 0), "wall seconds": round(wall, 1),
                          "cpu seconds": round(cpu, 1)},
                "slowest": {str(k): row for k, row in enumerate(slowest, 1)}}
+    if slow_too:
+        slow_output, slow_wall, slow_cpu = run_suite(extra, allow_failures, selection="slow")
+        slow_counts = parse(slow_output)[1]
+        figures["slow tests"] = {"selection": "pytest -m slow (what make test-all adds)",
+                                 "tests passed": slow_counts.get("passed", 0),
+                                 "failed": slow_counts.get("failed", 0), "wall seconds": round(slow_wall, 1),
+                                 "cpu seconds": round(slow_cpu, 1),
+                                 "make test-all wall seconds at most": round(wall + slow_wall, 1)}
     write_result("test_durations", "The test suite: the slowest tests of make test", figures,
                  notes="Wall and CPU seconds of one run; the machine is shared and its speed drifts several-fold, "
                        "so compare CPU seconds or runs made back to back.")
@@ -93,7 +108,7 @@ def main(argv: list[str]) -> None:
     text = readme.read_text()
     if not BLOCK.search(text):
         raise SystemExit("README.md has no <!-- test durations --> ... <!-- /test durations --> block")
-    readme.write_text(BLOCK.sub(lambda m: m[1] + block_rows(len(slowest)) + m[3], text, count=1))
+    readme.write_text(BLOCK.sub(lambda m: m[1] + block_rows(len(slowest), slow_too) + m[3], text, count=1))
     # what benchmarks/render.py does, for this result: BENCHMARKS.md, then the README's markers
     (ROOT / "BENCHMARKS.md").write_text(render.render())
     failed = [p for p in docnumbers.render_docs([readme]) if p.error]

@@ -72,7 +72,8 @@ def test_outputs_train_overwrite_of_the_folder_holding_its_table_is_refused(spec
     assert config.is_file()
 
 
-@pytest.mark.parametrize("command", ["map", "mdf", "report", "crossmatch", "simulate", "lr-find"])
+@pytest.mark.parametrize("command", ["map", "mdf", "report", "crossmatch", "simulate", "lr-find", "build-training-set",
+                                     "merge-photometry"])
 def test_outputs_every_command_refuses_an_output_holding_an_input(command, finished, stars, quick_model, tmp_path,
                                                                   capsys):
     folder = tmp_path / "holds"
@@ -85,7 +86,14 @@ def test_outputs_every_command_refuses_an_output_holding_an_input(command, finis
                            "--overwrite"],
             "simulate": ["simulate", "--n-stars", "10", "--out", str(folder / "in.parquet"), "--overwrite",
                          "--isochrones", str(folder / "in.parquet")],
-            "lr-find": ["lr-find", str(folder / "in.parquet"), "--out", str(folder / "in.parquet"), "--overwrite"]}
+            "lr-find": ["lr-find", str(folder / "in.parquet"), "--out", str(folder / "in.parquet"), "--overwrite"],
+            "build-training-set": ["build-training-set", "--labels", str(folder / "in.parquet"), "--out", str(folder),
+                                   "--overwrite"],
+            # through a link to the folder (predict, crossmatch and merge-photometry over their own input in
+            # test_reliability; train through a link above)
+            "merge-photometry": ["merge-photometry", str(stars), "--other", str(folder / "in.parquet"), "--out",
+                                 str(tmp_path / "link"), "--overwrite"]}
+    (tmp_path / "link").symlink_to(folder)
     assert main(args[command]) == 1
     err = capsys.readouterr().err
     assert ("input" in err or "inside" in err) and "Traceback" not in err, err
