@@ -49,13 +49,17 @@ def mock_columns(config, workers: int = 2) -> dict:
     return {c: np.concatenate([ch[c] for ch in chunks]) for c in chunks[0]}
 
 
-def write_result(name: str, title: str, figures: dict, notes: str = "", figure: str | None = None) -> Path:
-    """Write the result file; ``figure``: a PNG (path from the repository root) that BENCHMARKS.md shows."""
+def write_result(name: str, title: str, figures: dict, notes: str = "", figure: str | None = None,
+                 script: str | None = None) -> Path:
+    """Write the result file; ``figure``: a PNG (path from the repository root) that BENCHMARKS.md shows;
+    ``script``: the command that wrote it, where it is not ``benchmarks/bench_<name>.py``."""
     RESULTS.mkdir(exist_ok=True)
     path = RESULTS / f"{name}.json"
     payload = {"name": name, "title": title, "figures": figures, "notes": notes, "machine": machine()}
     if figure:
         payload["figure"] = figure
+    if script:
+        payload["script"] = script
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(path)

@@ -178,11 +178,25 @@ def run_row(table: pd.DataFrame, cfg, workdir: Path, name: str, log) -> tuple[di
 # --part population (issue 26 item 3): one model, two estimates. Each sample's split trained twice, with prior =
 # "labels" (today: the per-star estimate, and `predict --prior flat` dividing the smoothed training prior out) and
 # prior = "likelihood" (photofeh.model.likelihood: the per-star posterior and the population estimate of one pass).
-POPULATION_ROWS = ("labels prior: per star", "labels prior: --prior flat (divided out)",
+POPULATION_ROWS = ("labels prior: per star", "labels prior: flat at prediction (divided out)",
                    "likelihood head: per star", "likelihood head: population",
                    "likelihood head: prior^0.5 (measured only)")
 # the mock: a SEGUE-like spectroscopic sample (u to z) scored against its true [Fe/H] (no label noise)
 POPULATION_MOCK = {"n_stars": 30_000, "seed": 7, "spec_only": True}
+
+
+FRACTION_AT = (-2.0, -1.5, -1.0)
+
+
+def deconvolved_fractions(est: np.ndarray, err: np.ndarray) -> dict:
+    """The test stars' [Fe/H] distribution as `photofeh mdf --method xd` infers it from these estimates and
+    errors (extreme deconvolution, photofeh.galaxy.mdf; no bootstrap): its fractions below -2, -1.5 and -1, to
+    set beside the labels' own. Right only where the estimates are likelihoods with their widths."""
+    from photofeh.galaxy.mdf import MixtureMDF, mdf_summary
+
+    ok = np.isfinite(est) & np.isfinite(err)
+    mdf = MixtureMDF.from_dict(mdf_summary(est[ok], err[ok], n_boot=0)["mixture"])
+    return {f"below {t:g}": round(float(mdf.cdf(t)), 4) for t in FRACTION_AT}
 
 
 def population_tables(samples: list[str], seed: int, epochs: int, cache: str) -> dict:
@@ -200,7 +214,7 @@ def population_tables(samples: list[str], seed: int, epochs: int, cache: str) ->
         else:
             table, base_cfg = sample_table(sample)
         key = {"segue": "SEGUE colours, all labels", "green2020": "green2020", "mock": "mock (true [Fe/H])"}[sample]
-        rows = {}
+        rows, mdfs = {}, {}
         for prior in ("labels", "likelihood"):
             cfg = replace(base_cfg, prior=prior, prior_label="feh", seed=seed, epochs=epochs, threads=1,
                           baseline_rounds=0)
@@ -233,6 +247,9 @@ def population_tables(samples: list[str], seed: int, epochs: int, cache: str) ->
                 for name, (est, err) in zip(names, pairs, strict=True):
                     rows[name] = scores(np.asarray(est, float), np.asarray(err, float), y, e)
                     rows[name]["training seconds"] = round(seconds, 1)
+                    mdfs[name] = deconvolved_fractions(np.asarray(est, float), np.asarray(err, float))
+                mdfs["labels of the test stars"] = {f"below {t:g}": round(float(np.mean(y < t)), 4)
+                                                    for t in FRACTION_AT}
         s = {name: rows[name]["sigma (Gaussian fit)"] for name in POPULATION_ROWS}
         # the floor of what an estimate unbiased given the truth costs: its scatter is at least the likelihood's
         # width (the Cramer-Rao bound of a Gaussian likelihood), against the posterior's for the per-star one
@@ -240,13 +257,14 @@ def population_tables(samples: list[str], seed: int, epochs: int, cache: str) ->
         rows["information"]["likelihood width / posterior sd"] = round(widths["likelihood width s (median, dex)"]
                                                                        / widths["posterior sd (median, dex)"], 3)
         rows["scatter ratios"] = {
-            "today: --prior flat / per star": round(s[POPULATION_ROWS[1]] / s[POPULATION_ROWS[0]], 3),
+            "today: flat at prediction / per star": round(s[POPULATION_ROWS[1]] / s[POPULATION_ROWS[0]], 3),
             "likelihood: population / its per star": round(s[POPULATION_ROWS[3]] / s[POPULATION_ROWS[2]], 3),
             "likelihood: population / today's per star": round(s[POPULATION_ROWS[3]] / s[POPULATION_ROWS[0]], 3),
             "likelihood per star / today's per star": round(s[POPULATION_ROWS[2]] / s[POPULATION_ROWS[0]], 3),
             "likelihood prior^0.5 / its per star": round(s[POPULATION_ROWS[4]] / s[POPULATION_ROWS[2]], 3)}
         print(f"{key}: {rows}", flush=True)
         figures[key] = rows
+        figures[f"{key}: deconvolved MDF of the test stars"] = mdfs
         write_result(
             "population_estimates", "One model, two estimates: per star and for populations (issue 26, item 3)",
             figures, notes="Test stars of the fixed splits (SEGUE colours: 20% by a hash of source_id seeded with "
@@ -257,9 +275,12 @@ def population_tables(samples: list[str], seed: int, epochs: int, cache: str) ->
             "photofeh.model.prior.divide_out); 'likelihood head' rows: one model trained with prior = likelihood "
             "(photofeh.model.likelihood), its feh (per-star posterior) and feh_population columns from one pass, and "
             "(measured only) its likelihood under the square root of the training histogram. 'information': the "
-            "median likelihood width s against the median posterior sd on the test stars. "
+            "median likelihood width s against the median posterior sd on the test stars. 'deconvolved MDF': the test "
+            "stars' distribution inferred from each row's estimates and errors by extreme deconvolution (mdf "
+            "--method xd, no bootstrap), its fractions below -2, -1.5 and -1 beside the labels' own. "
             "Bias: median residual per 0.5-dex bin of label [Fe/H] with >= 30 stars; pull width: robust sigma of "
-            "residual / sqrt(error^2 + label error^2).")
+            "residual / sqrt(error^2 + label error^2).",
+            script="benchmarks/bench_ablation.py --part population")
     return figures
 
 

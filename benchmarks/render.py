@@ -74,7 +74,8 @@ def render() -> str:
     for path in sorted(RESULTS.glob("*.json")):
         r = json.loads(path.read_text())
         m = r["machine"]
-        out += [f"## {r['title']}", "", f"Script: `benchmarks/bench_{r['name']}.py`. "
+        script = r.get("script", f"benchmarks/bench_{r['name']}.py")  # a part of another script names it
+        out += [f"## {r['title']}", "", f"Script: `{script}`. "
                 f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
                 f"Python {m['python']}, photofeh {m['versions'].get('photofeh')}.", ""]
         out += _sections(r["figures"])
