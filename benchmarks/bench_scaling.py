@@ -10,7 +10,11 @@ one forward pass per star), 2 cores. Each size is predicted ``--repeats`` times
 is fitted on the two smaller sizes (r: per-core rate, T_start: start-up) and checked against the largest;
 docs/scaling.md carries it to 10^8 and 2 x 10^9 stars on n cores.
 
-Usage: python benchmarks/bench_scaling.py [--sizes 1e6,1e7,5e7] [--repeats 3] [--work DIR]
+``--dask-sizes`` runs the same inputs once more on a 2-worker Dask LocalCluster (``--scheduler local:2``: one
+task per chunk that reads, predicts and writes its part, the code a multi-machine scheduler runs), to check the
+cost model's Dask line.
+
+Usage: python benchmarks/bench_scaling.py [--sizes 1e6,1e7,5e7] [--dask-sizes 1e7,5e7] [--repeats 3] [--work DIR]
 """
 
 from __future__ import annotations
@@ -50,9 +54,10 @@ def tiled_input(base: Path, n: int, work: Path) -> Path:
     return path
 
 
-def predict_once(run: Path, source: Path, out: Path) -> dict:
+def predict_once(run: Path, source: Path, out: Path, *extra: str) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    wall, peak, proc = run_measured([PHOTOFEH, "predict", str(run), str(source), "--out", str(out), "--quiet"])
+    wall, peak, proc = run_measured([PHOTOFEH, "predict", str(run), str(source), "--out", str(out), "--quiet",
+                                     *extra])
     report = json.loads(proc.stdout)
     shutil.rmtree(out, ignore_errors=True)
     return {"wall": wall, "peak": peak, "loop_rate": report["stars_per_second"]}
@@ -61,6 +66,7 @@ def predict_once(run: Path, source: Path, out: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1e6,1e7,5e7")
+    ap.add_argument("--dask-sizes", default="", help="sizes also run once on a 2-worker Dask LocalCluster")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--work", default="/tmp/photofeh_bench_predict", help="bench_predict.py's work folder")
     args = ap.parse_args()
@@ -70,11 +76,16 @@ def main() -> None:
     work = Path(args.work)
     _, usable, _, run = ensure_inputs(work, 5_000_000)
     sizes = [int(float(s)) for s in args.sizes.split(",")]
+    dask_sizes = [int(float(s)) for s in args.dask_sizes.split(",") if s]
     runs: dict[int, list[dict]] = {}
-    for n in sizes:
+    dask: dict[int, dict] = {}
+    for n in sorted(set(sizes) | set(dask_sizes)):
         source = tiled_input(usable, n, work)
-        repeats = 1 if n == max(sizes) and len(sizes) > 1 else args.repeats
-        runs[n] = [predict_once(run, source, work / "out_scaling") for _ in range(repeats)]
+        if n in sizes:
+            repeats = 1 if n == max(sizes) and len(sizes) > 1 else args.repeats
+            runs[n] = [predict_once(run, source, work / "out_scaling") for _ in range(repeats)]
+        if n in dask_sizes:
+            dask[n] = predict_once(run, source, work / "out_scaling", "--scheduler", "local:2")
         if n > 5_000_000:
             source.unlink()  # tens of GB: not kept
     wall = {n: float(np.median([r["wall"] for r in v])) for n, v in runs.items()}
@@ -92,11 +103,21 @@ def main() -> None:
              "fitted on": f"{small[0]:,d} and {small[1]:,d} stars", "cores": cores}
     _figure(sizes, wall, peak, start, per_star)
     figures = {"runs": table, "cost model": {"T(N, n) = T_start + N / (n r)": model}}
+    if dask:
+        figures["Dask LocalCluster, 2 workers (one run per size)"] = {
+            f"{n:,d} stars": {"wall s": round(r["wall"], 1), "stars/s (whole command)": round(n / r["wall"]),
+                              "stars/s (prediction loop)": int(r["loop_rate"]),
+                              "peak memory GiB (client, scheduler, workers)": round(r["peak"] / 2**30, 2),
+                              "one process, cost model wall s": round(start + n * per_star, 1),
+                              "Dask wall / cost model": round(r["wall"] / (start + n * per_star), 2)}
+            for n, r in sorted(dask.items())}
     print(json.dumps(figures, indent=2))
     write_result("scaling", "Prediction time and memory against input size (issue 14)", figures, figure=FIGURE,
                  notes="Every star has every feature; the model is configs/default.toml's, noise-aware since "
                        "2026-12-06 (one forward pass per star, no sigma points; before, 17% of these stars had "
-                       "feature errors beyond the training stars' and took sigma points). Wall time of the whole "
+                       "feature errors beyond the training stars' and took sigma points); since 2026-12-07 one "
+                       "process reads and prepares, runs the network and finishes and writes successive chunks in "
+                       "three threads. Wall time of the whole "
                        "command, start-up included; peak memory of the process tree. The model line is fitted on "
                        "the two smaller sizes only; the largest checks it.")
 

@@ -224,3 +224,42 @@ def test_worker_processes_report_a_bad_chunk_with_its_rows(model_dir, dataset_wi
     assert [f["chunk"] for f in summary.failed] == [1] and summary.rows == 2000
     ids = catalog["source_id"].to_numpy()
     assert np.array_equal(read_out(tmp_path / "skip")["source_id"], np.concatenate([ids[:1000], ids[2000:3000]]))
+
+
+def test_a_chunk_that_cannot_be_prepared_or_finished_is_reported_with_its_rows(model_dir, survey_file, catalog,
+                                                                               tmp_path, monkeypatch):
+    """The reader thread prepares chunks and the writer thread finishes them: an error in either (a ValueError,
+    as a garbled chunk raises) is the chunk's failure to be predicted, with its rows, in this thread: skipped
+    and recorded under --on-error skip, the run stopped under stop with the chunks finished before kept."""
+    import photofeh.scale.predict_catalog as run_module
+
+    prepare, finish = run_module.prepare_chunk, run_module.finish_chunk
+    ids = catalog["source_id"].to_numpy()[:6_000]
+
+    def bad_prepare(model, raw, keep, preset, source, ebv):
+        if source.endswith("rows 1,000+"):
+            raise ValueError("garbled in chunk 1")
+        return prepare(model, raw, keep, preset, source, ebv)
+
+    def bad_finish(model, work):
+        if work.keep["source_id"][0] == ids[3_000]:
+            raise ValueError("garbled in chunk 3")
+        return finish(model, work)
+
+    monkeypatch.setattr(run_module, "prepare_chunk", bad_prepare)
+    monkeypatch.setattr(run_module, "finish_chunk", bad_finish)
+    source = tmp_path / "six.parquet"
+    pq.write_table(pq.read_table(survey_file).slice(0, 6_000), source, row_group_size=1_000)
+    summary = predict_catalog(model_dir, source, tmp_path / "skip",
+                              PredictOptions(chunk_rows=1_000, progress=False, on_error="skip"))
+    assert [(f["chunk"], f["first_row"], f["last_row"], f["stage"]) for f in summary.failed] == [
+        (1, 1_000, 1_999, "predicted"), (3, 3_000, 3_999, "predicted")]
+    assert "garbled in chunk 3" in summary.failed[1]["error"] and summary.rows == 4_000
+    assert np.array_equal(read_out(tmp_path / "skip")["source_id"],
+                          np.concatenate([ids[:1_000], ids[2_000:3_000], ids[4_000:]]))
+    monkeypatch.setattr(run_module, "prepare_chunk", prepare)
+    with pytest.raises(ChunkError, match=r"chunk 3 \(rows 3,000-3,999\) could not be predicted: garbled in chunk 3 "
+                                         r"\(rerun the same command to resume"):
+        predict_catalog(model_dir, source, tmp_path / "stop", PredictOptions(chunk_rows=1_000, progress=False))
+    logged = [json.loads(line)["file"] for line in (tmp_path / "stop" / CHUNK_LOG).read_text().splitlines()]
+    assert {"part-000000.parquet", "part-000001.parquet", "part-000002.parquet"} <= set(logged)

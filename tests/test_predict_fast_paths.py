@@ -240,3 +240,43 @@ def test_parquet_reading_memory_stays_flat(tmp_path):
             held.append(pa.total_allocated_bytes() - before)
     assert start == n
     assert max(held) < 6 * chunk * len(columns) * 8  # a few chunks, while the file is 20 of them
+
+
+@pytest.mark.parametrize("missing", ["require", "mask"])
+def test_network_inputs_are_those_training_builds(missing):
+    """predict's one-array float32 form of the network inputs (standardised features, measured-bits, standardised
+    log-errors; features column-major as feature_matrix lays them out) against the functions training builds them
+    with (photofeh.model.train_data: masked_inputs, with_errors, error_inputs, Standardizer.transform in
+    float64), on errors that are NaN, zero, negative and infinite as well as ordinary."""
+    from photofeh.model.features import Standardizer
+    from photofeh.model.missing import masked_inputs, with_errors
+    from photofeh.model.noise import error_inputs
+    from photofeh.model.predict import PhotometricModel, _rows
+
+    rng = np.random.default_rng(4)
+    features = ["sdss_u-sdss_g", "sdss_g-sdss_r", "gaia_bp-gaia_rp", "parallax"]
+    n, F = 5_000, len(features)
+    meta = {"features": features, "labels": ["feh"], "missing": missing, "noise_aware": True,
+            "input_standardizer": {"mean": [1.1, 0.4, 0.9, 0.6], "std": [0.25, 0.12, 0.3, 1.4]},
+            "label_standardizer": {"mean": [-0.6], "std": [0.5]},
+            "error_standardizer": {"mean": [-1.4, -1.9, -2.2, -0.6], "std": [0.45, 0.3, 0.35, 0.5]}}
+    model = PhotometricModel(meta, [])  # no network: only its inputs are built here
+    X = np.asfortranarray(rng.normal([1.1, 0.4, 0.9, 0.6], [0.3, 0.2, 0.4, 1.5], (n, F)).astype(np.float32))
+    E = np.asfortranarray(10 ** rng.uniform(-3, 0, (n, F)).astype(np.float32))
+    X[rng.random((n, F)) < 0.1] = np.nan
+    for bad, share in ((np.nan, 0.05), (0.0, 0.02), (-0.1, 0.02), (np.inf, 0.02)):
+        E[rng.random((n, F)) < share] = bad
+    z = Standardizer.from_dict(meta["input_standardizer"]).transform(X)
+    z = masked_inputs(z) if missing == "mask" else z
+    want = with_errors(z, Standardizer.from_dict(meta["error_standardizer"]).transform(error_inputs(E)))
+    got = model._network_inputs(X, E)
+    assert got.dtype == np.float32 and got.shape == want.shape == (n, F * (3 if missing == "mask" else 2))
+    assert np.array_equal(np.isnan(got), np.isnan(want))  # NaN features stay NaN without the mask, never errors
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5, equal_nan=True)
+    with np.errstate(invalid="ignore"):
+        unknown = ~(np.isfinite(E) & (E > 0))
+    assert unknown.mean() > 0.08 and np.array_equal(got[:, -F:] == 0, unknown)  # an unknown error: the mean, 0
+    # rows picked as predict picks them (column-major), and the plain row-major array, give the same inputs
+    ok = rng.random(n) < 0.7
+    np.testing.assert_array_equal(model._network_inputs(_rows(X, ok), _rows(E, ok)),
+                                  model._network_inputs(np.ascontiguousarray(X[ok]), np.ascontiguousarray(E[ok])))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,10 @@ from photofeh.errors import MissingColumnsError
 from photofeh.io.dust import EbvSource
 from photofeh.io.presets import Preset, apply_preset
 from photofeh.io.readers import iter_table
+from photofeh.model.predict import FeatureBatch
 
-__all__ = ["ID_COLUMNS", "ChunkError", "input_columns", "probe_input", "predict_chunk", "provenance",
-           "read_provenance", "bad_chunk"]
+__all__ = ["ID_COLUMNS", "ChunkError", "ChunkWork", "input_columns", "probe_input", "predict_chunk", "prepare_chunk",
+           "finish_chunk", "provenance", "read_provenance", "bad_chunk"]
 
 ID_COLUMNS = ("source_id", "ra", "dec")
 
@@ -103,22 +105,45 @@ def probe_input(model, source: Path, read: Sequence[str], keep: Sequence[str], p
 
 def predict_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], preset: Preset | None = None,
                   source: str = "chunk", ebv: EbvSource | None = None) -> tuple[pa.Table, Counter]:
-    """One chunk of the input -> one table of predictions (shared by the local and the Dask paths).
+    """One chunk of the input -> one table of predictions (shared by the local and the Dask paths): the three
+    steps :func:`prepare_chunk`, the network (:meth:`~photofeh.model.predict.PhotometricModel.forward`) and
+    :func:`finish_chunk`, which the one-process run overlaps on successive chunks.
 
     Output columns: the pass-through columns, then every label with ``_err``
     (float32: the errors are >1e3 times the float32 rounding), ``p_giant``,
     ``is_giant`` and ``usable`` (False where a feature is missing: NaN predictions, row kept).
     """
+    work = prepare_chunk(model, raw, keep, preset, source, ebv)
+    model.forward(work.batch)
+    return finish_chunk(model, work)
+
+
+@dataclass
+class ChunkWork:
+    """A chunk between the steps of :func:`predict_chunk`: the pass-through columns, the stars' features on
+    their way through the model, and the values the validation layer replaced."""
+
+    keep: dict[str, np.ndarray]
+    batch: FeatureBatch
+    report: Counter
+
+
+def prepare_chunk(model, raw: Mapping[str, np.ndarray], keep: Sequence[str], preset: Preset | None = None,
+                  source: str = "chunk", ebv: EbvSource | None = None) -> ChunkWork:
+    """The input's columns -> validated schema columns (the preset, :mod:`photofeh.io.validation`), E(B-V),
+    the features and the network's inputs (:meth:`~photofeh.model.predict.PhotometricModel.prepare_features`)."""
     cols, report = apply_preset(raw, preset, source)  # schema names, validated (photofeh.io.validation)
     if ebv is not None and ebv.provides():
         cols = ebv.apply(cols, raw, model.ebv_column, source, report)
-    pred = model.predict_columns(cols, counts=report)  # validated above: not a second time per chunk
-    out: dict[str, np.ndarray] = {}
-    for c in keep:
-        out[c] = np.asarray(cols[c] if c in cols else raw[c])
-    for name, values in pred.items():
-        out[name] = values.astype(np.float32) if values.dtype.kind == "f" else values
-    return pa.table(out), report
+    X, X_err = model.column_features(cols)  # validated above: not a second time per chunk
+    kept = {c: np.asarray(cols[c] if c in cols else raw[c]) for c in keep}
+    return ChunkWork(kept, model.prepare_features(X, X_err), report)
+
+
+def finish_chunk(model, work: ChunkWork) -> tuple[pa.Table, Counter]:
+    """The network's outputs of a prepared chunk -> its table of predictions (float32 labels and errors)."""
+    pred = model.finish(work.batch, counts=work.report, dtype=np.float32)
+    return pa.table({**work.keep, **pred}), work.report
 
 
 # ------------------------------------------------------------------ provenance

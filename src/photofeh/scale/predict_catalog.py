@@ -8,9 +8,13 @@ chunk size). Started again with the same command, a run skips the
 recorded chunks, so a crash or a ``kill -9`` costs at most the chunks in
 flight, and the output is identical to that of an uninterrupted run.
 
-Reading (one thread), the network (torch's threads) and writing (one thread)
-overlap: pyarrow and torch release the GIL, so on 2 cores the read and
-write time hides behind the compute.
+Three threads work on successive chunks at once: one reads chunk k+1 and
+prepares it (validation, features, the network's inputs, the domain score:
+:func:`~photofeh.scale.chunks.prepare_chunk`), this one runs the network on
+chunk k, and one finishes chunk k-1 (calibration, checks, the table:
+:func:`~photofeh.scale.chunks.finish_chunk`) and writes its part. pyarrow,
+numpy's array loops and torch release the GIL, so on 2 cores the work around
+the network runs beside it instead of after it.
 
 The run's parts: what it is asked (:mod:`~photofeh.scale.options`), one chunk through the pipeline
 (:mod:`~photofeh.scale.chunks`), the resume ledger (:mod:`~photofeh.scale.ledger`) and the worker processes
@@ -20,16 +24,15 @@ The run's parts: what it is asked (:mod:`~photofeh.scale.options`), one chunk th
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import queue
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from photofeh.errors import InputError
@@ -41,9 +44,12 @@ from photofeh.model.predict import UNPHYSICAL
 from photofeh.processes import available_cores
 from photofeh.scale.chunks import (
     ChunkError,
+    ChunkWork,
     bad_chunk,
+    finish_chunk,
     input_columns,
     predict_chunk,
+    prepare_chunk,
     probe_input,
     provenance,
     read_provenance,
@@ -218,20 +224,57 @@ class _PredictionRun:
             return _runs([k for k in range(self.n_chunks) if k not in done])
         return [(next(k for k in range(len(done) + 1) if k not in done), None)]
 
-    def _chunks(self, first: int, last: int | None) -> Iterator[tuple[int, dict | None, BaseException | None]]:
-        """(k, chunk, None) for chunks first..last, read ahead; a read error ends the run as (k, None, exc)."""
+    def _chunks(self, first: int, last: int | None
+                ) -> Iterator[tuple[int, int | None, ChunkWork | None, BaseException | None]]:
+        """(k, rows, prepared chunk, None) for chunks first..last, read and prepared ahead in a thread
+        (:func:`photofeh.scale.chunks.prepare_chunk`: validation, features, the network's inputs, the domain
+        score); (k, rows, None, error) for a chunk that could not be prepared; a read error ends the run as
+        (k, None, None, error)."""
         c = self.opts.chunk_rows
-        k = first
-        for chunk, exc in _prefetch(iter_table(self.source, self.read, c, self.opts.fmt, start=first * c)):
-            yield k, chunk, exc
-            if exc is not None or (last is not None and k >= last):
-                return
-            k += 1
 
-    def _write(self, k: int, table: pa.Table, replaced: Counter) -> None:
-        """In the writer thread: the part, then its line in the chunk log (see :class:`Manifest`)."""
+        def prepared() -> Iterator[tuple[int, int, ChunkWork | None, BaseException | None]]:
+            for k, chunk in zip(itertools.count(first), iter_table(self.source, self.read, c, self.opts.fmt,
+                                                                   start=first * c), strict=False):
+                rows = len(next(iter(chunk.values()))) if chunk else 0
+                if k in self.manifest.done:  # only in unseekable streams, read from the start
+                    yield k, rows, None, None
+                else:
+                    try:
+                        work = prepare_chunk(self.model, chunk, self.keep, self.preset,
+                                             f"{self.source} rows {k * c:,d}+", self.opts.ebv)
+                    except (KeyError, ValueError, TypeError) as err:
+                        yield k, rows, None, err
+                    else:
+                        yield k, rows, work, None
+                if last is not None and k >= last:
+                    return
+
+        k = first
+        for item, exc in _prefetch(prepared()):
+            if exc is not None:
+                yield k, None, None, exc
+                return
+            yield item
+            k = item[0] + 1
+
+    def _finish_and_write(self, k: int, work: ChunkWork) -> tuple[int, int, BaseException | None]:
+        """In the writer thread: a chunk the network has run on -> its table (:func:`photofeh.scale.chunks.
+        finish_chunk`) -> its part, then its line in the chunk log (see :class:`Manifest`). Returns (k, rows
+        written, None), or (k, 0, error) for a chunk whose predictions could not be finished."""
+        try:
+            table, replaced = finish_chunk(self.model, work)
+        except (KeyError, ValueError, TypeError) as err:
+            return k, 0, err
         self.manifest.record_done(k, write_part(self.folder, k, self.opts.chunk_rows, table, replaced,
                                                 self.provenance))
+        return k, table.num_rows, None
+
+    def _written(self, bar, k: int, rows: int, exc: BaseException | None) -> int:
+        """A chunk back from the writer thread: its rows on the progress bar, or its failure reported."""
+        if exc is not None:
+            self._fail(k, exc, "predicted")  # raises under --on-error stop
+        bar.update(rows)
+        return rows
 
     def _fail(self, k: int, exc: BaseException, stage: str) -> None:
         """Report a bad chunk with its rows: stop (raise) or record it and go on."""
@@ -272,8 +315,8 @@ class _PredictionRun:
             runs = self._pending_runs()
             while runs:
                 first, last = runs.pop(0)
-                for k, chunk, exc in self._chunks(first, last):
-                    if exc is not None:
+                for k, rows, work, exc in self._chunks(first, last):
+                    if rows is None:
                         self._fail(k, exc, "read")  # raises under --on-error stop
                         if self.kind not in SEEKABLE:
                             self.log(f"{self.source}: a {self.kind} file cannot be read past a bad block; "
@@ -281,23 +324,18 @@ class _PredictionRun:
                         elif last is None or k < last:
                             runs.insert(0, (k + 1, last))  # seek past the bad chunk
                         break
-                    self.rows_read[k] = len(next(iter(chunk.values()))) if chunk else 0
+                    self.rows_read[k] = rows
                     if k in manifest.done:  # only in unseekable streams, read from the start
                         continue
-                    start = k * self.opts.chunk_rows
-                    try:
-                        table, replaced = predict_chunk(self.model, chunk, self.keep, self.preset,
-                                                        f"{self.source} rows {start:,d}+", self.opts.ebv)
-                    except (KeyError, ValueError, TypeError) as err:
-                        self._fail(k, err, "predicted")
+                    if exc is not None:
+                        self._fail(k, exc, "predicted")
                         continue
-                    in_flight.append(writer.submit(self._write, k, table, replaced))
+                    self.model.forward(work.batch)  # the network, in this thread; the rest in the other two
+                    in_flight.append(writer.submit(self._finish_and_write, k, work))
                     while len(in_flight) > 2 or (in_flight and in_flight[0].done()):
-                        in_flight.pop(0).result()  # at most two chunks wait to be written; errors surface
-                    rows_this_run += table.num_rows
-                    bar.update(table.num_rows)
-            for f in in_flight:
-                f.result()
+                        rows_this_run += self._written(bar, *in_flight.pop(0).result())  # errors surface
+            while in_flight:
+                rows_this_run += self._written(bar, *in_flight.pop(0).result())
         finally:
             writer.shutdown(wait=True)  # even when interrupted: finished chunks are kept and logged
             bar.close()
