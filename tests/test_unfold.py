@@ -185,6 +185,9 @@ def test_binned_teff_counts_follow_add_and_merge():
     b.add(np.array([-0.2]), np.array([0.05]))
     m = a.merge(b)
     assert m.teff_counts.sum() == m.n == 4
-    assert m.teff_counts[:, 0].sum() == 1 and m.teff_counts[:, 3].sum() == 1  # < 5000 K; 6000-6500 K
+    from photofeh.galaxy.mdf import TEFF_EDGES
+
+    for teff in (4800.0, 6100.0):  # each in the column of its Teff bin
+        assert m.teff_counts[:, np.searchsorted(TEFF_EDGES, teff, side="right")].sum() == 1
     assert m.teff_counts[:, -1].sum() == 2  # no Teff given (NaN, or none at all)
     np.testing.assert_array_equal(m.teff_counts.sum(axis=1), m.counts.sum(axis=0))
