@@ -69,7 +69,9 @@ def mixture_distances(m, M_dwarf, s_dwarf, M_giant=None, s_giant=None, p_giant=N
     has the dwarf component alone. Returns ``dist_kpc`` (the more probable class's posterior median),
     ``dist_lo_kpc``, ``dist_hi_kpc`` (16th, 84th percentiles of the mixture), ``dist_dwarf_kpc``,
     ``dist_giant_kpc`` and ``p_giant_dist`` (the class probability given the distance prior too; p_giant
-    without it). Rows without a finite m or dwarf component are NaN. ``reweigh_classes=False`` keeps
+    without it; 0 for a star without a giant component). Rows without a finite m or dwarf component are NaN.
+    Without a prior all of it is in closed form but the percentiles (bisection); with one, on a grid of
+    :data:`MU_POINTS` distance moduli per star. ``reweigh_classes=False`` keeps
     ``p_giant`` as the classes' weights and applies the prior within each class only: for a model whose
     P(giant) already read the apparent magnitude on a training set like the survey, whose class odds at that
     magnitude it has learned (the prior would count them twice).
@@ -90,9 +92,39 @@ def mixture_distances(m, M_dwarf, s_dwarf, M_giant=None, s_giant=None, p_giant=N
         r = rows[start:start + BLOCK]
         l_r = np.asarray(l_deg, float)[r] if use_prior else None
         b_r = np.asarray(b_deg, float)[r] if use_prior else None
-        block = _posterior_block(m[r], *(c[r] for c in comps), p[r], l_r, b_r, reweigh_classes)
+        block = (_posterior_block(m[r], *(c[r] for c in comps), p[r], l_r, b_r, reweigh_classes) if use_prior
+                 else _gaussian_block(m[r], *(c[r] for c in comps), p[r]))
         for k, v in block.items():
             out[k][r] = v
+    return out
+
+
+def _gaussian_block(m, Md, sd, Mg, sg, p) -> dict[str, np.ndarray]:
+    """:func:`mixture_distances` without a prior, in closed form: each class's median is its Gaussian's centre,
+    P(giant) the model's, and the mixture's percentiles are found by bisection on its CDF (60 halvings of a span
+    of tens of magnitudes: well under 1e-6 mag)."""
+    from scipy.special import ndtr
+
+    has_g = np.isfinite(Mg) & (sg > 0) & np.isfinite(p)
+    pg = np.where(has_g, np.clip(p, 0.0, 1.0), 0.0)
+    mu_d, mu_g = m - Md, np.where(has_g, m - Mg, m - Md)
+    sg = np.where(has_g, sg, sd)
+
+    def quantile(q):
+        lo = np.minimum(mu_d - SPAN_SIGMA * sd, mu_g - SPAN_SIGMA * sg)
+        hi = np.maximum(mu_d + SPAN_SIGMA * sd, mu_g + SPAN_SIGMA * sg)
+        for _ in range(60):
+            mid = 0.5 * (lo + hi)
+            below = (1.0 - pg) * ndtr((mid - mu_d) / sd) + pg * ndtr((mid - mu_g) / sg) < q
+            lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+        return 0.5 * (lo + hi)
+
+    def kpc(x):
+        return 10.0 ** (x / 5.0 - 2.0)
+
+    out = {"dist_dwarf_kpc": kpc(mu_d), "dist_giant_kpc": np.where(has_g, kpc(mu_g), np.nan),
+           "dist_lo_kpc": kpc(quantile(0.158655)), "dist_hi_kpc": kpc(quantile(0.841345)), "p_giant_dist": pg}
+    out["dist_kpc"] = np.where(out["p_giant_dist"] >= 0.5, out["dist_giant_kpc"], out["dist_dwarf_kpc"])
     return out
 
 
@@ -112,9 +144,12 @@ def _posterior_block(m, Md, sd, Mg, sg, p, l_deg, b_deg, reweigh: bool = True) -
     for centre, sigma in ((mu_d, sd), (mu_g, sg)):
         lw = -0.5 * ((mu - centre[:, None]) / sigma[:, None]) ** 2 - np.log(sigma)[:, None] + prior
         top = lw.max(axis=1)
-        c = np.cumsum(np.exp(lw - top[:, None]), axis=1)
-        log_ev.append(np.log(c[:, -1]) + top)  # log of the class's evidence (grid sum), up to a shared constant
-        cum.append(c / c[:, -1:])
+        w = np.exp(lw - top[:, None])
+        c = np.cumsum(w, axis=1)
+        total = c[:, -1:].copy()
+        log_ev.append(np.log(total[:, 0]) + top)  # log of the class's evidence (grid sum), up to a shared constant
+        c -= 0.5 * w  # the CDF at each grid point, its own weight split about it (midpoint rule)
+        cum.append(c / total)
     with np.errstate(divide="ignore", over="ignore"):
         if reweigh:  # P(giant | data, prior) from the odds p / (1 - p) times the evidences' ratio
             log_odds = np.log(pg) - np.log1p(-pg) + log_ev[1] - log_ev[0]
@@ -136,6 +171,6 @@ def _posterior_block(m, Md, sd, Mg, sg, p, l_deg, b_deg, reweigh: bool = True) -
     out = {"dist_dwarf_kpc": kpc(quantile(cum[0], 0.5)),
            "dist_giant_kpc": np.where(has_g, kpc(quantile(cum[1], 0.5)), np.nan),
            "dist_lo_kpc": kpc(quantile(both, 0.158655)), "dist_hi_kpc": kpc(quantile(both, 0.841345)),
-           "p_giant_dist": np.where(has_g | ~np.isfinite(p), p_post, 0.0)}
+           "p_giant_dist": np.where(has_g, p_post, 0.0)}
     out["dist_kpc"] = np.where(out["p_giant_dist"] >= 0.5, out["dist_giant_kpc"], out["dist_dwarf_kpc"])
     return out
