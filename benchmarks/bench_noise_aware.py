@@ -64,6 +64,7 @@ def binned(values: np.ndarray, edges: np.ndarray, est, err, true) -> dict:
 
 SIGMA_EDGES = np.array([0.0, 0.07, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7, 3.0])  # dex: bins of the stated error
 RECAL_BINS = 8  # equal-count bins of the stated error for the recalibration test
+BRIGHT_FEH_EDGES = np.array([-3.0, -1.0, -0.5, -0.2, 0.5])
 
 
 def bands_present(X: np.ndarray, features: list[str]) -> np.ndarray:
@@ -231,6 +232,19 @@ def diagnose(model, labelled, cfg, est, err, true, r_mag, u_mag) -> dict:
     t = stars["test"]
     out = {"labelled test stars re-observed": calibration_parts(t["est"], t["err"], t["true"], t["r"], t["u"],
                                                                  t["keys"])}
+    # the survey's stars whose true [Fe/H] the labels cover (their 1st to 99th percentile): what is left of the
+    # survey's miscalibration once the stars beyond the training prior's range are set aside
+    lo, hi = np.nanpercentile(np.asarray(labelled[cfg.label_columns.get("feh", "feh_spec")], float), [1, 99])
+    inside = (true >= lo) & (true <= hi)
+    out["survey stars within the labels' [Fe/H] range"] = {
+        "range": [round(float(lo), 2), round(float(hi), 2)],
+        "fraction of the survey's stars": round(float(inside.mean()), 4),
+        "by r": binned(r_mag[inside], R_EDGES, est[inside], err[inside], true[inside]),
+        "by u": binned(u_mag[inside], U_EDGES, est[inside], err[inside], true[inside])}
+    # the bright survey stars by their true [Fe/H]: the metal-rich disk, which the labels hardly hold
+    bright = r_mag < 15.0
+    out["survey stars at r < 15 by [Fe/H]"] = binned(true[bright], BRIGHT_FEH_EDGES, est[bright], err[bright],
+                                                      true[bright])
     centres, scales = sigma_recalibration(stars["validation"])
     factor = np.interp(np.log10(err), centres, scales)
     out["recalibration by stated error"] = {
