@@ -199,89 +199,114 @@ def deconvolved_fractions(est: np.ndarray, err: np.ndarray) -> dict:
     return {f"below {t:g}": round(float(mdf.cdf(t)), 4) for t in FRACTION_AT}
 
 
-def population_tables(samples: list[str], seed: int, epochs: int, cache: str) -> dict:
-    """Per sample: the four rows of POPULATION_ROWS on the test stars, and the population row's scatter over
-    the per-star row's of the same model and over today's per-star estimate."""
+def population_rows(table: pd.DataFrame, base_cfg, seed: int, epochs: int) -> tuple[dict, dict]:
+    """One seed on one sample: the rows of POPULATION_ROWS on the test stars, the information floor and the
+    scatter ratios; and the deconvolved fractions of each row's estimates beside the labels'."""
+    from photofeh.model.likelihood import posterior_moments
     from photofeh.model.predict import load_model
 
-    figures = {}
+    rows, mdfs = {}, {}
+    for prior in ("labels", "likelihood"):
+        cfg = replace(base_cfg, prior=prior, prior_label="feh", seed=seed, epochs=epochs, threads=1,
+                      baseline_rounds=0)
+        with tempfile.TemporaryDirectory(prefix="population-") as tmp:
+            run = Path(tmp) / "run"
+            t0 = time.perf_counter()
+            train(table, cfg, run, log=lambda s: None)
+            seconds = time.perf_counter() - t0
+            split = pd.read_parquet(run / "split.parquet")
+            test = table[(split["split"] == "test").to_numpy()].reset_index(drop=True)
+            y = test[cfg.label_columns["feh"]].to_numpy(float)
+            e = label_errors_used(test, cfg)
+            out = load_model(run).predict(test)
+            names = POPULATION_ROWS[:2] if prior == "labels" else POPULATION_ROWS[2:]
+            if prior == "labels":
+                flat = load_model(run, prior="flat").predict(test)
+                pairs = ((out["feh"], out["feh_err"]), (flat["feh"], flat["feh_err"]))
+            else:
+                # the same likelihood under the square root of the training prior: one point between the two
+                # estimates, measured to show the trade-off, not offered by predict
+                hist = load_model(run).meta["prior"]["training_distribution"]
+                half = posterior_moments(out["feh_population"].to_numpy(float),
+                                         out["feh_population_err"].to_numpy(float), np.asarray(hist["edges"]),
+                                         np.asarray(hist["counts"], float) ** 0.5)
+                pairs = ((out["feh"], out["feh_err"]), (out["feh_population"], out["feh_population_err"]), half)
+                widths = {"likelihood width s (median, dex)": float(np.nanmedian(out["feh_population_err"])),
+                          "posterior sd (median, dex)": float(np.nanmedian(out["feh_err"]))}
+            for name, (est, err) in zip(names, pairs, strict=True):
+                rows[name] = scores(np.asarray(est, float), np.asarray(err, float), y, e)
+                rows[name]["training seconds"] = round(seconds, 1)
+                mdfs[name] = deconvolved_fractions(np.asarray(est, float), np.asarray(err, float))
+            mdfs["labels of the test stars"] = {f"below {t:g}": round(float(np.mean(y < t)), 4) for t in FRACTION_AT}
+    s = {name: rows[name]["sigma (Gaussian fit)"] for name in POPULATION_ROWS}
+    # the floor of what an estimate unbiased given the truth costs: its scatter is at least the likelihood's
+    # width (the Cramer-Rao bound of a Gaussian likelihood), against the posterior's for the per-star one
+    rows["information"] = {k: round(v, 4) for k, v in widths.items()}
+    rows["information"]["likelihood width / posterior sd"] = round(widths["likelihood width s (median, dex)"]
+                                                                   / widths["posterior sd (median, dex)"], 3)
+    rows["scatter ratios"] = {
+        "today: flat at prediction / per star": round(s[POPULATION_ROWS[1]] / s[POPULATION_ROWS[0]], 3),
+        "likelihood: population / its per star": round(s[POPULATION_ROWS[3]] / s[POPULATION_ROWS[2]], 3),
+        "likelihood: population / today's per star": round(s[POPULATION_ROWS[3]] / s[POPULATION_ROWS[0]], 3),
+        "likelihood per star / today's per star": round(s[POPULATION_ROWS[2]] / s[POPULATION_ROWS[0]], 3),
+        "likelihood prior^0.5 / its per star": round(s[POPULATION_ROWS[4]] / s[POPULATION_ROWS[2]], 3)}
+    return rows, mdfs
+
+
+def worst_bias(row: dict, lo: float = -3.0, hi: float = 0.0) -> float:
+    """The largest |median bias| over a row's 0.5-dex bins (those holding >= MIN_BIN stars) from lo to hi."""
+    values = [abs(v) for k, v in row.items() if k.startswith("bias ")
+              and lo <= float(k.split()[1].split("..")[0]) and float(k.split("..")[1]) <= hi]
+    return round(max(values), 3) if values else float("nan")
+
+
+def population_tables(samples: list[str], seeds: list[int], epochs: int, cache: str) -> dict:
+    """Per sample: :func:`population_rows` for the first seed, and for every seed a line of the seed-to-seed
+    table (scatter ratios, worst |bias| from -3 to 0, the information floor)."""
+    figures: dict = {}
+    spread: dict = {}
     for sample in samples:
         if sample == "mock":
             cols, _ = cached_mock(POPULATION_MOCK, cache, log=lambda s: None)
             table = pd.DataFrame({k: v for k, v in cols.items() if np.ndim(v) == 1})
             base_cfg = replace(load_config(ROOT / "configs" / "segue-colours.toml"),
-                               label_columns={"feh": "feh_true"}, label_errors={}, split_seed=None)
+                               label_columns={"feh": "feh_true"}, label_errors={})
         else:
             table, base_cfg = sample_table(sample)
         key = {"segue": "SEGUE colours, all labels", "green2020": "green2020", "mock": "mock (true [Fe/H])"}[sample]
-        rows, mdfs = {}, {}
-        for prior in ("labels", "likelihood"):
-            cfg = replace(base_cfg, prior=prior, prior_label="feh", seed=seed, epochs=epochs, threads=1,
-                          baseline_rounds=0)
-            with tempfile.TemporaryDirectory(prefix="population-") as tmp:
-                run = Path(tmp) / "run"
-                t0 = time.perf_counter()
-                train(table, cfg, run, log=lambda s: None)
-                seconds = time.perf_counter() - t0
-                split = pd.read_parquet(run / "split.parquet")
-                test = table[(split["split"] == "test").to_numpy()].reset_index(drop=True)
-                y = test[cfg.label_columns["feh"]].to_numpy(float)
-                e = label_errors_used(test, cfg)
-                out = load_model(run).predict(test)
-                names = POPULATION_ROWS[:2] if prior == "labels" else POPULATION_ROWS[2:]
-                if prior == "labels":
-                    flat = load_model(run, prior="flat").predict(test)
-                    pairs = ((out["feh"], out["feh_err"]), (flat["feh"], flat["feh_err"]))
-                else:
-                    # the same likelihood under the square root of the training prior: one point between the two
-                    # estimates, measured to show the trade-off, not offered by predict
-                    from photofeh.model.likelihood import posterior_moments
-
-                    hist = load_model(run).meta["prior"]["training_distribution"]
-                    half = posterior_moments(out["feh_population"].to_numpy(float),
-                                             out["feh_population_err"].to_numpy(float), np.asarray(hist["edges"]),
-                                             np.asarray(hist["counts"], float) ** 0.5)
-                    pairs = ((out["feh"], out["feh_err"]), (out["feh_population"], out["feh_population_err"]), half)
-                    widths = {"likelihood width s (median, dex)": float(np.nanmedian(out["feh_population_err"])),
-                              "posterior sd (median, dex)": float(np.nanmedian(out["feh_err"]))}
-                for name, (est, err) in zip(names, pairs, strict=True):
-                    rows[name] = scores(np.asarray(est, float), np.asarray(err, float), y, e)
-                    rows[name]["training seconds"] = round(seconds, 1)
-                    mdfs[name] = deconvolved_fractions(np.asarray(est, float), np.asarray(err, float))
-                mdfs["labels of the test stars"] = {f"below {t:g}": round(float(np.mean(y < t)), 4)
-                                                    for t in FRACTION_AT}
-        s = {name: rows[name]["sigma (Gaussian fit)"] for name in POPULATION_ROWS}
-        # the floor of what an estimate unbiased given the truth costs: its scatter is at least the likelihood's
-        # width (the Cramer-Rao bound of a Gaussian likelihood), against the posterior's for the per-star one
-        rows["information"] = {k: round(v, 4) for k, v in widths.items()}
-        rows["information"]["likelihood width / posterior sd"] = round(widths["likelihood width s (median, dex)"]
-                                                                       / widths["posterior sd (median, dex)"], 3)
-        rows["scatter ratios"] = {
-            "today: flat at prediction / per star": round(s[POPULATION_ROWS[1]] / s[POPULATION_ROWS[0]], 3),
-            "likelihood: population / its per star": round(s[POPULATION_ROWS[3]] / s[POPULATION_ROWS[2]], 3),
-            "likelihood: population / today's per star": round(s[POPULATION_ROWS[3]] / s[POPULATION_ROWS[0]], 3),
-            "likelihood per star / today's per star": round(s[POPULATION_ROWS[2]] / s[POPULATION_ROWS[0]], 3),
-            "likelihood prior^0.5 / its per star": round(s[POPULATION_ROWS[4]] / s[POPULATION_ROWS[2]], 3)}
-        print(f"{key}: {rows}", flush=True)
-        figures[key] = rows
-        figures[f"{key}: deconvolved MDF of the test stars"] = mdfs
-        write_result(
-            "population_estimates", "One model, two estimates: per star and for populations (issue 26, item 3)",
-            figures, notes="Test stars of the fixed splits (SEGUE colours: 20% by a hash of source_id seeded with "
-            f"{SPLIT_SEED}, i.e. 80/20; green2020: 30%; the mock {POPULATION_MOCK}: a seeded 15%, scored against "
-            "the true [Fe/H], label errors 0). Per sample one network seed "
-            f"({seed}), {epochs} epochs, one thread. 'labels prior' rows: a model trained as today (prior = "
-            "labels), its per-star estimate and `predict --prior flat` (training prior smoothed and divided out, "
-            "photofeh.model.prior.divide_out); 'likelihood head' rows: one model trained with prior = likelihood "
-            "(photofeh.model.likelihood), its feh (per-star posterior) and feh_population columns from one pass, and "
-            "(measured only) its likelihood under the square root of the training histogram. 'information': the "
-            "median likelihood width s against the median posterior sd on the test stars. 'deconvolved MDF': the test "
-            "stars' distribution inferred from each row's estimates and errors by extreme deconvolution (mdf "
-            "--method xd, no bootstrap), its fractions below -2, -1.5 and -1 beside the labels' own. "
-            "Bias: median residual per 0.5-dex bin of label [Fe/H] with >= 30 stars; pull width: robust sigma of "
-            "residual / sqrt(error^2 + label error^2).",
-            script="benchmarks/bench_ablation.py --part population")
+        for seed in seeds:
+            rows, mdfs = population_rows(table, base_cfg, seed, epochs)
+            print(f"{key}, seed {seed}: {rows}", flush=True)
+            if seed == seeds[0]:
+                figures[key] = rows
+                figures[f"{key}: deconvolved MDF of the test stars"] = mdfs
+            spread[f"{key}, seed {seed}"] = {
+                **rows["scatter ratios"], "floor: likelihood width / posterior sd":
+                rows["information"]["likelihood width / posterior sd"],
+                **{f"worst |bias| -3..0: {name}": worst_bias(rows[name]) for name in POPULATION_ROWS[:4]}}
+            figures["seed to seed"] = spread
+            write_population(figures, seeds, epochs)
     return figures
+
+
+def write_population(figures: dict, seeds: list[int], epochs: int) -> None:
+    write_result(
+        "population_estimates", "One model, two estimates: per star and for populations (issue 26, item 3)",
+        figures, notes="Test stars of the fixed splits (SEGUE colours: 20% by a hash of source_id seeded with "
+        f"{SPLIT_SEED}, i.e. 80/20; green2020: 30%; the mock {POPULATION_MOCK}: as the SEGUE colours, scored "
+        "against the true [Fe/H], label errors 0). The sample tables: network seed "
+        f"{seeds[0]}, {epochs} epochs, one thread; 'seed to seed': the same for seeds {seeds}. 'labels prior' rows: "
+        "a model trained as today (prior = "
+        "labels), its per-star estimate and `predict --prior flat` (training prior smoothed and divided out, "
+        "photofeh.model.prior.divide_out); 'likelihood head' rows: one model trained with prior = likelihood "
+        "(photofeh.model.likelihood), its feh (per-star posterior) and feh_population columns from one pass, and "
+        "(measured only) its likelihood under the square root of the training histogram. 'information': the "
+        "median likelihood width s against the median posterior sd on the test stars. 'deconvolved MDF': the test "
+        "stars' distribution inferred from each row's estimates and errors by extreme deconvolution (mdf "
+        "--method xd, no bootstrap), its fractions below -2, -1.5 and -1 beside the labels' own. "
+        "Bias: median residual per 0.5-dex bin of label [Fe/H] with >= 30 stars; pull width: robust sigma of "
+        "residual / sqrt(error^2 + label error^2).",
+        script="benchmarks/bench_ablation.py --part population")
 
 
 def main() -> None:
@@ -296,13 +321,15 @@ def main() -> None:
     ap.add_argument("--population-samples", nargs="+", default=["mock"], choices=["mock"],
                     help="with --part population: also the mock (its [Fe/H] truth)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", help="with --part population: network seeds (the first fills the "
+                                                         "sample tables; each a line of the seed-to-seed table)")
     ap.add_argument("--epochs", type=int, default=40, help="real-label epochs (the configs' 80 halved: shared CPU)")
     ap.add_argument("--baseline-rounds", type=int, default=1000, help="most LightGBM rounds (tuned, stopped early)")
     ap.add_argument("--cache", default=str(ROOT / "benchmarks" / ".mock_cache"), help="folder of the cached mocks")
     args = ap.parse_args()
     if args.part == "population":
         population_tables([s for s in ("segue", "green2020", "mock") if s in args.samples or s == "mock"
-                           and "mock" in args.population_samples], args.seed, args.epochs, args.cache)
+                           and "mock" in args.population_samples], args.seeds or [args.seed], args.epochs, args.cache)
         return
     figures: dict = {}
     def log(s):
