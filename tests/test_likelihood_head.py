@@ -45,7 +45,7 @@ def toy_predictions(tmp_path_factory):
     run = train(_toy(6_000, 1), cfg, tmp_path_factory.mktemp("lik") / "run", log=lambda s: None)
     test = _toy(8_000, 2)
     model = load_model(run)
-    return test, model.predict(test), load_model(run, prior="flat").predict(test), model
+    return test, model.predict(test), load_model(run, prior="flat").predict(test), model, run
 
 
 def _bias(est, feh, lo):
@@ -61,7 +61,7 @@ def _analytic(test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_population_estimate_is_unbiased_where_the_per_star_one_leans(toy_predictions):
-    test, out, _, _ = toy_predictions
+    test, out, *_ = toy_predictions
     feh = test["feh_spec"].to_numpy()
     star, pop = out["feh"].to_numpy(), out["feh_population"].to_numpy()
     best, ml = _analytic(test)
@@ -72,7 +72,7 @@ def test_population_estimate_is_unbiased_where_the_per_star_one_leans(toy_predic
 
 
 def test_both_scatters_match_the_analytic_ones(toy_predictions):
-    test, out, _, _ = toy_predictions
+    test, out, *_ = toy_predictions
     feh = test["feh_spec"].to_numpy()
     best, ml = _analytic(test)
     s_star = gaussian_fit_sigma(out["feh"].to_numpy() - feh)[1]
@@ -87,7 +87,7 @@ def test_both_scatters_match_the_analytic_ones(toy_predictions):
 
 
 def test_prior_flat_gives_the_population_column_and_the_model_records_its_kind(toy_predictions):
-    _, out, flat, model = toy_predictions
+    _, out, flat, model, _ = toy_predictions
     np.testing.assert_allclose(flat["feh"].to_numpy(), out["feh_population"].to_numpy())
     assert model.meta["prior"]["kind"] == "likelihood"
     assert out.attrs["model_trained_prior"] == "likelihood" and out.attrs["model_prior"] == "labels"
@@ -120,7 +120,7 @@ def test_deconvolving_the_population_column_recovers_the_true_distribution(toy_p
     deconvolved alike comes out far too narrow (the prior counted twice: about 0.27 dex analytically)."""
     from photofeh.galaxy.populations import mdf_of_predictions
 
-    _, out, _, _ = toy_predictions
+    _, out, *_ = toy_predictions
     path = tmp_path / "predictions.parquet"
     out.to_parquet(path)
     pop, counts, _ = mdf_of_predictions(path, method="xd", estimate="population", n_boot=0, n_components=1)
@@ -148,3 +148,23 @@ def test_the_moment_table_of_a_catalogue_chunk_matches_the_direct_sums():
     # 99% of stars within 0.003 dex and 0.5%; the worst (s of a few hundredths at a sparse bin's edge) 0.01 and 5%
     assert np.percentile(np.abs(mean - ref_mean), 99) < 0.003 and np.max(np.abs(mean - ref_mean)) < 0.01
     assert np.percentile(np.abs(sd / ref_sd - 1), 99) < 0.005 and np.max(np.abs(sd / ref_sd - 1)) < 0.05
+
+
+def test_predict_and_mdf_commands_carry_the_population_column(toy_predictions, tmp_path):
+    """`photofeh predict` writes feh_population beside feh; `photofeh mdf --estimate population` deconvolves it
+    (the toy's N(-0.5, 0.4^2) again) and records the option."""
+    import json
+
+    from photofeh.cli import main
+
+    test, _, _, _, run = toy_predictions
+    stars = tmp_path / "stars.parquet"
+    test.iloc[:3000].to_parquet(stars)
+    assert main(["predict", str(run), str(stars), "--out", str(tmp_path / "pred"), "--quiet"]) == 0
+    part = pd.read_parquet(sorted((tmp_path / "pred").glob("part-*.parquet"))[0])
+    assert {"feh", "feh_err", "feh_population", "feh_population_err"} <= set(part.columns)
+    assert main(["mdf", str(tmp_path / "pred"), "--out", str(tmp_path / "mdf"), "--estimate", "population",
+                 "--method", "xd", "--components", "1", "--bootstrap", "0"]) == 0
+    report = json.loads((tmp_path / "mdf" / "mdf.json").read_text())
+    assert report["options"]["estimate"] == "population" and "prior_warning" not in report
+    assert report["mdf"]["width"] == pytest.approx(PRIOR_SD, rel=0.12)
