@@ -168,3 +168,17 @@ def test_predict_and_mdf_commands_carry_the_population_column(toy_predictions, t
     report = json.loads((tmp_path / "mdf" / "mdf.json").read_text())
     assert report["options"]["estimate"] == "population" and "prior_warning" not in report
     assert report["mdf"]["width"] == pytest.approx(PRIOR_SD, rel=0.12)
+
+
+def test_the_population_column_unfolds_through_its_own_response(toy_predictions):
+    from photofeh.galaxy.unfold import ResponseSample
+
+    *_, model, _ = toy_predictions
+    meta = model.meta
+    population = ResponseSample.from_meta(meta, "flat")
+    np.testing.assert_allclose(population.estimate, meta["calibration_sample"]["estimate_population"])
+    np.testing.assert_allclose(ResponseSample.from_meta(meta, "labels").estimate,
+                               meta["calibration_sample"]["estimate"])
+    older = {**meta, "calibration_sample": {k: v for k, v in meta["calibration_sample"].items()
+                                            if not k.endswith("_population")}}
+    assert ResponseSample.from_meta(older, "flat") is None  # never the posterior's response in its place

@@ -180,8 +180,11 @@ class ResponseSample:
 
             out = cls(out.true, *divide_out(out.estimate, out.sigma, info["training_distribution"]), out.teff,
                       out.star, true_err=out.true_err)
-        if prior == "flat" and info.get("kind") == "likelihood" and sample.get("estimate_population"):
-            # a likelihood model's flat-prior estimates are its population column (photofeh.model.likelihood)
+        if prior == "flat" and info.get("kind") == "likelihood":
+            # a likelihood model's flat-prior estimates are its population column (photofeh.model.likelihood);
+            # without that column's response there is none to unfold them through
+            if not sample.get("estimate_population"):
+                return None
             out = cls(out.true, sample["estimate_population"], sample["sigma_population"], out.teff, out.star,
                       true_err=out.true_err)
         return out
