@@ -111,6 +111,15 @@ def main() -> None:
                               "one process, cost model wall s": round(start + n * per_star, 1),
                               "Dask wall / cost model": round(r["wall"] / (start + n * per_star), 2)}
             for n, r in sorted(dask.items())}
+    # the previous run's figures stay beside the new ones, dated, as the "before" of a change to the path
+    from _common import RESULTS
+
+    previous = RESULTS / "scaling.json"
+    if previous.exists():
+        last = json.loads(previous.read_text())
+        when = last.get("machine", {}).get("date", "")[:16].replace("T", " ")
+        figures.update({f"{key} (the run before, {when} UTC)": last["figures"][key] for key in ("runs", "cost model")
+                        if key in last.get("figures", {})})
     print(json.dumps(figures, indent=2))
     write_result("scaling", "Prediction time and memory against input size (issue 14)", figures, figure=FIGURE,
                  notes="Every star has every feature; the model is configs/default.toml's, noise-aware since "
@@ -119,7 +128,8 @@ def main() -> None:
                        "process reads and prepares, runs the network and finishes and writes successive chunks in "
                        "three threads. Wall time of the whole "
                        "command, start-up included; peak memory of the process tree. The model line is fitted on "
-                       "the two smaller sizes only; the largest checks it.")
+                       "the two smaller sizes only; the largest checks it. A section titled '(the run before, "
+                       "DATE UTC)' holds the previous run's figures as that run wrote them (its code and model).")
 
 
 def _figure(sizes, wall, peak, start, per_star) -> None:
