@@ -2,12 +2,12 @@
 unfolded through the model's measured response (photofeh mdf's default) against extreme deconvolution of the
 estimates with their own errors (the method before issue 25), on real and mock stars with known answers.
 
-- green2020: the Green et al. 2021 stars, a model trained on the 70% outside the fixed test split (its
-  validation stars are the calibration sample), the 30% test stars' MDF against their labels, for estimates
-  with the labels prior and with it divided out (``predict --prior flat``).
-- mock survey: the default model trained on a SEGUE-like labelled mock, a survey-depth mock (14 < r < 22.5,
-  |b| > 20) predicted and mapped as the demo does; each |Z| slice's MDF of the mapped dwarfs against the
-  mock's true [Fe/H] of the same stars.
+- green2020: the Green et al. 2021 stars, the model of configs/green2020.toml trained on the 70% outside
+  the fixed test split (its validation stars are the calibration sample), the 30% test stars' MDF against
+  their labels, for estimates with the labels prior and with it divided out (``predict --prior flat``).
+- mock survey: the default model (configs/default.toml, noise-aware) trained on a SEGUE-like labelled mock,
+  a survey-depth mock (14 < r < 22.5, |b| > 20) predicted and mapped as the demo does; each |Z| slice's MDF
+  of the mapped dwarfs against the mock's true [Fe/H] of the same stars.
 - coverage: labelled-mock test sets drawn with other seeds; how often each fraction's stated error covers
   its truth (68% nominal).
 
@@ -29,8 +29,8 @@ from photofeh.model.train_config import load_config
 
 THRESHOLDS = ("-1", "-1.5", "-2")
 SLICES = (0.0, 1.0, 2.0, 4.0, 6.0, 10.0, 15.0)
-# The calibration sample's [Fe/H] are the labels (SSPP-like, with errors): the unfolded distribution is the
-# labels' distribution, the true one convolved with the labels' errors; coverage is checked against both.
+# The calibration sample's [Fe/H] are the labels (SSPP-like, with errors); the unfolding takes the labels' errors
+# out where it knows them, so its distribution should be the true one: coverage is checked against both.
 REFERENCES = {"feh_spec": "the labels", "feh_true": "the true [Fe/H]"}
 PARTS = ("green2020", "mock", "coverage")
 
