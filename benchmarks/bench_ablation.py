@@ -199,9 +199,9 @@ def deconvolved_fractions(est: np.ndarray, err: np.ndarray) -> dict:
     return {f"below {t:g}": round(float(mdf.cdf(t)), 4) for t in FRACTION_AT}
 
 
-def population_rows(table: pd.DataFrame, base_cfg, seed: int, epochs: int) -> tuple[dict, dict]:
+def population_rows(table: pd.DataFrame, base_cfg, seed: int, epochs: int, mdf: bool = True) -> tuple[dict, dict]:
     """One seed on one sample: the rows of POPULATION_ROWS on the test stars, the information floor and the
-    scatter ratios; and the deconvolved fractions of each row's estimates beside the labels'."""
+    scatter ratios; and (``mdf``) the fractions of each row's MDF, deconvolved and unfolded, beside the labels'."""
     from photofeh.model.likelihood import posterior_moments
     from photofeh.model.predict import load_model
 
@@ -233,11 +233,19 @@ def population_rows(table: pd.DataFrame, base_cfg, seed: int, epochs: int) -> tu
                 pairs = ((out["feh"], out["feh_err"]), (out["feh_population"], out["feh_population_err"]), half)
                 widths = {"likelihood width s (median, dex)": float(np.nanmedian(out["feh_population_err"])),
                           "posterior sd (median, dex)": float(np.nanmedian(out["feh_err"]))}
-            for name, (est, err) in zip(names, pairs, strict=True):
+            meta = load_model(run).meta
+            # the response each estimate is unfolded through (photofeh.galaxy.unfold): that of its own column
+            priors = ("labels", "flat") if prior == "labels" else ("labels", "flat", None)
+            for name, (est, err), response_prior in zip(names, pairs, priors, strict=True):
                 rows[name] = scores(np.asarray(est, float), np.asarray(err, float), y, e)
                 rows[name]["training seconds"] = round(seconds, 1)
-                mdfs[name] = deconvolved_fractions(np.asarray(est, float), np.asarray(err, float))
-            mdfs["labels of the test stars"] = {f"below {t:g}": round(float(np.mean(y < t)), 4) for t in FRACTION_AT}
+                if mdf:
+                    mdfs[name] = {**deconvolved_fractions(np.asarray(est, float), np.asarray(err, float)),
+                                  **unfolded_fractions(np.asarray(est, float), np.asarray(err, float), meta,
+                                                       response_prior)}
+            if mdf:
+                mdfs["labels of the test stars"] = {f"below {t:g}": round(float(np.mean(y < t)), 4)
+                                                    for t in FRACTION_AT}
     s = {name: rows[name]["sigma (Gaussian fit)"] for name in POPULATION_ROWS}
     # the floor of what an estimate unbiased given the truth costs: its scatter is at least the likelihood's
     # width (the Cramer-Rao bound of a Gaussian likelihood), against the posterior's for the per-star one
@@ -251,6 +259,22 @@ def population_rows(table: pd.DataFrame, base_cfg, seed: int, epochs: int) -> tu
         "likelihood per star / today's per star": round(s[POPULATION_ROWS[2]] / s[POPULATION_ROWS[0]], 3),
         "likelihood prior^0.5 / its per star": round(s[POPULATION_ROWS[4]] / s[POPULATION_ROWS[2]], 3)}
     return rows, mdfs
+
+
+def unfolded_fractions(est: np.ndarray, err: np.ndarray, meta: dict, prior: str | None) -> dict:
+    """The same fractions as `photofeh mdf` (its default, unfolding) infers them: through the response the model
+    measured on its validation stars for this estimate (``prior``: ``"labels"`` for a model's own column,
+    ``"flat"`` for the divided-out or the population column; None: no response, not unfolded)."""
+    from photofeh.galaxy.mdf import BinnedEstimates
+    from photofeh.galaxy.unfold import ResponseSample, unfold_mdf
+
+    if prior is None:
+        return {}
+    binned = BinnedEstimates()
+    binned.add(est, err)
+    summary = unfold_mdf(binned, ResponseSample.from_meta(meta, prior), n_boot=0)
+    return {f"unfolded below {t:g}": round(float(summary["fraction_below"][f"{t:g}"]["value"]), 4)
+            for t in FRACTION_AT}
 
 
 def worst_bias(row: dict, lo: float = -3.0, hi: float = 0.0) -> float:
@@ -275,7 +299,7 @@ def population_tables(samples: list[str], seeds: list[int], epochs: int, cache: 
             table, base_cfg = sample_table(sample)
         key = {"segue": "SEGUE colours, all labels", "green2020": "green2020", "mock": "mock (true [Fe/H])"}[sample]
         for seed in seeds:
-            rows, mdfs = population_rows(table, base_cfg, seed, epochs)
+            rows, mdfs = population_rows(table, base_cfg, seed, epochs, mdf=seed == seeds[0])
             print(f"{key}, seed {seed}: {rows}", flush=True)
             if seed == seeds[0]:
                 figures[key] = rows
@@ -303,7 +327,8 @@ def write_population(figures: dict, seeds: list[int], epochs: int) -> None:
         "(measured only) its likelihood under the square root of the training histogram. 'information': the "
         "median likelihood width s against the median posterior sd on the test stars. 'deconvolved MDF': the test "
         "stars' distribution inferred from each row's estimates and errors by extreme deconvolution (mdf "
-        "--method xd, no bootstrap), its fractions below -2, -1.5 and -1 beside the labels' own. "
+        "--method xd, no bootstrap) and unfolded through the response of the same column on the model's validation "
+        "stars (mdf's default, no bootstrap), its fractions below -2, -1.5 and -1 beside the labels' own. "
         "Bias: median residual per 0.5-dex bin of label [Fe/H] with >= 30 stars; pull width: robust sigma of "
         "residual / sqrt(error^2 + label error^2).",
         script="benchmarks/bench_ablation.py --part population")
