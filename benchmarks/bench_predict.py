@@ -454,6 +454,44 @@ def thread_layouts(work: Path, n: int, rounds: int) -> dict:
                    "wall s per round": ", ".join(f"{w:.1f}" for w in walls[name])} for name in layouts}
 
 
+def against_before(work: Path, n: int, rounds: int, before: Path) -> dict:
+    """The whole command on the survey-depth mock's all-usable stars (default model) with this tree's code and
+    with an earlier source tree ``before`` (its ``src``, e.g. ``git archive COMMIT src | tar -x -C DIR``), in
+    alternating rounds: wall and CPU seconds (user + system, every thread) per million stars, medians, and the
+    per-round ratios of wall and CPU time (this tree / before)."""
+    import os
+    import resource
+    import shutil
+    import subprocess
+
+    model_dir, source = ensure_survey_inputs(work, n)["default model, all-usable stars"]
+    out = work / "out_against_before"
+    code = "import sys; from photofeh.cli import run; sys.argv[0] = 'photofeh'; run()"
+    trees = {"before": str(Path(before) / "src"), "this tree": str(ROOT / "src")}
+    walls: dict[str, list[float]] = {k: [] for k in trees}
+    cpus: dict[str, list[float]] = {k: [] for k in trees}
+    for _ in range(rounds):
+        for name, src in trees.items():
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code, "predict", str(model_dir), str(source), "--out", str(out),
+                            "--quiet"], check=True, capture_output=True, env={**os.environ, "PYTHONPATH": src})
+            walls[name].append(time.perf_counter() - start)
+            t1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpus[name].append(t1.ru_utime + t1.ru_stime - t0.ru_utime - t0.ru_stime)
+    shutil.rmtree(out, ignore_errors=True)
+    per_m = 1e6 / n
+    figures: dict[str, dict | str] = {
+        name: {"wall s per million stars (median)": round(float(np.median(walls[name])) * per_m, 2),
+               "CPU s per million stars (median)": round(float(np.median(cpus[name])) * per_m, 2)} for name in trees}
+    figures["wall ratio per round (this tree / before)"] = ", ".join(
+        f"{a / b:.2f}" for a, b in zip(walls["this tree"], walls["before"], strict=True))
+    figures["CPU ratio per round (this tree / before)"] = ", ".join(
+        f"{a / b:.2f}" for a, b in zip(cpus["this tree"], cpus["before"], strict=True))
+    return figures
+
+
 def write_survey_depth(figures: dict, n: int, tag: str) -> None:
     """The survey-depth sections into results/predict.json, the file's other figures kept (reread now)."""
     from _common import RESULTS
@@ -461,6 +499,11 @@ def write_survey_depth(figures: dict, n: int, tag: str) -> None:
     path = RESULTS / "predict.json"
     old = json.loads(path.read_text())
     suffix = f", {tag}" if tag else ""
+    if "against before" in figures:
+        old["figures"][f"whole command against the code before, all-usable stars of the survey-depth mock ({n:,d} "
+                       f"stars{suffix})"] = figures["against before"]
+        write_result("predict", old["title"], old["figures"], notes=old.get("notes", ""))
+        return
     if "layouts" in figures:
         old["figures"][f"thread layouts of the whole command, all-usable stars of the survey-depth mock ({n:,d} "
                        f"stars, sigma points off{suffix})"] = figures["layouts"]
@@ -479,13 +522,19 @@ def main() -> None:
     ap.add_argument("--n-stars", type=int, default=5_000_000)
     ap.add_argument("--work", default="/tmp/photofeh_bench_predict", help="where inputs are made (and kept)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of one process and --workers 2")
-    ap.add_argument("--part", choices=("all", "survey-depth", "layouts"), default="all",
+    ap.add_argument("--before", default=None, help="--part against-before: an earlier source tree (holding src/)")
+    ap.add_argument("--part", choices=("all", "survey-depth", "layouts", "against-before"), default="all",
                     help="survey-depth: only issue 27's stage-by-stage and forward-pass comparison (one pass a star); "
                          "layouts: only the whole command in predict's thread layouts")
     ap.add_argument("--tag", default="", help="appended to the sections' titles (e.g. 'before', a date); --part all "
                     "then keeps the file's sections of other tags")
     args = ap.parse_args()
     work = Path(args.work)
+    if args.part == "against-before":
+        figures = {"against before": against_before(work, args.n_stars, args.rounds, Path(args.before))}
+        print(json.dumps(figures, indent=2))
+        write_survey_depth(figures, args.n_stars, args.tag)
+        return
     if args.part == "layouts":
         write_survey_depth({"layouts": thread_layouts(work, args.n_stars, args.rounds)}, args.n_stars, args.tag)
         return
