@@ -111,15 +111,17 @@ def main() -> None:
                               "one process, cost model wall s": round(start + n * per_star, 1),
                               "Dask wall / cost model": round(r["wall"] / (start + n * per_star), 2)}
             for n, r in sorted(dask.items())}
-    # the previous run's figures stay beside the new ones, dated, as the "before" of a change to the path
+    # earlier runs' figures stay beside the new ones, each titled with its run's date (the before of a change)
     from _common import RESULTS
 
     previous = RESULTS / "scaling.json"
     if previous.exists():
         last = json.loads(previous.read_text())
         when = last.get("machine", {}).get("date", "")[:16].replace("T", " ")
-        figures.update({f"{key} (the run before, {when} UTC)": last["figures"][key] for key in ("runs", "cost model")
-                        if key in last.get("figures", {})})
+        kept = last.get("figures", {})
+        figures.update({f"{key} (the run before, {when} UTC)": value for key, value in kept.items()
+                        if "(the run before, " not in key})
+        figures.update({key: value for key, value in kept.items() if "(the run before, " in key})  # older runs
     print(json.dumps(figures, indent=2))
     write_result("scaling", "Prediction time and memory against input size (issue 14)", figures, figure=FIGURE,
                  notes="Every star has every feature; the model is configs/default.toml's, noise-aware since "
@@ -128,8 +130,8 @@ def main() -> None:
                        "process reads and prepares, runs the network and finishes and writes successive chunks in "
                        "three threads. Wall time of the whole "
                        "command, start-up included; peak memory of the process tree. The model line is fitted on "
-                       "the two smaller sizes only; the largest checks it. A section titled '(the run before, "
-                       "DATE UTC)' holds the previous run's figures as that run wrote them (its code and model).")
+                       "the two smaller sizes only; the largest checks it. Sections titled '(the run before, "
+                       "DATE UTC)' hold earlier runs' figures as those runs wrote them (their code, model and load).")
 
 
 def _figure(sizes, wall, peak, start, per_star) -> None:
