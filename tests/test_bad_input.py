@@ -471,3 +471,19 @@ def test_sigkill_leaves_nothing_where_the_unnamed_file_is_unsupported(tmp_path, 
             os.kill(os.getpid(), signal.SIGKILL)
 
     assert _killed_while_writing(tmp_path, write) == []
+
+
+def test_an_interrupt_while_naming_the_output_leaves_nothing(tmp_path, monkeypatch):
+    """The unnamed file is linked under a hidden name, then renamed over the output: Ctrl-C or SIGTERM between
+    the two (here at the rename) removes the hidden name too (a SIGTERMed predict left one)."""
+    import os
+
+    import photofeh.io.catalog as catalog
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt), catalog.atomic_output(tmp_path / "x.json") as tmp:
+        tmp.write_text("{}")
+    assert list(tmp_path.iterdir()) == []

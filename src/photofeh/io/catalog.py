@@ -152,15 +152,22 @@ def _unnamed_file(folder: Path) -> int | None:
 def _link_into_place(fd: int, final: Path, durable: bool) -> None:
     """Give the unnamed file ``fd`` the name ``final`` (replacing what was there): linked under the hidden
     temporary name, then renamed over ``final`` (``linkat`` cannot replace). Between the two a kill leaves
-    the hidden name, which the next writer removes."""
+    the hidden name, which the janitor of the lock (photofeh.io.locking) or the next writer removes."""
     folder = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
         if durable:
             os.fsync(fd)
         staged = partial_path(final).name
-        # a dst_dir_fd makes os.link call linkat(AT_SYMLINK_FOLLOW), which follows /proc's link to the file
-        os.link(f"/proc/self/fd/{fd}", staged, dst_dir_fd=folder)
-        os.replace(staged, final.name, src_dir_fd=folder, dst_dir_fd=folder)
+        try:
+            # a dst_dir_fd makes os.link call linkat(AT_SYMLINK_FOLLOW), which follows /proc's link to the file
+            os.link(f"/proc/self/fd/{fd}", staged, dst_dir_fd=folder)
+            os.replace(staged, final.name, src_dir_fd=folder, dst_dir_fd=folder)
+        except BaseException:  # e.g. Ctrl-C or SIGTERM between the two: the staged name (ours) goes too
+            try:
+                os.unlink(staged, dir_fd=folder)
+            except OSError:
+                pass
+            raise
         if durable:
             os.fsync(folder)
     finally:
