@@ -24,7 +24,11 @@ with: :func:`photofeh.model.parallax_labels.parallax_inputs`).
   have no M_G distance and are counted as such): the median M_true - M and the pulls (M_true - M) / M_err of
   the stars with an estimate, the median d_phot/d_true of those with a distance, for all stars and by true
   class, and for the dwarfs the median d_phot/d_true deconvolved from the bin's parallaxes (the measure used on
-  real stars) beside the truth.
+  real stars) beside the truth, and what the bin's dwarfs are made of: the shares of metal-poor ([Fe/H]_true <
+  -1.2) and of late M dwarfs (M_G,true >= 8, beyond the labelled set), each part's median d_phot/d_true.
+  "after, Juric 2008 distance prior": each star's two-component distance posterior with the stars' density
+  along its line of sight (:mod:`photofeh.galaxy.distance_posterior`), reweighing the classes; "... within
+  class": the prior moves each class's distance, P(giant) stays the network's.
 
 Models: "before", one Gaussian M_abs (the approach before issue 25); "after", M_abs class-conditional
 (``class_conditional``: a component for a dwarf and one for a giant, weighed by P(giant); the estimate is the
@@ -33,11 +37,15 @@ more probable class's component, its error the root mean square of the mixture a
 "after" is calibrated on validation parallaxes per cell of estimated [Fe/H] and Teff
 (:mod:`photofeh.model.absmag_calibration`); "after, [Fe/H]-binned calibration" is the same networks with the
 calibration by [Fe/H] bin alone (the calibration before the Teff bins), "after, uncalibrated" without any.
+"after, label class's component (diagnostic)" gives each star the component of its label's class: not an
+estimator (it reads the label), it splits the class-conditional model's error into what misclassification costs
+and what each class's own M_abs errs by.
 
 Scored per group (class from the label log g < 3.5; four colour bins, BP-RP or for Kepler KIC g-i, observed;
 three bins of label [Fe/H]), on held-out stars with measured parallax S/N >= 10 as the issue asks: median
 d_phot/d_plx with the bootstrap standard error of the median, robust scatter (1.4826 MAD) of ln(d_phot/d_plx),
-and the pull of M_abs against M from the parallax, (M - M_plx) / sqrt(sigma_M^2 + sigma_Mplx^2), std and robust.
+and the pull of M_abs against M from the parallax, (M - M_plx) / sqrt(sigma_M^2 + sigma_Mplx^2), std and robust;
+"two-component": the pull under each star's whole two-class predictive distribution (:func:`mixture_pulls`).
 The S/N cut selects on the quantity being tested: at fixed photometry it keeps the nearer, fainter stars, so
 even an exact model scores d_phot/d_plx > 1 and pulls < 1 on it. "exact model" gives what a model whose
 predictive distribution (for a star of the label's class: that class's component) were exactly right would
@@ -46,6 +54,10 @@ median of 20 draws. Beside it, a measure with no selection on the measured paral
 S/N would be >= 10 at their photometric distance, and the median of d_phot * parallax (linear in the measured
 parallax, so its noise does not bias it). On the mock, also d_phot/d_true over all test stars, and the dwarfs
 split into single stars and unresolved binaries (the mock's truth).
+
+"closure": a check of the deconvolved measure on each group's own stars: a sky in which each star's M_true is
+drawn from its label class's component, its parallax from that and its error; the deconvolved median
+d_phot/d_true of that sky beside the sky's true one.
 
 Each model is trained with three seeds (``--seeds``), and every figure is the mean over the three networks,
 with the range of the medians beside it: one network's draw moves a median by a few per cent.
@@ -137,6 +149,10 @@ def _frame(model, held: pd.DataFrame, cfg) -> pd.DataFrame:
         out["M_true"] = held[f"{label}_true"].to_numpy(float)
         out["giant_true"] = held["is_giant_true"].to_numpy(bool)
         out["G"] = held["gaia_g"].to_numpy(float)
+        out["feh_true"] = held["feh_true"].to_numpy(float)
+    for c in ("l", "b"):  # the line of sight, for the distance prior
+        if c in held:
+            out[c] = held[c].to_numpy(float)
     return out
 
 
@@ -175,7 +191,37 @@ def _variants(frames: dict[bool, pd.DataFrame], conditional: bool, suffix: str, 
     if not conditional:
         return {f"before{suffix}": frames[False]}
     return {f"after{suffix}": frames[True], f"after, [Fe/H]-binned calibration{suffix}": frames["feh"],
-            f"after, uncalibrated{suffix}": frames[False]}
+            f"after, uncalibrated{suffix}": frames[False],
+            f"after, label class's component (diagnostic){suffix}": label_class_component(frames[True])}
+
+
+def label_class_component(frame: pd.DataFrame) -> pd.DataFrame:
+    """A diagnostic, not an estimator: each star given the component of the class its label says (log g <
+    3.5: the giant's), so that what misclassification costs (the difference from "after") is told apart from
+    what each class's own M_abs errs by."""
+    giant = frame["logg"].to_numpy() < GIANT_LOGG
+    out = frame.copy()
+    for s in ("", "_err"):
+        out[f"M{s}"] = np.where(giant, frame[f"M_giant{s}"], frame[f"M_dwarf{s}"])
+    return out
+
+
+def with_distance_prior(frame: pd.DataFrame, reweigh_classes: bool) -> pd.DataFrame:
+    """The frame with M replaced by the one each star's distance posterior under the Juric et al. 2008 prior
+    along its line of sight implies (:func:`photofeh.galaxy.distance_posterior.mixture_distances`): M = m - mu
+    at the posterior distance, its error half the 16-84% interval in magnitudes."""
+    from photofeh.galaxy.distance_posterior import mixture_distances
+
+    post = mixture_distances(*(frame[c].to_numpy(float) for c in ("m", "M_dwarf", "M_dwarf_err", "M_giant",
+                                                                   "M_giant_err", "p_giant")),
+                             l_deg=frame["l"].to_numpy(float), b_deg=frame["b"].to_numpy(float),
+                             reweigh_classes=reweigh_classes)
+    out = frame.copy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["M"] = frame["m"].to_numpy(float) - 5 * np.log10(post["dist_kpc"]) - 10
+        out["M_err"] = 2.5 * np.log10(post["dist_hi_kpc"] / post["dist_lo_kpc"])
+    out["p_giant"] = post["p_giant_dist"]
+    return out
 
 
 def kepler(epochs: int, seed: int, folds: int = 5, fold_seed: int = 25) -> dict[str, pd.DataFrame]:
@@ -249,7 +295,9 @@ def mock_depth(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
     with tempfile.TemporaryDirectory() as tmp:
         frames = _train_predict(fit, _depth_stars(), cfg, tmp)
     return {"after": frames[True], "after, [Fe/H]-binned calibration": frames["feh"],
-            "after, uncalibrated": frames[False]}
+            "after, uncalibrated": frames[False],
+            "after, Juric 2008 distance prior": with_distance_prior(frames[True], True),
+            "after, Juric 2008 distance prior within class": with_distance_prior(frames[True], False)}
 
 
 def by_magnitude(frame: pd.DataFrame, seed: int = 0) -> dict[str, dict]:
@@ -286,11 +334,31 @@ def by_magnitude(frame: pd.DataFrame, seed: int = 0) -> dict[str, dict]:
                 boot = [np.median(rng.choice(r, r.size)) for _ in range(200)]
                 row.update({"median d_phot/d_true": round(float(np.median(r)), 3), "+-": round(float(np.std(boot)), 3)})
                 if cls.startswith("dwarfs"):
+                    row.update(_dwarf_mix(ratio, dist, M_true, frame["feh_true"].to_numpy(float)))
                     plx, plx_err = frame["plx"].to_numpy(float)[dist], frame["plx_err"].to_numpy(float)[dist]
                     dec = deconvolved(m[dist], M[dist], M_err[dist], plx, plx_err, rng, bootstrap=0)
                     if "deconvolved median d_phot/d_true" in dec:
                         row["deconvolved median d_phot/d_true"] = dec["deconvolved median d_phot/d_true"]
             out[f"G {lo:g} to {hi:g}, {cls}"] = row
+    return out
+
+
+HALO_FEH, THIN_FEH = -1.2, -0.6  # true [Fe/H] splitting the mock's halo-like and thin-disc-like dwarfs
+LATE_M = 8.0  # M_G of late M dwarfs; the labelled mock's dwarfs reach M_G 6.4 at their 90th percentile
+
+
+def _dwarf_mix(ratio, rows, M_true, feh_true) -> dict:
+    """What the dwarfs of a magnitude bin are made of, and each part's median d_phot/d_true: by true [Fe/H]
+    (metal-poor halo dwarfs against thin-disc ones) and the share of late M dwarfs beyond the labelled set."""
+    out = {"share M_G true >= 8": round(float(np.mean(M_true[rows] >= LATE_M)), 3),
+           "share [Fe/H] true < -1.2": round(float(np.mean(feh_true[rows] < HALO_FEH)), 3)}
+    early = M_true < LATE_M
+    for name, part in ((f"M_G true < {LATE_M:g}", early),
+                       (f"[Fe/H] true < {HALO_FEH:g}, M_G true < {LATE_M:g}", (feh_true < HALO_FEH) & early),
+                       (f"[Fe/H] true >= {THIN_FEH:g}, M_G true < {LATE_M:g}", (feh_true >= THIN_FEH) & early)):
+        k = rows & part
+        if k.sum() >= 30:
+            out[f"median d_phot/d_true, {name}"] = round(float(np.median(ratio[k])), 3)
     return out
 
 
@@ -338,6 +406,29 @@ def _measured(m, M, M_err, plx, plx_err) -> tuple[np.ndarray, np.ndarray, np.nda
     return sel, ratio, pull
 
 
+def mixture_pulls(frame: pd.DataFrame) -> np.ndarray:
+    """Each star's M_abs pull under its whole predictive distribution, the two classes' Gaussians weighed by
+    P(giant) (one Gaussian for a model without components), each widened by the parallax's magnitude error:
+    z = Phi^-1(F(M_plx)), F the mixture's CDF at the parallax's M (the probability integral transform; 1 for a
+    calibrated mixture, whatever the class), where the point estimate's pull takes one Gaussian about the
+    chosen class."""
+    from scipy.special import ndtr, ndtri
+
+    m, plx, plx_err = (frame[c].to_numpy(float) for c in ("m", "plx", "plx_err"))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        M_plx = m + 5 * np.log10(np.where(plx > 0, plx, np.nan)) - 10
+        s_plx = 5 / np.log(10) * plx_err / plx
+        if np.isfinite(frame["M_dwarf"].to_numpy(float)).any():
+            p = frame["p_giant"].to_numpy(float)
+            cdf = ((1 - p) * ndtr((M_plx - frame["M_dwarf"].to_numpy(float))
+                                  / np.hypot(frame["M_dwarf_err"].to_numpy(float), s_plx))
+                   + p * ndtr((M_plx - frame["M_giant"].to_numpy(float))
+                              / np.hypot(frame["M_giant_err"].to_numpy(float), s_plx)))
+        else:
+            cdf = ndtr((M_plx - frame["M"].to_numpy(float)) / np.hypot(frame["M_err"].to_numpy(float), s_plx))
+        return ndtri(np.clip(cdf, 1e-6, 1 - 1e-6))  # the pull's sign: M_plx - M, as (M - M_plx) mirrored
+
+
 def exact_model_draws(frame: pd.DataFrame, draws: int = 20, seed: int = 0) -> list[tuple]:
     """(selected, ratio, pull) of ``draws`` simulated skies in which each star's M_abs follows the model's own
     predictive distribution (the component of the star's label class where the model has components)."""
@@ -362,6 +453,7 @@ def scores(frame: pd.DataFrame, colour_name: str, colour_edges, seed: int = 0) -
     m, M, M_err = frame["m"].to_numpy(), frame["M"].to_numpy(), frame["M_err"].to_numpy()
     plx, plx_err = frame["plx"].to_numpy(), frame["plx_err"].to_numpy()
     sel, ratio, pull = _measured(m, M, M_err, plx, plx_err)
+    pit = mixture_pulls(frame)
     sims = exact_model_draws(frame, seed=seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         d_phot = 10 ** ((m - M) / 5 - 2)
@@ -378,11 +470,14 @@ def scores(frame: pd.DataFrame, colour_name: str, colour_edges, seed: int = 0) -
                         "robust scatter ln": round(robust_sigma(np.log(r)), 3),
                         "M pull std": round(float(np.std(pull[k])), 2),
                         "M pull robust": round(robust_sigma(pull[k]), 2),
+                        "M pull std, two-component": round(float(np.std(pit[k])), 2),
+                        "M pull robust, two-component": round(robust_sigma(pit[k]), 2),
                         "exact model: median": round(float(np.median([np.median(s_r[s_k & g]) for s_k, s_r, _ in sims
                                                                       if (s_k & g).sum()])), 3),
                         "exact model: pull std": round(float(np.median([np.std(s_p[s_k & g]) for s_k, _, s_p in sims
                                                                         if (s_k & g).sum()])), 2)})
         row.update(deconvolved(m[g], M[g], M_err[g], plx[g], plx_err[g], rng))
+        row.update(deconvolution_closure(frame, g, rng))
         if np.isfinite(frame["M_dwarf"].to_numpy()).any():  # each star's own class's component (label class)
             giant = frame["logg"].to_numpy() < GIANT_LOGG
             own = np.where(giant, frame["M_giant"], frame["M_dwarf"])[g]
@@ -430,6 +525,31 @@ def deconvolved(m, M, M_err, plx, plx_err, rng, bootstrap: int = 5) -> dict:
     out.update({"deconvolved +-": round(float(np.std(boot)), 3),
                 "deconvolved pull width": deconvolved_width(m, M, M_err, plx, plx_err)})
     return {k: v for k, v in out.items() if v is not None}
+
+
+def deconvolution_closure(frame: pd.DataFrame, rows: np.ndarray, rng) -> dict:
+    """How well the deconvolved median holds for this group's stars: a sky in which each star's true M is drawn
+    from its label class's component (its own class's Gaussian, where the model has components), parallaxes
+    drawn with the stars' errors, and the deconvolved median d_phot/d_true of that sky beside its true one."""
+    from photofeh.model.absmag_calibration import deconvolve_pulls, pull_quantiles
+
+    giant = frame["logg"].to_numpy() < GIANT_LOGG
+    M = frame["M"].to_numpy(float)
+    if np.isfinite(frame["M_dwarf"].to_numpy(float)).any():
+        mu = np.where(giant, frame["M_giant"], frame["M_dwarf"])
+        sigma = np.where(giant, frame["M_giant_err"], frame["M_dwarf_err"])
+    else:
+        mu, sigma = M, frame["M_err"].to_numpy(float)
+    m, plx_err = frame["m"].to_numpy(float), frame["plx_err"].to_numpy(float)
+    ok = rows & np.isfinite(M) & np.isfinite(mu) & np.isfinite(sigma) & np.isfinite(frame["plx"].to_numpy(float))
+    ok &= plx_err > 0
+    if ok.sum() < 30:
+        return {}
+    true_M = mu[ok] + sigma[ok] * rng.standard_normal(ok.sum())
+    plx = 10 ** (2 - (m[ok] - true_M) / 5) + plx_err[ok] * rng.standard_normal(ok.sum())
+    w = deconvolve_pulls(m[ok], M[ok], np.ones(ok.sum()), plx, plx_err[ok])
+    return {"closure: deconvolved": round(float(10 ** (pull_quantiles(w, 0.5) / 5)), 3),
+            "closure: truth": round(float(10 ** (np.median(true_M - M[ok]) / 5)), 3)}
 
 
 def deconvolved_width(m, M, M_err, plx, plx_err) -> float | None:
