@@ -101,11 +101,12 @@ def test_outputs_every_command_refuses_an_output_holding_an_input(command, finis
 
 
 # ------------------------------------------------------------------ 8: one overwrite policy
-def test_outputs_an_existing_output_is_refused_without_overwrite(stars, finished, tmp_path, capsys):
+def test_outputs_an_existing_output_is_refused_without_overwrite(stars, finished, quick_model, tmp_path, capsys):
     """Issue 28, hole 8: simulate, report, crossmatch and build-training-set replaced an existing --out."""
     existing = tmp_path / "existing.parquet"
     existing.write_bytes(b"mine")
     cases = [["simulate", "--n-stars", "10", "--out", str(existing)],
+             ["report", str(quick_model.parent), "--out", str(existing)],
              ["crossmatch", str(stars), str(stars), "--out", str(existing)],
              ["merge-photometry", str(stars), "--other", str(stars), "--out", str(existing)],
              ["build-training-set", "--labels", str(stars), "--out", str(existing)],
