@@ -601,10 +601,13 @@ def main() -> None:
                        "and writes its own part, as `--workers 2` does on one machine. "
                        "Target (issue 5): 300,000 stars/s; issue 14: 1,000,000 in the loop; issue 27: the whole "
                        "command at 0.8 of the forward pass. The all-usable stars are the mock's usable stars "
-                       "repeated. Sections without a date in their title are from 2026-12-03, with the model of "
-                       "then (not noise-aware: 17% of these stars had feature errors beyond the training stars' "
-                       "and got sigma points); sections titled with a date or tag are from that run, with the "
-                       "noise-aware default model (one forward pass per star).")
+                       "repeated. The sections 'runs', 'two worker processes against one process with two "
+                       "threads', 'where the time goes (stages run one after the other, all-usable chunk of "
+                       "250,000)', 'a pandas partition's own work' and 'whole command against the network's pure "
+                       "forward pass (same session)' without a tag are from 2026-12-03, with the model of then "
+                       "(not noise-aware: 17% of these stars had feature errors beyond the training stars' and "
+                       "got sigma points); a section titled with a date or tag is from that run (the survey-depth "
+                       "and layout sections name their own).")
 
 
 if __name__ == "__main__":
