@@ -81,9 +81,11 @@ SEEKABLE = ("fits", "parquet", "hdf5")
 def default_torch_threads() -> int:
     """Torch's threads for a one-process run on a CPU when --threads is not given: half the cores (one on 2).
 
-    The network runs on one thread, the numpy stages on it too, while the reader and writer threads (and
-    pyarrow's decoding) take the other cores. Torch's default, every core, left an idle torch thread spinning
-    on the second core of 2 while the numpy stages ran, taking it from the reader and writer: the whole command
+    The network runs on one torch thread in the main thread, while the thread that reads and prepares chunks
+    and the one that finishes and writes them (and pyarrow's decoding) take the other cores. Measured before
+    those two threads took the numpy stages (when the main thread ran them beside the network): torch's
+    default, every core, left an idle torch thread spinning on the second core of 2 while the numpy stages
+    ran, taking it from the reader and writer: the whole command
     took 3x the CPU time and twice the wall time of one torch thread on this shared machine. Two chunks
     predicted at once in two threads (one torch thread each) were measured too, and took 1.1-1.2x the wall time
     of one chunk at a time (benchmarks/bench_predict.py --part layouts; BENCHMARKS.md)."""
