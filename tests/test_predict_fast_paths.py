@@ -249,9 +249,9 @@ def test_network_inputs_are_those_training_builds(missing):
     with (photofeh.model.train_data: masked_inputs, with_errors, error_inputs, Standardizer.transform in
     float64), on errors that are NaN, zero, negative and infinite as well as ordinary."""
     from photofeh.model.features import Standardizer
-    from photofeh.model.missing import masked_inputs, with_errors
+    from photofeh.model.missing import column_rows, masked_inputs, with_errors
     from photofeh.model.noise import error_inputs
-    from photofeh.model.predict import PhotometricModel, _rows
+    from photofeh.model.predict import PhotometricModel
 
     rng = np.random.default_rng(4)
     features = ["sdss_u-sdss_g", "sdss_g-sdss_r", "gaia_bp-gaia_rp", "parallax"]
@@ -278,5 +278,5 @@ def test_network_inputs_are_those_training_builds(missing):
     assert unknown.mean() > 0.08 and np.array_equal(got[:, -F:] == 0, unknown)  # an unknown error: the mean, 0
     # rows picked as predict picks them (column-major), and the plain row-major array, give the same inputs
     ok = rng.random(n) < 0.7
-    np.testing.assert_array_equal(model._network_inputs(_rows(X, ok), _rows(E, ok)),
+    np.testing.assert_array_equal(model._network_inputs(column_rows(X, ok), column_rows(E, ok)),
                                   model._network_inputs(np.ascontiguousarray(X[ok]), np.ascontiguousarray(E[ok])))

@@ -21,7 +21,7 @@ import torch
 from photofeh.bands import BANDS
 
 __all__ = ["feature_groups", "masked_inputs", "enough_features", "drop_groups", "network_inputs", "with_errors",
-           "MISSING_MODES"]
+           "prediction_inputs", "column_rows", "MISSING_MODES"]
 
 MISSING_MODES = ("require", "mask")
 
@@ -60,6 +60,55 @@ def masked_inputs(z: np.ndarray, dtype=np.float32) -> np.ndarray:
     """Standardised features with NaN -> (n, 2F): values (0 where missing) then the measured-bits."""
     present = np.isfinite(z)
     return np.concatenate([np.where(present, z, 0.0), present], axis=1).astype(dtype)
+
+
+def prediction_inputs(X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray, masked: bool,
+                      X_err: np.ndarray | None = None, errors: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> np.ndarray:
+    """Raw features ``X`` (n, F) -> a model's float32 network inputs at prediction time, laid out as training
+    lays them out (:func:`masked_inputs`, :func:`with_errors`, :func:`photofeh.model.noise.error_inputs`):
+    ``(X - mean) * inv_std``; for a ``masked`` model the measured-bits after them (missing values 0); with
+    ``errors`` (the error standardiser's float32 mean and 1/std), the standardised log10 of ``X_err`` after
+    those (unknown errors, NaN, <= 0 or infinite, 0: the training mean).
+
+    Written in place, feature by feature, into one float32 array of one contiguous row per input and returned
+    transposed (torch's matrix product reads it as it is): the float64 temporaries, concatenations and
+    row-major strides of the training form were a third of a catalogue chunk's non-network time, this takes a
+    fifth of theirs (inputs change by float32 rounding only)."""
+    F = X.shape[1]
+    width = F * (2 if masked else 1) + (F if errors is not None else 0)
+    out = np.empty((width, len(X)), np.float32)
+    z = out[:F]
+    np.subtract(np.asarray(X).T, mean[:, None], out=z, dtype=np.float32)
+    z *= inv_std[:, None]
+    if masked:
+        out[F:2 * F] = np.isfinite(z)
+        _zero_unknown(z)
+    if errors is not None:
+        e = out[width - F:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.log10(np.asarray(X_err, np.float32).T, out=e)  # error_inputs: log10 of each error
+            e -= errors[0][:, None]
+            e *= errors[1][:, None]
+        _zero_unknown(e)
+    return out.T
+
+
+def _zero_unknown(a: np.ndarray) -> None:
+    """Every non-finite value of ``a`` -> 0, in place, by arithmetic: an infinite value first becomes NaN
+    (inf - inf), then NaN-skipping max and min with 0 add up to the value where it is finite and to 0 where it
+    is NaN. A masked copy (np.copyto with where=) took 4x as long on half-missing features."""
+    with np.errstate(invalid="ignore"):
+        a += a - a
+    positive = np.fmax(a, 0.0)
+    np.fmin(a, 0.0, out=a)
+    a += positive
+
+
+def column_rows(X: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``X[ok]`` kept column-major (as :func:`photofeh.model.features.feature_matrix` lays features out), so
+    that every later step reads each feature contiguously."""
+    return np.compress(ok, np.asarray(X).T, axis=1).T
 
 
 def enough_features(x: np.ndarray, min_features: int) -> np.ndarray:

@@ -51,7 +51,7 @@ from photofeh.model.artifact import load_model_folder
 from photofeh.model.domain import SCORE_LIMIT, TrainingDomain, feature_errors
 from photofeh.model.features import Standardizer, as_columns, feature_matrix, required_columns
 from photofeh.model.likelihood import LikelihoodPrior
-from photofeh.model.missing import enough_features, network_inputs
+from photofeh.model.missing import column_rows, enough_features, network_inputs, prediction_inputs
 from photofeh.model.networks import build_network
 from photofeh.model.prior import divide_out, prior_of
 
@@ -206,9 +206,9 @@ class PhotometricModel:
         if self.noise_aware and X_err is None:
             raise ValueError("this noise-aware model needs the feature errors (X_err) of every star")
         every = bool(ok.all())  # most chunks of a catalogue of usable stars: no copy
-        Xok = X if every else _rows(X, ok)
+        Xok = X if every else column_rows(X, ok)
         E_ok = None if X_err is None else (np.asarray(X_err, np.float32) if every
-                                            else _rows(np.asarray(X_err, np.float32), ok))
+                                            else column_rows(np.asarray(X_err, np.float32), ok))
         score = self.domain.score(X) if self.domain is not None else None
         return FeatureBatch(X, ok, Xok, E_ok, self._network_inputs(Xok, E_ok), score)
 
@@ -364,32 +364,11 @@ class PhotometricModel:
         return value, err
 
     def _network_inputs(self, X: np.ndarray, X_err: np.ndarray | None = None) -> np.ndarray:
-        """Raw features -> the network's float32 inputs (standardised; for a masked model, plus the
-        measured-bits; for a noise-aware model, plus the standardised log-errors ``X_err``, 0 where unknown), as
-        :func:`photofeh.model.missing.masked_inputs`, :func:`~photofeh.model.missing.with_errors` and
-        :func:`photofeh.model.noise.error_inputs` lay them out for training.
-
-        Written in place, feature by feature, into one float32 array of one contiguous row per input and
-        returned transposed (torch's matrix product reads it as it is): the float64 temporaries, concatenations
-        and row-major strides of the plain form were a third of a chunk's non-network time, this takes a
-        fifth of theirs (inputs change by float32 rounding only)."""
-        F = len(self.features)
-        width = network_inputs(F, self.meta.get("missing", "require"), self.noise_aware and X_err is not None)
-        out = np.empty((width, len(X)), np.float32)
-        z = out[:F]
-        np.subtract(np.asarray(X).T, self._x_mean32[:, None], out=z, dtype=np.float32)
-        z *= self._x_inv_std32[:, None]
-        if self.masked:
-            out[F:2 * F] = np.isfinite(z)
-            _zero_unknown(z)
-        if self.noise_aware and X_err is not None:
-            e = out[width - F:]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                np.log10(np.asarray(X_err, np.float32).T, out=e)  # error_inputs: log10 of each error
-                e -= self._e_mean32[:, None]
-                e *= self._e_inv_std32[:, None]
-            _zero_unknown(e)  # unknown (NaN, <= 0 or infinite): the training mean
-        return out.T
+        """Raw features -> the network's float32 inputs (:func:`photofeh.model.missing.prediction_inputs`):
+        standardised; for a masked model, plus the measured-bits; for a noise-aware model given ``X_err``,
+        plus the standardised log-errors."""
+        errors = (self._e_mean32, self._e_inv_std32) if self.noise_aware and X_err is not None else None
+        return prediction_inputs(X, self._x_mean32, self._x_inv_std32, self.masked, X_err, errors)
 
     @torch.inference_mode()
     def _ensemble(self, Z: np.ndarray, batch_size: int,
@@ -544,23 +523,6 @@ def _like(data, result: dict[str, np.ndarray]):
 
         return pd.DataFrame(result, index=data.index)
     return result
-
-
-def _zero_unknown(a: np.ndarray) -> None:
-    """Every non-finite value of ``a`` -> 0, in place, by arithmetic: an infinite value first becomes NaN
-    (inf - inf), then NaN-skipping max and min with 0 add up to the value where it is finite and to 0 where it
-    is NaN. A masked copy (np.copyto with where=) took 4x as long on half-missing features."""
-    with np.errstate(invalid="ignore"):
-        a += a - a
-    positive = np.fmax(a, 0.0)
-    np.fmin(a, 0.0, out=a)
-    a += positive
-
-
-def _rows(X: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """``X[ok]`` kept column-major (as :func:`photofeh.model.features.feature_matrix` lays features out), so
-    that every later step reads each feature contiguously."""
-    return np.compress(ok, np.asarray(X).T, axis=1).T
 
 
 def _fold_batchnorm(module: torch.nn.Module) -> None:
