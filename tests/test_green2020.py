@@ -98,7 +98,9 @@ def test_green2020_mdf_keeps_the_metal_poor_tail(path, tmp_path, capsys):
         for cut, f in fractions.items():
             truth = float(np.mean(label[np.isfinite(label)] < float(cut)))
             assert abs(f["value"] - truth) <= max(0.25 * truth, 2 * f["error"]), (prior, cut, f, truth)
-            assert f["error"] < 0.5 * max(truth, 0.01)  # and the errors say something
+            # and the errors say something: the fraction is seen at better than ~1.7 sigma (the bootstrap
+            # resamples the calibration stars too since 661bce3, so the errors grew: 0.70% at 1.36% below -1.5)
+            assert f["error"] < 0.6 * max(truth, 0.01)
 
 
 def test_reddening_converted_to_sfd_ebv_with_the_factor_the_stars_give(path):
