@@ -56,11 +56,14 @@ demo: setup
 
 # make test: every test but the few long end-to-end ones marked slow (@pytest.mark.slow); make test-all (what
 # CI's .ci/run runs) runs those too. benchmarks/bench_test_durations.py lists the slowest in README.md.
+# Both run on TEST_WORKERS processes (pytest-xdist): each test is single-threaded (tests/conftest.py sets
+# OMP_NUM_THREADS=1), so two processes use both cores of a 2-core machine (README: the suite's measured time).
+TEST_WORKERS ?= 2
 test: setup
-	$(VENV)/bin/pytest -q -m "not slow"
+	$(VENV)/bin/pytest -q -m "not slow" -n $(TEST_WORKERS)
 
 test-all: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n $(TEST_WORKERS)
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks scripts

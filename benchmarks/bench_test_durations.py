@@ -25,6 +25,7 @@ from _common import ROOT, write_result
 
 N_SLOWEST = 20
 SELECTION = "not slow"  # what `make test` runs (Makefile); `make test-all` adds the tests marked slow
+WORKERS = 2  # the Makefile's TEST_WORKERS: pytest-xdist processes
 BLOCK = re.compile(r"(<!-- test durations -->\n)(.*?)(<!-- /test durations -->)", re.S)
 # pytest's --durations lines: "12.34s call     tests/test_x.py::test_y[a-b]"
 DURATION = re.compile(r"^(?P<seconds>\d+\.\d+)s (?P<phase>setup|call|teardown)\s+(?P<test>\S.*)$")
@@ -36,7 +37,8 @@ def run_suite(extra: list[str], allow_failures: bool = False, selection: str = S
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", selection,
-                           f"--durations={N_SLOWEST}", *extra], cwd=ROOT, capture_output=True, text=True)
+                           "-n", str(WORKERS), f"--durations={N_SLOWEST}", *extra],
+                          cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -66,7 +68,8 @@ def block_rows(n: int, slow: bool = False) -> str:
           f"(<!-- r {r}::slow tests::tests passed {{,}} -->?<!-- /r --> tests run alone, "
           f"<!-- r {r}::slow tests::cpu seconds {{.0f}} -->?<!-- /r --> s of CPU): CI's tests take at most "
           f"<!-- r {r}::slow tests::make test-all wall seconds at most {{.0f}} -->?<!-- /r --> s." if slow else "")
-    rows = [f"`make test` (pytest -m \"{SELECTION}\") on <!-- r {r}::machine::cores -->?<!-- /r --> cores: "
+    rows = [f"`make test` (pytest -m \"{SELECTION}\" -n {WORKERS}: {WORKERS} pytest-xdist processes, each test on one "
+            f"thread) on <!-- r {r}::machine::cores -->?<!-- /r --> cores: "
             f"<!-- r {r}::suite::tests passed {{,}} -->?<!-- /r --> tests passed in "
             f"<!-- r {r}::suite::wall seconds {{.0f}} -->?<!-- /r --> s "
             f"(<!-- r {r}::suite::cpu seconds {{.0f}} -->?<!-- /r --> s of CPU), measured "
@@ -87,7 +90,7 @@ def main(argv: list[str]) -> None:
     slowest, counts = parse(output)
     if not slowest or "passed" not in counts:
         raise SystemExit("no durations or no closing line in pytest's output:\n" + output[-3000:])
-    figures = {"suite": {"selection": f"pytest -m \"{SELECTION}\" (make test)",
+    figures = {"suite": {"selection": f"pytest -m \"{SELECTION}\" -n {WORKERS} (make test)",
                          "tests passed": counts.get("passed", 0), "failed": counts.get("failed", 0),
                          "skipped": counts.get("skipped", 0),
                          "deselected": counts.get("deselected", 0), "wall seconds": round(wall, 1),
@@ -96,7 +99,7 @@ def main(argv: list[str]) -> None:
     if slow_too:
         slow_output, slow_wall, slow_cpu = run_suite(extra, allow_failures, selection="slow")
         slow_counts = parse(slow_output)[1]
-        figures["slow tests"] = {"selection": "pytest -m slow (what make test-all adds)",
+        figures["slow tests"] = {"selection": f"pytest -m slow -n {WORKERS} (what make test-all adds)",
                                  "tests passed": slow_counts.get("passed", 0),
                                  "failed": slow_counts.get("failed", 0), "wall seconds": round(slow_wall, 1),
                                  "cpu seconds": round(slow_cpu, 1),
