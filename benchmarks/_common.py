@@ -67,6 +67,15 @@ def write_result(name: str, title: str, figures: dict, notes: str = "", figure: 
     return path
 
 
+def merge_result(name: str, sections: dict, title: str | None = None, notes: str | None = None) -> Path:
+    """Add ``sections`` to result file ``name``'s figures, keeping the file's other sections (other parts of the
+    script, earlier runs under another tag); the file's title and notes stay unless given."""
+    path = RESULTS / f"{name}.json"
+    old = json.loads(path.read_text()) if path.exists() else {"title": name, "figures": {}, "notes": ""}
+    return write_result(name, title or old["title"], {**old["figures"], **sections},
+                        notes=old.get("notes", "") if notes is None else notes)
+
+
 def median_seconds(fn, repeats: int = 7) -> float:
     """Median wall time of ``repeats`` calls of ``fn`` in this process (the machine's speed drifts: never one run)."""
     import statistics

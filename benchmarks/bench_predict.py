@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from _common import ROOT, run_measured, write_result
+from _common import ROOT, merge_result, run_measured
 
 PHOTOFEH = str(Path(sys.executable).with_name("photofeh"))
 
@@ -494,27 +494,20 @@ def against_before(work: Path, n: int, rounds: int, before: Path) -> dict:
 
 def write_survey_depth(figures: dict, n: int, tag: str) -> None:
     """The survey-depth sections into results/predict.json, the file's other figures kept (reread now)."""
-    from _common import RESULTS
-
-    path = RESULTS / "predict.json"
-    old = json.loads(path.read_text())
     suffix = f", {tag}" if tag else ""
     if "against before" in figures:
-        old["figures"][f"whole command against the code before, all-usable stars of the survey-depth mock ({n:,d} "
-                       f"stars{suffix})"] = figures["against before"]
-        write_result("predict", old["title"], old["figures"], notes=old.get("notes", ""))
-        return
-    if "layouts" in figures:
-        old["figures"][f"thread layouts of the whole command, all-usable stars of the survey-depth mock ({n:,d} "
-                       f"stars, sigma points off{suffix})"] = figures["layouts"]
-        write_result("predict", old["title"], old["figures"], notes=old.get("notes", ""))
-        return
-    what = figures.get("label", "sigma points off")
-    old["figures"][f"where the time goes at survey depth, CPU s per million stars ({n:,d} stars, {what}, "
-                   f"stages one after the other, torch on one thread{suffix})"] = figures["stages"]
-    old["figures"][f"whole command against the network's pure forward pass at survey depth ({n:,d} stars, "
-                   f"{what}{suffix})"] = figures["against"]
-    write_result("predict", old["title"], old["figures"], notes=old.get("notes", ""))
+        sections = {f"whole command against the code before, all-usable stars of the survey-depth mock ({n:,d} "
+                    f"stars{suffix})": figures["against before"]}
+    elif "layouts" in figures:
+        sections = {f"thread layouts of the whole command, all-usable stars of the survey-depth mock ({n:,d} "
+                    f"stars, sigma points off{suffix})": figures["layouts"]}
+    else:
+        what = figures.get("label", "sigma points off")
+        sections = {f"where the time goes at survey depth, CPU s per million stars ({n:,d} stars, {what}, "
+                    f"stages one after the other, torch on one thread{suffix})": figures["stages"],
+                    f"whole command against the network's pure forward pass at survey depth ({n:,d} stars, "
+                    f"{what}{suffix})": figures["against"]}
+    merge_result("predict", sections)
 
 
 def main() -> None:
@@ -583,13 +576,9 @@ def main() -> None:
     }
     print(json.dumps(figures, indent=2))
     # merged into the file: sections of earlier runs (another --tag, the survey-depth part) are kept
-    from _common import RESULTS
-
-    path = RESULTS / "predict.json"
-    old = json.loads(path.read_text()) if path.exists() else {"figures": {}}
     suffix = f" ({args.tag})" if args.tag else ""
-    merged = {**old["figures"], **{f"{key}{suffix}": value for key, value in figures.items()}}
-    write_result("predict", "Catalogue prediction (`photofeh predict`, default model, Parquet -> Parquet)", merged,
+    merge_result("predict", {f"{key}{suffix}": value for key, value in figures.items()},
+                 title="Catalogue prediction (`photofeh predict`, default model, Parquet -> Parquet)",
                  notes="Default chunk of 250,000 rows; one thread reads and prepares chunk k+1 (validation, "
                        "features, network inputs, domain score) while this one runs the network on chunk k and a "
                        "third finishes and writes chunk k-1 (since 2026-12-07; before, the main thread did "
