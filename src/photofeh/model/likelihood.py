@@ -214,10 +214,8 @@ _TABLE_LOG_S = (np.log(0.01), np.log(3.0), 120)  # s from 0.01 to 3 dex, 4.9% ap
 def _moment_table(key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(mu axis, log-s axis, mean - mu, sd / s) of :func:`_moments_direct` on a grid spanning the histogram
     +- 1 dex in steps of 0.005 dex."""
+    from photofeh.model.prior import shift_ratio_table
+
     edges = np.asarray(key[0])
     m_axis = np.arange(edges[0] - 1.0, edges[-1] + 1.0 + 0.0025, 0.005)
-    s_axis = np.linspace(*_TABLE_LOG_S)
-    mm, ss = np.meshgrid(m_axis, np.exp(s_axis), indexing="ij")
-    flat_m, flat_s = mm.ravel(), ss.ravel()
-    mean, sd = _moments_blocks(flat_m, flat_s, key)
-    return m_axis, s_axis, (mean - flat_m).reshape(mm.shape), (sd / flat_s).reshape(mm.shape)
+    return shift_ratio_table(m_axis, np.linspace(*_TABLE_LOG_S), key, _moments_blocks)

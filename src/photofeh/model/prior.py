@@ -163,9 +163,15 @@ def _division_table(key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     the error ratio are smooth in both, so a bilinear interpolation holds them to 0.002 dex and 0.5%."""
     grid, _ = _prior_grid(key)
     m_axis = np.arange(grid[0], grid[-1] + _TABLE_MEAN_STEP / 2, _TABLE_MEAN_STEP)
-    s_axis = np.linspace(*_TABLE_LOG_SIGMA)
+    return shift_ratio_table(m_axis, np.linspace(*_TABLE_LOG_SIGMA), key, _divide_direct)
+
+
+def shift_ratio_table(m_axis: np.ndarray, s_axis: np.ndarray, key: tuple, direct
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(``m_axis``, ``s_axis``, est - mean, err / sigma) of ``direct(mean, sigma, key)`` at every (mean, log sigma)
+    node: the table :func:`tabulated_or_direct` interpolates in."""
     mm, ss = np.meshgrid(m_axis, np.exp(s_axis), indexing="ij")
-    est, err = _divide_direct(mm.ravel(), ss.ravel(), key)
+    est, err = direct(mm.ravel(), ss.ravel(), key)
     return m_axis, s_axis, (est - mm.ravel()).reshape(mm.shape), (err / ss.ravel()).reshape(mm.shape)
 
 
