@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["los_log_prior", "mixture_distances", "galactic", "MU_POINTS", "DISTANCE_PRIORS"]
+__all__ = ["los_log_prior", "mixture_distances", "MU_POINTS", "DISTANCE_PRIORS"]
 
 MU_POINTS = 400  # grid points in distance modulus per star (spacing <= 0.03 mag for modes 3.5 mag apart)
 SPAN_SIGMA = 6.0  # each component's grid reaches this many sigma either side
@@ -49,15 +49,6 @@ def los_log_prior(l_deg, b_deg, mu) -> np.ndarray:
     rho = sum(density(pop, R, Z) for pop in POPULATIONS)
     with np.errstate(divide="ignore"):
         return np.log(rho) + 3.0 * _LN10_5 * mu  # 3 ln d = 3 ln10/5 mu + const
-
-
-def galactic(ra_deg, dec_deg) -> tuple[np.ndarray, np.ndarray]:
-    """Galactic (l, b) in degrees of ICRS (ra, dec), through astropy."""
-    import astropy.units as u
-    from astropy.coordinates import ICRS, Galactic
-
-    g = ICRS(ra=np.asarray(ra_deg, float) * u.deg, dec=np.asarray(dec_deg, float) * u.deg).transform_to(Galactic())
-    return g.l.deg, g.b.deg
 
 
 def mixture_distances(m, M_dwarf, s_dwarf, M_giant=None, s_giant=None, p_giant=None, l_deg=None, b_deg=None,

@@ -25,7 +25,7 @@ from photofeh.galaxy.distance_posterior import DISTANCE_PRIORS
 
 __all__ = ["distance_kpc", "distance_error_kpc", "ivezic2008_abs_mag_r", "ivezic2008_mabs_with_error",
            "ivezic2008_columns", "ABSMAG_SOURCES", "combine_with_parallax",
-           "galactocentric", "frame_description", "star_distances", "apparent_magnitudes",
+           "galactocentric", "galactic_lb", "frame_description", "star_distances", "apparent_magnitudes",
            "distance_columns_needed", "how_to_get_distances", "LN10_OVER_5"]
 
 LN10_OVER_5 = np.log(10.0) / 5.0  # d(ln d)/d(mu)
@@ -127,6 +127,15 @@ def galactocentric(ra_deg, dec_deg, d_kpc) -> dict[str, np.ndarray]:
     out["z_kpc"][ok] = gc.z.to_value(u.kpc)
     out["phi_deg"][ok] = np.degrees(np.arctan2(y, x))
     return out
+
+
+def galactic_lb(ra_deg, dec_deg) -> tuple[np.ndarray, np.ndarray]:
+    """Galactic longitude and latitude (deg) of ICRS positions (astropy)."""
+    import astropy.units as u
+    from astropy.coordinates import ICRS, Galactic
+
+    g = ICRS(ra=np.asarray(ra_deg, float) * u.deg, dec=np.asarray(dec_deg, float) * u.deg).transform_to(Galactic())
+    return g.l.to_value(u.deg), g.b.to_value(u.deg)
 
 
 def frame_description() -> dict:
@@ -267,11 +276,11 @@ def _mixture_columns(cols, bands: Sequence[str], m0: Mapping[str, np.ndarray], w
     """The two-component distance posterior's columns for each star in the band it was placed with
     (:func:`photofeh.galaxy.distance_posterior.mixture_distances`); ``dist_kpc`` NaN where the table has no
     class components for that band (and, with no components in any band, only that)."""
-    from photofeh.galaxy.distance_posterior import galactic, mixture_distances
+    from photofeh.galaxy.distance_posterior import mixture_distances
 
     n = len(which)
     out: dict[str, np.ndarray | None] = {"dist_kpc": np.full(n, np.nan)}
-    lb = galactic(cols["ra"], cols["dec"]) if prior != "none" else (None, None)
+    lb = galactic_lb(cols["ra"], cols["dec"]) if prior != "none" else (None, None)
     for k, b in enumerate(bands):
         names = [f"mabs_{b}_dwarf", f"mabs_{b}_dwarf_err", f"mabs_{b}_giant", f"mabs_{b}_giant_err"]
         rows = which == k

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from photofeh.galaxy.distances import galactic_lb
+
 __all__ = ["BinnedQuantileMap", "MapProducts", "feh_map_from_predictions", "galactic_lb", "SKY_NSIDE",
            "check_map_input", "predictions_absmag_reference"]
 
@@ -230,15 +232,6 @@ class MapProducts:
         np.savez_compressed(path, x_edges=self.rz.x_edges, y_edges=self.rz.y_edges,
                             value_edges=self.rz.value_edges, counts=self.rz.counts,
                             sky_nside=self.nside, sky_counts=self.sky.counts[:, 0, :])
-
-
-def galactic_lb(ra_deg, dec_deg) -> tuple[np.ndarray, np.ndarray]:
-    """Galactic longitude and latitude (deg) of ICRS positions (astropy)."""
-    import astropy.units as u
-    from astropy.coordinates import ICRS, Galactic
-
-    g = ICRS(ra=np.asarray(ra_deg, float) * u.deg, dec=np.asarray(dec_deg, float) * u.deg).transform_to(Galactic())
-    return g.l.to_value(u.deg), g.b.to_value(u.deg)
 
 
 def deconvolved_cells(products: MapProducts, min_count: int = 20, n_boot: int = 50, seed: int = 0
