@@ -44,8 +44,7 @@ def los_log_prior(l_deg, b_deg, mu) -> np.ndarray:
     from photofeh.simulate.galaxy import POPULATIONS, density, galactocentric
 
     mu = np.asarray(mu, float)
-    d = 10.0 ** (mu / 5.0 - 2.0)
-    R, Z, _ = galactocentric(np.asarray(l_deg, float)[:, None], np.asarray(b_deg, float)[:, None], d)
+    R, Z, _ = galactocentric(np.asarray(l_deg, float)[:, None], np.asarray(b_deg, float)[:, None], _kpc(mu))
     rho = sum(density(pop, R, Z) for pop in POPULATIONS)
     with np.errstate(divide="ignore"):
         return np.log(rho) + 3.0 * _LN10_5 * mu  # 3 ln d = 3 ln10/5 mu + const
@@ -96,10 +95,7 @@ def _gaussian_block(m, Md, sd, Mg, sg, p) -> dict[str, np.ndarray]:
     of tens of magnitudes: well under 1e-6 mag)."""
     from scipy.special import ndtr
 
-    has_g = np.isfinite(Mg) & (sg > 0) & np.isfinite(p)
-    pg = np.where(has_g, np.clip(p, 0.0, 1.0), 0.0)
-    mu_d, mu_g = m - Md, np.where(has_g, m - Mg, m - Md)
-    sg = np.where(has_g, sg, sd)
+    has_g, pg, mu_d, mu_g, sg = _components(m, Md, sd, Mg, sg, p)
 
     def quantile(q):
         lo = np.minimum(mu_d - SPAN_SIGMA * sd, mu_g - SPAN_SIGMA * sg)
@@ -110,26 +106,17 @@ def _gaussian_block(m, Md, sd, Mg, sg, p) -> dict[str, np.ndarray]:
             lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
         return 0.5 * (lo + hi)
 
-    def kpc(x):
-        return 10.0 ** (x / 5.0 - 2.0)
-
-    out = {"dist_dwarf_kpc": kpc(mu_d), "dist_giant_kpc": np.where(has_g, kpc(mu_g), np.nan),
-           "dist_lo_kpc": kpc(quantile(0.158655)), "dist_hi_kpc": kpc(quantile(0.841345)), "p_giant_dist": pg}
-    out["dist_kpc"] = np.where(out["p_giant_dist"] >= 0.5, out["dist_giant_kpc"], out["dist_dwarf_kpc"])
-    return out
+    return _columns(has_g, mu_d, mu_g, quantile, pg)
 
 
 def _posterior_block(m, Md, sd, Mg, sg, p, l_deg, b_deg, reweigh: bool = True) -> dict[str, np.ndarray]:
     """:func:`mixture_distances` for one block of usable rows, on a per-star grid of distance modulus: each
     class's posterior normalised on its own (its median), the class probability from the classes' evidences
     (the prior-weighted likelihoods' integrals) where ``reweigh``, and the mixture's percentiles."""
-    has_g = np.isfinite(Mg) & (sg > 0) & np.isfinite(p)
-    mu_d, mu_g = m - Md, np.where(has_g, m - Mg, m - Md)
-    sg = np.where(has_g, sg, sd)
+    has_g, pg, mu_d, mu_g, sg = _components(m, Md, sd, Mg, sg, p)
     lo = np.minimum(mu_d - SPAN_SIGMA * sd, np.where(has_g, mu_g - SPAN_SIGMA * sg, np.inf))
     hi = np.maximum(mu_d + SPAN_SIGMA * sd, np.where(has_g, mu_g + SPAN_SIGMA * sg, -np.inf))
     mu = lo[:, None] + (hi - lo)[:, None] * np.linspace(0.0, 1.0, MU_POINTS)[None, :]
-    pg = np.where(has_g, np.clip(p, 0.0, 1.0), 0.0)
     prior = los_log_prior(l_deg, b_deg, mu) if l_deg is not None else 0.0
     log_ev, cum = [], []
     for centre, sigma in ((mu_d, sd), (mu_g, sg)):
@@ -156,12 +143,26 @@ def _posterior_block(m, Md, sd, Mg, sg, p, l_deg, b_deg, reweigh: bool = True) -
         t = np.where(f1 > f0, (q - f0) / np.where(f1 > f0, f1 - f0, 1.0), 0.0)
         return mu[i, k - 1] + np.clip(t, 0.0, 1.0) * (mu[i, k] - mu[i, k - 1])
 
-    def kpc(x):
-        return 10.0 ** (x / 5.0 - 2.0)
+    return _columns(has_g, quantile(cum[0], 0.5), quantile(cum[1], 0.5), lambda q: quantile(both, q), p_post)
 
-    out = {"dist_dwarf_kpc": kpc(quantile(cum[0], 0.5)),
-           "dist_giant_kpc": np.where(has_g, kpc(quantile(cum[1], 0.5)), np.nan),
-           "dist_lo_kpc": kpc(quantile(both, 0.158655)), "dist_hi_kpc": kpc(quantile(both, 0.841345)),
-           "p_giant_dist": np.where(has_g, p_post, 0.0)}
-    out["dist_kpc"] = np.where(out["p_giant_dist"] >= 0.5, out["dist_giant_kpc"], out["dist_dwarf_kpc"])
+
+def _components(m, Md, sd, Mg, sg, p) -> tuple[np.ndarray, ...]:
+    """Whether each star has a giant component, its P(giant) (clipped; 0 without one), and the two classes'
+    distance moduli and the giant's width (without a giant component, the dwarf's, at weight 0)."""
+    has_g = np.isfinite(Mg) & (sg > 0) & np.isfinite(p)
+    return (has_g, np.where(has_g, np.clip(p, 0.0, 1.0), 0.0), m - Md, np.where(has_g, m - Mg, m - Md),
+            np.where(has_g, sg, sd))
+
+
+def _columns(has_g, mu_dwarf, mu_giant, quantile, p_giant) -> dict[str, np.ndarray]:
+    """:func:`mixture_distances`' columns from the classes' median distance moduli, the mixture's ``quantile``
+    function of distance modulus and P(giant); the distance is the more probable class's."""
+    out = {"dist_dwarf_kpc": _kpc(mu_dwarf), "dist_giant_kpc": np.where(has_g, _kpc(mu_giant), np.nan),
+           "dist_lo_kpc": _kpc(quantile(0.158655)), "dist_hi_kpc": _kpc(quantile(0.841345)), "p_giant_dist": p_giant}
+    out["dist_kpc"] = np.where(p_giant >= 0.5, out["dist_giant_kpc"], out["dist_dwarf_kpc"])
     return out
+
+
+def _kpc(mu) -> np.ndarray:
+    """The distance (kpc) of distance modulus ``mu``."""
+    return 10.0 ** (np.asarray(mu, float) / 5.0 - 2.0)
