@@ -111,16 +111,12 @@ class LikelihoodPrior:
         """The factor on the likelihood's s (standardised ``mean``, ``var``, labels ``y`` and errors ``e``: the
         validation stars) that minimises their posterior NLL, as the other labels' sigma scales do for theirs."""
         ok = np.isfinite(y) & np.isfinite(mean) & np.isfinite(var)
-        lo, hi, n = self._occupied()
-        lo, hi = (lo - self.loc) / self.scale, (hi - self.loc) / self.scale
+        lo, hi, logn = self.torch_terms()
         m, v, yy, ee = mean[ok], var[ok], y[ok], e[ok]
 
         def nll(log_c):
             sd = np.sqrt(np.exp(2 * log_c) * v + ee**2)
-            lm = _log_bin_mass((lo[None, :] - m[:, None]) / sd[:, None], (hi[None, :] - m[:, None]) / sd[:, None],
-                               log_ndtr, np.log, np.expm1, np.where)
-            top = lm.max(1)
-            log_z = top + np.log(np.exp(lm - top[:, None]) @ n)
+            log_z = log_normaliser(torch.from_numpy(m), torch.from_numpy(sd), lo, hi, logn).numpy()
             return float(np.mean(np.log(sd) + 0.5 * ((yy - m) / sd) ** 2 + log_z))
 
         return float(np.exp(minimize_scalar(nll, bounds=(-2, 2), method="bounded").x)) if ok.any() else 1.0
