@@ -50,12 +50,17 @@ def remove_partials(path: Path, inside: bool = False) -> list[Path]:
     found = list(path.parent.glob(f".{path.name}.partial-*"))
     if inside and path.is_dir():
         found += list(path.glob(".*.partial-*"))
-    for p in found:
+    _remove(found)
+    return found
+
+
+def _remove(paths: list[Path]) -> None:
+    """Delete files, and folders with what is in them (a link to a folder is unlinked, not followed)."""
+    for p in paths:
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)
         else:
             p.unlink(missing_ok=True)
-    return found
 
 
 JANITOR_NAME = "photofeh-clean"  # the janitor's process name (/proc/PID/comm)
@@ -100,11 +105,7 @@ def _janitor(done: int, held: int, lock: Path, output: Path, owner: int) -> None
         else:
             os._exit(0)  # another writer holds it now, and will remove the leftovers itself
         if os.fstat(mine).st_nlink and os.stat(lock).st_ino == os.fstat(mine).st_ino:  # still the owner's file
-            for p in output.parent.glob(f".{output.name}.partial-{owner}*"):
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    p.unlink(missing_ok=True)
+            _remove(list(output.parent.glob(f".{output.name}.partial-{owner}*")))
             os.unlink(lock)  # holding it: a writer that opened the old file retries (output_lock)
     except BaseException:
         pass
