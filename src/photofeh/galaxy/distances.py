@@ -265,36 +265,33 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
     else:
         used = np.zeros(n, bool)
     out = {"dist_kpc": d, "dist_err_kpc": err, "dist_band": which, "parallax_used": used,
-           **galactocentric(cols["ra"], cols["dec"], d), **{k: v for k, v in extra.items() if v is not None}}
+           **galactocentric(cols["ra"], cols["dec"], d), **extra}
     if absmag == "ivezic2008":
         out["absmag_valid"] = cols["absmag_valid"]
     return out
 
 
 def _mixture_columns(cols, bands: Sequence[str], m0: Mapping[str, np.ndarray], which: np.ndarray, prior: str
-                     ) -> dict[str, np.ndarray | None]:
+                     ) -> dict[str, np.ndarray]:
     """The two-component distance posterior's columns for each star in the band it was placed with
     (:func:`photofeh.galaxy.distance_posterior.mixture_distances`); ``dist_kpc`` NaN where the table has no
     class components for that band (and, with no components in any band, only that)."""
     from photofeh.galaxy.distance_posterior import mixture_distances
 
     n = len(which)
-    out: dict[str, np.ndarray | None] = {"dist_kpc": np.full(n, np.nan)}
+    out = {"dist_kpc": np.full(n, np.nan)}
     lb = galactic_lb(cols["ra"], cols["dec"]) if prior != "none" else (None, None)
     for k, b in enumerate(bands):
-        names = [f"mabs_{b}_dwarf", f"mabs_{b}_dwarf_err", f"mabs_{b}_giant", f"mabs_{b}_giant_err"]
+        names = [f"mabs_{b}_dwarf", f"mabs_{b}_dwarf_err", f"mabs_{b}_giant", f"mabs_{b}_giant_err", "p_giant"]
         rows = which == k
-        if not rows.any() or (prior == "none" and not all(c in cols for c in [*names, "p_giant"])):
+        components = all(c in cols for c in names)
+        if not rows.any() or (prior == "none" and not components):
             continue
-        if all(c in cols for c in [*names, "p_giant"]):
-            args = [np.asarray(cols[c], float)[rows] for c in [*names, "p_giant"]]
-        else:  # one Gaussian M_abs: the dwarf slot alone
-            args = [np.asarray(cols[f"mabs_{b}"], float)[rows], np.asarray(cols[f"mabs_{b}_err"], float)[rows]]
-        res = mixture_distances(np.asarray(m0[b], float)[rows], *args,
+        if not components:  # one Gaussian M_abs: the dwarf slot alone
+            names = [f"mabs_{b}", f"mabs_{b}_err"]
+        res = mixture_distances(np.asarray(m0[b], float)[rows], *(np.asarray(cols[c], float)[rows] for c in names),
                                 **({} if lb[0] is None else {"l_deg": lb[0][rows], "b_deg": lb[1][rows]}),
                                 reweigh_classes=prior != "juric2008-within-class")
         for name, v in res.items():
-            if out.get(name) is None:
-                out[name] = np.full(n, np.nan)
-            out[name][rows] = v
+            out.setdefault(name, np.full(n, np.nan))[rows] = v
     return out
