@@ -7,6 +7,7 @@ import sys
 
 from photofeh.cli.arguments import bounded_int, positive_int
 from photofeh.cli.common import check_output, load_table, train_config, user_errors
+from photofeh.model.prior import PRIOR_KINDS
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -40,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tr.add_argument("--epochs", type=positive_int, help="override the number of epochs")
     tr.add_argument("--ensemble", type=positive_int, help="override the number of ensemble members")
     tr.add_argument("--seed", type=bounded_int(0, 2**63 - 1), help="override the seed")
-    tr.add_argument("--prior", choices=("labels", "flat", "likelihood"),
+    tr.add_argument("--prior", choices=PRIOR_KINDS,
                     help="override the prior: labels (best per-star estimate), flat (small bias at every [Fe/H], "
                          "for metallicity distributions and maps; docs/populations.md) or likelihood (both from "
                          "one model: feh per star and feh_population)")

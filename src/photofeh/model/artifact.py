@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from photofeh.errors import PhotofehError
+from photofeh.model.prior import PRIOR_KINDS
 
 __all__ = ["SCHEMA_VERSION", "save_model_folder", "load_model_folder", "ModelFormatError", "model_digest",
            "file_sha256", "named_model_meta"]
@@ -232,7 +233,7 @@ def _check_prior_and_domain(meta: dict, F: int, L: int) -> None:
             raise ValueError(f"{key} must be true or false, got {meta[key]!r}")
     prior = meta.get("prior")
     if prior is not None:
-        if not isinstance(prior, dict) or prior.get("kind", "labels") not in ("labels", "flat", "likelihood"):
+        if not isinstance(prior, dict) or prior.get("kind", "labels") not in PRIOR_KINDS:
             raise ValueError("prior must be an object whose kind is labels, flat or likelihood")
         hist = prior.get("training_distribution")
         if hist is not None:

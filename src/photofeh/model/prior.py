@@ -18,8 +18,12 @@ import functools
 
 import numpy as np
 
-__all__ = ["PRIOR_BIN_WIDTH", "DIVIDE_OUT_CAP", "DIVIDE_OUT_BANDWIDTH", "divide_out", "flat_prior_weights",
-           "label_histogram", "prior_of", "smoothed_prior"]
+__all__ = ["PRIOR_KINDS", "PRIOR_BIN_WIDTH", "DIVIDE_OUT_CAP", "DIVIDE_OUT_BANDWIDTH", "divide_out",
+           "flat_prior_weights", "label_histogram", "prior_of", "smoothed_prior"]
+
+# The priors a model's estimates may carry (TrainConfig.prior, model.json's prior.kind): the labelled stars',
+# flat in prior_label, or a likelihood head trained through the labels' histogram (photofeh.model.likelihood)
+PRIOR_KINDS = ("labels", "flat", "likelihood")
 
 # Bin width of the label histogram (dex): narrower than the photometric [Fe/H] errors (0.1-0.3 dex),
 # wide enough for tens of stars per bin in training sets of 10^4.

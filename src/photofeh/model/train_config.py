@@ -14,6 +14,7 @@ from photofeh.io.tomlfile import closest, read_toml
 from photofeh.model.features import DEFAULT_FEATURES
 from photofeh.model.missing import MISSING_MODES, network_inputs
 from photofeh.model.networks import PRESETS
+from photofeh.model.prior import PRIOR_KINDS
 
 __all__ = ["TrainConfig", "load_config", "check_split", "config_markdown", "CONFIG_DOCS", "GIANT_LOGG"]
 
@@ -162,7 +163,7 @@ class TrainConfig:
             raise ValueError(f"prior_label {self.prior_label!r} must be one of the labels {self.labels}")
         if not (np.isfinite(self.prior_weight_cap) and 1.0 <= self.prior_weight_cap <= 1e4):
             raise ValueError(f"prior_weight_cap must be from 1 to 10000, got {self.prior_weight_cap}")
-        for name, choices in (("prior", ("labels", "flat", "likelihood")), ("missing", MISSING_MODES),
+        for name, choices in (("prior", PRIOR_KINDS), ("missing", MISSING_MODES),
                               ("heads", ("independent", "causal")),
                               ("class_operating_point", ("break-even", "f1", "half"))):
             if getattr(self, name) not in choices:
