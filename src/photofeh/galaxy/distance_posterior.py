@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["los_log_prior", "mixture_distances", "MU_POINTS", "DISTANCE_PRIORS"]
+__all__ = ["los_log_prior", "mixture_distances", "MU_POINTS", "DISTANCE_PRIORS", "MIXTURE_COLUMNS"]
 
 MU_POINTS = 400  # grid points in distance modulus per star (spacing <= 0.03 mag for modes 3.5 mag apart)
 SPAN_SIGMA = 6.0  # each component's grid reaches this many sigma either side
@@ -34,6 +34,8 @@ BLOCK = 8192  # rows per block: BLOCK x MU_POINTS floats, ~26 MB per array
 # P(giant) stays the model's (for a model that read the apparent magnitude: its P(giant) holds the class odds at
 # that magnitude already, learned on a training set like the survey)
 DISTANCE_PRIORS = ("none", "juric2008", "juric2008-within-class")
+# mixture_distances' columns beside dist_kpc (photofeh map --stars writes them)
+MIXTURE_COLUMNS = ("dist_dwarf_kpc", "dist_giant_kpc", "dist_lo_kpc", "dist_hi_kpc", "p_giant_dist")
 _LN10_5 = np.log(10.0) / 5.0
 
 
@@ -73,8 +75,7 @@ def mixture_distances(m, M_dwarf, s_dwarf, M_giant=None, s_giant=None, p_giant=N
     comps += [nan if M_giant is None else np.asarray(M_giant, float), nan if s_giant is None else
               np.asarray(s_giant, float)]
     p = np.zeros(n) if p_giant is None else np.asarray(p_giant, float)
-    out = {k: np.full(n, np.nan) for k in ("dist_kpc", "dist_lo_kpc", "dist_hi_kpc", "dist_dwarf_kpc",
-                                           "dist_giant_kpc", "p_giant_dist")}
+    out = {k: np.full(n, np.nan) for k in ("dist_kpc", *MIXTURE_COLUMNS)}
     ok = np.isfinite(m) & np.isfinite(comps[0]) & (comps[1] > 0)
     use_prior = l_deg is not None and b_deg is not None
     rows = np.flatnonzero(ok)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from photofeh.galaxy.distance_posterior import MIXTURE_COLUMNS
 from photofeh.galaxy.distances import galactic_lb
 
 __all__ = ["BinnedQuantileMap", "MapProducts", "feh_map_from_predictions", "galactic_lb", "SKY_NSIDE",
@@ -246,10 +247,6 @@ def deconvolved_cells(products: MapProducts, min_count: int = 20, n_boot: int = 
             summary = h.summary(n_boot=n_boot, seed=seed)
             median[i, j], err[i, j] = summary["median"], summary["median_se"]
     return median, err
-
-
-# a class-conditional model's distance columns (photofeh.galaxy.distance_posterior), written with --stars
-MIXTURE_COLUMNS = ("dist_dwarf_kpc", "dist_giant_kpc", "dist_lo_kpc", "dist_hi_kpc", "p_giant_dist")
 
 
 def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence[str] = "sdss_r",
