@@ -228,7 +228,7 @@ class ResponseSample:
 
     def resampled(self, rng: np.random.Generator) -> ResponseSample:
         """A bootstrap resample by star (the re-observations of one star go together)."""
-        stars, first, inverse = np.unique(self.star, return_index=True, return_inverse=True)
+        stars, inverse = np.unique(self.star, return_inverse=True)
         pick = np.bincount(rng.integers(0, stars.size, stars.size), minlength=stars.size)
         self.posterior()  # computed once, indexed by every resample
         return self.subset(np.repeat(np.arange(self.true.size), pick[inverse.ravel()]))
