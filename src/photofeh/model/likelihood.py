@@ -121,11 +121,9 @@ class LikelihoodPrior:
 
         return float(np.exp(minimize_scalar(nll, bounds=(-2, 2), method="bounded").x)) if ok.any() else 1.0
 
-    def calibrated_scale(self, nets: list, val_t: tuple) -> float:
-        """:meth:`sigma_scale` of trained ``nets`` on the validation tensors ``val_t`` (inputs, labels, errors, ...);
-        an ensemble's spread of means is scaled with its members' variances."""
-        with torch.inference_mode():
-            outs = [net(val_t[0]) for net in nets]
+    def calibrated_scale(self, outs: list[dict], val_t: tuple) -> float:
+        """:meth:`sigma_scale` of the trained members' outputs ``outs`` on the validation tensors ``val_t`` (inputs,
+        labels, errors, ...); an ensemble's spread of means is scaled with its members' variances."""
         j = self.index
         mean = torch.stack([o["mean"][:, j] for o in outs]).double()
         var = torch.stack([o["logvar"][:, j] for o in outs]).double().exp().mean(0) + mean.var(0, unbiased=False)

@@ -176,9 +176,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
         nets.append(net)
         history += hist
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
-    scales, temperature, threshold, giant_scales = _calibrate(nets, val_t, cfg, val_feh, plx)
-    if likelihood is not None:
-        scales[likelihood.index] = likelihood.calibrated_scale(nets, val_t)
+    scales, temperature, threshold, giant_scales = _calibrate(nets, val_t, cfg, val_feh, plx, likelihood)
     train_seconds = time.perf_counter() - t_start
     meta = {
         "photofeh_version": __version__,

@@ -163,12 +163,13 @@ def _fit_member(cfg: TrainConfig, member: int, train_t, val_t, n_inputs: int, lo
     return net, history
 
 
-def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None
+def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None, likelihood=None
                ) -> tuple[list[float], float, float, list[float]]:
     """Per-label sigma scale and class temperature minimising the validation NLL (Guo et al. 2017),
     the probability threshold of the giant class (see :func:`_class_threshold`), and the sigma scales of
     the giant components of class-conditional labels (their dwarf components' are in the first list): each
-    component calibrated on the validation stars of its own class."""
+    component calibrated on the validation stars of its own class. ``likelihood``: the likelihood head's label
+    is scaled through its posterior (:meth:`photofeh.model.likelihood.LikelihoodPrior.calibrated_scale`)."""
     with torch.inference_mode():
         outs = [net(val_t[0]) for net in nets]
     scales = _sigma_scales(outs, "mean", "logvar", val_t, plx)
@@ -184,6 +185,8 @@ def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None
         for j in cond:
             scales[j] = dwarf[j]
         giant_scales = [giant[j] for j in cond]
+    if likelihood is not None:
+        scales[likelihood.index] = likelihood.calibrated_scale(outs, val_t)
     temperature, threshold = _class_calibration(outs, val_t, cfg, val_feh)
     return scales, temperature, threshold, giant_scales
 
