@@ -265,3 +265,23 @@ def test_a_chunk_that_cannot_be_prepared_or_finished_is_reported_with_its_rows(m
         predict_catalog(model_dir, source, tmp_path / "stop", PredictOptions(chunk_rows=1_000, progress=False))
     logged = [json.loads(line)["file"] for line in (tmp_path / "stop" / CHUNK_LOG).read_text().splitlines()]
     assert {"part-000000.parquet", "part-000001.parquet", "part-000002.parquet"} <= set(logged)
+
+
+def test_a_fault_in_preparing_a_chunk_stops_the_run_even_under_skip(model_dir, survey_file, tmp_path, monkeypatch):
+    """A fault that is not the chunk's input (here a RuntimeError, as a bug or the machine gives) raised in the
+    reader thread's preparation is raised in the run, never skipped as a read error under --on-error skip."""
+    import photofeh.scale.predict_catalog as run_module
+
+    prepare = run_module.prepare_chunk
+
+    def faulty_prepare(model, raw, keep, preset, source, ebv):
+        if source.endswith("rows 1,000+"):
+            raise RuntimeError("a fault in chunk 1")
+        return prepare(model, raw, keep, preset, source, ebv)
+
+    monkeypatch.setattr(run_module, "prepare_chunk", faulty_prepare)
+    source = tmp_path / "three.parquet"
+    pq.write_table(pq.read_table(survey_file).slice(0, 3_000), source, row_group_size=1_000)
+    with pytest.raises(RuntimeError, match="a fault in chunk 1"):
+        predict_catalog(model_dir, source, tmp_path / "skip",
+                        PredictOptions(chunk_rows=1_000, progress=False, on_error="skip"))

@@ -22,6 +22,9 @@ from photofeh.model.predict import FeatureBatch
 __all__ = ["ID_COLUMNS", "ChunkError", "ChunkWork", "input_columns", "probe_input", "predict_chunk", "prepare_chunk",
            "finish_chunk", "provenance", "read_provenance", "bad_chunk"]
 
+# what a chunk whose input cannot be predicted raises: that chunk fails (skipped, or the run stops saying so);
+# any other error is a fault of the program or the machine and propagates
+CHUNK_INPUT_ERRORS = (KeyError, ValueError, TypeError)
 ID_COLUMNS = ("source_id", "ra", "dec")
 
 

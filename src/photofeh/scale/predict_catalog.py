@@ -43,6 +43,7 @@ from photofeh.model.artifact import model_digest
 from photofeh.model.predict import UNPHYSICAL
 from photofeh.processes import available_cores
 from photofeh.scale.chunks import (
+    CHUNK_INPUT_ERRORS,
     ChunkError,
     ChunkWork,
     bad_chunk,
@@ -244,7 +245,7 @@ class _PredictionRun:
                     try:
                         work = prepare_chunk(self.model, chunk, self.keep, self.preset,
                                              f"{self.source} rows {k * c:,d}+", self.opts.ebv)
-                    except (KeyError, ValueError, TypeError) as err:
+                    except Exception as err:  # handed to run(): the chunk's failure, or a fault raised there
                         yield k, rows, None, err
                     else:
                         yield k, rows, work, None
@@ -265,7 +266,7 @@ class _PredictionRun:
         written, None), or (k, 0, error) for a chunk whose predictions could not be finished."""
         try:
             table, replaced = finish_chunk(self.model, work)
-        except (KeyError, ValueError, TypeError) as err:
+        except CHUNK_INPUT_ERRORS as err:
             return k, 0, err
         self.manifest.record_done(k, write_part(self.folder, k, self.opts.chunk_rows, table, replaced,
                                                 self.provenance))
@@ -330,6 +331,8 @@ class _PredictionRun:
                     if k in manifest.done:  # only in unseekable streams, read from the start
                         continue
                     if exc is not None:
+                        if not isinstance(exc, CHUNK_INPUT_ERRORS):
+                            raise exc  # a fault in preparing, not the chunk's input: never skipped as a read error
                         self._fail(k, exc, "predicted")
                         continue
                     self.model.forward(work.batch)  # the network, in this thread; the rest in the other two

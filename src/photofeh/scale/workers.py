@@ -12,7 +12,7 @@ from pathlib import Path
 from photofeh.errors import InputError
 from photofeh.io.readers import CatalogReadError, iter_table
 from photofeh.processes import become_worker
-from photofeh.scale.chunks import ChunkError, predict_chunk
+from photofeh.scale.chunks import CHUNK_INPUT_ERRORS, ChunkError, predict_chunk
 from photofeh.scale.ledger import Manifest, write_part
 from photofeh.scale.options import resolve_device
 
@@ -56,7 +56,7 @@ def predict_part(k: int, source: str, read: list[str], keep: list[str], chunk_ro
         raise PartError("read", str(exc)) from None
     try:
         table, replaced = predict_chunk(model, chunk, keep, preset, f"{source} rows {k * chunk_rows:,d}+", ebv)
-    except (KeyError, ValueError, TypeError) as exc:
+    except CHUNK_INPUT_ERRORS as exc:
         raise PartError("predicted", str(exc), isinstance(exc, InputError)) from None
     return k, write_part(Path(out), k, chunk_rows, table, replaced, metadata)
 
