@@ -182,3 +182,10 @@ def test_the_population_column_unfolds_through_its_own_response(toy_predictions)
     older = {**meta, "calibration_sample": {k: v for k, v in meta["calibration_sample"].items()
                                             if not k.endswith("_population")}}
     assert ResponseSample.from_meta(older, "flat") is None  # never the posterior's response in its place
+    # a posterior entry that is not finite drops only from the posterior's sample: the population column keeps
+    # every entry, each paired with its own true value
+    sample = meta["calibration_sample"]
+    gap = {**meta, "calibration_sample": {**sample, "estimate": [float("nan"), *sample["estimate"][1:]]}}
+    population = ResponseSample.from_meta(gap, "flat")
+    np.testing.assert_allclose(population.estimate, sample["estimate_population"])
+    np.testing.assert_allclose(population.true, sample["true"])

@@ -185,8 +185,10 @@ class ResponseSample:
             # without that column's response there is none to unfold them through
             if not sample.get("estimate_population"):
                 return None
-            out = cls(out.true, sample["estimate_population"], sample["sigma_population"], out.teff, out.star,
-                      true_err=out.true_err)
+            # from the sample's own columns: ``out`` dropped the entries whose posterior column is not finite,
+            # which need not be those of the population column
+            out = cls(sample["true"], sample["estimate_population"], sample["sigma_population"], sample.get("teff"),
+                      sample.get("star"), true_err=sample.get("true_err"))
         return out
 
     def matched(self, binned: BinnedEstimates) -> tuple[ResponseSample, dict]:
