@@ -189,3 +189,23 @@ def test_the_population_column_unfolds_through_its_own_response(toy_predictions)
     population = ResponseSample.from_meta(gap, "flat")
     np.testing.assert_allclose(population.estimate, sample["estimate_population"])
     np.testing.assert_allclose(population.true, sample["true"])
+
+
+def test_an_ensembles_scale_is_fitted_as_prediction_applies_it():
+    """Two members whose means differ by +-0.5 (spread 0.25) and whose variances are 0.2^2: labels drawn with
+    the members' variance scaled by 2^2 and the spread added unscaled, as PhotometricModel._ensemble composes an
+    ensemble's variance, give back a factor of 2 (scaling the spread too would give ~1.19). The histogram is flat
+    and wide, so the posterior is the likelihood."""
+    import torch
+
+    from photofeh.model.likelihood import LikelihoodPrior
+
+    rng = np.random.default_rng(5)
+    n, c_true, d, s = 40_000, 2.0, 0.5, 0.2
+    mu = rng.normal(0.0, 1.0, n)
+    y = mu + rng.normal(0.0, np.sqrt(c_true**2 * s**2 + d**2), n)
+    logvar = torch.full((n, 1), np.log(s**2), dtype=torch.float64)
+    outs = [{"mean": torch.from_numpy(mu + sign * d)[:, None], "logvar": logvar} for sign in (1.0, -1.0)]
+    val_t = (None, torch.from_numpy(y)[:, None], torch.zeros((n, 1), dtype=torch.float64))
+    prior = LikelihoodPrior(0, "feh", np.linspace(-20.0, 20.0, 81), np.ones(80))
+    assert prior.calibrated_scale(outs, val_t) == pytest.approx(c_true, rel=0.03)

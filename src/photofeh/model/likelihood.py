@@ -107,15 +107,19 @@ class LikelihoodPrior:
         nll[:, j] = torch.where(valid[:, j], nll[:, j] + log_z, nll[:, j])
         return nll
 
-    def sigma_scale(self, mean: np.ndarray, var: np.ndarray, y: np.ndarray, e: np.ndarray) -> float:
-        """The factor on the likelihood's s (standardised ``mean``, ``var``, labels ``y`` and errors ``e``: the
-        validation stars) that minimises their posterior NLL, as the other labels' sigma scales do for theirs."""
+    def sigma_scale(self, mean: np.ndarray, var: np.ndarray, y: np.ndarray, e: np.ndarray,
+                    spread: np.ndarray | float = 0.0) -> float:
+        """The factor on the likelihood's s (standardised ``mean``, model variance ``var``, labels ``y`` and
+        errors ``e``: the validation stars) that minimises their posterior NLL, as the other labels' sigma scales
+        do for theirs. An ensemble's ``spread`` (variance of its members' means) is added unscaled, as
+        :meth:`photofeh.model.predict.PhotometricModel._ensemble` adds it."""
         ok = np.isfinite(y) & np.isfinite(mean) & np.isfinite(var)
         lo, hi, logn = self.torch_terms()
         m, v, yy, ee = mean[ok], var[ok], y[ok], e[ok]
+        w = np.broadcast_to(spread, np.shape(mean))[ok]
 
         def nll(log_c):
-            sd = np.sqrt(np.exp(2 * log_c) * v + ee**2)
+            sd = np.sqrt(np.exp(2 * log_c) * v + w + ee**2)
             log_z = log_normaliser(torch.from_numpy(m), torch.from_numpy(sd), lo, hi, logn).numpy()
             return float(np.mean(np.log(sd) + 0.5 * ((yy - m) / sd) ** 2 + log_z))
 
@@ -123,12 +127,14 @@ class LikelihoodPrior:
 
     def calibrated_scale(self, outs: list[dict], val_t: tuple) -> float:
         """:meth:`sigma_scale` of the trained members' outputs ``outs`` on the validation tensors ``val_t`` (inputs,
-        labels, errors, ...); an ensemble's spread of means is scaled with its members' variances."""
+        labels, errors, ...): the factor scales the members' variances, and their spread of means is added, as at
+        prediction and as the other labels' scales are fitted (``train_loop._sigma_scales``)."""
         j = self.index
         mean = torch.stack([o["mean"][:, j] for o in outs]).double()
-        var = torch.stack([o["logvar"][:, j] for o in outs]).double().exp().mean(0) + mean.var(0, unbiased=False)
+        var = torch.stack([o["logvar"][:, j] for o in outs]).double().exp().mean(0)
         return self.sigma_scale(mean.mean(0).numpy(), var.numpy(), val_t[1][:, j].double().numpy(),
-                                val_t[2][:, j].double().numpy())
+                                val_t[2][:, j].double().numpy(), spread=mean.var(0, unbiased=False).numpy())
+
 
     def estimates(self, value: np.ndarray, err: np.ndarray, components: dict, estimate_prior: str
                   ) -> tuple[np.ndarray, np.ndarray, dict]:
