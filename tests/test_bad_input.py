@@ -419,7 +419,8 @@ def _killed_while_writing(folder: Path, write) -> list[str]:
     the lock's janitor has had up to 10 s (it held nothing before)."""
     import os
     import signal
-    import time
+
+    from test_interruptions import nothing_left
 
     out = folder / "mock.parquet"
     pid = os.fork()
@@ -430,10 +431,7 @@ def _killed_while_writing(folder: Path, write) -> list[str]:
             os._exit(3)  # only if write() did not kill us
     _, status = os.waitpid(pid, 0)
     assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
-    t0 = time.monotonic()
-    while any(folder.iterdir()) and time.monotonic() - t0 < 10:
-        time.sleep(0.02)
-    return sorted(p.name for p in folder.iterdir())
+    return nothing_left(folder, before=set())
 
 
 def test_sigkill_simulate_mid_catalogue_leaves_nothing(mock_survey, tmp_path):
