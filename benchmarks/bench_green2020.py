@@ -14,10 +14,10 @@ run's validation split: photofeh.model.baselines.GradientBoostedBaseline, read b
 "untuned LightGBM" the trees every run fitted before issue 25 (L2, 63 leaves, 200 rounds at 0.15, no
 validation), on the same training stars.
 
-Also: M_G learned from the parallaxes by a model without a parallax input, its photometric distances against
-the parallax distances of test stars with parallax S/N > 10, dwarfs and giants apart. The sample's parallaxes
-are Gaia DR2 (Green et al. 2021 was submitted on 30 June 2020 and revised on 18 November 2020, before EDR3 on
-3 December 2020), so the DR2 zero point of -0.029 mas (Lindegren et al. 2018, A&A 616, A2) is subtracted.
+Distances (M_G learned from the parallaxes by models that do not see them, against the test stars' parallaxes)
+are not measured here: benchmarks/bench_distances.py scores them on this same test split with the
+class-conditional mixture, by class, colour and [Fe/H] (BENCHMARKS.md, "Photometric distances against
+parallaxes"), so that each quantity has one number.
 
 Calibration across depth (issue 27 item 2): the network above and a noise-aware variant (the same inputs, the
 feature errors as inputs, training stars re-observed fainter every epoch down to G = 20, photofeh.model.noise),
@@ -126,7 +126,6 @@ def main() -> None:
         net["feh"].to_numpy(), gbm[:, 0], held["feh_spec"].to_numpy(float))
     figures.update(dereddened_variants(fit, held, args.epochs))
     figures[CALIBRATION] = calibration_across_depth(fit, held, cfg, args.epochs)
-    figures.update(distances(fit, held, args.epochs))
     search = "; ".join(f"{lab} {s['chosen']['num_leaves']} leaves, min_data_in_leaf {s['chosen']['min_data_in_leaf']}, "
                        f"feature_fraction {s['chosen']['feature_fraction']}, {s['best_iteration']} rounds"
                        for lab, s in baselines.meta["lightgbm_search"].items())
@@ -274,7 +273,6 @@ def feh_bias_bins(net_feh: np.ndarray, gbm_feh: np.ndarray, label: np.ndarray) -
 ALL_BANDS = ["gaia_bp-gaia_rp", "gaia_g-gaia_rp", "ps1_g-ps1_r", "ps1_r-ps1_i", "ps1_i-ps1_z", "ps1_z-ps1_y",
              "ps1_y-tmass_j", "tmass_j-tmass_h", "tmass_h-tmass_ks", "tmass_ks-wise_w1", "wise_w1-wise_w2", "gaia_g",
              "parallax", "parallax_error", "ebv"]
-GREEN2020_DR2_ZERO_POINT = -0.029  # mas, Lindegren et al. 2018 (A&A 616, A2), quasars
 
 
 def dereddened_variants(fit, held, epochs: int) -> dict:
@@ -298,40 +296,6 @@ def dereddened_variants(fit, held, epochs: int) -> dict:
                                    net[f"{lab}_err"].to_numpy(), held[f"{COLUMNS[lab]}_err"].to_numpy(float))
             row[f"{lab} sigma"], row[f"{lab} pull std"] = round(m["sigma_gauss"], 3), round(m["pull_std"], 2)
         out[f"network, dereddened colours, {name}"] = row
-    return out
-
-
-def distances(fit, held, epochs: int) -> dict:
-    """M_G learned from the parallaxes by a model that does not see them (parallax_labels, no parallax input);
-    photometric distances against parallax distances for test stars with parallax S/N > 10. With observed
-    magnitudes (deredden = false) M_G includes the extinction, and so do the parallax-based magnitudes: the
-    distances compare like with like."""
-    from photofeh.io.real_samples import GREEN2020_FEATURES
-    from photofeh.model.parallax_labels import parallax_inputs
-    from photofeh.model.predict import load_model
-    from photofeh.model.train import TrainConfig, train
-
-    features = [f for f in GREEN2020_FEATURES if not f.startswith("parallax")]
-    cfg = TrainConfig(features=features, labels=[*LABELS, "mabs_gaia_g"], label_columns=COLUMNS, deredden=False,
-                      parallax_labels=["mabs_gaia_g"], parallax_zero_point=GREEN2020_DR2_ZERO_POINT, missing="mask",
-                      split=(0.8, 0.2, 0.0), epochs=epochs, seed=0, baseline_rounds=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
-        pred = load_model(Path(tmp) / "run").predict(held)
-    aux = parallax_inputs({c: held[c].to_numpy() for c in held.columns}, ["mabs_gaia_g"], deredden_bands=False,
-                          zero_point_mas=GREEN2020_DR2_ZERO_POINT)
-    precise = aux[:, 1] / aux[:, 2] > 10
-    d_plx = 1.0 / aux[:, 1]  # kpc, S/N > 10: inversion biased by < 1% (Bailer-Jones 2015)
-    d_phot = 10 ** ((aux[:, 0] - pred["mabs_gaia_g"].to_numpy()) / 5 - 2)
-    giant = held["logg_spec"].to_numpy(float) < 3.5
-    out = {}
-    for name, sel in (("dwarfs", ~giant), ("giants", giant)):
-        sel = sel & precise & np.isfinite(d_phot)
-        ratio = d_phot[sel] / d_plx[sel]
-        out[f"distances, {name} (parallax S/N > 10)"] = {
-            "stars": int(sel.sum()), "median d_phot/d_plx": round(float(np.median(ratio)), 3),
-            "robust scatter of ln ratio": round(float(1.4826 * np.median(np.abs(np.log(ratio) - np.median(
-                np.log(ratio))))), 3)}
     return out
 
 
