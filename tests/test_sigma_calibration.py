@@ -1,0 +1,39 @@
+"""The sigma scales fitted on the validation stars (train_loop._sigma_scales): a few gross outliers among the
+labels must not set every star's error (issue 26, green2020 Teff pull width 0.77)."""
+
+import numpy as np
+import torch
+
+from photofeh.model.train_loop import _sigma_scales
+
+
+def _validation(resid: np.ndarray, sigma: np.ndarray, label_err: np.ndarray):
+    """One member's outputs and the validation tuple (X, y, e, giant, aux, weight) of one label."""
+    n = len(resid)
+    out = {"mean": torch.zeros(n, 1, dtype=torch.float64),
+           "logvar": torch.from_numpy(np.log(sigma**2)[:, None])}
+    val_t = (torch.zeros(n, 1), torch.from_numpy(resid[:, None]), torch.from_numpy(label_err[:, None]),
+             torch.full((n,), float("nan")), torch.zeros(n, 0), torch.ones(n, dtype=torch.float64))
+    return [out], val_t
+
+
+def test_scale_is_the_closed_form_maximum_likelihood_without_outliers():
+    rng = np.random.default_rng(1)
+    sigma = rng.uniform(0.5, 2.0, 2000)
+    resid = 1.3 * sigma * rng.standard_normal(2000)
+    outs, val_t = _validation(resid, sigma, np.zeros(2000))
+    # the Gaussian NLL's minimum over s, with no label error: s^2 = mean((r / sigma)^2)
+    assert abs(_sigma_scales(outs, "mean", "logvar", val_t, None)[0] - np.sqrt(np.mean((resid / sigma) ** 2))) < 2e-3
+
+
+def test_four_gross_outliers_do_not_widen_every_star():
+    """1,400 stars whose errors are exactly right, plus four labels 25 sigma off: the scale stays 1 (within the
+    sampling error of 1,400 stars, ~2%); the unclipped NLL gives sqrt((1400 + 4 x 625) / 1404) = 1.67."""
+    rng = np.random.default_rng(2)
+    sigma = rng.uniform(60.0, 200.0, 1404)  # K, like the Teff errors
+    label_err = rng.uniform(20.0, 100.0, 1404)
+    total = np.sqrt(sigma**2 + label_err**2)
+    resid = total * rng.standard_normal(1404)
+    resid[:4] = 25 * total[:4] * np.array([1, -1, 1, -1])
+    outs, val_t = _validation(resid, sigma, label_err)
+    assert abs(_sigma_scales(outs, "mean", "logvar", val_t, None)[0] - 1.0) < 0.06
