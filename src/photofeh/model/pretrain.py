@@ -30,6 +30,10 @@ from photofeh.model.train_loop import _fit_member
 __all__ = ["mock_training_table", "pretrain_weights", "pretrain_from_config", "MOCK_VALIDATION_FRACTION"]
 
 MOCK_VALIDATION_FRACTION = 0.1  # of the mock, held out to choose the pretraining's best epoch
+# The error of a mapped reddening in the green2020 sample's unit (`reddening_b19_err`, an input of
+# configs/green2020.toml): the median over its stars with a map value (Bayestar19 or SFD) is 0.023, quartiles
+# 0.021-0.033 (tests/test_green2020.py checks it). Every mock star has its map E(B-V), so it takes this error.
+MOCK_REDDENING_B19_ERR = 0.023
 
 
 def _derived_columns(cols: dict, names: list[str]) -> None:
@@ -40,6 +44,8 @@ def _derived_columns(cols: dict, names: list[str]) -> None:
         # the green2020 sample's Bayestar19 reddening r: E(B-V) = 1.11 r (photofeh.io.presets, derived in
         # scripts/green2020_reddening_scale.py), so the mock's r is its map E(B-V) / 1.11
         cols["reddening_b19"] = np.asarray(cols["ebv"], float) / GREEN2020_EBV_PER_R
+    if "reddening_b19_err" in names and "reddening_b19_err" not in cols:
+        cols["reddening_b19_err"] = np.full(len(np.asarray(cols["ebv"])), MOCK_REDDENING_B19_ERR)
 
 
 def _bands_of(features: list[str], cols: dict) -> list[str]:
