@@ -44,6 +44,8 @@ MOCK_COLUMNS: tuple[Column, ...] = (
     Column("parallax", "float64", "mas", "Gaia parallax (EDR3 zero point -0.017 mas included); NaN without G"),
     Column("parallax_error", "float32", "mas", "Gaia parallax error"),
     Column("in_spec", "bool", "", "star has SEGUE/SSPP-like spectroscopic labels"),
+    Column("spec_target_probability", "float32", "", "probability that the SEGUE-like targeting chose the star "
+           "(photofeh.simulate.spectro; in_spec also needs SSPP-like labels): train's selection_column"),
     Column("feh_spec", "float32", "dex", "spectroscopic [Fe/H] (noisy); NaN if not in_spec"),
     Column("feh_spec_err", "float32", "dex", "error of feh_spec"),
     Column("logg_spec", "float32", "dex", "spectroscopic log g (cgs, noisy)"),

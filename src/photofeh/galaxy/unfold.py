@@ -69,7 +69,7 @@ SMOOTHING_DEX = 0.05  # EMS smoothing of phi: below every population width met (
 MATCH_SIGMA_BINS = 10  # error quantiles of the calibration entries the selection is matched in (ResponseSample.matched)
 MAX_WEIGHT = 20.0  # cap on a calibration entry's matching weight, in units of the mean weight
 POSTERIOR_ITERATIONS = 10  # EM steps of the calibration entries' true [Fe/H] (ResponseSample.posterior)
-FIELDS = ("true", "estimate", "sigma", "teff", "star", "weight", "true_err")  # ResponseSample's arrays
+FIELDS = ("true", "estimate", "sigma", "teff", "star", "weight", "true_err", "design")  # ResponseSample's arrays
 FRACTION_THRESHOLDS = (-1.0, -1.5, -2.0)
 # The iteration stops after ITERATIONS steps from the (matched) labelled stars' distribution (D'Agostini 1995's
 # regularisation: where the response cannot tell two [Fe/H] apart -- the information-limited tail -- the
@@ -134,8 +134,16 @@ class GridMDF:
 @dataclass
 class ResponseSample:
     """Labelled stars with the model's estimates: ``true`` [Fe/H], ``estimate`` and its ``sigma``; optionally the
-    model's ``teff`` estimate, the ``star`` each entry re-observes (entries of one star are resampled together)
-    and a ``weight`` per entry (:meth:`matched`)."""
+    model's ``teff`` estimate, the ``star`` each entry re-observes (entries of one star are resampled together),
+    a ``weight`` per entry (:meth:`matched`) and a ``design`` weight: the inverse of the probability that the
+    entry's star was chosen for a spectrum (known where the labelled sample's targeting is; 1 where not).
+
+    Why design weights. A spectroscopic sample targeted on its photometry (SEGUE's colour boxes, one of them for
+    metal-poor stars on u-g and the Lenz et al. 1998 l colour) holds, at one true [Fe/H], the stars whose colours
+    won them a spectrum, not the population's: at one [Fe/H], error and Teff estimate its estimates differ from a
+    survey's stars' (on the mock survey the calibration stars' estimates lie 0.08-0.12 dex lower at the far |Z|
+    slices' true median, benchmarks/bench_mdf.py). Each entry weighted by the inverse of its star's targeting
+    probability stands for the stars it was drawn from (Horvitz & Thompson 1952, JASA 47, 663)."""
 
     true: np.ndarray
     estimate: np.ndarray
@@ -144,6 +152,7 @@ class ResponseSample:
     star: np.ndarray | None = None
     weight: np.ndarray | None = None
     true_err: np.ndarray | None = None
+    design: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.true, self.estimate, self.sigma = (np.asarray(a, float) for a in (self.true, self.estimate, self.sigma))
@@ -153,7 +162,9 @@ class ResponseSample:
         self.weight = np.ones(n) if self.weight is None else np.asarray(self.weight, float)
         self.true_err = (np.zeros(n) if self.true_err is None or len(self.true_err) != n
                          else np.nan_to_num(np.asarray(self.true_err, float), nan=0.0))
+        self.design = np.ones(n) if self.design is None or len(self.design) != n else np.asarray(self.design, float)
         ok = np.isfinite(self.true) & np.isfinite(self.estimate) & np.isfinite(self.sigma) & (self.sigma > 0)
+        ok &= np.isfinite(self.design) & (self.design > 0)
         for name in FIELDS:
             setattr(self, name, getattr(self, name)[ok])
 
@@ -172,14 +183,15 @@ class ResponseSample:
         sample = meta.get("calibration_sample")
         if not sample or not sample.get("true"):
             return None
+        design = sample.get("selection_weight")  # inverse targeting probabilities (train's selection_column)
         out = cls(sample["true"], sample["estimate"], sample["sigma"], sample.get("teff"), sample.get("star"),
-                  true_err=sample.get("true_err"))
+                  true_err=sample.get("true_err"), design=design)
         info = meta.get("prior") or {}
         if prior == "flat" and info.get("kind", "labels") == "labels" and info.get("training_distribution"):
             from photofeh.model.prior import divide_out
 
             out = cls(out.true, *divide_out(out.estimate, out.sigma, info["training_distribution"]), out.teff,
-                      out.star, true_err=out.true_err)
+                      out.star, true_err=out.true_err, design=out.design)
         if prior == "flat" and info.get("kind") == "likelihood":
             # a likelihood model's flat-prior estimates are its population column (photofeh.model.likelihood);
             # without that column's response there is none to unfold them through
@@ -188,7 +200,7 @@ class ResponseSample:
             # from the sample's own columns: ``out`` dropped the entries whose posterior column is not finite,
             # which need not be those of the population column
             out = cls(sample["true"], sample["estimate_population"], sample["sigma_population"], sample.get("teff"),
-                      sample.get("star"), true_err=sample.get("true_err"))
+                      sample.get("star"), true_err=sample.get("true_err"), design=design)
         return out
 
     def matched(self, binned: BinnedEstimates) -> tuple[ResponseSample, dict]:
@@ -201,7 +213,8 @@ class ResponseSample:
         selection's: the far |Z| slices came out half as wide as the truth. The weights are the ratio of the
         selection's fraction of stars to the calibration's in cells of :data:`MATCH_SIGMA_BINS` error quantiles
         (of the calibration) by :data:`photofeh.galaxy.mdf.TEFF_EDGES` (post-stratification; e.g. Little 1993,
-        JASA 88, 1001), capped at :data:`MAX_WEIGHT` times the mean; Teff enters where both sides have it."""
+        JASA 88, 1001), capped at :data:`MAX_WEIGHT` times the mean; Teff enters where both sides have it. The
+        entries' ``design`` weights count in the calibration's fractions and multiply the ratio."""
         edges = np.unique(np.quantile(self.sigma, np.linspace(0, 1, MATCH_SIGMA_BINS + 1)[1:-1]))
         err_centres = 0.5 * (binned.err_edges[1:] + binned.err_edges[:-1])
         tc = binned.teff_counts.astype(float)
@@ -216,9 +229,9 @@ class ResponseSample:
         k_teff = (np.searchsorted(TEFF_EDGES, np.nan_to_num(self.teff, nan=0.0), side="right") if use_teff
                   else np.zeros(self.sigma.size, int))
         cell = k_sig * nt + k_teff
-        cal = np.bincount(cell, minlength=sel.size).reshape(sel.shape).astype(float)
-        sel_f, cal_f = sel / max(sel.sum(), 1.0), cal / max(cal.sum(), 1.0)
-        w = (sel_f / np.where(cal_f > 0, cal_f, np.inf)).ravel()[cell]
+        cal = np.bincount(cell, weights=self.design, minlength=sel.size).reshape(sel.shape)
+        sel_f, cal_f = sel / max(sel.sum(), 1.0), cal / max(cal.sum(), 1e-300)
+        w = self.design * (sel_f / np.where(cal_f > 0, cal_f, np.inf)).ravel()[cell]
         w = np.minimum(w, MAX_WEIGHT * max(w.mean(), 1e-300))
         self.posterior()  # once per calibration sample, whatever the selection
         out = self.subset(np.arange(self.true.size))

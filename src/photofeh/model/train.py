@@ -263,7 +263,9 @@ def calibration_sample(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfi
     population), so the unfolding matches the calibration stars to the selected ones in error and Teff, which needs
     more than one draw per star (``star``: the validation star of each entry, for the bootstrap; ``teff``: the
     model's Teff estimate, where it has one). ``true_err``: the labels' errors, which the unfolding takes out of
-    the response (a response measured against noisy labels is flatter than the true one)."""
+    the response (a response measured against noisy labels is flatter than the true one). ``selection_weight``:
+    with ``cfg.selection_column``, 1 / each entry's star's targeting probability (ResponseSample's design
+    weights)."""
     rows = val_rows[np.isfinite(p.y[val_rows, cfg.labels.index("feh")])]
     if rows.size > CALIBRATION_SAMPLE_SIZE:
         rows = np.sort(np.random.default_rng(cfg.seed).choice(rows, CALIBRATION_SAMPLE_SIZE, replace=False))
@@ -283,6 +285,8 @@ def calibration_sample(model, p: Prepared, val_rows: np.ndarray, cfg: TrainConfi
         sample["estimate"] += np.round(out["feh"][ok], 4).tolist()
         sample["sigma"] += np.round(out["feh_err"][ok], 4).tolist()
         sample["star"] += np.flatnonzero(ok).tolist()
+        if p.selection is not None:
+            sample.setdefault("selection_weight", []).extend(np.round(1.0 / p.selection[rows][ok], 4).tolist())
         if "feh_population" in out:  # a likelihood model's second estimate (photofeh.model.likelihood)
             sample.setdefault("estimate_population", []).extend(np.round(out["feh_population"][ok], 4).tolist())
             sample.setdefault("sigma_population", []).extend(np.round(out["feh_population_err"][ok], 4).tolist())

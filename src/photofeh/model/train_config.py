@@ -95,6 +95,9 @@ class TrainConfig:
     # the preset (or mapping file) through which `photofeh train` and `evaluate` read the table (e.g.
     # green2020, segue_colours, kepler_huber17); None: the table is in schema names
     table_preset: str | None = None
+    # a column with each labelled star's probability of having been targeted for its spectrum: the calibration
+    # sample (photofeh.galaxy.unfold) is weighted by its inverse; "": unknown (every star weighs the same)
+    selection_column: str = ""
 
     def validate(self) -> None:
         """Types and ranges of every setting; raises ``ValueError`` naming the setting."""
@@ -205,7 +208,8 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "noise_limit": float, "noise_keep_fraction": float, "noise_errors_from": str, "prior": str,
           "prior_label": str, "prior_weight_cap": float,
           "label_noise": bool, "label_errors": {str: float}, "pretrain": {str: object},
-          "baseline_rounds": int, "split_seed": (int, None), "table_preset": (str, None)}
+          "baseline_rounds": int, "split_seed": (int, None), "table_preset": (str, None),
+          "selection_column": str}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
 
 
@@ -378,6 +382,11 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                              "`kepler_huber17`) or mapping file (`.toml`) through which `photofeh train` and "
                              "`photofeh evaluate` read the table (any format `predict` reads); `\"none\"`: the table "
                              "is in schema names"),
+    "selection_column": ("data", "a column with each labelled star's probability (0 < p <= 1) of having been "
+                                 "chosen for its spectrum, where the sample's targeting is known (e.g. SEGUE's "
+                                 "selection function; the mock's `spec_target_probability`): `mdf` and `map` weight "
+                                 "the model's calibration stars by 1/p, so that at one [Fe/H] they stand for the "
+                                 "population rather than for the colours that won a spectrum; `\"\"`: not known"),
 }
 
 

@@ -32,6 +32,7 @@ class Prepared:
     X_err: np.ndarray | None = None  # (n, F) feature errors where the table has them (photofeh.model.domain)
     has_ids: bool = True  # False: the table had no source_id and ``ids`` numbers the rows
     reobserver: object | None = None  # noise-aware training: re-observes the stars (photofeh.model.noise.Reobserver)
+    selection: np.ndarray | None = None  # each star's targeting probability (cfg.selection_column), for the unfolding
 
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
@@ -73,7 +74,22 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
                                 cfg.noise_limit_band, cfg.noise_limit, cfg.noise_keep_fraction, cfg.ebv_column,
                                 cfg.deredden, require_all=cfg.missing == "require")
     return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index, feature_errors(cols, cfg.features),
-                    "source_id" in cols, reobserver)
+                    "source_id" in cols, reobserver, _selection(cols, cfg.selection_column))
+
+
+def _selection(cols, column: str) -> np.ndarray | None:
+    """The targeting probabilities of ``column`` (None without one); each must be in (0, 1]."""
+    if not column:
+        return None
+    if column not in cols:
+        raise ValueError(f"selection_column {column!r} is not a column of the training table")
+    p = np.asarray(cols[column], float)
+    with np.errstate(invalid="ignore"):
+        bad = ~((p > 0) & (p <= 1))
+    if bad.any():
+        raise ValueError(f"selection_column {column!r}: {int(bad.sum())} row(s) without a probability in (0, 1] "
+                         "(missing, zero or above 1): a star that could not have been chosen cannot be weighted")
+    return p
 
 
 def label_standardizer(p: Prepared, rows: np.ndarray) -> Standardizer:

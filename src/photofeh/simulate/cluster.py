@@ -493,9 +493,11 @@ class ClusterFieldSurvey(MockSurvey):
         teff = 10.0 ** grid.evaluate("logte", w1)
         logg = grid.evaluate("logg", w1)
         dered = {f: cols[f"sdss_{f}"] - BANDS[f"sdss_{f}"].r_ebv * ebv_map for f in "ugri"}
-        targeted = rng.random(n) < segue_target_probability(dered["u"], dered["g"], dered["r"], dered["i"])
+        p_target = segue_target_probability(dered["u"], dered["g"], dered["r"], dered["i"])
+        targeted = rng.random(n) < p_target
         labels, sspp_ok = sspp_labels(rng, feh, logg, teff, cols["sdss_g"])
         cols["in_spec"] = targeted & sspp_ok
+        cols["spec_target_probability"] = p_target
         for key, val in labels.items():
             cols[key] = np.where(cols["in_spec"], val, np.nan)
 

@@ -298,6 +298,7 @@ class MockSurvey:
         labels, sspp_ok = sspp_labels(rng, feh, logg, teff, cols["sdss_g"])
         in_spec = targeted & sspp_ok
         cols["in_spec"] = in_spec
+        cols["spec_target_probability"] = p_target
         for key, val in labels.items():
             cols[key] = np.where(in_spec, val, np.nan)
 
