@@ -19,7 +19,11 @@ unselected mock field stars (true [Fe/H], no label errors, no SEGUE targeting) i
 stars; and, for main-sequence stars at fixed true [Fe/H] and g, the median estimate - truth of SEGUE-targeted
 labelled mock stars (the kind the calibration sample holds) against unselected field stars.
 
-Usage: python benchmarks/bench_clusters.py [--epochs N] [--work DIR] [--only-train] [--part main|diagnose]
+``--part weighted`` (the same way) adds to each cluster the labels model trained with ``selection_column`` (the
+mock's ``spec_target_probability``: the unfolding weights each calibration star by the inverse of its targeting
+probability).
+
+Usage: python benchmarks/bench_clusters.py [--epochs N] [--work DIR] [--only-train] [--part main|diagnose|weighted]
 (``--work``: keep the models, catalogues and predictions there, and reuse the models found there)
 """
 
@@ -31,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, labelled_mock, merge_result, write_result
+from _common import RESULTS, ROOT, labelled_mock, merge_result, write_result
 
 # [Fe/H], age (Gyr), distance (kpc): turn-off g ~ 17-20 (checked in the output: "turn-off g"). Ages as the
 # mock's stars of that [Fe/H] have them (halo 12 +- 1 Gyr, thick disk 11 +- 1, thin disk 0.1-10 uniform), then
@@ -48,6 +52,9 @@ FIELD_ARCMIN, INNER_ARCMIN = 6.0, 3.0
 TURNOFF_TEFF = (5750.0, 6500.0)  # K: the old clusters' main-sequence members near the turn-off (--part diagnose)
 FIELD_STARS = 400_000  # --part diagnose: the plain mock survey whose stars give the unselected response
 PRIORS = ("labels", "flat", "likelihood")
+# --part weighted: the labels model trained with selection_column (its calibration stars weighted by the inverse of
+# their SEGUE-like targeting probability in the unfolding, Horvitz & Thompson 1952; the mock's column)
+WEIGHTED, TARGET_COLUMN = "weighted", "spec_target_probability"
 # (row name, model, predict --prior, mdf --estimate, mdf --method)
 ESTIMATES = (("labels", "labels", None, "feh", "unfold"),
              ("divided out", "labels", "flat", "feh", "unfold"),
@@ -62,7 +69,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--work", type=Path, help="keep models, catalogues and predictions here (models reused)")
     ap.add_argument("--only-train", action="store_true")
-    ap.add_argument("--part", choices=("main", "diagnose"), default="main")
+    ap.add_argument("--part", choices=("main", "diagnose", "weighted"), default="main")
     ap.add_argument("--boot", type=int, default=50, help="bootstrap draws per MDF (each redraws the response)")
     args = ap.parse_args()
     if args.work is not None:
@@ -77,18 +84,23 @@ def run(args, work: Path) -> None:
     from photofeh.model.train import load_config, train
 
     spec = None
-    for prior in PRIORS:
+    for prior in (*PRIORS, WEIGHTED) if args.part == "weighted" else PRIORS:
         if (work / prior / "model" / "model.json").exists():
             continue
         spec = labelled_mock(30_000, seed=2) if spec is None else spec
         cfg = load_config(ROOT / "configs" / "default.toml")
-        cfg.prior, cfg.epochs = prior, args.epochs
+        cfg.prior, cfg.epochs = ("labels" if prior == WEIGHTED else prior), args.epochs
+        if prior == WEIGHTED:
+            cfg.selection_column = TARGET_COLUMN
         train(spec, cfg, work / prior, log=lambda s: None)
         print(f"trained {prior}", flush=True)
     if args.only_train:
         return
     if args.part == "diagnose":
         merge_result("clusters", diagnose(work, args.boot))
+        return
+    if args.part == "weighted":
+        merge_result("clusters", weighted_rows(work, args.boot))
         return
     figures: dict = {}
     for k, (feh, age, dist) in enumerate(CLUSTERS):
@@ -146,6 +158,33 @@ def cluster_row(work: Path, k: int, feh: float, age: float, dist: float, n_boot:
                 "covered (|median - truth| <= 2 errors)": bool(abs(err) <= 2 * se),
                 "median of the estimates": round(summary["observed_median"], 3)}
     return row
+
+
+def weighted_rows(work: Path, n_boot: int) -> dict:
+    """Each cluster's section of the result file with the row of the targeting-weighted labels model added."""
+    import json
+
+    from photofeh.galaxy.populations import mdf_of_predictions
+    from photofeh.scale.options import PredictOptions
+    from photofeh.scale.predict_catalog import predict_catalog
+
+    figures = json.loads((RESULTS / "clusters.json").read_text())["figures"]
+    out = {}
+    for k, (feh, age, dist) in enumerate(CLUSTERS):
+        name = f"[Fe/H] = {feh:+.1f}, {age:g} Gyr, {dist:g} kpc"
+        pred = work / f"pred_{k}_{WEIGHTED}_own.parquet"
+        if not pred.exists():
+            predict_catalog(work / WEIGHTED, catalogue(work, k, feh, age, dist), pred,
+                            PredictOptions(keep=("cluster_member", "r_arcmin"), progress=False), log=lambda s: None)
+        summary, counts, _ = mdf_of_predictions(pred, where="cluster_member", n_boot=n_boot, seed=k)
+        err = summary["median"] - feh
+        out[name] = {**figures[name], "labels, targeting-weighted, members": {
+            "stars": counts["selected"], "median": round(summary["median"], 3),
+            "median error (bootstrap)": round(summary["median_se"], 3), "median - truth": round(err, 3),
+            "covered (|median - truth| <= 2 errors)": bool(abs(err) <= 2 * summary["median_se"]),
+            "median of the estimates": round(summary["observed_median"], 3)}}
+        print(name, out[name]["labels, targeting-weighted, members"], flush=True)
+    return out
 
 
 def diagnose(work: Path, n_boot: int) -> dict:
