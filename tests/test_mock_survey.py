@@ -178,3 +178,14 @@ def test_an_envelope_too_low_stops_the_survey_instead_of_biasing_it(monkeypatch,
     with pytest.raises(ValueError, match=r"proposals of block 0 can see more of the IMF than the proposal envelope"):
         simulate(MockSurveyConfig(n_stars=1_000, seed=3), tmp_path / "m.parquet")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_envelope_overshoot_of_a_fraction_of_a_star_is_tolerated():
+    """Seed 32's spectroscopic mock has one proposal in block 132 whose selectable IMF share is 1.004 times its
+    envelope: accepted once where it should count 1.004 times, 0.004 of a star missing. That stopped a
+    300,000-star `simulate --spec-only --seed 32`; overshoots up to ENVELOPE_OVERSHOOT_TOLERATED (0.05 of a star
+    per proposal) are accepted, larger ones still stop the run (test above)."""
+    from photofeh.simulate import MockSurvey
+
+    block = MockSurvey(MockSurveyConfig(n_stars=300_000, seed=32, spec_only=True))._coded_block(132)
+    assert 200 < len(block["feh_true"]) < 400 and np.all(block["in_spec"])  # 298 labelled stars
