@@ -261,3 +261,25 @@ def test_training_keeps_the_inverse_targeting_probabilities(spec_catalog, tmp_pa
     bad = table.assign(spec_target_probability=np.where(np.arange(len(table)) == 3, 0.0, p))
     with pytest.raises(ValueError, match="selection_column"):
         train(bad, cfg, tmp_path / "bad", log=lambda s: None)
+
+
+def test_unlabelled_stars_need_no_targeting_probability(spec_catalog):
+    """A training table may hold stars without a spectroscopic [Fe/H] (a full mock: its truth labels such as
+    mabs_sdss_r_true are everywhere): those never targeted have probability 0 (the mock's spec_target_probability
+    outside the SEGUE-like boxes' magnitudes), or NaN where unknown. Only stars with an [Fe/H] label enter the
+    calibration sample, so only theirs are checked (every row's were, which refused the full mock)."""
+    from photofeh.model.train import TrainConfig
+    from photofeh.model.train_data import prepare
+
+    cfg = TrainConfig(selection_column="spec_target_probability")
+    table = spec_catalog.iloc[:200].copy()
+    unlabelled = np.arange(len(table)) < 20
+    for col in ("feh_spec", "logg_spec", "teff_spec"):  # as simulate leaves the stars not in_spec
+        table.loc[unlabelled, col] = np.nan
+    p = table["spec_target_probability"].to_numpy(float).copy()
+    p[:10], p[10:20] = 0.0, np.nan
+    table["spec_target_probability"] = p
+    prepared = prepare(table, cfg)
+    np.testing.assert_array_equal(prepared.selection[20:], p[20:])
+    with pytest.raises(ValueError, match="1 labelled row"):  # a labelled star's probability is still checked
+        prepare(table.assign(spec_target_probability=np.where(np.arange(len(table)) == 25, 0.0, p)), cfg)

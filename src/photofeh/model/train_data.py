@@ -64,6 +64,8 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
         g = y[:, cfg.labels.index("logg")]
         giant = np.where(np.isfinite(g), (g < GIANT_LOGG).astype(float), np.nan)
     ids = np.asarray(cols["source_id"]) if "source_id" in cols else np.arange(n)
+    # the stars the calibration sample can hold (train.calibration_sample: a finite [Fe/H] label)
+    calibratable = np.isfinite(y[:, cfg.labels.index("feh")]) if "feh" in cfg.labels else np.zeros(n, bool)
     from photofeh.model.domain import feature_errors
 
     reobserver = None
@@ -74,21 +76,23 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
                                 cfg.noise_limit_band, cfg.noise_limit, cfg.noise_keep_fraction, cfg.ebv_column,
                                 cfg.deredden, require_all=cfg.missing == "require")
     return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index, feature_errors(cols, cfg.features),
-                    "source_id" in cols, reobserver, _selection(cols, cfg.selection_column))
+                    "source_id" in cols, reobserver, _selection(cols, cfg.selection_column, calibratable))
 
 
-def _selection(cols, column: str) -> np.ndarray | None:
-    """The targeting probabilities of ``column`` (None without one); each must be in (0, 1]."""
+def _selection(cols, column: str, labelled: np.ndarray) -> np.ndarray | None:
+    """The targeting probabilities of ``column`` (None without one); each ``labelled`` star's (those with an
+    [Fe/H] label, which the calibration sample draws from) must be in (0, 1]. The others' are never used: a star
+    never targeted has probability 0 (a full mock's spec_target_probability), or none is known."""
     if not column:
         return None
     if column not in cols:
         raise ValueError(f"selection_column {column!r} is not a column of the training table")
     p = np.asarray(cols[column], float)
     with np.errstate(invalid="ignore"):
-        bad = ~((p > 0) & (p <= 1))
+        bad = labelled & ~((p > 0) & (p <= 1))
     if bad.any():
-        raise ValueError(f"selection_column {column!r}: {int(bad.sum())} row(s) without a probability in (0, 1] "
-                         "(missing, zero or above 1): a star that could not have been chosen cannot be weighted")
+        raise ValueError(f"selection_column {column!r}: {int(bad.sum())} labelled row(s) without a probability in "
+                         "(0, 1] (missing, zero or above 1): a star that could not have been chosen cannot be weighted")
     return p
 
 
