@@ -104,7 +104,7 @@ def run(args, work: Path) -> None:
         return
     figures: dict = {}
     for k, (feh, age, dist) in enumerate(CLUSTERS):
-        name = f"[Fe/H] = {feh:+.1f}, {age:g} Gyr, {dist:g} kpc"
+        name = cluster_name(feh, age, dist)
         figures[name] = cluster_row(work, k, feh, age, dist, args.boot)
         print(name, figures[name], flush=True)
     write_result("clusters", "Mock clusters: [Fe/H] from photofeh mdf against the truth", figures,
@@ -119,6 +119,20 @@ def run(args, work: Path) -> None:
                        "bench_information_limit.py: the SDSS, PS1 and Gaia colours, G and the parallax with the "
                        "members' own errors; 1 / sqrt(sum of the per-star Fisher information), each star's age "
                        "free within a 0.6-dex prior or known), and the share of it in each evolutionary phase.")
+
+
+def cluster_name(feh: float, age: float, dist: float) -> str:
+    """A cluster's section name in the result file."""
+    return f"[Fe/H] = {feh:+.1f}, {age:g} Gyr, {dist:g} kpc"
+
+
+def median_row(summary: dict, counts: dict, feh: float) -> dict:
+    """An MDF's median (mdf_of_predictions' summary and counts) against the cluster's [Fe/H] ``feh``."""
+    err, se = summary["median"] - feh, summary["median_se"]
+    return {"stars": counts["selected"], "median": round(summary["median"], 3),
+            "median error (bootstrap)": round(se, 3), "median - truth": round(err, 3),
+            "covered (|median - truth| <= 2 errors)": bool(abs(err) <= 2 * se),
+            "median of the estimates": round(summary["observed_median"], 3)}
 
 
 def cluster_row(work: Path, k: int, feh: float, age: float, dist: float, n_boot: int) -> dict:
@@ -150,13 +164,7 @@ def cluster_row(work: Path, k: int, feh: float, age: float, dist: float, n_boot:
             except ValueError as exc:
                 row[f"{label}, {name}"] = str(exc)
                 continue
-            err = summary["median"] - feh
-            se = summary["median_se"]
-            row[f"{label}, {name}"] = {
-                "stars": counts["selected"], "median": round(summary["median"], 3),
-                "median error (bootstrap)": round(se, 3), "median - truth": round(err, 3),
-                "covered (|median - truth| <= 2 errors)": bool(abs(err) <= 2 * se),
-                "median of the estimates": round(summary["observed_median"], 3)}
+            row[f"{label}, {name}"] = median_row(summary, counts, feh)
     return row
 
 
@@ -171,18 +179,13 @@ def weighted_rows(work: Path, n_boot: int) -> dict:
     figures = json.loads((RESULTS / "clusters.json").read_text())["figures"]
     out = {}
     for k, (feh, age, dist) in enumerate(CLUSTERS):
-        name = f"[Fe/H] = {feh:+.1f}, {age:g} Gyr, {dist:g} kpc"
+        name = cluster_name(feh, age, dist)
         pred = work / f"pred_{k}_{WEIGHTED}_own.parquet"
         if not pred.exists():
             predict_catalog(work / WEIGHTED, catalogue(work, k, feh, age, dist), pred,
                             PredictOptions(keep=("cluster_member", "r_arcmin"), progress=False), log=lambda s: None)
         summary, counts, _ = mdf_of_predictions(pred, where="cluster_member", n_boot=n_boot, seed=k)
-        err = summary["median"] - feh
-        out[name] = {**figures[name], "labels, targeting-weighted, members": {
-            "stars": counts["selected"], "median": round(summary["median"], 3),
-            "median error (bootstrap)": round(summary["median_se"], 3), "median - truth": round(err, 3),
-            "covered (|median - truth| <= 2 errors)": bool(abs(err) <= 2 * summary["median_se"]),
-            "median of the estimates": round(summary["observed_median"], 3)}}
+        out[name] = {**figures[name], "labels, targeting-weighted, members": median_row(summary, counts, feh)}
         print(name, out[name]["labels, targeting-weighted, members"], flush=True)
     return out
 
@@ -212,7 +215,7 @@ def diagnose(work: Path, n_boot: int) -> dict:
     out: dict = {}
     giants, via_field = {}, {}
     for k, (feh, age, dist) in in_range:
-        name = f"[Fe/H] = {feh:+.1f}, {age:g} Gyr, {dist:g} kpc"
+        name = cluster_name(feh, age, dist)
         try:
             summary, counts, _ = mdf_of_predictions(work / f"pred_{k}_labels_own.parquet", where="cluster_member",
                                                     giants="only", n_boot=n_boot, seed=k)
@@ -229,13 +232,13 @@ def diagnose(work: Path, n_boot: int) -> dict:
                                                     where=f"cluster_member and sdss_g < {cut}")
             row[f"g < {cut:g}"] = {"stars": counts["selected"], "median - truth": round(summary["median"] - feh, 3),
                                    "median error (bootstrap)": round(summary["median_se"], 3)}
-        brighter[f"[Fe/H] = {feh:+.1f}, {age:g} Gyr, {dist:g} kpc"] = row
+        brighter[cluster_name(feh, age, dist)] = row
     out["members brighter than g (labels model, mdf --where)"] = brighter
     no_hb = {}
     for k, (feh, age, dist) in in_range:  # horizontal-branch colours also depend on more than [Fe/H] and age
         members = pd.read_parquet(catalogue(work, k, feh, age, dist))
         members = members[members["cluster_member"] & (members["phase"] != "horizontal branch")]
-        no_hb[f"[Fe/H] = {feh:+.1f}, {age:g} Gyr, {dist:g} kpc"] = information_bound(members)
+        no_hb[cluster_name(feh, age, dist)] = information_bound(members)
     out["Cramer-Rao bound without the horizontal branch"] = no_hb
     bias: dict = {}
     for prior, col in (("labels", "feh"), ("likelihood", "feh_population")):
@@ -265,7 +268,6 @@ def diagnose(work: Path, n_boot: int) -> dict:
         bias[f"{prior} model, {col}"] = rows
     out[f"selection: main-sequence stars with 18.5 < g < 20 and Teff {TURNOFF_TEFF[0]:.0f}-{TURNOFF_TEFF[1]:.0f} K, "
         "estimate - truth"] = bias
-    model = load_model(work / "labels" / "model")
     meta = json.loads((work / "labels" / "model" / "model.json").read_text())
     calibration = ResponseSample.from_meta(meta)
     for k, (feh, age, dist) in in_range:
@@ -274,7 +276,7 @@ def diagnose(work: Path, n_boot: int) -> dict:
               & pred["in_domain"].to_numpy(bool))
         b = BinnedEstimates()
         b.add(pred["feh"].to_numpy(float)[ok], pred["feh_err"].to_numpy(float)[ok], pred["teff"].to_numpy(float)[ok])
-        name = f"[Fe/H] = {feh:+.1f}, {age:g} Gyr, {dist:g} kpc"
+        name = cluster_name(feh, age, dist)
         via_field[name] = {
             "calibration stars (mdf)": round(unfold_mdf(b, calibration, n_boot=0)["median"] - feh, 3),
             "unselected field stars, true [Fe/H]": round(unfold_mdf(b, field_response, n_boot=0)["median"] - feh, 3)}
