@@ -31,7 +31,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 from scipy.special import log_ndtr
 
 __all__ = ["LikelihoodPrior", "log_normaliser", "posterior_moments", "POPULATION_SUFFIX"]
@@ -110,20 +109,20 @@ class LikelihoodPrior:
     def sigma_scale(self, mean: np.ndarray, var: np.ndarray, y: np.ndarray, e: np.ndarray,
                     spread: np.ndarray | float = 0.0) -> float:
         """The factor on the likelihood's s (standardised ``mean``, model variance ``var``, labels ``y`` and
-        errors ``e``: the validation stars) that minimises their posterior NLL, as the other labels' sigma scales
-        do for theirs. An ensemble's ``spread`` (variance of its members' means) is added unscaled, as
+        errors ``e``: the validation stars) that minimises their posterior NLL, fitted as the other labels' sigma
+        scales are (:func:`photofeh.model.train_loop._clipped_scale`: pulls beyond 5 sigma left out). An
+        ensemble's ``spread`` (variance of its members' means) is added unscaled, as
         :meth:`photofeh.model.predict.PhotometricModel._ensemble` adds it."""
+        from photofeh.model.train_loop import _clipped_scale  # here: train_loop imports the training stack
+
         ok = np.isfinite(y) & np.isfinite(mean) & np.isfinite(var)
         lo, hi, logn = self.torch_terms()
-        m, v, yy, ee = mean[ok], var[ok], y[ok], e[ok]
-        w = np.broadcast_to(spread, np.shape(mean))[ok]
 
-        def nll(log_c):
-            sd = np.sqrt(np.exp(2 * log_c) * v + w + ee**2)
-            log_z = log_normaliser(torch.from_numpy(m), torch.from_numpy(sd), lo, hi, logn).numpy()
-            return float(np.mean(np.log(sd) + 0.5 * ((yy - m) / sd) ** 2 + log_z))
+        def log_z(v, k):
+            return log_normaliser(torch.from_numpy(mean[k]), torch.from_numpy(np.sqrt(v)), lo, hi, logn).numpy()
 
-        return float(np.exp(minimize_scalar(nll, bounds=(-2, 2), method="bounded").x)) if ok.any() else 1.0
+        return _clipped_scale(y - mean, var, np.broadcast_to(spread, np.shape(mean)) + e**2, np.ones(np.size(y)),
+                              ok, log_z=log_z)
 
     def calibrated_scale(self, outs: list[dict], val_t: tuple) -> float:
         """:meth:`sigma_scale` of the trained members' outputs ``outs`` on the validation tensors ``val_t`` (inputs,

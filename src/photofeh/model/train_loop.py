@@ -233,17 +233,20 @@ SCALE_CLIP_SIGMA = 5.0
 
 
 def _clipped_scale(r: np.ndarray, v_model: np.ndarray, v_fixed: np.ndarray, w: np.ndarray, ok: np.ndarray,
-                   clip: float = SCALE_CLIP_SIGMA, max_iter: int = 10) -> float:
+                   clip: float = SCALE_CLIP_SIGMA, max_iter: int = 10, log_z=None) -> float:
     """The factor s on the networks' sigmas minimising the weighted Gaussian NLL of the residuals ``r`` with
     variance s^2 ``v_model`` + ``v_fixed`` (the ensemble's spread and the label error), over the stars ``ok``
-    whose pulls lie within ``clip`` at the current s (refitted until that set is stable; see SCALE_CLIP_SIGMA)."""
+    whose pulls lie within ``clip`` at the current s (refitted until that set is stable; see SCALE_CLIP_SIGMA).
+    ``log_z(v, k)``: a normaliser added to each kept star's NLL (the likelihood head's posterior,
+    :meth:`photofeh.model.likelihood.LikelihoodPrior.sigma_scale`), given the stars ``k`` and their variances."""
     if not ok.any():
         return 1.0
     keep, scale = ok.copy(), 1.0
     for _ in range(max_iter):
         def nll(log_s, k=keep):  # weighted by the prior's weights: calibrated for the population it serves
             v = np.exp(2 * log_s) * v_model[k] + v_fixed[k]
-            return np.average(np.log(v) + r[k] ** 2 / v, weights=w[k])
+            per_star = np.log(v) + r[k] ** 2 / v
+            return np.average(per_star if log_z is None else per_star + 2 * log_z(v, k), weights=w[k])
 
         scale = float(np.exp(minimize_scalar(nll, bounds=(-2, 2), method="bounded").x))
         within = ok & (np.abs(np.where(ok, r, 0.0)) <= clip * np.sqrt(scale**2 * v_model + v_fixed))
