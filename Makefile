@@ -26,8 +26,10 @@ demo: setup
 		--min-abs-b 30 --north-only --footprint sdss=min_b:30 --select-band sdss_u --mag-range 14 21.5
 	@echo "== stage 1b: a spectroscopic training set (20,000 labelled stars) =="
 	$(VENV)/bin/photofeh simulate --n-stars 20000 --seed 2 --spec-only --out $(DEMO)/mock_spec.parquet --overwrite --workers 2
-	@echo "== stage 2: train the default network (and the baselines), evaluate it on its test split =="
-	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet --overwrite
+	@echo "== stage 2: train the default network (and the baselines), evaluate it on its test split; the mock knows each =="
+	@echo "==          labelled star's targeting probability, which weights the calibration stars of map and mdf =="
+	$(VENV)/bin/photofeh train $(DEMO)/mock_spec.parquet --config configs/default.toml --out $(DEMO)/run --epochs 30 --quiet --overwrite \
+		--selection-column spec_target_probability
 	$(VENV)/bin/photofeh evaluate $(DEMO)/run $(DEMO)/mock_spec.parquet
 	@echo "== stage 3: predict every star of the survey (streamed, resumable Parquet parts) =="
 	rm -rf $(DEMO)/predictions

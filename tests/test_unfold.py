@@ -283,3 +283,19 @@ def test_unlabelled_stars_need_no_targeting_probability(spec_catalog):
     np.testing.assert_array_equal(prepared.selection[20:], p[20:])
     with pytest.raises(ValueError, match="1 labelled row"):  # a labelled star's probability is still checked
         prepare(table.assign(spec_target_probability=np.where(np.arange(len(table)) == 25, 0.0, p)), cfg)
+
+
+def test_train_command_takes_the_selection_column(spec_catalog, tmp_path, capsys):
+    """`photofeh train --selection-column COLUMN` (what `make demo` passes) sets selection_column over the config's;
+    a column the table lacks is one clear line and no run."""
+    from photofeh.cli import build_parser, main
+    from photofeh.cli.common import train_config
+
+    args = build_parser().parse_args(["train", "t.parquet", "--out", "r", "--selection-column",
+                                      "spec_target_probability"])
+    assert train_config(args).selection_column == "spec_target_probability"
+    spec_catalog.iloc[:300].to_parquet(tmp_path / "spec.parquet")
+    assert main(["train", str(tmp_path / "spec.parquet"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--baseline-rounds", "0", "--quiet", "--selection-column", "targeting"]) == 1
+    assert "selection_column 'targeting' is not a column" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

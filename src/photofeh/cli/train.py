@@ -51,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="override split_seed: choose the test stars by a hash of their source_id seeded with N, "
                          "whatever the row order (20201125 with a test fraction of 0.30: the benchmarks' split "
                          "of the green2020 sample; docs/config.md)")
+    tr.add_argument("--selection-column", metavar="COLUMN",
+                    help="override selection_column: the labelled stars' targeting probability (e.g. the mock's "
+                         "spec_target_probability), which weights the calibration stars of mdf and map by 1/p "
+                         "(docs/populations.md)")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace an existing run directory (only once the new run is complete)")
     tr.add_argument("--quiet", action="store_true", help="no per-epoch log")
