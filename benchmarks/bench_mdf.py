@@ -7,8 +7,9 @@ estimates with their own errors (the method before issue 25), on real and mock s
   their labels, for estimates with the labels prior and with it divided out (``predict --prior flat``).
 - mock survey: the default model (configs/default.toml, noise-aware) trained on a SEGUE-like labelled mock,
   a survey-depth mock (14 < r < 22.5, |b| > 20) predicted and mapped as the demo does; each |Z| slice's MDF
-  of the mapped dwarfs against the mock's true [Fe/H] of the same stars, through the calibration stars as the
-  demo has them and weighted by 1 / their targeting probability (train's selection_column); each slice
+  of the mapped dwarfs against the mock's true [Fe/H] of the same stars, through the calibration stars as
+  configs/default.toml keeps them and weighted by 1 / their targeting probability (train's selection_column,
+  as make demo trains); each slice
   diagnosed (the same stars through other responses: its own stars', 200 EM steps, a flat start).
 - coverage: labelled-mock test sets drawn with other seeds; how often each fraction's stated error covers
   its truth (68% nominal).
@@ -106,7 +107,7 @@ def green2020(epochs: int) -> dict:
 
 def mock_survey(epochs: int, survey_stars: int) -> tuple[dict, dict, dict]:
     """The demo's |Z| slices of a survey-depth mock against the truth of the same stars, unfolded through the
-    default model's calibration stars as the demo has them (configs/default.toml: no targeting weights) and
+    default model's calibration stars as configs/default.toml keeps them (no targeting weights) and
     weighted by the inverse of the labelled mock's targeting probabilities (train's ``selection_column`` =
     ``spec_target_probability``; the network is the same, only model.json's calibration weights differ), and
     each slice diagnosed (:func:`_diagnose`)."""
@@ -134,7 +135,7 @@ def mock_survey(epochs: int, survey_stars: int) -> tuple[dict, dict, dict]:
         plain = {**meta, "calibration_sample": {k: v for k, v in meta["calibration_sample"].items()
                                                 if k != "selection_weight"}}
         reports = {}
-        for name, m in (("weighted", meta), ("demo", plain)):  # the map reads the response from model.json
+        for name, m in (("weighted", meta), ("plain", plain)):  # the map reads the response from model.json
             model_json.write_text(json.dumps(m))
             assert main(["map", str(tmp / "pred"), "--out", str(tmp / name), "--r-max", "25", "--z-max", "15",
                          "--slices", *map(str, SLICES), "--no-figures", "--stars", str(tmp / "stars.parquet"),
@@ -147,7 +148,7 @@ def mock_survey(epochs: int, survey_stars: int) -> tuple[dict, dict, dict]:
     dwarfs = ~np.asarray(meta["calibration_sample"]["giant"], bool)  # the map's selection (--giants exclude)
     responses = {name: ResponseSample.from_meta(m).subset(dwarfs) for name, m in (("plain", plain), ("weighted", meta))}
     diagnosis = _diagnose(responses, pred, truth, z, in_map)
-    return (_slices(reports["demo"], pred, truth, z, in_map), _slices(reports["weighted"], pred, truth, z, in_map),
+    return (_slices(reports["plain"], pred, truth, z, in_map), _slices(reports["weighted"], pred, truth, z, in_map),
             diagnosis)
 
 
@@ -284,7 +285,8 @@ def main() -> None:
     if "green2020" in args.parts:
         figures["green2020"] = green2020(args.epochs)
     if "mock" in args.parts:
-        (figures["mock survey, demo slices"], figures["mock survey, slices with targeting weights"],
+        (figures["mock survey, slices without targeting weights"],
+         figures["mock survey, slices with targeting weights"],
          figures["mock survey, slices diagnosed"]) = mock_survey(args.epochs, args.survey_stars)
     if "coverage" in args.parts:
         figures["coverage over seeds (labelled mock)"] = coverage(args.epochs, args.seeds)
