@@ -299,3 +299,29 @@ def test_train_command_takes_the_selection_column(spec_catalog, tmp_path, capsys
                  "--baseline-rounds", "0", "--quiet", "--selection-column", "targeting"]) == 1
     assert "selection_column 'targeting' is not a column" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_the_class_selection_stays_paired_after_non_finite_entries(monkeypatch):
+    """mdf --giants exclude/only selects the calibration entries by the model's class. An entry whose estimate is
+    not finite drops out of the response, so a class list of the full length no longer lined up: the selection
+    was skipped (every entry kept). Each entry's class now travels with it."""
+    import photofeh.io.readers as readers
+    import photofeh.model.artifact as artifact
+    from photofeh.galaxy.populations import response_of_predictions
+
+    n = 40
+    giant = np.arange(n) % 4 == 0  # every 4th entry a giant, true [Fe/H] -2 (dwarfs 0)
+    sample = {"true": np.where(giant, -2.0, 0.0).tolist(), "estimate": np.where(giant, -2.0, 0.0).tolist(),
+              "sigma": [0.1] * n, "giant": giant.tolist()}
+    sample["estimate"][1] = float("nan")  # a dwarf without an estimate
+    meta = {"calibration_sample": sample, "prior": {"kind": "labels"}}
+    monkeypatch.setattr(readers, "table_metadata", lambda source: {"model_prior": "labels"})
+    monkeypatch.setattr(artifact, "named_model_meta", lambda provenance: (meta, "model.json"))
+    dwarfs, _ = response_of_predictions("pred", giants="exclude")
+    giants, _ = response_of_predictions("pred", giants="only")
+    assert dwarfs.true.size == 29 and np.all(dwarfs.true == 0.0)
+    assert giants.true.size == 10 and np.all(giants.true == -2.0)
+    everyone, _ = response_of_predictions("pred", giants="include")
+    assert everyone.true.size == 39
+    del sample["giant"]  # a model that kept no classes: the selection cannot be made, every entry stays
+    assert response_of_predictions("pred", giants="exclude")[0].true.size == 39

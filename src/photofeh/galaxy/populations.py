@@ -46,10 +46,9 @@ def response_of_predictions(source, giants: str = "include", max_feh_err: float 
                                         else provenance.get("model_prior", "labels"))
     if response is None:
         return None, f"{model_json} has no calibration sample (a model trained before photofeh kept one)"
-    giant = np.asarray(model["calibration_sample"].get("giant", []), bool)
     keep = np.ones(response.true.size, bool)
-    if giants != "include" and giant.size == keep.size:
-        keep &= ~giant if giants == "exclude" else giant
+    if giants != "include" and np.isfinite(response.giant).all():  # models that kept each entry's class
+        keep &= (response.giant == 1) == (giants == "only")
     if max_feh_err is not None:
         keep &= response.sigma <= max_feh_err
     return response.subset(keep), str(model_json)

@@ -69,7 +69,7 @@ SMOOTHING_DEX = 0.05  # EMS smoothing of phi: below every population width met (
 MATCH_SIGMA_BINS = 10  # error quantiles of the calibration entries the selection is matched in (ResponseSample.matched)
 MAX_WEIGHT = 20.0  # cap on a calibration entry's matching weight, in units of the mean weight
 POSTERIOR_ITERATIONS = 10  # EM steps of the calibration entries' true [Fe/H] (ResponseSample.posterior)
-FIELDS = ("true", "estimate", "sigma", "teff", "star", "weight", "true_err", "design")  # ResponseSample's arrays
+FIELDS = ("true", "estimate", "sigma", "teff", "star", "weight", "true_err", "design", "giant")  # its arrays
 FRACTION_THRESHOLDS = (-1.0, -1.5, -2.0)
 # The iteration stops after ITERATIONS steps from the (matched) labelled stars' distribution (D'Agostini 1995's
 # regularisation: where the response cannot tell two [Fe/H] apart -- the information-limited tail -- the
@@ -135,8 +135,10 @@ class GridMDF:
 class ResponseSample:
     """Labelled stars with the model's estimates: ``true`` [Fe/H], ``estimate`` and its ``sigma``; optionally the
     model's ``teff`` estimate, the ``star`` each entry re-observes (entries of one star are resampled together),
-    a ``weight`` per entry (:meth:`matched`) and a ``design`` weight: the inverse of the probability that the
-    entry's star was chosen for a spectrum (known where the labelled sample's targeting is; 1 where not).
+    a ``weight`` per entry (:meth:`matched`), a ``design`` weight: the inverse of the probability that the
+    entry's star was chosen for a spectrum (known where the labelled sample's targeting is; 1 where not), and
+    ``giant``: 1 for the model's giants, 0 for its dwarfs (NaN where not kept), so that a selection by class
+    stays paired with the entries that survive the finiteness cut.
 
     Why design weights. A spectroscopic sample targeted on its photometry (SEGUE's colour boxes, one of them for
     metal-poor stars on u-g and the Lenz et al. 1998 l colour) holds, at one true [Fe/H], the stars whose colours
@@ -154,6 +156,7 @@ class ResponseSample:
     weight: np.ndarray | None = None
     true_err: np.ndarray | None = None
     design: np.ndarray | None = None
+    giant: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.true, self.estimate, self.sigma = (np.asarray(a, float) for a in (self.true, self.estimate, self.sigma))
@@ -164,6 +167,7 @@ class ResponseSample:
         self.true_err = (np.zeros(n) if self.true_err is None or len(self.true_err) != n
                          else np.nan_to_num(np.asarray(self.true_err, float), nan=0.0))
         self.design = np.ones(n) if self.design is None or len(self.design) != n else np.asarray(self.design, float)
+        self.giant = np.full(n, np.nan) if self.giant is None or len(self.giant) != n else np.asarray(self.giant, float)
         ok = np.isfinite(self.true) & np.isfinite(self.estimate) & np.isfinite(self.sigma) & (self.sigma > 0)
         ok &= np.isfinite(self.design) & (self.design > 0)
         for name in FIELDS:
@@ -185,14 +189,15 @@ class ResponseSample:
         if not sample or not sample.get("true"):
             return None
         design = sample.get("selection_weight")  # inverse targeting probabilities (train's selection_column)
+        giant = sample.get("giant")  # the model's class of each entry
         out = cls(sample["true"], sample["estimate"], sample["sigma"], sample.get("teff"), sample.get("star"),
-                  true_err=sample.get("true_err"), design=design)
+                  true_err=sample.get("true_err"), design=design, giant=giant)
         info = meta.get("prior") or {}
         if prior == "flat" and info.get("kind", "labels") == "labels" and info.get("training_distribution"):
             from photofeh.model.prior import divide_out
 
             out = cls(out.true, *divide_out(out.estimate, out.sigma, info["training_distribution"]), out.teff,
-                      out.star, true_err=out.true_err, design=out.design)
+                      out.star, true_err=out.true_err, design=out.design, giant=out.giant)
         if prior == "flat" and info.get("kind") == "likelihood":
             # a likelihood model's flat-prior estimates are its population column (photofeh.model.likelihood);
             # without that column's response there is none to unfold them through
@@ -201,7 +206,7 @@ class ResponseSample:
             # from the sample's own columns: ``out`` dropped the entries whose posterior column is not finite,
             # which need not be those of the population column
             out = cls(sample["true"], sample["estimate_population"], sample["sigma_population"], sample.get("teff"),
-                      sample.get("star"), true_err=sample.get("true_err"), design=design)
+                      sample.get("star"), true_err=sample.get("true_err"), design=design, giant=giant)
         return out
 
     def matched(self, binned: BinnedEstimates) -> tuple[ResponseSample, dict]:
