@@ -57,3 +57,37 @@ def test_the_likelihood_heads_scale_leaves_gross_outliers_out_too():
     val_t = (None, torch.from_numpy(y)[:, None], torch.from_numpy(label_err)[:, None])
     prior = LikelihoodPrior(0, "feh", np.linspace(-20.0, 20.0, 81), np.ones(80))
     assert abs(prior.calibrated_scale(outs, val_t) - 1.0) < 0.06
+
+
+def test_a_masked_models_sigma_scale_is_fitted_on_the_stars_as_they_are_predicted():
+    """A masked model's validation stars have surveys hidden at random (30% per group); no catalogue star is
+    predicted so. A network that states sigma 2 for a star with a survey hidden and 1 otherwise, on stars whose
+    residuals are N(0, 1) whatever is hidden (the hidden survey carried nothing): on the hidden mix the NLL's
+    scale is sqrt(0.7 + 0.3 / 4) = 0.88, which would shrink every predicted star's error by 12%; on the stars as
+    predicted it is 1. The class temperature and threshold stay those of the hidden mix."""
+    from photofeh.model.train_config import TrainConfig
+    from photofeh.model.train_loop import _calibrate
+
+    rng = np.random.default_rng(3)
+    n = 4000
+    hidden = (rng.random(n) < 0.3).astype(np.float32)
+    giant = (rng.random(n) < 0.4).astype(np.float32)
+    resid = rng.standard_normal(n)
+    logit = torch.from_numpy((4.0 * (2 * giant - 1) + 3.0 * rng.standard_normal(n))[:, None])
+
+    def net(x):  # column 0: a survey hidden; column 1: the star's logit
+        return {"mean": torch.zeros(len(x), 1, dtype=torch.float64),
+                "logvar": 2 * torch.log1p(x[:, :1].double()), "logit": x[:, 1].double()}
+
+    def tuple_for(flag):
+        X = torch.cat([torch.from_numpy(flag)[:, None], logit.float()], dim=1)
+        return (X, torch.from_numpy(resid[:, None]), torch.zeros(n, 1, dtype=torch.float64),
+                torch.from_numpy(giant), torch.zeros(n, 0), torch.ones(n, dtype=torch.float64))
+
+    cfg = TrainConfig(labels=["feh"], label_columns={"feh": "feh_spec"}, missing="mask", baseline_rounds=0)
+    val_t, seen_t = tuple_for(hidden), tuple_for(np.zeros(n, np.float32))
+    before = _calibrate([net], val_t, cfg, np.full(n, np.nan))
+    after = _calibrate([net], val_t, cfg, np.full(n, np.nan), seen_t=seen_t)
+    assert abs(before[0][0] - np.sqrt(0.7 + 0.3 / 4)) < 0.03
+    assert abs(after[0][0] - 1.0) < 0.03
+    assert after[1:3] == before[1:3]
