@@ -5,7 +5,8 @@
    twice: as simulated, and the same stars with the per-patch calibration zero points set to 0 (the unreported
    floor: 2% in u, 1% in griz and PS1, photofeh.bands). Pulls per 0.5-mag bin of r, for every star and per
    population of the mock (thin disk, thick disk, halo): what of the bright bins' excess the zero points make,
-   and whether the miscalibration follows the population the SEGUE-like labels hardly hold (the disk).
+   and whether the miscalibration follows the population the SEGUE-like labels hardly hold (the disk); and the
+   same stars as simulated predicted by the model trained with ``prior = "flat"`` (photofeh.model.prior).
 2. The masked noise-aware model (configs/masked.toml) on every star of a survey-depth mock: its sigma scales fitted
    on the validation stars with 30% of the survey groups hidden at random (as before) and on the same stars with
    the bands they have (as they are predicted; train_loop._calibrate's ``seen_t``). One training: the network is
@@ -95,14 +96,21 @@ def default_part(n_test: int) -> dict:
 
     cfg = replace(load_config(ROOT / "configs" / "default.toml"), seed=0, baseline_rounds=0, threads=1)
     out: dict = {}
+    labelled = labelled_mock(20_000, seed=2)
+    label_teff = np.asarray(labelled["teff_true"], float)
     with tempfile.TemporaryDirectory() as tmp:
-        train(labelled_mock(20_000, seed=2), cfg, f"{tmp}/run", log=lambda s: None)
+        train(labelled, cfg, f"{tmp}/run", log=lambda s: None)
         model = load_model(f"{tmp}/run/model")
-        for name, zp in (("as simulated", True), ("zero points 0", False)):
+        # the same model on the same stars without the zero points; then, on the stars as simulated, the model
+        # trained with prior = "flat" (photofeh.model.prior): how much of the trend the labels' prior makes
+        train(labelled, replace(cfg, prior="flat"), f"{tmp}/flat", log=lambda s: None)
+        flat = load_model(f"{tmp}/flat/model")
+        for name, zp, net in (("as simulated", True, model), ("zero points 0", False, model),
+                              ("as simulated, prior flat", True, flat)):
             cols = survey(n_test, zp)
             _, usable = feature_matrix(cols, cfg.features, cfg.ebv_column, cfg.deredden)
             cols = {k: v[usable] for k, v in cols.items()}
-            pred = model.predict_columns(cols)
+            pred = net.predict_columns(cols)
             ok = pred["usable"] & pred.get("in_domain", pred["usable"])
             est, err, true = pred["feh"][ok], pred["feh_err"][ok], cols["feh_true"][ok]
             r_mag, pop = cols["sdss_r"][ok], np.asarray(cols["pop"]).astype(str)[ok]
@@ -110,7 +118,32 @@ def default_part(n_test: int) -> dict:
             for p in POPS:
                 part[p] = pulls_by_r(est[pop == p], err[pop == p], true[pop == p], r_mag[pop == p])
             part["population share, r < 15"] = {p: round(float(np.mean(pop[r_mag < 15] == p)), 3) for p in POPS}
+            teff = np.asarray(cols["teff_true"], float)[ok]
+            for lo, hi in ((14.0, 15.0), (16.5, 18.0)):
+                part[f"{lo:g} < r < {hi:g} by true Teff"] = by_teff(est, err, true, teff, (r_mag >= lo) & (r_mag < hi),
+                                                                    label_teff)
             out[name] = part
+    return out
+
+
+TEFF_EDGES = (3000.0, 4500.0, 5000.0, 5500.0, 6000.0, 9000.0)
+
+
+def by_teff(est, err, true, teff, rows, label_teff) -> dict:
+    """Pulls per bin of true Teff among ``rows``, and of all those at Teff >= 4,500 K, beside the share of the
+    labelled stars there (the cool dwarfs of a survey's middle magnitudes are stars the SEGUE-like labels hardly
+    hold)."""
+    bins = {f"{lo:g}..{hi:g} K": (lo, hi) for lo, hi in zip(TEFF_EDGES[:-1], TEFF_EDGES[1:], strict=True)}
+    bins[f"all >= {TEFF_EDGES[1]:g} K"] = (TEFF_EDGES[1], TEFF_EDGES[-1])
+    out = {}
+    for key, (lo, hi) in bins.items():
+        m = rows & (teff >= lo) & (teff < hi)
+        if m.sum() >= MIN_STARS:
+            s = scores(est[m], err[m], true[m])
+            share = float(np.mean((label_teff >= lo) & (label_teff < hi)))
+            out[key] = {"stars": s["stars"], "pull_std": s["pull_std"], "pull_width": s["pull_width"],
+                        "sigma": s["sigma"], "median_error": s["median_error"],
+                        "share of the labelled stars": round(share, 4)}
     return out
 
 
