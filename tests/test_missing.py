@@ -79,3 +79,29 @@ def test_require_mode_is_unchanged_and_config_is_checked():
         TrainConfig(baseline_rounds=0, missing="impute").validate()
     with pytest.raises(ValueError, match="min_features"):
         TrainConfig(baseline_rounds=0, missing="mask", min_features=0).validate()
+
+
+def test_a_masked_models_sigma_scales_see_the_validation_stars_as_they_are_predicted(spec_catalog, tmp_path,
+                                                                                      monkeypatch):
+    """train() hands _calibrate the validation stars twice: with surveys hidden at random (early stopping, the giant
+    class) and as they are, every measured band kept, for the sigma scales (tests/test_sigma_calibration.py)."""
+    import photofeh.model.train as train_module
+
+    calls = []
+    original = train_module._calibrate
+
+    def spy(nets, val_t, cfg, val_feh, plx=None, likelihood=None, seen_t=None):
+        calls.append((val_t, seen_t))
+        return original(nets, val_t, cfg, val_feh, plx, likelihood, seen_t)
+
+    monkeypatch.setattr(train_module, "_calibrate", spy)
+    cfg = load_config(ROOT / "configs" / "masked.toml")
+    cfg.epochs, cfg.baseline_rounds, cfg.batch_size = 1, 0, 256
+    train(spec_catalog.iloc[:3000].reset_index(drop=True), cfg, tmp_path / "run", log=lambda s: None)
+    (val_t, seen_t), = calls
+    n = len(cfg.features)
+    hidden_bits, seen_bits = val_t[0][:, n:2 * n], seen_t[0][:, n:2 * n]
+    assert torch.equal(val_t[1].nan_to_num(), seen_t[1].nan_to_num())  # the same stars and labels
+    assert bool((seen_bits >= hidden_bits).all())  # hiding only removes
+    lost = 1 - float(hidden_bits.sum() / seen_bits.sum())
+    assert 0.1 < lost < 0.4  # group_dropout 0.3 of the groups a star has (never all of them)
