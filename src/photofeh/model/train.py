@@ -178,8 +178,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
     val_feh = p.y[val_rows, cfg.labels.index("feh")] if "feh" in cfg.labels else np.full(len(val_rows), np.nan)
     # a masked model's validation stars had surveys hidden at random (checkpoints, class calibration); its sigma
     # scales are fitted on the same stars with the bands they have, as they will be predicted
-    seen_t = (_tensors(p, val_rows, xs, ys, cfg, weight=val_t[5].numpy(), X=X_val, X_err=E_val, es=es)
-              if cfg.missing == "mask" else None)
+    seen_t = (_inputs(X_val, E_val, xs, es, cfg), *val_t[1:]) if cfg.missing == "mask" else None
     scales, temperature, threshold, giant_scales = _calibrate(nets, val_t, cfg, val_feh, plx, likelihood, seen_t)
     train_seconds = time.perf_counter() - t_start
     meta = {
