@@ -105,11 +105,14 @@ def default_part(n_test: int) -> dict:
         # trained with prior = "flat" (photofeh.model.prior): how much of the trend the labels' prior makes
         train(labelled, replace(cfg, prior="flat"), f"{tmp}/flat", log=lambda s: None)
         flat = load_model(f"{tmp}/flat/model")
+        mocks: dict[bool, dict] = {}  # each survey drawn once: "as simulated" serves both models
         for name, zp, net in (("as simulated", True, model), ("zero points 0", False, model),
                               ("as simulated, prior flat", True, flat)):
-            cols = survey(n_test, zp)
-            _, usable = feature_matrix(cols, cfg.features, cfg.ebv_column, cfg.deredden)
-            cols = {k: v[usable] for k, v in cols.items()}
+            if zp not in mocks:
+                cols = survey(n_test, zp)
+                _, usable = feature_matrix(cols, cfg.features, cfg.ebv_column, cfg.deredden)
+                mocks[zp] = {k: v[usable] for k, v in cols.items()}
+            cols = mocks[zp]
             pred = net.predict_columns(cols)
             ok = pred["usable"] & pred.get("in_domain", pred["usable"])
             est, err, true = pred["feh"][ok], pred["feh_err"][ok], cols["feh_true"][ok]
@@ -152,8 +155,9 @@ def masked_part(n_test: int) -> dict:
     from photofeh.model.train import load_config, train
 
     cfg = replace(load_config(ROOT / "configs" / "masked.toml"), seed=0, baseline_rounds=0, threads=1)
+    labelled = labelled_mock(20_000, seed=2)
     with tempfile.TemporaryDirectory() as tmp, RecordedCalibration() as rec:
-        train(labelled_mock(20_000, seed=2), cfg, f"{tmp}/run", log=lambda s: None)
+        train(labelled, cfg, f"{tmp}/run", log=lambda s: None)
         model = load_model(f"{tmp}/run/model")
     cols = survey(n_test)
     pred = model.predict_columns(cols)
@@ -171,7 +175,7 @@ def masked_part(n_test: int) -> dict:
     faint = r_mag >= 20.5
     out["r >= 20.5, labels' prior"] = faint_scores(est[faint], err[faint], true[faint])
     with tempfile.TemporaryDirectory() as tmp:
-        train(labelled_mock(20_000, seed=2), replace(cfg, prior="flat"), f"{tmp}/run", log=lambda s: None)
+        train(labelled, replace(cfg, prior="flat"), f"{tmp}/run", log=lambda s: None)
         flat = load_model(f"{tmp}/run/model").predict_columns(cols)
     ok = flat["usable"] & flat.get("in_domain", flat["usable"])
     est, err, true, r_mag = flat["feh"][ok], flat["feh_err"][ok], cols["feh_true"][ok], cols["sdss_r"][ok]
