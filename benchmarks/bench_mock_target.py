@@ -80,10 +80,11 @@ def main() -> None:
             run = Path(tmp) / f"run{len(rows)}"
             train(table, cfg, run, log=lambda s: None)
             seconds = time.perf_counter() - t0
-            out = load_model(run / "model").predict(test)
+            model = load_model(run / "model")
+            out = model.predict(test)
             ok = np.isfinite(out["feh"])
             rows[name] = {**scores(out["feh"][ok], out["feh_err"][ok], test["feh_true"][ok]),
-                          "training stars": int(round(0.85 * len(table["feh_true"]))),
+                          "training stars": model.meta["training"]["n_train"],  # usable and labelled
                           "training seconds": round(seconds, 1)}
             info[name] = int((~ok).sum())
         cfg = load_config(ROOT / "configs" / "default.toml")
