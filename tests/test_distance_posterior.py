@@ -114,13 +114,25 @@ def test_star_distances_takes_the_components_and_the_prior():
         star_distances(cols, "sdss_r", prior="flat")
 
 
-def test_map_writes_the_posterior_columns(tmp_path):
+def test_map_writes_the_posterior_columns(tmp_path, monkeypatch):
     """``photofeh map --distance-prior juric2008`` (its Python function): every star's class distances and
-    interval go to the --stars file, and the giant cut follows the posterior class."""
+    interval go to the --stars file, and the giant cut follows the posterior class. The stars' (l, b) are
+    computed once per chunk, for the prior's lines of sight and the sky map (twice before)."""
     import pandas as pd
 
+    import photofeh.galaxy.distances as distances
+    import photofeh.galaxy.maps as maps
     from photofeh.galaxy.maps import feh_map_from_predictions
     from photofeh.simulate.galaxy import galactic_to_icrs
+
+    calls, original = [], distances.galactic_lb
+
+    def counted(ra, dec):
+        calls.append(len(ra))
+        return original(ra, dec)
+
+    monkeypatch.setattr(distances, "galactic_lb", counted)
+    monkeypatch.setattr(maps, "galactic_lb", counted)
 
     m, l, b, d, giant = survey()
     k = slice(0, 1500)
@@ -140,6 +152,7 @@ def test_map_writes_the_posterior_columns(tmp_path):
     assert np.allclose(stars["dist_giant_kpc"], expected["dist_giant_kpc"][k], rtol=1e-6)
     assert np.allclose(stars["p_giant_dist"], expected["p_giant_dist"][k], rtol=1e-6)
     assert counts["removed by giants=exclude"] == int(np.sum(expected["p_giant_dist"][k] >= 0.5)) > 0
+    assert calls == [n]  # one chunk, every usable star, once
 
 
 def test_the_grid_agrees_with_the_closed_form():

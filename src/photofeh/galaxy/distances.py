@@ -209,7 +209,7 @@ def how_to_get_distances(bands: Sequence[str]) -> str:
 
 def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr: float = 5.0,
                    absmag: str = "model", absmag_reference: Mapping[str, str] | None = None,
-                   prior: str = "none") -> dict[str, np.ndarray]:
+                   prior: str = "none", lb: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Per-star distances and Galactocentric positions from a prediction table.
 
     For each band (in order of preference) it needs the apparent magnitude
@@ -231,7 +231,8 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
     percentiles) and ``p_giant_dist``. ``prior``: ``"none"`` (the estimate of the more probable class, as
     without components) or ``"juric2008"``, the stars' density along each line of sight, which corrects the
     Malmquist bias and reweighs the classes (``"juric2008-within-class"``: P(giant) kept as the model gave it);
-    then ``dist_err_kpc`` is half the 16-84% interval.
+    then ``dist_err_kpc`` is half the 16-84% interval. ``lb``: the stars' Galactic (l, b) in degrees where the
+    caller has them (the prior's lines of sight; :func:`galactic_lb` of ra, dec otherwise).
     """
     bands = [bands] if isinstance(bands, str) else list(bands)
     if absmag not in ABSMAG_SOURCES:
@@ -255,7 +256,7 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
         m_err = np.asarray(cols[f"{b}_err"], float)[take] if f"{b}_err" in cols else 0.0
         err[take] = distance_error_kpc(d[take], np.asarray(cols[f"mabs_{b}_err"], float)[take], m_err)
         which[take] = k
-    extra = _mixture_columns(cols, bands, m0, which, prior)
+    extra = _mixture_columns(cols, bands, m0, which, prior, lb)
     if prior != "none":
         has = np.isfinite(extra["dist_kpc"])
         d[has], err[has] = extra["dist_kpc"][has], 0.5 * (extra["dist_hi_kpc"] - extra["dist_lo_kpc"])[has]
@@ -271,8 +272,8 @@ def star_distances(cols, bands: str | Sequence[str] = "sdss_r", min_parallax_snr
     return out
 
 
-def _mixture_columns(cols, bands: Sequence[str], m0: Mapping[str, np.ndarray], which: np.ndarray, prior: str
-                     ) -> dict[str, np.ndarray]:
+def _mixture_columns(cols, bands: Sequence[str], m0: Mapping[str, np.ndarray], which: np.ndarray, prior: str,
+                     lb: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The two-component distance posterior's columns for each star in the band it was placed with
     (:func:`photofeh.galaxy.distance_posterior.mixture_distances`); ``dist_kpc`` NaN where the table has no
     class components for that band (and, with no components in any band, only that)."""
@@ -280,7 +281,10 @@ def _mixture_columns(cols, bands: Sequence[str], m0: Mapping[str, np.ndarray], w
 
     n = len(which)
     out = {"dist_kpc": np.full(n, np.nan)}
-    lb = galactic_lb(cols["ra"], cols["dec"]) if prior != "none" else (None, None)
+    if prior == "none":
+        lb = (None, None)
+    elif lb is None:
+        lb = galactic_lb(cols["ra"], cols["dec"])
     for k, b in enumerate(bands):
         names = [f"mabs_{b}_dwarf", f"mabs_{b}_dwarf_err", f"mabs_{b}_giant", f"mabs_{b}_giant_err", "p_giant"]
         rows = which == k

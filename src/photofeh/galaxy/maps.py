@@ -221,11 +221,11 @@ class MapProducts:
         npix = 12 * nside * nside
         return cls(rz, BinnedQuantileMap(np.arange(npix + 1.0), np.array([0.0, 1.0]), rz.value_edges), nside)
 
-    def add_sky(self, ra, dec, feh) -> None:
+    def add_sky(self, l_deg, b_deg, feh) -> None:
+        """Stars at Galactic (l, b) in degrees into the sky map's HEALPix pixels."""
         import healpy as hp
 
-        l, b = galactic_lb(ra, dec)
-        pix = hp.ang2pix(self.nside, l, b, lonlat=True)
+        pix = hp.ang2pix(self.nside, l_deg, b_deg, lonlat=True)
         self.sky.add(pix + 0.5, np.full(pix.size, 0.5), feh)
 
     def save(self, path) -> None:
@@ -335,8 +335,10 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
                 counts["outside the training domain"] += int(outside.sum())
                 usable &= ~outside
             cols = {c: np.asarray(v)[usable] for c, v in chunk.items()}
+            # (l, b) once where the distance prior needs every usable star's line of sight; else for the mapped ones
+            lb = galactic_lb(cols["ra"], cols["dec"]) if distance_prior != "none" else None
             pos = star_distances(cols, bands, min_parallax_snr, absmag, absmag_reference,  # every usable star
-                                 prior=distance_prior)
+                                 prior=distance_prior, lb=lb)
             sel = np.ones(len(cols["feh"]), bool)  # then the map's own selection, each cut counted
             if absmag == "ivezic2008":  # main-sequence colours and [Fe/H] inside the relation's range only
                 outside = ~pos["absmag_valid"]
@@ -361,7 +363,8 @@ def feh_map_from_predictions(source: str | os.PathLike, *, bands: str | Sequence
             z = np.abs(pos["z_kpc"])
             inside = good & fmap.covers(pos["R_kpc"], z)
             used = fmap.add(pos["R_kpc"][inside], z[inside], cols["feh"][inside])
-            products.add_sky(cols["ra"][inside], cols["dec"][inside], cols["feh"][inside])
+            products.add_sky(*(galactic_lb(cols["ra"][inside], cols["dec"][inside]) if lb is None
+                               else (lb[0][inside], lb[1][inside])), cols["feh"][inside])
             if products.cells is not None:
                 from photofeh.galaxy.mdf import add_by_group
 
