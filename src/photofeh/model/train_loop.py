@@ -175,26 +175,26 @@ def _calibrate(nets, val_t, cfg: TrainConfig, val_feh: np.ndarray, plx=None, lik
     hidden at random, 30% per group, which no catalogue star suffers): the sigma scales are fitted on them, so
     that the errors are calibrated for the mix of bands the stars have; the class temperature and threshold stay
     on ``val_t``, where the giant-class targets of configs/green2020.toml were set (benchmarks/bench_green2020.py)."""
+    scale_t = val_t if seen_t is None else seen_t  # the stars the sigma scales are fitted on
     with torch.inference_mode():
         class_outs = [net(val_t[0]) for net in nets]
-        outs = class_outs if seen_t is None else [net(seen_t[0]) for net in nets]
-    class_t, val_t = val_t, (val_t if seen_t is None else seen_t)
-    scales = _sigma_scales(outs, "mean", "logvar", val_t, plx)
+        outs = class_outs if seen_t is None else [net(scale_t[0]) for net in nets]
+    scales = _sigma_scales(outs, "mean", "logvar", scale_t, plx)
     giant_scales: list[float] = []
     if cfg.class_conditional:
-        g = val_t[3].numpy()
+        g = scale_t[3].numpy()
         cond = conditional_index(cfg).tolist()
         for o in outs:  # the giant components in their labels' columns
             o["mean_g"], o["logvar_g"] = o["mean"].clone(), o["logvar"].clone()
             o["mean_g"][:, cond], o["logvar_g"][:, cond] = o["mean_giant"], o["logvar_giant"]
-        dwarf = _sigma_scales(outs, "mean", "logvar", val_t, plx, g == 0)
-        giant = _sigma_scales(outs, "mean_g", "logvar_g", val_t, plx, g == 1)
+        dwarf = _sigma_scales(outs, "mean", "logvar", scale_t, plx, g == 0)
+        giant = _sigma_scales(outs, "mean_g", "logvar_g", scale_t, plx, g == 1)
         for j in cond:
             scales[j] = dwarf[j]
         giant_scales = [giant[j] for j in cond]
     if likelihood is not None:
-        scales[likelihood.index] = likelihood.calibrated_scale(outs, val_t)
-    temperature, threshold = _class_calibration(class_outs, class_t, cfg, val_feh)
+        scales[likelihood.index] = likelihood.calibrated_scale(outs, scale_t)
+    temperature, threshold = _class_calibration(class_outs, val_t, cfg, val_feh)
     return scales, temperature, threshold, giant_scales
 
 
