@@ -28,7 +28,7 @@ from _common import RESULTS, ROOT, mock_columns, write_result
 from photofeh.model.baselines import GradientBoostedBaseline
 from photofeh.model.evaluate import regression_metrics
 from photofeh.model.predict import load_model
-from photofeh.model.train import load_config, prepare, split_indices, train
+from photofeh.model.train import assign_split, load_config, prepare, train
 from photofeh.simulate import MockSurveyConfig
 
 TRUE_LABELS = {"feh": "feh_true", "logg": "logg_true", "teff": "teff_true", "mabs_sdss_r": "mabs_sdss_r_true"}
@@ -90,7 +90,7 @@ def main() -> None:
         cfg = load_config(ROOT / "configs" / "default.toml")
         cfg.label_columns, cfg.split = cases["true labels"][1], (0.85, 0.15, 0.0)
         p, q = prepare(small, cfg), prepare(test, cfg)
-        split = split_indices(len(p.X), cfg.split, cfg.seed, p.ids)
+        split = assign_split(p, cfg)  # the stars train's own split gives this case's network
         trn, val = (split == 0) & p.usable, (split == 1) & p.usable
         t0 = time.perf_counter()
         gbt = GradientBoostedBaseline(seed=cfg.seed).fit(p.X[trn], p.y[trn], validation=(p.X[val], p.y[val]))
