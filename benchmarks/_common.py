@@ -137,3 +137,23 @@ def labelled_mock(stars: int, seed: int):
     from conftest import catalog_frame
 
     return catalog_frame(MockSurveyConfig(n_stars=stars, seed=seed, spec_only=True))
+
+
+def green2020_path() -> Path:
+    """The shared Green et al. 2021 sample (``green2020_test_data_small.h5``), found as the tests find it."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import GREEN2020, real_data_dir
+
+    return real_data_dir() / GREEN2020
+
+
+def green2020_split():
+    """The benchmarks' fixed split of the Green et al. 2021 sample as two DataFrames ``(fit, held)``: the 70%
+    to train on (each model then draws its own training/validation split from them) and the 30% test stars of
+    :func:`photofeh.io.real_samples.green2020_test_mask` (the stars ``train --split-seed 20201125`` holds out),
+    both in file order with a fresh index."""
+    from photofeh.io.real_samples import green2020_test_mask, read_green2020
+
+    stars = read_green2020(green2020_path())
+    test = green2020_test_mask(stars["source_id"].to_numpy())
+    return stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)

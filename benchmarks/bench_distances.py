@@ -78,7 +78,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import ROOT, labelled_mock, write_result
+from _common import ROOT, green2020_split, labelled_mock, write_result
 
 COLUMNS = {"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}
 LABELS = ["feh", "logg", "teff"]
@@ -168,11 +168,9 @@ def _config(features, label, conditional: bool, **kw):
 
 
 def green2020(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
-    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.io.real_samples import GREEN2020_FEATURES
 
-    stars = read_green2020(real_data() / "green2020_test_data_small.h5")
-    test = green2020_test_mask(stars["source_id"].to_numpy())
-    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    fit, held = green2020_split()
     gaia_ps1 = [f for f in GREEN2020_FEATURES if not f.startswith("parallax")]
     out = {}
     for name, features, conditional in (("", gaia_ps1, False), ("", gaia_ps1, True),

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import merge_result
+from _common import green2020_split, merge_result
 from bench_distances import (
     DR2_ZERO_POINT,
     GIANT_LOGG,
@@ -47,7 +47,6 @@ from bench_distances import (
     _frame,
     _train_predict,
     over_seeds,
-    real_data,
 )
 
 DIAGNOSIS = "green2020, giants diagnosis"
@@ -61,11 +60,7 @@ FOLDS = 5
 def frames(epochs: int, seed: int) -> dict[str, pd.DataFrame]:
     """The test split's frame and the fit stars' out-of-fold frame, each calibrated and not, with the
     training stars' giant fraction (``pi_giant``) and, out of fold, each star's fold."""
-    from photofeh.io.real_samples import green2020_test_mask, read_green2020
-
-    stars = read_green2020(real_data() / "green2020_test_data_small.h5")
-    test = green2020_test_mask(stars["source_id"].to_numpy())
-    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    fit, held = green2020_split()
     cfg = _config(GREEN2020_ALL_BANDS, "mabs_gaia_g", True, deredden=False, missing="mask",
                   parallax_zero_point=DR2_ZERO_POINT, split=(0.8, 0.2, 0.0), epochs=epochs, seed=seed)
 

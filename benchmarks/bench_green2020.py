@@ -35,12 +35,11 @@ Usage: python benchmarks/bench_green2020.py [--epochs N] [--part calibration]
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, write_result
+from _common import green2020_split, write_result
 
 LABELS = ["feh", "logg", "teff"]
 COLUMNS = {"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}
@@ -63,13 +62,6 @@ def network_config(features, epochs: int, **kw):
                        class_operating_feh_max=None, **kw)
 
 
-def real_sample() -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import real_data_dir
-
-    return real_data_dir() / "green2020_test_data_small.h5"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=80)
@@ -80,16 +72,14 @@ def main() -> None:
 
     import pandas as pd
 
-    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.io.real_samples import GREEN2020_FEATURES
     from photofeh.model.baselines import BASELINE_FOLDER, GradientBoostedBaseline, RunBaselines
     from photofeh.model.evaluate import class_metrics, regression_metrics
     from photofeh.model.features import feature_matrix
     from photofeh.model.predict import load_model
     from photofeh.model.train import prepare, train
 
-    stars = read_green2020(real_sample())
-    test = green2020_test_mask(stars["source_id"].to_numpy())
-    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    fit, held = green2020_split()
     features = [*GREEN2020_FEATURES, REDDENING_ERROR]
     cfg = network_config(features, args.epochs)
     figures: dict = {}
@@ -265,11 +255,9 @@ def calibration_only(epochs: int) -> None:
 
     from _common import RESULTS
 
-    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.io.real_samples import GREEN2020_FEATURES
 
-    stars = read_green2020(real_sample())
-    test = green2020_test_mask(stars["source_id"].to_numpy())
-    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    fit, held = green2020_split()
     cfg = network_config([*GREEN2020_FEATURES, REDDENING_ERROR], epochs)
     old = json.loads((RESULTS / "green2020.json").read_text())
     figures = dict(old["figures"])

@@ -20,13 +20,12 @@ Usage: python benchmarks/bench_mdf.py [--epochs N] [--survey-stars N] [--seeds N
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, labelled_mock, write_result
+from _common import ROOT, green2020_split, labelled_mock, write_result
 
 from photofeh.model.train_config import load_config
 
@@ -75,17 +74,11 @@ def _unfold_and_xd(est, err, response, n_boot: int, seed: int = 0, teff=None):
 def green2020(epochs: int) -> dict:
     import json
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import GREEN2020, real_sample
-
     from photofeh.galaxy.unfold import ResponseSample
-    from photofeh.io.real_samples import green2020_test_mask, read_green2020
     from photofeh.model.predict import load_model
     from photofeh.model.train import train
 
-    stars = read_green2020(real_sample(GREEN2020))
-    test = green2020_test_mask(stars["source_id"].to_numpy())
-    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    fit, held = green2020_split()
     # the real-data model of configs/green2020.toml, fitted on the 70% outside the fixed test split
     cfg = replace(load_config(ROOT / "configs" / "green2020.toml"), split=(0.8, 0.2, 0.0), split_seed=None,
                   table_preset=None, epochs=epochs, baseline_rounds=0, threads=1)

@@ -95,16 +95,15 @@ def mock_part(epochs: int, tmp: Path) -> tuple[dict, dict]:
 
 
 def real_part(epochs: int, tmp: Path) -> dict:
-    from bench_green2020 import COLUMNS, LABELS, real_sample
+    from _common import green2020_split
+    from bench_green2020 import COLUMNS, LABELS
 
-    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.io.real_samples import GREEN2020_FEATURES
     from photofeh.model.evaluate import regression_metrics
     from photofeh.model.predict import load_model
     from photofeh.model.train import TrainConfig, train
 
-    stars = read_green2020(real_sample())
-    test = green2020_test_mask(stars["source_id"].to_numpy())
-    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    fit, held = green2020_split()
     rows = {}
     for name, widths in WIDTHS.items():
         cfg = TrainConfig(features=GREEN2020_FEATURES, labels=LABELS, label_columns=COLUMNS, deredden=False,

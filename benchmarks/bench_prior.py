@@ -15,12 +15,11 @@ Usage: python benchmarks/bench_prior.py [--stars N] [--epochs N]
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, labelled_mock, write_result
+from _common import ROOT, green2020_split, labelled_mock, write_result
 
 EDGES = np.arange(-2.5, 0.5001, 0.25)
 MIN_BIN = 50
@@ -90,14 +89,9 @@ def mock(stars: int, epochs: int) -> dict:
 
 
 def real(epochs: int) -> dict:
-    from photofeh.io.real_samples import GREEN2020_FEATURES, green2020_test_mask, read_green2020
+    from photofeh.io.real_samples import GREEN2020_FEATURES
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import real_data_dir
-
-    stars = read_green2020(real_data_dir() / "green2020_test_data_small.h5")
-    test = green2020_test_mask(stars["source_id"].to_numpy())
-    fit, held = stars[~test].reset_index(drop=True), stars[test].reset_index(drop=True)
+    fit, held = green2020_split()
     cfg = dict(features=GREEN2020_FEATURES, labels=["feh", "logg", "teff"],
                label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}, deredden=False,
                missing="mask", split=(0.8, 0.2, 0.0), seed=0)
