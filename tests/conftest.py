@@ -109,3 +109,12 @@ def dataset_with_a_bad_file(catalog: pd.DataFrame, tmp_path: Path) -> Path:
             part["sdss_g"] = part["sdss_g"].map(lambda v: f"{v:.3f} mag")
         pq.write_table(pa.Table.from_pandas(part, preserve_index=False), folder / f"part-{k}.parquet")
     return folder
+
+
+@pytest.fixture(scope="module")
+def usable_stars(catalog: pd.DataFrame) -> pd.DataFrame:
+    """3,000 mock stars that have every feature of the default model (the network sees them all)."""
+    need = ["sdss_u", "sdss_g", "sdss_r", "sdss_i", "sdss_z", "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y",
+            "gaia_g", "gaia_bp", "gaia_rp", "parallax", "parallax_error", "ebv"]
+    ok = np.all(np.isfinite(catalog[need].to_numpy(float)), axis=1)
+    return catalog[ok].iloc[:3000].reset_index(drop=True)

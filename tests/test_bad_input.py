@@ -90,7 +90,7 @@ def test_outputs_every_command_refuses_an_output_holding_an_input(command, finis
             "build-training-set": ["build-training-set", "--labels", str(folder / "in.parquet"), "--out", str(folder),
                                    "--overwrite"],
             # through a link to the folder (predict, crossmatch and merge-photometry over their own input in
-            # test_reliability; train through a link above)
+            # test_reliability_files; train through a link above)
             "merge-photometry": ["merge-photometry", str(stars), "--other", str(folder / "in.parquet"), "--out",
                                  str(tmp_path / "link"), "--overwrite"]}
     (tmp_path / "link").symlink_to(folder)

@@ -201,7 +201,7 @@ def test_kill_predict_single_file_output_leaves_no_final_name(quick_model, surve
     assert leftovers(tmp_path) == [] and not (tmp_path / "one.parquet.parts").exists()
 
 
-@pytest.mark.slow  # run by CI (make test-all); make test keeps the lock's refusal in test_reliability (every command)
+@pytest.mark.slow  # run by CI (make test-all); make test keeps the lock's refusal (test_reliability_files)
 def test_kill_two_writers_at_once(quick_model, survey_file, tmp_path):
     """A second predict into the same output while the first runs: refused, naming the first; the first
     finishes with a complete output."""
