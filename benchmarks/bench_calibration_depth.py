@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _common import RESULTS, ROOT, green2020_split, labelled_mock, mock_columns, write_result
+from _common import ROOT, green2020_split, labelled_mock, merge_result, mock_columns, write_result
 from bench_noise_aware import R_EDGES, scores
 
 MIN_STARS = 30
@@ -229,10 +229,7 @@ def main() -> None:
     ap.add_argument("--masked-test-stars", type=int, default=200_000)
     ap.add_argument("--part", choices=("all", "default", "masked", "green2020"), default="all")
     args = ap.parse_args()
-    import json
-
-    path = RESULTS / "calibration_depth.json"
-    figures = json.loads(path.read_text())["figures"] if path.exists() and args.part != "all" else {}
+    figures = {}
     keys = {"default": "default model: the calibration zero points and the population",
             "masked": "masked model: sigma scales fitted on the hidden mix or as predicted",
             "green2020": "green2020 network: sigma scales fitted on the hidden mix or as predicted"}
@@ -242,13 +239,16 @@ def main() -> None:
         figures[keys["masked"]] = masked_part(args.masked_test_stars)
     if args.part in ("all", "green2020"):
         figures[keys["green2020"]] = green2020_part()
-    write_result("calibration_depth", "Calibration across magnitude: the zero-point floor, the population, and the "
-                 "validation mix the sigma scales are fitted on", figures,
-                 notes=f"Default model: {args.test_stars:,d} survey-depth mock stars drawn (seed 7), those with "
-                       "every default feature predicted; masked model: "
-                       f"{args.masked_test_stars:,d} drawn, all predicted; both trained on 20,000 labelled mock "
-                       "stars (seed 2), seed 0, one thread. pull_std: standard deviation of the pulls within 5; "
-                       "pull_width: 1.4826 MAD; sigma: Gaussian-fit sigma of the residuals (dex).")
+    title = ("Calibration across magnitude: the zero-point floor, the population, and the validation mix the sigma "
+             "scales are fitted on")
+    notes = (f"Default model: {args.test_stars:,d} survey-depth mock stars drawn (seed 7), those with every default "
+             f"feature predicted; masked model: {args.masked_test_stars:,d} drawn, all predicted; both trained on "
+             "20,000 labelled mock stars (seed 2), seed 0, one thread. pull_std: standard deviation of the pulls "
+             "within 5; pull_width: 1.4826 MAD; sigma: Gaussian-fit sigma of the residuals (dex).")
+    if args.part == "all":  # the file afresh
+        write_result("calibration_depth", title, figures, notes=notes)
+    else:  # one part, beside the others as they are
+        merge_result("calibration_depth", figures, title=title, notes=notes)
 
 
 if __name__ == "__main__":
