@@ -254,13 +254,23 @@ class ResponseSample:
         self.posterior()  # computed once, indexed by every resample
         return self.subset(np.repeat(np.arange(self.true.size), pick[inverse.ravel()]))
 
+    def _estimate_bins(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each entry's estimate bin, the entries in bin order, the occupied bins and where each starts in that
+        order: computed once per sample (the unfolding's EM and every matched weighting call
+        :meth:`by_estimate` again on the same entries), again only if ``estimate`` is replaced."""
+        cached = getattr(self, "_ebins", None)
+        if cached is None or cached[0] is not self.estimate:
+            ebin = np.clip(np.searchsorted(FEH_EDGES, self.estimate, side="right") - 1, 0, EST_GRID.size - 1)
+            order = np.argsort(ebin, kind="stable")
+            bins, starts = np.unique(ebin[order], return_index=True)
+            cached = self._ebins = (self.estimate, ebin, order, bins, starts)
+        return cached[1:]
+
     def by_estimate(self, wt: np.ndarray) -> np.ndarray:
         """``wt`` (rows, entries) summed into the estimate bins, each entry spread by a Gaussian kernel of
         :data:`BANDWIDTH_ESTIMATE` (rows, :data:`EST_GRID`): a histogram of the entries' bins, then the kernel
         as one banded matrix, which costs a tenth of a kernel per entry."""
-        ebin = np.clip(np.searchsorted(FEH_EDGES, self.estimate, side="right") - 1, 0, EST_GRID.size - 1)
-        order = np.argsort(ebin, kind="stable")
-        bins, starts = np.unique(ebin[order], return_index=True)
+        _, order, bins, starts = self._estimate_bins()
         hist = np.zeros((wt.shape[0], EST_GRID.size))
         hist[:, bins] = np.add.reduceat(wt[:, order], starts, axis=1)
         return hist @ _estimate_kernel_matrix()
@@ -283,7 +293,7 @@ class ResponseSample:
         if post is None:
             sd = np.sqrt(self.true_err**2 + (0.5 * (TRUE_EDGES[1] - TRUE_EDGES[0])) ** 2)[None, :]
             label = np.exp(-0.5 * ((self.true[None, :] - TRUE_GRID[:, None]) / sd) ** 2) / sd  # (T, n)
-            ebin = np.clip(np.searchsorted(FEH_EDGES, self.estimate, side="right") - 1, 0, EST_GRID.size - 1)
+            ebin = self._estimate_bins()[0]
             post = label / label.sum(axis=0, keepdims=True)
             for _ in range(POSTERIOR_ITERATIONS):
                 prior = post.mean(axis=1)
