@@ -11,11 +11,16 @@
    on the validation stars with 30% of the survey groups hidden at random (as before) and on the same stars with
    the bands they have (as they are predicted; train_loop._calibrate's ``seen_t``). One training: the network is
    the same, the stated errors differ by the ratio of the two scales.
+2b. The survey-matched prior (``selection_weighting = "loss"``, photofeh.model.prior.selection_weights): the default
+   model trained again on the same labelled stars with each one's loss and sigma-scale share weighted by 1 / its
+   targeting probability (the mock's ``spec_target_probability``; trimmed at ``selection_weight_cap``), beside the
+   unweighted one (the same model as part 1's "as simulated"), on part 1's survey-depth stars: pulls, bias and sigma
+   per 0.5-mag bin of r and per 0.5-dex bin of true [Fe/H], and the per-star cost on the labelled test split.
 3. The same for the green2020 network (configs/green2020.toml's settings, bench_green2020.network_config) on its
    test stars, against the labels (pulls over the estimate's and the label's errors in quadrature); the giant
    class is calibrated on the hidden mix either way, so its completeness and contamination do not move.
 
-Run: ``python benchmarks/bench_calibration_depth.py [--test-stars N] [--part default|masked|green2020|all]``.
+Run: ``python benchmarks/bench_calibration_depth.py [--test-stars N] [--part default|masked|selection|green2020|all]``.
 """
 
 from __future__ import annotations
@@ -150,6 +155,58 @@ def by_teff(est, err, true, teff, rows, label_teff) -> dict:
     return out
 
 
+def selection_part(n_test: int, caps: tuple[float, ...] = (10.0,)) -> dict:
+    """Part 2b: the default model unweighted and with the survey-matched prior (one per trimming cap), on the
+    survey-depth stars of part 1 (seed 7) and on the labelled test split (the stars train held out: split 2)."""
+    import pandas as pd
+    from bench_noise_aware import FEH_EDGES, binned
+
+    from photofeh import load_model
+    from photofeh.model.features import feature_matrix
+    from photofeh.model.train import load_config, train
+
+    cfg = replace(load_config(ROOT / "configs" / "default.toml"), seed=0, baseline_rounds=0, threads=1)
+    labelled = labelled_mock(20_000, seed=2)
+    cols = survey(n_test)
+    _, usable = feature_matrix(cols, cfg.features, cfg.ebv_column, cfg.deredden)
+    cols = {k: v[usable] for k, v in cols.items()}
+    variants = {"unweighted": cfg}
+    for cap in caps:
+        variants[f"survey-matched prior, cap {cap:g}"] = replace(
+            cfg, selection_column="spec_target_probability", selection_weighting="loss", selection_weight_cap=cap)
+    out: dict = {}
+    for name, c in variants.items():
+        with tempfile.TemporaryDirectory() as tmp:
+            train(labelled, c, f"{tmp}/run", log=lambda s: None)
+            model = load_model(f"{tmp}/run/model")
+            split = pd.read_parquet(f"{tmp}/run/split.parquet")
+        pred = model.predict_columns(cols)
+        ok = pred["usable"] & pred.get("in_domain", pred["usable"])
+        est, err, true = pred["feh"][ok], pred["feh_err"][ok], cols["feh_true"][ok]
+        r_mag = cols["sdss_r"][ok]
+        part = {"stars": int(ok.sum()),
+                "[Fe/H] by r": {k: {q: v[q] for q in ("stars", "pull_std", "pull_width", "bias", "sigma",
+                                                      "median_error")}
+                                for k, v in binned(r_mag, R_EDGES, est, err, true).items()},
+                "[Fe/H] by true [Fe/H]": {k: {q: v[q] for q in ("stars", "pull_std", "pull_width", "bias", "sigma",
+                                                                "median_error")}
+                                          for k, v in binned(true, FEH_EDGES, est, err, true).items()}}
+        sel = model.meta["prior"].get("selection")
+        if sel:
+            part["weights"] = {k: round(float(v), 3) for k, v in sel.items() if k in ("max_weight", "trimmed",
+                                                                                       "effective_train_stars")}
+        test = labelled.loc[(split["split"] == "test").to_numpy()].reset_index(drop=True)
+        t = model.predict(test)
+        for label_col in ("feh_spec", "feh_true"):  # against the SSPP-like labels, and against the truth
+            ref = test[label_col].to_numpy(float)
+            m = t["usable"].to_numpy() & np.isfinite(ref)
+            s = scores(t["feh"].to_numpy()[m], t["feh_err"].to_numpy()[m], ref[m])
+            part[f"labelled test split vs {label_col}"] = {q: s[q] for q in ("stars", "sigma", "sigma_mad", "bias",
+                                                                              "pull_std")}
+        out[name] = part
+    return out
+
+
 def masked_part(n_test: int) -> dict:
     from photofeh import load_model
     from photofeh.model.train import load_config, train
@@ -227,16 +284,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--test-stars", type=int, default=600_000, help="survey-depth mock stars (default model)")
     ap.add_argument("--masked-test-stars", type=int, default=200_000)
-    ap.add_argument("--part", choices=("all", "default", "masked", "green2020"), default="all")
+    ap.add_argument("--part", choices=("all", "default", "masked", "selection", "green2020"), default="all")
+    ap.add_argument("--caps", type=float, nargs="+", default=[10.0],
+                    help="selection_weight_cap values of the survey-matched prior (part selection)")
     args = ap.parse_args()
     figures = {}
     keys = {"default": "default model: the calibration zero points and the population",
             "masked": "masked model: sigma scales fitted on the hidden mix or as predicted",
+            "selection": "default model: the survey-matched prior (selection_weighting = loss)",
             "green2020": "green2020 network: sigma scales fitted on the hidden mix or as predicted"}
     if args.part in ("all", "default"):
         figures[keys["default"]] = default_part(args.test_stars)
     if args.part in ("all", "masked"):
         figures[keys["masked"]] = masked_part(args.masked_test_stars)
+    if args.part in ("all", "selection"):
+        figures[keys["selection"]] = selection_part(args.test_stars, tuple(args.caps))
     if args.part in ("all", "green2020"):
         figures[keys["green2020"]] = green2020_part()
     title = ("Calibration across magnitude: the zero-point floor, the population, and the validation mix the sigma "

@@ -238,7 +238,8 @@ def train_config(args: argparse.Namespace):
 
     with user_errors(OSError, ValueError):
         cfg = load_config(args.config) if args.config else TrainConfig()
-        for key in ("epochs", "seed", "ensemble", "prior", "baseline_rounds", "split_seed", "selection_column"):
+        for key in ("epochs", "seed", "ensemble", "prior", "baseline_rounds", "split_seed", "selection_column",
+                    "selection_weighting"):
             if getattr(args, key, None) is not None:
                 setattr(cfg, key, getattr(args, key))
         cfg.validate()  # the command-line overrides too, before any data is read

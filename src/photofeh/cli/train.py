@@ -7,7 +7,7 @@ import sys
 
 from photofeh.cli.arguments import bounded_int, positive_int
 from photofeh.cli.common import check_output, load_table, train_config, user_errors
-from photofeh.model.prior import PRIOR_KINDS
+from photofeh.model.prior import PRIOR_KINDS, SELECTION_WEIGHTINGS
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -55,6 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="override selection_column: the labelled stars' targeting probability (e.g. the mock's "
                          "spec_target_probability), which weights the calibration stars of mdf and map by 1/p "
                          "(docs/populations.md)")
+    tr.add_argument("--selection-weighting", choices=SELECTION_WEIGHTINGS,
+                    help="override selection_weighting: loss weights each labelled star's training loss by "
+                         "1/p as well, so that the estimates lean toward the survey's population rather than "
+                         "the labelled stars' (needs --selection-column; docs/models.md)")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace an existing run directory (only once the new run is complete)")
     tr.add_argument("--quiet", action="store_true", help="no per-epoch log")

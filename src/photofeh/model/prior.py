@@ -10,6 +10,13 @@ distributions, maps, clusters) needs; deconvolving estimates that still carry th
 it twice. Weights in sparse bins are capped (``prior_weight_cap``) so that a few stars cannot dominate the
 loss: the estimate then stays slightly pulled in the most sparsely labelled bins, by an amount the prior
 benchmark measures (BENCHMARKS.md, docs/populations.md).
+
+A second weighting changes the prior the other way, toward the survey's population rather than away from any
+(``selection_weighting = "loss"``, :func:`selection_weights`): a spectroscopic sample chosen by colour holds the
+survey's stars in other proportions (SEGUE-like targeting favours G and K dwarfs and samples turn-off stars sparsely),
+so its estimates lean toward the labelled set's mix; weighting each labelled star by the inverse of its targeting
+probability (Horvitz & Thompson 1952, JASA 47, 663) makes the fitted conditional that of the population the targets
+were drawn from.
 """
 
 from __future__ import annotations
@@ -18,8 +25,8 @@ import functools
 
 import numpy as np
 
-__all__ = ["PRIOR_KINDS", "PRIOR_BIN_WIDTH", "DIVIDE_OUT_CAP", "DIVIDE_OUT_BANDWIDTH", "divide_out",
-           "flat_prior_weights", "label_histogram", "prior_of", "smoothed_prior"]
+__all__ = ["PRIOR_KINDS", "PRIOR_BIN_WIDTH", "DIVIDE_OUT_CAP", "DIVIDE_OUT_BANDWIDTH", "SELECTION_WEIGHTINGS",
+           "divide_out", "flat_prior_weights", "label_histogram", "prior_of", "selection_weights", "smoothed_prior"]
 
 # The priors a model's estimates may carry (TrainConfig.prior, model.json's prior.kind): the labelled stars',
 # flat in prior_label, or a likelihood head trained through the labels' histogram (photofeh.model.likelihood)
@@ -35,16 +42,29 @@ def _edges(reference: np.ndarray, width: float = PRIOR_BIN_WIDTH) -> np.ndarray:
     return np.arange(lo, hi + width * 1.5, width)
 
 
-def label_histogram(values: np.ndarray, width: float = PRIOR_BIN_WIDTH) -> dict:
-    """The labelled stars' distribution (finite values), JSON-friendly: bin edges and counts."""
+def label_histogram(values: np.ndarray, width: float = PRIOR_BIN_WIDTH, weights: np.ndarray | None = None) -> dict:
+    """The labelled stars' distribution (finite values), JSON-friendly: bin edges and counts. ``weights``: the
+    stars' training weights (:func:`selection_weights`, mean 1), so that the counts are those of the distribution
+    the estimates lean toward (in units of stars; what ``--prior flat`` divides out)."""
     v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
+    finite = np.isfinite(v)
+    v = v[finite]
     if v.size == 0:
         return {"edges": [], "counts": [], "stars": 0}
     edges = _edges(v, width)
-    counts, _ = np.histogram(v, edges)
-    return {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist(), "stars": int(v.size),
-            "median": float(np.median(v)), "p01": float(np.percentile(v, 1)), "p99": float(np.percentile(v, 99))}
+    if weights is None:
+        counts, _ = np.histogram(v, edges)
+        return {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist(), "stars": int(v.size),
+                "median": float(np.median(v)), "p01": float(np.percentile(v, 1)),
+                "p99": float(np.percentile(v, 99))}
+    w = np.asarray(weights, float)[finite]
+    counts, _ = np.histogram(v, edges, weights=w)
+    order = np.argsort(v)
+    cum = np.cumsum(w[order]) / w.sum()
+    q = {k: float(v[order][min(np.searchsorted(cum, f), v.size - 1)]) for k, f in
+         (("median", 0.5), ("p01", 0.01), ("p99", 0.99))}
+    return {"edges": [round(float(e), 6) for e in edges], "counts": np.round(counts, 3).tolist(), "stars": int(v.size),
+            **q}
 
 
 def flat_prior_weights(values: np.ndarray, reference: np.ndarray, cap: float,
@@ -69,6 +89,37 @@ def flat_prior_weights(values: np.ndarray, reference: np.ndarray, cap: float,
     raw[inside] = np.where(counts[k[inside]] > 0, scale * inv[k[inside]], cap)
     w[finite] = np.minimum(raw, cap)
     return w
+
+
+# How a model's training stars may stand for a survey (TrainConfig.selection_weighting): "none", or "loss": each
+# labelled star's loss and its share of the sigma-scale fit weighted by 1 / its targeting probability
+SELECTION_WEIGHTINGS = ("none", "loss")
+
+
+def selection_weights(probability: np.ndarray, reference: np.ndarray, cap: float, max_iter: int = 100) -> np.ndarray:
+    """Survey-matched weights of every star: 1 / its targeting probability p (Horvitz & Thompson 1952, JASA 47,
+    663), self-normalised to mean 1 over the ``reference`` stars (the training rows: the weighted loss is then a
+    weighted mean, whatever the scale of p, which a real survey's selection function gives only up to a factor;
+    Hajek's ratio form) and trimmed at ``cap`` times that mean, the scale refitted until the trimmed weights
+    average 1. The trimming is what keeps a few stars from dominating: the mock's SEGUE-like rates span
+    0.001-0.2 and its faint taper (19.5 < g < 20) reaches 1e-4, so untrimmed 20,000 labelled stars weigh as
+    1,200 (Kish's effective sample, (sum w)^2 / sum w^2) and the largest single weight is 215 times the mean;
+    trimming at 10 keeps 3,500 and changes 1.2% of the weights (benchmarks/bench_calibration_depth.py measures
+    what it costs and buys). Stars without a probability in (0, 1] (unlabelled rows) weigh 1."""
+    p = np.asarray(probability, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ok = np.isfinite(p) & (p > 0) & (p <= 1)
+        raw = np.where(ok, 1.0 / np.where(ok, p, 1.0), 1.0)
+    ref = raw[np.asarray(reference)][ok[np.asarray(reference)]]
+    if ref.size == 0:
+        return np.ones(p.size)
+    scale = 1.0 / ref.mean()
+    for _ in range(max_iter):  # the mean of min(s * raw, cap) grows with s: s / mean converges to mean 1
+        mean = np.minimum(scale * ref, cap).mean()
+        if abs(mean - 1.0) < 1e-9:
+            break
+        scale /= mean
+    return np.where(ok, np.minimum(scale * raw, cap), 1.0)
 
 
 # Dividing the training prior out of a labels-prior estimate (prediction time, `--prior flat`): the labelled

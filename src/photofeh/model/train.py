@@ -141,7 +141,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
     ys = label_standardizer(p, train_rows)
     plx = _plx_spec(p, ys)
     prior = training_prior(p.y[:, cfg.labels.index(cfg.prior_label)] if cfg.prior_label in cfg.labels else None,
-                           train_rows, val_rows, cfg)
+                           train_rows, val_rows, cfg, p.selection)
     likelihood = None
     if cfg.prior == "likelihood":  # the head is a likelihood, scored through this histogram (model.likelihood)
         from photofeh.model.likelihood import LikelihoodPrior
@@ -151,6 +151,11 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
     if cfg.prior == "flat":
         log(f"prior flat in {cfg.prior_label}: weights up to {prior['max_weight']:.1f}, effective training "
             f"stars {prior['effective_train_stars']:,.0f} of {len(train_rows):,d}")
+    if "selection" in prior:
+        sel = prior["selection"]
+        log(f"survey-matched prior: training stars weighted by 1 / {cfg.selection_column}, up to "
+            f"{sel['max_weight']:.1f} x the mean ({100 * sel['trimmed']:.1f}% trimmed), effective training stars "
+            f"{sel['effective_train_stars']:,.0f} of {len(train_rows):,d}")
     train_t = _tensors(p, train_rows, xs, ys, cfg, weight=prior.pop("train_weights"), X=X_train, X_err=E_train,
                        es=es)
     val_t = _tensors(p, val_rows, xs, ys, cfg, hide=True, weight=prior.pop("val_weights"), X=X_val, X_err=E_val,

@@ -14,7 +14,7 @@ from photofeh.io.tomlfile import closest, read_toml
 from photofeh.model.features import DEFAULT_FEATURES
 from photofeh.model.missing import MISSING_MODES, network_inputs
 from photofeh.model.networks import PRESETS
-from photofeh.model.prior import PRIOR_KINDS
+from photofeh.model.prior import PRIOR_KINDS, SELECTION_WEIGHTINGS
 
 __all__ = ["TrainConfig", "load_config", "check_split", "config_markdown", "CONFIG_DOCS", "GIANT_LOGG"]
 
@@ -98,6 +98,11 @@ class TrainConfig:
     # a column with each labelled star's probability of having been targeted for its spectrum: the calibration
     # sample (photofeh.galaxy.unfold) is weighted by its inverse; "": unknown (every star weighs the same)
     selection_column: str = ""
+    # "loss": the survey-matched prior, each labelled star's loss and sigma-scale share weighted by 1 / its
+    # targeting probability (self-normalised, trimmed at selection_weight_cap; photofeh.model.prior.
+    # selection_weights); "none": every labelled star weighs the same (the labelled set's prior)
+    selection_weighting: str = "none"
+    selection_weight_cap: float = 10.0
 
     def validate(self) -> None:
         """Types and ranges of every setting; raises ``ValueError`` naming the setting."""
@@ -166,7 +171,16 @@ class TrainConfig:
             raise ValueError(f"prior_label {self.prior_label!r} must be one of the labels {self.labels}")
         if not (np.isfinite(self.prior_weight_cap) and 1.0 <= self.prior_weight_cap <= 1e4):
             raise ValueError(f"prior_weight_cap must be from 1 to 10000, got {self.prior_weight_cap}")
-        for name, choices in (("prior", PRIOR_KINDS), ("missing", MISSING_MODES),
+        if not (np.isfinite(self.selection_weight_cap) and 1.0 <= self.selection_weight_cap <= 1e4):
+            raise ValueError(f"selection_weight_cap must be from 1 to 10000, got {self.selection_weight_cap}")
+        if self.selection_weighting == "loss" and not self.selection_column:
+            raise ValueError("selection_weighting = \"loss\" weights each labelled star by 1 / its targeting "
+                             "probability: name the column that holds it (selection_column, --selection-column)")
+        if self.selection_weighting == "loss" and self.prior != "labels":
+            raise ValueError(f"selection_weighting = \"loss\" makes the estimates carry the survey's population "
+                             f"as their prior; prior = {self.prior!r} replaces that prior: use one or the other")
+        for name, choices in (("prior", PRIOR_KINDS), ("missing", MISSING_MODES), ("selection_weighting",
+                                                                                   SELECTION_WEIGHTINGS),
                               ("heads", ("independent", "causal")),
                               ("class_operating_point", ("break-even", "f1", "half"))):
             if getattr(self, name) not in choices:
@@ -209,7 +223,7 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "prior_label": str, "prior_weight_cap": float,
           "label_noise": bool, "label_errors": {str: float}, "pretrain": {str: object},
           "baseline_rounds": int, "split_seed": (int, None), "table_preset": (str, None),
-          "selection_column": str}
+          "selection_column": str, "selection_weighting": str, "selection_weight_cap": float}
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false", object: "a value"}
 
 
@@ -387,6 +401,14 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                  "selection function; the mock's `spec_target_probability`): `mdf` and `map` weight "
                                  "the model's calibration stars by 1/p, so that at one [Fe/H] they stand for the "
                                  "population rather than for the colours that won a spectrum; `\"\"`: not known"),
+    "selection_weighting": ("model", "`\"loss\"`: the survey-matched prior: each labelled star's training loss "
+                                     "and its share of the sigma-scale fit weighted by 1/p of `selection_column` "
+                                     "(Horvitz & Thompson 1952), self-normalised to mean 1 and trimmed at "
+                                     "`selection_weight_cap`, so that the estimates lean toward the population the "
+                                     "targets were drawn from rather than the labelled stars' mix (at a cost in "
+                                     "scatter: docs/models.md); `\"none\"`: every labelled star weighs the same"),
+    "selection_weight_cap": ("model", "with `selection_weighting = \"loss\"`: largest weight of one star relative "
+                                      "to the mean (the rest rescaled so that the mean stays 1)"),
 }
 
 

@@ -32,7 +32,8 @@ class Prepared:
     X_err: np.ndarray | None = None  # (n, F) feature errors where the table has them (photofeh.model.domain)
     has_ids: bool = True  # False: the table had no source_id and ``ids`` numbers the rows
     reobserver: object | None = None  # noise-aware training: re-observes the stars (photofeh.model.noise.Reobserver)
-    selection: np.ndarray | None = None  # each star's targeting probability (cfg.selection_column), for the unfolding
+    selection: np.ndarray | None = None  # each star's targeting probability (cfg.selection_column): the unfolding's
+    # calibration weights, and with selection_weighting = "loss" the training weights (training_prior)
 
 
 def prepare(table, cfg: TrainConfig) -> Prepared:
@@ -226,19 +227,30 @@ def _group_index(cfg: TrainConfig) -> torch.Tensor:
 
 
 def training_prior(values: np.ndarray | None, train_rows: np.ndarray, val_rows: np.ndarray,
-                   cfg: TrainConfig) -> dict:
+                   cfg: TrainConfig, selection: np.ndarray | None = None) -> dict:
     """The prior the model will carry, as recorded in model.json, with the per-star weights that give it
-    (``train_weights``, ``val_weights``; all 1 for the labels prior). Always records the labelled stars'
-    distribution of ``prior_label``, the prior a `labels` model's estimates lean toward."""
-    from photofeh.model.prior import PRIOR_BIN_WIDTH, flat_prior_weights, label_histogram
+    (``train_weights``, ``val_weights``; all 1 for the labels prior). Always records the distribution of
+    ``prior_label`` the estimates of a `labels` model lean toward: the labelled stars', or with
+    ``cfg.selection_weighting = "loss"`` theirs weighted by :func:`photofeh.model.prior.selection_weights` of the
+    targeting probabilities ``selection`` (the survey's population, as far as the labels reach; ``selection``
+    in the prior's record says how far the weights were trimmed)."""
+    from photofeh.model.prior import PRIOR_BIN_WIDTH, flat_prior_weights, label_histogram, selection_weights
 
     out: dict = {"kind": cfg.prior, "label": cfg.prior_label}
-    ones = {"train_weights": np.ones(len(train_rows)), "val_weights": np.ones(len(val_rows))}
+    w_train, w_val = np.ones(len(train_rows)), np.ones(len(val_rows))
+    if cfg.selection_weighting == "loss" and selection is not None:
+        w = selection_weights(selection, train_rows, cfg.selection_weight_cap)
+        w_train, w_val = w[train_rows], w[val_rows]
+        cap = cfg.selection_weight_cap
+        out["selection"] = {"column": cfg.selection_column, "weighting": "loss", "weight_cap": cap,
+                            "max_weight": float(w_train.max()), "trimmed": float(np.mean(w_train >= cap)),
+                            "effective_train_stars": float(w_train.sum() ** 2 / np.sum(w_train**2))}
     if values is None:
-        return {**out, **ones}
-    out["training_distribution"] = label_histogram(values[train_rows])
+        return {**out, "train_weights": w_train, "val_weights": w_val}
+    weighted = w_train if "selection" in out else None
+    out["training_distribution"] = label_histogram(values[train_rows], weights=weighted)
     if cfg.prior != "flat":  # labels, or likelihood (the histogram enters its loss: photofeh.model.likelihood)
-        return {**out, **ones}
+        return {**out, "train_weights": w_train, "val_weights": w_val}
     w_train = flat_prior_weights(values[train_rows], values[train_rows], cfg.prior_weight_cap)
     w_val = flat_prior_weights(values[val_rows], values[train_rows], cfg.prior_weight_cap)
     return {**out, "bin_width": PRIOR_BIN_WIDTH, "weight_cap": cfg.prior_weight_cap,

@@ -1,0 +1,97 @@
+"""The survey-matched prior (issue 27 item 2): labelled stars weighted by 1 / their targeting probability."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import norm
+
+from photofeh.model.prior import selection_weights
+
+# the toy's two populations: a common metal-rich one the targeting under-samples (a survey's bright thin disk
+# beside SEGUE-like colour boxes) and a rarer metal-poor one it favours
+RICH, POOR = (-0.2, 0.2), (-1.2, 0.3)  # [Fe/H] mean and spread
+SHARE_RICH = 0.8  # of the survey
+P_TARGET = {"rich": 0.02, "poor": 0.5}
+COLOUR_NOISE = 0.4  # dex: the one 'colour' x = [Fe/H] + noise
+
+
+def _survey(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rich = rng.random(n) < SHARE_RICH
+    feh = np.where(rich, rng.normal(*RICH, n), rng.normal(*POOR, n))
+    return pd.DataFrame({"source_id": np.arange(n), "x": feh + rng.normal(0, COLOUR_NOISE, n),
+                         "x2": rng.normal(0, 1, n), "feh_spec": feh,
+                         "p_target": np.where(rich, P_TARGET["rich"], P_TARGET["poor"]), "rich": rich})
+
+
+def _labelled(n: int, seed: int) -> pd.DataFrame:
+    """Stars of the survey chosen with their targeting probability: 14% rich (80% of the survey)."""
+    survey = _survey(12 * n, seed)
+    chosen = np.random.default_rng(seed + 1).random(len(survey)) < survey["p_target"].to_numpy()
+    return survey[chosen].iloc[:n].reset_index(drop=True)
+
+
+def _bayes_bias(x: np.ndarray, feh: np.ndarray, share_rich: float) -> float:
+    """Median residual of the posterior mean of the toy under a prior with ``share_rich`` of rich stars, on a
+    grid: the estimate a network fitted by maximum likelihood converges to (independent of photofeh)."""
+    grid = np.linspace(-3.5, 1.5, 2001)
+    prior = share_rich * norm.pdf(grid, *RICH) + (1 - share_rich) * norm.pdf(grid, *POOR)
+    like = norm.pdf(x[:, None], grid, COLOUR_NOISE)
+    return float(np.median((like * prior) @ grid / (like @ prior) - feh))
+
+
+def test_selection_weights_are_self_normalised_trimmed_and_keep_the_ratios():
+    p = np.array([0.5] * 6 + [0.02] * 3 + [0.001, np.nan, 0.0, 0.25])
+    ref = np.arange(10)
+    w = selection_weights(p, ref, cap=5.0)
+    # 1/0.001 trimmed to 5; the other nine share the remaining 5 in proportion to 1/p: 2 x 6 + 50 x 3 = 162
+    assert w[ref].mean() == pytest.approx(1.0, abs=1e-6) and w[9] == pytest.approx(5.0)
+    assert w[0] == pytest.approx(5 * 2 / 162) and w[6] == pytest.approx(5 * 50 / 162)
+    assert w[12] / w[0] == pytest.approx(2.0)  # a star outside the reference, 1/p on the same scale
+    assert w[10] == 1.0 and w[11] == 1.0  # no probability: the mean weight
+    untrimmed = selection_weights(p, ref, cap=1e4)
+    np.testing.assert_allclose(untrimmed[ref], (1 / p[ref]) / np.mean(1 / p[ref]))
+
+
+def test_survey_matched_prior_moves_the_undertargeted_population_to_the_truth(tmp_path):
+    """A network trained on the labelled stars as they are leans toward their mix (14% rich) and reads the
+    survey's rich stars too metal-poor; weighted by 1/p (no weight trimmed here) it leans toward the survey's mix
+    (80% rich), as the Bayes posterior means of the two priors say (-0.29 dex against -0.05, grid)."""
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
+
+    fit, test = _labelled(6_000, 1), _survey(4_000, 2)
+    rich = test["rich"].to_numpy()
+    x, feh = test["x"].to_numpy()[rich], test["feh_spec"].to_numpy()[rich]
+    labelled_share = float(fit["rich"].mean())
+    assert labelled_share == pytest.approx(0.14, abs=0.02)
+    bayes = {"none": _bayes_bias(x, feh, labelled_share), "loss": _bayes_bias(x, feh, SHARE_RICH)}
+    bias = {}
+    for weighting in ("none", "loss"):
+        cfg = TrainConfig(features=["x", "x2"], labels=["feh"], label_columns={"feh": "feh_spec"}, classify=False,
+                          min_features=2, epochs=8, seed=0, split=(0.8, 0.2, 0.0), baseline_rounds=0, threads=1,
+                          selection_column="p_target", selection_weighting=weighting)
+        train(fit, cfg, tmp_path / weighting, log=lambda s: None)
+        model = load_model(tmp_path / weighting)
+        bias[weighting] = float(np.median(model.predict(test)["feh"].to_numpy()[rich] - feh))
+    assert bayes["none"] == pytest.approx(-0.29, abs=0.03) and bayes["loss"] == pytest.approx(-0.05, abs=0.03)
+    assert bias["none"] == pytest.approx(bayes["none"], abs=0.06)
+    assert bias["loss"] == pytest.approx(bayes["loss"], abs=0.06)
+    assert bias["loss"] > bias["none"] + 0.15
+    sel = model.meta["prior"]["selection"]
+    assert sel["trimmed"] == 0.0 and sel["effective_train_stars"] < 0.6 * model.meta["training"]["n_train"]
+
+
+def test_selection_weighting_needs_a_column_and_the_labels_prior():
+    from photofeh.model.train import TrainConfig
+
+    with pytest.raises(ValueError, match="selection_column"):
+        TrainConfig(selection_weighting="loss").validate()
+    with pytest.raises(ValueError, match="use one or the other"):
+        TrainConfig(selection_weighting="loss", selection_column="p", prior="flat").validate()
+    with pytest.raises(ValueError, match="selection_weighting must be one of"):
+        TrainConfig(selection_weighting="yes", selection_column="p").validate()
+    with pytest.raises(ValueError, match="selection_weight_cap"):
+        TrainConfig(selection_weight_cap=0.5).validate()
