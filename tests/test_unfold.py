@@ -164,7 +164,10 @@ def test_calibration_stars_are_matched_to_the_selection_in_teff():
 def test_labels_errors_are_taken_out_of_the_response():
     """Calibration labels with 0.2-dex errors, a narrow population (0.2 dex) measured to 0.1 dex: against the noisy
     labels the response is both flatter (regression dilution) and wider than the true one, and unfolding through it
-    gives 20% too narrow a distribution (0.161 dex); with the labels' errors given, 0.188 dex."""
+    gives a third too narrow a distribution (0.133 dex); with the labels' errors given, 0.176 dex, near the 0.185
+    that the same calibration stars give with their true [Fe/H] as labels. What is left below 0.200 is the
+    response's own 0.1-dex kernel in [Fe/H] (unfold.BANDWIDTH_TRUE), which an EMS smoothing of 0.05 dex partly
+    hid (0.188 then); hence 15%."""
     rng = np.random.default_rng(4)
     t_cal = rng.normal(-0.8, 0.7, 5000)
     label = t_cal + 0.2 * rng.standard_normal(t_cal.size)
@@ -174,10 +177,10 @@ def test_labels_errors_are_taken_out_of_the_response():
     binned = BinnedEstimates()
     binned.add(t + 0.1 * rng.standard_normal(t.size), np.full(t.size, 0.1))
     known = unfold_mdf(binned, ResponseSample(label, e_cal, sig, true_err=np.full(t_cal.size, 0.2)), n_boot=0)
-    assert known["width"] == pytest.approx(np.std(t), rel=0.1)
+    assert known["width"] == pytest.approx(np.std(t), rel=0.15)
     assert known["median"] == pytest.approx(np.median(t), abs=0.05)
     ignored = unfold_mdf(binned, ResponseSample(label, e_cal, sig), n_boot=0)
-    assert ignored["width"] < 0.85 * np.std(t), ignored["width"]
+    assert ignored["width"] < 0.75 * np.std(t), ignored["width"]
 
 
 def test_binned_teff_counts_follow_add_and_merge():
