@@ -28,8 +28,13 @@ residual by the quadrature sum of the estimate's error and the label's. Re-obser
 the stars both predict in their domain (the plain network widens its errors by sigma points there), and
 each on all the stars in its own domain.
 
-Usage: python benchmarks/bench_green2020.py [--epochs N] [--part calibration]
-(--part calibration trains only the two networks of the calibration and merges its table into the result file)
+Longer training and ensembles (issue 26's green2020 targets): the same network trained for more epochs (with a
+patience that scales) and as an ensemble of independently seeded members (Lakshminarayanan et al. 2017, NeurIPS:
+the members' mixture), each variant with two seeds, on the same test stars: sigma, bias and pull width of every
+label, the giant class, training seconds and forward passes per star (what an ensemble costs at prediction).
+
+Usage: python benchmarks/bench_green2020.py [--epochs N] [--part calibration|training]
+(--part calibration or training trains only that table's networks and merges it into the result file)
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import green2020_split, write_result
+from _common import green2020_split, merge_result, write_result
 
 LABELS = ["feh", "logg", "teff"]
 COLUMNS = {"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}
@@ -50,7 +55,7 @@ REDDENING_ERROR = "reddening_b19_err"
 SPREAD_SEEDS = (1, 2, 3)  # the same configuration retrained with other seeds (and validation draws)
 
 
-def network_config(features, epochs: int, **kw):
+def network_config(features, epochs: int = 80, **kw):
     """The benchmark's network: one thread (a training is then the same on every run: with two threads the
     floating-point sums differ and so does the network, e.g. its Teff bias +21 K against +9 K on one thread),
     the class threshold chosen on all the validation stars (class_operating_feh_max = None, as the
@@ -65,10 +70,12 @@ def network_config(features, epochs: int, **kw):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=80)
-    ap.add_argument("--part", choices=("all", "calibration"), default="all")
+    ap.add_argument("--part", choices=("all", "calibration", "training"), default="all")
     args = ap.parse_args()
     if args.part == "calibration":
         return calibration_only(args.epochs)
+    if args.part == "training":
+        return training_only()
 
     import pandas as pd
 
@@ -430,6 +437,58 @@ def dereddened_variants(fit, held, epochs: int) -> dict:
             row[f"{lab} sigma"], row[f"{lab} pull std"] = round(m["sigma_gauss"], 3), round(m["pull_std"], 2)
         out[f"network, dereddened colours, {name}"] = row
     return out
+
+
+
+TRAINING = "longer training and ensembles (issue 26)"
+# (name, settings over network_config): the configuration's 80 epochs and patience 15 first
+TRAINING_VARIANTS = (("one network, 80 epochs (patience 15)", {"epochs": 80}),
+                     ("one network, 200 epochs (patience 30)", {"epochs": 200, "patience": 30}),
+                     ("ensemble of 5, 80 epochs", {"epochs": 80, "ensemble": 5}),
+                     ("ensemble of 5, 200 epochs (patience 30)", {"epochs": 200, "patience": 30, "ensemble": 5}),
+                     ("ensemble of 5, 400 epochs (patience 50)", {"epochs": 400, "patience": 50, "ensemble": 5}))
+TRAINING_SEEDS = (0, 1)
+
+
+def training_only() -> None:
+    """The variants of TRAINING_VARIANTS, each with TRAINING_SEEDS, scored on the test stars; merged into the
+    result file (the other figures kept as they are)."""
+    import time
+
+    from photofeh.io.real_samples import GREEN2020_FEATURES
+    from photofeh.model.evaluate import class_metrics, regression_metrics
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import train
+
+    fit, held = green2020_split()
+    logg = held["logg_spec"].to_numpy(float)
+    giant_true = np.where(np.isfinite(logg), logg < 3.5, np.nan)
+    table: dict = {}
+    for name, settings in TRAINING_VARIANTS:
+        for seed in TRAINING_SEEDS:
+            cfg = network_config([*GREEN2020_FEATURES, REDDENING_ERROR], baseline_rounds=0, seed=seed, **settings)
+            t0 = time.perf_counter()
+            with tempfile.TemporaryDirectory() as tmp:
+                train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
+                seconds = time.perf_counter() - t0
+                pred = load_model(Path(tmp) / "run").predict(held)
+            row: dict = {}
+            for lab, digits in (("feh", 4), ("logg", 4), ("teff", 1)):
+                m = regression_metrics(pred[lab].to_numpy(), held[COLUMNS[lab]].to_numpy(float),
+                                       pred[f"{lab}_err"].to_numpy(), held[f"{COLUMNS[lab]}_err"].to_numpy(float))
+                row[f"{lab} sigma"] = round(m["sigma_gauss"], digits)
+                row[f"{lab} bias"] = round(m["bias_median"], digits)
+                row[f"{lab} pull width"] = round(m["pull_robust_sigma"], 2)
+            usable = pred["usable"].to_numpy()
+            c = class_metrics(pred["is_giant"].to_numpy()[usable], giant_true[usable])
+            row["giant completeness"] = round(c["giant_completeness"], 3)
+            row["giant contamination"] = round(c["giant_contamination"], 3)
+            row["training seconds"] = round(seconds, 1)
+            row["forward passes per star"] = cfg.ensemble
+            table.setdefault(name, {})[f"seed {seed}"] = row
+        seeds = list(table[name].values())
+        table[name]["mean"] = {k: round(float(np.mean([r[k] for r in seeds])), 4) for k in seeds[0]}
+    merge_result("green2020", {TRAINING: table})
 
 
 if __name__ == "__main__":
