@@ -69,8 +69,9 @@ REACH_DEX = 0.25
 # is not in the bootstrap's errors (every resample is smoothed alike), so it is kept below them: on labelled-mock
 # test sets of 10 seeds (benchmarks/bench_mdf.py, coverage) the fraction below -1.5 came out 0.012 low against the
 # true [Fe/H] at 0.05 (error 0.010; within one error for 2 seeds of 10), 0.008 low at 0.03 (7 of 10), 0.005 at 0.02
-# (10 of 10); 0.02 moves the 4-6 kpc |Z| slice's median past 0.05 dex of the truth, 0.03 keeps it, the Green et
-# al. test fractions and the mock clusters' medians (within 0.02 dex). The cost: the smoothing also offset part of the
+# (10 of 10). On the demo-like map 0.03 narrows the nearest |Z| slice (+22% -> +19% of the truth's width) and moves
+# the 4-6 kpc median from 0.040 to 0.050 dex off the truth (0.02: further); the Green et al. test fractions and the
+# mock clusters' medians move by 0.02 dex at most. The cost: the smoothing also offset part of the
 # response's own BANDWIDTH_TRUE kernel, so a 0.2-dex population comes out 12% narrow at 0.03 (6% at 0.05;
 # tests/test_unfold.py), still inside issue 25's 20%.
 SMOOTHING_DEX = 0.03
