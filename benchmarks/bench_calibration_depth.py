@@ -257,7 +257,7 @@ def green2020_part() -> dict:
     from photofeh.model.train import train
 
     fit, held = green2020_split()
-    cfg = network_config([*GREEN2020_FEATURES, REDDENING_ERROR], 80)
+    cfg = network_config([*GREEN2020_FEATURES, REDDENING_ERROR])  # the configuration
     with tempfile.TemporaryDirectory() as tmp, RecordedCalibration() as rec:
         train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
         model = load_model(Path(tmp) / "run")
