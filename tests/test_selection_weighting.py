@@ -26,11 +26,28 @@ def _survey(n: int, seed: int) -> pd.DataFrame:
                          "p_target": np.where(rich, P_TARGET["rich"], P_TARGET["poor"]), "rich": rich})
 
 
-def _labelled(n: int, seed: int) -> pd.DataFrame:
-    """Stars of the survey chosen with their targeting probability: 14% rich (80% of the survey)."""
+def _labelled(n: int, seed: int, on_colour: bool = False) -> pd.DataFrame:
+    """Stars of the survey chosen with their targeting probability: 14% rich (80% of the survey). ``on_colour``:
+    targeted on the observed colour x alone (x < -0.6 favoured, as a colour box would), not on the population."""
     survey = _survey(12 * n, seed)
+    if on_colour:
+        survey["p_target"] = np.where(survey["x"] < -0.6, P_TARGET["poor"], P_TARGET["rich"])
     chosen = np.random.default_rng(seed + 1).random(len(survey)) < survey["p_target"].to_numpy()
     return survey[chosen].iloc[:n].reset_index(drop=True)
+
+
+def _rich_bias(fit: pd.DataFrame, test: pd.DataFrame, weighting: str, run) -> float:
+    """Median residual of the survey's rich stars, the toy's network trained on ``fit`` (8 epochs, seed 0)."""
+    from photofeh.model.predict import load_model
+    from photofeh.model.train import TrainConfig, train
+
+    cfg = TrainConfig(features=["x", "x2"], labels=["feh"], label_columns={"feh": "feh_spec"}, classify=False,
+                      min_features=2, epochs=8, seed=0, split=(0.8, 0.2, 0.0), baseline_rounds=0, threads=1,
+                      selection_column="p_target", selection_weighting=weighting)
+    train(fit, cfg, run, log=lambda s: None)
+    rich = test["rich"].to_numpy()
+    est = load_model(run).predict(test)["feh"].to_numpy()[rich]
+    return float(np.median(est - test["feh_spec"].to_numpy()[rich]))
 
 
 def _bayes_bias(x: np.ndarray, feh: np.ndarray, share_rich: float) -> float:
@@ -59,8 +76,7 @@ def test_survey_matched_prior_moves_the_undertargeted_population_to_the_truth(tm
     """A network trained on the labelled stars as they are leans toward their mix (14% rich) and reads the
     survey's rich stars too metal-poor; weighted by 1/p (no weight trimmed here) it leans toward the survey's mix
     (80% rich), as the Bayes posterior means of the two priors say (-0.29 dex against -0.05, grid)."""
-    from photofeh.model.predict import load_model
-    from photofeh.model.train import TrainConfig, train
+    import json
 
     fit, test = _labelled(6_000, 1), _survey(4_000, 2)
     rich = test["rich"].to_numpy()
@@ -68,20 +84,32 @@ def test_survey_matched_prior_moves_the_undertargeted_population_to_the_truth(tm
     labelled_share = float(fit["rich"].mean())
     assert labelled_share == pytest.approx(0.14, abs=0.02)
     bayes = {"none": _bayes_bias(x, feh, labelled_share), "loss": _bayes_bias(x, feh, SHARE_RICH)}
-    bias = {}
-    for weighting in ("none", "loss"):
-        cfg = TrainConfig(features=["x", "x2"], labels=["feh"], label_columns={"feh": "feh_spec"}, classify=False,
-                          min_features=2, epochs=8, seed=0, split=(0.8, 0.2, 0.0), baseline_rounds=0, threads=1,
-                          selection_column="p_target", selection_weighting=weighting)
-        train(fit, cfg, tmp_path / weighting, log=lambda s: None)
-        model = load_model(tmp_path / weighting)
-        bias[weighting] = float(np.median(model.predict(test)["feh"].to_numpy()[rich] - feh))
+    bias = {w: _rich_bias(fit, test, w, tmp_path / w) for w in ("none", "loss")}
     assert bayes["none"] == pytest.approx(-0.29, abs=0.03) and bayes["loss"] == pytest.approx(-0.05, abs=0.03)
     assert bias["none"] == pytest.approx(bayes["none"], abs=0.06)
     assert bias["loss"] == pytest.approx(bayes["loss"], abs=0.06)
     assert bias["loss"] > bias["none"] + 0.15
-    sel = model.meta["prior"]["selection"]
-    assert sel["trimmed"] == 0.0 and sel["effective_train_stars"] < 0.6 * model.meta["training"]["n_train"]
+    meta = json.loads((tmp_path / "loss" / "model" / "model.json").read_text())
+    sel = meta["prior"]["selection"]
+    assert sel["trimmed"] == 0.0 and sel["trimmed_weight_share"] == 0.0
+    assert sel["effective_train_stars"] < 0.6 * meta["training"]["n_train"]
+
+
+def test_selection_on_the_inputs_alone_leaves_the_estimates_where_they_were(tmp_path):
+    """Targeted on the network's own input (a colour box), the labelled stars' p([Fe/H] | x) is the survey's: the
+    unweighted network already reads the survey's rich stars as the Bayes posterior under the survey's mix does,
+    though the labelled stars hold well under the survey's share of them, and weighting by 1/p moves nothing
+    (Shimodaira 2000: a correctly specified fit needs no covariate-shift weights)."""
+    fit, test = _labelled(6_000, 1, on_colour=True), _survey(4_000, 2)
+    rich = test["rich"].to_numpy()
+    x, feh = test["x"].to_numpy()[rich], test["feh_spec"].to_numpy()[rich]
+    assert float(fit["rich"].mean()) < SHARE_RICH - 0.25
+    bayes_survey = _bayes_bias(x, feh, SHARE_RICH)
+    bayes_labelled = _bayes_bias(x, feh, float(fit["rich"].mean()))
+    assert bayes_labelled < bayes_survey - 0.05  # the two priors would read them differently
+    bias = {w: _rich_bias(fit, test, w, tmp_path / w) for w in ("none", "loss")}
+    assert bias["none"] == pytest.approx(bayes_survey, abs=0.03)
+    assert bias["loss"] == pytest.approx(bias["none"], abs=0.03)
 
 
 def test_selection_weighting_needs_a_column_and_the_labels_prior():
@@ -93,5 +121,6 @@ def test_selection_weighting_needs_a_column_and_the_labels_prior():
         TrainConfig(selection_weighting="loss", selection_column="p", prior="flat").validate()
     with pytest.raises(ValueError, match="selection_weighting must be one of"):
         TrainConfig(selection_weighting="yes", selection_column="p").validate()
-    with pytest.raises(ValueError, match="selection_weight_cap"):
-        TrainConfig(selection_weight_cap=0.5).validate()
+    for cap in (0.5, 1.0):  # at 1 every weight would be the mean: refused
+        with pytest.raises(ValueError, match="selection_weight_cap must be above 1"):
+            TrainConfig(selection_weight_cap=cap).validate()

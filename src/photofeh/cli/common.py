@@ -269,7 +269,8 @@ def prior_note(provenance: dict, command: str, unfolded: bool = False) -> dict:
                               "estimates' prior (their shrinkage toward the labelled stars) is undone, not inherited")
     elif prior != "flat":
         note["prior_warning"] = (f"the predictions come from a model with the {prior} prior: where the photometry "
-                                 "says little, estimates lean toward the labelled stars' [Fe/H] distribution, so "
+                                 "says little, estimates lean toward the labelled stars' [Fe/H] distribution (as "
+                                 "weighted in training, with selection_weighting), so "
                                  "per-star estimates are biased toward it and deconvolved distributions count it "
                                  "twice; predict --prior flat divides it out (docs/populations.md says which is "
                                  "more accurate for maps)")

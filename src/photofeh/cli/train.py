@@ -57,8 +57,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                          "(docs/populations.md)")
     tr.add_argument("--selection-weighting", choices=SELECTION_WEIGHTINGS,
                     help="override selection_weighting: loss weights each labelled star's training loss by "
-                         "1/p as well, so that the estimates lean toward the survey's population rather than "
-                         "the labelled stars' (needs --selection-column; docs/models.md)")
+                         "1/p as well (Horvitz-Thompson; needs --selection-column): it moves the estimates toward "
+                         "the survey's population where the targeting used more than the model's inputs, and "
+                         "costs scatter (docs/models.md)")
     tr.add_argument("--overwrite", action="store_true",
                     help="replace an existing run directory (only once the new run is complete)")
     tr.add_argument("--quiet", action="store_true", help="no per-epoch log")

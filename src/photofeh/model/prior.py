@@ -11,12 +11,16 @@ it twice. Weights in sparse bins are capped (``prior_weight_cap``) so that a few
 loss: the estimate then stays slightly pulled in the most sparsely labelled bins, by an amount the prior
 benchmark measures (BENCHMARKS.md, docs/populations.md).
 
-A second weighting changes the prior the other way, toward the survey's population rather than away from any
-(``selection_weighting = "loss"``, :func:`selection_weights`): a spectroscopic sample chosen by colour holds the
-survey's stars in other proportions (SEGUE-like targeting favours G and K dwarfs and samples turn-off stars sparsely),
-so its estimates lean toward the labelled set's mix; weighting each labelled star by the inverse of its targeting
-probability (Horvitz & Thompson 1952, JASA 47, 663) makes the fitted conditional that of the population the targets
-were drawn from.
+A second weighting (``selection_weighting = "loss"``, :func:`selection_weights`) weights each labelled star by the
+inverse of its probability of having been targeted for a spectrum (Horvitz & Thompson 1952, JASA 47, 663). What it
+changes depends on what the targeting saw. Where it used something the network's inputs do not carry (a population
+flag, a kinematic or spectroscopic pre-selection, photometry the model does not read), the labelled stars' p([Fe/H] |
+inputs) differs from the survey's and the weighting moves the estimates toward the survey's population. Where it
+used the inputs alone, as SEGUE's colour boxes and the mock's targeting do, p([Fe/H] | inputs) is the same for both
+and an unweighted fit already aims at the survey's conditional: the weighting is then covariate-shift weighting
+(Shimodaira 2000, J. Stat. Plan. Inference 90, 227), which only moves where a network of finite capacity and
+finitely many stars spends its accuracy (the survey's bright thin disk, on the mock), at the price of a smaller
+effective sample (tests/test_selection_weighting.py checks both cases; docs/models.md gives what it costs).
 """
 
 from __future__ import annotations
@@ -105,7 +109,9 @@ def selection_weights(probability: np.ndarray, reference: np.ndarray, cap: float
     0.001-0.2 and its faint taper (19.5 < g < 20) reaches 1e-4, so untrimmed 20,000 labelled stars weigh as
     1,200 (Kish's effective sample, (sum w)^2 / sum w^2) and the largest single weight is 215 times the mean;
     trimming at 10 keeps 3,500 and changes 1.2% of the weights (benchmarks/bench_calibration_depth.py measures
-    what it costs and buys). Stars without a probability in (0, 1] (unlabelled rows) weigh 1."""
+    what it costs and buys). Trimming is not neutral: the trimmed stars are the least targeted, and their share
+    of the untrimmed weight (``trimmed_weight_share`` in model.json) is what the weighted distribution loses
+    toward the other stars. Stars without a probability in (0, 1] (unlabelled rows) weigh 1."""
     p = np.asarray(probability, float)
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.isfinite(p) & (p > 0) & (p <= 1)

@@ -171,8 +171,9 @@ class TrainConfig:
             raise ValueError(f"prior_label {self.prior_label!r} must be one of the labels {self.labels}")
         if not (np.isfinite(self.prior_weight_cap) and 1.0 <= self.prior_weight_cap <= 1e4):
             raise ValueError(f"prior_weight_cap must be from 1 to 10000, got {self.prior_weight_cap}")
-        if not (np.isfinite(self.selection_weight_cap) and 1.0 <= self.selection_weight_cap <= 1e4):
-            raise ValueError(f"selection_weight_cap must be from 1 to 10000, got {self.selection_weight_cap}")
+        if not (np.isfinite(self.selection_weight_cap) and 1.0 < self.selection_weight_cap <= 1e4):
+            # at 1 every weight would be trimmed to the mean: no weighting, and a scale that never converges
+            raise ValueError(f"selection_weight_cap must be above 1 and at most 10000, got {self.selection_weight_cap}")
         if self.selection_weighting == "loss" and not self.selection_column:
             raise ValueError("selection_weighting = \"loss\" weights each labelled star by 1 / its targeting "
                              "probability: name the column that holds it (selection_column, --selection-column)")
@@ -401,14 +402,16 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                  "selection function; the mock's `spec_target_probability`): `mdf` and `map` weight "
                                  "the model's calibration stars by 1/p, so that at one [Fe/H] they stand for the "
                                  "population rather than for the colours that won a spectrum; `\"\"`: not known"),
-    "selection_weighting": ("model", "`\"loss\"`: the survey-matched prior: each labelled star's training loss "
-                                     "and its share of the sigma-scale fit weighted by 1/p of `selection_column` "
-                                     "(Horvitz & Thompson 1952), self-normalised to mean 1 and trimmed at "
-                                     "`selection_weight_cap`, so that the estimates lean toward the population the "
-                                     "targets were drawn from rather than the labelled stars' mix (at a cost in "
-                                     "scatter: docs/models.md); `\"none\"`: every labelled star weighs the same"),
+    "selection_weighting": ("model", "`\"loss\"`: each labelled star's training loss and its share of the "
+                                     "sigma-scale fit weighted by 1/p of `selection_column` (Horvitz & Thompson "
+                                     "1952), self-normalised to mean 1 and trimmed at `selection_weight_cap`: the "
+                                     "estimates then lean toward the survey's population where the targeting used "
+                                     "something the inputs do not carry; where it used the inputs alone (colour "
+                                     "boxes) it only moves where the network spends its accuracy, at a cost in "
+                                     "scatter (docs/models.md); `\"none\"`: every labelled star weighs the same"),
     "selection_weight_cap": ("model", "with `selection_weighting = \"loss\"`: largest weight of one star relative "
-                                      "to the mean (the rest rescaled so that the mean stays 1)"),
+                                      "to the mean, above 1 (the rest rescaled so that the mean stays 1; the share "
+                                      "of the weight trimmed is in model.json)"),
 }
 
 
@@ -423,7 +426,8 @@ def config_markdown() -> str:
              "model; `configs/green2020.toml`, `configs/segue.toml` and `configs/kepler.toml` train on the real "
              "samples",
              "(docs/real_data.md). `photofeh train` options `--epochs`, `--ensemble`, `--seed`, `--prior`,",
-             "`--baseline-rounds` and `--split-seed` override the file.", "",
+             "`--baseline-rounds`, `--split-seed`, `--selection-column` and `--selection-weighting` override the "
+             "file.", "",
              "| setting | section | default | meaning |", "|---|---|---|---|"]
     for name in TrainConfig.__dataclass_fields__:
         section, meaning = CONFIG_DOCS[name]

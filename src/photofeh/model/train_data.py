@@ -242,8 +242,12 @@ def training_prior(values: np.ndarray | None, train_rows: np.ndarray, val_rows: 
         w = selection_weights(selection, train_rows, cfg.selection_weight_cap)
         w_train, w_val = w[train_rows], w[val_rows]
         cap = cfg.selection_weight_cap
+        p_train = np.asarray(selection, float)[train_rows]
+        ok = np.isfinite(p_train) & (p_train > 0) & (p_train <= 1)  # the rows selection_weights weights by 1/p
+        raw = np.where(ok, 1.0 / np.where(ok, p_train, 1.0), 0.0)
         out["selection"] = {"column": cfg.selection_column, "weighting": "loss", "weight_cap": cap,
                             "max_weight": float(w_train.max()), "trimmed": float(np.mean(w_train >= cap)),
+                            "trimmed_weight_share": float(raw[w_train >= cap].sum() / raw.sum()) if ok.any() else 0.0,
                             "effective_train_stars": float(w_train.sum() ** 2 / np.sum(w_train**2))}
     if values is None:
         return {**out, "train_weights": w_train, "val_weights": w_val}
