@@ -46,6 +46,9 @@ SDSS_COLOURS = ["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_
 # every band of the mock, as one chain of colours (any spanning set of differences carries the same information)
 MOCK_BANDS = ["cfis_u", *SDSS, "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y", "gaia_bp", "gaia_g", "gaia_rp"]
 MOCK_COLOURS = [f"{a}-{b}" for a, b in zip(MOCK_BANDS[:-1], MOCK_BANDS[1:], strict=True)]
+# the same without CFIS u: the bands configs/default.toml reads (configs/cfis-u.toml adds CFIS u)
+DEFAULT_BANDS = [b for b in MOCK_BANDS if b != "cfis_u"]
+DEFAULT_COLOURS = [f"{a}-{b}" for a, b in zip(DEFAULT_BANDS[:-1], DEFAULT_BANDS[1:], strict=True)]
 GREEN_BANDS = ["gaia_g", "gaia_bp", "gaia_rp", "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y"]
 GREEN_COLOURS = ["gaia_bp-gaia_rp", "gaia_g-gaia_rp", "ps1_g-ps1_r", "ps1_r-ps1_i", "ps1_i-ps1_z", "ps1_z-ps1_y"]
 LOGAGE_PRIOR = 0.6  # dex: a uniform log age over 8.0-10.13 (the grid's ages the mock draws) has sigma 0.61
@@ -160,10 +163,15 @@ def mock_part(n_stars: int, seed: int) -> tuple[dict, dict]:
     Jall, Call = features(J, sig, MOCK_BANDS, [*MOCK_COLOURS, "gaia_g"],
                           extra=(jp, cat["parallax_error"].astype(float)[:, None]))
     ball = {k: v[sel] for k, v in bounds(Jall, Call, p_map).items()}
+    dflt = [MOCK_BANDS.index(b) for b in DEFAULT_BANDS]
+    Jdef, Cdef = features(J[:, dflt], sig[:, dflt], DEFAULT_BANDS, [*DEFAULT_COLOURS, "gaia_g"],
+                          extra=(jp, cat["parallax_error"].astype(float)[:, None]))
+    bdef = {k: v[sel] for k, v in bounds(Jdef, Cdef, p_map).items()}
     fs = feh[sel]
     results["mock, r < 19 with u"] = {
         "4 SDSS colours": report(fs, b4),
         "every mock band + G + parallax": report(fs, ball),
+        "every band but CFIS u + G + parallax (configs/default.toml's)": report(fs, bdef),
     }
     # stars needed for an unbiased cluster mean within 0.10 dex, from the 4 colours' bound (1 / mean(b^-2))
     need = {}
