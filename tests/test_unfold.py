@@ -328,3 +328,17 @@ def test_the_class_selection_stays_paired_after_non_finite_entries(monkeypatch):
     assert everyone.true.size == 39
     del sample["giant"]  # a model that kept no classes: the selection cannot be made, every entry stays
     assert response_of_predictions("pred", giants="exclude")[0].true.size == 39
+
+
+def test_response_sample_columns_are_read_only():
+    """The estimate bins and the posterior are cached per sample: a column changed in place would leave them
+    stale, so the columns refuse it (a new sample, or a column replaced whole, recomputes them)."""
+    rng = np.random.default_rng(0)
+    t = rng.normal(-0.8, 0.5, 200)
+    s = ResponseSample(t, t + 0.1 * rng.standard_normal(200), np.full(200, 0.1))
+    before = s.by_estimate(np.ones((1, s.estimate.size)))
+    with pytest.raises(ValueError, match="read-only"):
+        s.estimate += 0.5
+    s.estimate = s.estimate + 0.5  # replaced whole: recomputed
+    after = s.by_estimate(np.ones((1, s.estimate.size)))
+    assert not np.allclose(before, after)

@@ -179,8 +179,10 @@ class ResponseSample:
         self.giant = np.full(n, np.nan) if self.giant is None or len(self.giant) != n else np.asarray(self.giant, float)
         ok = np.isfinite(self.true) & np.isfinite(self.estimate) & np.isfinite(self.sigma) & (self.sigma > 0)
         ok &= np.isfinite(self.design) & (self.design > 0)
-        for name in FIELDS:
-            setattr(self, name, getattr(self, name)[ok])
+        for name in FIELDS:  # fresh copies, read-only: the kernels cached on them can never go stale in place
+            column = getattr(self, name)[ok]
+            column.setflags(write=False)
+            setattr(self, name, column)
 
     def subset(self, keep: np.ndarray) -> ResponseSample:
         """The entries ``keep`` (a mask or indices), with their cached kernels."""
