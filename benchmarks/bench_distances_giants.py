@@ -12,7 +12,7 @@ The same model (all 13 bands, M_G class-conditional, calibrated on its validatio
 
 Each also "uncalibrated" (the networks' Gaussians as they are). Per group (the label classes, and the giants in
 three bins of label log g: red clump and upper RGB below 2.8, the lower RGB to 3.2, and 3.2-3.5 beside the
-class boundary) the deconvolved median d_phot/d_true (no cut on the parallax; bench_distances.deconvolved) of
+class boundary) the deconvolved median d_phot/d_true (no cut on the parallax; _distances_scores.deconvolved) of
 
 - the estimate, the more probable class's component (P(giant) >= 0.5): what photofeh gives;
 - the label class's component (it reads the label: not an estimator): the components' own error;
@@ -39,15 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _common import green2020_split, merge_result
-from bench_distances import (
-    DR2_ZERO_POINT,
-    GIANT_LOGG,
-    GREEN2020_ALL_BANDS,
-    _config,
-    _frame,
-    _train_predict,
-    over_seeds,
-)
+from _distances_scores import GIANT_LOGG, over_seeds
+from bench_distances import DR2_ZERO_POINT, GREEN2020_ALL_BANDS, _config, _frame, _train_predict
 
 DIAGNOSIS = "green2020, giants diagnosis"
 LOGG_BINS = ((-np.inf, 2.8), (2.8, 3.2), (3.2, GIANT_LOGG))  # label log g of the giants' three bins
