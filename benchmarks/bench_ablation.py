@@ -417,8 +417,9 @@ def save(figures: dict, args) -> None:
               f"label [Fe/H] with >= {MIN_BIN} stars; pull width: robust sigma of residual / sqrt(sigma^2 + "
               "label error^2), the label error the row's likelihood assumed (0 without label noise). Pretraining: "
               + "; ".join(f"{k}: {v}" for k, v in PRETRAIN.items())
-              + f". Network seed {args.seed}, one run per row, {args.epochs} epochs on the real labels (patience as "
-              f"the config), one thread (with 1,000 or 3,000 labels batches of 64 or 187 stars), LightGBM at most "
+              + f". Network seed {args.seed}, one run per row, {args.epochs} epochs on the real labels (patience "
+              f"15 for green2020, as the SEGUE config), one thread (with 1,000 or 3,000 labels batches of 64 or 187 "
+              f"stars), LightGBM at most "
               f"{args.baseline_rounds} rounds: differences of a few thousandths of a dex are within the seed-to-seed "
               "scatter. Seed network: " + ", ".join(f"{k} {v}" for k, v in SEED_NETWORK.items())
               + " (the depth-12 row: nfeatures_max 512, depth 12), causal heads, label noise on (the seed study's "

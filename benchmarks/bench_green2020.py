@@ -51,7 +51,7 @@ LABELS = ["feh", "logg", "teff"]
 COLUMNS = {"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}
 # The sample's reddening error beside its reddening (as configs/green2020.toml): 9% of the stars have no map value,
 # their reddening reads 0 with an error of ~0.5 (reddening_source 'default'), and a network that cannot tell that 0
-# from a measured one reads their Teff ~70 K too cool (issue 26; see the notes of the result file).
+# from a measured one reads their Teff tens of K too cool (issue 26; "the reddening error as an input").
 REDDENING_ERROR = "reddening_b19_err"
 SPREAD_SEEDS = (1, 2, 3)  # the same configuration retrained with other seeds (and validation draws)
 

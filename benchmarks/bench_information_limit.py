@@ -171,7 +171,7 @@ def mock_part(n_stars: int, seed: int) -> tuple[dict, dict]:
     results["mock, r < 19 with u"] = {
         "4 SDSS colours": report(fs, b4),
         "every mock band + G + parallax": report(fs, ball),
-        "every band but CFIS u + G + parallax (configs/default.toml's)": report(fs, bdef),
+        "every band but CFIS u + G + parallax": report(fs, bdef),  # a superset of configs/default.toml's inputs
     }
     # stars needed for an unbiased cluster mean within 0.10 dex, from the 4 colours' bound (1 / mean(b^-2))
     need = {}

@@ -143,7 +143,7 @@ def test_infrared_bands_are_dereddened_with_their_cited_coefficients(path):
 def test_the_config_tells_the_network_which_reddenings_are_not_measured(path):
     """A tenth of the stars have no map reddening: the sample gives them r = 0 with an error of ~0.5, where the
     mapped stars' errors are ~0.02. Without the error as an input the network took that 0 for a measured one and
-    read their Teff ~70 K too cool (issue 26, bench_green2020.py); configs/green2020.toml gives it the error, and
+    read their Teff tens of K too cool (issue 26, bench_green2020.py); configs/green2020.toml gives it the error, and
     chooses the giant threshold on all the validation stars (the targets concern all giants)."""
     from pathlib import Path
 

@@ -70,6 +70,25 @@ def test_selection_weights_are_self_normalised_trimmed_and_keep_the_ratios():
     assert w[10] == 1.0 and w[11] == 1.0  # no probability: the mean weight
     untrimmed = selection_weights(p, ref, cap=1e4)
     np.testing.assert_allclose(untrimmed[ref], (1 / p[ref]) / np.mean(1 / p[ref]))
+    # a cap just above 1 trims nearly every star and still averages exactly 1 (an iteration stalled there)
+    many = 10 ** np.random.default_rng(0).uniform(-4, -0.7, 5000)
+    for cap in (1.01, 3.0):
+        w = selection_weights(many, np.arange(5000), cap)
+        assert w.mean() == pytest.approx(1.0, abs=1e-12) and w.max() == pytest.approx(cap)
+
+
+def test_the_trimmed_share_of_the_weight_is_recorded():
+    """One star with p = 0.001 among 99 with p = 0.5, trimmed at 5: it carried 1000 of the 1198 untrimmed."""
+    from photofeh.model.train import TrainConfig
+    from photofeh.model.train_data import training_prior
+
+    p = np.array([0.001] + [0.5] * 99 + [0.5] * 20)
+    cfg = TrainConfig(selection_column="p", selection_weighting="loss", selection_weight_cap=5.0)
+    out = training_prior(None, np.arange(100), np.arange(100, 120), cfg, p)
+    sel = out["selection"]
+    assert sel["trimmed"] == pytest.approx(0.01) and sel["max_weight"] == pytest.approx(5.0)
+    assert sel["trimmed_weight_share"] == pytest.approx(1000 / 1198)
+    assert out["train_weights"].mean() == pytest.approx(1.0)
 
 
 def test_survey_matched_prior_moves_the_undertargeted_population_to_the_truth(tmp_path):

@@ -342,3 +342,12 @@ def test_response_sample_columns_are_read_only():
     s.estimate = s.estimate + 0.5  # replaced whole: recomputed
     after = s.by_estimate(np.ones((1, s.estimate.size)))
     assert not np.allclose(before, after)
+    with pytest.raises(ValueError, match="read-only"):  # and the new column is read-only too
+        s.estimate += 0.5
+    # the posterior (labels with errors) is recomputed when a column it depends on is replaced
+    e = ResponseSample(t, t + 0.1 * rng.standard_normal(200), np.full(200, 0.1), true_err=np.full(200, 0.2))
+    old_post = e.posterior().copy()
+    e.estimate = rng.permutation(e.estimate)  # the estimates no longer follow the labels
+    fresh = ResponseSample(e.true, e.estimate, e.sigma, true_err=e.true_err).posterior()
+    np.testing.assert_allclose(e.posterior(), fresh)
+    assert not np.allclose(old_post, fresh)

@@ -183,6 +183,17 @@ class ResponseSample:
             column = getattr(self, name)[ok]
             column.setflags(write=False)
             setattr(self, name, column)
+        self._sealed = True
+
+    def __setattr__(self, name: str, value) -> None:
+        """A column replaced whole after construction is a read-only copy too, and drops the posterior when it
+        is one the posterior depends on (the estimate bins check the estimate themselves)."""
+        if name in FIELDS and getattr(self, "_sealed", False):
+            value = np.array(value)
+            value.setflags(write=False)
+            if name in ("true", "estimate", "sigma", "true_err"):
+                object.__setattr__(self, "_posterior", None)
+        object.__setattr__(self, name, value)
 
     def subset(self, keep: np.ndarray) -> ResponseSample:
         """The entries ``keep`` (a mask or indices), with their cached kernels."""

@@ -16,11 +16,14 @@ inverse of its probability of having been targeted for a spectrum (Horvitz & Tho
 changes depends on what the targeting saw. Where it used something the network's inputs do not carry (a population
 flag, a kinematic or spectroscopic pre-selection, photometry the model does not read), the labelled stars' p([Fe/H] |
 inputs) differs from the survey's and the weighting moves the estimates toward the survey's population. Where it
-used the inputs alone, as SEGUE's colour boxes and the mock's targeting do, p([Fe/H] | inputs) is the same for both
-and an unweighted fit already aims at the survey's conditional: the weighting is then covariate-shift weighting
-(Shimodaira 2000, J. Stat. Plan. Inference 90, 227), which only moves where a network of finite capacity and
-finitely many stars spends its accuracy (the survey's bright thin disk, on the mock), at the price of a smaller
-effective sample (tests/test_selection_weighting.py checks both cases; docs/models.md gives what it costs).
+used the inputs alone, p([Fe/H] | inputs) is the same for both and an unweighted fit already aims at the survey's
+conditional: the weighting is then covariate-shift weighting (Shimodaira 2000, J. Stat. Plan. Inference 90, 227),
+which only moves where a network of finite capacity and finitely many stars spends its accuracy, at the price of a
+smaller effective sample (tests/test_selection_weighting.py checks both cases on a toy). Real and mock samples lie
+between the two: SEGUE's colour boxes and the mock's targeting are mostly on photometry the model reads, but the
+mock labels only stars the SSPP-like pipeline accepts (by their true Teff), a noise-aware model trains on faded
+re-observations of them, and some SEGUE categories also used proper motions and magnitude windows.
+docs/models.md gives what the weighting costs and buys on the mock.
 """
 
 from __future__ import annotations
@@ -100,18 +103,19 @@ def flat_prior_weights(values: np.ndarray, reference: np.ndarray, cap: float,
 SELECTION_WEIGHTINGS = ("none", "loss")
 
 
-def selection_weights(probability: np.ndarray, reference: np.ndarray, cap: float, max_iter: int = 100) -> np.ndarray:
+def selection_weights(probability: np.ndarray, reference: np.ndarray, cap: float) -> np.ndarray:
     """Survey-matched weights of every star: 1 / its targeting probability p (Horvitz & Thompson 1952, JASA 47,
     663), self-normalised to mean 1 over the ``reference`` stars (the training rows: the weighted loss is then a
     weighted mean, whatever the scale of p, which a real survey's selection function gives only up to a factor;
-    Hajek's ratio form) and trimmed at ``cap`` times that mean, the scale refitted until the trimmed weights
-    average 1. The trimming is what keeps a few stars from dominating: the mock's SEGUE-like rates span
-    0.001-0.2 and its faint taper (19.5 < g < 20) reaches 1e-4, so untrimmed 20,000 labelled stars weigh as
-    1,200 (Kish's effective sample, (sum w)^2 / sum w^2) and the largest single weight is 215 times the mean;
-    trimming at 10 keeps 3,500 and changes 1.2% of the weights (benchmarks/bench_calibration_depth.py measures
-    what it costs and buys). Trimming is not neutral: the trimmed stars are the least targeted, and their share
-    of the untrimmed weight (``trimmed_weight_share`` in model.json) is what the weighted distribution loses
-    toward the other stars. Stars without a probability in (0, 1] (unlabelled rows) weigh 1."""
+    Hajek's ratio form) and trimmed at ``cap`` (> 1) times that mean, the scale solved so that the trimmed weights
+    average exactly 1 (:func:`_trimmed_scale`). The trimming is what keeps a few stars from dominating: the mock's
+    SEGUE-like rates span 0.001-0.2 and its faint taper (19.5 < g < 20) reaches 1e-4, so untrimmed 20,000
+    labelled stars weigh as 1,200 (Kish's effective sample, (sum w)^2 / sum w^2) and the largest single weight is
+    215 times the mean; trimming at 10 keeps 3,500 and changes 1.2% of the weights
+    (benchmarks/bench_calibration_depth.py measures what it costs and buys). Trimming is not neutral: the trimmed
+    stars are the least targeted, and what they would have weighed beyond the cap (their share of the untrimmed
+    weight is ``trimmed_weight_share`` in model.json) goes to the other stars. Stars without a probability in
+    (0, 1] (unlabelled rows) weigh 1."""
     p = np.asarray(probability, float)
     with np.errstate(invalid="ignore", divide="ignore"):
         ok = np.isfinite(p) & (p > 0) & (p <= 1)
@@ -119,13 +123,24 @@ def selection_weights(probability: np.ndarray, reference: np.ndarray, cap: float
     ref = raw[np.asarray(reference)][ok[np.asarray(reference)]]
     if ref.size == 0:
         return np.ones(p.size)
-    scale = 1.0 / ref.mean()
-    for _ in range(max_iter):  # the mean of min(s * raw, cap) grows with s: s / mean converges to mean 1
-        mean = np.minimum(scale * ref, cap).mean()
-        if abs(mean - 1.0) < 1e-9:
-            break
-        scale /= mean
+    scale = _trimmed_scale(ref, cap)
     return np.where(ok, np.minimum(scale * raw, cap), 1.0)
+
+
+def _trimmed_scale(raw: np.ndarray, cap: float) -> float:
+    """The s > 0 with mean(min(s raw, cap)) = 1, exactly: with the k largest of n values trimmed, s = (n - k cap) /
+    (sum of the other n - k), valid when it trims exactly those k; the mean grows with s, so the first valid k
+    is the answer (one exists for any cap > 1)."""
+    r = np.sort(np.asarray(raw, float))
+    n = r.size
+    k = np.arange(n)  # stars trimmed
+    s = (n - k * cap) / np.cumsum(r)[::-1]  # cumsum[n - k - 1]: the n - k smallest
+    below = s * r[n - k - 1] <= cap  # the largest untrimmed value stays under the cap
+    above = np.append(True, s[1:] * r[n - k[1:]] >= cap)  # the smallest trimmed value reaches it
+    valid = (s > 0) & below & above
+    if not valid.any():
+        raise ValueError(f"no weight scale trims at {cap}: the cap must be above 1")
+    return float(s[np.argmax(valid)])
 
 
 # Dividing the training prior out of a labels-prior estimate (prediction time, `--prior flat`): the labelled

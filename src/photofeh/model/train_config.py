@@ -406,8 +406,8 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
                                      "sigma-scale fit weighted by 1/p of `selection_column` (Horvitz & Thompson "
                                      "1952), self-normalised to mean 1 and trimmed at `selection_weight_cap`: the "
                                      "estimates then lean toward the survey's population where the targeting used "
-                                     "something the inputs do not carry; where it used the inputs alone (colour "
-                                     "boxes) it only moves where the network spends its accuracy, at a cost in "
+                                     "something the inputs do not carry; where it used the inputs alone it only "
+                                     "moves where the network spends its accuracy, at a cost in "
                                      "scatter (docs/models.md); `\"none\"`: every labelled star weighs the same"),
     "selection_weight_cap": ("model", "with `selection_weighting = \"loss\"`: largest weight of one star relative "
                                       "to the mean, above 1 (the rest rescaled so that the mean stays 1; the share "
