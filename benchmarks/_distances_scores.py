@@ -206,10 +206,10 @@ def scores(frame: pd.DataFrame, colour_name: str, colour_edges, seed: int = 0) -
         row["stars, S/N_phot >= 10"] = int(e.sum())
         if e.sum() >= 3:
             row["median d_phot x parallax"] = round(float(np.median(d_phot[e] * plx[e])), 3)
-        if "d_true" in frame:
+        t = g & np.isfinite(M) & np.isfinite(frame["d_true"].to_numpy()) if "d_true" in frame else np.zeros(0, bool)
+        if t.any():  # the mock's truth, where the group has stars (an empty group had no quantile to take)
             from photofeh.model.absmag_calibration import ONE_SIGMA
 
-            t = g & np.isfinite(M) & np.isfinite(frame["d_true"].to_numpy())
             true_ratio = d_phot[t] / frame["d_true"].to_numpy()[t]
             row["median d_phot/d_true, all"] = round(float(np.median(true_ratio)), 3)
             z = 5 * np.log10(true_ratio) / M_err[t]
