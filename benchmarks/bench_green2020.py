@@ -334,7 +334,6 @@ def seed_spread(fit, held, cfg, net) -> dict:
     baseline): how much of a figure is the training's own scatter."""
     import dataclasses
 
-    from photofeh.model.evaluate import class_metrics, regression_metrics
     from photofeh.model.predict import load_model
     from photofeh.model.train import train
 
@@ -343,24 +342,34 @@ def seed_spread(fit, held, cfg, net) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             train(fit, dataclasses.replace(cfg, seed=seed, baseline_rounds=0), Path(tmp) / "run", log=lambda s: None)
             preds[seed] = load_model(Path(tmp) / "run").predict(held)
-    logg = held["logg_spec"].to_numpy(float)
-    giant_true = np.where(np.isfinite(logg), logg < 3.5, np.nan)
     rows: dict = {}
     for seed, pred in preds.items():
-        for lab, digits in (("feh", 3), ("logg", 3), ("teff", 1)):
-            m = regression_metrics(pred[lab].to_numpy(), held[COLUMNS[lab]].to_numpy(float),
-                                   pred[f"{lab}_err"].to_numpy(), held[f"{COLUMNS[lab]}_err"].to_numpy(float))
-            rows.setdefault(f"{lab} sigma", {})[f"seed {seed}"] = round(m["sigma_gauss"], digits)
-            rows.setdefault(f"{lab} bias", {})[f"seed {seed}"] = round(m["bias_median"], digits)
-            rows.setdefault(f"{lab} pull width", {})[f"seed {seed}"] = round(m["pull_robust_sigma"], 2)
-        usable = pred["usable"].to_numpy()
-        c = class_metrics(pred["is_giant"].to_numpy()[usable], giant_true[usable])
-        rows.setdefault("giant completeness", {})[f"seed {seed}"] = round(c["giant_completeness"], 3)
-        rows.setdefault("giant contamination", {})[f"seed {seed}"] = round(c["giant_contamination"], 3)
+        for key, value in scores_on_test_stars(pred, held, (3, 3, 1)).items():
+            rows.setdefault(key, {})[f"seed {seed}"] = value
     for row in rows.values():
         vals = list(row.values())
         row["mean"] = round(float(np.mean(vals)), 4)
     return rows
+
+
+def scores_on_test_stars(pred, held, digits: tuple[int, int, int]) -> dict:
+    """One network's test-star figures, as the seed and training tables give them: sigma, bias (each label
+    rounded to ``digits``: [Fe/H], log g, Teff) and pull width per label, and the giant class."""
+    from photofeh.model.evaluate import class_metrics, regression_metrics
+
+    row: dict = {}
+    for lab, d in zip(("feh", "logg", "teff"), digits, strict=True):
+        m = regression_metrics(pred[lab].to_numpy(), held[COLUMNS[lab]].to_numpy(float),
+                               pred[f"{lab}_err"].to_numpy(), held[f"{COLUMNS[lab]}_err"].to_numpy(float))
+        row[f"{lab} sigma"] = round(m["sigma_gauss"], d)
+        row[f"{lab} bias"] = round(m["bias_median"], d)
+        row[f"{lab} pull width"] = round(m["pull_robust_sigma"], 2)
+    logg = held["logg_spec"].to_numpy(float)
+    usable = pred["usable"].to_numpy()
+    c = class_metrics(pred["is_giant"].to_numpy()[usable], np.where(np.isfinite(logg), logg < 3.5, np.nan)[usable])
+    row["giant completeness"] = round(c["giant_completeness"], 3)
+    row["giant contamination"] = round(c["giant_contamination"], 3)
+    return row
 
 
 R_EDGES = (0.0, 0.1, 0.3, 0.6, np.inf)
@@ -465,12 +474,9 @@ def training_table(fit, held) -> dict:
     import time
 
     from photofeh.io.real_samples import GREEN2020_FEATURES
-    from photofeh.model.evaluate import class_metrics, regression_metrics
     from photofeh.model.predict import load_model
     from photofeh.model.train import train
 
-    logg = held["logg_spec"].to_numpy(float)
-    giant_true = np.where(np.isfinite(logg), logg < 3.5, np.nan)
     table: dict = {}
     for name, settings in TRAINING_VARIANTS:
         for seed in TRAINING_SEEDS:
@@ -480,17 +486,7 @@ def training_table(fit, held) -> dict:
                 train(fit, cfg, Path(tmp) / "run", log=lambda s: None)
                 seconds = time.perf_counter() - t0
                 pred = load_model(Path(tmp) / "run").predict(held)
-            row: dict = {}
-            for lab, digits in (("feh", 4), ("logg", 4), ("teff", 1)):
-                m = regression_metrics(pred[lab].to_numpy(), held[COLUMNS[lab]].to_numpy(float),
-                                       pred[f"{lab}_err"].to_numpy(), held[f"{COLUMNS[lab]}_err"].to_numpy(float))
-                row[f"{lab} sigma"] = round(m["sigma_gauss"], digits)
-                row[f"{lab} bias"] = round(m["bias_median"], digits)
-                row[f"{lab} pull width"] = round(m["pull_robust_sigma"], 2)
-            usable = pred["usable"].to_numpy()
-            c = class_metrics(pred["is_giant"].to_numpy()[usable], giant_true[usable])
-            row["giant completeness"] = round(c["giant_completeness"], 3)
-            row["giant contamination"] = round(c["giant_contamination"], 3)
+            row = scores_on_test_stars(pred, held, (4, 4, 1))
             row["training seconds"] = round(seconds, 1)
             row["forward passes per star"] = cfg.ensemble
             table.setdefault(name, {})[f"seed {seed}"] = row
