@@ -33,7 +33,8 @@ import functools
 import numpy as np
 
 __all__ = ["PRIOR_KINDS", "PRIOR_BIN_WIDTH", "DIVIDE_OUT_CAP", "DIVIDE_OUT_BANDWIDTH", "SELECTION_WEIGHTINGS",
-           "divide_out", "flat_prior_weights", "label_histogram", "prior_of", "selection_weights", "smoothed_prior"]
+           "divide_out", "flat_prior_weights", "inverse_probability", "label_histogram", "prior_of",
+           "selection_weights", "smoothed_prior"]
 
 # The priors a model's estimates may carry (TrainConfig.prior, model.json's prior.kind): the labelled stars',
 # flat in prior_label, or a likelihood head trained through the labels' histogram (photofeh.model.likelihood)
@@ -60,18 +61,16 @@ def label_histogram(values: np.ndarray, width: float = PRIOR_BIN_WIDTH, weights:
         return {"edges": [], "counts": [], "stars": 0}
     edges = _edges(v, width)
     if weights is None:
-        counts, _ = np.histogram(v, edges)
-        return {"edges": [round(float(e), 6) for e in edges], "counts": counts.tolist(), "stars": int(v.size),
-                "median": float(np.median(v)), "p01": float(np.percentile(v, 1)),
-                "p99": float(np.percentile(v, 99))}
-    w = np.asarray(weights, float)[finite]
-    counts, _ = np.histogram(v, edges, weights=w)
-    order = np.argsort(v)
-    cum = np.cumsum(w[order]) / w.sum()
-    q = {k: float(v[order][min(np.searchsorted(cum, f), v.size - 1)]) for k, f in
-         (("median", 0.5), ("p01", 0.01), ("p99", 0.99))}
-    return {"edges": [round(float(e), 6) for e in edges], "counts": np.round(counts, 3).tolist(), "stars": int(v.size),
-            **q}
+        counts = np.histogram(v, edges)[0].tolist()
+        q = {"median": float(np.median(v)), "p01": float(np.percentile(v, 1)), "p99": float(np.percentile(v, 99))}
+    else:
+        w = np.asarray(weights, float)[finite]
+        counts = np.round(np.histogram(v, edges, weights=w)[0], 3).tolist()
+        order = np.argsort(v)
+        cum = np.cumsum(w[order]) / w.sum()
+        q = {k: float(v[order][min(np.searchsorted(cum, f), v.size - 1)]) for k, f in
+             (("median", 0.5), ("p01", 0.01), ("p99", 0.99))}
+    return {"edges": [round(float(e), 6) for e in edges], "counts": counts, "stars": int(v.size), **q}
 
 
 def flat_prior_weights(values: np.ndarray, reference: np.ndarray, cap: float,
@@ -116,15 +115,21 @@ def selection_weights(probability: np.ndarray, reference: np.ndarray, cap: float
     stars are the least targeted, and what they would have weighed beyond the cap (their share of the untrimmed
     weight is ``trimmed_weight_share`` in model.json) goes to the other stars. Stars without a probability in
     (0, 1] (unlabelled rows) weigh 1."""
-    p = np.asarray(probability, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ok = np.isfinite(p) & (p > 0) & (p <= 1)
-        raw = np.where(ok, 1.0 / np.where(ok, p, 1.0), 1.0)
+    raw, ok = inverse_probability(probability)
     ref = raw[np.asarray(reference)][ok[np.asarray(reference)]]
     if ref.size == 0:
-        return np.ones(p.size)
+        return np.ones(raw.size)
     scale = _trimmed_scale(ref, cap)
     return np.where(ok, np.minimum(scale * raw, cap), 1.0)
+
+
+def inverse_probability(probability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """1/p of each star with a targeting probability p in (0, 1], and which stars have one (``ok``); 1 for
+    the others."""
+    p = np.asarray(probability, float)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(p) & (p > 0) & (p <= 1)
+    return np.where(ok, 1.0 / np.where(ok, p, 1.0), 1.0), ok
 
 
 def _trimmed_scale(raw: np.ndarray, cap: float) -> float:

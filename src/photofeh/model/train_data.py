@@ -234,7 +234,13 @@ def training_prior(values: np.ndarray | None, train_rows: np.ndarray, val_rows: 
     ``cfg.selection_weighting = "loss"`` theirs weighted by :func:`photofeh.model.prior.selection_weights` of the
     targeting probabilities ``selection`` (the survey's population, as far as the labels reach; ``selection``
     in the prior's record says how far the weights were trimmed)."""
-    from photofeh.model.prior import PRIOR_BIN_WIDTH, flat_prior_weights, label_histogram, selection_weights
+    from photofeh.model.prior import (
+        PRIOR_BIN_WIDTH,
+        flat_prior_weights,
+        inverse_probability,
+        label_histogram,
+        selection_weights,
+    )
 
     out: dict = {"kind": cfg.prior, "label": cfg.prior_label}
     w_train, w_val = np.ones(len(train_rows)), np.ones(len(val_rows))
@@ -242,9 +248,8 @@ def training_prior(values: np.ndarray | None, train_rows: np.ndarray, val_rows: 
         w = selection_weights(selection, train_rows, cfg.selection_weight_cap)
         w_train, w_val = w[train_rows], w[val_rows]
         cap = cfg.selection_weight_cap
-        p_train = np.asarray(selection, float)[train_rows]
-        ok = np.isfinite(p_train) & (p_train > 0) & (p_train <= 1)  # the rows selection_weights weights by 1/p
-        raw = np.where(ok, 1.0 / np.where(ok, p_train, 1.0), 0.0)
+        inv, ok = inverse_probability(np.asarray(selection)[train_rows])
+        raw = np.where(ok, inv, 0.0)  # the untrimmed weights of the stars selection_weights weights by 1/p
         out["selection"] = {"column": cfg.selection_column, "weighting": "loss", "weight_cap": cap,
                             "max_weight": float(w_train.max()), "trimmed": float(np.mean(w_train >= cap)),
                             "trimmed_weight_share": float(raw[w_train >= cap].sum() / raw.sum()) if ok.any() else 0.0,
