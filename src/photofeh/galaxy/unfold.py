@@ -186,11 +186,13 @@ class ResponseSample:
         self._sealed = True
 
     def __setattr__(self, name: str, value) -> None:
-        """A column replaced whole after construction is a read-only copy too, and drops the posterior when it
-        is one the posterior depends on (the estimate bins check the estimate themselves)."""
+        """A column replaced whole after construction is a read-only copy too, and drops the caches built on it:
+        the estimate bins (on ``estimate``) and the posterior (on the labels and estimates)."""
         if name in FIELDS and getattr(self, "_sealed", False):
             value = np.array(value)
             value.setflags(write=False)
+            if name == "estimate":
+                object.__setattr__(self, "_ebins", None)
             if name in ("true", "estimate", "sigma", "true_err"):
                 object.__setattr__(self, "_posterior", None)
         object.__setattr__(self, name, value)
@@ -280,13 +282,12 @@ class ResponseSample:
         """Each entry's estimate bin, the entries in bin order, the occupied bins and where each starts in that
         order: computed once per sample (the unfolding's EM and every matched weighting call
         :meth:`by_estimate` again on the same entries), again only if ``estimate`` is replaced."""
-        cached = getattr(self, "_ebins", None)
-        if cached is None or cached[0] is not self.estimate:
+        if getattr(self, "_ebins", None) is None:
             ebin = np.clip(np.searchsorted(FEH_EDGES, self.estimate, side="right") - 1, 0, EST_GRID.size - 1)
             order = np.argsort(ebin, kind="stable")
             bins, starts = np.unique(ebin[order], return_index=True)
-            cached = self._ebins = (self.estimate, ebin, order, bins, starts)
-        return cached[1:]
+            self._ebins = (ebin, order, bins, starts)
+        return self._ebins
 
     def by_estimate(self, wt: np.ndarray) -> np.ndarray:
         """``wt`` (rows, entries) summed into the estimate bins, each entry spread by a Gaussian kernel of
