@@ -184,13 +184,10 @@ def selection_part(n_test: int, caps: tuple[float, ...] = (10.0,)) -> dict:
         ok = pred["usable"] & pred.get("in_domain", pred["usable"])
         est, err, true = pred["feh"][ok], pred["feh_err"][ok], cols["feh_true"][ok]
         r_mag = cols["sdss_r"][ok]
-        part = {"stars": int(ok.sum()),
-                "[Fe/H] by r": {k: {q: v[q] for q in ("stars", "pull_std", "pull_width", "bias", "sigma",
-                                                      "median_error")}
-                                for k, v in binned(r_mag, R_EDGES, est, err, true).items()},
-                "[Fe/H] by true [Fe/H]": {k: {q: v[q] for q in ("stars", "pull_std", "pull_width", "bias", "sigma",
-                                                                "median_error")}
-                                          for k, v in binned(true, FEH_EDGES, est, err, true).items()}}
+        part = {"stars": int(ok.sum())}
+        for name_by, by, edges in (("[Fe/H] by r", r_mag, R_EDGES), ("[Fe/H] by true [Fe/H]", true, FEH_EDGES)):
+            part[name_by] = {k: {q: v[q] for q in ("stars", "pull_std", "pull_width", "bias", "sigma", "median_error")}
+                             for k, v in binned(by, edges, est, err, true).items()}
         sel = model.meta["prior"].get("selection")
         if sel:
             part["weights"] = {k: round(float(v), 3) for k, v in sel.items() if k in ("max_weight", "trimmed",
