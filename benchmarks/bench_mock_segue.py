@@ -4,9 +4,10 @@ Real: segue_dr17_colours_feh.csv (19,530 SDSS DR17 stars with SSPP [Fe/H]; obser
 dereddened, no errors), found as the tests find it (tests/conftest.py). Mock: the spectroscopic sample
 (MockSurveyConfig(spec_only=True)), its observed (reddened, noisy) colours and SSPP-like labels, stars with
 u error < 0.05. Per cell of 0.05 mag in g-r and 0.5 dex in [Fe/H] holding >= 30 stars on both sides: mock
-minus real median u-g (target: within 0.03 mag everywhere). Also the labelled [Fe/H] percentiles.
+minus real median u-g (target: within 0.03 mag everywhere). Also the labelled [Fe/H] percentiles, and per SEGUE
+targeting category (photofeh.simulate.spectro) the share of the labelled stars and their median [Fe/H].
 
-Usage: python benchmarks/bench_mock_segue.py [--n-stars N] [--seed S] [--derive]
+Usage: python benchmarks/bench_mock_segue.py [--n-stars N] [--seed S] [--derive | --derive-rates]
 """
 
 from __future__ import annotations
@@ -18,20 +19,19 @@ import numpy as np
 from _common import ROOT, mock_columns, write_result
 
 from photofeh.simulate import MockSurveyConfig
-from photofeh.simulate.realism import MAX_U_ERR, MIN_STARS, compare_ug_cells, mock_observed_colours
+from photofeh.simulate.realism import MAX_U_ERR, MIN_STARS, category_table, compare_ug_cells, mock_observed_colours
 
 TOLERANCE = 0.03
 
 
-def real_segue():
-    """(u-g, g-r, [Fe/H]) of the real SEGUE file, found as the tests find it (tests/conftest.py)."""
+def real_segue_frame():
+    """The real SEGUE file (ug, gr, ri, iz, feh), found as the tests find it (tests/conftest.py)."""
     import pandas as pd
 
     sys.path.insert(0, str(ROOT / "tests"))
     from conftest import SEGUE_DR17, real_data_dir
 
-    real = pd.read_csv(real_data_dir() / SEGUE_DR17)
-    return real["ug"].to_numpy(), real["gr"].to_numpy(), real["feh"].to_numpy()
+    return pd.read_csv(real_data_dir() / SEGUE_DR17)
 
 
 def percentiles(feh) -> dict:
@@ -50,14 +50,37 @@ def cell_table(rows: list[dict]) -> dict:
     return table
 
 
+def derive_rates(n_stars: int = 600_000, seed: int = 11) -> dict:
+    """SEGUE_CATEGORY_RATES fitted to the real file: the window is the spectroscopic-only mock with every
+    category's rate set to 1 (every star of 14 < g < 20 whose Teff the SSPP covers)."""
+    from photofeh.simulate import spectro
+    from photofeh.simulate.realism import derive_category_rates
+
+    real = real_segue_frame()
+    rates = spectro.SEGUE_CATEGORY_RATES
+    spectro.SEGUE_CATEGORY_RATES = dict.fromkeys(rates, 1.0)
+    try:
+        window = mock_columns(MockSurveyConfig(n_stars=n_stars, seed=seed, spec_only=True))
+    finally:
+        spectro.SEGUE_CATEGORY_RATES = rates
+    return derive_category_rates(real["ug"], real["gr"], real["ri"], window)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n-stars", type=int, default=40_000, help="labelled mock stars (default 40,000)")
     ap.add_argument("--seed", type=int, default=5)
     ap.add_argument("--derive", action="store_true",
                     help="only print the SEGUE u-g residual table of photofeh.simulate.loci (SEGUE_UG_RESIDUAL)")
+    ap.add_argument("--derive-rates", action="store_true",
+                    help="only print the targeting rates of photofeh.simulate.spectro (SEGUE_CATEGORY_RATES), fitted "
+                         "to the real file's category shares on a window of 600,000 mock stars (seed 11)")
     args = ap.parse_args()
-    real = real_segue()
+    if args.derive_rates:
+        print(derive_rates())
+        return
+    frame = real_segue_frame()
+    real = frame["ug"].to_numpy(), frame["gr"].to_numpy(), frame["feh"].to_numpy()
     if args.derive:
         from photofeh.simulate.realism import derive_ug_residual
 
@@ -81,6 +104,7 @@ def main() -> None:
         "mock_segue", "Mock labelled stars against real SEGUE stars (issue 26, item 0)",
         {"summary": summary,
          "labelled [Fe/H]": {"real SEGUE DR17": percentiles(real[2]), "mock": percentiles(cat["feh_spec"])},
+         "by targeting category": category_table(frame["ug"], frame["gr"], frame["ri"], frame["feh"], cat),
          "mock minus real median u-g at fixed g-r and [Fe/H], mag": cell_table(rows),
          f"cells beyond {TOLERANCE} mag": misses or {"none": ""}},
         notes=f"Real: segue_dr17_colours_feh.csv, observed (not dereddened) colours, SSPP [Fe/H]. Mock: "

@@ -72,14 +72,14 @@ def test_ivezic2008_profiles_against_a_direct_draw():
 
 
 def test_reference_profiles_of_the_default_mock_laws_against_a_direct_draw():
-    """The default mock's laws (docs/mock_calibration.md): disk mu = -0.65 + 0.62 exp(-|Z| / 0.6 kpc) in the
+    """The default mock's laws (docs/mock_calibration.md): disk mu = -0.56 + 0.53 exp(-|Z| / 0.9 kpc) in the
     same two-Gaussian mixture, halo 0.55 N(-1.40, 0.30) + 0.45 N(-1.90, 0.30) with a tail of slope 1 dex^-1
     below -2.5, drawn here directly (the tail by inverse CDF of 10^(f + 2.5) on [-4, -2.5])."""
     from scipy.stats import norm
 
     rng = np.random.default_rng(5)
     n = 2_000_000
-    mu = -0.65 + 0.62 * np.exp(-1.0 / 0.6)
+    mu = -0.56 + 0.53 * np.exp(-1.0 / 0.9)
     disk = np.where(rng.random(n) < 0.37, rng.normal(mu - 0.067 + 0.14, 0.2, n), rng.normal(mu - 0.067, 0.2, n))
     core = np.where(rng.random(n) < 0.55, rng.normal(-1.40, 0.30, n), rng.normal(-1.90, 0.30, n))
     # the tail holds p_core(-2.5) / ln 10 of probability against the core's mass above -2.5 (slope 1 dex^-1)

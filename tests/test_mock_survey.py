@@ -30,11 +30,12 @@ def test_spectroscopic_labels_have_sspp_like_errors(spec_catalog: pd.DataFrame):
 
 
 def test_spectroscopic_sample_is_segue_like(spec_catalog: pd.DataFrame, catalog: pd.DataFrame):
-    """A few percent of g < 20 stars in the SDSS footprint; giants and halo stars over-represented."""
+    """A few percent of g < 20 stars in the SDSS footprint; giants over-represented (1.5x in this seed, with the
+    targeting rates fitted to real SEGUE stars; 2x and more with the earlier hand-set rates)."""
     foot = catalog["sdss_g"].notna() & (catalog["sdss_g"] < 20.0)
     frac = catalog.loc[foot, "in_spec"].mean()
     assert 0.01 < frac < 0.08
-    assert spec_catalog["is_giant_true"].mean() > 2 * catalog.loc[foot, "is_giant_true"].mean()
+    assert spec_catalog["is_giant_true"].mean() > 1.3 * catalog.loc[foot, "is_giant_true"].mean()
     assert spec_catalog["phase"].isin(["red giant", "horizontal branch", "subgiant"]).sum() > 1000
     assert (spec_catalog["feh_true"] < -1.2).sum() > 3000
 

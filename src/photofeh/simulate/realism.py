@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GR_STEP", "FEH_STEP", "median_ug_cells", "compare_ug_cells", "mock_observed_colours"]
+__all__ = ["GR_STEP", "FEH_STEP", "median_ug_cells", "compare_ug_cells", "mock_observed_colours", "derive_ug_residual",
+           "derive_category_rates", "real_categories", "mock_categories", "category_table"]
 
 GR_STEP, FEH_STEP = 0.05, 0.5
 MAX_U_ERR = 0.05
@@ -92,3 +93,65 @@ def derive_ug_residual(ug, gr, feh, ebv: float = RESIDUAL_EBV, min_stars: int = 
         nearest = ok[np.argmin(np.abs(np.arange(len(RESIDUAL_GR))[:, None] - ok[None, :]), axis=1)]
         table[a] = table[a, nearest]
     return np.round(table, 3)
+
+
+def real_categories(ug, gr, ri, ebv: float = RESIDUAL_EBV) -> np.ndarray:
+    """spectro.SEGUE_CATEGORIES index of real stars from observed colours dereddened by ``ebv`` (no magnitude
+    limits: the real file has no magnitudes)."""
+    from photofeh.bands import BANDS
+    from photofeh.simulate.spectro import segue_category
+
+    r = {b: BANDS[f"sdss_{b}"].r_ebv for b in "ugri"}
+    return segue_category(np.asarray(ug) - (r["u"] - r["g"]) * ebv, np.asarray(gr) - (r["g"] - r["r"]) * ebv,
+                          np.asarray(ri) - (r["r"] - r["i"]) * ebv)
+
+
+def mock_categories(cat) -> np.ndarray:
+    """spectro.SEGUE_CATEGORIES index of mock stars, from their catalogue colours dereddened by the map's E(B-V)."""
+    from photofeh.bands import BANDS
+    from photofeh.simulate.spectro import segue_category
+
+    ebv = np.asarray(cat["ebv"], float)
+    d = {b: np.asarray(cat[f"sdss_{b}"], float) - BANDS[f"sdss_{b}"].r_ebv * ebv for b in "ugri"}
+    return segue_category(d["u"] - d["g"], d["g"] - d["r"], d["r"] - d["i"], d["g"])
+
+
+def category_table(real_ug, real_gr, real_ri, real_feh, cat) -> dict:
+    """Share of the labelled stars and their median [Fe/H] per targeting category, real and mock."""
+    from photofeh.simulate.spectro import SEGUE_CATEGORIES
+
+    real = real_categories(real_ug, real_gr, real_ri)
+    real_feh = np.asarray(real_feh, float)
+    labelled = np.isfinite(np.asarray(cat["feh_spec"], float))
+    mock, mock_feh = mock_categories(cat)[labelled], np.asarray(cat["feh_spec"], float)[labelled]
+    out = {}
+    for k, name in enumerate(SEGUE_CATEGORIES):
+        r, m = real == k, mock == k
+        out[name] = {"share real": round(float(r.mean()), 3), "share mock": round(float(m.mean()), 3),
+                     "median [Fe/H] real": round(float(np.median(real_feh[r])), 2) if r.any() else None,
+                     "median [Fe/H] mock": round(float(np.median(mock_feh[m])), 2) if m.any() else None}
+    return out
+
+
+def derive_category_rates(ug, gr, ri, window) -> dict[str, float]:
+    """SEGUE targeting rate per category (spectro.SEGUE_CATEGORIES) that gives the mock's labelled stars the
+    real file's category shares.
+
+    ``ug``, ``gr``, ``ri``: the real stars' observed colours (see real_categories). ``window``: a
+    spectroscopic-only mock catalogue drawn with every rate set to 1, i.e. every star of the window whose Teff
+    the SSPP covers. Each rate is the real share over the window's count; one common scale keeps the expected
+    number of labelled stars of the current rates."""
+    from photofeh.simulate.spectro import SEGUE_CATEGORIES, SEGUE_CATEGORY_RATES
+
+    real = real_categories(ug, gr, ri)
+    labelled = np.isfinite(np.asarray(window["feh_spec"], float))
+    mock = mock_categories(window)[labelled]
+    k = len(SEGUE_CATEGORIES)
+    share = np.bincount(real, minlength=k) / real.size
+    count = np.bincount(mock, minlength=k).astype(float)
+    if np.any(count == 0):
+        raise ValueError("every category needs mock stars in the window; draw a larger window")
+    raw = share / count
+    current = np.array([SEGUE_CATEGORY_RATES[c] for c in SEGUE_CATEGORIES])
+    scale = np.sum(current * count) / np.sum(raw * count)
+    return {c: float(f"{v:.3g}") for c, v in zip(SEGUE_CATEGORIES, raw * scale, strict=True)}

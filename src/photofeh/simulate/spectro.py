@@ -3,16 +3,17 @@
 Targeting follows the spirit of SEGUE (Yanny et al. 2009, AJ 137, 4377,
 section 3 and table 3): stars inside the SDSS imaging footprint, 14 < g < 20
 with a soft faint edge, chosen with a probability that depends on colour
-category so that rare, interesting stars (blue horizontal branch, metal-poor
-candidates, K giants) are over-represented and common dwarfs sampled
-sparsely. The category boundaries below are simplified from table 3; the
-probabilities are ours, set so that a few percent of stars with g < 20 in the
-footprint get a spectrum, as in SEGUE, and so that the labelled stars' [Fe/H]
-distribution comes near a SEGUE-like one (1st, 50th and 99th percentiles about
--2.5, -0.6 and +0.15 for SEGUE DR17, as quoted in issue 13): G and K dwarfs, the
-largest SEGUE categories, are favoured over the rarer metal-poor candidates
-(the mock's metal-poor candidates are 3-5x more numerous than before its halo
-gained the outer component and metal-poor tail of simulate.galaxy).
+category. The categories (``segue_category``) are simplified from table 3.
+Their rates (``SEGUE_CATEGORY_RATES``) are calibrated on real stars: each
+category's rate is in proportion to its share of the real SEGUE DR17 stars of
+``segue_dr17_colours_feh.csv`` divided by the number of mock stars the
+category holds in the spectroscopic window, so that the mock's labelled
+stars fall in the categories as the real ones do (39% F/turn-off, 16% K
+giants, 12% K dwarfs, 8.5% G dwarfs, 8% low-metallicity candidates, 5%
+BHB/A, 12% the rest); ``benchmarks/bench_mock_segue.py --derive-rates``
+recomputes them. The overall scale keeps the labelled share of the stars
+with g < 20 where it was (a few percent, as in SEGUE). The K-dwarf and
+K-giant magnitude limits (g < 19 and 18.5) are the mock's, as before.
 
 Labels imitate the SEGUE Stellar Parameter Pipeline (Lee et al. 2008, AJ
 136, 2022; Smolinski et al. 2011, AJ 141, 89): parameters only for
@@ -24,9 +25,19 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["segue_target_probability", "sspp_labels", "lenz_l_color", "SSPP_TEFF_RANGE"]
+__all__ = ["segue_target_probability", "segue_category", "sspp_labels", "lenz_l_color",
+           "SEGUE_CATEGORIES", "SEGUE_CATEGORY_RATES", "SSPP_TEFF_RANGE"]
 
 SSPP_TEFF_RANGE = (4000.0, 10000.0)
+
+# Colour categories, later ones taking precedence over earlier ones where boxes overlap.
+SEGUE_CATEGORIES = ("other", "F/turn-off", "G dwarf", "K dwarf", "K giant", "low [Fe/H]", "BHB/A")
+
+# Targeting probability per category (bench_mock_segue.py --derive-rates, mock seed 11, 600,000 stars of
+# the window, against segue_dr17_colours_feh.csv). Before the calibration (hand-set): 0.001, 0.005, 0.08,
+# 0.15, 0.15, 0.01, 0.20.
+SEGUE_CATEGORY_RATES = {"other": 0.0159, "F/turn-off": 0.0311, "G dwarf": 0.0648, "K dwarf": 0.0474,
+                        "K giant": 0.0951, "low [Fe/H]": 0.0211, "BHB/A": 0.053}
 
 
 def lenz_l_color(u, g, r, i):
@@ -34,17 +45,34 @@ def lenz_l_color(u, g, r, i):
     return -0.436 * u + 1.129 * g - 0.119 * r - 0.574 * i + 0.1984
 
 
+def segue_category(ug, gr, ri, g0=None) -> np.ndarray:
+    """Index into SEGUE_CATEGORIES of each star, from its (dereddened) u-g, g-r and r-i.
+
+    ``g0``: the dereddened g magnitude for the K-dwarf (g < 19) and K-giant (g < 18.5) limits; without it
+    (colours only, as in the real SEGUE file) the limits are not applied."""
+    ug, gr, ri = (np.asarray(a, float) for a in (ug, gr, ri))
+    lcol = -0.436 * ug + 0.693 * gr + 0.574 * ri + 0.1984  # lenz_l_color written in colours
+    bright_k = np.ones(gr.shape, bool) if g0 is None else np.asarray(g0) < 19.0
+    bright_kg = np.ones(gr.shape, bool) if g0 is None else np.asarray(g0) < 18.5
+    boxes = [
+        (gr > 0.2) & (gr < 0.48),
+        (gr >= 0.48) & (gr < 0.55),
+        (gr >= 0.55) & (gr < 0.75) & bright_k,
+        (gr > 0.5) & (gr < 0.8) & (lcol > 0.07) & bright_kg,
+        (gr > -0.5) & (gr < 0.75) & (ug > 0.6) & (ug < 3.0) & (lcol > 0.135),
+        (ug > 0.8) & (ug < 1.5) & (gr > -0.5) & (gr < 0.2),
+    ]
+    cat = np.zeros(gr.shape, np.int8)
+    for k, box in enumerate(boxes, start=1):
+        cat[box] = k
+    return cat
+
+
 def segue_target_probability(u0, g0, r0, i0) -> np.ndarray:
     """Probability that a star with dereddened SDSS ugri gets a SEGUE-like spectrum."""
-    ug, gr = u0 - g0, g0 - r0
-    lcol = lenz_l_color(u0, g0, r0, i0)
-    p = np.full(np.shape(g0), 0.001)  # everything else: sparse sampling
-    p = np.where((gr > 0.2) & (gr < 0.48), 0.005, p)  # F / turn-off
-    p = np.where((gr >= 0.48) & (gr < 0.55), 0.08, p)  # G dwarfs
-    p = np.where((gr >= 0.55) & (gr < 0.75) & (g0 < 19.0), 0.15, p)  # K dwarfs
-    p = np.where((gr > 0.5) & (gr < 0.8) & (lcol > 0.07) & (g0 < 18.5), 0.15, p)  # K giants
-    p = np.where((gr > -0.5) & (gr < 0.75) & (ug > 0.6) & (ug < 3.0) & (lcol > 0.135), 0.01, p)  # low [Fe/H]
-    p = np.where((ug > 0.8) & (ug < 1.5) & (gr > -0.5) & (gr < 0.2), 0.20, p)  # BHB / A stars
+    g0 = np.asarray(g0, float)
+    rates = np.array([SEGUE_CATEGORY_RATES[c] for c in SEGUE_CATEGORIES])
+    p = rates[segue_category(np.asarray(u0) - g0, g0 - np.asarray(r0), np.asarray(r0) - np.asarray(i0), g0)]
     # magnitude window 14 < g < 20 with a linear taper over 19.5-20.0
     taper = np.clip((20.0 - g0) / 0.5, 0.0, 1.0)
     p = p * taper * (g0 > 14.0)
