@@ -1,4 +1,4 @@
-"""The survey-matched prior (issue 27 item 2): labelled stars weighted by 1 / their targeting probability."""
+"""Targeting weights in the loss (issue 27 item 2): labelled stars weighted by 1 / their targeting probability."""
 
 from __future__ import annotations
 

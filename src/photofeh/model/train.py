@@ -153,7 +153,7 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
             f"stars {prior['effective_train_stars']:,.0f} of {len(train_rows):,d}")
     if "selection" in prior:
         sel = prior["selection"]
-        log(f"survey-matched prior: training stars weighted by 1 / {cfg.selection_column}, up to "
+        log(f"targeting weights in the loss: training stars weighted by 1 / {cfg.selection_column}, up to "
             f"{sel['max_weight']:.1f} x the mean ({100 * sel['trimmed']:.1f}% trimmed), effective training stars "
             f"{sel['effective_train_stars']:,.0f} of {len(train_rows):,d}")
     train_t = _tensors(p, train_rows, xs, ys, cfg, weight=prior.pop("train_weights"), X=X_train, X_err=E_train,

@@ -98,7 +98,7 @@ class TrainConfig:
     # a column with each labelled star's probability of having been targeted for its spectrum: the calibration
     # sample (photofeh.galaxy.unfold) is weighted by its inverse; "": unknown (every star weighs the same)
     selection_column: str = ""
-    # "loss": the survey-matched prior, each labelled star's loss and sigma-scale share weighted by 1 / its
+    # "loss": targeting weights in the loss, each labelled star's loss and sigma-scale share weighted by 1 / its
     # targeting probability (self-normalised, trimmed at selection_weight_cap; photofeh.model.prior.
     # selection_weights); "none": every labelled star weighs the same (the labelled set's prior)
     selection_weighting: str = "none"
