@@ -5,7 +5,8 @@ dereddened, no errors), found as the tests find it (tests/conftest.py). Mock: th
 (MockSurveyConfig(spec_only=True)), its observed (reddened, noisy) colours and SSPP-like labels, stars with
 u error < 0.05. Per cell of 0.05 mag in g-r and 0.5 dex in [Fe/H] holding >= 30 stars on both sides: mock
 minus real median u-g (target: within 0.03 mag everywhere). Also the labelled [Fe/H] percentiles, and per SEGUE
-targeting category (photofeh.simulate.spectro) the share of the labelled stars and their median [Fe/H].
+targeting category (photofeh.simulate.spectro) the share of the labelled stars and their median [Fe/H], and the
+spread of u-g at fixed g-r and [Fe/H] in three turn-off cells (how noisy each side's u band is).
 
 Usage: python benchmarks/bench_mock_segue.py [--n-stars N] [--seed S] [--derive | --derive-rates]
 """
@@ -66,6 +67,28 @@ def derive_rates(n_stars: int = 600_000, seed: int = 11) -> dict:
     return derive_category_rates(real["ug"], real["gr"], real["ri"], window)
 
 
+SPREAD_CELLS = ((0.25, 0.30, -2.0, -1.5), (0.30, 0.35, -1.0, -0.5), (0.35, 0.40, -1.5, -1.0))  # F/turn-off
+
+
+def ug_spread(frame, cat) -> dict:
+    """Robust spread (1.4826 MAD) of observed u-g at fixed g-r and [Fe/H], real against mock (every labelled
+    star, and those brighter than g = 18): how noisy each side's u band is where the turn-off stars are."""
+    def mad(x):
+        x = np.asarray(x, float)
+        x = x[np.isfinite(x)]
+        return round(float(1.4826 * np.median(np.abs(x - np.median(x)))), 3)
+
+    ug_m, gr_m = cat["sdss_u"] - cat["sdss_g"], cat["sdss_g"] - cat["sdss_r"]
+    feh_m, g = cat["feh_spec"], cat["sdss_g"]
+    out = {}
+    for g0, g1, f0, f1 in SPREAD_CELLS:
+        r = (frame["gr"] >= g0) & (frame["gr"] < g1) & (frame["feh"] >= f0) & (frame["feh"] < f1)
+        m = (gr_m >= g0) & (gr_m < g1) & (feh_m >= f0) & (feh_m < f1)
+        out[f"g-r {g0:.2f}-{g1:.2f}, [Fe/H] {f0:+.1f} to {f1:+.1f}"] = {
+            "real": mad(frame["ug"][r]), "mock": mad(ug_m[m]), "mock, g < 18": mad(ug_m[m & (g < 18)])}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n-stars", type=int, default=40_000, help="labelled mock stars (default 40,000)")
@@ -105,6 +128,8 @@ def main() -> None:
         {"summary": summary,
          "labelled [Fe/H]": {"real SEGUE DR17": percentiles(real[2]), "mock": percentiles(cat["feh_spec"])},
          "by targeting category": category_table(frame["ug"], frame["gr"], frame["ri"], frame["feh"], cat),
+         "u-g spread (1.4826 MAD) at fixed g-r and [Fe/H], mag": ug_spread(frame, cat),
+         "mock labelled stars fainter than g = 19": round(float(np.mean(cat["sdss_g"] > 19)), 3),
          "mock minus real median u-g at fixed g-r and [Fe/H], mag": cell_table(rows),
          f"cells beyond {TOLERANCE} mag": misses or {"none": ""}},
         notes=f"Real: segue_dr17_colours_feh.csv, observed (not dereddened) colours, SSPP [Fe/H]. Mock: "
