@@ -129,7 +129,6 @@ def main() -> None:
          "labelled [Fe/H]": {"real SEGUE DR17": percentiles(real[2]), "mock": percentiles(cat["feh_spec"])},
          "by targeting category": category_table(frame["ug"], frame["gr"], frame["ri"], frame["feh"], cat),
          "u-g spread (1.4826 MAD) at fixed g-r and [Fe/H], mag": ug_spread(frame, cat),
-         "mock labelled stars fainter than g = 19": round(float(np.mean(cat["sdss_g"] > 19)), 3),
          "mock minus real median u-g at fixed g-r and [Fe/H], mag": cell_table(rows),
          f"cells beyond {TOLERANCE} mag": misses or {"none": ""}},
         notes=f"Real: segue_dr17_colours_feh.csv, observed (not dereddened) colours, SSPP [Fe/H]. Mock: "

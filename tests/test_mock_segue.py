@@ -19,24 +19,23 @@ TOLERANCE = 0.03
 # Cells the mock cannot reach honestly, each with the bound it is held to (mag, |mock - real|) and why
 # (docs/mock_calibration.md, section 5):
 KNOWN_MISSES = {
+    # blue horizontal-branch region: real SEGUE stars here mix BHB stars and blue stragglers (u-g ~0.1 mag bluer);
+    # the mock has no blue stragglers
+    ((0.10, 0.15), (-2.0, -1.5)): 0.085,
+    # hot stars (A / early F, g-r < 0.15): bluer than any locus (the correction fades out)
+    ((0.05, 0.10), (-1.0, -0.5)): 0.045, ((0.10, 0.15), (-0.5, 0.0)): 0.07,
     # metal-poor red giants (real: SEGUE's K-giant categories), on the Zhang et al. 2021 giant locus
-    ((0.50, 0.55), (-2.5, -2.0)): 0.05,
-    # the metal-poor turn-off: 0.001 mag past the tolerance, within the real median's own error (85 stars,
-    # about 0.01 mag)
-    ((0.20, 0.25), (-1.5, -1.0)): 0.035,
-    # thick-disk/halo stars just blueward of the G dwarfs, many of them binaries in the mock
-    ((0.45, 0.50), (-1.5, -1.0)): 0.07,
-    # hot stars (A / early F, g-r < 0.20): bluer than any locus (the correction fades out)
-    ((0.15, 0.20), (-0.5, 0.0)): 0.04,
+    ((0.60, 0.65), (-2.5, -2.0)): 0.065,
+    # thick-disk/halo stars between the turn-off and the G dwarfs (g-r 0.40-0.55, [Fe/H] -1.5 to -1): the mock's
+    # u-g spreads more here than the real stars' (docs/mock_calibration.md, section 6)
+    ((0.40, 0.45), (-1.5, -1.0)): 0.04, ((0.45, 0.50), (-1.5, -1.0)): 0.05, ((0.50, 0.55), (-1.5, -1.0)): 0.05,
     # the metal-rich end: inside these bins the mock's labelled stars sit lower than the real ones, as its
-    # labelled MDF stops short of the real one (99th percentile +0.08 vs +0.15)
-    ((0.55, 0.60), (-0.5, 0.0)): 0.04, ((0.50, 0.55), (0.0, 0.5)): 0.09, ((0.55, 0.60), (0.0, 0.5)): 0.055,
-    ((0.65, 0.70), (0.0, 0.5)): 0.05,
+    # labelled MDF stops short of the real one (99th percentile +0.11 vs +0.15)
+    ((0.50, 0.55), (0.0, 0.5)): 0.085, ((0.55, 0.60), (0.0, 0.5)): 0.055, ((0.65, 0.70), (0.0, 0.5)): 0.05,
     # the red edge of SEGUE's K-dwarf category (g-r < 0.75 dereddened) and the M dwarfs beyond it: the real
     # stars there are redder in u-g than the mock's Yuan et al. locus (valid to g-i = 1.6)
-    ((0.75, 0.80), (-0.5, 0.0)): 0.06, ((0.80, 0.85), (-1.0, -0.5)): 0.05, ((0.80, 0.85), (-0.5, 0.0)): 0.09,
-    ((0.85, 0.90), (-0.5, 0.0)): 0.06, ((0.95, 1.00), (-0.5, 0.0)): 0.06, ((1.00, 1.05), (-0.5, 0.0)): 0.05,
-    ((1.05, 1.10), (-0.5, 0.0)): 0.055,
+    ((0.75, 0.80), (-0.5, 0.0)): 0.04, ((0.85, 0.90), (-0.5, 0.0)): 0.055, ((0.95, 1.00), (-0.5, 0.0)): 0.05,
+    ((1.00, 1.05), (-0.5, 0.0)): 0.05, ((1.05, 1.10), (-0.5, 0.0)): 0.05,
 }
 
 
@@ -54,19 +53,22 @@ def segue_cells(segue_mock) -> list[dict]:
 
 def test_labelled_stars_fall_in_the_targeting_categories_as_real_segue_stars_do(segue_mock):
     """spectro.SEGUE_CATEGORY_RATES were fitted to the real file's category shares on another seed's window:
-    on this sample every share is within 0.01 of the real one. The disk categories' median [Fe/H] are within
-    0.15 dex of the real ones (the earlier mock was 0.19-0.23 dex poor in G and K dwarfs), and the labelled
-    [Fe/H] reaches a 99th percentile within 0.1 dex of the real +0.15 (earlier: -0.03)."""
+    on this sample every share is within 0.01 of the real one. With the SSPP S/N floor (spectro.SSPP_MIN_SNR),
+    the F/turn-off, G and K dwarf, K giant and other categories' median [Fe/H] are within 0.06 dex of the real
+    ones (the earlier mock was 0.19-0.23 dex poor in G and K dwarfs; without the floor, the F/turn-off stars 0.26),
+    and the labelled [Fe/H]'s 1st, 50th and 99th percentiles within 0.1 dex of the real ones (earlier: 0.33, 0.14
+    and 0.18 off)."""
     from photofeh.simulate.realism import category_table
 
     real = pd.read_csv(real_sample(SEGUE_DR17))
     table = category_table(real["ug"], real["gr"], real["ri"], real["feh"], segue_mock)
     for name, row in table.items():
         assert abs(row["share mock"] - row["share real"]) <= 0.01, (name, row)
-    for name in ("G dwarf", "K dwarf", "K giant", "other"):
-        assert abs(table[name]["median [Fe/H] mock"] - table[name]["median [Fe/H] real"]) <= 0.15, table[name]
-    p99_mock, p99_real = np.percentile(segue_mock["feh_spec"].dropna(), 99), np.percentile(real["feh"], 99)
-    assert abs(p99_mock - p99_real) <= 0.1, (p99_mock, p99_real)
+    for name in ("F/turn-off", "G dwarf", "K dwarf", "K giant", "other"):
+        assert abs(table[name]["median [Fe/H] mock"] - table[name]["median [Fe/H] real"]) <= 0.06, table[name]
+    q = [1, 50, 99]
+    np.testing.assert_allclose(np.percentile(segue_mock["feh_spec"].dropna(), q), np.percentile(real["feh"], q),
+                               atol=0.1)
 
 
 def test_median_u_minus_g_of_labelled_stars_matches_segue(segue_cells):
@@ -85,10 +87,10 @@ def test_median_u_minus_g_of_labelled_stars_matches_segue(segue_cells):
 
 def test_metal_poor_turn_off_is_no_longer_too_red(segue_cells):
     """The issue's cells: the metal-poor turn-off (g-r 0.20-0.30, [Fe/H] -2.5 to -1) was +0.04 to +0.10 mag redder
-    than real stars; now within 0.03 mag, but one cell 0.001 mag past (KNOWN_MISSES)."""
+    than real stars; now within 0.03 mag."""
     cells = [r for r in segue_cells if r["g-r"][0] in (0.2, 0.25) and -2.5 <= r["[Fe/H]"][0] < -1.0]
     assert len(cells) >= 5
-    assert all(abs(r["mock - real"]) <= KNOWN_MISSES.get((r["g-r"], r["[Fe/H]"]), TOLERANCE) for r in cells), cells
+    assert all(abs(r["mock - real"]) <= TOLERANCE for r in cells), cells
 
 
 def test_the_segue_residual_table_is_what_the_real_file_gives():

@@ -38,6 +38,9 @@ def test_spectroscopic_sample_is_segue_like(spec_catalog: pd.DataFrame, catalog:
     assert spec_catalog["is_giant_true"].mean() > 1.3 * catalog.loc[foot, "is_giant_true"].mean()
     assert spec_catalog["phase"].isin(["red giant", "horizontal branch", "subgiant"]).sum() > 1000
     assert (spec_catalog["feh_true"] < -1.2).sum() > 3000
+    # SSPP labels only where S/N >= 20 (spectro.SSPP_MIN_SNR): S/N = 10 at g = 19.8, x 10^0.3 per magnitude brighter,
+    # so no labelled star fainter than g = 19.8 - log10(2) / 0.3 = 18.80
+    assert spec_catalog["sdss_g"].max() <= 18.8 and spec_catalog["sdss_g"].quantile(0.9) > 18.0
 
 
 def test_same_seed_same_catalogue_whatever_chunks_and_workers():

@@ -107,7 +107,9 @@ def test_values_sentinels_never_reach_the_network(model_dir, usable_stars, tmp_p
     assert not got["usable"][:7].any() and np.isnan(got["sdss_r_err"][7])
     assert np.array_equal(got["usable"][7:], clean["usable"][7:]) and got["usable"][7:].mean() > 0.99
     assert np.isnan(got["feh"][:7]).all()
-    assert got.loc[got["usable"], "feh"].between(-5, 1.5).all()
+    # usable means inside the label's physical range (io.validation: [Fe/H] -10 to +2); a 2-epoch model may put an
+    # M dwarf far cooler than any labelled star below -5
+    assert got.loc[got["usable"], "feh"].between(-10, 2).all()
 
 
 def test_values_garbled_fits_bytes_give_no_usable_nonsense(model_dir, usable_stars, tmp_path):

@@ -19,6 +19,14 @@ Labels imitate the SEGUE Stellar Parameter Pipeline (Lee et al. 2008, AJ
 136, 2022; Smolinski et al. 2011, AJ 141, 89): parameters only for
 4000 K < Teff < 10000 K, errors growing as the signal-to-noise ratio falls,
 about 0.1-0.2 dex in [Fe/H], 0.2-0.3 dex in log g and 100-150 K in Teff.
+Labels are kept only for spectra with S/N >= 20 (SSPP_MIN_SNR, g < 18.8):
+the real file keeps stars with normal SSPP flags and at least two SSPP [Fe/H]
+estimates, which favours high-S/N spectra. The threshold was chosen on the real
+file: with it the mock's turn-off stars spread in u-g at fixed g-r and [Fe/H]
+nearly as little as the real ones, and each targeting category's median [Fe/H]
+comes within 0.05 dex of the real one for the F/turn-off stars, G and K dwarfs
+and K giants (without it the F/turn-off stars were 0.26 dex poor: the faint
+ones are distant halo stars); benchmarks/bench_mock_segue.py measures both.
 """
 
 from __future__ import annotations
@@ -26,9 +34,10 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["segue_target_probability", "segue_category", "sspp_labels", "lenz_l_color",
-           "SEGUE_CATEGORIES", "SEGUE_CATEGORY_RATES", "SSPP_TEFF_RANGE"]
+           "SEGUE_CATEGORIES", "SEGUE_CATEGORY_RATES", "SSPP_TEFF_RANGE", "SSPP_MIN_SNR"]
 
 SSPP_TEFF_RANGE = (4000.0, 10000.0)
+SSPP_MIN_SNR = 20.0
 
 # Colour categories, later ones taking precedence over earlier ones where boxes overlap.
 SEGUE_CATEGORIES = ("other", "F/turn-off", "G dwarf", "K dwarf", "K giant", "low [Fe/H]", "BHB/A")
@@ -36,8 +45,8 @@ SEGUE_CATEGORIES = ("other", "F/turn-off", "G dwarf", "K dwarf", "K giant", "low
 # Targeting probability per category (bench_mock_segue.py --derive-rates, mock seed 11, 600,000 stars of
 # the window, against segue_dr17_colours_feh.csv). Before the calibration (hand-set): 0.001, 0.005, 0.08,
 # 0.15, 0.15, 0.01, 0.20.
-SEGUE_CATEGORY_RATES = {"other": 0.0159, "F/turn-off": 0.0311, "G dwarf": 0.0648, "K dwarf": 0.0474,
-                        "K giant": 0.0951, "low [Fe/H]": 0.0211, "BHB/A": 0.053}
+SEGUE_CATEGORY_RATES = {"other": 0.0225, "F/turn-off": 0.033, "G dwarf": 0.0669, "K dwarf": 0.0376,
+                        "K giant": 0.0633, "low [Fe/H]": 0.0388, "BHB/A": 0.0561}
 
 
 def lenz_l_color(u, g, r, i):
@@ -85,12 +94,12 @@ def segue_snr(g) -> np.ndarray:
 
 
 def sspp_labels(rng, feh, logg, teff, g_obs):
-    """Noisy [Fe/H], log g, Teff and their errors, NaN outside the SSPP Teff range."""
+    """Noisy [Fe/H], log g, Teff and their errors, NaN outside the SSPP Teff range and below SSPP_MIN_SNR."""
     snr = segue_snr(g_obs)
     e_feh = np.hypot(0.10, 2.0 / snr)
     e_logg = np.hypot(0.20, 2.5 / snr)
     e_teff = np.hypot(100.0, 1000.0 / snr)
-    ok = (teff > SSPP_TEFF_RANGE[0]) & (teff < SSPP_TEFF_RANGE[1])
+    ok = (teff > SSPP_TEFF_RANGE[0]) & (teff < SSPP_TEFF_RANGE[1]) & (snr >= SSPP_MIN_SNR)
     n = np.size(feh)
     out = {
         "feh_spec": feh + e_feh * rng.standard_normal(n),
