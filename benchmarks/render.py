@@ -11,6 +11,11 @@ import sys
 import docnumbers
 from _common import RESULTS, ROOT
 
+# The mock survey's last change that moves its numbers: results measured before it were made on the earlier mock.
+MOCK_CHANGED = {"date": "2026-12-07T14:15:00+00:00", "commit": "91f65a4",
+                "what": "SEGUE targeting rates, an SSPP S/N floor and the disk [Fe/H] law fitted to real SEGUE "
+                        "stars; docs/mock_calibration.md, sections 3-6"}
+
 
 def _cell(value) -> str:
     """A table cell: a '|' in a key or value would end the cell."""
@@ -78,6 +83,10 @@ def render() -> str:
         out += [f"## {r['title']}", "", f"Script: `{script}`. "
                 f"Measured {m['date']} on {m['cpu']} ({m['cores']} cores, {m['memory_gib']} GiB), "
                 f"Python {m['python']}, photofeh {m['versions'].get('photofeh')}.", ""]
+        if m["date"] < MOCK_CHANGED["date"]:
+            out += [f"Measured before the mock survey changed ({MOCK_CHANGED['date'][:10]}, commit "
+                    f"{MOCK_CHANGED['commit']}: {MOCK_CHANGED['what']}): what it measures on the mock, it measured "
+                    "on the earlier mock.", ""]
         out += _sections(r["figures"])
         if r.get("notes"):
             out += ["", r["notes"]]
