@@ -53,7 +53,9 @@ def cell_table(rows: list[dict]) -> dict:
 
 def derive_rates(n_stars: int = 600_000, seed: int = 11) -> dict:
     """SEGUE_CATEGORY_RATES fitted to the real file: the window is the spectroscopic-only mock with every
-    category's rate set to 1 (every star of 14 < g < 20 whose Teff the SSPP covers)."""
+    category's rate set to 1 (every star of 14 < g < 20 whose Teff the SSPP covers and whose S/N reaches the
+    floor, spectro.SSPP_MIN_SNR). One worker: the rates are swapped in this process, which spawned workers would
+    not see."""
     from photofeh.simulate import spectro
     from photofeh.simulate.realism import derive_category_rates
 
@@ -61,7 +63,7 @@ def derive_rates(n_stars: int = 600_000, seed: int = 11) -> dict:
     rates = spectro.SEGUE_CATEGORY_RATES
     spectro.SEGUE_CATEGORY_RATES = dict.fromkeys(rates, 1.0)
     try:
-        window = mock_columns(MockSurveyConfig(n_stars=n_stars, seed=seed, spec_only=True))
+        window = mock_columns(MockSurveyConfig(n_stars=n_stars, seed=seed, spec_only=True), workers=1)
     finally:
         spectro.SEGUE_CATEGORY_RATES = rates
     return derive_category_rates(real["ug"], real["gr"], real["ri"], window)

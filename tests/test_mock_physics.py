@@ -17,8 +17,9 @@ SF11 = {"u": 4.239, "g": 3.303, "r": 2.285, "i": 1.698, "z": 1.263}
 def test_disk_median_feh_meets_the_later_measurements(catalog: pd.DataFrame):
     """The default ("calibrated") disk law against the published numbers it was set to meet:
     near-solar stars in the plane (Casagrande et al. 2011; Haywood 2001), a vertical gradient of
-    -0.243 +0.039/-0.053 dex/kpc over 0.3-1.6 kpc (Schlesinger et al. 2014) and thick-disk peaks of
-    -0.54 to -0.7 far from the plane (Chen et al. 2011; Gu et al. 2019; Gilmore, Wyse & Jones 1995)."""
+    -0.243 +0.039/-0.053 dex/kpc over 0.3-1.6 kpc (Schlesinger et al. 2014) and thick-disk medians of
+    -0.5 to -0.75 at 3-4.5 kpc (peaks of -0.68 and -0.7: Gu et al. 2019; Gilmore, Wyse & Jones 1995; -0.54 at
+    1.26 kpc: Chen et al. 2011)."""
     disk = catalog[catalog["pop"].isin(["thin", "thick"])]
     absz, feh = disk["Z_kpc_true"].abs().to_numpy(), disk["feh_true"].to_numpy()
     near = (absz > 0.1) & (absz < 0.3)

@@ -52,20 +52,24 @@ def segue_cells(segue_mock) -> list[dict]:
 
 
 def test_labelled_stars_fall_in_the_targeting_categories_as_real_segue_stars_do(segue_mock):
-    """spectro.SEGUE_CATEGORY_RATES were fitted to the real file's category shares on another seed's window:
-    on this sample every share is within 0.01 of the real one. With the SSPP S/N floor (spectro.SSPP_MIN_SNR),
-    the F/turn-off, G and K dwarf, K giant and other categories' median [Fe/H] are within 0.06 dex of the real
-    ones (the earlier mock was 0.19-0.23 dex poor in G and K dwarfs; without the floor, the F/turn-off stars 0.26),
-    and the labelled [Fe/H]'s 1st, 50th and 99th percentiles within 0.1 dex of the real ones (earlier: 0.33, 0.14
-    and 0.18 off)."""
+    """A fit, checked on another seed: spectro.SEGUE_CATEGORY_RATES, spectro.SSPP_MIN_SNR and the disk law were
+    fitted to the same real file (on a window of seed 11). On this sample every category's share is within 0.01 of
+    the file's; the F/turn-off, G and K dwarf, K giant and other categories' median [Fe/H] within 0.06 dex (without
+    the S/N floor the F/turn-off stars were 0.26 dex poor); the labelled [Fe/H]'s 1st, 50th and 99th percentiles
+    within 0.1 dex (the mock before the fit: -2.84 / -0.73 / -0.03 against -2.51 / -0.59 / +0.15). The
+    low-[Fe/H] and BHB/A boxes are not fitted: the mock holds distant halo stars there where the file holds more
+    disk stars (docs/mock_calibration.md, section 4); they are held to their measured offsets (0.51 and 0.86 dex
+    poor) so that a change shows."""
     from photofeh.simulate.realism import category_table
 
     real = pd.read_csv(real_sample(SEGUE_DR17))
     table = category_table(real["ug"], real["gr"], real["ri"], real["feh"], segue_mock)
     for name, row in table.items():
         assert abs(row["share mock"] - row["share real"]) <= 0.01, (name, row)
+    offset = {name: row["median [Fe/H] mock"] - row["median [Fe/H] real"] for name, row in table.items()}
     for name in ("F/turn-off", "G dwarf", "K dwarf", "K giant", "other"):
-        assert abs(table[name]["median [Fe/H] mock"] - table[name]["median [Fe/H] real"]) <= 0.06, table[name]
+        assert abs(offset[name]) <= 0.06, (name, table[name])
+    assert -0.65 <= offset["low [Fe/H]"] <= -0.35 and -1.0 <= offset["BHB/A"] <= -0.7, offset
     q = [1, 50, 99]
     np.testing.assert_allclose(np.percentile(segue_mock["feh_spec"].dropna(), q), np.percentile(real["feh"], q),
                                atol=0.1)

@@ -240,7 +240,7 @@ def test_design_weights_undo_a_targeting_on_colour():
 
 def test_training_keeps_the_inverse_targeting_probabilities(spec_catalog, tmp_path):
     """train's selection_column: each calibration entry carries 1 / its star's targeting probability (the mock's
-    spec_target_probability: 0.001-0.2 for SEGUE-like colour boxes), and a probability outside (0, 1] is refused."""
+    spec_target_probability: 0.02-0.07 for its colour boxes), and a probability outside (0, 1] is refused."""
     from photofeh.model.train import TrainConfig, train
 
     table = spec_catalog.iloc[:1200]

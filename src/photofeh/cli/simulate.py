@@ -226,7 +226,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="override a survey footprint, e.g. 'sdss=min_b:30,min_dec:-5' "
                           "(terms: min_b, max_b, min_dec, max_dec); repeatable")
     sim.add_argument("--disk-feh-law", choices=("calibrated", "ivezic2008", "bond2010"), default="calibrated",
-                     help="disk [Fe/H] law: 'calibrated' (median -0.05 in the plane, -0.56 far from it: later "
+                     help="disk [Fe/H] law: 'calibrated' (median -0.05 in the plane, -0.58 far from it: later "
                           "measurements and the real SEGUE DR17 labels), or the Ivezic et al. 2008 / Bond et al. "
                           "2010 parameters")
     sim.add_argument("--halo-feh-law", choices=("an2015", "ivezic2008"), default="an2015",

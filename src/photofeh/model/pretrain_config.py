@@ -74,7 +74,8 @@ class PretrainConfig:
 PRETRAIN_DOCS: dict[str, str] = {
     "n_stars": "stars of the mock the network is pretrained on (simulated once, then read from the cache)",
     "seed": "seed of the mock and of the pretraining",
-    "spec_only": "simulate the SEGUE-like spectroscopic sample (SDSS footprint, 14 < g < 20.2); false: a "
+    "spec_only": "simulate the SEGUE-like spectroscopic sample (SDSS footprint, 14 < g < 20.2, labels to "
+                 "g = 18.8); false: a "
                  "photometric survey selected in `select_band` within `mag_range`",
     "select_band": "with `spec_only = false`: the band the mock is selected in",
     "mag_range": "with `spec_only = false`: the bright and faint limits in `select_band`",

@@ -107,13 +107,15 @@ def selection_weights(probability: np.ndarray, reference: np.ndarray, cap: float
     663), self-normalised to mean 1 over the ``reference`` stars (the training rows: the weighted loss is then a
     weighted mean, whatever the scale of p, which a real survey's selection function gives only up to a factor;
     Hajek's ratio form) and trimmed at ``cap`` (> 1) times that mean, the scale solved so that the trimmed weights
-    average exactly 1 (:func:`_trimmed_scale`). The trimming is what keeps a few stars from dominating: the mock's
-    SEGUE-like rates span 0.001-0.2 and its faint taper (19.5 < g < 20) reaches 1e-4, so untrimmed 20,000
-    labelled stars weigh as 1,200 (Kish's effective sample, (sum w)^2 / sum w^2) and the largest single weight is
-    215 times the mean; trimming at 10 keeps 3,500 and changes 1.2% of the weights
-    (benchmarks/bench_calibration_depth.py measures what it costs and buys). Trimming is not neutral: the trimmed
-    stars are the least targeted, and what they would have weighed beyond the cap (their share of the untrimmed
-    weight is ``trimmed_weight_share`` in model.json) goes to the other stars. Stars without a probability in
+    average exactly 1 (:func:`_trimmed_scale`). The trimming is what keeps a few stars from dominating: on the
+    mock before 2026-12-07, whose SEGUE-like rates spanned 0.001-0.2 with a faint taper (19.5 < g < 20) to 1e-4,
+    untrimmed 20,000 labelled stars weighed as 1,200 (Kish's effective sample, (sum w)^2 / sum w^2) and the
+    largest single weight was 215 times the mean; trimming at 10 kept 3,500 and changed 1.2% of the weights
+    (benchmarks/bench_calibration_depth.py measured what it costs and buys). Today's mock's rates, fitted to real
+    SEGUE stars, span 0.02-0.07 and its labels stop at g = 18.8: its weights stay within a factor of 3 and a cap
+    of 10 does not bind there. Trimming is not neutral: the trimmed stars are the least targeted, and what they
+    would have weighed beyond the cap (their share of the untrimmed weight is ``trimmed_weight_share`` in
+    model.json) goes to the other stars. Stars without a probability in
     (0, 1] (unlabelled rows) weigh 1."""
     raw, ok = inverse_probability(probability)
     ref = raw[np.asarray(reference)][ok[np.asarray(reference)]]

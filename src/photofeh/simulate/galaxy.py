@@ -117,14 +117,15 @@ def density(pop: str, R: np.ndarray, Z: np.ndarray) -> np.ndarray:
 # - "calibrated" (the default): the same mixture moved onto later, better-calibrated measurements and onto
 #   the real SEGUE DR17 labels. Anchors: median -0.05 at Z = 0 (local stars peak near solar: Casagrande
 #   et al. 2011, A&A 530, A138; Haywood 2001, MNRAS 325, 1365); mean slope -0.22 dex/kpc over 0.3-1.6 kpc
-#   (Schlesinger et al. 2014, ApJ 791, 112: -0.243 +0.039/-0.053 for SEGUE G dwarfs); -0.56 far from the
-#   plane (thick-disk peaks: -0.54 at 1.26 kpc, Chen et al. 2011, AJ 142, 184; -0.68, Gu et al. 2019;
-#   -0.7, Gilmore, Wyse & Jones 1995, AJ 109, 1095). Within these anchors, mu_inf and H_mu were chosen on
+#   (Schlesinger et al. 2014, ApJ 791, 112: -0.243 +0.039/-0.053 for SEGUE G dwarfs; near its shallow
+#   edge); a median of -0.58 far from the plane (thick-disk peaks: -0.68, Gu et al. 2019; -0.7, Gilmore,
+#   Wyse & Jones 1995, AJ 109, 1095) and -0.45 at 1.26 kpc, 0.09 dex above Chen et al. 2011 (AJ 142, 184:
+#   -0.54), which the earlier law met. Within the other anchors, mu_inf and H_mu were chosen on
 #   segue_dr17_colours_feh.csv (with the targeting rates and the S/N floor of simulate.spectro fitted to
 #   it): the mock's labelled G and K dwarfs and K giants then have the real file's median [Fe/H] within
 #   0.05 dex, and its 1st/50th/99th percentiles are -2.58/-0.60/+0.11 against -2.51/-0.59/+0.15, where the
-#   earlier hand-set law (-0.65, 0.62, 0.6 kpc) left the dwarfs 0.2 dex poor and the 99th percentile at
-#   -0.03 (benchmarks/results/mock_segue.json).
+#   earlier hand-set law (-0.65, 0.62, 0.6 kpc) left the 99th percentile at -0.03 (benchmarks/results/
+#   mock_segue.json; commit 820f620 for the earlier law). A fit to the file, not a validation.
 #   docs/mock_calibration.md tabulates the law against each anchor.
 DISK_FEH_IVEZIC2008 = {"mu_inf": -0.78, "dmu": 0.35, "H_mu": 1.0}
 DISK_FEH_BOND2010 = {"mu_inf": -0.82, "dmu": 0.55, "H_mu": 0.5}

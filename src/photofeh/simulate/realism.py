@@ -139,8 +139,9 @@ def derive_category_rates(ug, gr, ri, window) -> dict[str, float]:
 
     ``ug``, ``gr``, ``ri``: the real stars' observed colours (see real_categories). ``window``: a
     spectroscopic-only mock catalogue drawn with every rate set to 1, i.e. every star of the window whose Teff
-    the SSPP covers. Each rate is the real share over the window's count; one common scale keeps the expected
-    number of labelled stars of the current rates."""
+    the SSPP covers and whose S/N reaches spectro.SSPP_MIN_SNR. Each rate is the real share over the window's
+    count; one common scale keeps the expected number of labelled stars of the current rates (so the overall
+    level still goes back to the hand-set rates this fit replaced)."""
     from photofeh.simulate.spectro import SEGUE_CATEGORIES, SEGUE_CATEGORY_RATES
 
     real = real_categories(ug, gr, ri)

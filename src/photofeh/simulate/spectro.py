@@ -4,29 +4,38 @@ Targeting follows the spirit of SEGUE (Yanny et al. 2009, AJ 137, 4377,
 section 3 and table 3): stars inside the SDSS imaging footprint, 14 < g < 20
 with a soft faint edge, chosen with a probability that depends on colour
 category. The categories (``segue_category``) are simplified from table 3.
-Their rates (``SEGUE_CATEGORY_RATES``) are calibrated on real stars: each
-category's rate is in proportion to its share of the real SEGUE DR17 stars of
-``segue_dr17_colours_feh.csv`` divided by the number of mock stars the
-category holds in the spectroscopic window, so that the mock's labelled
-stars fall in the categories as the real ones do (39% F/turn-off, 16% K
-giants, 12% K dwarfs, 8.5% G dwarfs, 8% low-metallicity candidates, 5%
-BHB/A, 12% the rest); ``benchmarks/bench_mock_segue.py --derive-rates``
-recomputes them. The overall scale keeps the labelled share of the stars
-with g < 20 where it was (a few percent, as in SEGUE). The K-dwarf and
-K-giant magnitude limits (g < 19 and 18.5) are the mock's, as before.
+Their rates (``SEGUE_CATEGORY_RATES``) are fitted to the real labelled file
+``segue_dr17_colours_feh.csv``: each rate is in proportion to the category's
+share of the real stars (colours dereddened by realism.RESIDUAL_EBV, on which
+the shares depend: the G dwarfs are 8.5% at E(B-V) = 0 and 12% at 0.028)
+divided by the number of labelled mock stars it holds in the spectroscopic
+window, so that the mock's labelled stars fall in the colour boxes as the
+file's do (43% F/turn-off, 12% G dwarfs and K giants, 11% K dwarfs and the
+rest, 6% BHB/A, 5% low-metallicity candidates; bench_mock_segue.py
+--derive-rates recomputes the rates). The file is not SEGUE's targets alone:
+it holds every DR17 sppParams star with normal flags and at least two [Fe/H]
+estimates, whatever programme took its spectrum, so these are colour-box rates
+that reproduce its colour mix, not SEGUE's own. The K-dwarf and K-giant
+magnitude limits (g < 19 and 18.5) are the mock's, as before.
 
 Labels imitate the SEGUE Stellar Parameter Pipeline (Lee et al. 2008, AJ
 136, 2022; Smolinski et al. 2011, AJ 141, 89): parameters only for
 4000 K < Teff < 10000 K, errors growing as the signal-to-noise ratio falls,
 about 0.1-0.2 dex in [Fe/H], 0.2-0.3 dex in log g and 100-150 K in Teff.
-Labels are kept only for spectra with S/N >= 20 (SSPP_MIN_SNR, g < 18.8):
-the real file keeps stars with normal SSPP flags and at least two SSPP [Fe/H]
-estimates, which favours high-S/N spectra. The threshold was chosen on the real
-file: with it the mock's turn-off stars spread in u-g at fixed g-r and [Fe/H]
-nearly as little as the real ones, and each targeting category's median [Fe/H]
-comes within 0.05 dex of the real one for the F/turn-off stars, G and K dwarfs
-and K giants (without it the F/turn-off stars were 0.26 dex poor: the faint
-ones are distant halo stars); benchmarks/bench_mock_segue.py measures both.
+Labels are kept only for spectra with S/N >= 20 (SSPP_MIN_SNR), which on the
+mock's S/N scale (segue_snr) is a cut at g < 18.8. SSPP itself reports
+parameters above S/N 10; the file's "at least two [Fe/H] estimates" keeps
+fewer faint spectra, as an estimator is dropped at low S/N or outside its g-r
+range (sppParams FEH*IND = 1). The threshold is fitted to the file: with it
+the mock's turn-off stars spread in u-g at fixed g-r and [Fe/H] nearly as
+little as the real ones, and the median [Fe/H] of the F/turn-off stars, G and
+K dwarfs and K giants comes within 0.05 dex of the file's (without it the
+F/turn-off stars were 0.26 dex poor: the faint ones are distant halo stars);
+bench_mock_segue.py measures both. The cut ignores the estimators' colour
+ranges, and the mock's S/N at fixed g may be optimistic by about a magnitude
+(a line fitted to log S/N against g of the 100 DR9 sppParams stars of
+sspp_dr9_sample.fits reaches S/N 20 at g = 18.0), so read it as a magnitude
+limit fitted to the file.
 """
 
 from __future__ import annotations
