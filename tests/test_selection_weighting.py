@@ -143,3 +143,33 @@ def test_selection_weighting_needs_a_column_and_the_labels_prior():
     for cap in (0.5, 1.0):  # at 1 every weight would be the mean: refused
         with pytest.raises(ValueError, match="selection_weight_cap must be above 1"):
             TrainConfig(selection_weight_cap=cap).validate()
+
+
+def test_class_calibration_counts_each_star_with_its_loss_weight():
+    """The giant class's temperature and operating threshold are fitted on validation stars weighted as in the
+    loss: with integer weights, the same as repeating each star that many times unweighted (an independent
+    computation). Before, the weights were ignored: the weighted fit equalled the plain one."""
+    import torch
+
+    from photofeh.model.train import TrainConfig
+    from photofeh.model.train_loop import _class_calibration
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    giant = (rng.random(n) < 0.3).astype(float)
+    logit = 2.5 * (2 * giant - 1) + rng.normal(0, 2.0, n)
+    w = rng.integers(1, 4, n).astype(float)
+    w[giant == 1] *= 2  # the giants weigh more, so the weighted fit must move
+    feh = rng.uniform(-2.5, 0.3, n)
+    cfg = TrainConfig()
+
+    def fit(lg, gg, ww, ff):
+        val_t = (None, None, None, torch.tensor(gg), None, torch.tensor(ww, dtype=torch.float32))
+        return _class_calibration([{"logit": torch.tensor(lg)}], val_t, cfg, ff)
+
+    weighted = fit(logit, giant, w, feh)
+    rep = np.repeat(np.arange(n), w.astype(int))
+    repeated = fit(logit[rep], giant[rep], np.ones(rep.size), feh[rep])
+    plain = fit(logit, giant, np.ones(n), feh)
+    assert weighted[0] == pytest.approx(repeated[0], rel=1e-4) and weighted[1] == pytest.approx(repeated[1])
+    assert weighted[1] != pytest.approx(plain[1])

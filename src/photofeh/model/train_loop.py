@@ -264,16 +264,18 @@ def _clipped_scale(r: np.ndarray, v_model: np.ndarray, v_fixed: np.ndarray, w: n
 
 
 def _class_calibration(outs: list[dict], val_t, cfg: TrainConfig, val_feh: np.ndarray) -> tuple[float, float]:
-    """The class temperature minimising the validation cross-entropy and the operating threshold."""
+    """The class temperature minimising the validation cross-entropy and the operating threshold, each star
+    weighted as in the loss (the prior's weights, val_t[5]: flat-prior or targeting weights, else 1)."""
     temperature = 1.0
     if cfg.classify:
         logit = torch.stack([o["logit"] for o in outs]).double().numpy()
         g = val_t[3].double().numpy()
         ok = np.isfinite(g)
+        w = val_t[5].double().numpy()[ok]
 
         def bce(log_t):
             p = np.clip((1 / (1 + np.exp(-logit[:, ok] / np.exp(log_t)))).mean(0), 1e-9, 1 - 1e-9)
-            return -np.mean(g[ok] * np.log(p) + (1 - g[ok]) * np.log(1 - p))
+            return -np.average(g[ok] * np.log(p) + (1 - g[ok]) * np.log(1 - p), weights=w)
 
         temperature = float(np.exp(minimize_scalar(bce, bounds=(-3, 3), method="bounded").x))
         p = (1 / (1 + np.exp(-logit[:, ok] / temperature))).mean(0)
@@ -282,14 +284,15 @@ def _class_calibration(outs: list[dict], val_t, cfg: TrainConfig, val_feh: np.nd
             feh = val_feh[ok]
             if np.sum((feh < cfg.class_operating_feh_max) & (g[ok] == 1)) >= 20:
                 subset = feh < cfg.class_operating_feh_max
-        threshold = _class_threshold(p[subset], g[ok][subset] == 1, cfg.class_operating_point)
+        threshold = _class_threshold(p[subset], g[ok][subset] == 1, cfg.class_operating_point, w[subset])
     else:
         threshold = 0.5
     return temperature, threshold
 
 
-def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str) -> float:
-    """Probability threshold for calling a star a giant, chosen on validation stars.
+def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str, weight: np.ndarray | None = None) -> float:
+    """Probability threshold for calling a star a giant, chosen on validation stars (each counted with its
+    ``weight``; default 1).
 
     'break-even': completeness equals purity (1 - contamination), the usual
     way to quote one operating point when both matter equally (as in the
@@ -298,13 +301,16 @@ def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str) -> float:
     """
     if rule == "half":
         return 0.5
+    w = np.ones(len(p)) if weight is None else np.asarray(weight, float)
     grid = np.linspace(0.02, 0.98, 97)
-    tp = np.array([np.sum((p >= t) & giant) for t in grid])
-    called = np.array([np.sum(p >= t) for t in grid])
-    completeness = tp / max(giant.sum(), 1)
-    purity = tp / np.maximum(called, 1)
+    tp = np.array([np.sum(w[(p >= t) & giant]) for t in grid])
+    called = np.array([np.sum(w[p >= t]) for t in grid])
+    giants = np.sum(w[giant])
+    completeness = tp / giants if giants > 0 else np.zeros_like(tp)
+    purity = np.divide(tp, called, out=np.zeros_like(tp), where=called > 0)
     if rule == "f1":
-        return float(grid[int(np.argmax(2 * tp / np.maximum(called + giant.sum(), 1)))])
+        both = called + giants
+        return float(grid[int(np.argmax(np.divide(2 * tp, both, out=np.zeros_like(tp), where=both > 0)))])
     if rule == "break-even":
         return float(grid[int(np.argmin(np.abs(completeness - purity)))])
     raise ValueError(f"class_operating_point must be 'break-even', 'f1' or 'half', got {rule!r}")
