@@ -136,3 +136,16 @@ def test_label_errors_fill_in_where_the_table_has_none(labelled):
     assert used["labels"]["feh"]["from_constant"] == int((has & ~(own > 0)).sum()) >= 90
     p = prepare(table, replace(cfg, label_noise=False))
     assert apply_label_errors(p, replace(cfg, label_noise=False)) == {"label_noise": False} and not p.e.any()
+
+
+def test_the_cache_key_follows_the_mocks_code(monkeypatch):
+    """A cached mock is keyed by its settings and by the code that makes it (photofeh.simulate, bands, schema),
+    not by the package version alone: after a change of the simulator the same settings name another file."""
+    from photofeh.simulate import cache
+
+    settings = {"n_stars": 1000, "seed": 3, "spec_only": True}
+    before = cache.mock_digest(settings)
+    assert cache.mock_digest(dict(settings)) == before  # deterministic
+    assert len(cache.mock_code_digest()) == 64
+    monkeypatch.setattr(cache, "mock_code_digest", lambda: "0" * 64)  # as if a simulate module had changed
+    assert cache.mock_digest(settings) != before

