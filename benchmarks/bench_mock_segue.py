@@ -75,10 +75,10 @@ SPREAD_CELLS = ((0.25, 0.30, -2.0, -1.5), (0.30, 0.35, -1.0, -0.5), (0.35, 0.40,
 def ug_spread(frame, cat) -> dict:
     """Robust spread (1.4826 MAD) of observed u-g at fixed g-r and [Fe/H], real against mock (every labelled
     star, and those brighter than g = 18): how noisy each side's u band is where the turn-off stars are."""
+    from photofeh.model.evaluate import robust_sigma
+
     def mad(x):
-        x = np.asarray(x, float)
-        x = x[np.isfinite(x)]
-        return round(float(1.4826 * np.median(np.abs(x - np.median(x)))), 3)
+        return round(robust_sigma(np.asarray(x, float)), 3)
 
     ug_m, gr_m = cat["sdss_u"] - cat["sdss_g"], cat["sdss_g"] - cat["sdss_r"]
     feh_m, g = cat["feh_spec"], cat["sdss_g"]

@@ -290,9 +290,9 @@ def _class_calibration(outs: list[dict], val_t, cfg: TrainConfig, val_feh: np.nd
     return temperature, threshold
 
 
-def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str, weight: np.ndarray | None = None) -> float:
+def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str, weight: np.ndarray) -> float:
     """Probability threshold for calling a star a giant, chosen on validation stars (each counted with its
-    ``weight``; default 1).
+    ``weight``, as in the loss).
 
     'break-even': completeness equals purity (1 - contamination), the usual
     way to quote one operating point when both matter equally (as in the
@@ -301,7 +301,7 @@ def _class_threshold(p: np.ndarray, giant: np.ndarray, rule: str, weight: np.nda
     """
     if rule == "half":
         return 0.5
-    w = np.ones(len(p)) if weight is None else np.asarray(weight, float)
+    w = np.asarray(weight, float)
     grid = np.linspace(0.02, 0.98, 97)
     tp = np.array([np.sum(w[(p >= t) & giant]) for t in grid])
     called = np.array([np.sum(w[p >= t]) for t in grid])

@@ -73,12 +73,9 @@ def derive_ug_residual(ug, gr, feh, ebv: float = RESIDUAL_EBV, min_stars: int = 
     """Median real u-g minus the Yuan et al. 2015 dwarf locus (at [Fe/H] clipped to its -2..0) per cell of
     (RESIDUAL_FEH, RESIDUAL_GR), from observed SDSS colours dereddened by ``ebv``; cells with fewer than
     ``min_stars`` stars, or beyond DWARF_GR_MAX, take the nearest measured cell of their [Fe/H] row."""
-    from photofeh.bands import BANDS
     from photofeh.simulate.loci import dwarf_ug_held, g_minus_i_at_g_minus_r
 
-    r = {b: BANDS[f"sdss_{b}"].r_ebv for b in "ugr"}
-    gr0 = np.asarray(gr, float) - (r["g"] - r["r"]) * ebv
-    ug0 = np.asarray(ug, float) - (r["u"] - r["g"]) * ebv
+    gr0, ug0 = _dereddened("gr", gr, ebv), _dereddened("ug", ug, ebv)
     feh = np.asarray(feh, float)
     locus_feh = np.clip(feh, -2.0, 0.0)
     resid = ug0 - dwarf_ug_held(g_minus_i_at_g_minus_r(gr0, locus_feh), locus_feh)
@@ -95,15 +92,20 @@ def derive_ug_residual(ug, gr, feh, ebv: float = RESIDUAL_EBV, min_stars: int = 
     return np.round(table, 3)
 
 
+def _dereddened(colour: str, observed, ebv: float) -> np.ndarray:
+    """An SDSS colour ("ug", "gr", "ri") of the real file, observed, less its reddening at ``ebv``."""
+    from photofeh.bands import BANDS
+
+    blue, red = (BANDS[f"sdss_{b}"].r_ebv for b in colour)
+    return np.asarray(observed, float) - (blue - red) * ebv
+
+
 def real_categories(ug, gr, ri, ebv: float = RESIDUAL_EBV) -> np.ndarray:
     """spectro.SEGUE_CATEGORIES index of real stars from observed colours dereddened by ``ebv`` (no magnitude
     limits: the real file has no magnitudes)."""
-    from photofeh.bands import BANDS
     from photofeh.simulate.spectro import segue_category
 
-    r = {b: BANDS[f"sdss_{b}"].r_ebv for b in "ugri"}
-    return segue_category(np.asarray(ug) - (r["u"] - r["g"]) * ebv, np.asarray(gr) - (r["g"] - r["r"]) * ebv,
-                          np.asarray(ri) - (r["r"] - r["i"]) * ebv)
+    return segue_category(_dereddened("ug", ug, ebv), _dereddened("gr", gr, ebv), _dereddened("ri", ri, ebv))
 
 
 def mock_categories(cat) -> np.ndarray:

@@ -59,8 +59,15 @@ SEGUE_CATEGORY_RATES = {"other": 0.0225, "F/turn-off": 0.033, "G dwarf": 0.0669,
 
 
 def lenz_l_color(u, g, r, i):
-    """The SEGUE 'l-color' metallicity index (Lenz et al. 1998, ApJS 119, 121)."""
-    return -0.436 * u + 1.129 * g - 0.119 * r - 0.574 * i + 0.1984
+    """The SEGUE 'l-color' metallicity index (Lenz et al. 1998, ApJS 119, 121):
+    -0.436 u + 1.129 g - 0.119 r - 0.574 i + 0.1984, whose magnitude coefficients sum to zero, so that it is a
+    function of the colours alone (:func:`_l_color_of_colours`)."""
+    return _l_color_of_colours(np.asarray(u) - g, np.asarray(g) - r, np.asarray(r) - i)
+
+
+def _l_color_of_colours(ug, gr, ri):
+    """lenz_l_color written in u-g, g-r and r-i."""
+    return -0.436 * ug + 0.693 * gr + 0.574 * ri + 0.1984
 
 
 def segue_category(ug, gr, ri, g0=None) -> np.ndarray:
@@ -69,7 +76,7 @@ def segue_category(ug, gr, ri, g0=None) -> np.ndarray:
     ``g0``: the dereddened g magnitude for the K-dwarf (g < 19) and K-giant (g < 18.5) limits; without it
     (colours only, as in the real SEGUE file) the limits are not applied."""
     ug, gr, ri = (np.asarray(a, float) for a in (ug, gr, ri))
-    lcol = -0.436 * ug + 0.693 * gr + 0.574 * ri + 0.1984  # lenz_l_color written in colours
+    lcol = _l_color_of_colours(ug, gr, ri)
     bright_k = np.ones(gr.shape, bool) if g0 is None else np.asarray(g0) < 19.0
     bright_kg = np.ones(gr.shape, bool) if g0 is None else np.asarray(g0) < 18.5
     boxes = [
