@@ -70,6 +70,8 @@ def main() -> None:
             cfg.features = [f for f in cfg.features if not f.startswith(prefixes)
                             and not any(part.startswith(prefixes) for part in f.split("-"))]
             cfg.epochs = args.epochs
+            if cfg.noise_limit_band.startswith(prefixes):  # re-observed to the same depth in PS1 r (on the mock,
+                cfg.noise_limit_band = "ps1_r"  # a median 0.02 mag from SDSS r)
             train(spec, cfg, Path(tmp) / f"dedicated_{len(dedicated)}", log=lambda s: None)
             dedicated[case] = load_model(Path(tmp) / f"dedicated_{len(dedicated)}" / "model")
         imputer = Imputer.fit(train_rows, models["default"], args.epochs)
@@ -123,21 +125,25 @@ class Imputer:
     from the present ones, then the full-feature model predicts. The network sees standardised features with
     measured-bits (photofeh.model.missing.masked_inputs) and whole surveys hidden at random (group dropout 0.3, as
     the masked model); it is trained to return every feature (mean squared error on the hidden ones and the
-    present ones). Its imputation error is not passed on: the full-feature model's uncertainties do not know
-    that a feature was guessed, which the pull widths show."""
+    present ones). Its imputation error is not passed on: a guessed feature gets the training stars' median error
+    of that feature (the noise-aware model needs one), so the full-feature model's uncertainties do not know that a
+    feature was guessed, which the pull widths show."""
 
-    def __init__(self, net, scaler, model):
-        self.net, self.scaler, self.model = net, scaler, model
+    def __init__(self, net, scaler, model, typical_err):
+        self.net, self.scaler, self.model, self.typical_err = net, scaler, model, typical_err
 
     @classmethod
     def fit(cls, table: pd.DataFrame, model, epochs: int) -> Imputer:
         import torch
 
+        from photofeh.model.domain import feature_errors
         from photofeh.model.features import Standardizer, feature_matrix
         from photofeh.model.missing import drop_groups, feature_groups, masked_inputs
 
-        X, ok = feature_matrix({c: table[c].to_numpy() for c in table.columns}, model.features)
+        cols = {c: table[c].to_numpy() for c in table.columns}
+        X, ok = feature_matrix(cols, model.features)
         X = X[ok]
+        typical_err = np.nanmedian(feature_errors(cols, model.features)[ok], axis=0)
         scaler = Standardizer.fit(X)
         z = torch.from_numpy(scaler.transform(X))
         F = X.shape[1]
@@ -160,11 +166,12 @@ class Imputer:
                 loss.backward()
                 opt.step()
         net.eval()
-        return cls(net, scaler, model)
+        return cls(net, scaler, model, typical_err)
 
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
         import torch
 
+        from photofeh.model.domain import feature_errors
         from photofeh.model.features import feature_matrix
         from photofeh.model.missing import masked_inputs
 
@@ -174,7 +181,9 @@ class Imputer:
         with torch.inference_mode():
             guess = self.net(torch.from_numpy(masked_inputs(z))).numpy()
         filled = np.where(np.isfinite(z), z, guess) * self.scaler.std + self.scaler.mean
-        out = self.model.predict_features(filled.astype(np.float32))
+        err = feature_errors(cols, self.model.features)
+        err = np.where(np.isfinite(err), err, self.typical_err)
+        out = self.model.predict_features(filled.astype(np.float32), X_err=err if self.model.noise_aware else None)
         return pd.DataFrame(out, index=table.index)
 
 

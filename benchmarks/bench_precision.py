@@ -11,8 +11,10 @@
    one-sided differences (one evaluation per noisy feature), and a regular simplex of k + 1 points over a
    star's k noisy features (the spherical-simplex unscented transform, Julier 2003).
 
-A default-config model is trained (20 epochs) on 20,000 labelled mock stars; 200,000 survey stars with
-every feature are predicted. Speeds are medians of ``--repeats`` rounds, the variants alternating.
+A model of the default configuration without noise-aware training (the path that propagates errors with
+sigma points: configs/green2020.toml's, and any model trained with noise_aware = false) is trained (20 epochs)
+on 20,000 labelled mock stars; 200,000 survey stars with every feature are predicted. Speeds are medians of
+``--repeats`` rounds, the variants alternating.
 
 Usage: python benchmarks/bench_precision.py [--work DIR]
 """
@@ -129,7 +131,7 @@ def main() -> None:
     run = Path(args.work) / "run"
     if not (run / "model" / "model.json").exists():
         cfg = replace(load_config(Path(__file__).resolve().parents[1] / "configs" / "default.toml"), epochs=20,
-                      baseline_rounds=0)
+                      baseline_rounds=0, noise_aware=False)
         train(mock_columns(MockSurveyConfig(n_stars=20_000, seed=41, spec_only=True)), cfg, run, log=lambda s: None)
     model = load_model(run)
     net = model.members[0]
