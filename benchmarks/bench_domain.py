@@ -75,10 +75,14 @@ def main() -> None:
             row = {"in domain (of usable)": round(float(outs["noise-aware (default)"]["in_domain"][ok].mean()), 4),
                    "in domain (of usable), sigma points": round(float(outs["sigma points"]["in_domain"][ok].mean()),
                                                                 4)}
-            for label, out in outs.items():
-                pull = (out["feh"][ok] - truth[ok]) / out["feh_err"][ok]
+            for label, out in outs.items():  # each model on the stars it can use (a band at S/N < 5 is lost)
+                use = ok & np.asarray(out["usable"], bool)
+                row[f"usable, {label}"] = round(float(use.sum() / max(ok.sum(), 1)), 4)
+                if use.sum() < 30:
+                    continue
+                pull = (out["feh"][use] - truth[use]) / out["feh_err"][use]
                 row[f"pull std, {label}"] = round(float(np.std(pull)), 2)
-                row[f"median [Fe/H] error, {label}"] = round(float(np.median(out["feh_err"][ok])), 3)
+                row[f"median [Fe/H] error, {label}"] = round(float(np.median(out["feh_err"][use])), 3)
             rows[name] = row
         figures["mock test stars, default model"] = rows
 

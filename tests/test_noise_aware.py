@@ -176,6 +176,41 @@ def test_noise_aware_model_reads_errors_and_needs_no_sigma_points(tmp_path, monk
     assert np.median(np.abs(worse["feh_err"][ok] / out["feh_err"][ok] - 1)) > 0.01
     with pytest.raises(MissingColumnsError, match="sdss_u_err"):
         model.predict(df.drop(columns="sdss_u_err"))
+    # the ranges of re-observed inputs are wide (a faint star's colours scatter by tenths of a magnitude), the
+    # measured locus is not: a bright star whose u is off by 1 mag lies far off it in units of its own errors
+    assert model.meta["domain"]["locus"]["features"] == list(range(10))  # the default features' ten colours
+    bright = df[df["sdss_u_err"] < 0.05]
+    shifted = bright.assign(sdss_u=bright["sdss_u"] - 1.0)
+    ok = model.predict(bright)["usable"] & model.predict(shifted)["usable"]
+    assert model.predict(bright)["in_domain"][ok].mean() > 0.98
+    assert model.predict(shifted)["in_domain"][ok].mean() < 0.10
+
+
+def test_locus_check_allows_each_star_its_own_errors():
+    """A star off a thin measured locus is flagged when its errors cannot explain the offset, and kept when they
+    can (the allowance is LOCUS_ERROR_ALLOWANCE of its error projected on the locus' minor axis); the fitted
+    ranges alone, on inputs re-observed far beyond the locus, keep both."""
+    from photofeh.model.domain import LOCUS_ERROR_ALLOWANCE, SCORE_LIMIT, TrainingDomain
+
+    rng = np.random.default_rng(3)
+    c1 = rng.uniform(0.0, 1.0, 20_000)
+    measured = np.column_stack([c1, 0.5 * c1 + rng.normal(0, 0.01, c1.size)])  # a locus 0.01 mag thin
+    reobserved = measured + rng.normal(0, 0.3, measured.shape)  # the noise-aware inputs
+    errors = np.full(measured.shape, 0.3)
+    domain = TrainingDomain.fit(reobserved, errors, np.zeros((c1.size, 1)), measured=measured, colours=[0, 1])
+    star = np.array([[0.5, 0.25 + 0.2]])  # 0.2 mag off the locus in c2, inside every re-observed range
+    assert domain.score(star)[0] <= SCORE_LIMIT  # without errors: the ranges alone
+    precise = domain.score(star, np.array([[0.01, 0.01]]))[0]
+    # by hand: robust sigmas of the colours 0.5 / 1.349 = 0.371 and 0.185, so standardised the locus is the
+    # diagonal and its minor axis (1, -1) / sqrt(2); the star sits 0.2 / 0.185 / sqrt(2) = 0.764 along it. The
+    # locus' own width there: 0.01 / 0.185 / sqrt(2) = 0.038 (its robust sigma), its 0.05-99.95% range
+    # +-3.29 x 0.038 = 0.126. Errors of 0.01 project to sqrt((0.027^2 + 0.054^2) / 2) = 0.043, so the score is
+    # (0.764 - 0.126 - 2 x 0.043) / 0.038 = 14.5; errors of 0.2 project to 0.854, twice that beyond the offset
+    assert precise == pytest.approx(14.5, rel=0.03)
+    assert domain.score(star, np.array([[0.2, 0.2]]))[0] == 0.0
+    assert LOCUS_ERROR_ALLOWANCE == 2.0
+    again = TrainingDomain.from_dict(domain.to_dict())  # model.json keeps the locus
+    assert again.score(star, np.array([[0.01, 0.01]]))[0] == pytest.approx(precise, rel=1e-5)
 
 
 def test_noise_aware_pulls_are_calibrated_in_every_magnitude_bin(spec_catalog, tmp_path):

@@ -209,7 +209,7 @@ class PhotometricModel:
         Xok = X if every else column_rows(X, ok)
         E_ok = None if X_err is None else (np.asarray(X_err, np.float32) if every
                                             else column_rows(np.asarray(X_err, np.float32), ok))
-        score = self.domain.score(X) if self.domain is not None else None
+        score = self.domain.score(X, X_err) if self.domain is not None else None
         return FeatureBatch(X, ok, Xok, E_ok, self._network_inputs(Xok, E_ok), score)
 
     @torch.inference_mode()

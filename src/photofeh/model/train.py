@@ -111,7 +111,7 @@ def train(table, cfg: TrainConfig, run_dir: str | os.PathLike, log=print, overwr
 def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock_source=None) -> None:
     import pandas as pd
 
-    from photofeh.model.domain import TrainingDomain
+    from photofeh.model.domain import TrainingDomain, colour_features
 
     _set_threads(cfg)
     t_start = time.perf_counter()
@@ -195,8 +195,10 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
         "parallax_zero_point_mas": cfg.parallax_zero_point, "prior": prior,
         "absmag_reference": absmag_reference({"labels": cfg.labels, "parallax_labels": cfg.parallax_labels,
                                               "deredden": cfg.deredden}),
-        "domain": TrainingDomain.fit(X_train, p.X_err[train_rows] if E_train is None else E_train,
-                                     p.y[train_rows]).to_dict(),
+        # a noise-aware model's ranges span its re-observed inputs; its stellar locus is the measured stars'
+        "domain": TrainingDomain.fit(X_train, p.X_err[train_rows] if E_train is None else E_train, p.y[train_rows],
+                                     measured=p.X[train_rows] if p.reobserver is not None else None,
+                                     colours=colour_features(cfg.features)).to_dict(),
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
         "noise_aware": cfg.noise_aware,
         "sigma_scale": scales, "class_temperature": temperature,
