@@ -178,7 +178,8 @@ def test_noise_aware_model_reads_errors_and_needs_no_sigma_points(tmp_path, monk
         model.predict(df.drop(columns="sdss_u_err"))
     # the ranges of re-observed inputs are wide (a faint star's colours scatter by tenths of a magnitude), the
     # measured locus is not: a bright star whose u is off by 1 mag lies far off it in units of its own errors
-    assert model.meta["domain"]["locus"]["features"] == list(range(10))  # the default features' ten colours
+    loci = [locus["features"] for locus in model.meta["domain"]["loci"]]  # the default features' ten colours,
+    assert loci == [list(range(10)), [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]  # and those of SDSS, PS1 and Gaia
     bright = df[df["sdss_u_err"] < 0.05]
     shifted = bright.assign(sdss_u=bright["sdss_u"] - 1.0)
     ok = model.predict(bright)["usable"] & model.predict(shifted)["usable"]
@@ -211,6 +212,17 @@ def test_locus_check_allows_each_star_its_own_errors():
     assert LOCUS_ERROR_ALLOWANCE == 2.0
     again = TrainingDomain.from_dict(domain.to_dict())  # model.json keeps the locus
     assert again.score(star, np.array([[0.01, 0.01]]))[0] == pytest.approx(precise, rel=1e-5)
+    # a second survey's colours: a star without them (as a masked model predicts) is held to the first survey's
+    # locus, which the locus of all four colours cannot score
+    both = np.column_stack([measured, c1 + rng.normal(0, 0.01, c1.size), 0.3 * c1 + rng.normal(0, 0.01, c1.size)])
+    kwargs = {"measured": both, "colours": [0, 1, 2, 3]}
+    one = TrainingDomain.fit(both, np.full(both.shape, 0.3), np.zeros((c1.size, 1)), **kwargs)
+    per_survey = TrainingDomain.fit(both, np.full(both.shape, 0.3), np.zeros((c1.size, 1)),
+                                    groups=["a", "a", "b", "b"], **kwargs)
+    lone = np.array([[0.5, 0.45, np.nan, np.nan]])
+    lone_err = np.array([[0.01, 0.01, np.nan, np.nan]])
+    assert len(one.loci) == 1 and one.score(lone, lone_err)[0] == 0.0
+    assert len(per_survey.loci) == 3 and per_survey.score(lone, lone_err)[0] == pytest.approx(precise, rel=0.05)
 
 
 def test_noise_aware_pulls_are_calibrated_in_every_magnitude_bin(spec_catalog, tmp_path):

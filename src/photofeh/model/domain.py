@@ -14,8 +14,9 @@ model therefore stores its domain, measured on the training stars, and every pre
   times is noisier than anything the model learned from;
 - per label, the training range: an estimate beyond it by more than 3 of its own sigmas is an extrapolation;
 - for a noise-aware model (trained on re-observed stars, whose noisy colours spread far beyond the stellar
-  locus), the locus itself: the principal axes of the colours of the training stars as measured, and a star's
-  excess beyond their range less ``LOCUS_ERROR_ALLOWANCE`` of its own error along each axis. The ranges above,
+  locus), the locus itself (:class:`StellarLocus`; of all colours and of each survey's): the principal axes of
+  the colours of the training stars as measured, and a star's excess beyond their range less
+  ``LOCUS_ERROR_ALLOWANCE`` of its own error along each axis. The ranges above,
   fitted on the re-observed stars, accept a bright star whose u is off by a magnitude (26-32% of such mock stars
   were in the domain); an allowance scaled by each star's own errors keeps faint stars in and flags it
   (benchmarks/bench_domain.py).
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainingDomain", "feature_errors", "colour_features", "SCORE_LIMIT", "LABEL_SIGMAS", "ERROR_LIMIT_FACTOR",
-           "LOCUS_ERROR_ALLOWANCE"]
+__all__ = ["TrainingDomain", "StellarLocus", "feature_errors", "colour_features", "SCORE_LIMIT", "LABEL_SIGMAS",
+           "ERROR_LIMIT_FACTOR", "LOCUS_ERROR_ALLOWANCE"]
 
 RANGE_QUANTILES = (0.0005, 0.9995)
 ERROR_QUANTILE = 0.999
@@ -100,6 +101,67 @@ def _robust_sigma(x: np.ndarray) -> float:
 
 
 @dataclass
+class StellarLocus:
+    """The locus of some colour features of training stars as measured: their centre and robust scale, the
+    principal axes of the standardised colours and the 0.05-99.95% ranges along them (and robust sigmas)."""
+
+    features: np.ndarray
+    centre: np.ndarray
+    scale: np.ndarray
+    axes: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    pc_scale: np.ndarray
+
+    @classmethod
+    def fit(cls, measured: np.ndarray, features: np.ndarray) -> StellarLocus | None:
+        """None where fewer than a dozen stars more than colours have every one of them."""
+        C = measured[:, features]
+        C = C[np.all(np.isfinite(C), axis=1)]
+        if len(C) <= features.size + 10:
+            return None
+        centre = np.median(C, axis=0)
+        scale = np.array([_robust_sigma(C[:, j]) for j in range(C.shape[1])])
+        z = (C - centre) / scale
+        _, _, axes = np.linalg.svd(z - z.mean(0), full_matrices=False)
+        pcs = z @ axes.T
+        lo, hi = np.quantile(pcs, RANGE_QUANTILES, axis=0)
+        return cls(features, centre, scale, axes, lo, hi, np.array([_robust_sigma(p) for p in pcs.T]))
+
+    def score(self, X: np.ndarray, X_err: np.ndarray) -> np.ndarray:
+        """Largest excess of each star's colours beyond the ranges, less :data:`LOCUS_ERROR_ALLOWANCE` times its
+        error along each principal axis (its colour errors taken as independent), in robust sigmas of that axis;
+        0 inside, and for stars missing one of the colours or its error."""
+        X, X_err = np.asarray(X), np.asarray(X_err)
+        out = np.zeros(len(X), np.float32)
+        axes2 = self.axes**2
+        for s in range(0, len(X), SCORE_BLOCK):  # the block's locus colours only, in float64
+            C = X[s:s + SCORE_BLOCK][:, self.features].astype(float)
+            E = X_err[s:s + SCORE_BLOCK][:, self.features].astype(float)
+            ok = np.isfinite(C).all(axis=1) & np.isfinite(E).all(axis=1)
+            if not ok.any():
+                continue
+            C, E = (C, E) if ok.all() else (C[ok], E[ok])
+            pcs = ((C - self.centre) / self.scale) @ self.axes.T
+            along = np.sqrt(((E / self.scale) ** 2) @ axes2.T)  # each star's error along each axis
+            excess = np.maximum(self.lo - pcs, pcs - self.hi) - LOCUS_ERROR_ALLOWANCE * along
+            out[s:s + SCORE_BLOCK][ok] = np.maximum(excess / self.pc_scale, 0.0).max(axis=1)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"features": [int(j) for j in self.features], "centre": self.centre.tolist(),
+                "scale": self.scale.tolist(), "axes": self.axes.tolist(), "lo": self.lo.tolist(),
+                "hi": self.hi.tolist(), "pc_scale": self.pc_scale.tolist(), "error_allowance": LOCUS_ERROR_ALLOWANCE}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StellarLocus:
+        k = len(d["features"])
+        return cls(np.array(d["features"], int), *(np.array(d[key], float) for key in ("centre", "scale")),
+                   np.array(d["axes"], float).reshape(-1, k), *(np.array(d[key], float) for key in ("lo", "hi",
+                                                                                                    "pc_scale")))
+
+
+@dataclass
 class TrainingDomain:
     """Ranges of the training features, of their principal axes, of their errors and of the labels."""
 
@@ -114,22 +176,17 @@ class TrainingDomain:
     error_max: np.ndarray  # per feature, NaN where the training table had no error
     label_lo: np.ndarray
     label_hi: np.ndarray
-    # the measured stellar locus (noise-aware models; empty otherwise): its colour features, their centre and
-    # scale, principal axes and the ranges along them
-    locus_features: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
-    locus_centre: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    locus_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    locus_axes: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
-    locus_lo: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    locus_hi: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    locus_pc_scale: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    # the measured stellar loci (noise-aware models; none otherwise): all colours, and each survey's
+    loci: list[StellarLocus] = field(default_factory=list)
 
     @classmethod
     def fit(cls, X: np.ndarray, X_err: np.ndarray, y: np.ndarray, measured: np.ndarray | None = None,
-            colours: Sequence[int] = ()) -> TrainingDomain:
+            colours: Sequence[int] = (), groups: Sequence[str] | None = None) -> TrainingDomain:
         """The domain of training features ``X`` (errors ``X_err``) and labels ``y``; with ``measured`` (the same
-        stars' features as measured, for a model trained on re-observed ones) also the locus of its ``colours``
-        (feature indices)."""
+        stars' features as measured, for a model trained on re-observed ones) also the loci of its ``colours``
+        (feature indices): all of them, and those of each survey (``groups``: every feature's, as
+        :func:`photofeh.model.missing.feature_groups` names them), so that a star missing a survey, which a
+        masked model predicts, is still held to the loci of the surveys it has."""
         X = np.asarray(X, float)
         F = X.shape[1]
         lo, hi, scale = np.full(F, -np.inf), np.full(F, np.inf), np.ones(F)
@@ -162,63 +219,20 @@ class TrainingDomain:
         label_lo, label_hi = np.full(y.shape[1], np.nan), np.full(y.shape[1], np.nan)
         label_lo[known], label_hi[known] = np.nanmin(y[:, known], axis=0), np.nanmax(y[:, known], axis=0)
         out = cls(lo, hi, scale, centre, axes, pc_lo, pc_hi, pc_scale, err_max, label_lo, label_hi)
-        if measured is not None and len(colours) >= 2:
-            out._fit_locus(np.asarray(measured, float), np.asarray(colours, int))
-        return out
-
-    def _fit_locus(self, measured: np.ndarray, colours: np.ndarray) -> None:
-        C = measured[:, colours]
-        C = C[np.all(np.isfinite(C), axis=1)]
-        if len(C) <= colours.size + 10:  # too few complete rows: no locus check
-            return
-        centre = np.median(C, axis=0)
-        scale = np.array([_robust_sigma(C[:, j]) for j in range(C.shape[1])])
-        z = (C - centre) / scale
-        _, _, axes = np.linalg.svd(z - z.mean(0), full_matrices=False)
-        pcs = z @ axes.T
-        self.locus_lo, self.locus_hi = np.quantile(pcs, RANGE_QUANTILES, axis=0)
-        self.locus_pc_scale = np.array([_robust_sigma(pcs[:, k]) for k in range(pcs.shape[1])])
-        self.locus_features, self.locus_centre, self.locus_scale, self.locus_axes = colours, centre, scale, axes
-
-    def locus_score(self, X: np.ndarray, X_err: np.ndarray) -> np.ndarray:
-        """Largest excess of each star's colours beyond the measured locus' ranges, less
-        :data:`LOCUS_ERROR_ALLOWANCE` times its error along each principal axis (its colour errors taken as
-        independent), in robust sigmas of that axis; 0 inside, and for stars missing a locus colour or its error."""
-        X, X_err = np.asarray(X), np.asarray(X_err)
-        n = len(X)
-        out = np.zeros(n, np.float32)
-        if self.locus_features.size == 0:
-            return out
-        axes2 = self.locus_axes**2
-        for s in range(0, n, SCORE_BLOCK):  # the block's locus colours only, in float64
-            C = X[s:s + SCORE_BLOCK][:, self.locus_features].astype(float)
-            E = X_err[s:s + SCORE_BLOCK][:, self.locus_features].astype(float)
-            ok = np.isfinite(C).all(axis=1) & np.isfinite(E).all(axis=1)
-            if not ok.any():
-                continue
-            C, E = (C, E) if ok.all() else (C[ok], E[ok])
-            pcs = ((C - self.locus_centre) / self.locus_scale) @ self.locus_axes.T
-            along = np.sqrt(((E / self.locus_scale) ** 2) @ axes2.T)  # each star's error along each axis
-            excess = np.maximum(self.locus_lo - pcs, pcs - self.locus_hi) - LOCUS_ERROR_ALLOWANCE * along
-            out[s:s + SCORE_BLOCK][ok] = np.maximum(excess / self.locus_pc_scale, 0.0).max(axis=1)
-        return out
-        C = np.asarray(X, float)[:, self.locus_features]
-        E = np.asarray(X_err, float)[:, self.locus_features]
-        ok = np.all(np.isfinite(C), axis=1) & np.all(np.isfinite(E), axis=1)
-        axes2 = self.locus_axes**2
-        for s in range(0, n, SCORE_BLOCK):
-            rows = np.flatnonzero(ok[s:s + SCORE_BLOCK]) + s
-            if rows.size == 0:
-                continue
-            pcs = ((C[rows] - self.locus_centre) / self.locus_scale) @ self.locus_axes.T
-            along = np.sqrt(((E[rows] / self.locus_scale) ** 2) @ axes2.T)  # the error along each axis
-            excess = np.maximum(self.locus_lo - pcs, pcs - self.locus_hi) - LOCUS_ERROR_ALLOWANCE * along
-            out[rows] = np.maximum(excess / self.locus_pc_scale, 0.0).max(axis=1)
+        if measured is not None:
+            sets = [list(colours)]
+            if groups is not None:
+                for g in dict.fromkeys(groups[j] for j in colours):
+                    sets.append([j for j in colours if groups[j] == g])
+            for cols in dict.fromkeys(tuple(c) for c in sets if len(c) >= 2):  # each set once
+                locus = StellarLocus.fit(np.asarray(measured, float), np.asarray(cols, int))
+                if locus is not None:
+                    out.loci.append(locus)
         return out
 
     def score(self, X: np.ndarray, X_err: np.ndarray | None = None) -> np.ndarray:
         """Largest excess beyond the training ranges, in robust sigmas (0 inside; NaN features ignored), and
-        with ``X_err`` beyond the measured locus (:meth:`locus_score`, where one was fitted).
+        with ``X_err`` beyond the measured loci (:meth:`StellarLocus.score`, where they were fitted).
         Float32, like the features (a score is compared with SCORE_LIMIT = 1, not summed).
 
         Computed on the transposed features (one contiguous row per feature, which is how
@@ -264,8 +278,9 @@ class TrainingDomain:
                     np.maximum(out, worst, out=out)
                 else:
                     out[full] = np.maximum(out[full], worst)
-        if X_err is not None and self.locus_features.size:
-            np.maximum(score, self.locus_score(X, X_err), out=score)
+        if X_err is not None:
+            for locus in self.loci:
+                np.maximum(score, locus.score(X, X_err), out=score)
         return score
 
     def excess_error(self, X_err: np.ndarray) -> np.ndarray:
@@ -306,11 +321,7 @@ class TrainingDomain:
                 "pc_hi": clean(self.pc_hi), "pc_scale": clean(self.pc_scale), "error_max": clean(self.error_max),
                 "label_lo": clean(self.label_lo), "label_hi": clean(self.label_hi),
                 "score_limit": SCORE_LIMIT, "label_sigmas": LABEL_SIGMAS,
-                **({"locus": {"features": [int(j) for j in self.locus_features], "centre": clean(self.locus_centre),
-                              "scale": clean(self.locus_scale), "axes": [clean(r) for r in self.locus_axes],
-                              "lo": clean(self.locus_lo), "hi": clean(self.locus_hi),
-                              "pc_scale": clean(self.locus_pc_scale),
-                              "error_allowance": LOCUS_ERROR_ALLOWANCE}} if self.locus_features.size else {})}
+                **({"loci": [locus.to_dict() for locus in self.loci]} if self.loci else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainingDomain:
@@ -322,12 +333,6 @@ class TrainingDomain:
         out = cls(arr(d["lo"], -np.inf), arr(d["hi"], np.inf), arr(d["scale"], 1.0), arr(d["centre"], 0.0), axes,
                   arr(d["pc_lo"], -np.inf), arr(d["pc_hi"], np.inf), arr(d["pc_scale"], 1.0),
                   arr(d["error_max"], np.nan), arr(d["label_lo"], np.nan), arr(d["label_hi"], np.nan))
-        locus = d.get("locus")  # models trained before the locus check (or not noise-aware) have none
-        if locus:
-            k = len(locus["features"])
-            out.locus_features = np.array(locus["features"], int)
-            out.locus_centre, out.locus_scale = arr(locus["centre"], 0.0), arr(locus["scale"], 1.0)
-            out.locus_axes = np.array([arr(r, 0.0) for r in locus["axes"]], float).reshape(-1, k)
-            out.locus_lo, out.locus_hi = arr(locus["lo"], -np.inf), arr(locus["hi"], np.inf)
-            out.locus_pc_scale = arr(locus["pc_scale"], 1.0)
+        # models trained before the locus check, or not noise-aware, have none
+        out.loci = [StellarLocus.from_dict(locus) for locus in d.get("loci", [])]
         return out
