@@ -73,7 +73,8 @@ def main() -> None:
                  notes=f"20,000 labelled mock stars, {100 * float(np.mean(snr > 5)):.0f}% with parallax S/N > 5; "
                        "30 epochs, default network. Without a parallax input the mock's colours barely tell giants "
                        "from dwarfs, so even true labels leave giants too faint: compare each row with the "
-                       "'true M_G' row, the information limit.")
+                       "'true M_G' row, the reference (one seed each; for the dwarfs not a bound: there the "
+                       "parallax labels came out nearer the truth).")
 
 
 if __name__ == "__main__":
