@@ -16,10 +16,9 @@ model therefore stores its domain, measured on the training stars, and every pre
 - for a noise-aware model (trained on re-observed stars, whose noisy colours spread far beyond the stellar
   locus), the locus itself (:class:`StellarLocus`; of all colours and of each survey's): the principal axes of
   the colours of the training stars as measured, and a star's excess beyond their range less
-  ``LOCUS_ERROR_ALLOWANCE`` of its own error along each axis. The ranges above,
-  fitted on the re-observed stars, accept a bright star whose u is off by a magnitude (26-32% of such mock stars
-  were in the domain); an allowance scaled by each star's own errors keeps faint stars in and flags it
-  (benchmarks/bench_domain.py).
+  ``LOCUS_ERROR_ALLOWANCE`` of its own error along each axis. The ranges above, fitted on the re-observed
+  stars, accept a bright star whose u is off by a magnitude (26-32% of such mock stars were in the domain); an
+  allowance scaled by each star's own errors keeps faint stars in and flags it (benchmarks/bench_domain.py).
 
 ``in_domain`` is false when any of them says so. ``map`` and ``mdf`` leave such stars out by default and
 count them. Thresholds (``SCORE_LIMIT``) are set so that about 0.5% of in-domain validation stars are flagged.
