@@ -47,8 +47,30 @@ from _predict_stages import (
 PHOTOFEH = str(Path(sys.executable).with_name("photofeh"))
 
 
-def ensure_inputs(work: Path, n: int) -> tuple[Path, Path, Path, Path]:
+MADE_HERE = ("mock*.parquet", "spec*.parquet", "usable*.parquet", "run", "run_masked", "model_nosigma",
+             "masked_nosigma")  # what these helpers make in a work folder
+
+
+def fresh_work(work: Path) -> Path:
+    """``work``, with the mocks and models these helpers made there removed if the simulator's code has changed
+    since (its digest, :func:`photofeh.simulate.cache.mock_code_digest`, is stamped in the folder): a labelled set
+    made before the mock was fitted to SEGUE was otherwise reused by every benchmark after it."""
+    import shutil
+
+    from photofeh.simulate.cache import mock_code_digest
+
     work.mkdir(parents=True, exist_ok=True)
+    stamp, digest = work / "mock_code.sha256", mock_code_digest()
+    if not stamp.exists() or stamp.read_text().strip() != digest:
+        for pattern in MADE_HERE:
+            for item in work.glob(pattern):
+                shutil.rmtree(item) if item.is_dir() else item.unlink()
+        stamp.write_text(digest + "\n")
+    return work
+
+
+def ensure_inputs(work: Path, n: int) -> tuple[Path, Path, Path, Path]:
+    fresh_work(work)
     mock, spec, run = work / f"mock{n}.parquet", work / "spec.parquet", work / "run"
     if not mock.exists():
         run_measured([PHOTOFEH, "simulate", "--n-stars", str(n), "--seed", "5", "--out", str(mock), "--workers", "2",
@@ -77,9 +99,8 @@ def ensure_inputs(work: Path, n: int) -> tuple[Path, Path, Path, Path]:
 
 def ensure_labelled_set(work: Path) -> Path:
     """100,000 labelled mock stars (seed 12), made once and shared by the accuracy benchmarks."""
-    spec = work / "spec100k.parquet"
+    spec = fresh_work(work) / "spec100k.parquet"
     if not spec.exists():
-        work.mkdir(parents=True, exist_ok=True)
         run_measured([PHOTOFEH, "simulate", "--n-stars", "100000", "--seed", "12", "--spec-only", "--out",
                       str(spec), "--workers", "2", "--quiet"])
     return spec
