@@ -131,21 +131,45 @@ class StellarLocus:
         """Largest excess of each star's colours beyond the ranges, less :data:`LOCUS_ERROR_ALLOWANCE` times its
         error along each principal axis (its colour errors taken as independent), in robust sigmas of that axis;
         0 inside, and for stars missing one of the colours or its error."""
-        X, X_err = np.asarray(X), np.asarray(X_err)
-        out = np.zeros(len(X), np.float32)
-        axes2 = self.axes**2
-        for s in range(0, len(X), SCORE_BLOCK):  # the block's locus colours only, in float64
-            C = X[s:s + SCORE_BLOCK][:, self.features].astype(float)
-            E = X_err[s:s + SCORE_BLOCK][:, self.features].astype(float)
-            ok = np.isfinite(C).all(axis=1) & np.isfinite(E).all(axis=1)
-            if not ok.any():
-                continue
-            C, E = (C, E) if ok.all() else (C[ok], E[ok])
-            pcs = ((C - self.centre) / self.scale) @ self.axes.T
-            along = np.sqrt(((E / self.scale) ** 2) @ axes2.T)  # each star's error along each axis
-            excess = np.maximum(self.lo - pcs, pcs - self.hi) - LOCUS_ERROR_ALLOWANCE * along
-            out[s:s + SCORE_BLOCK][ok] = np.maximum(excess / self.pc_scale, 0.0).max(axis=1)
+        f32 = np.float32
+        XT = np.ascontiguousarray(np.asarray(X, f32).T)
+        ET = np.ascontiguousarray(np.asarray(X_err, f32).T)
+        out = np.zeros(XT.shape[1], f32)
+        for s in range(0, XT.shape[1], SCORE_BLOCK):
+            self.score_block(XT[:, s:s + SCORE_BLOCK], ET[:, s:s + SCORE_BLOCK], out[s:s + SCORE_BLOCK])
         return out
+
+    def score_block(self, XT: np.ndarray, ET: np.ndarray, out: np.ndarray) -> None:
+        """:meth:`score` of one block of transposed features and errors (one row per feature), folded into
+        ``out`` by its maximum: float32, the axes by torch's matrix product, as
+        :meth:`TrainingDomain.score` computes its ranges (a row-wise float64 form cost as much as the network's
+        forward pass). A missing colour or error makes every projection NaN, which the maximum skips."""
+        import torch
+
+        f32 = np.float32
+        if not hasattr(self, "_f32"):  # the constants in the block's layout, once per locus
+            def column(v):
+                return np.asarray(v, f32)[:, None]
+
+            self._f32 = (column(self.centre), column(1.0 / self.scale), torch.from_numpy(np.asarray(self.axes, f32)),
+                         torch.from_numpy(np.asarray(self.axes**2, f32)), column(self.lo), column(self.hi),
+                         column(1.0 / self.pc_scale))
+        centre, inv_scale, axes, axes2, lo, hi, inv_pc = self._f32
+        f = self.features  # consecutive features (every colour of a model): a view, not a gathered copy
+        rows = slice(int(f[0]), int(f[-1]) + 1) if np.array_equal(f, np.arange(f[0], f[-1] + 1)) else f
+        z = XT[rows] - centre
+        z *= inv_scale
+        pcs = torch.mm(axes, torch.from_numpy(z)).numpy()
+        e = ET[rows] * inv_scale
+        np.square(e, out=e)
+        along = torch.mm(axes2, torch.from_numpy(e)).numpy()  # each star's error variance along each axis
+        np.sqrt(along, out=along)
+        excess = np.subtract(lo, pcs)
+        np.subtract(pcs, hi, out=pcs)
+        np.maximum(excess, pcs, out=excess)
+        excess -= f32(LOCUS_ERROR_ALLOWANCE) * along
+        excess *= inv_pc
+        np.fmax(out, np.fmax.reduce(excess, axis=0, initial=0.0), out=out)
 
     def to_dict(self) -> dict:
         return {"features": [int(j) for j in self.features], "centre": self.centre.tolist(),
@@ -277,9 +301,11 @@ class TrainingDomain:
                     np.maximum(out, worst, out=out)
                 else:
                     out[full] = np.maximum(out[full], worst)
-        if X_err is not None:
-            for locus in self.loci:
-                np.maximum(score, locus.score(X, X_err), out=score)
+        if X_err is not None and self.loci:
+            ET = np.ascontiguousarray(np.asarray(X_err, f32).T)
+            for s in range(0, n, SCORE_BLOCK):
+                for locus in self.loci:
+                    locus.score_block(XT[:, s:s + SCORE_BLOCK], ET[:, s:s + SCORE_BLOCK], score[s:s + SCORE_BLOCK])
         return score
 
     def excess_error(self, X_err: np.ndarray) -> np.ndarray:

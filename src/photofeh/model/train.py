@@ -198,8 +198,9 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
         # a noise-aware model's ranges span its re-observed inputs; its stellar locus is the measured stars'
         "domain": TrainingDomain.fit(X_train, p.X_err[train_rows] if E_train is None else E_train, p.y[train_rows],
                                      measured=p.X[train_rows] if p.reobserver is not None else None,
-                                     colours=colour_features(cfg.features),
-                                     groups=feature_groups(cfg.features)).to_dict(),
+                                     colours=colour_features(cfg.features),  # per survey where stars may lack one
+                                     groups=feature_groups(cfg.features) if cfg.missing == "mask" else None
+                                     ).to_dict(),
         "input_standardizer": xs.to_dict(), "label_standardizer": ys.to_dict(),
         "noise_aware": cfg.noise_aware,
         "sigma_scale": scales, "class_temperature": temperature,
