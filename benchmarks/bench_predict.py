@@ -47,8 +47,8 @@ from _predict_stages import (
 PHOTOFEH = str(Path(sys.executable).with_name("photofeh"))
 
 
-MADE_HERE = ("mock*.parquet", "spec*.parquet", "usable*.parquet", "run", "run_masked", "model_nosigma",
-             "masked_nosigma")  # what these helpers make in a work folder
+MADE_HERE = ("mock*.parquet", "spec*.parquet", "usable*.parquet", "run", "run_*", "model_nosigma",
+             "masked_nosigma")  # what these helpers and the benchmarks sharing the folder make in it
 
 
 def fresh_work(work: Path) -> Path:
