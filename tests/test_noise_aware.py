@@ -210,6 +210,7 @@ def test_locus_check_allows_each_star_its_own_errors():
     # (0.764 - 0.126 - 2 x 0.043) / 0.038 = 14.5; errors of 0.2 project to 0.854, twice that beyond the offset
     assert precise == pytest.approx(14.5, rel=0.03)
     assert domain.score(star, np.array([[0.2, 0.2]]))[0] == 0.0
+    assert domain.score(star, np.array([[0.01, np.nan]]))[0] == 0.0  # an unknown error: no locus check, no flag
     assert LOCUS_ERROR_ALLOWANCE == 2.0
     again = TrainingDomain.from_dict(domain.to_dict())  # model.json keeps the locus
     assert again.score(star, np.array([[0.01, 0.01]]))[0] == pytest.approx(precise, rel=1e-5)

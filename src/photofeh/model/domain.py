@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = ["TrainingDomain", "StellarLocus", "feature_errors", "colour_features", "SCORE_LIMIT", "LABEL_SIGMAS",
-           "ERROR_LIMIT_FACTOR", "LOCUS_ERROR_ALLOWANCE"]
+           "ERROR_LIMIT_FACTOR", "LOCUS_ERROR_ALLOWANCE", "LOCUS_MIN_STARS"]
 
 RANGE_QUANTILES = (0.0005, 0.9995)
 ERROR_QUANTILE = 0.999
@@ -47,6 +47,14 @@ LABEL_SIGMAS = 3.0  # an estimate this many of its sigmas beyond the training la
 # off by 1 mag, 3 flags 70%, 4 flags 46%, and 0.0% of the clean test stars at each; the survey stars it flags
 # (1.9% at 2) are nearly all flagged already by the other checks (4.8% out of the domain either way).
 LOCUS_ERROR_ALLOWANCE = 2.0
+# The projection treats the colours' errors as independent. Colours that share a band are not (u-g and g-r share g:
+# covariance -sigma_g^2); on the default features a reviewer measured the true error along the locus' thinnest axes
+# at 0.61-0.65 of the projected one and 1.14 along two others (4,000 mock stars), so the allowance is 1.2-2.3 true
+# sigmas by axis. The exact projection needs each band's error, which the scoring does not receive today.
+# Fewest training stars with every colour of a locus for it to be fitted: its 0.05-99.95% ranges from fewer flag
+# good stars (scored on a 10-colour Gaussian: 8% of new stars flagged from 60 training stars, 0.9% from 200,
+# 0.08% from 1,000).
+LOCUS_MIN_STARS = 1000
 SCORE_BLOCK = 16_384  # stars per block of TrainingDomain.score: its temporaries stay in the core's cache
 
 
@@ -99,10 +107,11 @@ def _robust_sigma(x: np.ndarray) -> float:
     return float(max((q75 - q25) / 1.349, 1e-6))
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class StellarLocus:
     """The locus of some colour features of training stars as measured: their centre and robust scale, the
-    principal axes of the standardised colours and the 0.05-99.95% ranges along them (and robust sigmas)."""
+    principal axes of the standardised colours and the 0.05-99.95% ranges along them (and robust sigmas).
+    Frozen: the float32 constants the scoring uses are made once from these fields."""
 
     features: np.ndarray
     centre: np.ndarray
@@ -112,12 +121,23 @@ class StellarLocus:
     hi: np.ndarray
     pc_scale: np.ndarray
 
+    def __post_init__(self) -> None:
+        import torch
+
+        def column(v):
+            return np.asarray(v, np.float32)[:, None]
+
+        axes = np.asarray(self.axes, np.float32)
+        object.__setattr__(self, "_f32", (column(self.centre), column(1.0 / self.scale), torch.from_numpy(axes),
+                                          torch.from_numpy(axes**2), column(self.lo), column(self.hi),
+                                          column(1.0 / self.pc_scale)))
+
     @classmethod
     def fit(cls, measured: np.ndarray, features: np.ndarray) -> StellarLocus | None:
-        """None where fewer than a dozen stars more than colours have every one of them."""
+        """None where fewer than :data:`LOCUS_MIN_STARS` training stars have every one of the colours."""
         C = measured[:, features]
         C = C[np.all(np.isfinite(C), axis=1)]
-        if len(C) <= features.size + 10:
+        if len(C) < LOCUS_MIN_STARS:
             return None
         centre = np.median(C, axis=0)
         scale = np.array([_robust_sigma(C[:, j]) for j in range(C.shape[1])])
@@ -129,7 +149,8 @@ class StellarLocus:
 
     def score(self, X: np.ndarray, X_err: np.ndarray) -> np.ndarray:
         """Largest excess of each star's colours beyond the ranges, less :data:`LOCUS_ERROR_ALLOWANCE` times its
-        error along each principal axis (its colour errors taken as independent), in robust sigmas of that axis;
+        error along each principal axis (its colour errors taken as independent: an approximation for colours
+        that share a band, see the constant), in robust sigmas of that axis;
         0 inside, and for stars missing one of the colours or its error."""
         f32 = np.float32
         XT = np.ascontiguousarray(np.asarray(X, f32).T)
@@ -147,13 +168,6 @@ class StellarLocus:
         import torch
 
         f32 = np.float32
-        if not hasattr(self, "_f32"):  # the constants in the block's layout, once per locus
-            def column(v):
-                return np.asarray(v, f32)[:, None]
-
-            self._f32 = (column(self.centre), column(1.0 / self.scale), torch.from_numpy(np.asarray(self.axes, f32)),
-                         torch.from_numpy(np.asarray(self.axes**2, f32)), column(self.lo), column(self.hi),
-                         column(1.0 / self.pc_scale))
         centre, inv_scale, axes, axes2, lo, hi, inv_pc = self._f32
         f = self.features  # consecutive features (every colour of a model): a view, not a gathered copy
         rows = slice(int(f[0]), int(f[-1]) + 1) if np.array_equal(f, np.arange(f[0], f[-1] + 1)) else f
@@ -172,12 +186,15 @@ class StellarLocus:
         np.fmax(out, np.fmax.reduce(excess, axis=0, initial=0.0), out=out)
 
     def to_dict(self) -> dict:
+        """JSON-friendly; ``error_allowance`` is written for the reader only (as the domain's ``score_limit``):
+        a model is scored with the package's :data:`LOCUS_ERROR_ALLOWANCE`."""
         return {"features": [int(j) for j in self.features], "centre": self.centre.tolist(),
                 "scale": self.scale.tolist(), "axes": self.axes.tolist(), "lo": self.lo.tolist(),
                 "hi": self.hi.tolist(), "pc_scale": self.pc_scale.tolist(), "error_allowance": LOCUS_ERROR_ALLOWANCE}
 
     @classmethod
     def from_dict(cls, d: dict) -> StellarLocus:
+        """The locus :meth:`to_dict` wrote."""
         k = len(d["features"])
         return cls(np.array(d["features"], int), *(np.array(d[key], float) for key in ("centre", "scale")),
                    np.array(d["axes"], float).reshape(-1, k), *(np.array(d[key], float) for key in ("lo", "hi",
