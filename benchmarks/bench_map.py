@@ -26,6 +26,7 @@ def main() -> None:
     _, usable, _, run = ensure_inputs(work, args.n_stars)
     pred, out = work / "pred_kept", work / "map_out"
     shutil.rmtree(pred, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)  # map refuses to replace an earlier run's output
     run_measured([PHOTOFEH, "predict", str(run), str(usable), "--out", str(pred), "--quiet",
                   "--keep", "sdss_r", "ebv", "parallax", "parallax_error"])
     wall, peak, proc = run_measured([PHOTOFEH, "map", str(pred), "--out", str(out)])
@@ -34,6 +35,7 @@ def main() -> None:
                "Gaia parallax used": counts["Gaia parallax used"], "wall s (whole command)": round(wall, 1),
                "stars/s (whole command)": round(counts["stars"] / wall), "peak memory GiB": round(peak / 2**30, 2)}
     shutil.rmtree(pred, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
     print(figures)
     write_result("map", "Distances and median [Fe/H] map (`photofeh map`)", figures,
                  notes="Chunks of 1,000,000 predictions: dereddening, photometric distance, Gaia combination, "
