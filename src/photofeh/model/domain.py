@@ -111,7 +111,7 @@ def _robust_sigma(x: np.ndarray) -> float:
 class StellarLocus:
     """The locus of some colour features of training stars as measured: their centre and robust scale, the
     principal axes of the standardised colours and the 0.05-99.95% ranges along them (and robust sigmas).
-    Frozen: the float32 constants the scoring uses are made once from these fields."""
+    Frozen: the float32 constants and feature rows the scoring uses are made once from these fields."""
 
     features: np.ndarray
     centre: np.ndarray
@@ -127,6 +127,9 @@ class StellarLocus:
         def column(v):
             return np.asarray(v, np.float32)[:, None]
 
+        f = np.asarray(self.features)  # consecutive features (every colour of a model): a view, not a gathered copy
+        consecutive = f.size > 0 and np.array_equal(f, np.arange(f[0], f[0] + f.size))
+        object.__setattr__(self, "_rows", slice(int(f[0]), int(f[0]) + f.size) if consecutive else f)
         axes = np.asarray(self.axes, np.float32)
         object.__setattr__(self, "_f32", (column(self.centre), column(1.0 / self.scale), torch.from_numpy(axes),
                                           torch.from_numpy(axes**2), column(self.lo), column(self.hi),
@@ -147,30 +150,19 @@ class StellarLocus:
         lo, hi = np.quantile(pcs, RANGE_QUANTILES, axis=0)
         return cls(features, centre, scale, axes, lo, hi, np.array([_robust_sigma(p) for p in pcs.T]))
 
-    def score(self, X: np.ndarray, X_err: np.ndarray) -> np.ndarray:
-        """Largest excess of each star's colours beyond the ranges, less :data:`LOCUS_ERROR_ALLOWANCE` times its
-        error along each principal axis (its colour errors taken as independent: an approximation for colours
-        that share a band, see the constant), in robust sigmas of that axis;
-        0 inside, and for stars missing one of the colours or its error."""
-        f32 = np.float32
-        XT = np.ascontiguousarray(np.asarray(X, f32).T)
-        ET = np.ascontiguousarray(np.asarray(X_err, f32).T)
-        out = np.zeros(XT.shape[1], f32)
-        for s in range(0, XT.shape[1], SCORE_BLOCK):
-            self.score_block(XT[:, s:s + SCORE_BLOCK], ET[:, s:s + SCORE_BLOCK], out[s:s + SCORE_BLOCK])
-        return out
-
     def score_block(self, XT: np.ndarray, ET: np.ndarray, out: np.ndarray) -> None:
-        """:meth:`score` of one block of transposed features and errors (one row per feature), folded into
-        ``out`` by its maximum: float32, the axes by torch's matrix product, as
-        :meth:`TrainingDomain.score` computes its ranges (a row-wise float64 form cost as much as the network's
-        forward pass). A missing colour or error makes every projection NaN, which the maximum skips."""
+        """Each star's largest excess of its colours beyond the ranges, less :data:`LOCUS_ERROR_ALLOWANCE` times
+        its error along each principal axis (its colour errors taken as independent: an approximation for colours
+        that share a band, see the constant), in robust sigmas of that axis; 0 inside, and for stars missing one
+        of the colours or its error (every projection NaN, which the maximum skips). For one block of
+        :meth:`TrainingDomain.score`'s transposed features and errors (one row per feature), folded into ``out``
+        by its maximum: float32, the axes by torch's matrix product, as the ranges are scored (a row-wise float64
+        form cost as much as the network's forward pass)."""
         import torch
 
         f32 = np.float32
         centre, inv_scale, axes, axes2, lo, hi, inv_pc = self._f32
-        f = self.features  # consecutive features (every colour of a model): a view, not a gathered copy
-        rows = slice(int(f[0]), int(f[-1]) + 1) if np.array_equal(f, np.arange(f[0], f[-1] + 1)) else f
+        rows = self._rows
         z = XT[rows] - centre
         z *= inv_scale
         pcs = torch.mm(axes, torch.from_numpy(z)).numpy()
@@ -260,19 +252,20 @@ class TrainingDomain:
         label_lo[known], label_hi[known] = np.nanmin(y[:, known], axis=0), np.nanmax(y[:, known], axis=0)
         out = cls(lo, hi, scale, centre, axes, pc_lo, pc_hi, pc_scale, err_max, label_lo, label_hi)
         if measured is not None:
+            measured = np.asarray(measured, float)
             sets = [list(colours)]
             if groups is not None:
                 for g in dict.fromkeys(groups[j] for j in colours):
                     sets.append([j for j in colours if groups[j] == g])
             for cols in dict.fromkeys(tuple(c) for c in sets if len(c) >= 2):  # each set once
-                locus = StellarLocus.fit(np.asarray(measured, float), np.asarray(cols, int))
+                locus = StellarLocus.fit(measured, np.asarray(cols, int))
                 if locus is not None:
                     out.loci.append(locus)
         return out
 
     def score(self, X: np.ndarray, X_err: np.ndarray | None = None) -> np.ndarray:
         """Largest excess beyond the training ranges, in robust sigmas (0 inside; NaN features ignored), and
-        with ``X_err`` beyond the measured loci (:meth:`StellarLocus.score`, where they were fitted).
+        with ``X_err`` beyond the measured loci (:meth:`StellarLocus.score_block`, where they were fitted).
         Float32, like the features (a score is compared with SCORE_LIMIT = 1, not summed).
 
         Computed on the transposed features (one contiguous row per feature, which is how
