@@ -149,6 +149,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="default: the config's")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep-fraction", type=float, default=None, help="noise_keep_fraction (default: the config's)")
+    ap.add_argument("--error-scatter", type=float, default=None, help="noise_error_scatter (default: the config's)")
     ap.add_argument("--config", default="default", choices=("default", "masked"),
                     help="configs/NAME.toml: the default model (stars with every feature) or the masked one (all)")
     ap.add_argument("--name", default=None, help="result file name (default: noise_aware, noise_aware_masked)")
@@ -173,9 +174,11 @@ def main() -> None:
     aware = replace(base, noise_aware=True)
     if args.keep_fraction is not None:
         aware = replace(aware, noise_keep_fraction=args.keep_fraction)
+    if args.error_scatter is not None:
+        aware = replace(aware, noise_error_scatter=args.error_scatter)
     variants = {"sigma points": base, "noise-aware": aware}
     figures: dict = {"train stars": args.train_stars, "test stars": args.test_stars, "epochs": base.epochs,
-                     "noise_keep_fraction": aware.noise_keep_fraction}
+                     "noise_keep_fraction": aware.noise_keep_fraction, "noise_error_scatter": aware.noise_error_scatter}
     diagnosis: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         models = {}

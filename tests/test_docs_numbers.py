@@ -64,7 +64,6 @@ ALLOWED: list[tuple[str, str]] = [
      "settings of the prior division, the training domain and bench_prior's bins"),
     (r"for 68%|for 98%", "the share of stars a percentile range covers (16-84%, 1-99%)"),
     (r"fewer than 1% of clean test stars", "a bound tests/test_populations.py asserts"),
-    (r"u errors inflated to 0\.3 mag", "bench_domain's perturbation"),
     (r"puts 30% of the stars", "the fixed green2020 split's test share (a setting)"),
     (r"1\.06-1\.12 \(median 1\.11\)|= 1\.11 x it",
      "the green2020 preset's reddening scale, derived once by scripts/green2020_reddening_scale.py"),

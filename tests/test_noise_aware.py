@@ -67,6 +67,31 @@ def test_reobserved_star_has_the_survey_noise_at_its_new_magnitude():
     assert np.all(out["parallax_error"] == pytest.approx(expected))
 
 
+def test_error_scatter_draws_each_band_about_its_relation():
+    """With noise_error_scatter = 0.2 dex, a star moved 3 mag farther has each band's error scattered log-normally
+    about the relation at its new magnitude (robust width 0.2 dex to 5%, plus the measurement's own ~0.01), band by
+    band independently (correlation < 0.03), its magnitudes scattered as the errors it reports (pull width 1 to
+    3%); a star kept at its own photometry (fade 0) gets no scatter of its errors."""
+    n = 40_000
+    cols = _star_table(n)
+    features = ["sdss_g-sdss_r", "sdss_r"]
+    relations = {"sdss_g": ErrorRelation.from_band("sdss_g"), "sdss_r": ErrorRelation.from_band("sdss_r")}
+    re = Reobserver(cols, features, relations, "sdss_r", 22.5, 0.0, "ebv", True, require_all=True,
+                    error_scatter=0.2)
+    out = re.columns(np.arange(n), np.random.default_rng(1), fade=3.0)
+    resid = {b: np.log10(out[f"{b}_err"] / relations[b].sigma(m)) for b, m in (("sdss_g", 20.5), ("sdss_r", 20.0))}
+    for b, r in resid.items():
+        mad = 1.4826 * np.median(np.abs(r - np.median(r)))
+        assert mad == pytest.approx(0.2, rel=0.05), b
+        assert abs(np.median(r)) < 0.01, b
+    assert abs(np.corrcoef(resid["sdss_g"], resid["sdss_r"])[0, 1]) < 0.03
+    pull = (out["sdss_r"] - 20.0) / out["sdss_r_err"]
+    assert np.std(pull) == pytest.approx(1.0, rel=0.03)
+    kept = re.columns(np.arange(n), np.random.default_rng(1), fade=0.0)
+    log_kept = np.log10(kept["sdss_r_err"])  # topped up to the relation at r = 17 at most, never scattered
+    assert 1.4826 * np.median(np.abs(log_kept - np.median(log_kept))) < 0.01
+
+
 def test_fades_stop_at_the_survey_limit_and_at_detection():
     """Fades are uniform up to the limit band's survey limit; a model that needs every band is faded no further
     than its shallowest band's 5-sigma magnitude; a masked model loses the bands measured below S/N = 5."""
@@ -186,6 +211,12 @@ def test_noise_aware_model_reads_errors_and_needs_no_sigma_points(tmp_path, monk
     ok = model.predict(bright)["usable"] & model.predict(shifted)["usable"]
     assert model.predict(bright)["in_domain"][ok].mean() > 0.98
     assert model.predict(shifted)["in_domain"][ok].mean() < 0.10
+    # nor have the training stars, faded as a whole, a bright star's u error of 0.3 mag: its other errors say it
+    # is bright (ErrorPattern), and the network's sigma for it would be an extrapolation
+    assert [p["features"] for p in model.meta["domain"]["error_patterns"]] == [list(range(10))]
+    noisy_u = bright.assign(sdss_u_err=0.3)
+    ok = model.predict(noisy_u)["usable"]
+    assert model.predict(noisy_u)["in_domain"][ok].mean() < 0.10
 
 
 def test_locus_check_allows_each_star_its_own_errors():
@@ -225,6 +256,36 @@ def test_locus_check_allows_each_star_its_own_errors():
     lone_err = np.array([[0.01, 0.01, np.nan, np.nan]])
     assert len(one.loci) == 1 and one.score(lone, lone_err)[0] == 0.0
     assert len(per_survey.loci) == 3 and per_survey.score(lone, lone_err)[0] == pytest.approx(precise, rel=0.05)
+
+
+def test_error_pattern_flags_one_band_far_noisier_than_the_rest():
+    """A star whose one colour error is far beyond what its colours and other errors imply is out of the domain;
+    one within a factor 2 of it is not. Training errors: e1 = e2 x 10^(0.4 x1), scattered by 0.01 dex."""
+    from photofeh.model.domain import ERROR_PATTERN_TOLERANCE, SCORE_LIMIT, TrainingDomain
+
+    rng = np.random.default_rng(5)
+    n = 20_000
+    X = np.column_stack([rng.uniform(0.0, 1.0, n), rng.uniform(0.0, 1.0, n)])
+    e2 = 10.0 ** rng.uniform(-2.0, -0.5, n)
+    E = np.column_stack([e2 * 10.0 ** (0.4 * X[:, 0] + rng.normal(0, 0.01, n)), e2])
+    domain = TrainingDomain.fit(X, E, np.zeros((n, 1)), measured=X, colours=[0, 1])
+    assert len(domain.error_patterns) == 1
+    star = np.array([[0.5, 0.5]])
+    expected = 0.02 * 10.0**0.2  # e1 the training stars have at x1 = 0.5, e2 = 0.02: 0.0317
+    # by hand: the residual of e1 = 0.3 is log10(0.3 / 0.0317) = 0.976 dex; the training residuals' 99.95% point
+    # is 3.29 x 0.01 = 0.033 dex, so the excess is 0.943 dex, 3.13 tolerances of log10(2) (the locus, fitted on
+    # uniform colours, has the star inside)
+    score = domain.score(star, np.array([[0.3, 0.02]]))[0]
+    assert score == pytest.approx((np.log10(0.3 / expected) - 3.29 * 0.01) / ERROR_PATTERN_TOLERANCE, rel=0.03)
+    assert score > SCORE_LIMIT
+    assert domain.score(star, np.array([[1.5 * expected, 0.02]]))[0] <= SCORE_LIMIT  # 1.5x: within the tolerance
+    assert domain.score(star, np.array([[expected / 3.0, 0.02]]))[0] > SCORE_LIMIT  # far quieter: flagged too
+    assert domain.score(star, np.array([[0.3, np.nan]]))[0] == 0.0  # an unknown error: no check
+    again = TrainingDomain.from_dict(domain.to_dict())  # model.json keeps it
+    assert again.score(star, np.array([[0.3, 0.02]]))[0] == pytest.approx(score, rel=1e-5)
+    # errors that never vary (a catalogue with one error for every star, kept as measured) teach no pattern
+    flat = TrainingDomain.fit(X, np.full((n, 2), 0.02), np.zeros((n, 1)), measured=X, colours=[0, 1])
+    assert flat.error_patterns == []
 
 
 def test_noise_aware_pulls_are_calibrated_in_every_magnitude_bin(spec_catalog, tmp_path):

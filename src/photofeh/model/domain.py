@@ -18,7 +18,12 @@ model therefore stores its domain, measured on the training stars, and every pre
   the colours of the training stars as measured, and a star's excess beyond their range less
   ``LOCUS_ERROR_ALLOWANCE`` of its own error along each axis. The ranges above, fitted on the re-observed
   stars, accept a bright star whose u is off by a magnitude (26-32% of such mock stars were in the domain); an
-  allowance scaled by each star's own errors keeps faint stars in and flags it (benchmarks/bench_domain.py).
+  allowance scaled by each star's own errors keeps faint stars in and flags it (benchmarks/bench_domain.py);
+- for a noise-aware model, the pattern of its errors (:class:`ErrorPattern`): each colour's log error as the
+  re-observed training stars have it given their colours and the other colours' errors (a star faded as a whole
+  has errors that follow one another). A star whose one band is far noisier, or quieter, than the rest imply
+  (more than ``ERROR_PATTERN_TOLERANCE``, a factor 2, beyond the training range) was never met: the network's
+  sigma for it is an extrapolation (bright mock stars with u errors of 0.3 mag: a pull width of 2.2).
 
 ``in_domain`` is false when any of them says so. ``map`` and ``mdf`` leave such stars out by default and
 count them. Thresholds (``SCORE_LIMIT``) are set so that about 0.5% of in-domain validation stars are flagged.
@@ -31,8 +36,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["TrainingDomain", "StellarLocus", "feature_errors", "colour_features", "SCORE_LIMIT", "LABEL_SIGMAS",
-           "ERROR_LIMIT_FACTOR", "LOCUS_ERROR_ALLOWANCE", "LOCUS_MIN_STARS"]
+__all__ = ["TrainingDomain", "StellarLocus", "ErrorPattern", "feature_errors", "colour_features", "SCORE_LIMIT",
+           "LABEL_SIGMAS", "ERROR_LIMIT_FACTOR", "LOCUS_ERROR_ALLOWANCE", "LOCUS_MIN_STARS", "ERROR_PATTERN_TOLERANCE"]
 
 RANGE_QUANTILES = (0.0005, 0.9995)
 ERROR_QUANTILE = 0.999
@@ -55,6 +60,14 @@ LOCUS_ERROR_ALLOWANCE = 2.0
 # good stars (scored on a 10-colour Gaussian: 8% of new stars flagged from 60 training stars, 0.9% from 200,
 # 0.08% from 1,000).
 LOCUS_MIN_STARS = 1000
+# A colour's log10 error may stray this far (a factor 2) beyond the 0.05-99.95% range of the training stars'
+# residuals about their error pattern before it counts: the re-observation draws each band's error from one
+# relation with magnitude, where real catalogues' depth varies over the sky (2MASS J, H, Ks in green2020 scatter
+# 0.03-0.05 dex at fixed magnitude beyond the measurement's own; its Gaia and PS1 errors carry a 0.02 mag floor
+# that hides theirs). On the mock (benchmarks/bench_domain.py, bench_noise_aware.py; default model): 99% of the
+# bright stars given u errors of 0.3 mag flagged, 47% of those whose u errors are tripled, 1% doubled; of the
+# survey-depth stars with every feature, 37,409 in the domain against 37,407 before the check.
+ERROR_PATTERN_TOLERANCE = float(np.log10(2.0))
 SCORE_BLOCK = 16_384  # stars per block of TrainingDomain.score: its temporaries stay in the core's cache
 
 
@@ -193,6 +206,85 @@ class StellarLocus:
                                                                                                     "pc_scale")))
 
 
+@dataclass(frozen=True, eq=False)
+class ErrorPattern:
+    """How a star's colour errors follow one another on the re-observed training stars: for each colour, its
+    log10 error fitted (least squares) on the star's colours and the other colours' log10 errors, and the
+    0.05-99.95% range of the residuals. Stored as one matrix, residuals = ``matrix`` @ [1, colours, log10 errors]
+    (each row the colour's own log error less its fit), so that the scoring is one matrix product per block."""
+
+    features: np.ndarray
+    matrix: np.ndarray  # (k, 1 + 2k)
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __post_init__(self) -> None:
+        import torch
+
+        object.__setattr__(self, "_f32", (torch.from_numpy(np.ascontiguousarray(self.matrix, np.float32)),
+                                          np.asarray(self.lo, np.float32)[:, None],
+                                          np.asarray(self.hi, np.float32)[:, None]))
+
+    @classmethod
+    def fit(cls, X: np.ndarray, X_err: np.ndarray, features: np.ndarray) -> ErrorPattern | None:
+        """From training inputs ``X`` and errors ``X_err`` (re-observed); None where fewer than
+        :data:`LOCUS_MIN_STARS` stars have every one of the colours and their errors, or where a colour's error
+        does not vary among them (a pattern cannot be learned from one value)."""
+        C = np.asarray(X, float)[:, features]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            L = np.log10(np.asarray(X_err, float)[:, features])
+        ok = np.all(np.isfinite(C), axis=1) & np.all(np.isfinite(L), axis=1)
+        C, L = C[ok], L[ok]
+        k = len(features)
+        if len(C) < LOCUS_MIN_STARS or k < 2 or np.ptp(L, axis=0).min() < 0.01:  # too few, or errors that never vary
+            return None
+        design = np.column_stack([np.ones(len(C)), C, L])
+        matrix = np.zeros((k, 1 + 2 * k))
+        for j in range(k):
+            regressors = [i for i in range(1 + 2 * k) if i != 1 + k + j]  # all but the colour's own error
+            coef, *_ = np.linalg.lstsq(design[:, regressors], L[:, j], rcond=None)
+            matrix[j, regressors] = -coef
+            matrix[j, 1 + k + j] = 1.0
+        lo, hi = np.quantile(design @ matrix.T, RANGE_QUANTILES, axis=0)
+        return cls(np.asarray(features, int), matrix, lo, hi)
+
+    def score_block(self, XT: np.ndarray, ET: np.ndarray, out: np.ndarray) -> None:
+        """Each star's largest residual beyond the training range, in units of :data:`ERROR_PATTERN_TOLERANCE`
+        (a score above ``SCORE_LIMIT`` = 1: an error more than a factor 2 beyond what the training stars had with
+        such colours and other errors); 0 inside, and for stars missing a colour or its error (NaN, which the
+        maximum skips). One block of :meth:`TrainingDomain.score`'s transposed features and errors, folded into
+        ``out`` by its maximum."""
+        import torch
+
+        matrix, lo, hi = self._f32
+        rows = self.features
+        n = XT.shape[1]
+        design = np.empty((matrix.shape[1], n), np.float32)
+        design[0] = 1.0
+        k = len(rows)
+        design[1:1 + k] = XT[rows]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            np.log10(ET[rows], out=design[1 + k:])
+        resid = torch.mm(matrix, torch.from_numpy(design)).numpy()
+        excess = np.subtract(lo, resid)
+        np.subtract(resid, hi, out=resid)
+        np.maximum(excess, resid, out=excess)
+        excess *= np.float32(1.0 / ERROR_PATTERN_TOLERANCE)
+        np.fmax(out, np.fmax.reduce(excess, axis=0, initial=0.0), out=out)
+
+    def to_dict(self) -> dict:
+        """JSON-friendly; ``tolerance_dex`` is written for the reader only (a model is scored with the package's
+        :data:`ERROR_PATTERN_TOLERANCE`)."""
+        return {"features": [int(j) for j in self.features], "matrix": self.matrix.tolist(), "lo": self.lo.tolist(),
+                "hi": self.hi.tolist(), "tolerance_dex": ERROR_PATTERN_TOLERANCE}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ErrorPattern:
+        """The pattern :meth:`to_dict` wrote."""
+        return cls(np.array(d["features"], int), np.array(d["matrix"], float), np.array(d["lo"], float),
+                   np.array(d["hi"], float))
+
+
 @dataclass
 class TrainingDomain:
     """Ranges of the training features, of their principal axes, of their errors and of the labels."""
@@ -210,6 +302,8 @@ class TrainingDomain:
     label_hi: np.ndarray
     # the measured stellar loci (noise-aware models; none otherwise): all colours, and each survey's
     loci: list[StellarLocus] = field(default_factory=list)
+    # the error patterns (noise-aware models): of all colours, and each survey's
+    error_patterns: list[ErrorPattern] = field(default_factory=list)
 
     @classmethod
     def fit(cls, X: np.ndarray, X_err: np.ndarray, y: np.ndarray, measured: np.ndarray | None = None,
@@ -218,7 +312,8 @@ class TrainingDomain:
         stars' features as measured, for a model trained on re-observed ones) also the loci of its ``colours``
         (feature indices): all of them, and those of each survey (``groups``: every feature's, as
         :func:`photofeh.model.missing.feature_groups` names them), so that a star missing a survey, which a
-        masked model predicts, is still held to the loci of the surveys it has."""
+        masked model predicts, is still held to the loci of the surveys it has. The same sets get the error
+        patterns of ``X`` and ``X_err`` (then the re-observed inputs and their errors)."""
         X = np.asarray(X, float)
         F = X.shape[1]
         lo, hi, scale = np.full(F, -np.inf), np.full(F, np.inf), np.ones(F)
@@ -261,11 +356,15 @@ class TrainingDomain:
                 locus = StellarLocus.fit(measured, np.asarray(cols, int))
                 if locus is not None:
                     out.loci.append(locus)
+                pattern = ErrorPattern.fit(X, X_err, np.asarray(cols, int))  # the re-observed inputs' errors
+                if pattern is not None:
+                    out.error_patterns.append(pattern)
         return out
 
     def score(self, X: np.ndarray, X_err: np.ndarray | None = None) -> np.ndarray:
         """Largest excess beyond the training ranges, in robust sigmas (0 inside; NaN features ignored), and
-        with ``X_err`` beyond the measured loci (:meth:`StellarLocus.score_block`, where they were fitted).
+        with ``X_err`` beyond the measured loci and the error patterns (:meth:`StellarLocus.score_block`,
+        :meth:`ErrorPattern.score_block`, where they were fitted).
         Float32, like the features (a score is compared with SCORE_LIMIT = 1, not summed).
 
         Computed on the transposed features (one contiguous row per feature, which is how
@@ -311,11 +410,11 @@ class TrainingDomain:
                     np.maximum(out, worst, out=out)
                 else:
                     out[full] = np.maximum(out[full], worst)
-        if X_err is not None and self.loci:
+        if X_err is not None and (self.loci or self.error_patterns):
             ET = np.ascontiguousarray(np.asarray(X_err, f32).T)
             for s in range(0, n, SCORE_BLOCK):
-                for locus in self.loci:
-                    locus.score_block(XT[:, s:s + SCORE_BLOCK], ET[:, s:s + SCORE_BLOCK], score[s:s + SCORE_BLOCK])
+                for check in (*self.loci, *self.error_patterns):
+                    check.score_block(XT[:, s:s + SCORE_BLOCK], ET[:, s:s + SCORE_BLOCK], score[s:s + SCORE_BLOCK])
         return score
 
     def excess_error(self, X_err: np.ndarray) -> np.ndarray:
@@ -356,7 +455,8 @@ class TrainingDomain:
                 "pc_hi": clean(self.pc_hi), "pc_scale": clean(self.pc_scale), "error_max": clean(self.error_max),
                 "label_lo": clean(self.label_lo), "label_hi": clean(self.label_hi),
                 "score_limit": SCORE_LIMIT, "label_sigmas": LABEL_SIGMAS,
-                **({"loci": [locus.to_dict() for locus in self.loci]} if self.loci else {})}
+                **({"loci": [locus.to_dict() for locus in self.loci]} if self.loci else {}),
+                **({"error_patterns": [p.to_dict() for p in self.error_patterns]} if self.error_patterns else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainingDomain:
@@ -370,4 +470,5 @@ class TrainingDomain:
                   arr(d["error_max"], np.nan), arr(d["label_lo"], np.nan), arr(d["label_hi"], np.nan))
         # models trained before the locus check, or not noise-aware, have none
         out.loci = [StellarLocus.from_dict(locus) for locus in d.get("loci", [])]
+        out.error_patterns = [ErrorPattern.from_dict(p) for p in d.get("error_patterns", [])]
         return out

@@ -218,7 +218,8 @@ def _train_into(table, cfg: TrainConfig, run: Path, log, draw_history=None, mock
     if p.reobserver is not None:
         meta["error_standardizer"] = es.to_dict()
         meta["noise"] = {"limit_band": cfg.noise_limit_band, "limit": cfg.noise_limit,
-                         "keep_fraction": cfg.noise_keep_fraction, "errors_from": cfg.noise_errors_from,
+                         "keep_fraction": cfg.noise_keep_fraction, "error_scatter": cfg.noise_error_scatter,
+                         "errors_from": cfg.noise_errors_from,
                          "relations": {k: r.to_dict() for k, r in p.reobserver.relations.items()}}
     if "feh" in cfg.labels or cfg.parallax_labels:
         finished = _finished_model(nets, meta)  # as predict will load it, before either measurement is added

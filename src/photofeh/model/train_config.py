@@ -68,6 +68,9 @@ class TrainConfig:
     noise_limit_band: str = "sdss_r"
     noise_limit: float = 22.5
     noise_keep_fraction: float = 0.5
+    # each re-observed band's error drawn about its relation by this much (dex, log-normal, per star, band and epoch):
+    # a survey's depth varies over the sky and between bands, so one band may be noisier than the others imply
+    noise_error_scatter: float = 0.0
     # a catalogue whose (magnitude, error) pairs define the survey's error relations; "": the training table's
     noise_errors_from: str = ""
     # the prior the estimates carry (photofeh.model.prior): "labels" (the labelled stars' distribution: best per-star
@@ -153,6 +156,8 @@ class TrainConfig:
                 raise ValueError(f"noise_limit must be a magnitude from 5 to 30, got {self.noise_limit}")
             if not 0.0 <= self.noise_keep_fraction <= 1.0:
                 raise ValueError(f"noise_keep_fraction must be in [0, 1], got {self.noise_keep_fraction}")
+            if not 0.0 <= self.noise_error_scatter <= 0.5:
+                raise ValueError(f"noise_error_scatter must be in [0, 0.5] dex, got {self.noise_error_scatter}")
         if not 0 <= self.group_dropout < 1:
             raise ValueError(f"group_dropout must be in [0, 1), got {self.group_dropout}")
         if not abs(self.parallax_zero_point) <= 1.0:  # Gaia's global offsets are tens of microarcseconds
@@ -220,7 +225,8 @@ _TYPES = {"features": [str], "labels": [str], "label_columns": {str: str}, "ebv_
           "class_operating_point": str, "class_operating_feh_max": (float, None), "seed": int, "threads": int,
           "missing": str, "group_dropout": float, "min_features": int, "parallax_labels": [str],
           "parallax_zero_point": float, "class_conditional": [str], "noise_aware": bool, "noise_limit_band": str,
-          "noise_limit": float, "noise_keep_fraction": float, "noise_errors_from": str, "prior": str,
+          "noise_limit": float, "noise_keep_fraction": float, "noise_error_scatter": float,
+          "noise_errors_from": str, "prior": str,
           "prior_label": str, "prior_weight_cap": float,
           "label_noise": bool, "label_errors": {str: float}, "pretrain": {str: object},
           "baseline_rounds": int, "split_seed": (int, None), "table_preset": (str, None),
@@ -359,6 +365,9 @@ CONFIG_DOCS: dict[str, tuple[str, str]] = {
     "noise_limit": ("train", "with `noise_aware`: the faintest magnitude in `noise_limit_band` a star is "
                              "re-observed at"),
     "noise_keep_fraction": ("train", "with `noise_aware`: fraction of stars kept at their own photometry each epoch"),
+    "noise_error_scatter": ("train", "with `noise_aware`: each re-observed band's error drawn about its relation "
+                                     "with this log-normal scatter (dex; per star, band and epoch): a survey whose "
+                                     "depth varies, one band noisier than the others imply (0: none)"),
     "noise_errors_from": ("train", "with `noise_aware`: a catalogue (e.g. the survey to predict) whose magnitudes and "
                                    "errors define the error relations; `\"\"`: the training table's, with "
                                    "photofeh.bands' depths where it does not reach faint enough"),

@@ -75,7 +75,8 @@ def prepare(table, cfg: TrainConfig) -> Prepared:
 
         reobserver = Reobserver(cols, cfg.features, error_relations_for(cols, cfg.features, cfg.noise_errors_from),
                                 cfg.noise_limit_band, cfg.noise_limit, cfg.noise_keep_fraction, cfg.ebv_column,
-                                cfg.deredden, require_all=cfg.missing == "require")
+                                cfg.deredden, require_all=cfg.missing == "require",
+                                error_scatter=cfg.noise_error_scatter)
     return Prepared(X, y, e, giant, usable, ids, replaced, aux, plx_index, feature_errors(cols, cfg.features),
                     "source_id" in cols, reobserver, _selection(cols, cfg.selection_column, calibratable))
 
