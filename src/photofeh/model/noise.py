@@ -208,12 +208,13 @@ class Reobserver:
         bands measured at S/N < 5 lost. A band without a reported error is taken to have its relation's."""
         fade = self.fades(rows, rng) if fade is None else np.broadcast_to(np.asarray(fade, float), rows.shape)
         out = {k: v[rows] for k, v in self.cols.items()}
-        moved = fade > 0  # the stars kept at their own photometry get no scatter of their errors either
+        moved = fade > 0
         for b in self.bands:
             mag, err = np.asarray(out[b], float) + fade, np.asarray(out[f"{b}_err"], float)
             err = np.where(np.isfinite(err) & (err > 0), err, self.relations[b].sigma(mag - fade))
             rel_now = err / MAG_PER_REL_FLUX  # the relative flux error the measurement already carries
-            target = self.relations[b].sigma(mag) / MAG_PER_REL_FLUX
+            # a star kept at its own photometry (fade 0) keeps its measurement, even one quieter than the relation
+            target = np.where(moved, self.relations[b].sigma(mag) / MAG_PER_REL_FLUX, 0.0)
             if self.error_scatter > 0:  # this band's depth where the star lies: its error about the relation
                 target = target * np.where(moved, 10.0 ** (self.error_scatter * rng.standard_normal(rows.size)), 1.0)
             rel_new = np.maximum(target, rel_now)
