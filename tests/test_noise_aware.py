@@ -215,7 +215,8 @@ def test_noise_aware_model_reads_errors_and_needs_no_sigma_points(tmp_path, monk
     # nor have the training stars, faded as a whole, a bright star's u error of 0.3 mag: its other errors say it
     # is bright (ErrorPattern), and the network's sigma for it would be an extrapolation
     assert [p["features"] for p in model.meta["domain"]["error_patterns"]] == [list(range(10))]
-    noisy_u = bright.assign(sdss_u_err=0.3)
+    noisy_u = bright.assign(sdss_u_err=0.15)  # within the training stars' u errors: only the pattern can tell
+    assert noisy_u["sdss_u_err"].max() < model.meta["domain"]["error_max"][0]
     ok = model.predict(noisy_u)["usable"]
     assert model.predict(noisy_u)["in_domain"][ok].mean() < 0.10
 
@@ -282,6 +283,7 @@ def test_error_pattern_flags_one_band_far_noisier_than_the_rest():
     assert domain.score(star, np.array([[1.5 * expected, 0.02]]))[0] <= SCORE_LIMIT  # 1.5x: within the tolerance
     assert domain.score(star, np.array([[expected / 3.0, 0.02]]))[0] > SCORE_LIMIT  # far quieter: flagged too
     assert domain.score(star, np.array([[0.3, np.nan]]))[0] == 0.0  # an unknown error: no check
+    assert domain.score(star, np.array([[0.3, 0.0]]))[0] == 0.0  # nor one of 0 (the network takes it as unknown)
     again = TrainingDomain.from_dict(domain.to_dict())  # model.json keeps it
     assert again.score(star, np.array([[0.3, 0.02]]))[0] == pytest.approx(score, rel=1e-5)
     # errors that never vary (a catalogue with one error for every star, kept as measured) teach no pattern

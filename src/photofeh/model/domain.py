@@ -23,7 +23,8 @@ model therefore stores its domain, measured on the training stars, and every pre
   re-observed training stars have it given their colours and the other colours' errors (a star faded as a whole
   has errors that follow one another). A star whose one band is far noisier, or quieter, than the rest imply
   (more than ``ERROR_PATTERN_TOLERANCE``, a factor 2, beyond the training range) was never met: the network's
-  sigma for it is an extrapolation (bright mock stars with u errors of 0.3 mag: a pull width of 2.2).
+  sigma for it is an extrapolation (bright mock stars with u errors of 0.3 mag: a pull width of 1.9). A masked
+  model checks each survey's pattern only for stars with every colour of that survey (as its loci).
 
 ``in_domain`` is false when any of them says so. ``map`` and ``mdf`` leave such stars out by default and
 count them. Thresholds (``SCORE_LIMIT``) are set so that about 0.5% of in-domain validation stars are flagged.
@@ -65,8 +66,8 @@ LOCUS_MIN_STARS = 1000
 # relation with magnitude, where real catalogues' depth varies over the sky (2MASS J, H, Ks in green2020 scatter
 # 0.03-0.05 dex at fixed magnitude beyond the measurement's own; its Gaia and PS1 errors carry a 0.02 mag floor
 # that hides theirs). On the mock (benchmarks/bench_domain.py, bench_noise_aware.py; default model): 99% of the
-# bright stars given u errors of 0.3 mag flagged, 47% of those whose u errors are tripled, 1% doubled; of the
-# survey-depth stars with every feature, 37,409 in the domain against 37,407 before the check.
+# bright stars given u errors of 0.3 mag flagged, 38% of those whose u errors are tripled, 0.7% doubled; of the
+# survey-depth stars with every feature, 37,408 in the domain (37,407 before the check, another training run).
 ERROR_PATTERN_TOLERANCE = float(np.log10(2.0))
 SCORE_BLOCK = 16_384  # stars per block of TrainingDomain.score: its temporaries stay in the core's cache
 
@@ -251,9 +252,10 @@ class ErrorPattern:
     def score_block(self, XT: np.ndarray, ET: np.ndarray, out: np.ndarray) -> None:
         """Each star's largest residual beyond the training range, in units of :data:`ERROR_PATTERN_TOLERANCE`
         (a score above ``SCORE_LIMIT`` = 1: an error more than a factor 2 beyond what the training stars had with
-        such colours and other errors); 0 inside, and for stars missing a colour or its error (NaN, which the
-        maximum skips). One block of :meth:`TrainingDomain.score`'s transposed features and errors, folded into
-        ``out`` by its maximum."""
+        such colours and other errors); 0 inside, and for stars missing a colour or its error (NaN, 0 or negative:
+        unknown, as :func:`photofeh.model.noise.error_inputs` takes it; the NaN is skipped by the maximum). One
+        block of :meth:`TrainingDomain.score`'s transposed features and errors, folded into ``out`` by its
+        maximum."""
         import torch
 
         matrix, lo, hi = self._f32
@@ -263,8 +265,10 @@ class ErrorPattern:
         design[0] = 1.0
         k = len(rows)
         design[1:1 + k] = XT[rows]
+        logs = design[1 + k:]
         with np.errstate(divide="ignore", invalid="ignore"):
-            np.log10(ET[rows], out=design[1 + k:])
+            np.log10(ET[rows], out=logs)
+        logs[np.isneginf(logs)] = np.nan  # an error of 0 is unknown, as the network's inputs take it (not a flag)
         resid = torch.mm(matrix, torch.from_numpy(design)).numpy()
         excess = np.subtract(lo, resid)
         np.subtract(resid, hi, out=resid)

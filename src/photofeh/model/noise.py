@@ -19,7 +19,7 @@ farther away and observed again with the noise a survey has at its new magnitude
   normal drawn per star, band and epoch (the stars kept at their own photometry excepted): a survey's depth
   varies over the sky and from band to band, so one band may be noisier or quieter than the others imply, a
   combination that stars faded as a whole never show (bright mock stars with only their u errors doubled got a
-  pull width of 1.26 from the default model without it; benchmarks/bench_domain.py);
+  pull width of 1.24 from the default model without it; benchmarks/bench_domain.py);
 - the parallax error grows to the survey's at the new Gaia G (:class:`ErrorRelation` of ``parallax_error``
   against G).
 
@@ -217,6 +217,8 @@ class Reobserver:
             target = np.where(moved, self.relations[b].sigma(mag) / MAG_PER_REL_FLUX, 0.0)
             if self.error_scatter > 0:  # this band's depth where the star lies: its error about the relation
                 target = target * np.where(moved, 10.0 ** (self.error_scatter * rng.standard_normal(rows.size)), 1.0)
+                if self.require_all:  # its fades keep every band at an expected S/N >= 5: so does the scatter
+                    target = np.minimum(target, 1.0 / DETECTION_SNR)
             rel_new = np.maximum(target, rel_now)
             extra = np.sqrt(np.clip(rel_new**2 - rel_now**2, 0.0, None))
             flux = 1.0 + extra * rng.standard_normal(rows.size)  # in units of the faded measured flux
