@@ -116,6 +116,14 @@ def colour_features(features: Sequence[str]) -> list[int]:
     return [j for j, f in enumerate(features) if len(f.split("-")) == 2 and all(b in BANDS for b in f.split("-"))]
 
 
+def _feature_rows(features: np.ndarray) -> slice | np.ndarray:
+    """The rows of a transposed feature block that hold ``features``: a slice where they are consecutive (every
+    colour of a model), so that selecting them is a view, not a gathered copy."""
+    f = np.asarray(features)
+    consecutive = f.size > 0 and np.array_equal(f, np.arange(f[0], f[0] + f.size))
+    return slice(int(f[0]), int(f[0]) + f.size) if consecutive else f
+
+
 def _robust_sigma(x: np.ndarray) -> float:
     q25, q75 = np.percentile(x, [25, 75])
     return float(max((q75 - q25) / 1.349, 1e-6))
@@ -141,9 +149,7 @@ class StellarLocus:
         def column(v):
             return np.asarray(v, np.float32)[:, None]
 
-        f = np.asarray(self.features)  # consecutive features (every colour of a model): a view, not a gathered copy
-        consecutive = f.size > 0 and np.array_equal(f, np.arange(f[0], f[0] + f.size))
-        object.__setattr__(self, "_rows", slice(int(f[0]), int(f[0]) + f.size) if consecutive else f)
+        object.__setattr__(self, "_rows", _feature_rows(self.features))
         axes = np.asarray(self.axes, np.float32)
         object.__setattr__(self, "_f32", (column(self.centre), column(1.0 / self.scale), torch.from_numpy(axes),
                                           torch.from_numpy(axes**2), column(self.lo), column(self.hi),
@@ -222,6 +228,7 @@ class ErrorPattern:
     def __post_init__(self) -> None:
         import torch
 
+        object.__setattr__(self, "_rows", _feature_rows(self.features))
         object.__setattr__(self, "_f32", (torch.from_numpy(np.ascontiguousarray(self.matrix, np.float32)),
                                           np.asarray(self.lo, np.float32)[:, None],
                                           np.asarray(self.hi, np.float32)[:, None]))
@@ -259,11 +266,9 @@ class ErrorPattern:
         import torch
 
         matrix, lo, hi = self._f32
-        rows = self.features
-        n = XT.shape[1]
-        design = np.empty((matrix.shape[1], n), np.float32)
+        rows, k = self._rows, len(self.features)
+        design = np.empty((matrix.shape[1], XT.shape[1]), np.float32)
         design[0] = 1.0
-        k = len(rows)
         design[1:1 + k] = XT[rows]
         logs = design[1 + k:]
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -357,10 +362,11 @@ class TrainingDomain:
                 for g in dict.fromkeys(groups[j] for j in colours):
                     sets.append([j for j in colours if groups[j] == g])
             for cols in dict.fromkeys(tuple(c) for c in sets if len(c) >= 2):  # each set once
-                locus = StellarLocus.fit(measured, np.asarray(cols, int))
+                idx = np.asarray(cols, int)
+                locus = StellarLocus.fit(measured, idx)
                 if locus is not None:
                     out.loci.append(locus)
-                pattern = ErrorPattern.fit(X, X_err, np.asarray(cols, int))  # the re-observed inputs' errors
+                pattern = ErrorPattern.fit(X, X_err, idx)  # the re-observed inputs' errors
                 if pattern is not None:
                     out.error_patterns.append(pattern)
         return out

@@ -216,7 +216,7 @@ class Reobserver:
             # a star kept at its own photometry (fade 0) keeps its measurement, even one quieter than the relation
             target = np.where(moved, self.relations[b].sigma(mag) / MAG_PER_REL_FLUX, 0.0)
             if self.error_scatter > 0:  # this band's depth where the star lies: its error about the relation
-                target = target * np.where(moved, 10.0 ** (self.error_scatter * rng.standard_normal(rows.size)), 1.0)
+                target = target * 10.0 ** (self.error_scatter * rng.standard_normal(rows.size))  # kept stars' stays 0
                 if self.require_all:  # its fades keep every band at an expected S/N >= 5: so does the scatter
                     target = np.minimum(target, 1.0 / DETECTION_SNR)
             rel_new = np.maximum(target, rel_now)
