@@ -114,10 +114,12 @@ def test_an_unbiased_estimator_fitted_on_simulated_data_does_not_beat_the_bound(
 
 def test_grid_sensitivity_follows_the_yuan_locus_for_a_dwarf():
     """The model's u-g sensitivity at fixed g-i, through the EEP parametrisation, against the empirical locus
-    the mock is calibrated on (Yuan et al. 2015; the grid follows it in the median over old dwarfs, plus the
-    SEGUE residual, so 35% tolerance), for old metal-poor-to-solar main-sequence stars."""
+    the mock is calibrated on (Yuan et al. 2015; the grid follows it in the median over old dwarfs, so 35%
+    tolerance), for old metal-poor-to-solar main-sequence stars; plus, since the mock's target is the locus plus
+    the SEGUE DR17 residual (loci.SEGUE_UG_RESIDUAL), however much the residual's own [Fe/H] slope moves it
+    (0.02-0.12 mag/dex at these three stars)."""
     from photofeh.simulate.isochrones import IsochroneGrid, load_grid
-    from photofeh.simulate.loci import dwarf_locus
+    from photofeh.simulate.loci import dwarf_locus, segue_ug_residual
 
     grid = IsochroneGrid.from_table(load_grid())
     feh = np.array([-1.5, -1.0, -0.5])
@@ -132,8 +134,10 @@ def test_grid_sensitivity_follows_the_yuan_locus_for_a_dwarf():
     g_i = v[:, 1] - v[:, 2]
     h = 0.05
     yuan = (dwarf_locus(g_i, feh + h)["ug"] - dwarf_locus(g_i, feh - h)["ug"]) / (2 * h)
+    up, down = dwarf_locus(g_i, feh + h)["gr"], dwarf_locus(g_i, feh - h)["gr"]
+    residual_slope = (segue_ug_residual(up, feh + h) - segue_ug_residual(down, feh - h)) / (2 * h)
     assert np.all(sens > 0)
-    np.testing.assert_allclose(sens, yuan, rtol=0.35)
+    assert np.all(np.abs(sens - yuan) <= 0.35 * yuan + np.abs(residual_slope)), (sens, yuan, residual_slope)
     # and the bound from (u-g, g-i) with g-i noiseless is sigma(u-g) / that sensitivity
     D = inf.difference_matrix(bands, ["sdss_u-sdss_g", "sdss_g-sdss_i"])
     C = inf.feature_covariance(D, np.array([[0.03, 1e-5, 1e-5]] * 3))

@@ -104,29 +104,32 @@ LOCI = {"dwarf": Locus(dwarf_locus, (0.3, 1.6), (-2.0, 0.0)), "giant": Locus(gia
 # (columns, centres SEGUE_UG_GR) and [Fe/H] (rows, centres SEGUE_UG_FEH); printed by
 # ``python benchmarks/bench_mock_segue.py --derive`` (photofeh.simulate.realism.derive_ug_residual: >= 30 stars a
 # cell, dereddened by the mock's median E(B-V) of labelled stars, 0.028; cells not measured take the nearest
-# measured one of their row). Where the real stars disagree with the locus, the real stars win: the locus is a fit
-# to Stripe 82 dwarfs with -2 < [Fe/H] < 0 and g-i > 0.3, and SEGUE DR17 finds the turn-off region (g-r 0.2-0.4)
-# 0.01-0.05 mag redder in u-g, and K dwarfs (g-r 0.55-0.85, [Fe/H] > -1) 0.04-0.12 mag bluer at fixed SSPP
-# [Fe/H], the label scale a model trained on the mock is then fine-tuned on. Rows below [Fe/H] = -1 are measured
-# only on g-r 0.15-0.45 (0.40 below -1.5): bluer, SEGUE's metal-poor stars are horizontal-branch stars and blue
-# stragglers, redder mostly red giants. The dwarf table adds it to the locus from [Fe/H] -2.5 to +0.5
-# (SEGUE_UG_FEH_RANGE).
-SEGUE_UG_GR = tuple(round(0.05 + 0.05 * k, 2) for k in range(20))
+# measured one of their row), then refined once against the mock (realism.refine_ug_residual: the entry of each
+# cell redder than g-r = 0.2 and measured on both sides moves by real minus mock, so that the mock's own
+# labelled stars, whose u-g is set at their true [Fe/H] and labelled afterwards with SSPP-like errors, give the
+# real file's table back). Where the
+# real stars disagree with the locus, the real stars win: the locus is a fit to Stripe 82 dwarfs with
+# -2 < [Fe/H] < 0 and g-i > 0.3, and SEGUE DR17 finds the turn-off region (g-r 0.2-0.4) 0.01-0.05 mag redder in
+# u-g, and K dwarfs (g-r 0.55-0.85, [Fe/H] > -1) 0.04-0.12 mag bluer at fixed SSPP [Fe/H], the label scale a
+# model trained on the mock is then fine-tuned on. Rows below [Fe/H] = -1 are measured only on g-r 0.15-0.45
+# (0.40 below -1.5): bluer, SEGUE's metal-poor stars are horizontal-branch stars and blue stragglers, redder
+# mostly red giants. The dwarf table adds it to the locus from [Fe/H] -2.5 to +0.5 (SEGUE_UG_FEH_RANGE).
+SEGUE_UG_GR = tuple(round(0.05 + 0.05 * k, 2) for k in range(23))
 SEGUE_UG_FEH = (-2.25, -1.75, -1.25, -0.75, -0.25, 0.25)
 SEGUE_UG_FEH_RANGE = (-2.5, 0.5)
 SEGUE_UG_RESIDUAL = np.array([
-    (-0.022, -0.022, -0.022, -0.022, -0.000, +0.024, +0.025, +0.047, +0.047, +0.047, +0.047, +0.047,
-     +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047),
-    (+0.040, +0.040, +0.040, -0.014, +0.013, +0.035, +0.038, +0.028, +0.028, +0.028, +0.028, +0.028,
-     +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028),
-    (+0.094, +0.094, +0.094, +0.025, +0.013, +0.025, +0.027, +0.013, -0.004, -0.004, -0.004, -0.004,
-     -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004),
-    (+0.117, +0.097, +0.044, +0.051, +0.036, +0.033, +0.024, +0.006, -0.009, -0.009, -0.017, -0.038,
-     -0.056, -0.061, -0.062, -0.062, -0.006, -0.018, -0.022, -0.022),
-    (+0.085, +0.075, +0.042, +0.034, +0.036, +0.039, +0.020, +0.007, -0.006, -0.007, -0.039, -0.080,
-     -0.088, -0.118, -0.096, -0.074, -0.042, -0.044, -0.041, -0.021),
-    (+0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, -0.002, -0.046,
-     -0.056, -0.089, -0.089, -0.089, -0.089, -0.089, -0.089, -0.089),
+    (-0.022, -0.022, -0.022, -0.033, -0.001, +0.016, -0.009, +0.032, +0.047, +0.047, +0.047, +0.047,
+     +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047, +0.047),
+    (+0.040, +0.040, +0.040, -0.023, +0.017, +0.033, +0.026, +0.007, +0.028, +0.028, +0.028, +0.028,
+     +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028, +0.028),
+    (+0.094, +0.094, +0.094, +0.039, +0.009, +0.025, +0.017, -0.013, -0.032, -0.004, -0.004, -0.004,
+     -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004, -0.004),
+    (+0.117, +0.097, +0.044, +0.056, +0.015, +0.007, +0.011, -0.003, -0.014, -0.005, +0.003, -0.013,
+     -0.036, -0.033, -0.029, -0.036, +0.046, +0.020, -0.009, -0.022, -0.022, -0.022, -0.022),
+    (+0.085, +0.075, +0.042, +0.043, +0.037, +0.038, +0.012, +0.012, +0.005, +0.022, -0.021, -0.073,
+     -0.066, -0.114, -0.065, -0.028, +0.008, -0.010, -0.014, +0.026, +0.030, -0.044, -0.053),
+    (+0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.026, +0.079, +0.042, -0.010,
+     -0.006, -0.072, -0.089, -0.089, -0.089, -0.089, -0.089, -0.089, -0.089, -0.089, -0.089),
 ])
 
 

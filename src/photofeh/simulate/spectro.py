@@ -54,8 +54,8 @@ SEGUE_CATEGORIES = ("other", "F/turn-off", "G dwarf", "K dwarf", "K giant", "low
 # Targeting probability per category (bench_mock_segue.py --derive-rates, mock seed 11, 600,000 stars of
 # the window, against segue_dr17_colours_feh.csv). Before the calibration (hand-set): 0.001, 0.005, 0.08,
 # 0.15, 0.15, 0.01, 0.20.
-SEGUE_CATEGORY_RATES = {"other": 0.0225, "F/turn-off": 0.033, "G dwarf": 0.0669, "K dwarf": 0.0376,
-                        "K giant": 0.0633, "low [Fe/H]": 0.0388, "BHB/A": 0.0561}
+SEGUE_CATEGORY_RATES = {"other": 0.0221, "F/turn-off": 0.033, "G dwarf": 0.0648, "K dwarf": 0.0347,
+                        "K giant": 0.0742, "low [Fe/H]": 0.0372, "BHB/A": 0.0558}
 
 
 def lenz_l_color(u, g, r, i):
