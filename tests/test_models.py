@@ -130,6 +130,27 @@ def test_nan_labels_do_not_give_nan_loss():
             assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
+def test_validation_loss_counts_a_wild_miss_as_five_sigma():
+    """One star missed by 1000 sigma among 999 missed by 1: unclipped it sets the mean loss (0.5 x 10^6 / 1000,
+    i.e. 500 nats above the rest); clipped at VALIDATION_CLIP_SIGMA it adds (25 - 1) / 2 / 1000 = 0.012, computed
+    here by hand from the Gaussian NLL 0.5 (log var + z^2) with var = 1."""
+    from photofeh.model.train_loop import VALIDATION_CLIP_SIGMA
+
+    n = 1000
+    out = {"mean": torch.zeros(n, 1), "logvar": torch.zeros(n, 1)}
+    y = torch.ones(n, 1)
+    y[0, 0] = 1000.0
+    e, giant = torch.zeros(n, 1), torch.full((n,), float("nan"))
+    plain = float(multitask_loss(out, y, e, giant))
+    clipped = float(multitask_loss(out, y, e, giant, clip_sigma=VALIDATION_CLIP_SIGMA))
+    assert VALIDATION_CLIP_SIGMA == 5.0
+    assert plain == pytest.approx((0.5 * 1000.0**2 + 0.5 * (n - 1)) / n, rel=1e-6)
+    assert clipped == pytest.approx((0.5 * 25.0 + 0.5 * (n - 1)) / n, rel=1e-6)
+    y[0, 0] = 3.0  # within the clip nothing changes
+    assert float(multitask_loss(out, y, e, giant, clip_sigma=5.0)) == pytest.approx(float(multitask_loss(out, y, e,
+                                                                                                          giant)))
+
+
 def test_resdense_has_the_reference_shape():
     net = build_network(PRESETS["reference-resdense"], 10, ["feh"])
     assert net.backbone.enc_widths == [64, 128, 256, 512, 1024, 2048]
