@@ -97,9 +97,11 @@ def refine_ug_residual(ug, gr, feh, n_stars: int = 40_000, seeds=REFINE_SEEDS, i
     where no real star tells it stays the real file's. Starts from ``start`` (default: the real file's table).
 
     One round is the default. In the derivation of 2026-12-07 it brought the cells of compare_ug_cells beyond
-    0.03 mag from 17 to 9 (mock seed 5) and from 18 to 10 (seed 6); a second round changed neither count, as it
-    only sharpens cells whose real medians step by more than the mock's correction, interpolated between
-    0.05-mag nodes, can follow. Simulates in this process (one worker), since the table is swapped into loci."""
+    0.03 mag from 17 to 10 (mock seed 5, with the targeting rates refitted after it). On a first variant, which
+    refilled unmeasured cells from the refined ones, a second round changed neither seed 5's count (9) nor seed
+    6's (10 to 11): it only sharpens cells whose real medians step by more than the mock's correction,
+    interpolated between 0.05-mag nodes, can follow. Simulates in this process (one worker), since the table is
+    swapped into loci."""
     from photofeh.simulate import MockSurveyConfig, iter_chunks, loci, survey
 
     real = ug_residual_cells(ug, gr, feh)
