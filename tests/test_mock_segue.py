@@ -129,3 +129,23 @@ def test_the_residual_table_keeps_the_real_files_values_where_it_is_not_refined(
     kept = np.isfinite(cells) & (np.array(RESIDUAL_GR) < REFINE_GR_MIN - 1e-9)[None, :]
     assert kept.sum() >= 4
     np.testing.assert_allclose(SEGUE_UG_RESIDUAL[kept], np.round(cells[kept], 3), atol=1e-3)
+
+
+def test_refining_moves_only_the_cells_measured_on_both_sides_and_restores_the_table():
+    """refine_ug_residual's contract, on a small mock (one seed of 8,000 stars): an entry moves only where the
+    real file and the mock both measure its cell from g-r = 0.2 on, by real minus mock; every other entry keeps the
+    starting table's value; loci.SEGUE_UG_RESIDUAL is the shipped table again afterwards."""
+    from photofeh.simulate import MockSurveyConfig, iter_chunks, loci
+    from photofeh.simulate.realism import REFINE_GR_MIN, RESIDUAL_GR, refine_ug_residual, ug_residual_cells
+
+    real = pd.read_csv(real_sample(SEGUE_DR17))
+    colours = (real["ug"], real["gr"], real["feh"])
+    shipped = loci.SEGUE_UG_RESIDUAL.copy()
+    refined = refine_ug_residual(*colours, n_stars=8_000, seeds=(31,), start=shipped)
+    np.testing.assert_array_equal(loci.SEGUE_UG_RESIDUAL, shipped)
+    (chunk,) = iter_chunks(MockSurveyConfig(n_stars=8_000, seed=31, spec_only=True), chunk_size=10**9, workers=1)
+    step = ug_residual_cells(*colours) - ug_residual_cells(*mock_observed_colours(chunk))
+    moves = np.isfinite(step) & (np.array(RESIDUAL_GR) >= REFINE_GR_MIN - 1e-9)[None, :]
+    assert 3 <= moves.sum() < moves.size // 2
+    np.testing.assert_allclose(refined[moves], np.round(shipped[moves] + step[moves], 3), atol=1e-9)
+    np.testing.assert_array_equal(refined[~moves], np.round(shipped[~moves], 3))
