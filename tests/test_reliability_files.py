@@ -192,6 +192,38 @@ def test_locks_a_second_writer_is_refused_naming_the_first(model_dir, small_inpu
     assert not list(tmp_path.glob(".*.lock"))
 
 
+def test_a_lock_held_for_a_dead_owner_is_waited_for_not_refused(tmp_path):
+    """A run started right after `kill -9` of the previous one can meet the lock still held by the dead owner's
+    janitor, which removes its leftovers (or by the kernel, a moment before it releases the dead process's
+    files): the lock file then names a process that no longer exists, and output_lock waits for the lock
+    (DEAD_OWNER_WAIT_S) instead of refusing. Here a helper process holds it for 0.5 s under a dead pid's name."""
+    import socket
+    import subprocess
+    import sys
+
+    from photofeh.io.locking import lock_path
+
+    out = tmp_path / "pred"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # reaped: its pid names no process
+    lock = lock_path(out.resolve())
+    lock.write_text(f"pid {dead.pid} on {socket.gethostname()}, photofeh predict, since 2026-12-07 23:55:03\n")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR)\nfcntl.flock(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True)\ntime.sleep(0.5)\nos.unlink(" + repr(str(lock)) + ")\n"],
+        stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with output_lock(out, "photofeh predict (the rerun)"):
+        assert "the rerun" in lock.read_text()
+    holder.wait()
+    # a live owner is refused at once, as before
+    with output_lock(out, "photofeh predict (alive)"):
+        with pytest.raises(OutputLocked, match="alive"):
+            with output_lock(out, "second"):
+                pass
+
+
 
 # ------------------------------------------------------------------ model folders
 def _tamper_meta(folder: Path, edit) -> None:

@@ -38,6 +38,13 @@ class OutputLocked(RuntimeError):
     """Another process is writing this output."""
 
 
+# A lock whose recorded owner is dead on this host is held only by the owner's janitor removing its leftovers (or
+# by the kernel, a moment before it releases a killed process's files): wait this long for it instead of refusing.
+# Without the wait, a run started right after `kill -9` of the previous one was refused on a loaded machine (CI,
+# 2026-12-07: tests/test_predict_catalog.py's kill-and-rerun test).
+DEAD_OWNER_WAIT_S = 10.0
+
+
 def lock_path(path: Path) -> Path:
     return path.parent / f".{path.name}.lock"
 
@@ -151,6 +158,20 @@ def _stop_janitor(janitor: tuple[int, int] | None) -> None:
         time.sleep(0.005)
 
 
+def _owner_is_dead(holder: str) -> bool:
+    """Whether the lock file's text names a process of this host that no longer exists."""
+    words = holder.split()
+    if len(words) < 4 or words[0] != "pid" or words[2] != "on" or words[3].rstrip(",") != socket.gethostname():
+        return False
+    try:
+        os.kill(int(words[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, OSError):  # not a number, or alive but another user's
+        return False
+    return False
+
+
 def _holder(fd: int) -> str:
     try:
         os.lseek(fd, 0, os.SEEK_SET)
@@ -172,6 +193,7 @@ def output_lock(path: str | os.PathLike, command: str, inside: bool = False) -> 
     # the real path: a symlink to the output (or to a folder above it) takes the same lock as the output itself
     path = Path(os.path.realpath(given))
     lock = lock_path(path)
+    deadline = time.monotonic() + DEAD_OWNER_WAIT_S
     while True:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -179,6 +201,9 @@ def output_lock(path: str | os.PathLike, command: str, inside: bool = False) -> 
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
+            if _owner_is_dead(holder) and time.monotonic() < deadline:
+                time.sleep(0.01)  # its janitor is cleaning up: the lock is free in a moment
+                continue
             real = f" (the real path of {given})" if path != given.absolute() else ""
             raise OutputLocked(f"{path}{real} is being written by another process ({holder}); wait for it to "
                                "finish or choose another output") from None
