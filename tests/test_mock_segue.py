@@ -105,12 +105,12 @@ def test_the_mock_gives_the_real_files_residual_table_back(segue_mock):
     sides, real minus mock is within 0.045 mag, with a median of 0.01 or less. The real file's own table, copied
     into the mock unrefined, missed by up to 0.065 mag with a median of 0.016 (the mock sets u-g at the true
     [Fe/H], and its SSPP-like label errors then carry the stars of one [Fe/H] row into the next)."""
-    from photofeh.simulate.realism import REFINE_GR_MIN, RESIDUAL_GR, ug_residual_cells
+    from photofeh.simulate.realism import REFINED_COLUMNS, ug_residual_cells
 
     real = pd.read_csv(real_sample(SEGUE_DR17))
     diff = (ug_residual_cells(real["ug"], real["gr"], real["feh"])
             - ug_residual_cells(*mock_observed_colours(segue_mock)))
-    diff = diff[:, np.array(RESIDUAL_GR) >= REFINE_GR_MIN]
+    diff = diff[:, REFINED_COLUMNS]
     diff = diff[np.isfinite(diff)]
     assert diff.size >= 50
     assert np.max(np.abs(diff)) <= 0.045, np.round(diff, 3)
@@ -121,12 +121,12 @@ def test_the_residual_table_keeps_the_real_files_values_where_it_is_not_refined(
     """Bluer than g-r = 0.2 (the hot stars, where the mock's correction fades out) the table holds the real
     file's medians (derive_ug_residual, to the 0.001 mag it is typed)."""
     from photofeh.simulate.loci import SEGUE_UG_GR, SEGUE_UG_RESIDUAL
-    from photofeh.simulate.realism import REFINE_GR_MIN, RESIDUAL_GR, ug_residual_cells
+    from photofeh.simulate.realism import REFINED_COLUMNS, RESIDUAL_GR, ug_residual_cells
 
     real = pd.read_csv(real_sample(SEGUE_DR17))
     assert tuple(RESIDUAL_GR) == tuple(SEGUE_UG_GR)
     cells = ug_residual_cells(real["ug"], real["gr"], real["feh"])
-    kept = np.isfinite(cells) & (np.array(RESIDUAL_GR) < REFINE_GR_MIN - 1e-9)[None, :]
+    kept = np.isfinite(cells) & ~REFINED_COLUMNS[None, :]
     assert kept.sum() >= 4
     np.testing.assert_allclose(SEGUE_UG_RESIDUAL[kept], np.round(cells[kept], 3), atol=1e-3)
 
@@ -136,7 +136,7 @@ def test_refining_moves_only_the_cells_measured_on_both_sides_and_restores_the_t
     real file and the mock both measure its cell from g-r = 0.2 on, by real minus mock; every other entry keeps the
     starting table's value; loci.SEGUE_UG_RESIDUAL is the shipped table again afterwards."""
     from photofeh.simulate import MockSurveyConfig, iter_chunks, loci
-    from photofeh.simulate.realism import REFINE_GR_MIN, RESIDUAL_GR, refine_ug_residual, ug_residual_cells
+    from photofeh.simulate.realism import REFINED_COLUMNS, refine_ug_residual, ug_residual_cells
 
     real = pd.read_csv(real_sample(SEGUE_DR17))
     colours = (real["ug"], real["gr"], real["feh"])
@@ -145,7 +145,7 @@ def test_refining_moves_only_the_cells_measured_on_both_sides_and_restores_the_t
     np.testing.assert_array_equal(loci.SEGUE_UG_RESIDUAL, shipped)
     (chunk,) = iter_chunks(MockSurveyConfig(n_stars=8_000, seed=31, spec_only=True), chunk_size=10**9, workers=1)
     step = ug_residual_cells(*colours) - ug_residual_cells(*mock_observed_colours(chunk))
-    moves = np.isfinite(step) & (np.array(RESIDUAL_GR) >= REFINE_GR_MIN - 1e-9)[None, :]
+    moves = np.isfinite(step) & REFINED_COLUMNS[None, :]
     assert 3 <= moves.sum() < moves.size // 2
     np.testing.assert_allclose(refined[moves], np.round(shipped[moves] + step[moves], 3), atol=1e-9)
     np.testing.assert_array_equal(refined[~moves], np.round(shipped[~moves], 3))

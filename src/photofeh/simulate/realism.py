@@ -73,6 +73,7 @@ REFINE_SEEDS = (21, 22, 23, 24)
 # and the cells it refines: bluer than this the mock's correction fades out (loci.HOT_TAPER_GI, g-i < 0.2), so a
 # cell there does not answer its table entry and an iteration would only push the entry further each round
 REFINE_GR_MIN = 0.20
+REFINED_COLUMNS = np.array(RESIDUAL_GR) >= REFINE_GR_MIN - 1e-9  # the columns of the table it refines
 
 
 def derive_ug_residual(ug, gr, feh, ebv: float = RESIDUAL_EBV, min_stars: int = MIN_STARS) -> np.ndarray:
@@ -117,7 +118,7 @@ def refine_ug_residual(ug, gr, feh, n_stars: int = 40_000, seeds=REFINE_SEEDS, i
                                          chunk_size=10**9, workers=1):
                     parts.append(mock_observed_colours(chunk))
             mock = ug_residual_cells(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
-            step = np.where(np.array(RESIDUAL_GR) >= REFINE_GR_MIN - 1e-9, real - mock, np.nan)
+            step = np.where(REFINED_COLUMNS, real - mock, np.nan)
             both = np.isfinite(step)
             if log is not None:
                 log(f"round {k + 1}: {int(both.sum())} cells, largest |real - mock| {np.nanmax(np.abs(step)):.3f} mag, "
