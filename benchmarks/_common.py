@@ -139,12 +139,20 @@ def labelled_mock(stars: int, seed: int):
     return catalog_frame(MockSurveyConfig(n_stars=stars, seed=seed, spec_only=True))
 
 
+def real_sample_path(name: str) -> Path:
+    """A file of the shared real samples (../shared/data/real), found as the tests find it."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import real_data_dir
+
+    return real_data_dir() / name
+
+
 def green2020_path() -> Path:
     """The shared Green et al. 2021 sample (``green2020_test_data_small.h5``), found as the tests find it."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import GREEN2020, real_data_dir
+    from conftest import GREEN2020
 
-    return real_data_dir() / GREEN2020
+    return real_sample_path(GREEN2020)
 
 
 def green2020_split():

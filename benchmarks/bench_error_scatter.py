@@ -19,11 +19,8 @@ Usage: python benchmarks/bench_error_scatter.py
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
-import pandas as pd
-from _common import ROOT, green2020_path, write_result
+from _common import green2020_path, real_sample_path, write_result
 
 ABOVE_FLOOR = 2.0  # a star counts where its relation is at least this times the relation's floor
 MIN_STARS = 30
@@ -69,26 +66,30 @@ def green2020() -> dict:
 
 
 def kepler() -> dict:
-    table = pd.read_csv(_real("kepler_giants_labels_photometry.txt"), sep=r"\s+")
-    names = {"btmag": "Tycho BT", "vtmag": "Tycho VT", "gmag": "KIC g", "rmag": "KIC r", "imag": "KIC i",
-             "zmag": "KIC z", "jmag": "2MASS J", "hmag": "2MASS H", "kmag": "2MASS Ks"}
-    return {name: relation_scatter(table[c].where(table[c] > 0), table[f"sig_{c}"]) for c, name in names.items()}
+    """Through the ``kepler_huber17`` preset (KIC griz, 2MASS), and the file's Tycho columns, which it does not map."""
+    cols, raw = _preset("kepler_giants_labels_photometry.txt", "kepler_huber17")
+    tycho = {"Tycho BT": "btmag", "Tycho VT": "vtmag"}
+    out = {name: relation_scatter(np.where(raw[c] > 0, raw[c], np.nan), raw[f"sig_{c}"]) for name, c in tycho.items()}
+    names = {"kic_g": "KIC g", "kic_r": "KIC r", "kic_i": "KIC i", "kic_z": "KIC z", "tmass_j": "2MASS J",
+             "tmass_h": "2MASS H", "tmass_ks": "2MASS Ks"}
+    return out | {name: relation_scatter(cols[b], cols[f"{b}_err"]) for b, name in names.items()}
 
 
 def sspp_dr9() -> dict:
-    from astropy.table import Table
+    """Through the ``sspp`` preset (SDSS ugriz from g and the colours, its sentinels made NaN)."""
+    cols, _ = _preset("sspp_dr9_sample.fits", "sspp")
+    return {f"SDSS {b}": relation_scatter(cols[f"sdss_{b}"], cols[f"sdss_{b}_err"]) for b in "ugriz"}
 
-    t = Table.read(_real("sspp_dr9_sample.fits"))
 
-    def col(name):
-        v = np.asarray(t[name], float)
-        return np.where(v < -999, np.nan, v)
+def _preset(name: str, preset: str) -> tuple[dict, dict]:
+    """A shared real sample read as photofeh reads it: (its columns through ``preset``, its raw columns)."""
+    from photofeh.io.presets import apply_preset
+    from photofeh.io.readers import read_columns
 
-    g = col("G_MAG")
-    r = g - col("GR")
-    mags = {"u": g + col("UG"), "g": g, "r": r, "i": r - col("RI")}
-    mags["z"] = mags["i"] - col("IZ")
-    return {f"SDSS {b}": relation_scatter(m, col(f"{b.upper()}_MAG_UNC")) for b, m in mags.items()}
+    path = real_sample_path(name)
+    raw = read_columns(path)
+    cols, _ = apply_preset(raw, preset, str(path))
+    return cols, raw
 
 
 def mock_survey(n_stars: int = 200_000, seed: int = 3) -> dict:
@@ -101,13 +102,6 @@ def mock_survey(n_stars: int = 200_000, seed: int = 3) -> dict:
     cat = mock_columns(MockSurveyConfig(n_stars=n_stars, seed=seed))
     bands = ("sdss_u", "sdss_g", "sdss_z", "ps1_g", "tmass_ks", "wise_w2")
     return {b: relation_scatter(cat[b], cat[f"{b}_err"]) for b in bands if b in cat}
-
-
-def _real(name: str):
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import real_data_dir
-
-    return real_data_dir() / name
 
 
 def main() -> None:
