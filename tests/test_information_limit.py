@@ -133,9 +133,9 @@ def test_grid_sensitivity_follows_the_yuan_locus_for_a_dwarf():
     sens = ug[:, 0] - ug[:, 1] * gi[:, 0] / gi[:, 1]  # d(u-g)/d[Fe/H] at fixed g-i
     g_i = v[:, 1] - v[:, 2]
     h = 0.05
-    yuan = (dwarf_locus(g_i, feh + h)["ug"] - dwarf_locus(g_i, feh - h)["ug"]) / (2 * h)
-    up, down = dwarf_locus(g_i, feh + h)["gr"], dwarf_locus(g_i, feh - h)["gr"]
-    residual_slope = (segue_ug_residual(up, feh + h) - segue_ug_residual(down, feh - h)) / (2 * h)
+    up, down = dwarf_locus(g_i, feh + h), dwarf_locus(g_i, feh - h)
+    yuan = (up["ug"] - down["ug"]) / (2 * h)
+    residual_slope = (segue_ug_residual(up["gr"], feh + h) - segue_ug_residual(down["gr"], feh - h)) / (2 * h)
     assert np.all(sens > 0)
     assert np.all(np.abs(sens - yuan) <= 0.35 * yuan + np.abs(residual_slope)), (sens, yuan, residual_slope)
     # and the bound from (u-g, g-i) with g-i noiseless is sigma(u-g) / that sensitivity

@@ -158,8 +158,13 @@ def _stop_janitor(janitor: tuple[int, int] | None) -> None:
         time.sleep(0.005)
 
 
+def _owner_line(command: str) -> str:
+    """What a writer records in its lock file (read back by :func:`_holder` and :func:`_owner_is_dead`)."""
+    return f"pid {os.getpid()} on {socket.gethostname()}, {command}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+
+
 def _owner_is_dead(holder: str) -> bool:
-    """Whether the lock file's text names a process of this host that no longer exists."""
+    """Whether the lock file's text (:func:`_owner_line`) names a process of this host that no longer exists."""
     words = holder.split()
     if len(words) < 4 or words[0] != "pid" or words[2] != "on" or words[3].rstrip(",") != socket.gethostname():
         return False
@@ -217,8 +222,7 @@ def output_lock(path: str | os.PathLike, command: str, inside: bool = False) -> 
     janitor = None
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, {command}, since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        os.write(fd, _owner_line(command).encode())
         removed = remove_partials(path, inside)
         janitor = _start_janitor(lock, fd, path)
         yield removed
