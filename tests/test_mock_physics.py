@@ -180,6 +180,48 @@ def test_photometric_errors_grow_toward_the_depth(catalog: pd.DataFrame):
     assert err.max() <= 0.2172 + 1e-4
 
 
+def test_sdss_errors_scatter_at_fixed_magnitude_as_real_ones_do(catalog: pd.DataFrame):
+    """Each sky patch has its own depth (observe.DEPTH_SCATTER_MAG), so errors scatter about their relation as
+    real catalogues' do: log10(error / relation) over stars with errors 0.03-0.15 has a robust spread near the real
+    SSPP stars' (benchmarks/bench_error_scatter.py: 0.098 dex in u, 0.029 in z), shared by a patch's stars (the
+    spread of the patches' medians in r is most of it), where PS1, without depth variation, scatters < 0.01."""
+    from photofeh.bands import BANDS, lsst_error_model
+    from photofeh.simulate.observe import sky_patch
+
+    patch = sky_patch(catalog["l"].to_numpy(), catalog["b"].to_numpy())
+
+    def spreads(band):
+        m, e = catalog[band].to_numpy(), catalog[f"{band}_err"].to_numpy()
+        ok = np.isfinite(m) & (e > 0.03) & (e < 0.15)
+        resid = np.log10(e[ok] / lsst_error_model(m[ok], BANDS[band]))
+        ids, inverse, counts = np.unique(patch[ok], return_inverse=True, return_counts=True)
+        medians = [np.median(resid[inverse == k]) for k in np.flatnonzero(counts >= 10)]
+        return 1.4826 * np.median(np.abs(resid - np.median(resid))), np.std(medians) if len(medians) > 20 else np.nan
+
+    assert 0.07 < spreads("sdss_u")[0] < 0.12
+    assert 0.02 < spreads("sdss_z")[0] < 0.04
+    total, between_patches = spreads("sdss_r")
+    assert 0.055 < total < 0.09 and between_patches > 0.8 * total
+    assert spreads("ps1_r")[0] < 0.01
+
+
+def test_depth_scatter_from_seeing_and_sky_matches_a_monte_carlo():
+    """The seeing-and-sky depth RMS (0.20 mag for SDSS's DR1 quartiles) against drawing fields: log-normal PSF
+    widths and normal sky brightness with those quartiles, m5 = -2.5 log10(FWHM) + 0.5 mu_sky + const."""
+    from scipy.stats import norm
+
+    from photofeh.simulate.observe import DEPTH_SCATTER_MAG, background_limited_depth_scatter
+
+    rng = np.random.default_rng(1)
+    q = norm.ppf(0.75)
+    fwhm = 1.43 * np.exp(rng.standard_normal(400_000) * np.log(1.58 / 1.30) / (2 * q))
+    sky = 20.86 + rng.standard_normal(400_000) * 0.33 / (2 * q)
+    m5 = -2.5 * np.log10(fwhm) + 0.5 * sky
+    assert background_limited_depth_scatter((1.30, 1.43, 1.58), (21.03, 20.86, 20.70)) == pytest.approx(
+        np.std(m5), rel=0.02)
+    assert DEPTH_SCATTER_MAG["sdss_r"] == pytest.approx(0.199, abs=0.002)
+
+
 def test_gaia_errors_follow_the_mission_curve(catalog: pd.DataFrame):
     """sigma_G ~ 1 mmag at G = 17 and ~5 mmag at G = 20 (Riello et al. 2021, fig. 15)."""
     g, e = catalog["gaia_g"], catalog["gaia_g_err"]

@@ -251,13 +251,14 @@ def extinction_coefficient(name: str, bp_rp0: np.ndarray | float | None = None) 
     return value
 
 
-def lsst_error_model(mag: np.ndarray, b: Band) -> np.ndarray:
+def lsst_error_model(mag: np.ndarray, b: Band, m5=None) -> np.ndarray:
     """Photometric error (mag) from Ivezic et al. 2019, ApJ 873, 111, eq. 5.
 
     sigma^2 = sigma_sys^2 + (0.04 - gamma) X + gamma X^2, X = 10^(0.4 (m - m5)),
-    so that sigma = 0.2 (S/N = 5) at m = m5 for gamma near 0.04.
+    so that sigma = 0.2 (S/N = 5) at m = m5 for gamma near 0.04. ``m5``: the
+    depth where it differs from the band's (a shallower or deeper field).
     """
-    x = 10.0 ** (0.4 * (np.asarray(mag) - b.m5))
+    x = 10.0 ** (0.4 * (np.asarray(mag) - (b.m5 if m5 is None else np.asarray(m5))))
     return np.sqrt(b.sigma_sys**2 + (0.04 - b.gamma) * x + b.gamma * x**2)
 
 

@@ -19,10 +19,11 @@ Bands the grid lacks are added here: Pan-STARRS1 grizy from PARSEC's SDSS
 magnitudes plus synthetic PS1-SDSS differences (see
 ``scripts/derive_ps1_offsets.py``) and CFIS u from the MegaPipe colour term.
 
-Two changes make the models look like real stars (issue 13; docs/mock_calibration.md):
+Three changes make the models look like real stars (issues 13 and 26; docs/mock_calibration.md):
 the grid is continued below its most metal-poor node to [M/H] = -4
-(:meth:`IsochroneGrid._extend_metal_poor`), and the SDSS colours are moved onto
-the empirical stellar loci (:mod:`photofeh.simulate.loci`).
+(:meth:`IsochroneGrid._extend_metal_poor`), the SDSS colours are moved onto
+the empirical stellar loci (:mod:`photofeh.simulate.loci`), and the Gaia bands
+onto real stars' Gaia-minus-PS1 colours (``GAIA_MODEL_OFFSET_MAG``).
 """
 
 from __future__ import annotations
@@ -69,6 +70,17 @@ GRID_BANDS = {
     "gaia_bp": "GAIAEDR3_GBPMAG",
     "gaia_rp": "GAIAEDR3_GRPMAG",
 }
+# The grid's Gaia EDR3 magnitudes sit too bright against its own SDSS and Johnson magnitudes and against real
+# stars' PS1 photometry, by the same amount in G, BP and RP (G-RP and BP-RP agree with real stars):
+# - real Green et al. 2020 dwarfs (E(B-V) < 0.05, log g > 4; Gaia DR2): real minus mock G - r_PS1 = +0.057 and
+#   RP - i_PS1 = +0.054 mag at fixed PS1 g-i and [Fe/H], flat in g-i from 0.3 to 1.5 (bench_mock_loci before
+#   this shift). DR2's G - r_SDSS relation (Evans et al. 2018, A&A 616, A4, table A.2) lies 0.010 mag above
+#   EDR3's (Riello et al. 2021, A&A 649, A3, table C.2) at BP-RP 0.6-1.4, so in EDR3 terms 0.047;
+# - the grid's own g and i (which no correction here moves) against the EDR3 relations G - g and G - i of
+#   Riello et al. 2021 (table C.2): G is 0.046-0.061 too bright for old near-solar dwarfs at BP-RP 0.6-1.0,
+#   and 0.03 against G - V (tests/test_mock_loci.py).
+# With ``calibrate`` the three Gaia bands are made fainter by this much (the real stars win).
+GAIA_MODEL_OFFSET_MAG = 0.047
 ALL_BANDS = (
     *GRID_BANDS,
     "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y",
@@ -184,8 +196,9 @@ class IsochroneGrid:
                    metal_poor_floor: float | None = METAL_POOR_FLOOR) -> IsochroneGrid:
         """Resample the table's isochrones on the EEP axis; continue the grid to ``metal_poor_floor``
         (None: stop at the table's last node) and, with ``calibrate``, move the SDSS colours onto the
-        empirical stellar loci (:mod:`photofeh.simulate.loci`). PS1 bands come from the models' own SDSS
-        magnitudes (before the correction), CFIS u from the corrected SDSS u and g."""
+        empirical stellar loci (:mod:`photofeh.simulate.loci`) and the Gaia bands onto real stars'
+        (GAIA_MODEL_OFFSET_MAG). PS1 bands come from the models' own SDSS magnitudes (before the correction),
+        CFIS u from the corrected SDSS u and g."""
         mh = np.unique(np.round(np.asarray(table["MH"], float), 5))
         logage = np.unique(np.round(np.asarray(table["LOGAGE"], float), 5))
         logage = logage[logage >= MIN_LOGAGE - 1e-6]
@@ -226,6 +239,8 @@ class IsochroneGrid:
         # correction would make g-r 0.02-0.03 too blue (docs/mock_calibration.md).
         grid._add_ps1_bands()
         if calibrate:
+            for band in ("gaia_g", "gaia_bp", "gaia_rp"):
+                grid.values[band] += GAIA_MODEL_OFFSET_MAG
             grid.locus_correction = LocusCorrection.from_grid(grid.mh, grid.logage, grid.segment, grid.values,
                                                               red_giant_segment=PHASES.index("red giant"))
             grid.locus_correction.apply(grid.values)

@@ -3,8 +3,9 @@
 Everything a real cross-matched catalogue suffers from, applied to the mock:
 extinction by a dust layer (with a ~10% error on the E(B-V) a user would
 read from a map), survey footprints and depth limits, photometric noise
-growing toward each survey's depth, patch-to-patch zero-point scatter, and
-Gaia parallaxes with the mission's error model and zero-point offset.
+growing toward each survey's depth (which itself varies from patch to patch
+with the seeing and sky), patch-to-patch zero-point scatter, and Gaia
+parallaxes with the mission's error model and zero-point offset.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from photofeh.bands import GAIA_PARALLAX_ZP_MAS, SIMULATED_BANDS, Band, extinction_coefficient, lsst_error_model
 
-__all__ = ["DustModel", "Footprint", "DEFAULT_FOOTPRINTS", "sky_patch", "observe_band",
+__all__ = ["DustModel", "Footprint", "DEFAULT_FOOTPRINTS", "DEPTH_SCATTER_MAG", "sky_patch", "observe_band",
            "gaia_parallax", "zero_point_table"]
 
 
@@ -111,21 +112,66 @@ def sky_patch(l_deg, b_deg) -> np.ndarray:
     return il * N_PATCH_S + isb
 
 
+def background_limited_depth_scatter(fwhm_quartiles, sky_quartiles) -> float:
+    """RMS (mag) of a background-limited point-source depth, from the quartiles of the PSF width (arcsec) and of
+    the sky brightness (mag/arcsec^2) over a survey's fields.
+
+    At fixed S/N a point source's limiting flux scales as the PSF width times the square root of the sky flux
+    (noise from the sky inside the PSF), so m5 moves by -2.5 log10(FWHM) + 0.5 mu_sky; each term's RMS is its
+    interquartile range / 1.349 (a normal distribution's), and the two add in quadrature (independent)."""
+    lo, _, hi = np.log10(np.asarray(fwhm_quartiles, float))
+    seeing = 2.5 * abs(hi - lo) / 1.349
+    sky_lo, _, sky_hi = np.asarray(sky_quartiles, float)
+    sky = 0.5 * abs(sky_hi - sky_lo) / 1.349
+    return float(np.hypot(seeing, sky))
+
+
+# In the background-limited regime of the error model (sigma ~ 0.2 X for Ivezic et al.'s gamma = 0.039), a depth
+# offset dm5 moves log10(sigma) by -0.4 dm5: an RMS of s dex in log10 error about the relation is s / 0.4 mag of depth.
+LOG_ERROR_PER_DEPTH_MAG = 0.4
+
+# How much each band's 5-sigma depth varies from one sky patch to the next (mag, RMS): a real catalogue's errors
+# scatter at fixed magnitude, which a mock with one depth per band lacks (benchmarks/bench_error_scatter.py).
+# - SDSS u and z: from that scatter on the SDSS DR9 SSPP stars above the error floor (0.098 dex in u, 93 stars;
+#   0.029 dex in z, 49 stars; each good to ~10%), divided by LOG_ERROR_PER_DEPTH_MAG.
+# - SDSS g, r, i (too few of those stars above the floor): from the conditions of the drift scans (one 54-s
+#   exposure, so the depth follows each field's seeing and sky). The r-band PSF width quartiles over the DR1
+#   fields are 1.30 / 1.43 / 1.58 arcsec and the sky 21.03 / 20.86 / 20.70 mag/arcsec^2 (SDSS DR7 "Seeing and
+#   sky brightness" page, www.sdss.org/dr7/products/general/seeing.html; Abazajian et al. 2003, AJ 126, 2081):
+#   0.20 mag (background_limited_depth_scatter).
+# - PS1, CFIS and Gaia: not modelled (0). PS1's 3pi stacks average about ten exposures and vary mainly with their
+#   number (no published RMS of the stack depth was at hand; green2020's PS1 errors carry a 0.02-mag floor that
+#   hides any scatter); Gaia's errors follow the number of transits (PyGaia's relations are sky averages).
+# One survey's bands share their patch's conditions: one standard-normal draw per patch and survey, scaled per band.
+DEPTH_SCATTER_MAG: dict[str, float] = {
+    "sdss_u": 0.098 / LOG_ERROR_PER_DEPTH_MAG,
+    **dict.fromkeys(("sdss_g", "sdss_r", "sdss_i"),
+                    background_limited_depth_scatter((1.30, 1.43, 1.58), (21.03, 20.86, 20.70))),
+    "sdss_z": 0.029 / LOG_ERROR_PER_DEPTH_MAG,
+}
+
+
 @dataclass
 class CalibrationTables:
-    """Per-patch zero-point offsets per band and dust patchiness, drawn once per seed."""
+    """Per-patch zero-point offsets and 5-sigma depth offsets per band, and dust patchiness, drawn once per seed."""
 
     zero_points: dict[str, np.ndarray] = field(default_factory=dict)
     dust_patch: np.ndarray | None = None
+    depth_offsets: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def zero_point_table(seed: int, dust: DustModel) -> CalibrationTables:
-    """Draw the sky-patch calibration offsets; independent of chunking."""
+    """Draw the sky-patch calibration offsets, dust patchiness and depth offsets (DEPTH_SCATTER_MAG); independent
+    of chunking."""
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 1]))
     n = N_PATCH_L * N_PATCH_S
     zps = {name: rng.normal(0.0, b.zp_scatter, n) for name, b in SIMULATED_BANDS.items()}
     patch = 10.0 ** rng.normal(0.0, dust.patchiness_dex, n)
-    return CalibrationTables(zps, patch)
+    depth_rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 2]))
+    surveys = sorted({SIMULATED_BANDS[name].survey for name in DEPTH_SCATTER_MAG})
+    conditions = {survey: depth_rng.standard_normal(n) for survey in surveys}
+    depths = {name: scatter * conditions[SIMULATED_BANDS[name].survey] for name, scatter in DEPTH_SCATTER_MAG.items()}
+    return CalibrationTables(zps, patch, depths)
 
 
 # ------------------------------------------------------------------ noise
@@ -171,9 +217,14 @@ def observe_band(rng, b: Band, mag_true: np.ndarray, patch: np.ndarray,
     measured S/N reaches 5 and its magnitude lies below saturation, inside
     the footprint. The reported error is 1.0857 / (S/N) of the measurement.
     The zero-point offset of the star's sky patch is added but, as in real
-    data, not reported.
+    data, not reported; the patch's depth offset (``cal.depth_offsets``)
+    moves the error relation.
     """
-    sigma = _gaia_error(b, mag_true) if b.survey == "gaia" else lsst_error_model(mag_true, b)
+    if b.survey == "gaia":
+        sigma = _gaia_error(b, mag_true)
+    else:
+        depth = cal.depth_offsets.get(b.name)
+        sigma = lsst_error_model(mag_true, b, None if depth is None else b.m5 + depth[patch])
     rel_flux_err = sigma / MAG_PER_REL_FLUX
     flux = 1.0 + rel_flux_err * rng.standard_normal(mag_true.size)  # in units of the true flux
     snr = flux / rel_flux_err
