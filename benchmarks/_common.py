@@ -155,6 +155,14 @@ def green2020_path() -> Path:
     return real_sample_path(GREEN2020)
 
 
+def segue_dr17_path() -> Path:
+    """The shared SEGUE DR17 colours file (``segue_dr17_colours_feh.csv``), found as the tests find it."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import SEGUE_DR17
+
+    return real_sample_path(SEGUE_DR17)
+
+
 def green2020_split():
     """The benchmarks' fixed split of the Green et al. 2021 sample as two DataFrames ``(fit, held)``: the 70%
     to train on (each model then draws its own training/validation split from them) and the 30% test stars of

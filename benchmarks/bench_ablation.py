@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import ROOT, write_result
+from _common import ROOT, green2020_path, segue_dr17_path, write_result
 
 from photofeh.model.evaluate import gaussian_fit_sigma, robust_sigma
 from photofeh.model.missing import network_inputs
@@ -83,18 +83,16 @@ ROWS = {"real labels only": (False, False, None, None), "+ label noise": (True, 
 
 
 def sample_table(name: str) -> tuple[pd.DataFrame, object]:
-    from conftest import GREEN2020, SEGUE_DR17, real_data_dir
-
     if name == "segue":
         from segue_schema_table import segue_schema_table
 
-        return segue_schema_table(real_data_dir() / SEGUE_DR17), load_config(ROOT / "configs" / "segue-colours.toml")
+        return segue_schema_table(segue_dr17_path()), load_config(ROOT / "configs" / "segue-colours.toml")
     from photofeh.cli.common import load_table
 
     # one network with the patience of its epochs: the rows compare training choices on one network (the
     # configuration's ensemble of 5 at 200 epochs is measured beside one network in bench_green2020.py)
     cfg = replace(load_config(ROOT / "configs" / "green2020.toml"), ensemble=1, patience=15)
-    return load_table(str(real_data_dir() / GREEN2020), cfg.table_preset), cfg
+    return load_table(str(green2020_path()), cfg.table_preset), cfg
 
 
 def few_labels(table: pd.DataFrame, cfg, n: int, seed: int = 0) -> pd.DataFrame:

@@ -79,7 +79,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import ROOT, green2020_split, labelled_mock, write_result
+from _common import ROOT, green2020_split, labelled_mock, real_sample_path, write_result
 from _distances_scores import GIANT_LOGG, by_magnitude, over_seeds, scores
 
 COLUMNS = {"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"}
@@ -94,13 +94,6 @@ KEPLER_FEATURES = ["kic_g-kic_r", "kic_r-kic_i", "kic_i-kic_z", "kic_z-tmass_j",
                    "tmass_h-tmass_ks", "tmass_ks"]
 MOCK_FEATURES = ["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "ps1_g-ps1_r", "ps1_r-ps1_i",
                  "ps1_i-ps1_z", "ps1_z-ps1_y", "gaia_bp-gaia_rp", "gaia_g-gaia_rp", "sdss_g"]
-
-
-def real_data() -> Path:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import real_data_dir
-
-    return real_data_dir()
 
 
 def _train_predict(fit: pd.DataFrame, held: pd.DataFrame, cfg, tmp: str) -> dict:
@@ -228,7 +221,7 @@ def kepler(epochs: int, seed: int, folds: int = 5, fold_seed: int = 25) -> dict[
     from photofeh.io.presets import apply_preset
     from photofeh.io.readers import read_columns
 
-    cols, _ = apply_preset(read_columns(real_data() / "kepler_giants_labels_photometry.txt"), "kepler_huber17")
+    cols, _ = apply_preset(read_columns(real_sample_path("kepler_giants_labels_photometry.txt")), "kepler_huber17")
     stars = pd.DataFrame(cols)
     ids = np.unique(stars["source_id"].to_numpy())
     fold_of_id = dict(zip(ids, np.random.default_rng(fold_seed).permutation(len(ids)) % folds, strict=True))

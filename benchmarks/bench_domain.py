@@ -20,13 +20,12 @@ Usage: python benchmarks/bench_domain.py [--epochs N]
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from _common import ROOT, labelled_mock, write_result
+from _common import ROOT, labelled_mock, real_sample_path, write_result
 
 
 def main() -> None:
@@ -43,8 +42,6 @@ def main() -> None:
                     help="a third model, noise-aware with this noise_error_scatter (dex; 0: none)")
     args = ap.parse_args()
     spec, test = labelled_mock(30_000, seed=2), labelled_mock(6_000, seed=3)
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import real_data_dir
     rng = np.random.default_rng(4)
     figures: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +95,7 @@ def main() -> None:
             rows[name] = row
         figures["mock test stars, default model"] = rows
 
-        path = real_data_dir() / "sspp_dr9_sample.fits"
+        path = real_sample_path("sspp_dr9_sample.fits")
         sdss = TrainConfig(features=["sdss_u-sdss_g", "sdss_g-sdss_r", "sdss_r-sdss_i", "sdss_i-sdss_z", "sdss_g"],
                            labels=["feh", "logg", "teff"],
                            label_columns={"feh": "feh_spec", "logg": "logg_spec", "teff": "teff_spec"},

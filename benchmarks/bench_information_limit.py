@@ -28,10 +28,9 @@ Usage: python benchmarks/bench_information_limit.py [--n-stars N] [--seed S]
 from __future__ import annotations
 
 import argparse
-import sys
 
 import numpy as np
-from _common import ROOT, mock_columns, write_result
+from _common import green2020_path, mock_columns, segue_dr17_path, write_result
 
 from photofeh.bands import BANDS
 from photofeh.model.evaluate import gaussian_fit_sigma
@@ -206,10 +205,7 @@ def segue_weights(cat, feh) -> np.ndarray:
     (0.05 mag) and [Fe/H] (0.5 dex; SSPP for the real stars, truth for the mock)."""
     import pandas as pd
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import SEGUE_DR17, real_data_dir
-
-    real = pd.read_csv(real_data_dir() / SEGUE_DR17)
+    real = pd.read_csv(segue_dr17_path())
     gr_edges = np.arange(-0.4, 1.61, 0.05)
     h_real, _, _ = np.histogram2d(real["gr"], real["feh"], bins=(gr_edges, EDGES))
     gr_mock = cat["sdss_g"] - cat["sdss_r"]
@@ -226,10 +222,7 @@ def green_part() -> tuple[dict, dict]:
     from photofeh.io.real_samples import green2020_test_mask, read_green2020
     from photofeh.simulate.isochrones import IsochroneGrid, load_grid
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import GREEN2020, real_data_dir
-
-    df = read_green2020(real_data_dir() / GREEN2020)
+    df = read_green2020(green2020_path())
     grid = IsochroneGrid.from_table(load_grid())
     feh, teff, logg = (df[c].to_numpy(float) for c in ("feh_spec", "teff_spec", "logg_spec"))
     logage, eep, dist = inf.place_by_labels(grid, feh, teff, logg)

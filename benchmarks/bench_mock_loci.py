@@ -23,11 +23,9 @@ Usage: python benchmarks/bench_mock_loci.py [--n-stars N]
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import numpy as np
-from _common import ROOT, mock_columns, write_result
+from _common import ROOT, green2020_path, mock_columns, write_result
 
 from photofeh.bands import extinction_coefficient
 from photofeh.simulate import MockSurveyConfig
@@ -127,18 +125,10 @@ def locus_table(cat) -> tuple[dict, float]:
     return table, round(worst, 3)
 
 
-def real_green2020() -> Path:
-    """The real sample, found as the tests find it (tests/conftest.py)."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import GREEN2020, real_data_dir
-
-    return real_data_dir() / GREEN2020
-
-
 def real_colour_offsets(cat) -> dict:
     from photofeh.io.real_samples import read_green2020
 
-    real = read_green2020(real_green2020())
+    real = read_green2020(green2020_path())
     real = real[(real["ebv"] < 0.05) & (real["logg_spec"] > 4.0) & ~real["reddening_is_default"]]
     bands = ("gaia_g", "gaia_bp", "gaia_rp", "ps1_g", "ps1_r", "ps1_i", "ps1_z", "ps1_y")
     bp_rp = (real["gaia_bp"] - real["gaia_rp"]).to_numpy()
@@ -244,7 +234,7 @@ def main() -> None:
             "largest |median u-g residual| for -2 < [Fe/H] < 0, mag": worst,
             **spec_percentiles(mock(args.n_spec, args.seed + 1, spec_only=True, **kw)),
         }
-        if real_green2020().exists():
+        if green2020_path().exists():
             real_cat = mock(args.n_stars, args.seed, select_band="ps1_r", mag_range=(12.0, 19.0), **kw)
             figures[f"real minus mock colour at fixed PS1 g-i and [Fe/H] (green2020 dwarfs), {name}"] = \
                 real_colour_offsets(real_cat)

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 import numpy as np
-from _common import ROOT, mock_columns, write_result
+from _common import mock_columns, segue_dr17_path, write_result
 
 from photofeh.simulate import MockSurveyConfig
 from photofeh.simulate.realism import MAX_U_ERR, MIN_STARS, category_table, compare_ug_cells, mock_observed_colours
@@ -29,10 +29,7 @@ def real_segue_frame():
     """The real SEGUE file (ug, gr, ri, iz, feh), found as the tests find it (tests/conftest.py)."""
     import pandas as pd
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import SEGUE_DR17, real_data_dir
-
-    return pd.read_csv(real_data_dir() / SEGUE_DR17)
+    return pd.read_csv(segue_dr17_path())
 
 
 def percentiles(feh) -> dict:
