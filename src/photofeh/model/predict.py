@@ -385,12 +385,10 @@ class PhotometricModel:
         C = len(self.conditional)
         n, L, M = len(Z), len(self.labels) + C, len(self.members)
         s2 = torch.from_numpy((self.sigma_scale**2).astype(np.float32))
-        # several members: their means' sum and sum of squares in float64, as the spread E[m^2] - E[m]^2
-        # cancels (a 2e4-K star's standardised Teff squared carries float32 rounding of ~1e-5, i.e. tens of K^2)
-        mean = np.zeros((n, L), np.float64 if M > 1 else np.float32)
+        mean = np.zeros((n, L), np.float32)
         var = np.zeros((n, L), np.float32)
         prob = np.zeros(n, np.float32)
-        square = np.zeros((n, L), np.float64) if M > 1 else None
+        square = np.zeros((n, L), np.float32) if M > 1 else None
         for net in self.members:
             for s in range(0, n, batch_size):
                 out = net(torch.from_numpy(Z[s:s + batch_size]).to(self.device))
@@ -403,15 +401,14 @@ class PhotometricModel:
                     continue
                 var[s:s + batch_size] += (logvar.exp().cpu() * s2).numpy()
                 if square is not None:
-                    square[s:s + batch_size] += m.numpy().astype(np.float64) ** 2
+                    square[s:s + batch_size] += (m * m).numpy()
                 if "logit" in out:
                     prob[s:s + batch_size] += torch.sigmoid(out["logit"] / self.temperature).cpu().numpy()
         if M > 1:
             mean /= M
             if not mean_only:
-                var = (var / M + np.maximum(square / M - mean * mean, 0.0)).astype(np.float32)
+                var = var / M + np.maximum(square / M - mean * mean, 0.0)
                 prob /= M
-            mean = mean.astype(np.float32)
         return mean, var, prob
 
     def _excess_error_variance(self, X: np.ndarray, excess: np.ndarray, batch_size: int = BATCH_ROWS,
