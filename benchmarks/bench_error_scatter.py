@@ -12,7 +12,8 @@ follows the photon noise rather than a catalogue's calibration floor, which hide
 Samples (../shared/data/real, found as the tests find them): green2020 (Gaia DR2, PS1, 2MASS, WISE; 10,000
 stars), the Huber et al. 2017 Kepler stars (2MASS and Tycho; their KIC griz errors are one number) and the SDSS
 DR9 SSPP sample (ugriz PSF magnitudes from g and the colours; 100 stars, so each value is good to ~10%); beside
-them the mock survey's own bands, whose errors scatter only by the measurement noise of their S/N.
+them the mock survey's own bands, whose errors scatter by the measurement noise of their S/N and, in SDSS, by the
+depth of each sky patch (simulate.observe.DEPTH_SCATTER_MAG, set from the SSPP figures in u and z).
 
 Usage: python benchmarks/bench_error_scatter.py
 """
@@ -94,7 +95,7 @@ def _preset(name: str, preset: str) -> tuple[dict, dict]:
 
 def mock_survey(n_stars: int = 200_000, seed: int = 3) -> dict:
     """The mock survey's own bands (simulate.observe: the error is 1.0857 / the measured S/N, at the band's error
-    model of the true magnitude): what its stars scatter by, against the real catalogues'."""
+    model of the true magnitude and its sky patch's depth): what its stars scatter by, against the real catalogues'."""
     from _common import mock_columns
 
     from photofeh.simulate import MockSurveyConfig
