@@ -128,39 +128,37 @@ def run_measured(cmd: list[str]) -> tuple[float, int, subprocess.CompletedProces
     return wall, peak[0], result
 
 
+def _conftest():
+    """tests/conftest.py, whose helpers find the real samples and build mocks as the tests do."""
+    tests = str(ROOT / "tests")
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
+    import conftest
+
+    return conftest
+
+
 def labelled_mock(stars: int, seed: int):
     """A SEGUE-like labelled mock set (spec-only mock survey) as a DataFrame, built in memory the way the
     tests build theirs (tests/conftest.py)."""
     from photofeh.simulate.survey import MockSurveyConfig
 
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import catalog_frame
-
-    return catalog_frame(MockSurveyConfig(n_stars=stars, seed=seed, spec_only=True))
+    return _conftest().catalog_frame(MockSurveyConfig(n_stars=stars, seed=seed, spec_only=True))
 
 
 def real_sample_path(name: str) -> Path:
     """A file of the shared real samples (../shared/data/real), found as the tests find it."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import real_data_dir
-
-    return real_data_dir() / name
+    return _conftest().real_data_dir() / name
 
 
 def green2020_path() -> Path:
     """The shared Green et al. 2021 sample (``green2020_test_data_small.h5``), found as the tests find it."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import GREEN2020
-
-    return real_sample_path(GREEN2020)
+    return real_sample_path(_conftest().GREEN2020)
 
 
 def segue_dr17_path() -> Path:
     """The shared SEGUE DR17 colours file (``segue_dr17_colours_feh.csv``), found as the tests find it."""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import SEGUE_DR17
-
-    return real_sample_path(SEGUE_DR17)
+    return real_sample_path(_conftest().SEGUE_DR17)
 
 
 def green2020_split():

@@ -223,29 +223,22 @@ def main() -> None:
     ap.add_argument("--n-spec", type=int, default=30_000)
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
-    figures, cats = {}, {}
+    cats, tables, summaries, bond, reals = {}, {}, {}, {}, {}
     for name, kw in VARIANTS.items():
         cat = mock(args.n_stars, args.seed, **kw)
         cats[name] = cat
         table, worst = locus_table(cat)
-        figures[f"u-g minus the Yuan et al. 2015 locus at fixed g-r and [Fe/H], {name}"] = table
-        figures[f"Bond et al. 2010 photometric [Fe/H] of F/G dwarfs (median), {name}"] = bond2010_scale(cat)
-        figures[f"summary, {name}"] = {
+        tables[f"u-g minus the Yuan et al. 2015 locus at fixed g-r and [Fe/H], {name}"] = table
+        bond[name] = bond2010_scale(cat)
+        summaries[name] = {
             "largest |median u-g residual| for -2 < [Fe/H] < 0, mag": worst,
             **spec_percentiles(mock(args.n_spec, args.seed + 1, spec_only=True, **kw)),
         }
         if green2020_path().exists():
             real_cat = mock(args.n_stars, args.seed, select_band="ps1_r", mag_range=(12.0, 19.0), **kw)
-            figures[f"real minus mock colour at fixed PS1 g-i and [Fe/H] (green2020 dwarfs), {name}"] = \
-                real_colour_offsets(real_cat)
-    for k, v in figures.items():
-        print(k, v)
+            reals[name] = real_colour_offsets(real_cat)
+        print(name, summaries[name], bond[name], reals.get(name))
     draw(cats)
-    summaries = {k.split(", ", 1)[1]: v for k, v in figures.items() if k.startswith("summary")}
-    reals = {name: figures[key] for name in VARIANTS
-             if (key := f"real minus mock colour at fixed PS1 g-i and [Fe/H] (green2020 dwarfs), {name}") in figures}
-    tables = {k: v for k, v in figures.items() if k.startswith("u-g minus")}
-    bond = {name: figures[f"Bond et al. 2010 photometric [Fe/H] of F/G dwarfs (median), {name}"] for name in VARIANTS}
     gaia_sdss = {name: gaia_minus_sdss(cat) for name, cat in cats.items()}
     clusters = cluster_offsets()
     print(clusters)

@@ -186,6 +186,7 @@ def test_sdss_errors_scatter_at_fixed_magnitude_as_real_ones_do(catalog: pd.Data
     SSPP stars' (benchmarks/bench_error_scatter.py: 0.098 dex in u, 0.029 in z), shared by a patch's stars (the
     spread of the patches' medians in r is most of it), where PS1, without depth variation, scatters < 0.01."""
     from photofeh.bands import BANDS, lsst_error_model
+    from photofeh.model.evaluate import robust_sigma
     from photofeh.simulate.observe import sky_patch
 
     patch = sky_patch(catalog["l"].to_numpy(), catalog["b"].to_numpy())
@@ -194,9 +195,9 @@ def test_sdss_errors_scatter_at_fixed_magnitude_as_real_ones_do(catalog: pd.Data
         m, e = catalog[band].to_numpy(), catalog[f"{band}_err"].to_numpy()
         ok = np.isfinite(m) & (e > 0.03) & (e < 0.15)
         resid = np.log10(e[ok] / lsst_error_model(m[ok], BANDS[band]))
-        ids, inverse, counts = np.unique(patch[ok], return_inverse=True, return_counts=True)
+        _, inverse, counts = np.unique(patch[ok], return_inverse=True, return_counts=True)
         medians = [np.median(resid[inverse == k]) for k in np.flatnonzero(counts >= 10)]
-        return 1.4826 * np.median(np.abs(resid - np.median(resid))), np.std(medians) if len(medians) > 20 else np.nan
+        return robust_sigma(resid), np.std(medians) if len(medians) > 20 else np.nan
 
     assert 0.07 < spreads("sdss_u")[0] < 0.12
     assert 0.02 < spreads("sdss_z")[0] < 0.04
